@@ -1,0 +1,251 @@
+package plans
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Inventory holds the environment-specific part of a plan, so one scenario
+// plan runs unchanged against production or the lab.
+type Inventory struct {
+	Cluster *Cluster         `yaml:"cluster" doc:"the etcd cluster"`
+	Hosts   map[string]*Host `yaml:"hosts" doc:"machines, by name"`
+	SSH     *SSH             `yaml:"ssh" doc:"how to reach the hosts"`
+	Vars    map[string]string `yaml:"vars" doc:"variables merged under the plan's own vars"`
+}
+
+// Load reads a plan file and, if given or named by the plan, its inventory,
+// applies defaults and runs the structural checks. A nil plan is returned
+// only when the file could not be read or parsed at all.
+func Load(path, inventory string) (*Plan, Findings) {
+	var fs Findings
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		fs.Add(Pos{File: path}, "cannot read plan: %v", unwrapPathErr(err))
+		return nil, fs
+	}
+	p, pfs := Parse(path, raw)
+	fs = append(fs, pfs...)
+	if p == nil {
+		return nil, fs
+	}
+	invPath := inventory
+	if invPath == "" && p.Inventory != "" {
+		invPath = p.Inventory
+		if !filepath.IsAbs(invPath) {
+			invPath = filepath.Join(filepath.Dir(path), invPath)
+		}
+	}
+	if invPath != "" {
+		fs = append(fs, p.mergeInventory(invPath, inventory != "")...)
+	}
+	p.ApplyDefaults()
+	fs = append(fs, p.Check()...)
+	return p, fs.Sort()
+}
+
+// Parse decodes plan bytes without reading an inventory or applying checks.
+func Parse(file string, raw []byte) (*Plan, Findings) {
+	var fs Findings
+	var root yaml.Node
+	if err := yaml.Unmarshal(raw, &root); err != nil {
+		fs = append(fs, yamlErrFinding(file, err))
+		return nil, fs
+	}
+	if root.Kind == 0 || len(root.Content) == 0 {
+		fs.Add(Pos{File: file, Line: 1, Col: 1}, "plan file is empty").
+			WithHint("start from an example: etcd-rescue validate examples/restore-all-from-snapshot.yaml")
+		return nil, fs
+	}
+	d := &Decoder{File: file}
+	p := &Plan{File: file, Raw: raw}
+	d.Decode(&root, p)
+	return p, d.Findings
+}
+
+var yamlLineRe = regexp.MustCompile(`line (\d+)(?:, column (\d+))?: (.*)`)
+
+func yamlErrFinding(file string, err error) Finding {
+	msg := strings.TrimPrefix(err.Error(), "yaml: ")
+	if m := yamlLineRe.FindStringSubmatch(msg); m != nil {
+		line, _ := strconv.Atoi(m[1])
+		col := 1
+		if m[2] != "" {
+			col, _ = strconv.Atoi(m[2])
+		}
+		// yaml.v3 reports where the enclosing block starts, not the bad line.
+		return Finding{Pos: Pos{File: file, Line: line, Col: col}, Msg: "YAML syntax error in the block starting here: " + m[3],
+			Hint: "check the indentation and quoting of the lines in this block"}
+	}
+	return Finding{Pos: Pos{File: file, Line: 1, Col: 1}, Msg: "YAML syntax error: " + msg}
+}
+
+func unwrapPathErr(err error) error {
+	if pe, ok := err.(*os.PathError); ok {
+		return pe.Err
+	}
+	return err
+}
+
+func (p *Plan) mergeInventory(path string, fromFlag bool) Findings {
+	var fs Findings
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		at := p.KeyPos["inventory"]
+		if fromFlag {
+			at = Pos{File: path}
+		}
+		fs.Add(at, "cannot read inventory %s: %v", path, unwrapPathErr(err))
+		return fs
+	}
+	p.InvRaw = raw
+	var root yaml.Node
+	if err := yaml.Unmarshal(raw, &root); err != nil {
+		return Findings{yamlErrFinding(path, err)}
+	}
+	d := &Decoder{File: path}
+	var inv Inventory
+	d.Decode(&root, &inv)
+	fs = append(fs, d.Findings...)
+	take := func(key string, has bool) bool {
+		if !has {
+			return false
+		}
+		if _, inPlan := p.KeyPos[key]; inPlan && !fromFlag {
+			fs.Add(p.KeyPos[key], "%s: defined both here and in inventory %s", key, path).
+				WithHint("keep %s: in one place; --inventory FILE replaces the plan's own sections", key)
+			return false
+		}
+		return true
+	}
+	if take("cluster", inv.Cluster != nil) {
+		p.Cluster = inv.Cluster
+	}
+	if take("hosts", inv.Hosts != nil) {
+		p.Hosts = inv.Hosts
+	}
+	if take("ssh", inv.SSH != nil) {
+		p.SSH = inv.SSH
+	}
+	for k, v := range inv.Vars {
+		if p.Vars == nil {
+			p.Vars = map[string]string{}
+		}
+		if _, ok := p.Vars[k]; !ok {
+			p.Vars[k] = v
+		}
+	}
+	return fs
+}
+
+// ApplyDefaults fills in the documented defaults (Load calls it).
+func (p *Plan) ApplyDefaults() {
+	if p.SSH == nil {
+		p.SSH = &SSH{}
+	}
+	if p.SSH.User == "" {
+		p.SSH.User = "root"
+	}
+	if p.SSH.KnownHosts == "" {
+		p.SSH.KnownHosts = "~/.ssh/known_hosts"
+	}
+	if p.SSH.Timeout == 0 {
+		p.SSH.Timeout = Duration(10e9)
+	}
+	for name, h := range p.Hosts {
+		if h == nil {
+			h = &Host{}
+			p.Hosts[name] = h
+		}
+		h.Name = name
+		if h.Port == 0 {
+			h.Port = 22
+		}
+		if h.User == "" {
+			h.User = p.SSH.User
+		}
+	}
+	if c := p.Cluster; c != nil {
+		l := &c.Layout
+		if l.Service == "" {
+			l.Service = "systemd"
+		}
+		if l.Unit == "" {
+			l.Unit = "etcd"
+		}
+		if l.EnvFile == "" {
+			l.EnvFile = "/etc/etcd/etcd.env"
+		}
+		if l.Manifest == "" {
+			l.Manifest = "/etc/kubernetes/manifests/etcd.yaml"
+		}
+		if l.DataDir == "" {
+			l.DataDir = "/var/lib/etcd"
+		}
+		if _, set := l.KeyPos["owner"]; !set && l.Owner == "" {
+			l.Owner = "etcd:etcd"
+		}
+		if c.ClientAccess == "" {
+			c.ClientAccess = "ssh-tunnel"
+		}
+	}
+}
+
+// Version is a parsed etcd version; Patch is -1 when only major.minor is known.
+type Version struct{ Major, Minor, Patch int }
+
+func (v Version) String() string {
+	if v.Patch < 0 {
+		return fmt.Sprintf("%d.%d", v.Major, v.Minor)
+	}
+	return fmt.Sprintf("%d.%d.%d", v.Major, v.Minor, v.Patch)
+}
+
+// AtLeast compares against major.minor.patch; an unknown patch counts as the
+// newest patch of its minor, so features that arrived in a patch release are
+// allowed but flagged by the validator.
+func (v Version) AtLeast(major, minor, patch int) bool {
+	if v.Major != major {
+		return v.Major > major
+	}
+	if v.Minor != minor {
+		return v.Minor > minor
+	}
+	return v.Patch < 0 || v.Patch >= patch
+}
+
+// ParseVersion reads "3.5" or "3.5.17" (a leading v is allowed).
+func ParseVersion(s string) (Version, error) {
+	parts := strings.Split(strings.TrimPrefix(s, "v"), ".")
+	if len(parts) < 2 || len(parts) > 3 {
+		return Version{}, fmt.Errorf("etcd version %q is not like 3.5 or 3.5.17", s)
+	}
+	nums := []int{0, 0, -1}
+	for i, p := range parts {
+		n, err := strconv.Atoi(p)
+		if err != nil || n < 0 {
+			return Version{}, fmt.Errorf("etcd version %q is not like 3.5 or 3.5.17", s)
+		}
+		nums[i] = n
+	}
+	v := Version{nums[0], nums[1], nums[2]}
+	if v.Major != 3 || v.Minor < 4 || v.Minor > 7 {
+		return v, fmt.Errorf("etcd version %s is not supported (3.4 to 3.7 are)", v)
+	}
+	return v, nil
+}
+
+// EtcdVersion is the plan's parsed etcd version (zero when invalid).
+func (p *Plan) EtcdVersion() Version {
+	if p.Cluster == nil {
+		return Version{}
+	}
+	v, _ := ParseVersion(p.Cluster.EtcdVersion)
+	return v
+}

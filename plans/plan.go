@@ -1,0 +1,154 @@
+package plans
+
+import "gopkg.in/yaml.v3"
+
+// Plan is one recovery scenario: the cluster it acts on, the hosts, and a DAG
+// of typed steps.
+type Plan struct {
+	Version     int               `yaml:"version" rescue:"required" doc:"plan format version; must be 1"`
+	Name        string            `yaml:"name" rescue:"required" doc:"short name of the scenario"`
+	Description string            `yaml:"description" doc:"what happened and what this plan does"`
+	Inventory   string            `yaml:"inventory" doc:"file with cluster:, hosts: and ssh: (relative to the plan); --inventory overrides it"`
+	Cluster     *Cluster          `yaml:"cluster" doc:"the etcd cluster as it must be after recovery"`
+	Hosts       map[string]*Host  `yaml:"hosts" doc:"machines the plan acts on, by name"`
+	SSH         *SSH              `yaml:"ssh" doc:"how to reach the hosts"`
+	Vars        map[string]string `yaml:"vars" doc:"plan variables, used as ${vars.NAME}"`
+	Steps       []*Step           `yaml:"steps" rescue:"required" doc:"the steps; order comes from needs:, not from the list"`
+
+	File   string         `yaml:"-"` // path of the plan file
+	Raw    []byte         `yaml:"-"` // plan file bytes (hashed for resume)
+	InvRaw []byte         `yaml:"-"` // inventory bytes, if any
+	Pos    Pos            `yaml:"-"`
+	KeyPos map[string]Pos `yaml:"-"`
+}
+
+// Cluster is the etcd cluster the plan produces. Every per-member etcd flag
+// (--name, --initial-cluster, --initial-advertise-peer-urls,
+// --initial-cluster-token, --data-dir) is derived from it.
+type Cluster struct {
+	Name         string    `yaml:"name" rescue:"required" doc:"cluster name (for messages)"`
+	Token        string    `yaml:"token" doc:"--initial-cluster-token for a new cluster; one token for every member (required by restore and force-new-cluster)"`
+	EtcdVersion  string    `yaml:"etcdVersion" rescue:"required" doc:"etcd version on the hosts: 3.4, 3.5, 3.6, 3.7 or a full x.y.z"`
+	Layout       Layout    `yaml:"layout" doc:"how etcd runs on the hosts"`
+	TLS          *TLS      `yaml:"tls" doc:"client TLS files on the operator machine, for the etcd API"`
+	ClientAccess string    `yaml:"clientAccess" enum:"ssh-tunnel|direct" default:"ssh-tunnel" doc:"reach client URLs through the host's SSH connection, or directly"`
+	Members      []*Member `yaml:"members" rescue:"required" doc:"every member of the cluster after recovery"`
+
+	Pos    Pos            `yaml:"-"`
+	KeyPos map[string]Pos `yaml:"-"`
+}
+
+// Layout says how etcd is run on the hosts.
+type Layout struct {
+	Service  string `yaml:"service" enum:"systemd|static-pod" default:"systemd" doc:"systemd unit or kubelet static pod"`
+	Unit     string `yaml:"unit" default:"etcd" doc:"systemd unit of etcd"`
+	EnvFile  string `yaml:"envFile" default:"/etc/etcd/etcd.env" doc:"file with ETCD_* settings read by the unit"`
+	Manifest string `yaml:"manifest" default:"/etc/kubernetes/manifests/etcd.yaml" doc:"static pod manifest of etcd"`
+	DataDir  string `yaml:"dataDir" default:"/var/lib/etcd" doc:"etcd data directory on every member"`
+	Owner    string `yaml:"owner" default:"etcd:etcd" doc:"user:group that owns the data dir; \"\" for none"`
+	BinDir   string `yaml:"binDir" doc:"directory of etcd, etcdctl and etcdutl on the hosts; empty means PATH"`
+
+	Pos    Pos            `yaml:"-"`
+	KeyPos map[string]Pos `yaml:"-"`
+}
+
+// TLS files for the etcd client API, on the operator machine.
+type TLS struct {
+	CA         string `yaml:"ca" doc:"CA bundle"`
+	Cert       string `yaml:"cert" doc:"client certificate"`
+	Key        string `yaml:"key" doc:"client key (its content is never logged)"`
+	ServerName string `yaml:"serverName" doc:"name to verify in server certificates"`
+
+	Pos Pos `yaml:"-"`
+}
+
+// Member is one etcd member after recovery.
+type Member struct {
+	Name      string `yaml:"name" rescue:"required" doc:"etcd --name"`
+	Host      string `yaml:"host" rescue:"required" doc:"host (key of hosts:) the member runs on"`
+	PeerURL   string `yaml:"peerURL" rescue:"required" doc:"peer URL, e.g. https://10.0.0.1:2380"`
+	ClientURL string `yaml:"clientURL" rescue:"required" doc:"client URL, e.g. https://10.0.0.1:2379"`
+
+	Pos    Pos            `yaml:"-"`
+	KeyPos map[string]Pos `yaml:"-"`
+}
+
+// Host is a machine reached over SSH.
+type Host struct {
+	Address string `yaml:"address" rescue:"required" doc:"IP address or DNS name"`
+	Port    int    `yaml:"port" default:"22" doc:"SSH port"`
+	User    string `yaml:"user" doc:"SSH user; defaults to ssh.user"`
+
+	Name   string         `yaml:"-"`
+	Pos    Pos            `yaml:"-"`
+	KeyPos map[string]Pos `yaml:"-"`
+}
+
+// SSH settings shared by every host.
+type SSH struct {
+	User                  string   `yaml:"user" default:"root" doc:"login user"`
+	Identity              string   `yaml:"identity" doc:"private key file"`
+	KnownHosts            string   `yaml:"knownHosts" default:"~/.ssh/known_hosts" doc:"known_hosts file; host keys are always verified unless insecureIgnoreHostKey"`
+	Agent                 bool     `yaml:"agent" doc:"also use keys from $SSH_AUTH_SOCK"`
+	Sudo                  bool     `yaml:"sudo" doc:"run commands with sudo -n (for a non-root user)"`
+	Jump                  string   `yaml:"jump" doc:"jump host, user@host:port"`
+	Timeout               Duration `yaml:"timeout" default:"10s" doc:"connect timeout"`
+	InsecureIgnoreHostKey bool     `yaml:"insecureIgnoreHostKey" doc:"DANGEROUS: accept any host key (lab only); loudly reported"`
+
+	Pos    Pos            `yaml:"-"`
+	KeyPos map[string]Pos `yaml:"-"`
+}
+
+// Step is one node of the plan's DAG.
+type Step struct {
+	ID          string    `yaml:"id" rescue:"required" doc:"unique step id"`
+	Type        string    `yaml:"type" rescue:"required" doc:"step type (etcd-rescue steps)"`
+	Description string    `yaml:"description" doc:"why this step is here"`
+	On          Strings   `yaml:"on" doc:"hosts: all, members, a host name, a member name, or a list"`
+	Needs       Strings   `yaml:"needs" doc:"ids of steps that must be done first"`
+	With        yaml.Node `yaml:"with" doc:"parameters of the step type, decoded strictly"`
+	Timeout     Duration  `yaml:"timeout" doc:"time limit per host"`
+	Retries     int       `yaml:"retries" doc:"extra attempts after a failure (only for steps safe to repeat)"`
+
+	Pos    Pos            `yaml:"-"`
+	KeyPos map[string]Pos `yaml:"-"`
+}
+
+// HasWith reports whether the step has a with: mapping.
+func (s *Step) HasWith() bool { return s.With.Kind != 0 }
+
+// WithPos is the position of the with: value, or of the step when absent.
+func (s *Step) WithPos() Pos {
+	if p, ok := s.KeyPos["with"]; ok {
+		return p
+	}
+	return s.Pos
+}
+
+// At returns the position of a step key, falling back to the step.
+func (s *Step) At(key string) Pos {
+	if p, ok := s.KeyPos[key]; ok {
+		return p
+	}
+	return s.Pos
+}
+
+// MemberByName finds a member.
+func (c *Cluster) MemberByName(name string) *Member {
+	for _, m := range c.Members {
+		if m.Name == name {
+			return m
+		}
+	}
+	return nil
+}
+
+// MemberOnHost finds the member that runs on host.
+func (c *Cluster) MemberOnHost(host string) *Member {
+	for _, m := range c.Members {
+		if m.Host == host {
+			return m
+		}
+	}
+	return nil
+}

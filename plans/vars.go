@@ -1,0 +1,161 @@
+package plans
+
+import (
+	"regexp"
+	"sort"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Variables are explicit, never a template language: ${vars.NAME},
+// ${cluster.name|token|dataDir}, ${member.name|host|peerURL|clientURL},
+// ${host.name|address}, ${run.id}. $${ writes a literal ${.
+var varRe = regexp.MustCompile(`\$?\$\{([^}]*)\}`)
+
+// KnownVars lists the variable names other than vars.*.
+var KnownVars = []string{
+	"cluster.name", "cluster.token", "cluster.dataDir",
+	"member.name", "member.host", "member.peerURL", "member.clientURL",
+	"host.name", "host.address", "run.id",
+}
+
+// Lookup resolves a variable name; ok is false for an unknown name.
+type Lookup func(name string) (value string, ok bool)
+
+// Expand replaces every ${name} in s; missing lists names lookup did not know.
+func Expand(s string, lookup Lookup) (out string, missing []string) {
+	out = varRe.ReplaceAllStringFunc(s, func(m string) string {
+		if strings.HasPrefix(m, "$$") {
+			return m[1:]
+		}
+		name := strings.TrimSpace(m[2 : len(m)-1])
+		v, ok := lookup(name)
+		if !ok {
+			missing = append(missing, name)
+			return m
+		}
+		return v
+	})
+	return out, missing
+}
+
+// Refs lists the variable names referenced in s.
+func Refs(s string) []string {
+	var out []string
+	for _, m := range varRe.FindAllStringSubmatch(s, -1) {
+		if strings.HasPrefix(m[0], "$$") {
+			continue
+		}
+		out = append(out, strings.TrimSpace(m[1]))
+	}
+	return out
+}
+
+// ExpandNode returns a deep copy of n with variables expanded in every scalar
+// (positions kept), and findings for names lookup does not know.
+func ExpandNode(file string, n *yaml.Node, lookup Lookup) (*yaml.Node, Findings) {
+	var fs Findings
+	var walk func(*yaml.Node) *yaml.Node
+	walk = func(n *yaml.Node) *yaml.Node {
+		if n == nil {
+			return nil
+		}
+		c := *n
+		if n.Kind == yaml.ScalarNode {
+			v, missing := Expand(n.Value, lookup)
+			for _, name := range missing {
+				f := fs.Add(Pos{File: file, Line: n.Line, Col: n.Column}, "unresolved variable ${%s}", name)
+				f.Hint = varHint(name, lookup)
+			}
+			c.Value = v
+			return &c
+		}
+		c.Content = make([]*yaml.Node, len(n.Content))
+		for i, k := range n.Content {
+			c.Content[i] = walk(k)
+		}
+		if n.Alias != nil {
+			c.Alias = walk(n.Alias)
+		}
+		return &c
+	}
+	out := walk(n)
+	return out, fs
+}
+
+func varHint(name string, lookup Lookup) string {
+	if strings.HasPrefix(name, "member.") {
+		if _, ok := lookup("member.name"); !ok {
+			return "member variables are only defined on hosts that run a member of cluster.members"
+		}
+	}
+	var cands []string
+	for _, k := range KnownVars {
+		if _, ok := lookup(k); ok {
+			cands = append(cands, k)
+		}
+	}
+	sort.Strings(cands)
+	if s := Suggest(name, cands); s != "" {
+		return strings.TrimSpace(strings.Trim(s, "()"))
+	}
+	if strings.HasPrefix(name, "vars.") {
+		return "define it under vars: in the plan or the inventory"
+	}
+	return "variables are ${vars.NAME}, " + strings.Join(prefixAll(KnownVars, "${", "}"), ", ")
+}
+
+func prefixAll(list []string, pre, post string) []string {
+	out := make([]string, len(list))
+	for i, s := range list {
+		out[i] = pre + s + post
+	}
+	return out
+}
+
+// Scope builds the lookup for one host of one step. m may be nil (the host
+// runs no member); runID is "<run-id>" in a dry-run.
+func (p *Plan) Scope(host *Host, m *Member, runID string) Lookup {
+	return func(name string) (string, bool) {
+		if strings.HasPrefix(name, "vars.") {
+			v, ok := p.Vars[strings.TrimPrefix(name, "vars.")]
+			return v, ok
+		}
+		c := p.Cluster
+		if c == nil && strings.HasPrefix(name, "cluster.") {
+			return "", false
+		}
+		switch name {
+		case "cluster.name":
+			return c.Name, true
+		case "cluster.token":
+			return c.Token, true
+		case "cluster.dataDir":
+			return c.Layout.DataDir, true
+		case "run.id":
+			return runID, true
+		}
+		if host != nil {
+			switch name {
+			case "host.name":
+				return host.Name, true
+			case "host.address":
+				return host.Address, true
+			}
+		}
+		if m != nil {
+			switch name {
+			case "member.name":
+				return m.Name, true
+			case "member.host":
+				return m.Host, true
+			case "member.peerURL":
+				return m.PeerURL, true
+			case "member.clientURL":
+				return m.ClientURL, true
+			}
+		}
+		return "", false
+	}
+}
