@@ -1,0 +1,363 @@
+package steps
+
+import (
+	"context"
+	"fmt"
+	"net/url"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/etcd-rescue/etcd-rescue/plans"
+)
+
+// ForceNewCluster turns the one surviving member into a single-member
+// cluster: it checks that no other member answers on its peer port (a
+// force-new-cluster beside live members splits the brain, etcd #14009),
+// starts etcd once with --force-new-cluster, waits for it, removes the flag
+// and restarts (leaving it on panics later restarts, etcd #13848).
+type ForceNewCluster struct {
+	AllowMajorityAlive bool           `yaml:"allowMajorityAlive" doc:"DANGEROUS: skip the fencing check that no other member answers"`
+	Within             plans.Duration `yaml:"within" default:"2m" doc:"how long to wait for the member to come up"`
+}
+
+func (s *ForceNewCluster) within() time.Duration {
+	if s.Within > 0 {
+		return s.Within.D()
+	}
+	return 2 * time.Minute
+}
+
+// fenceCommand fails if any other member's peer port accepts a connection.
+func fenceCommand(c *Ctx, self *plans.Member) string {
+	var checks []string
+	for _, m := range c.Cluster.Members {
+		if m == self {
+			continue
+		}
+		u, err := url.Parse(m.PeerURL)
+		if err != nil {
+			continue
+		}
+		checks = append(checks, "! timeout 3 bash -c "+q("exec 3<>/dev/tcp/"+u.Hostname()+"/"+u.Port())+" 2>/dev/null")
+	}
+	if len(checks) == 0 {
+		return "true"
+	}
+	return strings.Join(checks, " && ")
+}
+
+func (s *ForceNewCluster) Describe(c *Ctx, t Target) []Action {
+	m := t.Member
+	if m == nil {
+		return nil
+	}
+	h, unit := t.Name(), c.Cluster.Layout.Unit
+	var acts []Action
+	if !s.AllowMajorityAlive {
+		acts = append(acts, Action{Host: h, Kind: Shell, Cmd: fenceCommand(c, m)})
+	}
+	wait := Action{Host: h, Kind: Wait, Cmd: fmt.Sprintf("wait up to %s until %s answers health as a one-member cluster", s.within(), m.ClientURL),
+		Run: func(ctx context.Context, env Env) error { return waitSingle(ctx, env, m, s.within()) }}
+	start := join("systemctl", "restart", unit)
+	if c.Cluster.Layout.Service == "static-pod" {
+		start = "true # the kubelet restarts the static pod when its manifest changes"
+	}
+	acts = append(acts,
+		Action{Host: h, Kind: Shell, Destructive: true, Cmd: editConfig(c, []kv{{"ETCD_FORCE_NEW_CLUSTER", "true"}}, nil)},
+		Action{Host: h, Kind: Shell, Destructive: true, Cmd: start},
+		wait,
+		Action{Host: h, Kind: Shell, Cmd: editConfig(c, nil, []string{"ETCD_FORCE_NEW_CLUSTER"})},
+		Action{Host: h, Kind: Shell, Cmd: start},
+		wait,
+	)
+	return acts
+}
+
+func waitSingle(ctx context.Context, env Env, m *plans.Member, within time.Duration) error {
+	api, err := env.Etcd(ctx)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, within)
+	defer cancel()
+	return poll(ctx, env, "wait for "+m.Name, time.Second, func() (bool, error) {
+		if err := api.Health(ctx, m.ClientURL); err != nil {
+			return false, nil
+		}
+		list, err := api.MemberList(ctx, true)
+		if err != nil {
+			return false, nil
+		}
+		if len(list) != 1 {
+			return false, fmt.Errorf("%s answers but the cluster has %d members: force-new-cluster did not take effect", m.Name, len(list))
+		}
+		return true, nil
+	})
+}
+
+func (s *ForceNewCluster) Check(ctx context.Context, c *Ctx, env Env, t Target) (bool, string, error) {
+	done, _, err := remoteTest(ctx, env, t, configTest(c, nil, []string{"ETCD_FORCE_NEW_CLUSTER"})+" && systemctl is-active --quiet "+q(c.Cluster.Layout.Unit), "")
+	if err != nil || !done {
+		return false, "", err
+	}
+	return apiCheck(ctx, env, func(list []Member) (bool, string) {
+		if len(list) >= 1 && findMember(list, t.Member.Name, "") != nil {
+			return true, fmt.Sprintf("%s runs without --force-new-cluster in a %d-member cluster", t.Member.Name, len(list))
+		}
+		return false, ""
+	})
+}
+
+func (s *ForceNewCluster) Validate(c *Ctx, at At, fs *plans.Findings) {
+	if s.AllowMajorityAlive {
+		fs.Warn(at("allowMajorityAlive"), "force-new-cluster will not check that the other members are down").
+			WithHint("a force-new-cluster beside live members splits the cluster (etcd #14009)")
+	}
+}
+
+// WaitHealthy waits until every selected member answers health, one leader
+// is seen by all, and none is a learner unless allowed.
+type WaitHealthy struct {
+	Within         plans.Duration `yaml:"within" default:"2m" doc:"how long to wait"`
+	AllowLearners  bool           `yaml:"allowLearners" doc:"accept learners among the members"`
+	RecordRevision bool           `yaml:"recordRevision" doc:"record the cluster revision as the pre-disaster revision"`
+}
+
+func memberTargets(c *Ctx) []*plans.Member {
+	var out []*plans.Member
+	for _, t := range c.Selected {
+		if t.Member != nil {
+			out = append(out, t.Member)
+		}
+	}
+	if len(out) == 0 {
+		out = c.Cluster.Members
+	}
+	return out
+}
+
+func names(ms []*plans.Member) string {
+	var n []string
+	for _, m := range ms {
+		n = append(n, m.Name)
+	}
+	return strings.Join(n, ", ")
+}
+
+func (s *WaitHealthy) Describe(c *Ctx, t Target) []Action {
+	within := 2 * time.Minute
+	if s.Within > 0 {
+		within = s.Within.D()
+	}
+	ms := memberTargets(c)
+	return []Action{{Kind: Wait, Cmd: fmt.Sprintf("wait up to %s until %s answer health with one leader (like etcdctl endpoint health and endpoint status)", within, names(ms)),
+		Run: func(ctx context.Context, env Env) error {
+			api, err := env.Etcd(ctx)
+			if err != nil {
+				return err
+			}
+			ctx, cancel := context.WithTimeout(ctx, within)
+			defer cancel()
+			var last string
+			err = poll(ctx, env, "wait-healthy", time.Second, func() (bool, error) {
+				why := healthy(ctx, api, ms, s.AllowLearners)
+				if why != "" && why != last {
+					env.Logf("not healthy yet: %s", why)
+					last = why
+				}
+				return why == "", nil
+			})
+			if err != nil {
+				return fmt.Errorf("%w: %s", err, last)
+			}
+			return nil
+		}}}
+}
+
+// healthy returns "" when every member is healthy, else why not.
+func healthy(ctx context.Context, api Etcd, ms []*plans.Member, allowLearners bool) string {
+	leaders := map[uint64]bool{}
+	for _, m := range ms {
+		if err := api.Health(ctx, m.ClientURL); err != nil {
+			return fmt.Sprintf("%s: %v", m.Name, err)
+		}
+		st, err := api.Status(ctx, m.ClientURL)
+		if err != nil {
+			return fmt.Sprintf("%s: %v", m.Name, err)
+		}
+		if st.Leader == 0 {
+			return m.Name + " sees no leader"
+		}
+		if st.IsLearner && !allowLearners {
+			return m.Name + " is still a learner"
+		}
+		leaders[st.Leader] = true
+	}
+	if len(leaders) > 1 {
+		return "members disagree about the leader"
+	}
+	return ""
+}
+
+// CheckQuorum looks at the cluster as it is and records the highest revision
+// any member reports (used by restore's bumpRevision: auto). With expect it
+// also guards the plan: a quorum-loss plan stops if quorum is actually there.
+type CheckQuorum struct {
+	Expect string `yaml:"expect" enum:"lost|present|any" default:"any" doc:"stop the run unless quorum is lost / present"`
+}
+
+func (s *CheckQuorum) Describe(c *Ctx, t Target) []Action {
+	ms := memberTargets(c)
+	expect := s.Expect
+	if expect == "" {
+		expect = "any"
+	}
+	return []Action{{Kind: API, Cmd: fmt.Sprintf("status of %s with short timeouts; record the highest revision as %s; quorum is %d of %d; expect quorum %s", names(ms), FactPreRevision, len(c.Cluster.Members)/2+1, len(c.Cluster.Members), expect),
+		Run: func(ctx context.Context, env Env) error {
+			api, err := env.Etcd(ctx)
+			if err != nil {
+				return err
+			}
+			alive, maxRev := 0, int64(0)
+			for _, m := range ms {
+				cctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+				st, err := api.Status(cctx, m.ClientURL)
+				cancel()
+				if err != nil {
+					env.Logf("%s does not answer: %v", m.Name, err)
+					continue
+				}
+				alive++
+				if st.Revision > maxRev {
+					maxRev = st.Revision
+				}
+			}
+			if maxRev > 0 {
+				if err := env.SetFact(FactPreRevision, strconv.FormatInt(maxRev, 10)); err != nil {
+					return err
+				}
+			}
+			quorum := len(c.Cluster.Members)/2 + 1
+			env.Logf("%d of %d members answer (quorum %d); highest revision %d", alive, len(ms), quorum, maxRev)
+			switch {
+			case expect == "lost" && alive >= quorum:
+				return fmt.Errorf("%d of %d members answer, so quorum is not lost: this plan is for a quorum loss", alive, len(ms))
+			case expect == "present" && alive < quorum:
+				return fmt.Errorf("only %d of %d members answer, quorum %d is lost: this plan needs a live quorum", alive, len(ms), quorum)
+			}
+			return nil
+		}}}
+}
+
+// VerifyData checks that every member has the same data: the same revision
+// and the same hash of the key space (HashKV), and, after a restore with a
+// bumped revision, a revision above the one seen before the disaster.
+type VerifyData struct {
+	AboveRecorded bool `yaml:"aboveRecorded" doc:"require a revision above the recorded pre-disaster revision"`
+}
+
+func (s *VerifyData) Describe(c *Ctx, t Target) []Action {
+	ms := memberTargets(c)
+	cmd := fmt.Sprintf("HashKV and revision of %s must agree (like etcdctl endpoint hashkv --cluster)", names(ms))
+	if s.AboveRecorded {
+		cmd += "; revision must exceed " + FactPreRevision
+	}
+	return []Action{{Kind: API, Cmd: cmd, Run: func(ctx context.Context, env Env) error {
+		api, err := env.Etcd(ctx)
+		if err != nil {
+			return err
+		}
+		var rev int64
+		for _, m := range ms {
+			st, err := api.Status(ctx, m.ClientURL)
+			if err != nil {
+				return fmt.Errorf("%s: %w", m.Name, err)
+			}
+			if rev == 0 || st.Revision < rev {
+				rev = st.Revision
+			}
+		}
+		hashes := map[uint32][]string{}
+		for _, m := range ms {
+			h, _, err := api.HashKV(ctx, m.ClientURL, rev)
+			if err != nil {
+				return fmt.Errorf("%s: hashkv at revision %d: %w", m.Name, rev, err)
+			}
+			hashes[h] = append(hashes[h], m.Name)
+		}
+		if len(hashes) > 1 {
+			var parts []string
+			for h, n := range hashes {
+				parts = append(parts, fmt.Sprintf("%08x: %s", h, strings.Join(n, ",")))
+			}
+			sort.Strings(parts)
+			return fmt.Errorf("members disagree at revision %d: %s", rev, strings.Join(parts, "; "))
+		}
+		if s.AboveRecorded {
+			pre, ok := env.Fact(FactPreRevision)
+			if !ok {
+				return fmt.Errorf("no pre-disaster revision was recorded (add a check-quorum step before the damage is undone)")
+			}
+			p, _ := strconv.ParseInt(pre, 10, 64)
+			if rev <= p {
+				return fmt.Errorf("revision %d is not above the pre-disaster revision %d: watchers would miss changes", rev, p)
+			}
+		}
+		env.Logf("%d members agree at revision %d", len(ms), rev)
+		return nil
+	}}}
+}
+
+// Approve stops the run until an operator says yes (interactively, or with
+// --approve STEP on the command line). The approval is checkpointed.
+type Approve struct {
+	Message string `yaml:"message" rescue:"required" doc:"what the operator must confirm"`
+}
+
+// Approver is the part of Env that asks the operator.
+type Approver interface {
+	Approve(ctx context.Context, message string) error
+}
+
+func (s *Approve) Describe(c *Ctx, t Target) []Action {
+	return []Action{{Kind: Ask, Cmd: "ask the operator: " + s.Message, Run: func(ctx context.Context, env Env) error {
+		a, ok := env.(Approver)
+		if !ok {
+			return fmt.Errorf("no way to ask for approval here")
+		}
+		return a.Approve(ctx, s.Message)
+	}}}
+}
+
+// Exec is the escape hatch: a shell command, idempotent through creates or
+// unless. It is marked in the dry-run.
+type Exec struct {
+	Command     string `yaml:"command" rescue:"required" doc:"shell command run with sh -c on the host"`
+	Creates     string `yaml:"creates" doc:"a path; if it exists the step is already done"`
+	Unless      string `yaml:"unless" doc:"a shell test; if it exits 0 the step is already done"`
+	Destructive bool   `yaml:"destructive" doc:"the command changes or deletes data; resume never repeats it without --rerun"`
+}
+
+func (s *Exec) Describe(c *Ctx, t Target) []Action {
+	return []Action{{Host: t.Name(), Kind: Shell, Destructive: s.Destructive, Cmd: s.Command}}
+}
+
+func (s *Exec) Check(ctx context.Context, c *Ctx, env Env, t Target) (bool, string, error) {
+	switch {
+	case s.Creates != "":
+		return remoteTest(ctx, env, t, "[ -e "+q(s.Creates)+" ]", s.Creates+" exists")
+	case s.Unless != "":
+		return remoteTest(ctx, env, t, s.Unless, "unless: "+s.Unless)
+	}
+	return false, "", nil
+}
+
+func (s *Exec) Validate(c *Ctx, at At, fs *plans.Findings) {
+	fs.Warn(at("command"), "exec runs a free-form shell command; review it closely").
+		WithHint("prefer a typed step when one exists (etcd-rescue steps)")
+	if s.Creates == "" && s.Unless == "" {
+		fs.Warn(at("command"), "exec has neither creates nor unless: a resumed run cannot tell whether it already ran")
+	}
+}

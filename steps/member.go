@@ -1,0 +1,318 @@
+package steps
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/etcd-rescue/etcd-rescue/plans"
+)
+
+// retry calls f until it succeeds, fails with a non-retryable error, or ctx
+// ends. etcd answers "unhealthy cluster" for seconds after a member restart.
+func retry(ctx context.Context, api Etcd, env Env, what string, f func() error) error {
+	delay := 500 * time.Millisecond
+	for {
+		err := f()
+		if err == nil || !api.IsRetryable(err) {
+			return err
+		}
+		env.Logf("%s: %v; retrying in %s", what, err, delay)
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%s: %w (last error: %v)", what, ctx.Err(), err)
+		case <-time.After(delay):
+		}
+		if delay < 5*time.Second {
+			delay *= 2
+		}
+	}
+}
+
+func findMember(list []Member, name, peerURL string) *Member {
+	for i := range list {
+		m := &list[i]
+		if name != "" && m.Name == name {
+			return m
+		}
+		for _, u := range m.PeerURLs {
+			if peerURL != "" && u == peerURL {
+				return m
+			}
+		}
+	}
+	return nil
+}
+
+// memberFact is the fact key holding a member's id.
+func memberFact(name string) string { return "member." + name + ".id" }
+
+// MemberAdd adds the member on the target host to the running cluster, as a
+// learner by default (a voter that never starts raises the quorum, etcd #3505).
+type MemberAdd struct {
+	Learner *bool `yaml:"learner" doc:"add as a learner (default true); promote it with member-promote once it has caught up"`
+}
+
+func (s *MemberAdd) learner() bool { return s.Learner == nil || *s.Learner }
+
+func (s *MemberAdd) Describe(c *Ctx, t Target) []Action {
+	m := t.Member
+	if m == nil {
+		return nil
+	}
+	flag := ""
+	if s.learner() {
+		flag = " --learner"
+	}
+	return []Action{{Host: t.Name(), Kind: API, Cmd: fmt.Sprintf("member add %s --peer-urls=%s%s (Cluster.MemberAdd; retried while the cluster is unhealthy)", m.Name, m.PeerURL, flag),
+		Run: func(ctx context.Context, env Env) error {
+			api, err := env.Etcd(ctx)
+			if err != nil {
+				return err
+			}
+			return retry(ctx, api, env, "member add "+m.Name, func() error {
+				list, err := api.MemberList(ctx, false)
+				if err != nil {
+					return err
+				}
+				if got := findMember(list, "", m.PeerURL); got != nil {
+					return env.SetFact(memberFact(m.Name), strconv.FormatUint(got.ID, 10))
+				}
+				added, err := api.MemberAdd(ctx, []string{m.PeerURL}, s.learner())
+				if err != nil {
+					return err
+				}
+				env.Logf("added %s as member %x", m.Name, added.ID)
+				return env.SetFact(memberFact(m.Name), strconv.FormatUint(added.ID, 10))
+			})
+		}}}
+}
+
+func (s *MemberAdd) Check(ctx context.Context, c *Ctx, env Env, t Target) (bool, string, error) {
+	return apiCheck(ctx, env, func(list []Member) (bool, string) {
+		if findMember(list, "", t.Member.PeerURL) != nil {
+			return true, t.Member.PeerURL + " is in the member list"
+		}
+		return false, ""
+	})
+}
+
+func apiCheck(ctx context.Context, env Env, f func([]Member) (bool, string)) (bool, string, error) {
+	api, err := env.Etcd(ctx)
+	if err != nil {
+		return false, "", err
+	}
+	list, err := api.MemberList(ctx, true)
+	if err != nil {
+		return false, "", err
+	}
+	done, why := f(list)
+	return done, why, nil
+}
+
+// MemberRemove removes a member that is gone for good. It is not in
+// cluster.members (that is the cluster after recovery), so it is named here.
+type MemberRemove struct {
+	Name    string `yaml:"name" doc:"etcd name of the member to remove"`
+	PeerURL string `yaml:"peerURL" doc:"its old peer URL (safer than the name when the replacement keeps the name)"`
+	ID      string `yaml:"id" doc:"its member id in hex, as etcdctl member list prints it"`
+}
+
+func (s *MemberRemove) ident() string {
+	var parts []string
+	if s.Name != "" {
+		parts = append(parts, "name "+s.Name)
+	}
+	if s.PeerURL != "" {
+		parts = append(parts, "peer URL "+s.PeerURL)
+	}
+	if s.ID != "" {
+		parts = append(parts, "id "+s.ID)
+	}
+	return strings.Join(parts, ", ")
+}
+
+func (s *MemberRemove) match(list []Member) *Member {
+	for i := range list {
+		m := &list[i]
+		ok := true
+		if s.Name != "" && m.Name != s.Name {
+			ok = false
+		}
+		if s.PeerURL != "" && !containsStr(m.PeerURLs, s.PeerURL) {
+			ok = false
+		}
+		if s.ID != "" && strconv.FormatUint(m.ID, 16) != strings.TrimPrefix(strings.ToLower(s.ID), "0x") {
+			ok = false
+		}
+		if ok {
+			return m
+		}
+	}
+	return nil
+}
+
+func (s *MemberRemove) Describe(c *Ctx, t Target) []Action {
+	return []Action{{Kind: API, Destructive: true, Cmd: fmt.Sprintf("member remove <id of the member with %s> (Cluster.MemberRemove; absent already counts as done)", s.ident()),
+		Run: func(ctx context.Context, env Env) error {
+			api, err := env.Etcd(ctx)
+			if err != nil {
+				return err
+			}
+			return retry(ctx, api, env, "member remove", func() error {
+				list, err := api.MemberList(ctx, false)
+				if err != nil {
+					return err
+				}
+				m := s.match(list)
+				if m == nil {
+					return nil
+				}
+				env.Logf("removing member %x (%s)", m.ID, m.Name)
+				return api.MemberRemove(ctx, m.ID)
+			})
+		}}}
+}
+
+func (s *MemberRemove) Check(ctx context.Context, c *Ctx, env Env, t Target) (bool, string, error) {
+	return apiCheck(ctx, env, func(list []Member) (bool, string) {
+		if s.match(list) == nil {
+			return true, "no member with " + s.ident()
+		}
+		return false, ""
+	})
+}
+
+func (s *MemberRemove) Validate(c *Ctx, at At, fs *plans.Findings) {
+	if s.Name == "" && s.PeerURL == "" && s.ID == "" {
+		fs.Add(at(""), "member-remove needs name, peerURL or id of the member to remove")
+	}
+	if s.ID != "" {
+		if _, err := strconv.ParseUint(strings.TrimPrefix(strings.ToLower(s.ID), "0x"), 16, 64); err != nil {
+			fs.Add(at("id"), "id %q is not a hex member id", s.ID)
+		}
+	}
+	if s.PeerURL != "" {
+		for _, m := range c.Cluster.Members {
+			if m.PeerURL == s.PeerURL {
+				fs.Add(at("peerURL"), "member-remove peerURL %s is member %q's peer URL in cluster.members", s.PeerURL, m.Name).
+					WithHint("cluster.members is the cluster after recovery; remove only members that are gone")
+			}
+		}
+	}
+}
+
+// MemberUpdate sets the peer URL the cluster has for the member on the
+// target host to the one in cluster.members (after an IP change).
+type MemberUpdate struct {
+	CertsChecked bool `yaml:"certsChecked" doc:"the member's peer and server certificates were checked to list the new address (silences the warning for https URLs)"`
+}
+
+func (s *MemberUpdate) Describe(c *Ctx, t Target) []Action {
+	m := t.Member
+	if m == nil {
+		return nil
+	}
+	return []Action{{Host: t.Name(), Kind: API, Cmd: fmt.Sprintf("member update <id of %s> --peer-urls=%s (Cluster.MemberUpdate)", m.Name, m.PeerURL),
+		Run: func(ctx context.Context, env Env) error {
+			api, err := env.Etcd(ctx)
+			if err != nil {
+				return err
+			}
+			return retry(ctx, api, env, "member update "+m.Name, func() error {
+				list, err := api.MemberList(ctx, false)
+				if err != nil {
+					return err
+				}
+				got := findMember(list, m.Name, "")
+				if got == nil {
+					return fmt.Errorf("no member named %s in the cluster", m.Name)
+				}
+				if len(got.PeerURLs) == 1 && got.PeerURLs[0] == m.PeerURL {
+					return nil
+				}
+				return api.MemberUpdate(ctx, got.ID, []string{m.PeerURL})
+			})
+		}}}
+}
+
+func (s *MemberUpdate) Check(ctx context.Context, c *Ctx, env Env, t Target) (bool, string, error) {
+	return apiCheck(ctx, env, func(list []Member) (bool, string) {
+		got := findMember(list, t.Member.Name, "")
+		if got != nil && len(got.PeerURLs) == 1 && got.PeerURLs[0] == t.Member.PeerURL {
+			return true, t.Member.Name + " has peer URL " + t.Member.PeerURL
+		}
+		return false, ""
+	})
+}
+
+// MemberPromote promotes the learner on the target host to a voter, polling
+// while it is still catching up.
+type MemberPromote struct {
+	Within plans.Duration `yaml:"within" default:"5m" doc:"how long to keep trying while the learner catches up"`
+}
+
+func (s *MemberPromote) Describe(c *Ctx, t Target) []Action {
+	m := t.Member
+	if m == nil {
+		return nil
+	}
+	within := 5 * time.Minute
+	if s.Within > 0 {
+		within = s.Within.D()
+	}
+	return []Action{{Host: t.Name(), Kind: Wait, Cmd: fmt.Sprintf("member promote <id of %s> (Cluster.MemberPromote), polled for up to %s while the learner catches up", m.Name, within),
+		Run: func(ctx context.Context, env Env) error {
+			api, err := env.Etcd(ctx)
+			if err != nil {
+				return err
+			}
+			ctx, cancel := context.WithTimeout(ctx, within)
+			defer cancel()
+			return poll(ctx, env, "promote "+m.Name, 2*time.Second, func() (bool, error) {
+				list, err := api.MemberList(ctx, false)
+				if err != nil {
+					return false, nil
+				}
+				got := findMember(list, "", m.PeerURL)
+				if got == nil {
+					return false, fmt.Errorf("%s (%s) is not a member: add it first", m.Name, m.PeerURL)
+				}
+				if !got.IsLearner {
+					return true, nil
+				}
+				if err := api.MemberPromote(ctx, got.ID); err != nil {
+					env.Logf("promote %s: %v", m.Name, err)
+					return false, nil
+				}
+				return true, nil
+			})
+		}}}
+}
+
+func (s *MemberPromote) Check(ctx context.Context, c *Ctx, env Env, t Target) (bool, string, error) {
+	return apiCheck(ctx, env, func(list []Member) (bool, string) {
+		got := findMember(list, "", t.Member.PeerURL)
+		if got != nil && !got.IsLearner {
+			return true, t.Member.Name + " is a voting member"
+		}
+		return false, ""
+	})
+}
+
+// poll calls f every interval until it reports done, fails, or ctx ends.
+func poll(ctx context.Context, env Env, what string, interval time.Duration, f func() (bool, error)) error {
+	for {
+		done, err := f()
+		if err != nil || done {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%s: gave up: %w", what, ctx.Err())
+		case <-time.After(interval):
+		}
+	}
+}

@@ -1,0 +1,185 @@
+package steps
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/etcd-rescue/etcd-rescue/plans"
+)
+
+// DefaultBumpMargin is added to the revision when bumpRevision is auto, so
+// watchers never see the revision go backwards after a restore (etcd #16028).
+const DefaultBumpMargin = 1_000_000_000
+
+// Restore creates a member's data dir from a snapshot with the flags derived
+// from cluster:: its own --name and --initial-advertise-peer-urls, the same
+// --initial-cluster and --initial-cluster-token on every member.
+type Restore struct {
+	Snapshot      string `yaml:"snapshot" rescue:"required" doc:"snapshot file on the host (see snapshot-copy)"`
+	BumpRevision  string `yaml:"bumpRevision" default:"auto" doc:"auto (the last revision seen before the disaster, or the snapshot's, plus margin), a number, or none"`
+	Margin        int64  `yaml:"margin" default:"1000000000" doc:"revisions added on top with bumpRevision: auto"`
+	SkipHashCheck bool   `yaml:"skipHashCheck" doc:"DANGEROUS: restore a raw db copy without the sha256 trailer (may miss WAL data)"`
+}
+
+// FactPreRevision is the fact key of the highest revision seen before the run
+// changed anything.
+const FactPreRevision = "cluster.preRevision"
+
+func (s *Restore) bumpMode() string {
+	if s.BumpRevision == "" {
+		return "auto"
+	}
+	return s.BumpRevision
+}
+
+func (s *Restore) margin() int64 {
+	if s.Margin == 0 {
+		return DefaultBumpMargin
+	}
+	return s.Margin
+}
+
+// tool is the restore command for the plan's etcd version.
+func (s *Restore) tool(c *Ctx) string {
+	if c.Version.Minor <= 4 {
+		return "ETCDCTL_API=3 " + c.Bin("etcdctl")
+	}
+	return c.Bin("etcdutl")
+}
+
+func (s *Restore) command(c *Ctx, t Target, bump string) string {
+	m := t.Member
+	args := []string{"snapshot", "restore", s.Snapshot,
+		"--name", m.Name,
+		"--initial-cluster", c.InitialCluster(nil),
+		"--initial-cluster-token", c.Cluster.Token,
+		"--initial-advertise-peer-urls", m.PeerURL,
+		"--data-dir", s.tmpDir(c)}
+	if s.SkipHashCheck {
+		args = append(args, "--skip-hash-check")
+	}
+	cmd := s.tool(c) + " " + join(args...)
+	if bump != "" {
+		cmd += " --bump-revision " + bump + " --mark-compacted"
+	}
+	return cmd
+}
+
+// tmpDir is where the restore is written before it is renamed into place, so
+// the data dir holds either nothing or a complete member, never half of one.
+func (s *Restore) tmpDir(c *Ctx) string {
+	return strings.TrimSuffix(c.DataDir(), "/") + ".restoring-" + c.RunID
+}
+
+func (s *Restore) statusCommand(c *Ctx) string {
+	if c.Version.Minor <= 4 {
+		return "ETCDCTL_API=3 " + c.Bin("etcdctl") + " " + join("snapshot", "status", "-w", "json", s.Snapshot)
+	}
+	return c.Bin("etcdutl") + " " + join("snapshot", "status", "-w", "json", s.Snapshot)
+}
+
+func (s *Restore) Describe(c *Ctx, t Target) []Action {
+	if t.Member == nil {
+		return []Action{{Host: t.Name(), Kind: Shell, Cmd: "# no member of cluster.members runs on this host"}}
+	}
+	h, tmp, d := t.Name(), s.tmpDir(c), c.DataDir()
+	acts := []Action{{Host: h, Kind: Shell, Cmd: join("rm", "-rf", "--", tmp)}}
+	switch mode := s.bumpMode(); mode {
+	case "none", "0":
+		acts = append(acts, Action{Host: h, Kind: Shell, Cmd: s.command(c, t, "")})
+	case "auto":
+		shown := fmt.Sprintf("<auto: max(0, %s - snapshot revision) + %d>", FactPreRevision, s.margin())
+		acts = append(acts,
+			Action{Host: h, Kind: Shell, Cmd: s.statusCommand(c)},
+			Action{Host: h, Kind: Shell, Cmd: s.command(c, t, shown),
+				Run: func(ctx context.Context, env Env) error { return s.runAuto(ctx, c, env, t) }})
+	default:
+		acts = append(acts, Action{Host: h, Kind: Shell, Cmd: s.command(c, t, mode)})
+	}
+	if o := c.Cluster.Layout.Owner; o != "" {
+		acts = append(acts, Action{Host: h, Kind: Shell, Cmd: join("chown", "-R", o, "--", tmp)})
+	}
+	acts = append(acts, Action{Host: h, Kind: Shell, Destructive: true,
+		Cmd: "{ [ ! -e " + q(d) + " ] || rmdir -- " + q(d) + "; } && " + join("mv", "-T", "--", tmp, d)})
+	return acts
+}
+
+// runAuto reads the snapshot's revision on the host, computes the bump and
+// restores. The bump is recorded as a fact so a resumed run uses the same.
+func (s *Restore) runAuto(ctx context.Context, c *Ctx, env Env, t Target) error {
+	r, err := env.Shell(t.Name())
+	if err != nil {
+		return err
+	}
+	key := "restore.bump"
+	bump, ok := env.Fact(key)
+	if !ok {
+		out, err := r.Run(ctx, s.statusCommand(c), nil)
+		if err != nil {
+			return fmt.Errorf("reading snapshot status: %w", err)
+		}
+		var st struct {
+			Revision int64 `json:"revision"`
+		}
+		if err := json.Unmarshal(out, &st); err != nil {
+			return fmt.Errorf("reading snapshot status %q: %w", strings.TrimSpace(string(out)), err)
+		}
+		var pre int64
+		if v, ok := env.Fact(FactPreRevision); ok {
+			pre, _ = strconv.ParseInt(v, 10, 64)
+		}
+		b := s.margin()
+		if pre > st.Revision {
+			b += pre - st.Revision
+		}
+		bump = strconv.FormatInt(b, 10)
+		if err := env.SetFact(key, bump); err != nil {
+			return err
+		}
+		env.Logf("%s: snapshot revision %d, revision before the disaster %d: --bump-revision %s", t.Name(), st.Revision, pre, bump)
+	}
+	_, err = r.Run(ctx, s.command(c, t, bump), nil)
+	return err
+}
+
+func (s *Restore) Check(ctx context.Context, c *Ctx, env Env, t Target) (bool, string, error) {
+	// A restored member dir has member/snap/db and member/wal; a half-done
+	// restore leaves neither in place (etcdutl renames into place last).
+	d := c.DataDir()
+	return remoteTest(ctx, env, t, "[ -s "+q(d+"/member/snap/db")+" ] && [ -d "+q(d+"/member/wal")+" ]", d+" holds a restored member")
+}
+
+func (s *Restore) Validate(c *Ctx, at At, fs *plans.Findings) {
+	if c.Cluster.Token == "" {
+		fs.Add(c.Plan.KeyPos["cluster"], "cluster.token is required by restore: every member must restore with the same --initial-cluster-token").
+			WithHint("add token: <name>-<date> under cluster:")
+	}
+	mode := s.bumpMode()
+	if mode != "auto" && mode != "none" {
+		if n, err := strconv.ParseInt(mode, 10, 64); err != nil || n < 0 {
+			fs.Add(at("bumpRevision"), "bumpRevision %q is not auto, none or a whole number", mode)
+			return
+		}
+	}
+	v := c.Version
+	if mode != "none" && mode != "0" {
+		minPatch := map[int]int{4: 27, 5: 10}[v.Minor]
+		if v.Minor <= 5 && v.Patch >= 0 && v.Patch < minPatch {
+			fs.Add(at("bumpRevision"), "etcd %s has no --bump-revision/--mark-compacted (needs 3.%d.%d or later)", v, v.Minor, minPatch).
+				WithHint("upgrade etcdutl/etcdctl on the hosts, or set bumpRevision: none and restart every Kubernetes client after the restore")
+		} else if v.Minor <= 5 && v.Patch < 0 {
+			fs.Warn(c.Cluster.KeyPos["etcdVersion"], "etcdVersion %s: --bump-revision needs 3.%d.%d or later; the patch level is not known", v, v.Minor, minPatch).
+				WithHint("write the full version, like %d.%d.%d", v.Major, v.Minor, minPatch)
+		}
+	} else {
+		fs.Warn(at("bumpRevision"), "restore without --bump-revision: the revision goes backwards and Kubernetes watch caches keep stale data (etcd #16028)").
+			WithHint("use bumpRevision: auto")
+	}
+	if s.SkipHashCheck {
+		fs.Warn(at("skipHashCheck"), "skipHashCheck restores a file without its sha256 trailer; it may miss data from the WAL").
+			WithHint("restore a snapshot saved through the client API (snapshot-save) instead")
+	}
+}

@@ -1,0 +1,119 @@
+package steps
+
+import (
+	"context"
+	"path"
+
+	"github.com/etcd-rescue/etcd-rescue/internal/shellquote"
+)
+
+var q = shellquote.Quote
+var join = shellquote.Join
+
+// unitOrDefault returns the unit named by a step or the cluster's etcd unit.
+func unitOrDefault(c *Ctx, unit string) string {
+	if unit == "" {
+		return c.Cluster.Layout.Unit
+	}
+	return unit
+}
+
+// staticManifest is where the kubelet reads the unit's static pod.
+func staticManifest(c *Ctx, unit string) string {
+	if unit == c.Cluster.Layout.Unit {
+		return c.Cluster.Layout.Manifest
+	}
+	return path.Join(path.Dir(c.Cluster.Layout.Manifest), unit+".yaml")
+}
+
+// parkedManifest is where a stopped static pod's manifest is kept.
+func parkedManifest(c *Ctx, unit string) string {
+	return path.Join(path.Dir(path.Dir(c.Cluster.Layout.Manifest)), "etcd-rescue-parked", path.Base(staticManifest(c, unit)))
+}
+
+// StopService stops a service: systemctl stop, or for a static pod, the
+// manifest moved out of the kubelet's directory.
+type StopService struct {
+	Unit        string `yaml:"unit" doc:"systemd unit or static pod name; default: cluster.layout.unit (etcd)"`
+	Disable     bool   `yaml:"disable" doc:"also disable the unit, so a reboot cannot start it (fencing)"`
+	Unreachable string `yaml:"unreachable" enum:"fail|skip" default:"fail" doc:"what to do when the host does not answer: fail the step, or record it and go on (a dead host cannot run etcd)"`
+}
+
+func (s *StopService) Describe(c *Ctx, t Target) []Action {
+	unit := unitOrDefault(c, s.Unit)
+	if c.Cluster.Layout.Service == "static-pod" {
+		m, parked := staticManifest(c, unit), parkedManifest(c, unit)
+		return []Action{
+			{Host: t.Name(), Kind: Shell, Cmd: join("mkdir", "-p", path.Dir(parked)) + " && if [ -e " + q(m) + " ]; then " + join("mv", m, parked) + "; fi"},
+			{Host: t.Name(), Kind: Wait, Cmd: "until ! crictl ps -q --name " + q("^"+unit) + " | grep -q .; do sleep 2; done"},
+		}
+	}
+	acts := []Action{{Host: t.Name(), Kind: Shell, Cmd: join("systemctl", "stop", unit)}}
+	if s.Disable {
+		acts = append(acts, Action{Host: t.Name(), Kind: Shell, Cmd: join("systemctl", "disable", unit)})
+	}
+	return acts
+}
+
+func (s *StopService) Check(ctx context.Context, c *Ctx, env Env, t Target) (bool, string, error) {
+	unit := unitOrDefault(c, s.Unit)
+	if c.Cluster.Layout.Service == "static-pod" {
+		return remoteTest(ctx, env, t, "! [ -e "+q(staticManifest(c, unit))+" ]", unit+" manifest is parked")
+	}
+	return remoteTest(ctx, env, t, "! systemctl is-active --quiet "+q(unit), unit+" is not active")
+}
+
+// StartService starts a service again. A restored etcd with Type=notify
+// blocks in systemctl start until it has quorum, so etcd is started with
+// --no-block by default and a wait-healthy step waits for the cluster.
+type StartService struct {
+	Unit   string `yaml:"unit" doc:"systemd unit or static pod name; default: cluster.layout.unit (etcd)"`
+	Enable bool   `yaml:"enable" doc:"also enable the unit (after a fencing stop with disable)"`
+	Block  *bool  `yaml:"block" doc:"wait for systemctl start to finish; default false for etcd (members of a new cluster must start together), true otherwise"`
+}
+
+func (s *StartService) Describe(c *Ctx, t Target) []Action {
+	unit := unitOrDefault(c, s.Unit)
+	if c.Cluster.Layout.Service == "static-pod" {
+		m, parked := staticManifest(c, unit), parkedManifest(c, unit)
+		return []Action{{Host: t.Name(), Kind: Shell, Cmd: "if [ -e " + q(parked) + " ]; then " + join("mv", parked, m) + "; fi && test -e " + q(m)}}
+	}
+	var acts []Action
+	if s.Enable {
+		acts = append(acts, Action{Host: t.Name(), Kind: Shell, Cmd: join("systemctl", "enable", unit)})
+	}
+	block := unit != c.Cluster.Layout.Unit
+	if s.Block != nil {
+		block = *s.Block
+	}
+	if block {
+		acts = append(acts, Action{Host: t.Name(), Kind: Shell, Cmd: join("systemctl", "start", unit)})
+	} else {
+		acts = append(acts, Action{Host: t.Name(), Kind: Shell, Cmd: join("systemctl", "start", "--no-block", unit)})
+	}
+	return acts
+}
+
+func (s *StartService) Check(ctx context.Context, c *Ctx, env Env, t Target) (bool, string, error) {
+	unit := unitOrDefault(c, s.Unit)
+	if c.Cluster.Layout.Service == "static-pod" {
+		return remoteTest(ctx, env, t, "[ -e "+q(staticManifest(c, unit))+" ]", unit+" manifest is in place")
+	}
+	return remoteTest(ctx, env, t, "systemctl is-active --quiet "+q(unit)+" || [ \"$(systemctl show -p ActiveState --value "+q(unit)+")\" = activating ]", unit+" is active or activating")
+}
+
+// remoteTest runs a read-only test on t's host: exit 0 means done.
+func remoteTest(ctx context.Context, env Env, t Target, cmd, why string) (bool, string, error) {
+	r, err := env.Shell(t.Name())
+	if err != nil {
+		return false, "", err
+	}
+	_, err = r.Run(ctx, cmd, nil)
+	if err == nil {
+		return true, why, nil
+	}
+	if _, ok := err.(*ExitError); ok {
+		return false, "", nil
+	}
+	return false, "", err
+}

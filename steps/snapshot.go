@@ -1,0 +1,242 @@
+package steps
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/etcd-rescue/etcd-rescue/plans"
+)
+
+// DefaultRemoteSnapshot is where snapshot-copy puts a snapshot on a host.
+const DefaultRemoteSnapshot = "/var/tmp/etcd-rescue/snapshot.db"
+
+// VerifySnapshotFile checks the sha256 trailer etcd appends to a snapshot
+// saved through the client API, and returns the sha256 of the whole file.
+// A raw member/snap/db copy or a truncated .part file fails here
+// (k3s #8824, etcd #18340).
+func VerifySnapshotFile(path string) (fileSHA string, err error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return "", err
+	}
+	if st.Size() <= sha256.Size {
+		return "", fmt.Errorf("%s is %d bytes: too small to be an etcd snapshot", path, st.Size())
+	}
+	whole, body := sha256.New(), sha256.New()
+	if _, err := io.Copy(io.MultiWriter(whole, body), io.LimitReader(f, st.Size()-sha256.Size)); err != nil {
+		return "", err
+	}
+	trailer := make([]byte, sha256.Size)
+	if _, err := io.ReadFull(f, trailer); err != nil {
+		return "", err
+	}
+	whole.Write(trailer)
+	if !bytes.Equal(body.Sum(nil), trailer) {
+		return "", fmt.Errorf("%s has no valid sha256 trailer: not a snapshot saved through the etcd API, or truncated", path)
+	}
+	return hex.EncodeToString(whole.Sum(nil)), nil
+}
+
+// trailerCheck is the same check as a shell command on a host.
+func trailerCheck(file string) string {
+	f := q(file)
+	return "n=$(stat -c %s " + f + ") && [ \"$n\" -gt 32 ] && [ \"$(head -c $((n-32)) " + f + " | sha256sum | cut -d' ' -f1)\" = \"$(tail -c 32 " + f + " | od -An -v -tx1 | tr -d ' \\n')\" ]"
+}
+
+// SnapshotSave streams a snapshot from one member through the client API to
+// a file on the operator machine, checks its trailer and writes FILE.sha256.
+type SnapshotSave struct {
+	To       string `yaml:"to" rescue:"required" doc:"file on the operator machine; ${run.id} makes it unique per run"`
+	KeepDays int    `yaml:"keepDays" doc:"afterwards delete *.db files older than this many days in the same directory (0: keep all)"`
+}
+
+func (s *SnapshotSave) Describe(c *Ctx, t Target) []Action {
+	url := ""
+	if t.Member != nil {
+		url = t.Member.ClientURL
+	}
+	acts := []Action{
+		{Host: t.Name(), Kind: API, Cmd: fmt.Sprintf("snapshot save from %s to %s (Maintenance.Snapshot; like etcdctl --endpoints=%s snapshot save %s)", url, s.To, url, q(s.To)),
+			Run: func(ctx context.Context, env Env) error { return s.save(ctx, env, url) }},
+		{Kind: Local, Cmd: "verify the sha256 trailer of " + q(s.To) + "; write " + q(s.To+".sha256")},
+	}
+	if s.KeepDays > 0 {
+		acts = append(acts, Action{Kind: Local, Destructive: true,
+			Cmd: join("find", filepath.Dir(s.To), "-maxdepth", "1", "-name", "*.db", "-mtime", fmt.Sprintf("+%d", s.KeepDays-1), "-delete")})
+	}
+	return acts
+}
+
+func (s *SnapshotSave) save(ctx context.Context, env Env, url string) error {
+	api, err := env.Etcd(ctx)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(s.To), 0o700); err != nil {
+		return err
+	}
+	part := s.To + ".part"
+	f, err := os.OpenFile(part, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
+	if err != nil {
+		return err
+	}
+	_, size, err := api.SnapshotSave(ctx, url, f)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(part)
+		return fmt.Errorf("snapshot save from %s: %w", url, err)
+	}
+	sum, err := VerifySnapshotFile(part)
+	if err != nil {
+		return err
+	}
+	if err := os.Rename(part, s.To); err != nil {
+		return err
+	}
+	if err := os.WriteFile(s.To+".sha256", []byte(sum+"  "+filepath.Base(s.To)+"\n"), 0o600); err != nil {
+		return err
+	}
+	env.Logf("saved %s (%d bytes, sha256 %s)", s.To, size, sum)
+	if s.KeepDays > 0 {
+		return pruneSnapshots(filepath.Dir(s.To), s.To, time.Duration(s.KeepDays)*24*time.Hour, env)
+	}
+	return nil
+}
+
+func pruneSnapshots(dir, keep string, age time.Duration, env Env) error {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return err
+	}
+	for _, e := range ents {
+		p := filepath.Join(dir, e.Name())
+		info, err := e.Info()
+		if err != nil || !e.Type().IsRegular() || !strings.HasSuffix(e.Name(), ".db") || p == keep {
+			continue
+		}
+		if time.Since(info.ModTime()) > age {
+			if err := os.Remove(p); err != nil {
+				return err
+			}
+			os.Remove(p + ".sha256")
+			env.Logf("retention: removed %s", p)
+		}
+	}
+	return nil
+}
+
+func (s *SnapshotSave) Check(ctx context.Context, c *Ctx, env Env, t Target) (bool, string, error) {
+	want, err := os.ReadFile(s.To + ".sha256")
+	if err != nil {
+		return false, "", nil
+	}
+	got, err := VerifySnapshotFile(s.To)
+	if err != nil || !strings.HasPrefix(string(want), got) {
+		return false, "", nil
+	}
+	return true, s.To + " exists and matches its .sha256", nil
+}
+
+// SnapshotCopy uploads a snapshot from the operator machine to hosts over the
+// SSH connection and checks its sha256 on arrival.
+type SnapshotCopy struct {
+	From string `yaml:"from" rescue:"required" doc:"snapshot file on the operator machine"`
+	To   string `yaml:"to" default:"/var/tmp/etcd-rescue/snapshot.db" doc:"path on the host"`
+}
+
+func (s *SnapshotCopy) to() string {
+	if s.To == "" {
+		return DefaultRemoteSnapshot
+	}
+	return s.To
+}
+
+func (s *SnapshotCopy) Describe(c *Ctx, t Target) []Action {
+	to := s.to()
+	return []Action{
+		{Kind: Local, Cmd: "verify the sha256 trailer of " + q(s.From) + " and compute its sha256"},
+		{Host: t.Name(), Kind: Shell, Cmd: join("mkdir", "-p", "-m", "0700", filepath.Dir(to)) + " && cat > " + q(to+".part") + " < " + q(s.From) + " && sha256sum " + q(to+".part") + " && " + join("mv", to+".part", to),
+			Run: func(ctx context.Context, env Env) error { return s.copy(ctx, env, t) }},
+	}
+}
+
+func (s *SnapshotCopy) copy(ctx context.Context, env Env, t Target) error {
+	sum, err := VerifySnapshotFile(s.From)
+	if err != nil {
+		return err
+	}
+	r, err := env.Shell(t.Name())
+	if err != nil {
+		return err
+	}
+	if _, err := r.Run(ctx, join("mkdir", "-p", "-m", "0700", filepath.Dir(s.to())), nil); err != nil {
+		return err
+	}
+	got, err := r.Upload(ctx, s.From, s.to(), 0o600)
+	if err != nil {
+		return err
+	}
+	if got != sum {
+		return fmt.Errorf("%s: %s arrived with sha256 %s, want %s", t.Name(), s.to(), got, sum)
+	}
+	return nil
+}
+
+func (s *SnapshotCopy) Check(ctx context.Context, c *Ctx, env Env, t Target) (bool, string, error) {
+	sum, err := VerifySnapshotFile(s.From)
+	if err != nil {
+		return false, "", err
+	}
+	return remoteTest(ctx, env, t, "[ \"$(sha256sum "+q(s.to())+" 2>/dev/null | cut -d' ' -f1)\" = "+sum+" ]", s.to()+" has sha256 "+sum)
+}
+
+func (s *SnapshotCopy) Validate(c *Ctx, at At, fs *plans.Findings) {
+	if !filepath.IsAbs(s.to()) {
+		fs.Add(at("to"), "snapshot-copy to %q must be an absolute path", s.to())
+	}
+	if strings.HasPrefix(filepath.Clean(s.to())+"/", filepath.Clean(c.DataDir())+"/") {
+		fs.Add(at("to"), "snapshot-copy to %q is inside the data dir %s, which wipe-dir and restore replace", s.to(), c.DataDir())
+	}
+}
+
+// SnapshotVerify checks a snapshot on a host: the sha256 trailer and
+// `etcdutl snapshot status`, whose revision and key count are recorded.
+type SnapshotVerify struct {
+	File string `yaml:"file" default:"/var/tmp/etcd-rescue/snapshot.db" doc:"snapshot file on the host"`
+}
+
+func (s *SnapshotVerify) file() string {
+	if s.File == "" {
+		return DefaultRemoteSnapshot
+	}
+	return s.File
+}
+
+func (s *SnapshotVerify) Describe(c *Ctx, t Target) []Action {
+	tool := c.Bin("etcdutl")
+	if c.Version.Minor <= 4 {
+		tool = "ETCDCTL_API=3 " + c.Bin("etcdctl")
+	}
+	return []Action{
+		{Host: t.Name(), Kind: Shell, Cmd: trailerCheck(s.file())},
+		{Host: t.Name(), Kind: Shell, Cmd: tool + " " + join("snapshot", "status", "-w", "table", s.file())},
+	}
+}

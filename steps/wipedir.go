@@ -1,0 +1,121 @@
+package steps
+
+import (
+	"context"
+	"path"
+	"strings"
+
+	"github.com/etcd-rescue/etcd-rescue/plans"
+)
+
+// WipeDir empties a data directory by moving it aside to
+// DIR.rescue-<run-id>; it deletes only when the plan says delete: true.
+type WipeDir struct {
+	Path   string `yaml:"path" doc:"directory to empty; default: cluster.layout.dataDir"`
+	Delete bool   `yaml:"delete" doc:"DANGEROUS: delete instead of moving aside; the data cannot be recovered"`
+	Force  bool   `yaml:"force" doc:"allow a path other than the member's data dir"`
+
+	KeyPos map[string]plans.Pos `yaml:"-"`
+}
+
+func (s *WipeDir) dir(c *Ctx) string {
+	if s.Path == "" {
+		return c.DataDir()
+	}
+	return s.Path
+}
+
+// AsideDir is where a moved-aside directory goes in run runID.
+func AsideDir(dir, runID string) string {
+	return strings.TrimSuffix(dir, "/") + ".rescue-" + runID
+}
+
+func (s *WipeDir) Describe(c *Ctx, t Target) []Action {
+	d := s.dir(c)
+	if s.Delete {
+		return []Action{{Host: t.Name(), Kind: Shell, Destructive: true, Cmd: join("rm", "-rf", "--", d)}}
+	}
+	aside := AsideDir(d, c.RunID)
+	return []Action{{Host: t.Name(), Kind: Shell, Destructive: true,
+		Cmd: "if [ -e " + q(d) + " ]; then " + join("mv", "-T", "--", d, aside) + "; fi"}}
+}
+
+func (s *WipeDir) Check(ctx context.Context, c *Ctx, env Env, t Target) (bool, string, error) {
+	d := q(s.dir(c))
+	return remoteTest(ctx, env, t, "! [ -e "+d+" ] || [ -z \"$(ls -A "+d+")\" ]", s.dir(c)+" is absent or empty")
+}
+
+// Validate rejects paths that would wipe something other than a data dir.
+func (s *WipeDir) Validate(c *Ctx, at At, fs *plans.Findings) {
+	d := s.dir(c)
+	p := at("path")
+	clean := path.Clean(d)
+	_, given := s.KeyPos["path"]
+	switch {
+	case strings.TrimSpace(d) == "" || given && strings.TrimSpace(s.Path) == "":
+		fs.Add(p, "wipe-dir path is empty")
+	case !path.IsAbs(d):
+		fs.Add(p, "wipe-dir path %q is relative", d).WithHint("use an absolute path, normally the data dir %s", c.DataDir())
+	case clean == "/":
+		fs.Add(p, "wipe-dir path %q is the root directory", d)
+	case containsDotDot(d):
+		fs.Add(p, "wipe-dir path %q contains ..", d).WithHint("write the path without ..: %s", clean)
+	case clean != path.Clean(c.DataDir()) && !s.Force:
+		fs.Add(p, "wipe-dir path %q is not the member data dir %s", d, c.DataDir()).
+			WithHint("set force: true if this really is a directory to empty")
+	}
+	if s.Delete {
+		fs.Warn(at("delete"), "wipe-dir deletes %s instead of moving it aside: the old data cannot be recovered", d).
+			WithHint("drop delete: true to keep the old data as %s", AsideDir(d, "<run-id>"))
+	}
+}
+
+func containsDotDot(p string) bool {
+	for _, part := range strings.Split(p, "/") {
+		if part == ".." {
+			return true
+		}
+	}
+	return false
+}
+
+// Chown gives a directory tree to the etcd user (restores run as root).
+type Chown struct {
+	Path  string `yaml:"path" doc:"directory; default: cluster.layout.dataDir"`
+	Owner string `yaml:"owner" doc:"user:group; default: cluster.layout.owner"`
+}
+
+func (s *Chown) args(c *Ctx) (string, string) {
+	d, o := s.Path, s.Owner
+	if d == "" {
+		d = c.DataDir()
+	}
+	if o == "" {
+		o = c.Cluster.Layout.Owner
+	}
+	return d, o
+}
+
+func (s *Chown) Describe(c *Ctx, t Target) []Action {
+	d, o := s.args(c)
+	return []Action{{Host: t.Name(), Kind: Shell, Cmd: join("chown", "-R", o, "--", d)}}
+}
+
+func (s *Chown) Check(ctx context.Context, c *Ctx, env Env, t Target) (bool, string, error) {
+	d, o := s.args(c)
+	if !strings.Contains(o, ":") {
+		return remoteTest(ctx, env, t, "[ -z \"$(find "+q(d)+" ! -user "+q(o)+" -print -quit)\" ]", d+" is owned by "+o)
+	}
+	u, g, _ := strings.Cut(o, ":")
+	return remoteTest(ctx, env, t, "[ -z \"$(find "+q(d)+" \\( ! -user "+q(u)+" -o ! -group "+q(g)+" \\) -print -quit)\" ]", d+" is owned by "+o)
+}
+
+func (s *Chown) Validate(c *Ctx, at At, fs *plans.Findings) {
+	d, o := s.args(c)
+	if o == "" {
+		fs.Add(at("owner"), "chown needs an owner: set owner here or cluster.layout.owner")
+	}
+	if !path.IsAbs(d) || path.Clean(d) == "/" {
+		fs.Add(at("path"), "chown path %q must be an absolute path below /", d)
+	}
+}
