@@ -1,0 +1,234 @@
+// Package engine joins plans and steps: it compiles a plan into a DAG of
+// typed step instances (Compile), checks the etcd recovery rules across steps
+// (rules.go), renders the dry-run and graphs, and runs plans with
+// checkpoints (Apply, Resume).
+package engine
+
+import (
+	"sort"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/etcd-rescue/etcd-rescue/plans"
+	"github.com/etcd-rescue/etcd-rescue/steps"
+)
+
+// DryRunID stands for the run id in a dry-run.
+const DryRunID = "<run-id>"
+
+// Node is one step of the compiled plan.
+type Node struct {
+	Step    *plans.Step
+	Type    *steps.Type
+	Targets []*Target
+	Needs   []*Node // direct dependencies, in needs: order
+	Wave    int     // 0-based layer: a node's wave is after all its needs
+}
+
+// ID is the step id.
+func (n *Node) ID() string { return n.Step.ID }
+
+// Target is one host of a node with the parameters decoded for it (variables
+// like ${member.name} differ per host). A Once node has one Target with no
+// host.
+type Target struct {
+	steps.Target
+	Params steps.Step
+}
+
+// Compiled is a plan ready to render or run.
+type Compiled struct {
+	Plan    *plans.Plan
+	Version plans.Version
+	Nodes   []*Node // plan order
+	ByID    map[string]*Node
+	Waves   [][]*Node
+	Reg     map[string]*steps.Type
+}
+
+// Ctx builds the steps' context for one node.
+func (c *Compiled) Ctx(n *Node, runID string, facts map[string]string) *steps.Ctx {
+	ctx := &steps.Ctx{Plan: c.Plan, Cluster: c.Plan.Cluster, Version: c.Version, RunID: runID,
+		DryRun: runID == DryRunID, Facts: facts}
+	if n != nil {
+		for _, t := range n.Targets {
+			ctx.Selected = append(ctx.Selected, t.Target)
+		}
+		if n.Type.Scope == steps.Once {
+			ctx.Selected = nil
+			if hosts, err := c.Plan.ResolveOn(n.Step.On); err == nil {
+				for _, h := range hosts {
+					ctx.Selected = append(ctx.Selected, steps.Target{Host: c.Plan.Hosts[h], Member: c.Plan.Cluster.MemberOnHost(h)})
+				}
+			}
+		}
+	}
+	return ctx
+}
+
+// needsMember lists the per-host types that act on the member of their host.
+var needsMember = map[string]bool{
+	"restore": true, "set-config": true, "member-add": true, "member-update": true,
+	"member-promote": true, "force-new-cluster": true, "snapshot-save": true,
+}
+
+// Load reads, checks and compiles a plan: every finding of every stage.
+func Load(path, inventory string) (*Compiled, plans.Findings) {
+	p, fs := plans.Load(path, inventory)
+	if p == nil {
+		return nil, fs
+	}
+	if fs.Errors() > 0 && (p.Cluster == nil || len(p.Hosts) == 0) {
+		// Without a cluster or hosts, step checks would only add noise.
+		return nil, fs.Sort()
+	}
+	c, cfs := Compile(p, steps.Registry())
+	return c, append(fs, cfs...).Sort()
+}
+
+// Compile decodes every step's parameters per host, builds the DAG and runs
+// the cross-step rules. It returns a usable Compiled only when there is no
+// error-severity finding.
+func Compile(p *plans.Plan, reg map[string]*steps.Type) (*Compiled, plans.Findings) {
+	var fs plans.Findings
+	c := &Compiled{Plan: p, Version: p.EtcdVersion(), ByID: map[string]*Node{}, Reg: reg}
+	if p.Cluster == nil {
+		return nil, fs
+	}
+	for _, s := range p.Steps {
+		if s == nil || s.ID == "" || s.Type == "" {
+			continue
+		}
+		typ, ok := reg[s.Type]
+		if !ok {
+			fs.Add(s.At("type"), "unknown step type %q%s", s.Type, plans.Suggest(s.Type, steps.Names(reg))).ForStep(s.ID).
+				WithHint("etcd-rescue steps lists the types")
+			continue
+		}
+		if _, dup := c.ByID[s.ID]; dup {
+			continue // reported by plans.Check
+		}
+		n := &Node{Step: s, Type: typ}
+		c.Nodes = append(c.Nodes, n)
+		c.ByID[s.ID] = n
+		fs = append(fs, c.targets(n)...)
+	}
+	for _, n := range c.Nodes {
+		for _, id := range n.Step.Needs {
+			if d, ok := c.ByID[id]; ok && d != n {
+				n.Needs = append(n.Needs, d)
+			}
+		}
+	}
+	if cyc := c.cycles(); len(cyc) > 0 {
+		fs = append(fs, cyc...)
+		return nil, fs
+	}
+	c.layer()
+	fs = append(fs, c.rules()...)
+	if fs.Errors() > 0 {
+		return nil, fs
+	}
+	return c, fs
+}
+
+// targets resolves on: and decodes with: for each host of n.
+func (c *Compiled) targets(n *Node) plans.Findings {
+	var fs plans.Findings
+	p, s := c.Plan, n.Step
+	var hosts []string
+	if len(s.On) > 0 {
+		var err error
+		if hosts, err = p.ResolveOn(s.On); err != nil {
+			return fs // reported by plans.Check
+		}
+	}
+	if n.Type.Scope == steps.Once {
+		fs = append(fs, c.decode(n, nil)...)
+		return fs
+	}
+	if len(s.On) == 0 {
+		fs.Add(s.Pos, "step type %s runs on hosts: on: is required", s.Type).ForStep(s.ID).
+			WithHint("on: all, on: members, on: <host or member>, or a list")
+		return fs
+	}
+	for _, h := range hosts {
+		host := p.Hosts[h]
+		m := p.Cluster.MemberOnHost(h)
+		if m == nil && needsMember[s.Type] {
+			fs.Add(s.At("on"), "%s on host %q: no member of cluster.members runs there", s.Type, h).ForStep(s.ID).
+				WithHint("cluster.members describes the cluster after recovery; add the member there or change on:")
+			continue
+		}
+		fs = append(fs, c.decode(n, &steps.Target{Host: host, Member: m})...)
+	}
+	return fs
+}
+
+func (c *Compiled) decode(n *Node, t *steps.Target) plans.Findings {
+	var fs plans.Findings
+	s := n.Step
+	params := n.Type.New()
+	var host *plans.Host
+	var m *plans.Member
+	if t != nil {
+		host, m = t.Host, t.Member
+	}
+	if s.HasWith() {
+		expanded, vfs := plans.ExpandNode(c.Plan.File, &s.With, c.Plan.Scope(host, m, DryRunID))
+		for i := range vfs {
+			vfs[i].Step = s.ID
+		}
+		fs = append(fs, vfs...)
+		d := &plans.Decoder{File: c.Plan.File}
+		d.Decode(expanded, params)
+		for _, f := range d.Findings {
+			f.Step = s.ID
+			fs = append(fs, f)
+		}
+	}
+	tg := &Target{Params: params}
+	if t != nil {
+		tg.Target = *t
+	}
+	n.Targets = append(n.Targets, tg)
+	if v, ok := params.(steps.Validator); ok && fs.Errors() == 0 {
+		var vf plans.Findings
+		v.Validate(c.Ctx(n, DryRunID, nil), withAt(c.Plan.File, s), &vf)
+		for _, f := range vf {
+			f.Step = s.ID
+			fs = append(fs, f)
+		}
+	}
+	return fs
+}
+
+// withAt returns the position of a key's value under with:.
+func withAt(file string, s *plans.Step) steps.At {
+	pos := map[string]plans.Pos{}
+	w := &s.With
+	if w.Kind == yaml.MappingNode {
+		for i := 0; i+1 < len(w.Content); i += 2 {
+			v := w.Content[i+1]
+			pos[w.Content[i].Value] = plans.Pos{File: file, Line: v.Line, Col: v.Column}
+		}
+	}
+	return func(key string) plans.Pos {
+		if p, ok := pos[key]; ok {
+			return p
+		}
+		return s.WithPos()
+	}
+}
+
+// Hosts lists the hosts a node runs on, sorted.
+func (n *Node) Hosts() []string {
+	var out []string
+	for _, t := range n.Targets {
+		if t.Host != nil {
+			out = append(out, t.Host.Name)
+		}
+	}
+	sort.Strings(out)
+	return out
+}

@@ -1,0 +1,200 @@
+package engine
+
+import (
+	"bytes"
+	"flag"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/etcd-rescue/etcd-rescue/plans"
+)
+
+var update = flag.Bool("update", os.Getenv("UPDATE_GOLDEN") != "", "rewrite golden files")
+
+// TestBadPlans loads one small plan per validation rule; each file lists the
+// findings it must produce as trailing "# want: LINE:COL: text" comments.
+func TestBadPlans(t *testing.T) {
+	files, _ := filepath.Glob("testdata/bad/*.yaml")
+	if len(files) < 20 {
+		t.Fatalf("only %d bad plans found", len(files))
+	}
+	for _, f := range files {
+		t.Run(filepath.Base(f), func(t *testing.T) {
+			raw, err := os.ReadFile(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var wants []string
+			for _, line := range strings.Split(string(raw), "\n") {
+				if w, ok := strings.CutPrefix(line, "# want: "); ok {
+					wants = append(wants, w)
+				}
+			}
+			if len(wants) == 0 {
+				t.Fatal("no # want: lines")
+			}
+			_, fs := Load(f, "")
+			if fs.Errors() == 0 {
+				t.Fatalf("no error findings; got %v", fs)
+			}
+			var got []string
+			for _, x := range fs {
+				got = append(got, strings.TrimPrefix(strings.SplitN(x.Error(), "\n", 2)[0], f+":"))
+			}
+			for _, w := range wants {
+				found := false
+				for _, g := range got {
+					if strings.HasPrefix(g, w) {
+						found = true
+					}
+				}
+				if !found {
+					t.Errorf("missing finding %q\ngot:\n  %s", w, strings.Join(got, "\n  "))
+				}
+			}
+		})
+	}
+}
+
+// TestExamplesValid: every example validates with no error and no warning.
+func TestExamplesValid(t *testing.T) {
+	files, _ := filepath.Glob("../examples/*.yaml")
+	if len(files) != 7 {
+		t.Fatalf("want the 7 seed scenarios in examples/, found %d", len(files))
+	}
+	for _, f := range files {
+		c, fs := Load(f, "")
+		if c == nil || len(fs) > 0 {
+			t.Errorf("%s: %v", f, fs)
+		}
+	}
+}
+
+// TestDryRunGolden renders every example's dry-run (text and JSON) and
+// compares it with testdata/golden; UPDATE_GOLDEN=1 rewrites them.
+func TestDryRunGolden(t *testing.T) {
+	files, _ := filepath.Glob("../examples/*.yaml")
+	for _, f := range files {
+		name := strings.TrimSuffix(filepath.Base(f), ".yaml")
+		t.Run(name, func(t *testing.T) {
+			c, fs := Load(f, "")
+			if c == nil {
+				t.Fatal(fs)
+			}
+			d := BuildDryRun(c)
+			var txt, js bytes.Buffer
+			if err := d.WriteText(&txt); err != nil {
+				t.Fatal(err)
+			}
+			if err := d.WriteJSON(&js); err != nil {
+				t.Fatal(err)
+			}
+			golden(t, "testdata/golden/"+name+".txt", txt.Bytes())
+			golden(t, "testdata/golden/"+name+".json", js.Bytes())
+		})
+	}
+}
+
+func golden(t *testing.T, path string, got []byte) {
+	t.Helper()
+	if *update {
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run with UPDATE_GOLDEN=1 to create)", err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Errorf("%s differs from the output:\n%s\n(run with UPDATE_GOLDEN=1 after checking the change)", path, firstDiff(string(want), string(got)))
+	}
+}
+
+func firstDiff(a, b string) string {
+	al, bl := strings.Split(a, "\n"), strings.Split(b, "\n")
+	for i := 0; i < len(al) || i < len(bl); i++ {
+		var x, y string
+		if i < len(al) {
+			x = al[i]
+		}
+		if i < len(bl) {
+			y = bl[i]
+		}
+		if x != y {
+			return "line " + strconv.Itoa(i+1) + ":\n- " + x + "\n+ " + y
+		}
+	}
+	return ""
+}
+
+// TestRestoreCommandsPerMember is the issue's acceptance check: one restore
+// per member with its own --name and --initial-advertise-peer-urls and the
+// identical --initial-cluster and --initial-cluster-token; etcdutl with
+// --data-dir on 3.5+, etcdctl on 3.4.
+func TestRestoreCommandsPerMember(t *testing.T) {
+	for _, tc := range []struct{ version, tool string }{{"3.5.17", "etcdutl snapshot restore"}, {"3.6", "etcdutl snapshot restore"}, {"3.4.30", "ETCDCTL_API=3 etcdctl snapshot restore"}} {
+		t.Run(tc.version, func(t *testing.T) {
+			p, fs := plans.Load("../examples/restore-all-from-snapshot.yaml", "")
+			if fs.Errors() > 0 {
+				t.Fatal(fs)
+			}
+			p.Cluster.EtcdVersion = tc.version
+			c, fs := Compile(p, registry())
+			if c == nil {
+				t.Fatal(fs)
+			}
+			var cmds []string
+			for _, s := range BuildDryRun(c).Waves {
+				for _, st := range s.Steps {
+					for _, a := range st.Actions {
+						if strings.Contains(a.Cmd, "snapshot restore") {
+							cmds = append(cmds, a.Cmd)
+						}
+					}
+				}
+			}
+			if len(cmds) != 3 {
+				t.Fatalf("want 3 restore commands, got %d", len(cmds))
+			}
+			flagOf := func(cmd, flag string) string {
+				f := strings.Fields(cmd)
+				for i := range f {
+					if f[i] == flag && i+1 < len(f) {
+						return f[i+1]
+					}
+				}
+				return ""
+			}
+			seenNames := map[string]bool{}
+			for i, cmd := range cmds {
+				if !strings.HasPrefix(cmd, tc.tool+" ") {
+					t.Errorf("restore %d: %q does not start with %q", i, cmd, tc.tool)
+				}
+				if flagOf(cmd, "--data-dir") == "" {
+					t.Errorf("restore %d has no --data-dir", i)
+				}
+				name := flagOf(cmd, "--name")
+				m := c.Plan.Cluster.MemberByName(name)
+				if m == nil || seenNames[name] {
+					t.Fatalf("restore %d: bad or repeated --name %q", i, name)
+				}
+				seenNames[name] = true
+				if got := flagOf(cmd, "--initial-advertise-peer-urls"); got != m.PeerURL {
+					t.Errorf("%s: --initial-advertise-peer-urls %s, want %s", name, got, m.PeerURL)
+				}
+				if flagOf(cmd, "--initial-cluster") != flagOf(cmds[0], "--initial-cluster") ||
+					flagOf(cmd, "--initial-cluster-token") != "prod-etcd-2026-11-22" {
+					t.Errorf("%s: initial cluster or token differ: %s", name, cmd)
+				}
+			}
+		})
+	}
+}
