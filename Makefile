@@ -1,0 +1,43 @@
+# etcd-rescue: the two commands a newcomer needs are `make demo` and `make test`.
+# Both install what they need on a fresh Debian machine (root): apt packages,
+# the etcd builds, the lab's root filesystem (see lab/lab.mk).
+
+GO       ?= go
+BIN      := bin/etcd-rescue
+GOFLAGS  ?=
+export GOTOOLCHAIN := local
+
+-include lab/lab.mk
+
+.PHONY: all build test unit e2e lint fuzz demo golden clean
+
+all: build
+
+build:
+	$(GO) build -o $(BIN) ./cmd/etcd-rescue
+
+## test: every test, the lab-based end-to-end ones included (needs root; installs prerequisites)
+test: build lint $(LAB_PREREQS)
+	$(GO) test -count=1 -timeout 60m ./...
+
+## unit: the tests that need no lab
+unit:
+	$(GO) test -count=1 -short ./...
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	  if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+
+## fuzz: the plan parser and the shell quoting, for a bounded time each
+FUZZTIME ?= 60s
+fuzz:
+	$(GO) test -run '^$$' -fuzz FuzzParseCompile -fuzztime $(FUZZTIME) ./engine/
+	$(GO) test -run '^$$' -fuzz FuzzQuote -fuzztime $(FUZZTIME) ./internal/shellquote/
+
+## golden: rewrite the dry-run golden files after checking the change
+golden:
+	UPDATE_GOLDEN=1 $(GO) test -count=1 -run TestDryRunGolden ./engine/
+
+clean:
+	rm -rf bin
