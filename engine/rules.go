@@ -18,6 +18,23 @@ func (c *Compiled) rules() plans.Findings {
 	fs = append(fs, c.ruleMemberAdd()...)
 	fs = append(fs, c.ruleLearners()...)
 	fs = append(fs, c.ruleCerts()...)
+	fs = append(fs, c.ruleWipeStopped()...)
+	return fs
+}
+
+// ruleWipeStopped: moving a running member's data dir away corrupts it.
+func (c *Compiled) ruleWipeStopped() plans.Findings {
+	var fs plans.Findings
+	for _, n := range c.byType("wipe-dir") {
+		anc := n.Ancestors()
+		for _, t := range n.Targets {
+			h := t.Host.Name
+			if c.wipesDataDirOn(n, h) && !anyOf(anc, func(a *Node) bool { return c.stopsEtcdOn(a, h) }) {
+				fs.Add(n.Step.At("on"), "wipe-dir on host %q: etcd is not stopped there by an earlier step", h).ForStep(n.ID()).
+					WithHint("add stop-service of %s on %s to needs: (directly or through another step)", c.Plan.Cluster.Layout.Unit, h)
+			}
+		}
+	}
 	return fs
 }
 
@@ -59,6 +76,19 @@ func (c *Compiled) startsEtcdOn(n *Node, host string) (bool, *steps.StartService
 		}
 	}
 	return false, nil
+}
+
+func (c *Compiled) copiesTo(n *Node, host, path string) bool {
+	if n.Type.Name != "snapshot-copy" {
+		return false
+	}
+	for _, t := range n.Targets {
+		if t.Host != nil && t.Host.Name == host {
+			to := t.Params.(*steps.SnapshotCopy).To
+			return to == path || to == "" && path == steps.DefaultRemoteSnapshot
+		}
+	}
+	return false
 }
 
 func (c *Compiled) wipesDataDirOn(n *Node, host string) bool {
@@ -121,6 +151,17 @@ func (c *Compiled) ruleRestore() plans.Findings {
 		}) {
 			fs.Warn(n.Step.Pos, "restore runs while kube-apiserver may still be running").ForStep(n.ID()).
 				WithHint("stop kube-apiserver on every control-plane host first (stop-service with unit: kube-apiserver)")
+		}
+	}
+	// The snapshot must be put on each host by an earlier snapshot-copy.
+	for _, n := range restores {
+		anc := n.Ancestors()
+		for _, t := range n.Targets {
+			snap := t.Params.(*steps.Restore).Snapshot
+			if !anyOf(anc, func(a *Node) bool { return c.copiesTo(a, t.Host.Name, snap) }) {
+				fs.Warn(n.Step.WithPos(), "restore on host %q reads %s, but no earlier snapshot-copy puts it there", t.Host.Name, snap).ForStep(n.ID()).
+					WithHint("add a snapshot-copy step to needs:, or make sure the file is there and verified")
+			}
 		}
 	}
 	var missing []string
