@@ -12,14 +12,14 @@ func TestParseFindings(t *testing.T) {
 	}{
 		"unknown top key with suggestion": {"version: 1\nname: x\nstep: []\n", []string{`3:1: unknown key "step" (did you mean "steps"?)`, `1:1: missing required key "steps"`}},
 		"unknown key without suggestion":  {"version: 1\nname: x\nsteps: []\nzzz: 1\n", []string{`4:1: unknown key "zzz"`}},
-		"wrong type":                       {"version: one\nname: x\nsteps: []\n", []string{`1:10: version: expected a whole number, got "one"`}},
-		"list expected":                    {"version: 1\nname: x\nsteps: {a: 1}\n", []string{`3:8: steps: expected a list, got a mapping`}},
-		"enum with suggestion":             {"version: 1\nname: x\nsteps: []\ncluster: {name: c, etcdVersion: '3.5', clientAccess: ssh-tunel, members: []}\n", []string{`4:54: cluster: clientAccess: "ssh-tunel" is not one of ssh-tunnel, direct (did you mean "ssh-tunnel"?)`}},
-		"duplicate key":                    {"version: 1\nname: x\nname: y\nsteps: []\n", []string{`3:1: duplicate key "name"`}},
-		"empty required":                   {"version: 1\nname: ''\nsteps: []\n", []string{`2:7: name must not be empty`}},
-		"bad duration":                     {"version: 1\nname: x\nsteps:\n  - {id: a, type: exec, timeout: 5}\n", []string{`4:34: steps[0].timeout: bad duration "5"`}},
-		"on scalar or list":                {"version: 1\nname: x\nsteps:\n  - {id: a, type: exec, on: {x: 1}}\n", []string{`4:29: steps[0].on: expected a name or a list of names, got a mapping`}},
-		"every finding at once":            {"version: x\nnme: y\nsteps: 3\n", []string{`1:10: version:`, `2:1: unknown key "nme"`, `3:8: steps: expected a list`}},
+		"wrong type":                      {"version: one\nname: x\nsteps: []\n", []string{`1:10: version: expected a whole number, got "one"`}},
+		"list expected":                   {"version: 1\nname: x\nsteps: {a: 1}\n", []string{`3:8: steps: expected a list, got a mapping`}},
+		"enum with suggestion":            {"version: 1\nname: x\nsteps: []\ncluster: {name: c, etcdVersion: '3.5', clientAccess: ssh-tunel, members: []}\n", []string{`4:54: cluster: clientAccess: "ssh-tunel" is not one of ssh-tunnel, direct (did you mean "ssh-tunnel"?)`}},
+		"duplicate key":                   {"version: 1\nname: x\nname: y\nsteps: []\n", []string{`3:1: duplicate key "name"`}},
+		"empty required":                  {"version: 1\nname: ''\nsteps: []\n", []string{`2:7: name must not be empty`}},
+		"bad duration":                    {"version: 1\nname: x\nsteps:\n  - {id: a, type: exec, timeout: 5}\n", []string{`4:34: steps[0].timeout: bad duration "5"`}},
+		"on scalar or list":               {"version: 1\nname: x\nsteps:\n  - {id: a, type: exec, on: {x: 1}}\n", []string{`4:29: steps[0].on: expected a name or a list of names, got a mapping`}},
+		"every finding at once":           {"version: x\nnme: y\nsteps: 3\n", []string{`1:10: version:`, `2:1: unknown key "nme"`, `3:8: steps: expected a list`}},
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {

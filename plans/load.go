@@ -14,10 +14,10 @@ import (
 // Inventory holds the environment-specific part of a plan, so one scenario
 // plan runs unchanged against production or the lab.
 type Inventory struct {
-	Cluster *Cluster         `yaml:"cluster" doc:"the etcd cluster"`
-	Hosts   map[string]*Host `yaml:"hosts" doc:"machines, by name"`
-	SSH     *SSH             `yaml:"ssh" doc:"how to reach the hosts"`
-	Vars    map[string]string `yaml:"vars" doc:"variables merged under the plan's own vars"`
+	Cluster *Cluster          `yaml:"cluster" doc:"the etcd cluster"`
+	Hosts   map[string]*Host  `yaml:"hosts" doc:"machines, by name"`
+	SSH     *SSH              `yaml:"ssh" doc:"how to reach the hosts"`
+	Vars    map[string]string `yaml:"vars" doc:"variables; they override the plan's own vars of the same name"`
 }
 
 // Load reads a plan file and, if given or named by the plan, its inventory,
@@ -133,13 +133,13 @@ func (p *Plan) mergeInventory(path string, fromFlag bool) Findings {
 	if take("ssh", inv.SSH != nil) {
 		p.SSH = inv.SSH
 	}
+	// The inventory describes the environment, so its vars override the
+	// plan's, which are defaults (a snapshot path, a lost peer URL).
 	for k, v := range inv.Vars {
 		if p.Vars == nil {
 			p.Vars = map[string]string{}
 		}
-		if _, ok := p.Vars[k]; !ok {
-			p.Vars[k] = v
-		}
+		p.Vars[k] = v
 	}
 	return fs
 }

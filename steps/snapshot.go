@@ -64,31 +64,32 @@ type SnapshotSave struct {
 }
 
 func (s *SnapshotSave) Describe(c *Ctx, t Target) []Action {
+	to := c.LocalPath(s.To)
 	url := ""
 	if t.Member != nil {
 		url = t.Member.ClientURL
 	}
 	acts := []Action{
-		{Host: t.Name(), Kind: API, Cmd: fmt.Sprintf("snapshot save from %s to %s (Maintenance.Snapshot; like etcdctl --endpoints=%s snapshot save %s)", url, s.To, url, q(s.To)),
-			Run: func(ctx context.Context, env Env) error { return s.save(ctx, env, url) }},
-		{Kind: Local, Cmd: "verify the sha256 trailer of " + q(s.To) + "; write " + q(s.To+".sha256")},
+		{Host: t.Name(), Kind: API, Cmd: fmt.Sprintf("snapshot save from %s to %s (Maintenance.Snapshot; like etcdctl --endpoints=%s snapshot save %s)", url, to, url, q(to)),
+			Run: func(ctx context.Context, env Env) error { return s.save(ctx, env, url, to) }},
+		{Kind: Local, Cmd: "verify the sha256 trailer of " + q(to) + "; write " + q(to+".sha256")},
 	}
 	if s.KeepDays > 0 {
 		acts = append(acts, Action{Kind: Local, Destructive: true,
-			Cmd: join("find", filepath.Dir(s.To), "-maxdepth", "1", "-name", "*.db", "-mtime", fmt.Sprintf("+%d", s.KeepDays-1), "-delete")})
+			Cmd: join("find", filepath.Dir(to), "-maxdepth", "1", "-name", "*.db", "-mtime", fmt.Sprintf("+%d", s.KeepDays-1), "-delete")})
 	}
 	return acts
 }
 
-func (s *SnapshotSave) save(ctx context.Context, env Env, url string) error {
+func (s *SnapshotSave) save(ctx context.Context, env Env, url, to string) error {
 	api, err := env.Etcd(ctx)
 	if err != nil {
 		return err
 	}
-	if err := os.MkdirAll(filepath.Dir(s.To), 0o700); err != nil {
+	if err := os.MkdirAll(filepath.Dir(to), 0o700); err != nil {
 		return err
 	}
-	part := s.To + ".part"
+	part := to + ".part"
 	f, err := os.OpenFile(part, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
 	if err != nil {
 		return err
@@ -108,15 +109,15 @@ func (s *SnapshotSave) save(ctx context.Context, env Env, url string) error {
 	if err != nil {
 		return err
 	}
-	if err := os.Rename(part, s.To); err != nil {
+	if err := os.Rename(part, to); err != nil {
 		return err
 	}
-	if err := os.WriteFile(s.To+".sha256", []byte(sum+"  "+filepath.Base(s.To)+"\n"), 0o600); err != nil {
+	if err := os.WriteFile(to+".sha256", []byte(sum+"  "+filepath.Base(to)+"\n"), 0o600); err != nil {
 		return err
 	}
-	env.Logf("saved %s (%d bytes, sha256 %s)", s.To, size, sum)
+	env.Logf("saved %s (%d bytes, sha256 %s)", to, size, sum)
 	if s.KeepDays > 0 {
-		return pruneSnapshots(filepath.Dir(s.To), s.To, time.Duration(s.KeepDays)*24*time.Hour, env)
+		return pruneSnapshots(filepath.Dir(to), to, time.Duration(s.KeepDays)*24*time.Hour, env)
 	}
 	return nil
 }
@@ -144,15 +145,16 @@ func pruneSnapshots(dir, keep string, age time.Duration, env Env) error {
 }
 
 func (s *SnapshotSave) Check(ctx context.Context, c *Ctx, env Env, t Target) (bool, string, error) {
-	want, err := os.ReadFile(s.To + ".sha256")
+	to := c.LocalPath(s.To)
+	want, err := os.ReadFile(to + ".sha256")
 	if err != nil {
 		return false, "", nil
 	}
-	got, err := VerifySnapshotFile(s.To)
+	got, err := VerifySnapshotFile(to)
 	if err != nil || !strings.HasPrefix(string(want), got) {
 		return false, "", nil
 	}
-	return true, s.To + " exists and matches its .sha256", nil
+	return true, to + " exists and matches its .sha256", nil
 }
 
 // SnapshotCopy uploads a snapshot from the operator machine to hosts over the
@@ -170,16 +172,16 @@ func (s *SnapshotCopy) to() string {
 }
 
 func (s *SnapshotCopy) Describe(c *Ctx, t Target) []Action {
-	to := s.to()
+	from, to := c.LocalPath(s.From), s.to()
 	return []Action{
-		{Kind: Local, Cmd: "verify the sha256 trailer of " + q(s.From) + " and compute its sha256"},
-		{Host: t.Name(), Kind: Shell, Cmd: join("mkdir", "-p", "-m", "0700", filepath.Dir(to)) + " && cat > " + q(to+".part") + " < " + q(s.From) + " && sha256sum " + q(to+".part") + " && " + join("mv", to+".part", to),
-			Run: func(ctx context.Context, env Env) error { return s.copy(ctx, env, t) }},
+		{Kind: Local, Cmd: "verify the sha256 trailer of " + q(from) + " and compute its sha256"},
+		{Host: t.Name(), Kind: Shell, Cmd: join("mkdir", "-p", "-m", "0700", filepath.Dir(to)) + " && cat > " + q(to+".part") + " < " + q(from) + " && sha256sum " + q(to+".part") + " && " + join("mv", to+".part", to),
+			Run: func(ctx context.Context, env Env) error { return s.copy(ctx, env, t, from) }},
 	}
 }
 
-func (s *SnapshotCopy) copy(ctx context.Context, env Env, t Target) error {
-	sum, err := VerifySnapshotFile(s.From)
+func (s *SnapshotCopy) copy(ctx context.Context, env Env, t Target, from string) error {
+	sum, err := VerifySnapshotFile(from)
 	if err != nil {
 		return err
 	}
@@ -190,7 +192,7 @@ func (s *SnapshotCopy) copy(ctx context.Context, env Env, t Target) error {
 	if _, err := r.Run(ctx, join("mkdir", "-p", "-m", "0700", filepath.Dir(s.to())), nil); err != nil {
 		return err
 	}
-	got, err := r.Upload(ctx, s.From, s.to(), 0o600)
+	got, err := r.Upload(ctx, from, s.to(), 0o600)
 	if err != nil {
 		return err
 	}
@@ -201,7 +203,7 @@ func (s *SnapshotCopy) copy(ctx context.Context, env Env, t Target) error {
 }
 
 func (s *SnapshotCopy) Check(ctx context.Context, c *Ctx, env Env, t Target) (bool, string, error) {
-	sum, err := VerifySnapshotFile(s.From)
+	sum, err := VerifySnapshotFile(c.LocalPath(s.From))
 	if err != nil {
 		return false, "", err
 	}

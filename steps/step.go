@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/etcd-rescue/etcd-rescue/plans"
@@ -156,6 +157,15 @@ type Etcd interface {
 	HashKV(ctx context.Context, clientURL string, rev int64) (hash uint32, compactRev int64, err error)
 	SnapshotSave(ctx context.Context, clientURL string, w io.Writer) (sha256hex string, size int64, err error)
 	IsRetryable(err error) bool
+}
+
+// LocalPath resolves a path on the operator machine: relative paths are
+// relative to the plan file's directory, so a plan works from any cwd.
+func (c *Ctx) LocalPath(p string) string {
+	if p == "" || filepath.IsAbs(p) || c.Plan == nil || c.Plan.File == "" {
+		return p
+	}
+	return filepath.Join(filepath.Dir(c.Plan.File), p)
 }
 
 // DataDir is the data directory of the member on t.
