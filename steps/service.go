@@ -48,7 +48,9 @@ func (s *StopService) Describe(c *Ctx, t Target) []Action {
 			{Host: t.Name(), Kind: Wait, Cmd: "until ! crictl ps -q --name " + q("^"+unit) + " | grep -q .; do sleep 2; done"},
 		}
 	}
-	acts := []Action{{Host: t.Name(), Kind: Shell, Cmd: join("systemctl", "stop", unit)}}
+	// Exit 5 is systemctl's "unit not loaded": a unit that is not installed
+	// is not running (kube-apiserver is absent on dedicated etcd hosts).
+	acts := []Action{{Host: t.Name(), Kind: Shell, Cmd: join("systemctl", "stop", unit) + " || { [ $? = 5 ] && echo " + q(unit+" is not installed here: nothing to stop") + "; }"}}
 	if s.Disable {
 		acts = append(acts, Action{Host: t.Name(), Kind: Shell, Cmd: join("systemctl", "disable", unit)})
 	}
@@ -70,13 +72,19 @@ type StartService struct {
 	Unit   string `yaml:"unit" doc:"systemd unit or static pod name; default: cluster.layout.unit (etcd)"`
 	Enable bool   `yaml:"enable" doc:"also enable the unit (after a fencing stop with disable)"`
 	Block  *bool  `yaml:"block" doc:"wait for systemctl start to finish; default false for etcd (members of a new cluster must start together), true otherwise"`
+	// MissingOK is for units that only some hosts have.
+	MissingOK bool `yaml:"missingOK" doc:"a host without this unit is fine (kube-apiserver on dedicated etcd hosts); default: fail"`
 }
 
 func (s *StartService) Describe(c *Ctx, t Target) []Action {
 	unit := unitOrDefault(c, s.Unit)
 	if c.Cluster.Layout.Service == "static-pod" {
 		m, parked := staticManifest(c, unit), parkedManifest(c, unit)
-		return []Action{{Host: t.Name(), Kind: Shell, Cmd: "if [ -e " + q(parked) + " ]; then " + join("mv", parked, m) + "; fi && test -e " + q(m)}}
+		cmd := "if [ -e " + q(parked) + " ]; then " + join("mv", parked, m) + "; fi"
+		if !s.MissingOK {
+			cmd += " && test -e " + q(m)
+		}
+		return []Action{{Host: t.Name(), Kind: Shell, Cmd: cmd}}
 	}
 	var acts []Action
 	if s.Enable {
@@ -86,12 +94,14 @@ func (s *StartService) Describe(c *Ctx, t Target) []Action {
 	if s.Block != nil {
 		block = *s.Block
 	}
-	if block {
-		acts = append(acts, Action{Host: t.Name(), Kind: Shell, Cmd: join("systemctl", "start", unit)})
-	} else {
-		acts = append(acts, Action{Host: t.Name(), Kind: Shell, Cmd: join("systemctl", "start", "--no-block", unit)})
+	cmd := join("systemctl", "start", unit)
+	if !block {
+		cmd = join("systemctl", "start", "--no-block", unit)
 	}
-	return acts
+	if s.MissingOK {
+		cmd += " || { [ $? = 5 ] && echo " + q(unit+" is not installed here: nothing to start") + "; }"
+	}
+	return append(acts, Action{Host: t.Name(), Kind: Shell, Cmd: cmd})
 }
 
 func (s *StartService) Check(ctx context.Context, c *Ctx, env Env, t Target) (bool, string, error) {
@@ -99,7 +109,11 @@ func (s *StartService) Check(ctx context.Context, c *Ctx, env Env, t Target) (bo
 	if c.Cluster.Layout.Service == "static-pod" {
 		return remoteTest(ctx, env, t, "[ -e "+q(staticManifest(c, unit))+" ]", unit+" manifest is in place")
 	}
-	return remoteTest(ctx, env, t, "systemctl is-active --quiet "+q(unit)+" || [ \"$(systemctl show -p ActiveState --value "+q(unit)+")\" = activating ]", unit+" is active or activating")
+	test := "systemctl is-active --quiet " + q(unit) + " || [ \"$(systemctl show -p ActiveState --value " + q(unit) + ")\" = activating ]"
+	if s.MissingOK {
+		test += " || [ \"$(systemctl show -p LoadState --value " + q(unit) + ")\" = not-found ]"
+	}
+	return remoteTest(ctx, env, t, test, unit+" is active or activating")
 }
 
 // remoteTest runs a read-only test on t's host: exit 0 means done.
