@@ -3,7 +3,14 @@
 // value can never inject shell syntax.
 package shellquote
 
-import "strings"
+import (
+	"regexp"
+	"strings"
+)
+
+// assignment matches words a shell would read as NAME=value when they stand
+// first in a command; they are quoted wherever they stand.
+var assignment = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*=`)
 
 // Quote returns s as one POSIX shell word. Plain words are left as they are,
 // so dry-run output stays readable.
@@ -11,7 +18,7 @@ func Quote(s string) string {
 	if s == "" {
 		return "''"
 	}
-	if isPlain(s) {
+	if isPlain(s) && !assignment.MatchString(s) {
 		return s
 	}
 	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"

@@ -30,6 +30,15 @@ func TestQuoteRoundTrip(t *testing.T) {
 	}
 }
 
+func TestAssignmentWordsQuoted(t *testing.T) {
+	if got := Quote("X=1"); got != "'X=1'" {
+		t.Errorf("Quote(X=1) = %s; a leading NAME= would be an assignment", got)
+	}
+	if got := Quote("--initial-cluster=a"); got != "--initial-cluster=a" {
+		t.Errorf("Quote(--initial-cluster=a) = %s", got)
+	}
+}
+
 func TestJoin(t *testing.T) {
 	got := Join("mv", "/var/lib/etcd", "/var/lib/etcd old")
 	want := "mv /var/lib/etcd '/var/lib/etcd old'"

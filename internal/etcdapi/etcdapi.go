@@ -1,0 +1,263 @@
+// Package etcdapi owns the project's access to etcd through its client API
+// (go.etcd.io/etcd/client/v3): membership changes, per-member status, health,
+// snapshots and hashes, with TLS from the plan and, for clientAccess: ssh-tunnel,
+// a dialer that reaches members' client URLs through their host's SSH connection.
+//
+// Member IDs are uint64 everywhere (printed in hex, as etcdctl does). Calls that
+// ask a question of one member ([Client.Status], [Client.Health],
+// [Client.SnapshotSave], [Client.HashKV], and anything on [Client.At]) use a client
+// pinned to that single endpoint, so the answer is that member's. Membership
+// changes are retried with backoff while etcd refuses them for transient reasons
+// ([IsRetryable]), such as the "unhealthy cluster" answer given for about five
+// seconds after any member restarts.
+package etcdapi
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+	"google.golang.org/grpc"
+)
+
+// Defaults applied by [New].
+const (
+	DefaultDialTimeout    = 5 * time.Second
+	DefaultRequestTimeout = 15 * time.Second
+	DefaultProbeTimeout   = 3 * time.Second
+)
+
+// TLSFiles are the PEM files for https client URLs.
+type TLSFiles struct {
+	// CA verifies the members' server certificates; empty means the system pool.
+	CA string
+	// Cert and Key are the client certificate, when the members require one.
+	Cert, Key string
+	// ServerName overrides the name checked in the servers' certificates (by
+	// default the endpoint's host).
+	ServerName string
+}
+
+// Config says how to reach the cluster.
+type Config struct {
+	// Endpoints are client URLs (http://host:2379, https://...).
+	Endpoints []string
+	// TLS is used for https endpoints.
+	TLS *TLSFiles
+	// Username and Password authenticate when etcd auth is on. The password never
+	// appears in errors.
+	Username, Password string
+	// Dialer, when set, opens every connection (e.g. through an SSH tunnel:
+	// sshx.Client.DialContext with network "tcp"). addr is "host:port".
+	Dialer func(ctx context.Context, addr string) (net.Conn, error)
+	// DialTimeout bounds establishing a connection; defaults to 5 s.
+	DialTimeout time.Duration
+	// RequestTimeout bounds each attempt of a request; defaults to 15 s.
+	RequestTimeout time.Duration
+	// ProbeTimeout bounds Status and Health, which should answer quickly or be
+	// counted as down (a request to a dead member waits for its whole timeout);
+	// defaults to 3 s.
+	ProbeTimeout time.Duration
+	// Retry is the backoff for membership changes refused transiently; zero
+	// fields take [DefaultBackoff]'s.
+	Retry Backoff
+}
+
+// Client talks to one etcd cluster. It is safe for concurrent use.
+type Client struct {
+	cfg Config
+	tls *tls.Config
+	cli *clientv3.Client
+
+	mu     sync.Mutex
+	pinned map[string]*Client
+	closed bool
+}
+
+// New builds a client. It does not wait for a connection: the first request does.
+func New(cfg Config) (*Client, error) {
+	if len(cfg.Endpoints) == 0 {
+		return nil, errors.New("etcd client: no endpoints")
+	}
+	if cfg.DialTimeout <= 0 {
+		cfg.DialTimeout = DefaultDialTimeout
+	}
+	if cfg.RequestTimeout <= 0 {
+		cfg.RequestTimeout = DefaultRequestTimeout
+	}
+	if cfg.ProbeTimeout <= 0 {
+		cfg.ProbeTimeout = DefaultProbeTimeout
+	}
+	cfg.Retry = cfg.Retry.withDefaults()
+	var tlsCfg *tls.Config
+	if cfg.TLS != nil {
+		var err error
+		if tlsCfg, err = loadTLS(*cfg.TLS); err != nil {
+			return nil, err
+		}
+	}
+	return newClient(cfg, tlsCfg)
+}
+
+func newClient(cfg Config, tlsCfg *tls.Config) (*Client, error) {
+	ccfg := clientv3.Config{
+		Endpoints:            cfg.Endpoints,
+		DialTimeout:          cfg.DialTimeout,
+		DialKeepAliveTime:    10 * time.Second,
+		DialKeepAliveTimeout: 5 * time.Second,
+		TLS:                  tlsCfg,
+		Username:             cfg.Username,
+		Password:             cfg.Password,
+		// The engine reports errors itself; the client's own warnings would only
+		// clutter the operator's terminal.
+		Logger: zap.NewNop(),
+	}
+	if cfg.Dialer != nil {
+		ccfg.DialOptions = append(ccfg.DialOptions, grpc.WithContextDialer(cfg.Dialer))
+	}
+	cli, err := clientv3.New(ccfg)
+	if err != nil {
+		return nil, fmt.Errorf("etcd client for %s: %w", strings.Join(cfg.Endpoints, ","), err)
+	}
+	return &Client{cfg: cfg, tls: tlsCfg, cli: cli, pinned: map[string]*Client{}}, nil
+}
+
+func loadTLS(f TLSFiles) (*tls.Config, error) {
+	c := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: f.ServerName}
+	if f.CA != "" {
+		pem, err := os.ReadFile(f.CA)
+		if err != nil {
+			return nil, fmt.Errorf("etcd tls ca: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("etcd tls ca %s: no PEM certificate found", f.CA)
+		}
+		c.RootCAs = pool
+	}
+	if (f.Cert == "") != (f.Key == "") {
+		return nil, errors.New("etcd tls: cert and key must be given together")
+	}
+	if f.Cert != "" {
+		pair, err := tls.LoadX509KeyPair(f.Cert, f.Key)
+		if err != nil {
+			return nil, fmt.Errorf("etcd tls client certificate %s / key %s: %w", f.Cert, f.Key, err)
+		}
+		c.Certificates = []tls.Certificate{pair}
+	}
+	return c, nil
+}
+
+// Endpoints returns the configured endpoints.
+func (c *Client) Endpoints() []string { return append([]string(nil), c.cfg.Endpoints...) }
+
+// Raw returns the underlying clientv3 client, for the rare call this package
+// does not wrap.
+func (c *Client) Raw() *clientv3.Client { return c.cli }
+
+// At returns a client pinned to endpoint alone (created once, closed with c).
+func (c *Client) At(endpoint string) (*Client, error) {
+	if len(c.cfg.Endpoints) == 1 && c.cfg.Endpoints[0] == endpoint {
+		return c, nil
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return nil, errors.New("etcd client closed")
+	}
+	if p, ok := c.pinned[endpoint]; ok {
+		return p, nil
+	}
+	cfg := c.cfg
+	cfg.Endpoints = []string{endpoint}
+	p, err := newClient(cfg, c.tls)
+	if err != nil {
+		return nil, err
+	}
+	c.pinned[endpoint] = p
+	return p, nil
+}
+
+// Close closes the client and its pinned clients.
+func (c *Client) Close() error {
+	c.mu.Lock()
+	c.closed = true
+	pinned := c.pinned
+	c.pinned = map[string]*Client{}
+	c.mu.Unlock()
+	var errs []error
+	for _, p := range pinned {
+		if err := p.cli.Close(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := c.cli.Close(); err != nil && !errors.Is(err, context.Canceled) {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+func (c *Client) request(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, c.cfg.RequestTimeout)
+}
+
+func (c *Client) probe(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, c.cfg.ProbeTimeout)
+}
+
+// Member is one etcd cluster member.
+type Member struct {
+	ID         uint64   `json:"id"`
+	Name       string   `json:"name"`
+	PeerURLs   []string `json:"peerURLs"`
+	ClientURLs []string `json:"clientURLs"`
+	IsLearner  bool     `json:"isLearner"`
+}
+
+// IDHex is the member ID as etcdctl prints it.
+func (m Member) IDHex() string { return FormatID(m.ID) }
+
+// FormatID prints a member or cluster ID in hex, as etcdctl does.
+func FormatID(id uint64) string { return strconv.FormatUint(id, 16) }
+
+// ParseID reads a member or cluster ID printed in hex by etcdctl (an optional 0x
+// prefix is accepted).
+func ParseID(s string) (uint64, error) {
+	id, err := strconv.ParseUint(strings.TrimPrefix(strings.TrimPrefix(s, "0x"), "0X"), 16, 64)
+	if err != nil {
+		return 0, fmt.Errorf("member id %q: not a hex uint64", s)
+	}
+	return id, nil
+}
+
+func members(in []*memberpb) []Member {
+	out := make([]Member, 0, len(in))
+	for _, m := range in {
+		out = append(out, member(m))
+	}
+	sort.Slice(out, func(i, j int) bool {
+		return out[i].Name < out[j].Name || (out[i].Name == out[j].Name && out[i].ID < out[j].ID)
+	})
+	return out
+}
+
+func member(m *memberpb) Member {
+	return Member{
+		ID:         m.ID,
+		Name:       m.Name,
+		PeerURLs:   append([]string(nil), m.PeerURLs...),
+		ClientURLs: append([]string(nil), m.ClientURLs...),
+		IsLearner:  m.IsLearner,
+	}
+}

@@ -1,0 +1,190 @@
+package sshx
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"strings"
+)
+
+// Transfer describes a verified copy.
+type Transfer struct {
+	// SHA256 is the hex digest computed while streaming; the remote sha256sum of the
+	// file agreed with it.
+	SHA256 string
+	Size   int64
+}
+
+// Upload streams r to remotePath on the host over the existing connection: it is
+// written to a temporary file beside remotePath (mode perm), its sha256 on the host
+// is compared with the one computed while sending, and only then renamed over
+// remotePath. On any failure the temporary file is removed and remotePath is left
+// as it was.
+func (c *Client) Upload(ctx context.Context, r io.Reader, remotePath string, perm fs.FileMode) (Transfer, error) {
+	dir, base := path.Split(remotePath)
+	if base == "" || remotePath == "" {
+		return Transfer{}, fmt.Errorf("host %s: upload: invalid remote path %q", c.name, remotePath)
+	}
+	tmp := dir + "." + base + ".sshx-" + randomToken() + ".tmp"
+	h := sha256.New()
+	cr := &countingReader{r: io.TeeReader(r, h)}
+	script := "umask 077 && cat > " + Quote(tmp) + " && chmod " + fmt.Sprintf("%04o", perm.Perm()) + " " + Quote(tmp) +
+		" && { sync -- " + Quote(tmp) + " 2>/dev/null || true; } && sha256sum < " + Quote(tmp)
+	res, err := c.Run(ctx, script, RunOpts{Stdin: cr, Display: "upload " + remotePath + " (write " + tmp + ")"})
+	sum := hex.EncodeToString(h.Sum(nil))
+	fail := func(e error) (Transfer, error) {
+		// Best effort: the temporary file must not linger; the target is untouched.
+		_, _ = c.Run(context.WithoutCancel(ctx), "rm -f -- "+Quote(tmp), RunOpts{Timeout: killGrace, Display: "upload cleanup " + tmp})
+		return Transfer{}, e
+	}
+	if err != nil {
+		return fail(fmt.Errorf("upload to %s:%s: %w", c.name, remotePath, err))
+	}
+	if res.ExitCode != 0 {
+		return fail(fmt.Errorf("upload to %s:%s: remote write exited %d: %s", c.name, remotePath, res.ExitCode, tail(res.Stderr)))
+	}
+	remote := firstField(res.Stdout)
+	if remote != sum {
+		return fail(fmt.Errorf("upload to %s:%s: checksum mismatch: sent sha256 %s (%d bytes), host has %s", c.name, remotePath, sum, cr.n, remote))
+	}
+	res, err = c.Run(ctx, "mv -f -- "+Quote(tmp)+" "+Quote(remotePath), RunOpts{Display: "upload " + remotePath + " (rename)"})
+	if err != nil {
+		return fail(fmt.Errorf("upload to %s:%s: rename: %w", c.name, remotePath, err))
+	}
+	if res.ExitCode != 0 {
+		return fail(fmt.Errorf("upload to %s:%s: rename exited %d: %s", c.name, remotePath, res.ExitCode, tail(res.Stderr)))
+	}
+	return Transfer{SHA256: sum, Size: cr.n}, nil
+}
+
+// UploadFile is [Client.Upload] of a local file.
+func (c *Client) UploadFile(ctx context.Context, localPath, remotePath string, perm fs.FileMode) (Transfer, error) {
+	f, err := os.Open(localPath)
+	if err != nil {
+		return Transfer{}, fmt.Errorf("upload to %s:%s: %w", c.name, remotePath, err)
+	}
+	defer f.Close()
+	return c.Upload(ctx, f, remotePath, perm)
+}
+
+// Download streams remotePath into w and then checks that the host's sha256sum of
+// the file equals the digest of the bytes received. On a mismatch w has received
+// bytes that must be discarded (write to a temporary file and rename on success).
+func (c *Client) Download(ctx context.Context, remotePath string, w io.Writer) (Transfer, error) {
+	h := sha256.New()
+	cw := &countingWriter{w: io.MultiWriter(w, h)}
+	res, err := c.Run(ctx, "cat -- "+Quote(remotePath), RunOpts{Stdout: cw, Display: "download " + remotePath})
+	if err != nil {
+		return Transfer{}, fmt.Errorf("download %s:%s: %w", c.name, remotePath, err)
+	}
+	if res.ExitCode != 0 {
+		return Transfer{}, fmt.Errorf("download %s:%s: remote read exited %d: %s", c.name, remotePath, res.ExitCode, tail(res.Stderr))
+	}
+	if cw.err != nil {
+		return Transfer{}, fmt.Errorf("download %s:%s: writing locally: %w", c.name, remotePath, cw.err)
+	}
+	sum := hex.EncodeToString(h.Sum(nil))
+	remote, err := c.SHA256(ctx, remotePath)
+	if err != nil {
+		return Transfer{}, fmt.Errorf("download %s:%s: %w", c.name, remotePath, err)
+	}
+	if remote != sum {
+		return Transfer{}, fmt.Errorf("download %s:%s: checksum mismatch: received sha256 %s (%d bytes), host has %s", c.name, remotePath, sum, cw.n, remote)
+	}
+	return Transfer{SHA256: sum, Size: cw.n}, nil
+}
+
+// DownloadFile is [Client.Download] into localPath, written to a temporary file
+// beside it and renamed only once verified.
+func (c *Client) DownloadFile(ctx context.Context, remotePath, localPath string, perm fs.FileMode) (Transfer, error) {
+	f, err := os.CreateTemp(filepath.Dir(localPath), ".sshx-download-*")
+	if err != nil {
+		return Transfer{}, fmt.Errorf("download %s:%s: %w", c.name, remotePath, err)
+	}
+	tmp := f.Name()
+	defer os.Remove(tmp) // no-op once renamed
+	t, err := c.Download(ctx, remotePath, f)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Chmod(tmp, perm.Perm())
+	}
+	if err == nil {
+		err = os.Rename(tmp, localPath)
+	}
+	if err != nil {
+		return Transfer{}, fmt.Errorf("download %s:%s to %s: %w", c.name, remotePath, localPath, err)
+	}
+	return t, nil
+}
+
+// SHA256 returns the hex sha256 of remotePath as computed on the host.
+func (c *Client) SHA256(ctx context.Context, remotePath string) (string, error) {
+	res, err := c.Run(ctx, "sha256sum < "+Quote(remotePath), RunOpts{})
+	if err != nil {
+		return "", err
+	}
+	if res.ExitCode != 0 {
+		return "", fmt.Errorf("sha256sum of %s:%s exited %d: %s", c.name, remotePath, res.ExitCode, tail(res.Stderr))
+	}
+	s := firstField(res.Stdout)
+	if len(s) != 64 {
+		return "", fmt.Errorf("sha256sum of %s:%s: unexpected output %q", c.name, remotePath, tail(res.Stdout))
+	}
+	return s, nil
+}
+
+func firstField(b []byte) string {
+	f := strings.Fields(string(b))
+	if len(f) == 0 {
+		return ""
+	}
+	return f[0]
+}
+
+// tail returns the last few hundred bytes of out, trimmed, for error messages.
+func tail(out []byte) string {
+	const keep = 512
+	out = bytes.TrimSpace(out)
+	if len(out) > keep {
+		out = append([]byte("..."), out[len(out)-keep:]...)
+	}
+	return string(out)
+}
+
+type countingReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
+}
+
+type countingWriter struct {
+	w   io.Writer
+	n   int64
+	err error
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	if err != nil && c.err == nil {
+		c.err = err
+	}
+	return n, err
+}
