@@ -1,0 +1,107 @@
+package engine
+
+import (
+	"bytes"
+	"encoding/json"
+	"sort"
+	"strings"
+
+	"github.com/etcd-rescue/etcd-rescue/plans"
+)
+
+// Redacted replaces a secret value in everything the engine writes.
+const Redacted = "<redacted>"
+
+// secretWords mark a plan variable as secret when its name contains one of
+// them (case-insensitive). The rule is about vars: only, on purpose:
+// cluster.token is etcd's --initial-cluster-token, an identifier written in
+// clear into every member's env file, not a credential. TLS key files are
+// only ever referred to by path; their contents are never read into a
+// command, the state or the journal.
+var secretWords = []string{"password", "passwd", "secret", "token", "key", "credential"}
+
+// IsSecretVar reports whether the plan variable name holds a secret.
+func IsSecretVar(name string) bool {
+	n := strings.ToLower(name)
+	for _, w := range secretWords {
+		if strings.Contains(n, w) {
+			return true
+		}
+	}
+	return false
+}
+
+// Redactor removes secret values from text before it reaches the state, the
+// events journal or the progress output.
+type Redactor struct {
+	// secrets, longest first, so a secret that contains another is replaced
+	// whole.
+	secrets []string
+}
+
+// NewRedactor collects the values of the secret variables of p. Every
+// non-empty value counts: over-redacting a log line is harmless, leaking a
+// password is not.
+func NewRedactor(p *plans.Plan) *Redactor {
+	r := &Redactor{}
+	if p == nil {
+		return r
+	}
+	seen := map[string]bool{}
+	for name, v := range p.Vars {
+		if v == "" || !IsSecretVar(name) || seen[v] {
+			continue
+		}
+		seen[v] = true
+		r.secrets = append(r.secrets, v)
+		// The same value as encoding/json writes it, with and without HTML
+		// escaping, for the final pass over serialized bytes (quotes,
+		// backslashes, control characters, maybe <>& are escaped there).
+		for _, esc := range jsonForms(v) {
+			if esc != v && !seen[esc] {
+				seen[esc] = true
+				r.secrets = append(r.secrets, esc)
+			}
+		}
+	}
+	sort.Slice(r.secrets, func(i, j int) bool { return len(r.secrets[i]) > len(r.secrets[j]) })
+	return r
+}
+
+func jsonForms(v string) []string {
+	var out []string
+	for _, html := range []bool{true, false} {
+		var buf bytes.Buffer
+		enc := json.NewEncoder(&buf)
+		enc.SetEscapeHTML(html)
+		if enc.Encode(v) == nil {
+			b := bytes.TrimSpace(buf.Bytes())
+			out = append(out, string(b[1:len(b)-1]))
+		}
+	}
+	return out
+}
+
+// String returns s with every secret value replaced by <redacted>.
+func (r *Redactor) String(s string) string {
+	if r == nil {
+		return s
+	}
+	for _, v := range r.secrets {
+		if strings.Contains(s, v) {
+			s = strings.ReplaceAll(s, v, Redacted)
+		}
+	}
+	return s
+}
+
+// Bytes is String for serialized output.
+func (r *Redactor) Bytes(b []byte) []byte {
+	if r == nil || len(r.secrets) == 0 {
+		return b
+	}
+	return []byte(r.String(string(b)))
+}
+
+// Empty reports whether there is nothing to redact.
+func (r *Redactor) Empty() bool { return r == nil || len(r.secrets) == 0 }

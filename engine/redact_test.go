@@ -1,0 +1,82 @@
+package engine
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/etcd-rescue/etcd-rescue/plans"
+)
+
+func TestSecretVarRule(t *testing.T) {
+	for name, want := range map[string]bool{
+		"dbPassword": true, "API_TOKEN": true, "s3SecretKey": true, "accessKey": true, "passwd": true,
+		"snapshot": false, "clusterName": false, "dir": false,
+	} {
+		if IsSecretVar(name) != want {
+			t.Errorf("IsSecretVar(%q) = %v", name, !want)
+		}
+	}
+	p := &plans.Plan{Vars: map[string]string{"dbPassword": `pa"ss<word>`, "snapshot": "/tmp/s.db", "emptyToken": ""}}
+	r := NewRedactor(p)
+	if got := r.String(`echo pa"ss<word> /tmp/s.db`); got != "echo <redacted> /tmp/s.db" {
+		t.Errorf("String: %q", got)
+	}
+	// The JSON-escaped form is caught in serialized bytes too.
+	if got := string(r.Bytes([]byte(`{"cmd":"pa\"ss\u003cword\u003e"}`))); strings.Contains(got, "ss") {
+		t.Errorf("Bytes: %q", got)
+	}
+}
+
+// A secret var never reaches state.json, events.jsonl, the progress output
+// or the returned error, even when the failing command echoes it.
+func TestSecretNeverWritten(t *testing.T) {
+	const secret = "hunter2-Very-Secret"
+	h := newHarness(t, "  apiPassword: "+secret+"\n  dir: /srv\n", `
+  - {id: login, type: exec, on: h1, with: {command: "curl -u admin:${vars.apiPassword} https://x/${vars.dir}"}}
+  - {id: note, type: fact-secret}
+`)
+	h.w.handler = func(host, cmd string) (string, int, error) {
+		if strings.Contains(cmd, "curl") {
+			return "", 22, nil // stderr "stderr of <cmd>" echoes the secret
+		}
+		return "", 0, nil
+	}
+	res, err := h.apply(h.opts())
+	runErrOf(t, err)
+	if h.w.ran("h1", "curl -u admin:"+secret+" https://x//srv") != 1 {
+		t.Fatalf("the command itself must carry the secret: %v", h.w.commands())
+	}
+	run := filepath.Join(res.StateDir, "runs", res.RunID)
+	for name, text := range map[string]string{
+		"state.json":   readFile(t, filepath.Join(run, "state.json")),
+		"events.jsonl": readFile(t, filepath.Join(run, "events.jsonl")),
+		"progress":     h.progress.String(),
+		"error":        err.Error(),
+	} {
+		if strings.Contains(text, secret) {
+			t.Errorf("%s contains the secret:\n%s", name, text)
+		}
+		if name != "progress" && !strings.Contains(text, "<redacted>") {
+			t.Errorf("%s shows no <redacted> marker:\n%s", name, text)
+		}
+	}
+	// Non-secret values stay readable.
+	if !strings.Contains(readFile(t, filepath.Join(run, "events.jsonl")), "https://x//srv") {
+		t.Error("non-secret text was redacted")
+	}
+	fi, _ := os.Stat(filepath.Join(run, "events.jsonl"))
+	if fi.Mode().Perm() != 0o600 {
+		t.Errorf("events.jsonl mode %v", fi.Mode())
+	}
+}
+
+func TestRedactorJSONForms(t *testing.T) {
+	r := NewRedactor(&plans.Plan{Vars: map[string]string{"secret": "a<b\"c\\d"}})
+	for _, enc := range []string{`a\u003cb\"c\\d`, `a<b\"c\\d`, "a<b\"c\\d"} {
+		if got := r.String("x " + enc + " y"); got != "x <redacted> y" {
+			t.Errorf("%s: %q", enc, got)
+		}
+	}
+}

@@ -1,0 +1,204 @@
+package engine
+
+import (
+	"bytes"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// A reader never sees a partial state file, whatever moment it reads at.
+func TestWriteFileAtomic(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "state.json")
+	versions := [][]byte{bytes.Repeat([]byte("A"), 1<<20), bytes.Repeat([]byte("B"), 3<<19)}
+	if err := WriteFileAtomic(path, versions[0], 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	stop := make(chan struct{})
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if err := WriteFileAtomic(path, versions[i%2], 0o600); err != nil {
+				t.Error(err)
+				return
+			}
+		}
+	}()
+	for i := 0; i < 300; i++ {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(b, versions[0]) && !bytes.Equal(b, versions[1]) {
+			t.Fatalf("read %d bytes that are neither version", len(b))
+		}
+	}
+	close(stop)
+	wg.Wait()
+	ents, _ := os.ReadDir(dir)
+	if len(ents) != 1 {
+		t.Errorf("temp files left behind: %v", ents)
+	}
+	fi, _ := os.Stat(path)
+	if fi.Mode().Perm() != 0o600 {
+		t.Errorf("mode %v", fi.Mode())
+	}
+}
+
+func TestRunIDsSortByTime(t *testing.T) {
+	a := NewRunID(time.Date(2026, 11, 22, 3, 15, 0, 0, time.UTC))
+	b := NewRunID(time.Date(2026, 11, 22, 3, 15, 1, 0, time.UTC))
+	if !strings.HasPrefix(a, "20261122T031500Z-") || len(a) != len("20261122T031500Z-3f2a") || a >= b {
+		t.Errorf("run ids %s, %s", a, b)
+	}
+	for _, bad := range []string{"", "..", "a/b", "../x"} {
+		if validRunID(bad) {
+			t.Errorf("%q accepted as a run id", bad)
+		}
+	}
+}
+
+func TestLockRefusesSecondRun(t *testing.T) {
+	h := newHarness(t, "", `
+  - {id: a, type: run, on: h1, with: {cmd: a}}
+`)
+	store, err := OpenStore(h.stateDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	held, err := store.Lock("20261122T031500Z-aaaa", "apply")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = h.apply(h.opts())
+	var le *LockedError
+	if !errors.As(err, &le) || le.Owner == nil || le.Owner.PID != os.Getpid() || le.Owner.RunID != "20261122T031500Z-aaaa" {
+		t.Fatalf("want LockedError with owner info, got %v", err)
+	}
+	if len(h.w.commands()) != 0 {
+		t.Error("a locked apply ran commands")
+	}
+	// unlock --force refuses while the holder lives.
+	if _, err := store.Unlock(); !errors.As(err, &le) {
+		t.Errorf("unlock of a held lock: %v", err)
+	}
+	if _, live := store.LockOwner(); !live {
+		t.Error("LockOwner: lock not seen as held")
+	}
+	if err := held.Release(); err != nil {
+		t.Fatal(err)
+	}
+	if _, live := store.LockOwner(); live {
+		t.Error("LockOwner: lock still held after release")
+	}
+	if _, err := store.Unlock(); err != nil {
+		t.Errorf("unlock of a free lock: %v", err)
+	}
+	if _, err := h.apply(h.opts()); err != nil {
+		t.Errorf("apply after release: %v", err)
+	}
+}
+
+func TestResumeRefusesChangedPlan(t *testing.T) {
+	h := newHarness(t, "", `
+  - {id: a, type: run, on: h1, with: {cmd: a}}
+`)
+	h.w.handler = func(string, string) (string, int, error) { return "", 1, nil }
+	res, err := h.apply(h.opts())
+	runErrOf(t, err)
+
+	// Same bytes: resumable. One byte more: stale.
+	orig := readFile(t, h.plan)
+	if err := os.WriteFile(h.plan, []byte(orig+"# edited\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err = h.resume(res.RunID, h.opts())
+	var se *StaleError
+	if !errors.As(err, &se) || !strings.Contains(err.Error(), "changed since the run began") {
+		t.Fatalf("want StaleError, got %v", err)
+	}
+	if err := os.Remove(h.plan); err != nil {
+		t.Fatal(err)
+	}
+	if _, err = h.resume(res.RunID, h.opts()); !errors.As(err, &se) {
+		t.Fatalf("missing plan: want StaleError, got %v", err)
+	}
+	if err := os.WriteFile(h.plan, []byte(orig), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	h.w.handler = nil
+	if _, err := h.resume(res.RunID, h.opts()); err != nil {
+		t.Fatalf("restored plan: %v", err)
+	}
+	if len(h.w.commands()) != 2 {
+		t.Errorf("commands: %v", h.w.commands())
+	}
+}
+
+func TestResumeRefusesChangedInventory(t *testing.T) {
+	dir := t.TempDir()
+	inv := filepath.Join(dir, "inv.yaml")
+	head := strings.SplitN(planHead, "cluster:", 2)
+	// The plan's cluster/hosts/ssh move to the inventory.
+	if err := os.WriteFile(inv, []byte("cluster:"+head[1]), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	plan := filepath.Join(dir, "plan.yaml")
+	if err := os.WriteFile(plan, []byte(head[0]+"steps:\n  - {id: a, type: run, on: h1, with: {cmd: a}}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	w := &world{handler: func(string, string) (string, int, error) { return "", 1, nil }}
+	p, fs := loadPlanWithInventory(t, plan, inv)
+	c, cfs := Compile(p, testRegistry())
+	if c == nil {
+		t.Fatal(fs, cfs)
+	}
+	o := Options{StateDir: filepath.Join(dir, "state"), Inventory: inv, Backend: w.backend, Registry: testRegistry(), RetryDelay: -1}
+	res, err := Apply(testCtx(t), c, o)
+	runErrOf(t, err)
+	st, _ := (&Store{Dir: o.StateDir}).Load(res.RunID)
+	if st.Inventory != inv {
+		t.Errorf("inventory not recorded: %q", st.Inventory)
+	}
+	b := readFile(t, inv)
+	if err := os.WriteFile(inv, []byte(strings.Replace(b, "10.0.0.1}", "10.0.0.9}", 1)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var se *StaleError
+	if _, err := Resume(testCtx(t), res.RunID, o); !errors.As(err, &se) {
+		t.Fatalf("want StaleError, got %v", err)
+	}
+}
+
+func TestResumeSelectorsAreChecked(t *testing.T) {
+	h := newHarness(t, "", `
+  - {id: a, type: run, on: h1, with: {cmd: a}}
+`)
+	h.w.handler = func(string, string) (string, int, error) { return "", 1, nil }
+	res, err := h.apply(h.opts())
+	runErrOf(t, err)
+	for _, sel := range []string{"nope", "a@h9"} {
+		o := h.opts()
+		o.Rerun = []Selector{ParseSelector(sel)}
+		var ue *UsageError
+		if _, err := h.resume(res.RunID, o); !errors.As(err, &ue) {
+			t.Errorf("--rerun %s: %v", sel, err)
+		}
+	}
+	var ns *NoStateError
+	if _, err := h.resume("20000101T000000Z-0000", h.opts()); !errors.As(err, &ns) {
+		t.Errorf("unknown run: %v", err)
+	}
+}
