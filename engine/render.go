@@ -62,8 +62,10 @@ func (c *Compiled) describe(n *Node, runID string, facts map[string]string) DryR
 		s.Timeout = n.Step.Timeout.String()
 	}
 	ctx := c.Ctx(n, runID, facts)
+	red := NewRedactor(c.Plan)
 	for _, t := range n.Targets {
 		for _, a := range t.Params.Describe(ctx, t.Target) {
+			a.Cmd = red.String(a.Cmd)
 			s.Destructive = s.Destructive || a.Destructive
 			s.Actions = append(s.Actions, a)
 		}

@@ -198,3 +198,30 @@ func TestRestoreCommandsPerMember(t *testing.T) {
 		})
 	}
 }
+
+// TestDryRunRedactsSecrets: a secret var used in a command never shows.
+func TestDryRunRedactsSecrets(t *testing.T) {
+	p, fs := plans.Load("../examples/backup.yaml", "")
+	if fs.Errors() > 0 {
+		t.Fatal(fs)
+	}
+	p.Vars["dbPassword"] = "hunter2-s3cr3t"
+	p.Steps = append(p.Steps, &plans.Step{ID: "x", Type: "exec", On: plans.Strings{"node1"}})
+	y := "{command: 'echo ${vars.dbPassword} | login', creates: /x}"
+	p2, fs := plans.Parse("x.yaml", []byte("version: 1\nname: x\nsteps:\n  - {id: x, type: exec, on: node1, with: "+y+"}\n"))
+	if fs.Errors() > 0 {
+		t.Fatal(fs)
+	}
+	p.Steps[len(p.Steps)-1] = p2.Steps[0]
+	c, fs := Compile(p, registry())
+	if c == nil {
+		t.Fatal(fs)
+	}
+	var b bytes.Buffer
+	if err := BuildDryRun(c).WriteText(&b); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(b.String(), "hunter2") || !strings.Contains(b.String(), "echo <redacted> | login") {
+		t.Errorf("dry-run does not redact the secret:\n%s", b.String())
+	}
+}

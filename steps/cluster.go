@@ -234,7 +234,13 @@ func (s *CheckQuorum) Describe(c *Ctx, t Target) []Action {
 					maxRev = st.Revision
 				}
 			}
-			if maxRev > 0 {
+			// Only ever raise it: a re-run after the damage was repaired (a
+			// resume) must not replace the pre-disaster revision.
+			prev := int64(0)
+			if v, ok := env.Fact(FactPreRevision); ok {
+				prev, _ = strconv.ParseInt(v, 10, 64)
+			}
+			if maxRev > prev {
 				if err := env.SetFact(FactPreRevision, strconv.FormatInt(maxRev, 10)); err != nil {
 					return err
 				}

@@ -143,7 +143,7 @@ func TestRestoreDescribe(t *testing.T) {
 	}
 	all := strings.Join(cmds, "\n")
 	for _, want := range []string{
-		"etcdutl snapshot restore /s.db --name e3 --initial-cluster e1=http://10.9.0.1:2380,e2=http://10.9.0.2:2380,e3=http://10.9.0.3:2380 --initial-cluster-token tok-1 --initial-advertise-peer-urls http://10.9.0.3:2380 --data-dir /x/data.restoring-R1 --bump-revision 5000 --mark-compacted",
+		"etcdutl snapshot restore /s.db --name e3 --initial-cluster 'e1=http://10.9.0.1:2380,e2=http://10.9.0.2:2380,e3=http://10.9.0.3:2380' --initial-cluster-token tok-1 --initial-advertise-peer-urls http://10.9.0.3:2380 --data-dir /x/data.restoring-R1 --bump-revision 5000 --mark-compacted",
 		"chown -R etcd:etcd -- /x/data.restoring-R1",
 		"mv -T -- /x/data.restoring-R1 /x/data",
 	} {
