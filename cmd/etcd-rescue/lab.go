@@ -1,5 +1,11 @@
 package main
 
-import "io"
+import (
+	"errors"
+	"io"
+)
 
-func cmdLab(args []string, stdout, stderr io.Writer) int { return exitCode(errNotYet, stderr) }
+// cmdLab is wired in its own commit with the lab package.
+func cmdLab(args []string, stdout, stderr io.Writer) int {
+	return exitCode(errors.New("lab: not in this build"), stderr)
+}
