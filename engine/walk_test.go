@@ -614,7 +614,7 @@ func TestRunIDBoundIntoParams(t *testing.T) {
 	res, err := h.apply(h.opts())
 	runErrOf(t, err)
 	id := res.RunID
-	wipe := fmt.Sprintf("if [ -e /var/lib/etcd ]; then mv -T -- /var/lib/etcd /var/lib/etcd.rescue-%s; fi", id)
+	wipe := fmt.Sprintf("if [ -e /var/lib/etcd ]; then mv -T -- /var/lib/etcd /var/lib/etcd.rescue-%s; fi && mkdir -p -m 0700 -- /var/lib/etcd && chown -- etcd:etcd /var/lib/etcd", id)
 	if h.w.ran("h1", wipe) != 1 {
 		t.Errorf("wipe-dir did not use the run id: %v", h.w.commands())
 	}
@@ -691,7 +691,7 @@ func TestResumeRealDestructiveTypes(t *testing.T) {
 			}
 			runID := crashAtPrefix(t, h, "h1", "if [ -e /var/lib/etcd ]")
 			h.w = &world{handler: func(host, cmd string) (string, int, error) {
-				if strings.HasPrefix(cmd, "! [ -e /var/lib/etcd ]") && !tc.dirGone {
+				if strings.HasPrefix(cmd, "[ -d /var/lib/etcd ]") && !tc.dirGone {
 					return "", 1, nil
 				}
 				return "", 0, nil

@@ -130,6 +130,13 @@ func (s *Restore) runAuto(ctx context.Context, c *Ctx, env Env, t Target) error 
 		var pre int64
 		if v, ok := env.Fact(FactPreRevision); ok {
 			pre, _ = strconv.ParseInt(v, 10, 64)
+		} else {
+			// Nothing answered before the restore (a total loss): the
+			// snapshot's revision is the newest one known, and verify-data
+			// aboveRecorded checks the bump against it.
+			if err := env.SetFact(FactPreRevision, strconv.FormatInt(st.Revision, 10)); err != nil {
+				return err
+			}
 		}
 		b := s.margin()
 		if pre > st.Revision {

@@ -33,15 +33,29 @@ func AsideDir(dir, runID string) string {
 func (s *WipeDir) Describe(c *Ctx, t Target) []Action {
 	d := s.dir(c)
 	if s.Delete {
-		return []Action{{Host: t.Name(), Kind: Shell, Destructive: true, Cmd: join("rm", "-rf", "--", d)}}
+		return []Action{{Host: t.Name(), Kind: Shell, Destructive: true, Cmd: join("rm", "-rf", "--", d) + s.recreate(c)}}
 	}
 	aside := AsideDir(d, c.RunID)
 	return []Action{{Host: t.Name(), Kind: Shell, Destructive: true,
-		Cmd: "if [ -e " + q(d) + " ]; then " + join("mv", "-T", "--", d, aside) + "; fi"}}
+		Cmd: "if [ -e " + q(d) + " ]; then " + join("mv", "-T", "--", d, aside) + "; fi" + s.recreate(c)}}
+}
+
+// recreate leaves an empty data dir owned by the etcd user behind: etcd
+// runs as that user and cannot create its data dir in a root-owned parent
+// (a member added next would fail "mkdir /var/lib/etcd: permission denied").
+func (s *WipeDir) recreate(c *Ctx) string {
+	d, o := s.dir(c), c.Cluster.Layout.Owner
+	if o == "" || path.Clean(d) != path.Clean(c.DataDir()) {
+		return ""
+	}
+	return " && " + join("mkdir", "-p", "-m", "0700", "--", d) + " && " + join("chown", "--", o, d)
 }
 
 func (s *WipeDir) Check(ctx context.Context, c *Ctx, env Env, t Target) (bool, string, error) {
 	d := q(s.dir(c))
+	if s.recreate(c) != "" {
+		return remoteTest(ctx, env, t, "[ -d "+d+" ] && [ -z \"$(ls -A "+d+")\" ]", s.dir(c)+" is empty")
+	}
 	return remoteTest(ctx, env, t, "! [ -e "+d+" ] || [ -z \"$(ls -A "+d+")\" ]", s.dir(c)+" is absent or empty")
 }
 
