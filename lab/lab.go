@@ -1,0 +1,523 @@
+package lab
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Fixed names and addresses of the lab network.  Only one lab can be up on a
+// machine at a time.
+const (
+	DefaultStateDir  = "/var/tmp/etcd-rescue-lab"
+	DefaultRootfsDir = "/var/cache/etcd-rescue-lab/rootfs"
+	BridgeName       = "etcdlab0"
+	GatewayAddr      = "10.77.0.1"
+	subnetPrefix     = "10.77.0."
+	netnsPrefix      = "etcdlab-"  // + host name: etcdlab-h1
+	vethPrefix       = "etcdlab-v" // + host index: etcdlab-v1 (root side)
+	claimFile        = "/run/etcd-rescue-lab.owner"
+	lockFile         = "/run/etcd-rescue-lab.lock"
+	stateFile        = "lab.json"
+)
+
+// Data written by Up: Keys keys KeyPrefix%09d with deterministic values.
+const (
+	KeyPrefix   = "/lab/k/"
+	ValueSize   = 100
+	DefaultKeys = 1000
+)
+
+// Mode is how a lab host is made.
+type Mode string
+
+const (
+	// ModeAuto picks ModeNspawn when it can run here, else ModeLight.
+	ModeAuto Mode = ""
+	// ModeNspawn boots a bookworm rootfs with systemd-nspawn: real systemd.
+	ModeNspawn Mode = "nspawn"
+	// ModeLight runs the machine's own sshd in per-host namespaces, with a
+	// systemctl-compatible shim instead of systemd.
+	ModeLight Mode = "light"
+)
+
+// Options of Up.  Zero values mean the defaults.
+type Options struct {
+	Members  int       // cluster size, 1..9 (default 3)
+	Version  string    // "3.5", "3.6", "3.7" or a full version such as "3.5.35" (default "3.5")
+	Keys     int       // keys written and fingerprinted (default 1000; negative: none)
+	StateDir string    // default DefaultStateDir
+	Log      io.Writer // progress messages (default io.Discard)
+	Mode     Mode      // default ModeAuto
+
+	// BinDir holds <version>/{etcd,etcdctl,etcdutl}; default: $ETCD_RESCUE_LAB_BIN,
+	// else lab/bin of the etcd-rescue checkout found above the working directory.
+	BinDir string
+	// RootfsDir is the debootstrap'd rootfs of the nspawn mode (default:
+	// $ETCD_RESCUE_LAB_ROOTFS, else DefaultRootfsDir).
+	RootfsDir string
+	// WaitBusy: when another lab is up, wait up to this long for it to go down
+	// instead of failing at once (for test binaries running in parallel).
+	WaitBusy time.Duration
+}
+
+// Host is one lab machine.
+type Host struct {
+	Name    string `json:"name"`    // h1, h2...
+	Index   int    `json:"index"`   // N of hN
+	Address string `json:"address"` // current IPv4 address
+	PID     int    `json:"pid"`     // systemd-nspawn (nspawn mode) or sshd (light mode)
+}
+
+// Netns is the name of the host's network namespace.
+func (h *Host) Netns() string { return netnsPrefix + h.Name }
+
+func (h *Host) veth() string { return fmt.Sprintf("%s%d", vethPrefix, h.Index) }
+
+// Member is one etcd member of the lab's cluster, as it must be after
+// recovery: the inventory describes this.
+type Member struct {
+	Name string `json:"name"` // etcd1...
+	Host string `json:"host"` // h1...
+}
+
+// SnapshotInfo describes the snapshot left by the total-loss break.
+type SnapshotInfo struct {
+	Path     string    `json:"path"`
+	SHA256   string    `json:"sha256"`
+	Revision int64     `json:"revision"`
+	Member   string    `json:"member"`
+	Taken    time.Time `json:"taken"`
+}
+
+type state struct {
+	Mode      Mode              `json:"mode"`
+	Version   string            `json:"version"` // full, with v: v3.5.35
+	BinDir    string            `json:"binDir"`
+	RootfsDir string            `json:"rootfsDir,omitempty"`
+	SeedToken string            `json:"seedToken"` // --initial-cluster-token the lab's cluster was made with
+	Token     string            `json:"token"`     // token for a new cluster made by a plan (inventory)
+	Keys      int               `json:"keys"`
+	Hosts     []*Host           `json:"hosts"`
+	Members   []*Member         `json:"members"`
+	NextIndex int               `json:"nextIndex"`
+	Created   time.Time         `json:"created"`
+	Breaks    []string          `json:"breaks,omitempty"`
+	Vars      map[string]string `json:"vars,omitempty"` // extra inventory vars left by breaks (lostPeerURL...)
+	Snapshot  *SnapshotInfo     `json:"snapshot,omitempty"`
+}
+
+// Lab is a lab that is up (or partly up, while Up runs or after a failure).
+type Lab struct {
+	dir string
+	log io.Writer
+	drv driver
+
+	mu sync.Mutex // guards st
+	st state
+
+	saveMu sync.Mutex // serializes writes of lab.json
+}
+
+// ErrNotUp is returned by Open when the state dir holds no lab.
+var ErrNotUp = errors.New("no lab is up")
+
+// StateDir is the lab's state directory.
+func (l *Lab) StateDir() string { return l.dir }
+
+// Mode is the host mode of the lab.
+func (l *Lab) Mode() Mode { return l.st.Mode }
+
+// Version is the full etcd version on the hosts, e.g. "3.5.35".
+func (l *Lab) Version() string { return strings.TrimPrefix(l.st.Version, "v") }
+
+// BinDir is the directory of the lab's etcd, etcdctl and etcdutl binaries on
+// the operator machine.
+func (l *Lab) BinDir() string { return filepath.Join(l.st.BinDir, l.st.Version) }
+
+// InventoryPath is the plan inventory describing the lab's cluster.
+func (l *Lab) InventoryPath() string { return filepath.Join(l.dir, "inventory.yaml") }
+
+// SnapshotPath is where the total-loss break leaves its snapshot.
+func (l *Lab) SnapshotPath() string { return filepath.Join(l.dir, "snapshots", "lab.db") }
+
+// SSHDir holds id_ed25519, known_hosts, config and the host keys.
+func (l *Lab) SSHDir() string { return filepath.Join(l.dir, "ssh") }
+
+// SetLog changes where progress messages go.
+func (l *Lab) SetLog(w io.Writer) {
+	if w == nil {
+		w = io.Discard
+	}
+	l.log = w
+}
+
+// Hosts returns a copy of the lab's current hosts, by index.
+func (l *Lab) Hosts() []Host {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	out := make([]Host, 0, len(l.st.Hosts))
+	for _, h := range l.st.Hosts {
+		out = append(out, *h)
+	}
+	return out
+}
+
+// Members returns a copy of the cluster's members (as the inventory has them).
+func (l *Lab) Members() []Member {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	out := make([]Member, 0, len(l.st.Members))
+	for _, m := range l.st.Members {
+		out = append(out, *m)
+	}
+	return out
+}
+
+// Host returns the host named name (h1...).
+func (l *Lab) Host(name string) (Host, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if h := l.hostLocked(name); h != nil {
+		return *h, true
+	}
+	return Host{}, false
+}
+
+func (l *Lab) hostLocked(name string) *Host {
+	for _, h := range l.st.Hosts {
+		if h.Name == name {
+			return h
+		}
+	}
+	return nil
+}
+
+// MemberURLs returns the peer and client URL of member name.
+func (l *Lab) MemberURLs(name string) (peer, client string, err error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, m := range l.st.Members {
+		if m.Name == name {
+			h := l.hostLocked(m.Host)
+			if h == nil {
+				return "", "", fmt.Errorf("member %s: host %s is gone", name, m.Host)
+			}
+			return peerURL(h.Address), clientURL(h.Address), nil
+		}
+	}
+	return "", "", fmt.Errorf("no member %s", name)
+}
+
+func peerURL(addr string) string   { return "http://" + addr + ":2380" }
+func clientURL(addr string) string { return "http://" + addr + ":2379" }
+
+func (l *Lab) logf(format string, a ...any) {
+	fmt.Fprintf(l.log, format+"\n", a...)
+}
+
+func (l *Lab) hostDir(h *Host) string { return filepath.Join(l.dir, "hosts", h.Name) }
+
+// save writes lab.json atomically.
+func (l *Lab) save() error {
+	l.saveMu.Lock()
+	defer l.saveMu.Unlock()
+	l.mu.Lock()
+	b, err := json.MarshalIndent(&l.st, "", "  ")
+	l.mu.Unlock()
+	if err != nil {
+		return fmt.Errorf("encode lab state: %w", err)
+	}
+	return writeFileAtomic(filepath.Join(l.dir, stateFile), append(b, '\n'), 0o600)
+}
+
+// Open returns the lab that is up in stateDir ("" means DefaultStateDir).
+// It returns an error wrapping ErrNotUp when there is none.
+func Open(stateDir string) (*Lab, error) {
+	if stateDir == "" {
+		stateDir = DefaultStateDir
+	}
+	dir, err := filepath.Abs(stateDir)
+	if err != nil {
+		return nil, fmt.Errorf("state dir: %w", err)
+	}
+	b, err := os.ReadFile(filepath.Join(dir, stateFile))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("%w in %s", ErrNotUp, dir)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read lab state: %w", err)
+	}
+	l := &Lab{dir: dir, log: io.Discard}
+	if err := json.Unmarshal(b, &l.st); err != nil {
+		return nil, fmt.Errorf("decode %s: %w", filepath.Join(dir, stateFile), err)
+	}
+	l.drv = newDriver(l, l.st.Mode)
+	return l, nil
+}
+
+// Up creates a lab: N hosts, a healthy N-member cluster with Keys keys,
+// their fingerprint and the inventory.  On failure everything it made is
+// torn down again (the error says why).
+func Up(ctx context.Context, o Options) (*Lab, error) {
+	t0 := time.Now()
+	if o.Members == 0 {
+		o.Members = 3
+	}
+	if o.Members < 1 || o.Members > 9 {
+		return nil, fmt.Errorf("members must be between 1 and 9, not %d", o.Members)
+	}
+	if o.Keys == 0 {
+		o.Keys = DefaultKeys
+	}
+	if o.Keys < 0 {
+		o.Keys = 0
+	}
+	if o.Log == nil {
+		o.Log = io.Discard
+	}
+	if o.StateDir == "" {
+		o.StateDir = DefaultStateDir
+	}
+	if o.RootfsDir == "" {
+		o.RootfsDir = os.Getenv("ETCD_RESCUE_LAB_ROOTFS")
+	}
+	if o.RootfsDir == "" {
+		o.RootfsDir = DefaultRootfsDir
+	}
+	if o.Mode != ModeAuto && o.Mode != ModeNspawn && o.Mode != ModeLight {
+		return nil, fmt.Errorf("unknown host mode %q (want nspawn or light)", o.Mode)
+	}
+	dir, err := filepath.Abs(o.StateDir)
+	if err != nil {
+		return nil, fmt.Errorf("state dir: %w", err)
+	}
+	pre, err := checkPrereqs(ctx, &o)
+	if err != nil {
+		return nil, err
+	}
+	// first run on a machine: build etcd and debootstrap the rootfs at once
+	var rootfsErr error
+	var wg sync.WaitGroup
+	if pre.mode == ModeNspawn {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rootfsErr = EnsureRootfs(ctx, o.RootfsDir, o.Log)
+		}()
+	}
+	binErr := ensureBinaries(ctx, pre, o.Log)
+	wg.Wait()
+	if err := errors.Join(binErr, rootfsErr); err != nil {
+		return nil, err
+	}
+	if err := claim(ctx, dir, o.WaitBusy, o.Log); err != nil {
+		return nil, err
+	}
+	l := &Lab{dir: dir, log: o.Log}
+	l.st = state{
+		Mode:      pre.mode,
+		Version:   pre.version,
+		BinDir:    pre.binDir,
+		RootfsDir: o.RootfsDir,
+		Keys:      o.Keys,
+		Created:   time.Now().UTC(),
+		NextIndex: o.Members + 1,
+	}
+	stamp := time.Now().UTC().Format("20060102-150405") + "-" + randHex(2)
+	l.st.SeedToken = "lab-seed-" + stamp
+	l.st.Token = "lab-" + stamp
+	if pre.fallback != "" {
+		l.logf("host mode: light (%s)", pre.fallback)
+	} else {
+		l.logf("host mode: %s", pre.mode)
+	}
+	if err := l.up(ctx, o); err != nil {
+		if pre.mode == ModeNspawn && o.Mode == ModeAuto && errors.Is(err, errNspawnUnusable) {
+			l.logf("systemd-nspawn cannot run here (%v); falling back to the light mode", err)
+			if derr := l.teardown(context.WithoutCancel(ctx)); derr != nil {
+				return nil, errors.Join(err, derr)
+			}
+			if miss := lightMissing(); len(miss) > 0 {
+				return nil, errors.Join(err, &PrereqError{Missing: miss})
+			}
+			if cerr := claim(ctx, dir, o.WaitBusy, o.Log); cerr != nil {
+				return nil, cerr
+			}
+			l.st.Mode, l.st.Hosts, l.st.Members = ModeLight, nil, nil
+			err = l.up(ctx, o)
+		}
+		if err != nil {
+			l.logf("lab up failed; tearing down what was made")
+			if derr := l.teardown(context.WithoutCancel(ctx)); derr != nil {
+				return nil, errors.Join(err, derr)
+			}
+			return nil, err
+		}
+	}
+	l.logf("lab up: %d members, etcd %s, %s mode, %d keys, in %.1fs", o.Members, l.Version(), l.st.Mode, o.Keys, time.Since(t0).Seconds())
+	l.logf("inventory: %s", l.InventoryPath())
+	return l, nil
+}
+
+func (l *Lab) up(ctx context.Context, o Options) error {
+	l.drv = newDriver(l, l.st.Mode)
+	if err := makeStateDir(l.dir); err != nil {
+		return err
+	}
+	for _, d := range []string{filepath.Join(l.dir, "hosts"), filepath.Join(l.dir, "snapshots")} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			return fmt.Errorf("create state dir: %w", err)
+		}
+	}
+	if err := l.save(); err != nil {
+		return err
+	}
+	if err := l.ensureClientKey(); err != nil {
+		return err
+	}
+	if err := ensureBridge(ctx); err != nil {
+		return err
+	}
+	if err := l.drv.prepare(ctx); err != nil {
+		return err
+	}
+	t := time.Now()
+	for i := 1; i <= o.Members; i++ {
+		h := &Host{Name: fmt.Sprintf("h%d", i), Index: i, Address: defaultAddr(i)}
+		l.mu.Lock()
+		l.st.Hosts = append(l.st.Hosts, h)
+		l.st.Members = append(l.st.Members, &Member{Name: fmt.Sprintf("etcd%d", i), Host: h.Name})
+		l.mu.Unlock()
+	}
+	if err := l.save(); err != nil {
+		return err
+	}
+	if err := l.writeSSHFiles(); err != nil {
+		return err
+	}
+	hosts := l.hostPtrs()
+	if err := parallel(hosts, func(h *Host) error { return l.createHost(ctx, h) }); err != nil {
+		return err
+	}
+	l.logf("%d hosts up and reachable over ssh in %.1fs", len(hosts), time.Since(t).Seconds())
+	t = time.Now()
+	if err := l.startCluster(ctx); err != nil {
+		return err
+	}
+	l.logf("cluster healthy in %.1fs", time.Since(t).Seconds())
+	if o.Keys > 0 {
+		t = time.Now()
+		fp, err := l.writeKeys(ctx, o.Keys)
+		if err != nil {
+			return err
+		}
+		l.logf("wrote %d keys in %.1fs; fingerprint: revision %d, sha256 %s", fp.Keys, time.Since(t).Seconds(), fp.Revision, fp.SHA256[:16])
+	}
+	if err := l.writeInventory(); err != nil {
+		return err
+	}
+	return l.save()
+}
+
+func (l *Lab) hostPtrs() []*Host {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]*Host(nil), l.st.Hosts...)
+}
+
+// createHost makes host h (network, disk, boot), waits for its sshd and
+// provisions it (user etcd, /var/lib/etcd, /etc/etcd).
+func (l *Lab) createHost(ctx context.Context, h *Host) error {
+	if err := l.ensureHostKey(h); err != nil {
+		return err
+	}
+	if err := netUp(ctx, h); err != nil {
+		return err
+	}
+	if err := l.drv.create(ctx, h); err != nil {
+		return err
+	}
+	if err := l.save(); err != nil {
+		return err
+	}
+	if err := l.waitSSH(ctx, h, 90*time.Second); err != nil {
+		if l.drv.unusable(h) {
+			return fmt.Errorf("%w: %s: %w%s", errNspawnUnusable, h.Name, err, l.drv.diag(h))
+		}
+		return fmt.Errorf("%w%s", err, l.drv.diag(h))
+	}
+	return l.provision(ctx, h)
+}
+
+// provisionScript makes a host look like one with the etcd package
+// installed: user etcd, an empty /var/lib/etcd owned by it, /etc/etcd.
+const provisionScript = `set -e
+getent group etcd >/dev/null || groupadd --system etcd
+getent passwd etcd >/dev/null || useradd --system --gid etcd --home-dir /var/lib/etcd --no-create-home --shell /usr/sbin/nologin etcd
+install -d -o etcd -g etcd -m 0700 /var/lib/etcd
+install -d -m 0755 /etc/etcd
+command -v etcd >/dev/null && command -v etcdctl >/dev/null && command -v etcdutl >/dev/null
+`
+
+func (l *Lab) provision(ctx context.Context, h *Host) error {
+	if out, err := l.Run(ctx, h.Name, provisionScript, nil); err != nil {
+		return withOutput(fmt.Errorf("provision %s: %w", h.Name, err), out)
+	}
+	return nil
+}
+
+// parallel runs f for every host at once and joins the errors.
+func parallel(hosts []*Host, f func(*Host) error) error {
+	errs := make([]error, len(hosts))
+	var wg sync.WaitGroup
+	for i, h := range hosts {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = f(h)
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+func defaultAddr(i int) string { return fmt.Sprintf("%s%d", subnetPrefix, 10+i) }
+
+func randHex(n int) string {
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		panic(err)
+	}
+	return hex.EncodeToString(b)
+}
+
+func writeFileAtomic(path string, data []byte, perm os.FileMode) error {
+	tmp := fmt.Sprintf("%s.tmp%d-%s", path, os.Getpid(), randHex(4))
+	if err := os.WriteFile(tmp, data, perm); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return nil
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	ks := make([]string, 0, len(m))
+	for k := range m {
+		ks = append(ks, k)
+	}
+	sort.Strings(ks)
+	return ks
+}

@@ -1,0 +1,96 @@
+# lab/lab.mk: prerequisites of the rehearsal lab (package lab, `etcd-rescue lab`).
+# Included by the top-level Makefile (include lab/lab.mk).  Targets:
+#
+#   lab-deps     apt packages the lab needs (only what is missing; root)
+#   etcd-bins    etcd, etcdctl, etcdutl for each of $(ETCD_VERSIONS) -> lab/bin/<version>/
+#   lab-rootfs   the nspawn hosts' Debian rootfs, debootstrapped once into $(LAB_ROOTFS)
+#   lab-prereqs  all three
+#   lab-test     go test ./lab/... (real processes; root)
+#   lab-clean    remove lab/bin;  lab-purge: also the rootfs
+
+ETCD_VERSIONS ?= v3.5.35 v3.6.16
+GO ?= go
+LAB_DIR := $(patsubst %/,%,$(dir $(lastword $(MAKEFILE_LIST))))
+LAB_BIN := $(LAB_DIR)/bin
+LAB_ROOTFS ?= /var/cache/etcd-rescue-lab/rootfs
+DEBIAN_MIRROR ?= http://deb.debian.org/debian
+# keep in sync with RootfsPackages in lab/nspawn.go (TestMakefileInSync checks it)
+LAB_ROOTFS_PACKAGES := systemd,systemd-sysv,dbus,openssh-server,iproute2,procps
+LAB_APT_PACKAGES := openssh-server openssh-client systemd-container debootstrap iproute2 util-linux socat ca-certificates sudo procps
+LAB_TEST_TIMEOUT ?= 20m
+# what the top-level Makefile's test target depends on
+LAB_PREREQS := lab-prereqs
+
+.PHONY: lab-deps etcd-bins lab-rootfs lab-prereqs lab-test lab-clean lab-purge
+
+# apt-get only when something is missing.  While apt installs, /usr/sbin/policy-rc.d
+# must exit 101: without systemd as PID 1 openssh-server's postinst would
+# otherwise start an sshd on this machine's own port 22.  An existing
+# policy-rc.d that does not exit 101 is put back afterwards.
+lab-deps:
+	@set -e; \
+	if [ "$$(id -u)" != 0 ]; then echo "lab-deps: must run as root (apt-get)" >&2; exit 1; fi; \
+	missing=""; \
+	for p in $(LAB_APT_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' "$$p" 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -z "$$missing" ]; then echo "lab-deps: all installed ($(LAB_APT_PACKAGES))"; exit 0; fi; \
+	echo "lab-deps: installing$$missing"; \
+	restore=""; \
+	if [ -e /usr/sbin/policy-rc.d ]; then \
+	  rc=0; /usr/sbin/policy-rc.d ssh start >/dev/null 2>&1 || rc=$$?; \
+	  if [ "$$rc" != 101 ]; then mv /usr/sbin/policy-rc.d /usr/sbin/policy-rc.d.etcd-rescue-lab; restore=move; fi; \
+	else restore=remove; fi; \
+	if [ -n "$$restore" ]; then \
+	  printf '#!/bin/sh\n# etcd-rescue lab-deps: no service starts from package scripts\nexit 101\n' >/usr/sbin/policy-rc.d; \
+	  chmod 755 /usr/sbin/policy-rc.d; \
+	fi; \
+	status=0; \
+	{ apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; } || status=$$?; \
+	case "$$restore" in \
+	  move) mv -f /usr/sbin/policy-rc.d.etcd-rescue-lab /usr/sbin/policy-rc.d ;; \
+	  remove) rm -f /usr/sbin/policy-rc.d ;; \
+	esac; \
+	exit $$status
+
+etcd_minor = $(word 1,$(subst ., ,$(1))).$(word 2,$(subst ., ,$(1)))
+
+# One rule per version: lab/bin/<v>/etcd from lab/etcdbuild/v3.X (which must pin <v>).
+# Rebuilt only when that module's go.mod, go.sum or wrapper mains change.
+define etcd_bin_rule
+$(LAB_BIN)/$(1)/etcd: $(wildcard $(LAB_DIR)/etcdbuild/$(call etcd_minor,$(1))/go.mod $(LAB_DIR)/etcdbuild/$(call etcd_minor,$(1))/go.sum $(LAB_DIR)/etcdbuild/$(call etcd_minor,$(1))/*/*.go)
+	@test -f $(LAB_DIR)/etcdbuild/$(call etcd_minor,$(1))/go.mod || { echo "etcd-bins: no build module lab/etcdbuild/$(call etcd_minor,$(1)) for $(1)" >&2; exit 1; }
+	@grep -Eq '^\s*go\.etcd\.io/etcd/server/v3 $(1)\s*$$$$' $(LAB_DIR)/etcdbuild/$(call etcd_minor,$(1))/go.mod || { echo "etcd-bins: lab/etcdbuild/$(call etcd_minor,$(1))/go.mod does not pin $(1); change its require lines (and go mod tidy there)" >&2; exit 1; }
+	@echo "etcd-bins: building $(1) (about 1-2 min with a cold Go cache)"
+	cd $(LAB_DIR)/etcdbuild/$(call etcd_minor,$(1)) && CGO_ENABLED=0 GOTOOLCHAIN=local GOFLAGS=-buildvcs=false \
+	  $(GO) build -trimpath -ldflags '-s -w -X go.etcd.io/etcd/api/v3/version.GitSHA=modproxy' \
+	  -o $(abspath $(LAB_BIN)/$(1))/ ./etcd ./etcdctl ./etcdutl
+	@$(LAB_BIN)/$(1)/etcd --version | head -1
+	@touch $(LAB_BIN)/$(1)/etcd
+endef
+$(foreach v,$(ETCD_VERSIONS),$(eval $(call etcd_bin_rule,$(v))))
+
+etcd-bins: $(foreach v,$(ETCD_VERSIONS),$(LAB_BIN)/$(v)/etcd)
+
+lab-rootfs: $(LAB_ROOTFS)/.etcd-rescue-lab-rootfs
+
+$(LAB_ROOTFS)/.etcd-rescue-lab-rootfs:
+	@command -v debootstrap >/dev/null || { echo "lab-rootfs: debootstrap missing (make lab-deps)" >&2; exit 1; }
+	@echo "lab-rootfs: debootstrap bookworm into $(LAB_ROOTFS) (once, about 70 s)"
+	@mkdir -p $(dir $(LAB_ROOTFS)) && rm -rf $(LAB_ROOTFS).tmp
+	@debootstrap --variant=minbase --include=$(LAB_ROOTFS_PACKAGES) bookworm $(LAB_ROOTFS).tmp $(DEBIAN_MIRROR) \
+	  >$(LAB_ROOTFS).log 2>&1 || { tail -20 $(LAB_ROOTFS).log >&2; exit 1; }
+	@echo "bookworm minbase $(LAB_ROOTFS_PACKAGES)" >$(LAB_ROOTFS).tmp/.etcd-rescue-lab-rootfs
+	@rm -rf $(LAB_ROOTFS) && mv $(LAB_ROOTFS).tmp $(LAB_ROOTFS)
+	@echo "lab-rootfs: ready ($$(du -sh $(LAB_ROOTFS) | cut -f1))"
+
+lab-prereqs: lab-deps etcd-bins lab-rootfs
+
+lab-test: lab-prereqs
+	$(GO) test -count=1 -timeout $(LAB_TEST_TIMEOUT) ./lab/...
+
+lab-clean:
+	rm -rf $(LAB_BIN)
+
+lab-purge: lab-clean
+	rm -rf $(LAB_ROOTFS) $(LAB_ROOTFS).tmp $(LAB_ROOTFS).log $(LAB_ROOTFS).lock

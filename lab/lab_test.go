@@ -1,0 +1,744 @@
+package lab
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"golang.org/x/crypto/ssh/knownhosts"
+	"gopkg.in/yaml.v3"
+)
+
+// testStateDir is the lab state dir of the tests (one lab at a time).
+const testStateDir = "/var/tmp/etcd-rescue-lab-test"
+
+// needLab skips (or, under CI=true, fails) when the lab cannot run here.
+func needLab(t *testing.T) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("lab test: skipped in -short mode")
+	}
+	why := ""
+	switch {
+	case runtime.GOOS != "linux":
+		why = "the lab needs Linux"
+	case os.Geteuid() != 0:
+		why = "the lab needs root (network namespaces, mounts)"
+	}
+	if why == "" {
+		return
+	}
+	if os.Getenv("CI") == "true" {
+		t.Fatalf("lab test cannot run: %s (CI=true: this is a failure, not a skip)", why)
+	}
+	t.Skipf("lab test: %s; run as root on Linux (make test)", why)
+}
+
+// upLab brings a lab up for one test and takes it down (checking that
+// nothing is left) when the test ends.
+func upLab(t *testing.T, o Options) *Lab {
+	t.Helper()
+	needLab(t)
+	ctx := context.Background()
+	if err := DownDir(ctx, testStateDir, nil); err != nil {
+		t.Fatalf("clean up an earlier test lab: %v", err)
+	}
+	o.StateDir = testStateDir
+	o.Log = testLog{t}
+	if o.WaitBusy == 0 {
+		o.WaitBusy = 10 * time.Minute // another package's tests may hold the lab network
+	}
+	t0 := time.Now()
+	l, err := Up(ctx, o)
+	var pe *PrereqError
+	if errors.As(err, &pe) && os.Getenv("CI") != "true" {
+		t.Skipf("lab test: %v; hints: %s (or: make lab-prereqs)", err, strings.Join(pe.Hints(), "; "))
+	}
+	if err != nil {
+		t.Fatalf("lab up: %v", err)
+	}
+	t.Logf("lab up (%d members, %s, %s mode) in %.1fs", o.Members, l.Version(), l.Mode(), time.Since(t0).Seconds())
+	t.Cleanup(func() { downAndCheck(t, l) })
+	return l
+}
+
+type testLog struct{ t *testing.T }
+
+func (w testLog) Write(p []byte) (int, error) {
+	w.t.Helper()
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
+
+// downAndCheck runs Down and checks it left no namespace, mount, process,
+// cgroup or state behind.
+func downAndCheck(t *testing.T, l *Lab) {
+	t.Helper()
+	var pids []int
+	var names []string
+	for _, h := range l.Hosts() {
+		pids = append(pids, netnsPids(h.Netns())...)
+		names = append(names, h.Name)
+	}
+	t0 := time.Now()
+	if err := l.Down(context.Background()); err != nil {
+		t.Errorf("lab down: %v", err)
+	}
+	t.Logf("lab down in %.1fs", time.Since(t0).Seconds())
+	if err := l.Down(context.Background()); err != nil {
+		t.Errorf("second lab down (must be a no-op): %v", err)
+	}
+	if ns := labNetns(); len(ns) > 0 {
+		t.Errorf("network namespaces left after down: %v", ns)
+	}
+	if m := mountsUnder(l.StateDir()); len(m) > 0 {
+		t.Errorf("mounts left after down: %v", m)
+	}
+	if b, err := os.ReadFile("/proc/self/mounts"); err == nil && strings.Contains(string(b), "etcdlab-h") {
+		t.Errorf("lab overlay mounts left after down")
+	}
+	for _, p := range pids {
+		if alive(p) {
+			t.Errorf("process %d (%s) of the lab still runs after down", p, cmdline(p))
+		}
+	}
+	if _, err := net.InterfaceByName(BridgeName); err == nil {
+		t.Errorf("bridge %s left after down", BridgeName)
+	}
+	if _, err := os.Stat(l.StateDir()); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("state dir %s left after down", l.StateDir())
+	}
+	for _, r := range cgroupRoots() {
+		for _, n := range names {
+			if _, err := os.Stat(filepath.Join(r, netnsPrefix+n)); err == nil {
+				t.Errorf("cgroup %s left after down", filepath.Join(r, netnsPrefix+n))
+			}
+		}
+	}
+}
+
+func sshOut(t *testing.T, l *Lab, host, cmd string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	out, err := l.Run(ctx, host, cmd, nil)
+	if err != nil {
+		t.Fatalf("%s: %s: %v\n%s", host, cmd, err, out)
+	}
+	return strings.TrimSpace(out)
+}
+
+// etcdState is `systemctl is-active etcd` on host (no error on inactive).
+func etcdState(t *testing.T, l *Lab, host string) string {
+	t.Helper()
+	return sshOut(t, l, host, "systemctl is-active etcd || true")
+}
+
+func mustVerify(t *testing.T, l *Lab) {
+	t.Helper()
+	ctx := context.Background()
+	if err := l.WaitHealthy(ctx, 90*time.Second); err != nil {
+		t.Fatalf("cluster did not become healthy: %v", err)
+	}
+	if err := l.Verify(ctx); err != nil {
+		t.Fatalf("verify: %v", err)
+	}
+}
+
+// verifyFails checks that Verify fails and names every string in want.
+func verifyFails(t *testing.T, l *Lab, want ...string) {
+	t.Helper()
+	err := l.Verify(context.Background())
+	var ve *VerifyError
+	if !errors.As(err, &ve) {
+		t.Fatalf("verify after the break: want a *VerifyError, got %v", err)
+	}
+	for _, w := range want {
+		if !strings.Contains(err.Error(), w) {
+			t.Errorf("verify error does not mention %q: %v", w, err)
+		}
+	}
+	t.Logf("verify says: %v", err)
+}
+
+type inventory struct {
+	Cluster struct {
+		Name         string            `yaml:"name"`
+		Token        string            `yaml:"token"`
+		EtcdVersion  string            `yaml:"etcdVersion"`
+		Layout       map[string]string `yaml:"layout"`
+		ClientAccess string            `yaml:"clientAccess"`
+		Members      []struct {
+			Name      string `yaml:"name"`
+			Host      string `yaml:"host"`
+			PeerURL   string `yaml:"peerURL"`
+			ClientURL string `yaml:"clientURL"`
+		} `yaml:"members"`
+	} `yaml:"cluster"`
+	Hosts map[string]struct {
+		Address string `yaml:"address"`
+		Port    int    `yaml:"port"`
+	} `yaml:"hosts"`
+	SSH struct {
+		User       string `yaml:"user"`
+		Identity   string `yaml:"identity"`
+		KnownHosts string `yaml:"knownHosts"`
+	} `yaml:"ssh"`
+	Vars map[string]string `yaml:"vars"`
+}
+
+func readInventory(t *testing.T, l *Lab) *inventory {
+	t.Helper()
+	b, err := os.ReadFile(l.InventoryPath())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var inv inventory
+	if err := yaml.Unmarshal(b, &inv); err != nil {
+		t.Fatalf("inventory is not valid YAML: %v\n%s", err, b)
+	}
+	return &inv
+}
+
+// checkInventory checks the inventory describes l's members and hosts.
+func checkInventory(t *testing.T, l *Lab) *inventory {
+	t.Helper()
+	inv := readInventory(t, l)
+	c := inv.Cluster
+	if c.Name != "lab" || c.EtcdVersion != l.Version() || c.ClientAccess != "ssh-tunnel" || !strings.HasPrefix(c.Token, "lab-") {
+		t.Errorf("inventory cluster: %+v", c)
+	}
+	wantLayout := map[string]string{"service": "systemd", "unit": "etcd", "envFile": EnvFile, "dataDir": DataDir, "owner": "etcd:etcd"}
+	for k, v := range wantLayout {
+		if c.Layout[k] != v {
+			t.Errorf("inventory layout.%s = %q, want %q", k, c.Layout[k], v)
+		}
+	}
+	ms := l.Members()
+	if len(c.Members) != len(ms) {
+		t.Fatalf("inventory has %d members, the lab %d", len(c.Members), len(ms))
+	}
+	for i, m := range ms {
+		h, ok := l.Host(m.Host)
+		if !ok {
+			t.Fatalf("member %s: no host %s", m.Name, m.Host)
+		}
+		im := c.Members[i]
+		if im.Name != m.Name || im.Host != m.Host || im.PeerURL != "http://"+h.Address+":2380" || im.ClientURL != "http://"+h.Address+":2379" {
+			t.Errorf("inventory member %d = %+v, want %s on %s (%s)", i, im, m.Name, m.Host, h.Address)
+		}
+		if ih := inv.Hosts[m.Host]; ih.Address != h.Address || ih.Port != 22 {
+			t.Errorf("inventory host %s = %+v, want address %s port 22", m.Host, ih, h.Address)
+		}
+	}
+	if len(inv.Hosts) != len(l.Hosts()) {
+		t.Errorf("inventory has %d hosts, the lab %d", len(inv.Hosts), len(l.Hosts()))
+	}
+	if inv.SSH.User != "root" || inv.SSH.Identity != l.ClientKeyPath() || inv.SSH.KnownHosts != l.KnownHostsPath() {
+		t.Errorf("inventory ssh: %+v", inv.SSH)
+	}
+	for _, p := range []string{inv.SSH.Identity, inv.SSH.KnownHosts} {
+		if _, err := os.Stat(p); err != nil {
+			t.Errorf("inventory names a missing file: %v", err)
+		}
+	}
+	if inv.Vars["snapshot"] != l.SnapshotPath() {
+		t.Errorf("inventory vars.snapshot = %q, want %q", inv.Vars["snapshot"], l.SnapshotPath())
+	}
+	return inv
+}
+
+// TestMakefileInSync: lab/lab.mk builds what the Go code expects.
+func TestMakefileInSync(t *testing.T) {
+	b, err := os.ReadFile("lab.mk")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`(?m)^LAB_ROOTFS_PACKAGES := (.*)$`).FindSubmatch(b)
+	if m == nil || string(m[1]) != RootfsPackages {
+		t.Errorf("LAB_ROOTFS_PACKAGES in lab.mk = %q, RootfsPackages = %q", m, RootfsPackages)
+	}
+	if !strings.Contains(string(b), rootfsMarker) {
+		t.Errorf("lab.mk does not write the rootfs marker %s", rootfsMarker)
+	}
+	vm := regexp.MustCompile(`(?m)^ETCD_VERSIONS \?= (.*)$`).FindSubmatch(b)
+	if vm == nil {
+		t.Fatal("no ETCD_VERSIONS in lab.mk")
+	}
+	for _, v := range strings.Fields(string(vm[1])) {
+		minor := v[:strings.LastIndex(v, ".")]
+		pinned, err := pinnedVersion(filepath.Join("etcdbuild", minor))
+		if err != nil || pinned != v {
+			t.Errorf("ETCD_VERSIONS has %s but etcdbuild/%s pins %q (%v)", v, minor, pinned, err)
+		}
+	}
+}
+
+func TestResolveVersion(t *testing.T) {
+	for in, want := range map[string]string{"": "v3.5.35", "3.5": "v3.5.35", "3.6": "v3.6.16", "v3.6.16": "v3.6.16", "3.5.35": "v3.5.35"} {
+		p := &prereqs{}
+		err := resolveVersion(&Options{Version: in, BinDir: t.TempDir()}, p)
+		var pe *PrereqError
+		if err != nil && !errors.As(err, &pe) {
+			t.Errorf("%q: %v", in, err)
+			continue
+		}
+		if p.version != want {
+			t.Errorf("version %q resolves to %q, want %q", in, p.version, want)
+		}
+	}
+	if err := resolveVersion(&Options{Version: "banana"}, &prereqs{}); err == nil {
+		t.Error("a bad version is accepted")
+	}
+}
+
+// TestDownLeavesForeignDirs: lab down never deletes a directory Up did not make.
+func TestDownLeavesForeignDirs(t *testing.T) {
+	dir := t.TempDir()
+	for _, f := range []string{"hosts", "keep"} {
+		if err := os.WriteFile(filepath.Join(dir, f), []byte("x"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := DownDir(context.Background(), dir, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "keep")); err != nil {
+		t.Fatalf("lab down deleted a foreign directory: %v", err)
+	}
+	if err := makeStateDir(dir); err == nil {
+		t.Fatal("Up would take a non-empty foreign directory as its state dir")
+	}
+}
+
+func TestValueDeterministic(t *testing.T) {
+	if string(Value(7)) != string(Value(7)) || string(Value(7)) == string(Value(8)) || len(Value(0)) != ValueSize {
+		t.Fatal("Value is not a deterministic per-key value")
+	}
+	if Key(42) != "/lab/k/000000042" {
+		t.Fatalf("Key(42) = %s", Key(42))
+	}
+}
+
+// TestLab35 is one 3-member lab on etcd 3.5: health, inventory, host
+// isolation, host keys, reboots, status, then the quorum-loss break.
+func TestLab35(t *testing.T) {
+	l := upLab(t, Options{Members: 3, Version: "3.5", Keys: 300})
+	ctx := context.Background()
+	mustVerify(t, l)
+	if l.Version() != "3.5.35" {
+		t.Errorf("version %s", l.Version())
+	}
+	fp, err := l.Fingerprint()
+	if err != nil || fp == nil || fp.Keys != 300 || fp.Revision < 301 || len(fp.SHA256) != 64 {
+		t.Fatalf("fingerprint %+v, %v", fp, err)
+	}
+
+	t.Run("inventory", func(t *testing.T) { checkInventory(t, l) })
+
+	t.Run("hosts-isolated", func(t *testing.T) {
+		sshOut(t, l, "h1", "touch /var/lib/etcd/isolation-probe-h1")
+		defer sshOut(t, l, "h1", "rm -f /var/lib/etcd/isolation-probe-h1")
+		if out := sshOut(t, l, "h2", "ls -A /var/lib/etcd; hostname"); strings.Contains(out, "isolation-probe") || !strings.HasSuffix(out, "h2") {
+			t.Errorf("h2 sees h1's /var/lib/etcd or is not h2: %q", out)
+		}
+		if out := sshOut(t, l, "h1", "ls -A /var/lib/etcd; hostname; stat -c %U:%G /var/lib/etcd/member"); !strings.Contains(out, "isolation-probe-h1") || !strings.Contains(out, "etcd:etcd") {
+			t.Errorf("h1: %q", out)
+		}
+		for _, h := range []string{"h1", "h2", "h3"} {
+			addr, _ := l.Host(h)
+			if out := sshOut(t, l, h, "hostname -I; cat /etc/etcd/etcd.env; etcd --version; command -v etcdctl etcdutl"); !strings.Contains(out, addr.Address) ||
+				!strings.Contains(out, "etcd Version: 3.5.35") || !strings.Contains(out, "ETCD_DATA_DIR=/var/lib/etcd") {
+				t.Errorf("%s: %s", h, out)
+			}
+		}
+	})
+
+	t.Run("stop-one-host", func(t *testing.T) {
+		sshOut(t, l, "h1", "systemctl stop etcd")
+		if s := etcdState(t, l, "h1"); s != "inactive" {
+			t.Errorf("h1 after stop: %s", s)
+		}
+		for _, h := range []string{"h2", "h3"} {
+			if s := etcdState(t, l, h); s != "active" {
+				t.Errorf("%s after stopping etcd on h1: %s, want active", h, s)
+			}
+		}
+		sshOut(t, l, "h1", "systemctl start etcd")
+		mustVerify(t, l)
+	})
+
+	t.Run("wrong-host-key-refused", func(t *testing.T) {
+		cfg, err := l.SSHClientConfig()
+		if err != nil {
+			t.Fatal(err)
+		}
+		h1, _ := l.Host("h1")
+		addr := net.JoinHostPort(h1.Address, "22")
+		c, err := dialSSH(ctx, addr, cfg)
+		if err != nil {
+			t.Fatalf("the right host key is refused: %v", err)
+		}
+		c.Close()
+		k2, err := readPublicKey(l.HostKeyPath("h2") + ".pub")
+		if err != nil {
+			t.Fatal(err)
+		}
+		bad := filepath.Join(t.TempDir(), "known_hosts")
+		if err := os.WriteFile(bad, []byte(knownhosts.Line([]string{h1.Address}, k2)+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if cfg.HostKeyCallback, err = knownhosts.New(bad); err != nil {
+			t.Fatal(err)
+		}
+		_, err = dialSSH(ctx, addr, cfg)
+		var ke *knownhosts.KeyError
+		if !errors.As(err, &ke) || len(ke.Want) == 0 {
+			t.Fatalf("ssh to h1 with h2's key in known_hosts: want a host key mismatch, got %v", err)
+		}
+		empty := filepath.Join(t.TempDir(), "empty")
+		if err := os.WriteFile(empty, nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if cfg.HostKeyCallback, err = knownhosts.New(empty); err != nil {
+			t.Fatal(err)
+		}
+		if _, err = dialSSH(ctx, addr, cfg); !errors.As(err, &ke) || len(ke.Want) != 0 {
+			t.Fatalf("ssh to h1 with an empty known_hosts: want an unknown-host error, got %v", err)
+		}
+	})
+
+	t.Run("reboot", func(t *testing.T) {
+		if err := l.Reboot(ctx, "h2", false); err != nil {
+			t.Fatal(err)
+		}
+		mustVerify(t, l)
+		if err := l.Reboot(ctx, "h3", true); err != nil {
+			t.Fatal(err)
+		}
+		mustVerify(t, l)
+		if s := etcdState(t, l, "h3"); s != "active" {
+			t.Errorf("etcd on h3 after a power cut: %s (the unit is enabled: it must come back)", s)
+		}
+	})
+
+	t.Run("status", func(t *testing.T) {
+		s := l.Status(ctx)
+		if len(s.Hosts) != 3 || len(s.Members) != 3 || len(s.MemberList) != 3 || s.Keys != 300 || len(s.Problems) != 0 {
+			t.Fatalf("status: %+v", s)
+		}
+		for _, h := range s.Hosts {
+			if !h.SSH || h.Etcd != "active" || !h.DataDir || h.Memory == 0 {
+				t.Errorf("status of %s: %+v", h.Name, h)
+			}
+			t.Logf("memory of %s: %.1f MiB", h.Name, float64(h.Memory)/(1<<20))
+		}
+	})
+
+	t.Run("break-quorum-loss", func(t *testing.T) {
+		if err := l.Break(ctx, "quorum-loss"); err != nil {
+			t.Fatal(err)
+		}
+		checkQuorumLoss(t, l, []string{"h1"}, []string{"h2", "h3"})
+	})
+}
+
+func checkQuorumLoss(t *testing.T, l *Lab, survivors, victims []string) {
+	t.Helper()
+	for _, h := range victims {
+		if out := sshOut(t, l, h, "systemctl is-active etcd || true; test -e /var/lib/etcd && echo data || echo nodata"); out != "inactive\nnodata" {
+			t.Errorf("victim %s: %q, want etcd inactive and no /var/lib/etcd", h, out)
+		}
+	}
+	for _, h := range survivors {
+		if out := sshOut(t, l, h, "systemctl is-active etcd || true; test -d /var/lib/etcd/member && echo data || echo nodata"); out != "active\ndata" {
+			t.Errorf("survivor %s: %q, want etcd active with its data", h, out)
+		}
+	}
+	verifyFails(t, l, "does not answer")
+}
+
+// TestBreaks36: on one 3-member etcd 3.6 lab, each break leaves the damage
+// it promises, and the inventory it rewrites is the one a repair needs (the
+// test repairs the cluster from it, as a plan would, before the next break).
+func TestBreaks36(t *testing.T) {
+	l := upLab(t, Options{Members: 3, Version: "3.6", Keys: 500})
+	ctx := context.Background()
+	mustVerify(t, l)
+	if l.Version() != "3.6.16" {
+		t.Errorf("version %s", l.Version())
+	}
+
+	t.Run("ip-change", func(t *testing.T) {
+		old, _ := l.Host("h3")
+		if err := l.Break(ctx, "ip-change"); err != nil {
+			t.Fatal(err)
+		}
+		h3, _ := l.Host("h3")
+		if h3.Address == old.Address || h3.Address != "10.77.0.23" {
+			t.Fatalf("h3 address %s (was %s), want 10.77.0.23", h3.Address, old.Address)
+		}
+		// same host key, known_hosts updated: ssh at the new address works
+		if out := sshOut(t, l, "h3", "hostname -I"); !strings.Contains(out, "10.77.0.23") || strings.Contains(out, old.Address) {
+			t.Errorf("h3 addresses: %q", out)
+		}
+		if c, err := net.DialTimeout("tcp", old.Address+":22", 2*time.Second); err == nil {
+			c.Close()
+			t.Errorf("the old address %s still answers", old.Address)
+		}
+		if s := etcdState(t, l, "h3"); s == "active" {
+			t.Errorf("etcd on h3 is active after the address change; want it failing on its old settings")
+		}
+		for _, h := range []string{"h1", "h2"} {
+			if s := etcdState(t, l, h); s != "active" {
+				t.Errorf("etcd on %s: %s", h, s)
+			}
+		}
+		if inv := checkInventory(t, l); inv.Vars["oldPeerURL"] != "http://"+old.Address+":2380" {
+			t.Errorf("inventory vars.oldPeerURL = %q", inv.Vars["oldPeerURL"])
+		}
+		verifyFails(t, l, "etcd3", "10.77.0.23")
+
+		// repair as a plan would: member update, new env, restart
+		cli := client(t, l, "etcd1", "etcd2")
+		id := memberID(t, cli, "etcd3")
+		peer, _, _ := l.MemberURLs("etcd3")
+		if _, err := cli.MemberUpdate(ctx, id, []string{peer}); err != nil {
+			t.Fatal(err)
+		}
+		writeEnv(t, l, "etcd3", "existing")
+		sshOut(t, l, "h3", "systemctl restart etcd")
+		mustVerify(t, l)
+	})
+
+	t.Run("lost-host", func(t *testing.T) {
+		old, _ := l.Host("h2")
+		if err := l.Break(ctx, "lost-host"); err != nil {
+			t.Fatal(err)
+		}
+		if _, ok := l.Host("h2"); ok {
+			t.Error("h2 still in the lab")
+		}
+		if netnsExists(netnsPrefix + "h2") {
+			t.Error("h2's network namespace still exists")
+		}
+		if _, err := os.Stat(filepath.Join(l.StateDir(), "hosts", "h2")); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("h2's disk still exists: %v", err)
+		}
+		if c, err := net.DialTimeout("tcp", old.Address+":22", 2*time.Second); err == nil {
+			c.Close()
+			t.Errorf("h2's address %s still answers", old.Address)
+		}
+		h4, ok := l.Host("h4")
+		if !ok || h4.Address != "10.77.0.14" {
+			t.Fatalf("replacement host: %+v %v", h4, ok)
+		}
+		out := sshOut(t, l, "h4", `systemctl is-active etcd || true; systemctl is-enabled etcd || true
+test -e /etc/etcd/etcd.env && echo env || echo noenv
+stat -c %U:%G:%a /var/lib/etcd; ls -A /var/lib/etcd | wc -l; etcd --version | head -1`)
+		if want := "inactive\ndisabled\nnoenv\netcd:etcd:700\n0\netcd Version: 3.6.16"; out != want {
+			t.Errorf("replacement host h4:\n%s\nwant:\n%s", out, want)
+		}
+		inv := checkInventory(t, l)
+		if inv.Cluster.Members[1].Host != "h4" || inv.Cluster.Members[1].PeerURL != "http://10.77.0.14:2380" {
+			t.Errorf("inventory member etcd2: %+v", inv.Cluster.Members[1])
+		}
+		if _, ok := inv.Hosts["h2"]; ok {
+			t.Error("inventory still lists h2")
+		}
+		if inv.Vars["lostPeerURL"] != "http://"+old.Address+":2380" {
+			t.Errorf("inventory vars.lostPeerURL = %q", inv.Vars["lostPeerURL"])
+		}
+		verifyFails(t, l, "etcd2")
+
+		// repair: remove the lost member, add the replacement, start it
+		cli := client(t, l, "etcd1", "etcd3")
+		if _, err := cli.MemberRemove(ctx, memberID(t, cli, "etcd2")); err != nil {
+			t.Fatal(err)
+		}
+		peer, _, _ := l.MemberURLs("etcd2")
+		deadline := time.Now().Add(60 * time.Second)
+		for {
+			// "unhealthy cluster" for ~5 s after a membership change
+			_, err := cli.MemberAdd(ctx, []string{peer})
+			if err == nil {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("member add: %v", err)
+			}
+			time.Sleep(500 * time.Millisecond)
+		}
+		writeEnv(t, l, "etcd2", "existing")
+		sshOut(t, l, "h4", "systemctl enable --now etcd")
+		mustVerify(t, l)
+	})
+
+	t.Run("total-loss", func(t *testing.T) {
+		fp, _ := l.Fingerprint()
+		if err := l.Break(ctx, "total-loss"); err != nil {
+			t.Fatal(err)
+		}
+		snap, err := os.ReadFile(l.SnapshotPath())
+		if err != nil {
+			t.Fatal(err)
+		}
+		sum := sha256.Sum256(snap)
+		if b, err := os.ReadFile(l.SnapshotPath() + ".sha256"); err != nil || string(b) != hex.EncodeToString(sum[:])+"  lab.db\n" {
+			t.Errorf("lab.db.sha256 = %q (%v), want the snapshot's sha256", b, err)
+		}
+		out, err := exec.Command(filepath.Join(l.BinDir(), "etcdutl"), "snapshot", "status", "-w", "json", l.SnapshotPath()).CombinedOutput()
+		if err != nil {
+			t.Fatalf("etcdutl snapshot status: %v\n%s", err, out)
+		}
+		var st struct{ Revision int64 }
+		if err := json.Unmarshal(out, &st); err != nil || st.Revision < fp.Revision {
+			t.Errorf("snapshot revision %d (%v), want >= the fingerprint's %d", st.Revision, err, fp.Revision)
+		}
+		for _, h := range l.Hosts() {
+			if out := sshOut(t, l, h.Name, "systemctl is-active etcd || true; test -e /var/lib/etcd && echo data || echo nodata"); out != "inactive\nnodata" {
+				t.Errorf("%s after total-loss: %q", h.Name, out)
+			}
+		}
+		verifyFails(t, l, "does not answer")
+
+		// restore every member from the snapshot: the fingerprinted keys
+		// must all come back
+		restoreAll(t, l, snap)
+		mustVerify(t, l)
+	})
+
+	t.Run("quorum-loss", func(t *testing.T) {
+		if err := l.Break(ctx, "quorum-loss"); err != nil {
+			t.Fatal(err)
+		}
+		checkQuorumLoss(t, l, []string{"h1"}, []string{"h4", "h3"})
+	})
+}
+
+func client(t *testing.T, l *Lab, members ...string) *clientv3.Client {
+	t.Helper()
+	var eps []string
+	for _, m := range members {
+		_, c, err := l.MemberURLs(m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		eps = append(eps, c)
+	}
+	cli, err := newClient(eps)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cli.Close() })
+	return cli
+}
+
+func memberID(t *testing.T, cli *clientv3.Client, name string) uint64 {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	ml, err := cli.MemberList(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range ml.Members {
+		if m.Name == name {
+			return m.ID
+		}
+	}
+	t.Fatalf("no member %s in %v", name, ml.Members)
+	return 0
+}
+
+// writeEnv writes member name's env file from the inventory.
+func writeEnv(t *testing.T, l *Lab, name, clusterState string) {
+	t.Helper()
+	for _, mh := range l.memberHosts() {
+		if mh.m.Name == name {
+			env := envFile(name, mh.h.Address, l.initialCluster(), clusterState, l.st.Token)
+			if err := l.WriteFile(context.Background(), mh.h.Name, EnvFile, []byte(env), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			return
+		}
+	}
+	t.Fatalf("no member %s", name)
+}
+
+func restoreAll(t *testing.T, l *Lab, snap []byte) {
+	t.Helper()
+	ctx := context.Background()
+	ic := l.initialCluster()
+	var hosts []*Host
+	for _, mh := range l.memberHosts() {
+		if err := l.WriteFile(ctx, mh.h.Name, "/root/lab.db", snap, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		writeEnv(t, l, mh.m.Name, "new")
+		sshOut(t, l, mh.h.Name, fmt.Sprintf("etcdutl snapshot restore /root/lab.db --name %s --initial-cluster %s --initial-cluster-token %s --initial-advertise-peer-urls %s --data-dir %s >/dev/null && chown -R etcd:etcd %s",
+			mh.m.Name, ic, l.st.Token, peerURL(mh.h.Address), DataDir, DataDir))
+		hosts = append(hosts, mh.h)
+	}
+	if err := parallel(hosts, func(h *Host) error {
+		out, err := l.Run(ctx, h.Name, "systemctl start etcd", nil)
+		if err != nil {
+			return fmt.Errorf("%s: %w: %s", h.Name, err, out)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestLab5 is a 5-member lab: healthy, then quorum-loss takes 3 members.
+func TestLab5(t *testing.T) {
+	l := upLab(t, Options{Members: 5, Version: "3.5", Keys: 200})
+	mustVerify(t, l)
+	checkInventory(t, l)
+	if err := l.Break(context.Background(), "quorum-loss"); err != nil {
+		t.Fatal(err)
+	}
+	checkQuorumLoss(t, l, []string{"h1", "h2"}, []string{"h3", "h4", "h5"})
+}
+
+// TestLightMode runs the fallback host mode: isolation, the systemctl
+// shim's stop/start, a power cut, and Down.
+func TestLightMode(t *testing.T) {
+	l := upLab(t, Options{Members: 3, Version: "3.6", Keys: 100, Mode: ModeLight})
+	ctx := context.Background()
+	mustVerify(t, l)
+	if l.Mode() != ModeLight {
+		t.Fatalf("mode %s", l.Mode())
+	}
+	sshOut(t, l, "h1", "touch /var/lib/etcd/isolation-probe-h1")
+	if out := sshOut(t, l, "h2", "ls -A /var/lib/etcd; hostname"); strings.Contains(out, "isolation-probe") || !strings.HasSuffix(out, "h2") {
+		t.Errorf("h2 sees h1's /var/lib/etcd or is not h2: %q", out)
+	}
+	sshOut(t, l, "h1", "rm /var/lib/etcd/isolation-probe-h1; systemctl stop etcd")
+	for h, want := range map[string]string{"h1": "inactive", "h2": "active", "h3": "active"} {
+		if s := etcdState(t, l, h); s != want {
+			t.Errorf("etcd on %s after stopping it on h1: %s, want %s", h, s, want)
+		}
+	}
+	sshOut(t, l, "h1", "systemctl start etcd")
+	mustVerify(t, l)
+	if err := l.Reboot(ctx, "h2", true); err != nil {
+		t.Fatal(err)
+	}
+	mustVerify(t, l)
+	checkInventory(t, l)
+}
