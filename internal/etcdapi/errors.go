@@ -90,6 +90,11 @@ var retryable = map[string]bool{
 	rpctypes.ErrTooManyRequests.Error(): true,
 	rpctypes.ErrStopped.Error():         true,
 	rpctypes.ErrNotCapable.Error():      true,
+	// A learner refuses what only voters serve, before acting on it; the
+	// round-robin balancer sends the retry to another member. (A 3.5
+	// server sends it as Unavailable, which the 3.6 client does not
+	// recognise as the learner refusal it retries itself.)
+	rpctypes.ErrorDesc(rpctypes.ErrGRPCNotSupportedForLearner): true,
 }
 
 // IsRetryable reports whether err is a transient refusal after which the same
