@@ -20,6 +20,14 @@ build:
 test: build lint $(LAB_PREREQS)
 	$(GO) test -count=1 -timeout 60m ./...
 
+## demo: bring up the lab, break its quorum, repair it with an example plan, prove every key survived
+demo: build $(LAB_PREREQS)
+	lab/demo.sh $(BIN)
+
+## e2e: only the end-to-end and crash tests on the lab
+e2e: build $(LAB_PREREQS)
+	$(GO) test -count=1 -timeout 40m -run 'TestE2E' -v ./cmd/etcd-rescue/
+
 ## unit: the tests that need no lab
 unit:
 	$(GO) test -count=1 -short ./...

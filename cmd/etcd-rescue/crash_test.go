@@ -1,0 +1,894 @@
+package main
+
+// Crash tests: the etcd-rescue process is killed with SIGKILL (a laptop
+// that dies) between two steps and in the middle of long steps, an SSH
+// connection is dropped in the middle of a remote command, and a second
+// apply or resume is started on a locked state dir. Then `resume RUN --yes`
+// must complete the recovery, with the checks of e2e_test.go: lab.Verify
+// (no key lost), a revision above the pre-disaster one after a restore, no
+// step-host that was done repeated, and every data dir that wipe-dir moved
+// aside still there with the data it held.
+//
+//	go test ./cmd/etcd-rescue/ -run 'TestE2ECrash' -v
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/etcd-rescue/etcd-rescue/lab"
+)
+
+func TestE2ECrash(t *testing.T) {
+	e := newE2E(t)
+	// (a) kill -9 between two steps, at several boundaries of one run: each
+	// kill is followed by a resume, which is killed at the next boundary.
+	t.Run("between-steps/ip-change/etcd3.5", func(t *testing.T) {
+		l := upLab(t, lab.Options{Members: 3, Version: "3.5"})
+		e.crashBetweenSteps(t, l, scenario{plan: "ip-change", brk: "ip-change", members: 3},
+			[]string{"stop-etcd3@h3", "new-peer-url@h3", "config@h3"})
+	})
+	t.Run("between-steps/quorum-loss/etcd3.6", func(t *testing.T) {
+		l := upLab(t, lab.Options{Members: 3, Version: "3.6"})
+		e.crashBetweenSteps(t, l, scenario{plan: "quorum-loss-force-new-cluster", brk: "quorum-loss", members: 3},
+			[]string{"survivor@h1", "add-etcd2@h2", "promote-etcd2@h2"})
+	})
+	// (a) again, at every boundary: each session is killed right after the
+	// first step-host it completes, until a session completes the run.
+	t.Run("every-boundary/lost-host/etcd3.5", func(t *testing.T) {
+		l := upLab(t, lab.Options{Members: 3, Version: "3.5"})
+		e.crashEveryBoundary(t, l, scenario{plan: "lost-host", brk: "lost-host", members: 3})
+	})
+	// (b) kill -9 in the middle of force-new-cluster, a destructive step
+	// that is not safe to repeat blindly: resume must stop for the operator
+	// (exit 5) with the --rerun/--mark-done hints, and --rerun completes it.
+	t.Run("mid-step/force-new-cluster/etcd3.6", func(t *testing.T) {
+		l := upLab(t, lab.Options{Members: 3, Version: "3.6"})
+		e.crashForceNewCluster(t, l)
+	})
+	// (b) kill -9 in the middle of long steps and a dropped SSH connection
+	// mid-command, on a restore of ~100 MB of data (a planned roll-back of a
+	// healthy cluster to a snapshot: the old data dirs hold data that must
+	// survive, moved aside).
+	t.Run("mid-step/restore/etcd3.5", func(t *testing.T) {
+		e.crashMidStep(t, "3.5", []midPoint{
+			{session: 0, step: "ship", host: "h2", needle: uploadNeedle, act: dropSSH},
+			{session: 0, step: "restore", needle: restoreNeedle, act: kill9},
+			{session: 1, step: "healthy", act: kill9},
+		})
+	})
+	t.Run("mid-step/restore/etcd3.6", func(t *testing.T) {
+		e.crashMidStep(t, "3.6", []midPoint{
+			{session: 0, step: "ship", needle: uploadNeedle, act: kill9},
+			{session: 1, step: "restore", host: "h1", needle: restoreNeedle, act: dropSSH},
+			{session: 1, step: "healthy", act: kill9},
+		})
+	})
+}
+
+// --- (a) between steps -----------------------------------------------------
+
+// doneLine matches the progress line of a step-host finishing an attempt
+// ("<time> KEY done 1.2s"), not "done earlier" nor a probe's "done (...)".
+func doneLine(key string) *regexp.Regexp {
+	return regexp.MustCompile(`^\S+ ` + regexp.QuoteMeta(key) + ` done [0-9]`)
+}
+
+// freezeAfter runs etcd-rescue and stops it (SIGSTOP) the moment key prints
+// its "done" line: the engine writes the checkpoint before that line, and
+// the next step cannot have got far. The frozen process still holds the
+// run lock; the caller kills it.
+func (e *e2e) freezeAfter(t *testing.T, key string, args ...string) *proc {
+	t.Helper()
+	re := doneLine(key)
+	frozen := make(chan struct{})
+	var once sync.Once
+	p := e.startHook(t, func(p *proc, line string) {
+		if re.MatchString(line) {
+			once.Do(func() {
+				_ = p.cmd.Process.Signal(syscall.SIGSTOP)
+				close(frozen)
+			})
+		}
+	}, args...)
+	select {
+	case <-frozen:
+		return p
+	case <-p.exited:
+		r := p.wait(t)
+		t.Fatalf("etcd-rescue ended before %s printed done:\n%s", key, r)
+	case <-time.After(safetyLimit):
+		r := p.kill9(t)
+		t.Fatalf("%s did not get done within the safety limit:\n%s", key, r)
+	}
+	return nil
+}
+
+// checkLocked: while p holds the state dir's lock, a second apply and a
+// resume are refused with exit 3 and create no run.
+func (e *e2e) checkLocked(t *testing.T, plan, inv, stateDir, runID string) {
+	t.Helper()
+	r := e.cli(t, "apply", plan, "--inventory", inv, "--yes", "--state-dir", stateDir)
+	if r.code != 3 || !strings.Contains(r.stderr, "locked by another run") {
+		t.Errorf("a second apply on a locked state dir: want exit 3 and \"locked by another run\":\n%s", r)
+	} else {
+		t.Logf("second concurrent apply refused: exit 3: %s", firstLine(r.stderr))
+	}
+	r = e.cli(t, "resume", runID, "--yes", "--state-dir", stateDir)
+	if r.code != 3 || !strings.Contains(r.stderr, "locked by another run") {
+		t.Errorf("a resume while the run is locked: want exit 3:\n%s", r)
+	}
+	onlyRun(t, stateDir)
+	r = e.cli(t, "status", runID, "--state-dir", stateDir)
+	if r.code != 0 || !strings.Contains(r.stdout, "in progress") {
+		t.Errorf("status while the run holds the lock should say it is in progress:\n%s", r)
+	}
+}
+
+func firstLine(s string) string {
+	s, _, _ = strings.Cut(strings.TrimSpace(s), "\n")
+	return s
+}
+
+// afterKill checks what a kill -9 left: exit by SIGKILL, the lock free,
+// status pointing at resume. It returns the checkpoint as the kill left it.
+func (e *e2e) afterKill(t *testing.T, r result, stateDir, runID string) *runState {
+	t.Helper()
+	if r.code != 128+int(syscall.SIGKILL) {
+		t.Errorf("etcd-rescue was killed with SIGKILL but exited %d", r.code)
+	}
+	st := readState(t, stateDir, runID)
+	if st.Outcome != "running" {
+		t.Errorf("after kill -9 the checkpoint says outcome %q, want running (nothing could record an end)", st.Outcome)
+	}
+	s := e.cli(t, "status", runID, "--state-dir", stateDir)
+	if s.code != 0 || !strings.Contains(s.stdout, "the engine stopped mid-run; resume it") {
+		t.Errorf("status after kill -9 should say the engine stopped mid-run:\n%s", s)
+	}
+	return st
+}
+
+// stepsIn returns "step@host=status" for every step-host with one of the
+// statuses.
+func stepsIn(st *runState, statuses ...string) []string {
+	var out []string
+	for _, s := range st.Steps {
+		for _, h := range s.Hosts {
+			for _, want := range statuses {
+				if h.Status == want {
+					k := s.ID
+					if h.Host != "" {
+						k += "@" + h.Host
+					}
+					out = append(out, k)
+				}
+			}
+		}
+	}
+	return out
+}
+
+func (e *e2e) crashBetweenSteps(t *testing.T, l *lab.Lab, sc scenario, points []string) {
+	ctx := context.Background()
+	if err := l.Break(ctx, sc.brk); err != nil {
+		t.Fatalf("lab break %s: %v", sc.brk, err)
+	}
+	if err := l.Verify(ctx); err == nil {
+		t.Fatalf("after lab break %s, lab verify still passes", sc.brk)
+	}
+	before := dataDirs(t, l, lab.DataDir, "")
+	inv, plan := l.InventoryPath(), planPath(sc.plan)
+	if dry := e.cli(t, "plan", plan, "--inventory", inv); dry.code != 0 {
+		t.Fatalf("plan: %s", dry)
+	} else {
+		t.Cleanup(func() {
+			if t.Failed() {
+				t.Logf("the dry-run of the plan:\n%s", dry.stdout)
+			}
+		})
+	}
+	stateDir := filepath.Join(t.TempDir(), "state")
+	runID := ""
+	doneAt := map[string]int{} // step-host done at a kill -> its attempts then
+	between := 0
+	var walls []time.Duration
+	for i, key := range points {
+		args := []string{"apply", plan, "--inventory", inv, "--yes", "--state-dir", stateDir}
+		if i > 0 {
+			args = []string{"resume", runID, "--yes", "--state-dir", stateDir}
+		}
+		p := e.freezeAfter(t, key, args...)
+		if runID == "" {
+			out, _ := p.output()
+			if runID = runIDOf(out); runID == "" {
+				p.kill9(t)
+				t.Fatalf("no run id in apply's output:\n%s", out)
+			}
+			e.checkLocked(t, plan, inv, stateDir, runID)
+		}
+		r := p.kill9(t)
+		walls = append(walls, r.wall)
+		st := e.afterKill(t, r, stateDir, runID)
+		step, host, _ := strings.Cut(key, "@")
+		if h := st.find(step, host); h == nil || h.Status != "done" {
+			t.Fatalf("kill %d after %s done: the checkpoint does not have it done: %+v", i+1, key, h)
+		}
+		running := stepsIn(st, "running")
+		if len(running) == 0 {
+			between++
+			t.Logf("crash point %d: kill -9 of %s right after %s was done, before the next step began (pending: %s)",
+				i+1, args[0], key, strings.Join(stepsIn(st, "pending"), ", "))
+		} else {
+			t.Logf("crash point %d: kill -9 of %s after %s was done; the kill landed inside %s", i+1, args[0], key, strings.Join(running, ", "))
+		}
+		for _, s := range st.Steps {
+			for _, h := range s.Hosts {
+				if h.Status == "done" {
+					doneAt[s.ID+"@"+h.Host] = h.Attempts
+				}
+			}
+		}
+	}
+	if between == 0 {
+		t.Errorf("none of the kills landed between two steps: (a) was not tested")
+	}
+	r := e.cli(t, "resume", runID, "--yes", "--state-dir", stateDir)
+	walls = append(walls, r.wall)
+	if r.code != 0 {
+		t.Fatalf("the final resume did not complete the recovery:\n%s", r)
+	}
+	t.Logf("final resume: exit 0 in %.1fs; summary:\n%s", r.wall.Seconds(), summaryOf(r.stdout))
+	st := e.statusJSON(t, stateDir, runID)
+	checkRunDone(t, st)
+	if st.Sessions != len(points)+1 {
+		t.Errorf("the run has %d sessions, want %d (one apply, %d resumes)", st.Sessions, len(points)+1, len(points))
+	}
+	for k, att := range doneAt {
+		step, host, _ := strings.Cut(k, "@")
+		if h := st.find(step, host); h == nil || h.Attempts != att {
+			t.Errorf("%s was done before a crash with %d attempt(s) but ended with %+v: a done step ran again", k, att, h)
+		}
+	}
+	logRecoveries(t, stateDir, runID)
+	verifyLab(t, l)
+	checkAsideDirs(t, l, st, before, "")
+	var total time.Duration
+	for _, w := range walls {
+		total += w
+	}
+	record(t, measurement{Test: t.Name(), Plan: sc.plan, Version: l.Version(), Members: len(l.Members()),
+		Wall: total, Sessions: st.Sessions, Steps: timesOf(st), Summary: summaryOf(r.stdout)})
+}
+
+// --- (b) in the middle of a step --------------------------------------------
+
+type midAction int
+
+const (
+	kill9   midAction = iota // SIGKILL the etcd-rescue process
+	dropSSH                  // kill the host's sshd session processes (by pid): the connection drops
+)
+
+func (a midAction) String() string {
+	if a == dropSSH {
+		return "dropped SSH connection"
+	}
+	return "kill -9"
+}
+
+// midPoint is one crash point: in session (0 = apply, n = n-th resume),
+// once step (on host, or any host) is running and, if needle is set, a
+// process whose command line holds needle runs on that host, do act.
+type midPoint struct {
+	session int
+	step    string
+	host    string
+	needle  string
+	act     midAction
+}
+
+const (
+	// the remote side of an upload: sh -c '... cat > DIR/.snapshot.db.sshx-TOKEN.tmp ...'
+	uploadNeedle = ".snapshot.db.sshx-"
+	// etcdutl snapshot restore ...
+	restoreNeedle = "snapshot restore"
+)
+
+const (
+	bulkPrefix = "/e2e/bulk/"
+	bulkKeys   = 100
+	bulkSize   = 1 << 20 // 100 x 1 MiB: the snapshot copy and the restore take a moment
+	marker     = "/e2e/written-after-the-snapshot"
+)
+
+func bulkValue(i int) []byte {
+	b := bytes.Repeat([]byte(fmt.Sprintf("bulk-%04d-", i)), bulkSize/10+1)
+	return b[:bulkSize]
+}
+
+// fillBulk writes bulkKeys values of bulkSize bytes (besides the lab's own
+// fingerprinted keys).
+func fillBulk(t *testing.T, l *lab.Lab) {
+	t.Helper()
+	cli, err := l.Client()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	var next int64 = -1
+	var wg sync.WaitGroup
+	errs := make(chan error, 4)
+	for w := 0; w < 4; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(atomic.AddInt64(&next, 1))
+				if i >= bulkKeys {
+					return
+				}
+				ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+				_, err := cli.Put(ctx, fmt.Sprintf("%s%04d", bulkPrefix, i), string(bulkValue(i)))
+				cancel()
+				if err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatalf("bulk put: %v", err)
+	}
+}
+
+// checkBulk: every bulk value is back, byte for byte.
+func checkBulk(t *testing.T, l *lab.Lab) {
+	t.Helper()
+	cli, err := l.Client()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	bad := 0
+	for i := 0; i < bulkKeys; i++ {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		r, err := cli.Get(ctx, fmt.Sprintf("%s%04d", bulkPrefix, i))
+		cancel()
+		if err != nil {
+			t.Fatalf("get bulk %d: %v", i, err)
+		}
+		if len(r.Kvs) != 1 || !bytes.Equal(r.Kvs[0].Value, bulkValue(i)) {
+			bad++
+		}
+	}
+	if bad > 0 {
+		t.Errorf("DATA LOST: %d of %d bulk values (%d MiB each) missing or wrong after the restore", bad, bulkKeys, bulkSize>>20)
+	}
+}
+
+// sshSessions are the sshd session processes ("sshd: root@notty", one per
+// connection) in host.
+func sshSessions(t *testing.T, l *lab.Lab, host string) map[int]string {
+	out := map[int]string{}
+	for pid, c := range hostPids(t, l, host) {
+		if strings.HasPrefix(c, "sshd: root@") {
+			out[pid] = c
+		}
+	}
+	return out
+}
+
+func (e *e2e) crashMidStep(t *testing.T, version string, points []midPoint) {
+	ctx := context.Background()
+	l := upLab(t, lab.Options{Members: 3, Version: version})
+	t0 := time.Now()
+	fillBulk(t, l)
+	t.Logf("wrote %d x %d MiB in %.1fs", bulkKeys, bulkSize>>20, time.Since(t0).Seconds())
+	t0 = time.Now()
+	snap, err := l.Snapshot(ctx, l.SnapshotPath())
+	if err != nil {
+		t.Fatalf("snapshot: %v", err)
+	}
+	fi, _ := os.Stat(snap.Path)
+	t.Logf("snapshot %s: %.0f MB at revision %d in %.1fs", snap.Path, float64(fi.Size())/1e6, snap.Revision, time.Since(t0).Seconds())
+	// Written after the snapshot: the restore must not have it, and the
+	// moved-aside data dirs must.
+	putKey(t, l, marker, "the restore must not bring this back")
+	preRev := clusterRevision(t, l)
+	var before map[string]dataDirInfo
+	poll(t, "the marker key in every member's WAL", 100*time.Millisecond, func() bool {
+		before = dataDirs(t, l, lab.DataDir, marker)
+		for _, d := range before {
+			if !d.Member || !d.Marker {
+				return false
+			}
+		}
+		return true
+	})
+
+	inv, plan := l.InventoryPath(), planPath("restore-all-from-snapshot")
+	dry := e.cli(t, "plan", plan, "--inventory", inv)
+	if dry.code != 0 {
+		t.Fatalf("plan: %s", dry)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("the dry-run of the plan:\n%s", dry.stdout)
+		}
+	})
+	stateDir := filepath.Join(t.TempDir(), "state")
+	runID := ""
+	var walls []time.Duration
+	doneAt := map[string]int{}
+	sessions := 0
+	for _, pt := range points {
+		if pt.session >= sessions {
+			sessions = pt.session + 1
+		}
+	}
+	var last result
+	for s := 0; s <= sessions; s++ {
+		args := []string{"apply", plan, "--inventory", inv, "--yes", "--state-dir", stateDir}
+		if s > 0 {
+			args = []string{"resume", runID, "--yes", "--state-dir", stateDir}
+		}
+		// A kill at a step's start is done from the output hook, at once;
+		// the other points poll the checkpoint and the hosts' processes.
+		var hookPt *midPoint
+		for i := range points {
+			if pt := points[i]; pt.session == s && pt.act == kill9 && pt.needle == "" {
+				hookPt = &points[i]
+			}
+		}
+		killedAt := make(chan string, 1)
+		var hook func(*proc, string)
+		if hookPt != nil {
+			key := hookPt.step
+			if hookPt.host != "" {
+				key += "@" + hookPt.host
+			}
+			re := regexp.MustCompile(`^\S+ ` + regexp.QuoteMeta(key) + `(@\S+)? running$`)
+			var once sync.Once
+			hook = func(p *proc, line string) {
+				if re.MatchString(line) {
+					once.Do(func() {
+						_ = p.cmd.Process.Signal(syscall.SIGKILL)
+						killedAt <- line
+					})
+				}
+			}
+		}
+		p := e.startHook(t, hook, args...)
+		if runID == "" {
+			poll(t, "apply's run id", 10*time.Millisecond, func() bool {
+				out, _ := p.output()
+				runID = runIDOf(out)
+				select {
+				case <-p.exited:
+					r := p.wait(t)
+					t.Fatalf("apply ended before printing a run id:\n%s", r)
+				default:
+				}
+				return runID != ""
+			})
+			// a second apply (and a resume) on the same state dir while this one runs
+			e.checkLocked(t, plan, inv, stateDir, runID)
+		}
+		killed := false
+		for _, pt := range points {
+			if pt.session == s && !(pt.act == kill9 && pt.needle == "") && e.midStep(t, l, p, stateDir, runID, pt) {
+				killed = true
+				break
+			}
+		}
+		if !killed && hookPt != nil {
+			select {
+			case line := <-killedAt:
+				killed = true
+				t.Logf("kill -9 of session %d (%s) as it printed %q", s, args[0], line)
+			case <-p.exited:
+			}
+		}
+		r := p.wait(t)
+		walls = append(walls, r.wall)
+		last = r
+		if s == sessions {
+			break
+		}
+		if !killed {
+			t.Fatalf("session %d (%s) ended before its crash point was reached:\n%s", s, args[0], r)
+		}
+		st := e.afterKill(t, r, stateDir, runID)
+		t.Logf("after the kill of session %d: running: %s; pending: %s", s, strings.Join(stepsIn(st, "running"), ", "), strings.Join(stepsIn(st, "pending"), ", "))
+		for h, pids := range leftovers(t, l) {
+			t.Logf("left running on %s by the killed engine: %s", h, strings.Join(pids, "; "))
+		}
+		for _, ss := range st.Steps {
+			for _, h := range ss.Hosts {
+				if h.Status == "done" {
+					doneAt[ss.ID+"@"+h.Host] = h.Attempts
+				}
+			}
+		}
+	}
+	if last.code != 0 {
+		t.Fatalf("the final session did not complete the recovery:\n%s", last)
+	}
+	t.Logf("final session: exit 0; summary:\n%s", summaryOf(last.stdout))
+	st := e.statusJSON(t, stateDir, runID)
+	checkRunDone(t, st)
+	for k, att := range doneAt {
+		step, host, _ := strings.Cut(k, "@")
+		if h := st.find(step, host); h == nil || h.Attempts != att {
+			t.Errorf("%s was done before a crash with %d attempt(s) but ended with %+v: a done step ran again", k, att, h)
+		}
+	}
+	logRecoveries(t, stateDir, runID)
+	verifyLab(t, l)
+	checkRevisionAbove(t, l, preRev)
+	if v, ok := getKey(t, l, marker); ok {
+		t.Errorf("%s (written after the snapshot) is back with %q: the restore did not restore exactly the snapshot", marker, v)
+	}
+	checkBulk(t, l)
+	checkAsideDirs(t, l, st, before, marker)
+	for h, pids := range leftovers(t, l) {
+		t.Errorf("still running on %s after the recovery: %s", h, strings.Join(pids, "; "))
+	}
+	for _, h := range l.Hosts() {
+		if out := hostRun(t, l, h.Name, "ls -A /var/tmp/etcd-rescue/ 2>/dev/null; ls -d /var/lib/etcd.restoring-* 2>/dev/null; true"); strings.TrimSpace(out) != "snapshot.db" {
+			t.Logf("NOTE: %s: left in /var/tmp/etcd-rescue and /var/lib: %q (temporary files of killed sessions)", h.Name, strings.Fields(out))
+		}
+	}
+	var total time.Duration
+	for _, w := range walls {
+		total += w
+	}
+	record(t, measurement{Test: t.Name(), Plan: "restore-all-from-snapshot", Version: l.Version(), Members: len(l.Members()),
+		Wall: total, Sessions: st.Sessions, Steps: timesOf(st), Summary: summaryOf(last.stdout)})
+}
+
+// midStep waits for pt's moment in the running session p and acts. It
+// returns true if it killed p.
+func (e *e2e) midStep(t *testing.T, l *lab.Lab, p *proc, stateDir, runID string, pt midPoint) bool {
+	t.Helper()
+	hosts := []string{pt.host}
+	if pt.host == "" {
+		hosts = nil
+		for _, h := range l.Hosts() {
+			hosts = append(hosts, h.Name)
+		}
+	}
+	var at string
+	var pids []int
+	reached := false
+	poll(t, fmt.Sprintf("%s in the middle of %s", pt.act, pt.step), 5*time.Millisecond, func() bool {
+		select {
+		case <-p.exited:
+			return true
+		default:
+		}
+		b, err := os.ReadFile(filepath.Join(stateDir, "runs", runID, "state.json"))
+		if err != nil {
+			return false
+		}
+		var st runState
+		if json.Unmarshal(b, &st) != nil {
+			return false
+		}
+		for _, h := range hosts {
+			hs := st.find(pt.step, h)
+			if hs == nil {
+				hs = st.find(pt.step, "")
+			}
+			if hs == nil || hs.Status != "running" {
+				continue
+			}
+			if pt.needle != "" {
+				if pids = findHostProcs(t, l, h, pt.needle); len(pids) == 0 {
+					continue
+				}
+			}
+			at, reached = h, true
+			return true
+		}
+		return false
+	})
+	if !reached {
+		out, _ := p.output()
+		t.Errorf("the session ended before %s was running%s: crash point %s not reached\n%s", pt.step, map[bool]string{true: " with " + pt.needle, false: ""}[pt.needle != ""], pt.act, tailLines(out, 30))
+		return false
+	}
+	switch pt.act {
+	case kill9:
+		_ = p.cmd.Process.Signal(syscall.SIGKILL)
+		t.Logf("kill -9 of etcd-rescue while %s@%s ran (remote %q: pids %v)", pt.step, at, pt.needle, pids)
+		return true
+	}
+	// dropSSH: kill the sshd processes of the host's connections, by pid.
+	sess := sshSessions(t, l, at)
+	if len(sess) == 0 {
+		t.Fatalf("no sshd session process on %s to kill (processes: %v)", at, hostPids(t, l, at))
+	}
+	var killed []string
+	for pid, c := range sess {
+		if err := syscall.Kill(pid, syscall.SIGKILL); err == nil {
+			killed = append(killed, fmt.Sprintf("%d (%s)", pid, c))
+		}
+	}
+	sort.Strings(killed)
+	t.Logf("dropped the SSH connection to %s while %s@%s ran (remote %q: pids %v): killed %s", at, pt.step, at, pt.needle, pids, strings.Join(killed, ", "))
+	// The session must survive it: the step-host gets done (reconnect, probe,
+	// and apply again or find it done) without the process dying.
+	key := pt.step + "@" + at
+	poll(t, key+" done after the dropped connection", 20*time.Millisecond, func() bool {
+		select {
+		case <-p.exited:
+			return true
+		default:
+		}
+		// "failed" is passed through before the engine probes and retries
+		hs := readState(t, stateDir, runID).find(pt.step, at)
+		return hs != nil && hs.Status == "done"
+	})
+	st := readState(t, stateDir, runID)
+	hs := st.find(pt.step, at)
+	select {
+	case <-p.exited:
+		r := p.wait(t)
+		t.Fatalf("etcd-rescue did not survive the dropped SSH connection to %s:\n%s", at, r)
+	default:
+	}
+	if hs.Status != "done" {
+		t.Fatalf("%s after the dropped SSH connection: %s: %s", key, hs.Status, hs.Error)
+	}
+	lost := connectionLost(t, stateDir, runID, pt.step, at)
+	if hs.Attempts < 2 && lost == "" {
+		t.Errorf("%s: the dropped connection did not hit a running command (1 attempt, no connection-lost event): nothing was survived", key)
+	}
+	t.Logf("%s survived the dropped connection: done after %d attempt(s); the engine saw: %s", key, hs.Attempts, lost)
+	return false
+}
+
+// connectionLost returns the first journal error of step@host that says
+// the SSH connection was lost.
+func connectionLost(t *testing.T, stateDir, runID, step, host string) string {
+	b, err := os.ReadFile(filepath.Join(stateDir, "runs", runID, "events.jsonl"))
+	if err != nil {
+		t.Errorf("events.jsonl: %v", err)
+		return ""
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		var ev struct{ Type, Step, Host, Error string }
+		if json.Unmarshal([]byte(line), &ev) == nil && ev.Step == step && ev.Host == host && strings.Contains(ev.Error, "connection lost") {
+			return firstLine(ev.Error)
+		}
+	}
+	return ""
+}
+
+// leftovers lists etcd-rescue-marked processes still running on the hosts
+// (ETCD_RESCUE_MARK in their environment).
+func leftovers(t *testing.T, l *lab.Lab) map[string][]string {
+	out := map[string][]string{}
+	for _, h := range l.Hosts() {
+		for pid, c := range hostPids(t, l, h.Name) {
+			env, err := os.ReadFile(fmt.Sprintf("/proc/%d/environ", pid))
+			if err != nil || !bytes.Contains(env, []byte("ETCD_RESCUE_MARK=")) {
+				continue
+			}
+			if len(c) > 120 {
+				c = c[:120] + "..."
+			}
+			out[h.Name] = append(out[h.Name], fmt.Sprintf("%d %s", pid, c))
+		}
+	}
+	return out
+}
+
+// logRecoveries logs what the resumes did about step-hosts they found
+// running: the probes, reaps and checks in events.jsonl.
+func logRecoveries(t *testing.T, stateDir, runID string) {
+	b, err := os.ReadFile(filepath.Join(stateDir, "runs", runID, "events.jsonl"))
+	if err != nil {
+		t.Errorf("events.jsonl: %v", err)
+		return
+	}
+	var lines []string
+	for _, line := range strings.Split(string(b), "\n") {
+		var ev struct {
+			Type, Step, Host, Status, Msg, Error string
+		}
+		if json.Unmarshal([]byte(line), &ev) != nil {
+			continue
+		}
+		switch {
+		case ev.Type == "probe" || ev.Type == "reap" || ev.Type == "check",
+			ev.Type == "run" && ev.Status != "",
+			ev.Error != "" && strings.Contains(ev.Error, "connection"):
+			lines = append(lines, fmt.Sprintf("%s %s@%s %s %s %s", ev.Type, ev.Step, ev.Host, ev.Status, ev.Msg, ev.Error))
+		}
+	}
+	t.Logf("what the sessions recorded about the crashes (events.jsonl):\n  %s", strings.Join(lines, "\n  "))
+}
+
+// --- every boundary ----------------------------------------------------------
+
+// anyDoneLine matches the progress line of any step-host finishing an attempt.
+var anyDoneLine = regexp.MustCompile(`^\S+ (\S+) done [0-9]`)
+
+func (e *e2e) crashEveryBoundary(t *testing.T, l *lab.Lab, sc scenario) {
+	ctx := context.Background()
+	if err := l.Break(ctx, sc.brk); err != nil {
+		t.Fatalf("lab break %s: %v", sc.brk, err)
+	}
+	before := dataDirs(t, l, lab.DataDir, "")
+	inv, plan := l.InventoryPath(), planPath(sc.plan)
+	dry := e.cli(t, "plan", plan, "--inventory", inv)
+	if dry.code != 0 {
+		t.Fatalf("plan: %s", dry)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("the dry-run of the plan:\n%s", dry.stdout)
+		}
+	})
+	stateDir := filepath.Join(t.TempDir(), "state")
+	runID := ""
+	doneAt := map[string]int{}
+	var walls []time.Duration
+	var points []string
+	var last result
+	for session := 0; ; session++ {
+		if session > 40 {
+			t.Fatalf("still not done after %d sessions", session)
+		}
+		args := []string{"apply", plan, "--inventory", inv, "--yes", "--state-dir", stateDir}
+		if session > 0 {
+			args = []string{"resume", runID, "--yes", "--state-dir", stateDir}
+		}
+		frozen := make(chan string, 1)
+		var once sync.Once
+		p := e.startHook(t, func(p *proc, line string) {
+			if m := anyDoneLine.FindStringSubmatch(line); m != nil {
+				once.Do(func() {
+					_ = p.cmd.Process.Signal(syscall.SIGSTOP)
+					frozen <- m[1]
+				})
+			}
+		}, args...)
+		var key string
+		select {
+		case key = <-frozen:
+		case <-p.exited:
+		}
+		if key == "" {
+			last = p.wait(t)
+			walls = append(walls, last.wall)
+			break
+		}
+		// Frozen right after key's checkpoint: if that was the run's last
+		// step-host, the session would end by itself; kill it anyway.
+		r := p.kill9(t)
+		walls = append(walls, r.wall)
+		if runID == "" {
+			if runID = runIDOf(r.stdout); runID == "" {
+				t.Fatalf("no run id in apply's output:\n%s", r.stdout)
+			}
+		}
+		st := e.afterKill(t, r, stateDir, runID)
+		running := stepsIn(st, "running")
+		where := "between two steps"
+		if len(running) > 0 {
+			where = "inside " + strings.Join(running, ", ")
+		}
+		points = append(points, key)
+		t.Logf("session %d (%s): kill -9 right after %s was done (%s)", session, args[0], key, where)
+		for _, s := range st.Steps {
+			for _, h := range s.Hosts {
+				if h.Status == "done" {
+					doneAt[s.ID+"@"+h.Host] = h.Attempts
+				}
+			}
+		}
+		if len(stepsIn(st, "pending", "running", "failed")) == 0 {
+			// the kill came after the last step-host: one more resume
+			// only records the end
+			t.Logf("every step-host was done at the kill")
+		}
+	}
+	if last.code != 0 {
+		t.Fatalf("the session that was not killed did not complete the recovery:\n%s", last)
+	}
+	t.Logf("%d kills, one after each of: %s; the last session completed the run:\n%s", len(points), strings.Join(points, ", "), summaryOf(last.stdout))
+	if len(points) < 3 {
+		t.Errorf("only %d crash points were reached", len(points))
+	}
+	st := e.statusJSON(t, stateDir, runID)
+	checkRunDone(t, st)
+	for k, att := range doneAt {
+		step, host, _ := strings.Cut(k, "@")
+		if h := st.find(step, host); h == nil || h.Attempts != att {
+			t.Errorf("%s was done before a crash with %d attempt(s) but ended with %+v: a done step ran again", k, att, h)
+		}
+	}
+	logRecoveries(t, stateDir, runID)
+	verifyLab(t, l)
+	checkAsideDirs(t, l, st, before, "")
+	var total time.Duration
+	for _, w := range walls {
+		total += w
+	}
+	record(t, measurement{Test: t.Name(), Plan: sc.plan, Version: l.Version(), Members: len(l.Members()),
+		Wall: total, Sessions: st.Sessions, Steps: timesOf(st), Summary: summaryOf(last.stdout)})
+}
+
+// --- force-new-cluster ----------------------------------------------------------
+
+func (e *e2e) crashForceNewCluster(t *testing.T, l *lab.Lab) {
+	ctx := context.Background()
+	if err := l.Break(ctx, "quorum-loss"); err != nil {
+		t.Fatalf("lab break quorum-loss: %v", err)
+	}
+	inv, plan := l.InventoryPath(), planPath("quorum-loss-force-new-cluster")
+	stateDir := filepath.Join(t.TempDir(), "state")
+	p := e.start(t, "apply", plan, "--inventory", inv, "--yes", "--state-dir", stateDir)
+	// Kill while etcd1 runs with --force-new-cluster: after the step wrote
+	// the flag, before it removed it again.
+	poll(t, "etcd1 restarted with ETCD_FORCE_NEW_CLUSTER=true", 20*time.Millisecond, func() bool {
+		select {
+		case <-p.exited:
+			return true
+		default:
+		}
+		c, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		out, _ := l.Run(c, "h1", "grep -q '^ETCD_FORCE_NEW_CLUSTER=true' /etc/etcd/etcd.env && echo yes", nil)
+		return strings.TrimSpace(out) == "yes"
+	})
+	r := p.kill9(t)
+	runID := runIDOf(r.stdout)
+	if runID == "" {
+		t.Fatalf("no run id:\n%s", r)
+	}
+	st := e.afterKill(t, r, stateDir, runID)
+	if h := st.find("survivor", "h1"); h == nil || h.Status != "running" {
+		t.Fatalf("the kill did not land inside survivor@h1: %+v", h)
+	}
+	t.Logf("kill -9 while survivor@h1 (force-new-cluster) ran, its flag written")
+
+	// resume will not repeat it blindly: exit 5 with the operator's choices
+	r = e.cli(t, "resume", runID, "--yes", "--state-dir", stateDir)
+	if r.code != 5 || !strings.Contains(r.stderr, "--rerun survivor@h1") || !strings.Contains(r.stderr, "--mark-done survivor@h1") {
+		t.Fatalf("resume after a kill inside force-new-cluster: want exit 5 with --rerun/--mark-done hints:\n%s", r)
+	}
+	t.Logf("resume stopped for the operator: exit 5: %s", firstLine(r.stderr))
+	if st := readState(t, stateDir, runID); st.Outcome != "waiting" {
+		t.Errorf("outcome after the operator stop: %q, want waiting", st.Outcome)
+	}
+	// The operator looked (etcd1 is a one-member cluster or on its way):
+	// applying it again is safe, so --rerun.
+	r = e.cli(t, "resume", runID, "--yes", "--state-dir", stateDir, "--rerun", "survivor@h1")
+	if r.code != 0 {
+		t.Fatalf("resume --rerun survivor@h1:\n%s", r)
+	}
+	t.Logf("resume --rerun survivor@h1: exit 0 in %.1fs", r.wall.Seconds())
+	st = e.statusJSON(t, stateDir, runID)
+	checkRunDone(t, st)
+	logRecoveries(t, stateDir, runID)
+	verifyLab(t, l)
+	checkNoForceNewCluster(t, l)
+}

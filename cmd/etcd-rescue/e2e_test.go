@@ -1,0 +1,240 @@
+package main
+
+// End-to-end tests: every example plan, run by the real etcd-rescue binary
+// over real SSH against a lab (real sshd, real systemd, real etcd 3.5 and
+// 3.6) broken the way the plan expects. Afterwards the cluster is checked
+// from outside etcd-rescue: lab.Verify (every member healthy, one leader,
+// member list equal to the inventory's members, every fingerprinted key
+// intact), the revision through the client API after a restore, the run's
+// status, and the moved-aside data dirs.
+//
+//	go test ./cmd/etcd-rescue/ -run 'TestE2E$' -v            # all scenarios, both versions
+//	go test ./cmd/etcd-rescue/ -run 'TestE2E$/etcd3.6/lost-host' -v
+//
+// Needs root (make test installs the lab's prerequisites). E2E_MEASUREMENTS=FILE
+// appends every run's timings there as JSON lines; E2E_KEEP_LAB=1 leaves a
+// failed test's lab up for a look.
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/etcd-rescue/etcd-rescue/lab"
+)
+
+// etcdVersions are the minor versions every scenario runs on.
+var etcdVersions = []string{"3.5", "3.6"}
+
+// scenario is one example plan and the damage it repairs.
+type scenario struct {
+	plan    string // examples/<plan>.yaml
+	brk     string // lab break before the apply; "" for none
+	members int
+	restore bool // restores from a snapshot: the revision must end above the pre-disaster one
+}
+
+func TestE2E(t *testing.T) {
+	e := newE2E(t)
+	for _, v := range etcdVersions {
+		t.Run("etcd"+v, func(t *testing.T) {
+			// One lab for the backup (which needs a healthy cluster and
+			// damages nothing) and then the ip-change.
+			t.Run("backup+ip-change", func(t *testing.T) {
+				l := upLab(t, lab.Options{Members: 3, Version: v})
+				e.backup(t, l)
+				e.recoverLab(t, l, scenario{plan: "ip-change", brk: "ip-change", members: 3})
+			})
+			// A break is destructive: one scenario per lab from here on.
+			for _, sc := range []scenario{
+				{plan: "lost-host", brk: "lost-host", members: 3},
+				{plan: "quorum-loss-force-new-cluster", brk: "quorum-loss", members: 3},
+				{plan: "restore-all-from-snapshot", brk: "total-loss", members: 3, restore: true},
+				{plan: "single-node-restore", brk: "total-loss", members: 1, restore: true},
+			} {
+				t.Run(sc.plan, func(t *testing.T) {
+					l := upLab(t, lab.Options{Members: sc.members, Version: v})
+					e.recoverLab(t, l, sc)
+				})
+			}
+		})
+	}
+}
+
+func planPath(name string) string { return filepath.Join("examples", name+".yaml") }
+
+// recoverLab breaks l as sc says, applies sc's plan with the lab's
+// inventory and checks the outcome. It returns the run's final state.
+func (e *e2e) recoverLab(t *testing.T, l *lab.Lab, sc scenario) *runState {
+	t.Helper()
+	ctx := context.Background()
+	preRev := clusterRevision(t, l)
+	if sc.brk != "" {
+		t0 := time.Now()
+		if err := l.Break(ctx, sc.brk); err != nil {
+			t.Fatalf("lab break %s: %v", sc.brk, err)
+		}
+		t.Logf("lab break %s in %.1fs (revision before it: %d)", sc.brk, time.Since(t0).Seconds(), preRev)
+		// The damage must be visible, or the test below proves nothing.
+		if err := l.Verify(ctx); err == nil {
+			t.Fatalf("after lab break %s, lab verify still passes: the break did no damage", sc.brk)
+		} else {
+			t.Logf("as expected after the break: %v", err)
+		}
+	}
+	before := dataDirs(t, l, lab.DataDir, "")
+	inv := l.InventoryPath()
+	plan := planPath(sc.plan)
+
+	if r := e.cli(t, "validate", plan, "--inventory", inv); r.code != 0 {
+		t.Fatalf("validate with the lab's inventory: %s", r)
+	}
+	dry := e.cli(t, "plan", plan, "--inventory", inv)
+	if dry.code != 0 {
+		t.Fatalf("plan (dry-run) with the lab's inventory: %s", dry)
+	}
+	stateDir := filepath.Join(t.TempDir(), "state")
+	r := e.cli(t, "apply", plan, "--inventory", inv, "--yes", "--state-dir", stateDir)
+	runID := runIDOf(r.stdout)
+	if r.code != 0 {
+		msg := fmt.Sprintf("apply %s failed against the lab broken by %q:\n%s\n--- the dry-run it ran:\n%s", sc.plan, sc.brk, r, dry.stdout)
+		if runID != "" {
+			if ev, err := os.ReadFile(filepath.Join(stateDir, "runs", runID, "events.jsonl")); err == nil {
+				msg += "\n--- events.jsonl (tail):\n" + tailLines(string(ev), 40)
+			}
+		}
+		t.Fatal(msg)
+	}
+	t.Logf("apply %s: exit 0 in %.1fs; summary:\n%s", sc.plan, r.wall.Seconds(), summaryOf(r.stdout))
+	if runID == "" {
+		t.Fatalf("apply printed no run id:\n%s", r.stdout)
+	}
+	st := e.statusJSON(t, stateDir, runID)
+	checkRunDone(t, st)
+	verifyLab(t, l)
+	if sc.restore {
+		checkRevisionAbove(t, l, preRev)
+	}
+	checkAsideDirs(t, l, st, before, "")
+	checkNoForceNewCluster(t, l)
+	record(t, measurement{Test: t.Name(), Plan: sc.plan, Version: l.Version(), Members: len(l.Members()),
+		Wall: r.wall, Sessions: st.Sessions, Steps: timesOf(st), Summary: summaryOf(r.stdout)})
+	return st
+}
+
+// checkRunDone: outcome done, every step-host done, the lock released.
+func checkRunDone(t *testing.T, st *runState) {
+	t.Helper()
+	if st.Outcome != "done" {
+		t.Errorf("status: outcome %q, want done", st.Outcome)
+	}
+	if nd := st.notDone(); len(nd) > 0 {
+		t.Errorf("status: step-hosts not done: %s", strings.Join(nd, ", "))
+	}
+	if st.Lock == nil || st.Lock.Held {
+		t.Errorf("status: the run lock is still held (or not reported) after the run ended")
+	}
+	n := 0
+	for _, s := range st.Steps {
+		n += len(s.Hosts)
+	}
+	if n == 0 {
+		t.Errorf("status: the run has no steps")
+	}
+}
+
+// verifyLab: lab.Verify must pass: every inventory member answers, one
+// leader, the member list equals the inventory, every key intact.
+func verifyLab(t *testing.T, l *lab.Lab) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if err := l.Verify(ctx); err != nil {
+		t.Errorf("lab verify after the recovery: %v", err)
+		return
+	}
+	fp, _ := l.Fingerprint()
+	if fp == nil || fp.Keys == 0 {
+		t.Errorf("lab verify passed but no keys were fingerprinted: it checked no data")
+		return
+	}
+	t.Logf("lab verify: %d members healthy, member list = inventory, all %d fingerprinted keys intact", len(l.Members()), fp.Keys)
+}
+
+// checkRevisionAbove: after a restore with bumpRevision: auto, the
+// cluster's revision (and every member's) is above the pre-disaster one,
+// so watchers never see it go backwards.
+func checkRevisionAbove(t *testing.T, l *lab.Lab, pre int64) {
+	t.Helper()
+	rev := clusterRevision(t, l)
+	if rev <= pre {
+		t.Errorf("revision after the restore is %d, not above the pre-disaster revision %d (bumpRevision: auto)", rev, pre)
+	}
+	for name, r := range memberRevisions(t, l) {
+		if r <= pre {
+			t.Errorf("member %s is at revision %d, not above the pre-disaster revision %d", name, r, pre)
+		}
+	}
+	t.Logf("revision: %d before the disaster, %d after the restore", pre, rev)
+}
+
+// backup runs examples/backup.yaml against the healthy lab, with the
+// backups going to a temp dir, and checks the saved snapshot on its own.
+func (e *e2e) backup(t *testing.T, l *lab.Lab) {
+	t.Helper()
+	verifyLab(t, l)
+	dir := filepath.Join(t.TempDir(), "backups")
+	inv := inventoryWithVars(t, l, map[string]string{"backupDir": dir})
+	plan := planPath("backup")
+	dry := e.cli(t, "plan", plan, "--inventory", inv)
+	if dry.code != 0 {
+		t.Fatalf("plan backup: %s", dry)
+	}
+	rev := clusterRevision(t, l)
+	stateDir := filepath.Join(t.TempDir(), "state")
+	r := e.cli(t, "apply", plan, "--inventory", inv, "--yes", "--state-dir", stateDir)
+	if r.code != 0 {
+		t.Fatalf("apply backup on a healthy lab:\n%s\n--- dry-run:\n%s", r, dry.stdout)
+	}
+	runID := runIDOf(r.stdout)
+	st := e.statusJSON(t, stateDir, runID)
+	checkRunDone(t, st)
+	file := filepath.Join(dir, "etcd-"+runID+".db")
+	sum := checkSnapshotFile(t, file)
+	srev, keys := snapshotStatus(t, l, file)
+	fp, _ := l.Fingerprint()
+	switch {
+	case srev < rev:
+		t.Errorf("backup %s is at revision %d, older than the cluster's %d before the backup", file, srev, rev)
+	case fp != nil && keys < int64(fp.Keys):
+		t.Errorf("backup %s holds %d keys, fewer than the %d fingerprinted", file, keys, fp.Keys)
+	}
+	t.Logf("backup %s: sha256 %.16s, trailer valid, .sha256 matches, revision %d, %d keys", file, sum, srev, keys)
+	// nothing else in the backup dir but the snapshot and its .sha256
+	ents, _ := os.ReadDir(dir)
+	for _, en := range ents {
+		if n := en.Name(); n != filepath.Base(file) && n != filepath.Base(file)+".sha256" {
+			t.Errorf("backup dir holds %s too (a leftover .part?)", n)
+		}
+	}
+	verifyLab(t, l)
+	record(t, measurement{Test: t.Name(), Plan: "backup", Version: l.Version(), Members: len(l.Members()),
+		Wall: r.wall, Sessions: st.Sessions, Steps: timesOf(st), Summary: summaryOf(r.stdout)})
+}
+
+// checkNoForceNewCluster: no member is left configured with
+// --force-new-cluster (a later restart would reset the membership again,
+// etcd #13848).
+func checkNoForceNewCluster(t *testing.T, l *lab.Lab) {
+	t.Helper()
+	for _, h := range l.Hosts() {
+		out := hostRun(t, l, h.Name, "grep -s '^ETCD_FORCE_NEW_CLUSTER' "+lab.EnvFile+"; true")
+		if strings.TrimSpace(out) != "" {
+			t.Errorf("%s: %s still sets %s after the recovery", h.Name, lab.EnvFile, strings.TrimSpace(out))
+		}
+	}
+}
