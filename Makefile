@@ -16,9 +16,10 @@ all: build
 build:
 	$(GO) build -o $(BIN) ./cmd/etcd-rescue
 
-## test: every test, the lab-based end-to-end ones included (needs root; installs prerequisites)
+## test: every test, the lab-based end-to-end ones included (needs root; installs prerequisites).
+## -p 1: the lab and e2e packages each bring up labs, and only one lab fits on a machine.
 test: build lint $(LAB_PREREQS)
-	$(GO) test -count=1 -timeout 60m ./...
+	$(GO) test -p 1 -count=1 -timeout 60m ./...
 
 ## demo: bring up the lab, break its quorum, repair it with an example plan, prove every key survived
 demo: build $(LAB_PREREQS)
