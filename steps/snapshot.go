@@ -175,7 +175,7 @@ func (s *SnapshotCopy) Describe(c *Ctx, t Target) []Action {
 	from, to := c.LocalPath(s.From), s.to()
 	return []Action{
 		{Kind: Local, Cmd: "verify the sha256 trailer of " + q(from) + " and compute its sha256"},
-		{Host: t.Name(), Kind: Shell, Cmd: join("mkdir", "-p", "-m", "0700", filepath.Dir(to)) + " && cat > " + q(to+".part") + " < " + q(from) + " && sha256sum " + q(to+".part") + " && " + join("mv", to+".part", to),
+		{Host: t.Name(), Kind: Shell, Cmd: join("mkdir", "-p", "-m", "0700", filepath.Dir(to)) + " && " + staleUploads(to) + " && cat > " + q(to+".part") + " < " + q(from) + " && sha256sum " + q(to+".part") + " && " + join("mv", to+".part", to),
 			Run: func(ctx context.Context, env Env) error { return s.copy(ctx, env, t, from) }},
 	}
 }
@@ -189,7 +189,7 @@ func (s *SnapshotCopy) copy(ctx context.Context, env Env, t Target, from string)
 	if err != nil {
 		return err
 	}
-	if _, err := r.Run(ctx, join("mkdir", "-p", "-m", "0700", filepath.Dir(s.to())), nil); err != nil {
+	if _, err := r.Run(ctx, join("mkdir", "-p", "-m", "0700", filepath.Dir(s.to()))+" && "+staleUploads(s.to()), nil); err != nil {
 		return err
 	}
 	got, err := r.Upload(ctx, from, s.to(), 0o600)
@@ -217,6 +217,12 @@ func (s *SnapshotCopy) Validate(c *Ctx, at At, fs *plans.Findings) {
 	if strings.HasPrefix(filepath.Clean(s.to())+"/", filepath.Clean(c.DataDir())+"/") {
 		fs.Add(at("to"), "snapshot-copy to %q is inside the data dir %s, which wipe-dir and restore replace", s.to(), c.DataDir())
 	}
+}
+
+// staleUploads removes the temp files of uploads to f that an interrupted
+// run left behind (the transport writes .NAME.sshx-TOKEN.tmp and renames).
+func staleUploads(f string) string {
+	return "rm -f -- " + q(filepath.Dir(f)+"/."+filepath.Base(f)+".sshx-") + "*.tmp"
 }
 
 // SnapshotVerify checks a snapshot on a host: the sha256 trailer and
