@@ -34,9 +34,14 @@ import (
 	"github.com/etcd-rescue/etcd-rescue/lab"
 )
 
-// e2eLabDir is the lab state dir of these tests: the lab package's own
-// tests use another one, and only one lab can be up at a time (Up waits).
-const e2eLabDir = "/var/tmp/etcd-rescue-lab-e2e"
+// e2eLabDir is this test process's lab state dir. Only one lab can be up
+// on a machine; Up makes a second one wait (WaitBusy). The dir is per
+// process so that a test never takes down a lab it did not start: two
+// `go test` runs at once (make test and a developer's) each wait for the
+// other's lab instead of removing it.
+var e2eLabDir = fmt.Sprintf("%s-%d", e2eLabPrefix, os.Getpid())
+
+const e2eLabPrefix = "/var/tmp/etcd-rescue-lab-e2e"
 
 // waitBusy is how long Up waits for another lab (the lab package's tests,
 // running in parallel under `go test ./...`) to go down.
@@ -399,11 +404,7 @@ func (w testLog) Write(p []byte) (int, error) {
 func upLab(t *testing.T, o lab.Options) *lab.Lab {
 	t.Helper()
 	ctx := context.Background()
-	// a lab left by an earlier, interrupted run of these tests (this state
-	// dir is ours alone)
-	if err := lab.DownDir(ctx, e2eLabDir, nil); err != nil {
-		t.Fatalf("take down the previous e2e lab: %v", err)
-	}
+	downStaleLabs(t)
 	o.StateDir = e2eLabDir
 	o.Log = testLog{t, "lab: "}
 	o.WaitBusy = waitBusy
@@ -421,7 +422,7 @@ func upLab(t *testing.T, o lab.Options) *lab.Lab {
 		if t.Failed() {
 			labDiagnostics(t, l)
 			if os.Getenv("E2E_KEEP_LAB") == "1" {
-				t.Logf("E2E_KEEP_LAB=1: lab left up in %s", l.StateDir())
+				t.Logf("E2E_KEEP_LAB=1: lab left up in %s (the next test takes it down; or: etcd-rescue lab down --state-dir %s)", l.StateDir(), l.StateDir())
 				return
 			}
 		}
@@ -431,6 +432,29 @@ func upLab(t *testing.T, o lab.Options) *lab.Lab {
 		}
 	})
 	return l
+}
+
+// downStaleLabs takes down labs these tests left behind: this process's
+// own (kept by E2E_KEEP_LAB), and those of test processes that are gone
+// (killed, or ended by the -timeout panic). A lab whose test process still
+// runs is never touched.
+func downStaleLabs(t *testing.T) {
+	t.Helper()
+	dirs, _ := filepath.Glob(e2eLabPrefix + "-*")
+	for _, d := range dirs {
+		pid, err := strconv.Atoi(strings.TrimPrefix(d, e2eLabPrefix+"-"))
+		if err != nil || (pid != os.Getpid() && processAlive(pid)) {
+			continue
+		}
+		if err := lab.DownDir(context.Background(), d, nil); err != nil {
+			t.Fatalf("take down the lab left in %s: %v", d, err)
+		}
+	}
+}
+
+func processAlive(pid int) bool {
+	err := syscall.Kill(pid, 0)
+	return err == nil || errors.Is(err, syscall.EPERM)
 }
 
 // labDiagnostics logs the lab's status and the tail of every host's etcd
