@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -96,8 +97,10 @@ Subsystem sftp /usr/lib/openssh/sftp-server
 			return fmt.Errorf("disk of %s: %w", h.Name, err)
 		}
 	}
+	// A hard link (or a copy), not a symlink: the binaries may live under
+	// /tmp (a checkout there), which each host's private /tmp would hide.
 	for _, b := range []string{"etcd", "etcdctl", "etcdutl"} {
-		if err := os.Symlink(filepath.Join(d.l.st.BinDir, d.l.st.Version, b), filepath.Join(hd, "sbin", b)); err != nil {
+		if err := linkOrCopy(filepath.Join(d.l.st.BinDir, d.l.st.Version, b), filepath.Join(hd, "sbin", b)); err != nil {
 			return fmt.Errorf("disk of %s: %w", h.Name, err)
 		}
 	}
@@ -375,3 +378,24 @@ case "$verb" in
   *) echo "systemctl shim: unsupported command: $verb" >&2; exit 1 ;;
 esac
 `
+
+// linkOrCopy hard-links src to dst, or copies it across file systems.
+func linkOrCopy(src, dst string) error {
+	if err := os.Link(src, dst); err == nil {
+		return nil
+	}
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.OpenFile(dst, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o755)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return err
+	}
+	return out.Close()
+}
