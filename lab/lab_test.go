@@ -12,7 +12,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -31,13 +30,7 @@ func needLab(t *testing.T) {
 	if testing.Short() {
 		t.Skip("lab test: skipped in -short mode")
 	}
-	why := ""
-	switch {
-	case runtime.GOOS != "linux":
-		why = "the lab needs Linux"
-	case os.Geteuid() != 0:
-		why = "the lab needs root (network namespaces, mounts)"
-	}
+	why := Unavailable()
 	if why == "" {
 		return
 	}

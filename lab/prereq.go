@@ -89,6 +89,19 @@ type prereqs struct {
 }
 
 // checkPrereqs checks what Up needs and picks the host mode and version.
+// Unavailable says why no lab can run on this machine at all (not Linux,
+// not root), or "" when one can; missing packages and binaries are reported
+// by Up itself. Tests use it to skip, or under CI=true to fail.
+func Unavailable() string {
+	switch {
+	case runtime.GOOS != "linux":
+		return "the lab needs Linux"
+	case os.Geteuid() != 0:
+		return "the lab needs root (network namespaces, mounts, systemd-nspawn)"
+	}
+	return ""
+}
+
 func checkPrereqs(ctx context.Context, o *Options) (*prereqs, error) {
 	if runtime.GOOS != "linux" {
 		return nil, &PrereqError{Missing: []Missing{{What: "Linux (the lab uses network namespaces; this is " + runtime.GOOS + ")"}}}

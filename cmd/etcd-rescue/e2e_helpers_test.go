@@ -54,13 +54,7 @@ func needE2E(t *testing.T) {
 	if testing.Short() {
 		t.Skip("e2e: needs the lab (root, network namespaces, real etcd); skipped in -short mode")
 	}
-	why := ""
-	switch {
-	case runtime.GOOS != "linux":
-		why = "the lab needs Linux"
-	case os.Geteuid() != 0:
-		why = "the lab needs root (network namespaces, mounts, systemd-nspawn)"
-	}
+	why := lab.Unavailable()
 	if why == "" {
 		return
 	}
