@@ -114,6 +114,15 @@ func confirm(ctx context.Context, opts *Options, st *State) error {
 	return nil
 }
 
+// preflight checks the local prerequisites of the SSH backend (none for a
+// backend given in Options).
+func preflight(c *Compiled, opts *Options) error {
+	if opts.Backend != nil {
+		return nil
+	}
+	return Preflight(c.Plan)
+}
+
 // StaleError is a resume refused because the plan or inventory changed (or
 // disappeared) since the run began.
 type StaleError struct {
@@ -178,6 +187,9 @@ func Apply(ctx context.Context, c *Compiled, opts Options) (*Result, error) {
 		return nil, err
 	}
 	defer lock.Release()
+	if err := preflight(c, &opts); err != nil {
+		return nil, err
+	}
 	if err := confirm(ctx, &opts, nil); err != nil {
 		return nil, err
 	}
@@ -287,6 +299,9 @@ func Resume(ctx context.Context, runID string, opts Options) (*Result, error) {
 		return nil, err
 	}
 	if err := checkApprovals(c, opts.Approve); err != nil {
+		return nil, err
+	}
+	if err := preflight(c, &opts); err != nil {
 		return nil, err
 	}
 	if err := c.Bind(id); err != nil {

@@ -367,7 +367,7 @@ func SSHConfig(p *plans.Plan, h *plans.Host) (sshx.Config, error) {
 		Port:                  h.Port,
 		User:                  h.User,
 		UseAgent:              s.Agent,
-		KnownHosts:            s.KnownHosts,
+		KnownHosts:            plans.LocalFile(p.SSHBase, s.KnownHosts),
 		InsecureIgnoreHostKey: s.InsecureIgnoreHostKey,
 		Sudo:                  s.Sudo,
 		ConnectTimeout:        s.Timeout.D(),
@@ -376,7 +376,7 @@ func SSHConfig(p *plans.Plan, h *plans.Host) (sshx.Config, error) {
 		cfg.User = s.User
 	}
 	if s.Identity != "" {
-		cfg.IdentityFiles = []string{s.Identity}
+		cfg.IdentityFiles = []string{plans.LocalFile(p.SSHBase, s.Identity)}
 	}
 	if s.Jump != "" {
 		j, err := parseJump(s.Jump)
@@ -550,7 +550,7 @@ func newEtcdAdapter(p *plans.Plan, pool *sshx.Pool) (*etcdAdapter, error) {
 		}
 	}
 	if c.TLS != nil {
-		cfg.TLS = &etcdapi.TLSFiles{CA: expandHome(c.TLS.CA), Cert: expandHome(c.TLS.Cert), Key: expandHome(c.TLS.Key), ServerName: c.TLS.ServerName}
+		cfg.TLS = tlsFiles(p)
 	}
 	if c.ClientAccess != "direct" {
 		cfg.Dialer = func(ctx context.Context, addr string) (net.Conn, error) {
@@ -579,13 +579,15 @@ func defaultPort(scheme string) string {
 	return "80"
 }
 
-func expandHome(p string) string {
-	if p == "~" || strings.HasPrefix(p, "~/") {
-		if home, err := os.UserHomeDir(); err == nil {
-			return home + strings.TrimPrefix(p, "~")
-		}
+// tlsFiles is the plan's client TLS for the etcd API, its relative paths
+// resolved against the file that defined cluster:.
+func tlsFiles(p *plans.Plan) *etcdapi.TLSFiles {
+	t := p.Cluster.TLS
+	if t == nil {
+		return nil
 	}
-	return p
+	b := p.ClusterBase
+	return &etcdapi.TLSFiles{CA: plans.LocalFile(b, t.CA), Cert: plans.LocalFile(b, t.Cert), Key: plans.LocalFile(b, t.Key), ServerName: t.ServerName}
 }
 
 func toStepsMembers(in []etcdapi.Member) []steps.Member {

@@ -35,6 +35,8 @@ func Load(path, inventory string) (*Plan, Findings) {
 	if p == nil {
 		return nil, fs
 	}
+	p.SSHBase = filepath.Dir(path)
+	p.ClusterBase = p.SSHBase
 	invPath := inventory
 	if invPath == "" && p.Inventory != "" {
 		invPath = p.Inventory
@@ -126,12 +128,14 @@ func (p *Plan) mergeInventory(path string, fromFlag bool) Findings {
 	}
 	if take("cluster", inv.Cluster != nil) {
 		p.Cluster = inv.Cluster
+		p.ClusterBase = filepath.Dir(path)
 	}
 	if take("hosts", inv.Hosts != nil) {
 		p.Hosts = inv.Hosts
 	}
 	if take("ssh", inv.SSH != nil) {
 		p.SSH = inv.SSH
+		p.SSHBase = filepath.Dir(path)
 	}
 	// The inventory describes the environment, so its vars override the
 	// plan's, which are defaults (a snapshot path, a lost peer URL).

@@ -1,6 +1,12 @@
 package plans
 
-import "gopkg.in/yaml.v3"
+import (
+	"os"
+	"path/filepath"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+)
 
 // Plan is one recovery scenario: the cluster it acts on, the hosts, and a DAG
 // of typed steps.
@@ -20,6 +26,28 @@ type Plan struct {
 	InvRaw []byte         `yaml:"-"` // inventory bytes, if any
 	Pos    Pos            `yaml:"-"`
 	KeyPos map[string]Pos `yaml:"-"`
+	// SSHBase and ClusterBase are the directories of the files that
+	// defined ssh: and cluster: (the plan's, or its inventory's): relative
+	// local paths in them (ssh identity and knownHosts, cluster.tls) are
+	// relative to that file, like every other path a plan names.
+	SSHBase     string `yaml:"-"`
+	ClusterBase string `yaml:"-"`
+}
+
+// LocalFile resolves a file named by a plan section on the operator
+// machine: a leading ~ is the home directory; a relative path is relative
+// to base (SSHBase or ClusterBase); "" stays "".
+func LocalFile(base, f string) string {
+	if f == "~" || strings.HasPrefix(f, "~/") {
+		if home, err := os.UserHomeDir(); err == nil {
+			return home + strings.TrimPrefix(f, "~")
+		}
+		return f
+	}
+	if f == "" || filepath.IsAbs(f) || base == "" {
+		return f
+	}
+	return filepath.Join(base, f)
 }
 
 // Cluster is the etcd cluster the plan produces. Every per-member etcd flag

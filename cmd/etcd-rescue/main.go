@@ -7,7 +7,8 @@
 //	1  the run, a check or a lab operation failed
 //	2  invalid input: usage error or plan findings
 //	3  the state is locked by another run, or stale (plan changed since the run began)
-//	4  a prerequisite is missing (root, a tool, a binary)
+//	4  a prerequisite is missing (root, a tool, a binary; an SSH identity,
+//	   known_hosts or etcd TLS file apply/resume need), found before anything ran
 //	5  stopped, waiting for an operator (approval, or a step that resume will not repeat blindly)
 //	130 interrupted
 package main

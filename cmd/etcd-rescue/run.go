@@ -223,6 +223,7 @@ func runErr(err error, res *engine.Result, stderr io.Writer) int {
 		ie *engine.InvalidPlanError
 		ue *engine.UsageError
 		ns *engine.NoStateError
+		pe *engine.PrereqError
 		re *engine.RunError
 	)
 	switch {
@@ -236,6 +237,8 @@ func runErr(err error, res *engine.Result, stderr io.Writer) int {
 		return exitCode(withCode(2, err, "etcd-rescue validate "+ie.File), stderr)
 	case errors.As(err, &ue):
 		return exitCode(withCode(2, err), stderr)
+	case errors.As(err, &pe):
+		return exitCode(withCode(4, err, "nothing was run and no checkpoint was written; fix the above (the plan's ssh: and cluster.tls: sections name the files), then run the same command again"), stderr)
 	case errors.As(err, &ns):
 		return exitCode(withCode(2, err, "etcd-rescue runs --state-dir DIR lists the runs; apply puts them in .etcd-rescue beside the plan"), stderr)
 	case errors.Is(err, engine.ErrNotConfirmed):

@@ -261,3 +261,10 @@ func member(m *memberpb) Member {
 		IsLearner:  m.IsLearner,
 	}
 }
+
+// CheckTLS loads the CA and client key pair of f, as New would, without
+// connecting: a missing or unreadable file is found before a run starts.
+func CheckTLS(f TLSFiles) error {
+	_, err := loadTLS(f)
+	return err
+}

@@ -37,6 +37,10 @@ func authMethods(cfg Config) ([]ssh.AuthMethod, io.Closer, error) {
 			if !explicit && errors.Is(err, fs.ErrNotExist) {
 				continue
 			}
+			var pe *fs.PathError
+			if errors.As(err, &pe) {
+				err = pe.Err // the path is already in the message
+			}
 			return nil, nil, fmt.Errorf("identity file %s: %w", f, err)
 		}
 		s, err := ssh.ParsePrivateKey(pem)
@@ -82,3 +86,33 @@ func authMethods(cfg Config) ([]ssh.AuthMethod, io.Closer, error) {
 type nopCloser struct{}
 
 func (nopCloser) Close() error { return nil }
+
+// CheckLocal checks, without any network traffic, what this machine must
+// provide before cfg can connect: the identity files (readable, a usable key),
+// the ssh-agent when it is asked for, and a known_hosts file that parses. The
+// same for the jump host. A host that is simply not in known_hosts is not an
+// error here: it is refused at connect time, with its fingerprint.
+func (c Config) CheckLocal() error {
+	cfg, err := c.withDefaults()
+	if err != nil {
+		return err
+	}
+	return cfg.checkLocal()
+}
+
+func (cfg Config) checkLocal() error {
+	_, closer, err := authMethods(cfg)
+	if err != nil {
+		return err
+	}
+	_ = closer.Close()
+	if _, _, err := hostKeyCheck(cfg); err != nil {
+		return err
+	}
+	if cfg.Jump != nil {
+		if err := cfg.Jump.checkLocal(); err != nil {
+			return fmt.Errorf("jump host %s: %w", cfg.Jump.Address, err)
+		}
+	}
+	return nil
+}

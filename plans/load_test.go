@@ -1,0 +1,54 @@
+package plans
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+// Local files named in ssh: and cluster.tls: are relative to the file that
+// holds the section, not to the current directory.
+func TestLocalFilesRelativeToTheirFile(t *testing.T) {
+	root := t.TempDir()
+	inv := filepath.Join(root, "env", "lab.yaml")
+	if err := os.MkdirAll(filepath.Dir(inv), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(inv, []byte("ssh: {identity: keys/id, knownHosts: /abs/known_hosts}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	plan := filepath.Join(root, "plans", "p.yaml")
+	if err := os.MkdirAll(filepath.Dir(plan), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	src := `version: 1
+name: p
+inventory: ../env/lab.yaml
+cluster:
+  name: c
+  etcdVersion: "3.5"
+  tls: {ca: pki/ca.crt}
+  members: [{name: e1, host: n1, peerURL: "http://10.0.0.1:2380", clientURL: "http://10.0.0.1:2379"}]
+hosts: {n1: {address: 10.0.0.1}}
+steps: [{id: s, type: stop-service, on: all}]
+`
+	if err := os.WriteFile(plan, []byte(src), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p, fs := Load(plan, "")
+	if p == nil {
+		t.Fatal(fs.Err())
+	}
+	home, _ := os.UserHomeDir()
+	for _, c := range []struct{ got, want string }{
+		{LocalFile(p.SSHBase, p.SSH.Identity), filepath.Join(root, "env", "keys", "id")},
+		{LocalFile(p.SSHBase, p.SSH.KnownHosts), "/abs/known_hosts"},
+		{LocalFile(p.ClusterBase, p.Cluster.TLS.CA), filepath.Join(root, "plans", "pki", "ca.crt")},
+		{LocalFile(p.ClusterBase, "~/x"), filepath.Join(home, "x")},
+		{LocalFile(p.ClusterBase, ""), ""},
+	} {
+		if c.got != c.want {
+			t.Errorf("got %s, want %s", c.got, c.want)
+		}
+	}
+}
