@@ -7,6 +7,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/etcd-rescue/etcd-rescue/plans"
@@ -220,17 +221,35 @@ func (s *CheckQuorum) Describe(c *Ctx, t Target) []Action {
 			if err != nil {
 				return err
 			}
+			// Every member at once: the dead ones each cost the whole
+			// probe timeout, and in a quorum loss most of them are dead.
+			type answer struct {
+				st  EndpointStatus
+				err error
+			}
+			answers := make([]answer, len(ms))
+			var wg sync.WaitGroup
+			for i, m := range ms {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					cctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+					defer cancel()
+					answers[i].st, answers[i].err = api.Status(cctx, m.ClientURL)
+				}()
+			}
+			wg.Wait()
+			if err := ctx.Err(); err != nil {
+				return err // cancelled: the failed probes say nothing about quorum
+			}
 			alive, maxRev := 0, int64(0)
-			for _, m := range ms {
-				cctx, cancel := context.WithTimeout(ctx, 3*time.Second)
-				st, err := api.Status(cctx, m.ClientURL)
-				cancel()
-				if err != nil {
+			for i, m := range ms {
+				if err := answers[i].err; err != nil {
 					env.Logf("%s does not answer: %v", m.Name, err)
 					continue
 				}
 				alive++
-				if st.Revision > maxRev {
+				if st := answers[i].st; st.Revision > maxRev {
 					maxRev = st.Revision
 				}
 			}

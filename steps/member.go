@@ -302,8 +302,12 @@ func (s *MemberPromote) Check(ctx context.Context, c *Ctx, env Env, t Target) (b
 	})
 }
 
-// poll calls f every interval until it reports done, fails, or ctx ends.
+// poll calls f until it reports done, fails, or ctx ends, pausing 250ms
+// at first and doubling the pause up to interval.
 func poll(ctx context.Context, env Env, what string, interval time.Duration, f func() (bool, error)) error {
+	// The first pauses are short, doubling up to interval: most waits
+	// (a learner catching up, a restarted member) end within a second.
+	pause := min(interval, 250*time.Millisecond)
 	for {
 		done, err := f()
 		if err != nil || done {
@@ -312,7 +316,8 @@ func poll(ctx context.Context, env Env, what string, interval time.Duration, f f
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("%s: gave up: %w", what, ctx.Err())
-		case <-time.After(interval):
+		case <-time.After(pause):
 		}
+		pause = min(2*pause, interval)
 	}
 }
