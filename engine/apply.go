@@ -210,6 +210,9 @@ func Apply(ctx context.Context, c *Compiled, opts Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := recordRun(runID, store.Dir, planPath); err != nil {
+		run.Event(Event{Type: "run", Msg: "not recorded in the run index (resume needs --state-dir " + store.Dir + "): " + err.Error()})
+	}
 	defer run.Close()
 	return session(ctx, c, run, &opts)
 }
@@ -237,8 +240,10 @@ func ApplyFile(ctx context.Context, path, inventory string, opts Options) (*Resu
 }
 
 // LocateRun resolves the RUN argument of resume and status: a run id in
-// stateDir (default ./.etcd-rescue; "" run means the latest), or the path
-// of a run directory, whose state dir is then implied.
+// stateDir ("" run means the latest), or the path of a run directory,
+// whose state dir is then implied. Without stateDir: ./.etcd-rescue if it
+// holds the run, else the run index (IndexFile), which records where every
+// apply put its state.
 func LocateRun(stateDir, run string) (*Store, string, error) {
 	if run != "" && strings.ContainsRune(run, os.PathSeparator) {
 		dir := filepath.Clean(run)
@@ -249,7 +254,30 @@ func LocateRun(stateDir, run string) (*Store, string, error) {
 		return s, filepath.Base(dir), err
 	}
 	if stateDir == "" {
-		stateDir = DefaultStateDir
+		// ./.etcd-rescue when it has the run; otherwise the run index,
+		// which knows where apply put it.
+		s, err := ExistingStore(DefaultStateDir)
+		if err == nil && (run == "" || s.has(run)) {
+			if run == "" {
+				if run, err = s.Latest(); err == nil {
+					return s, run, nil
+				}
+			} else {
+				return s, run, nil
+			}
+		}
+		e, ierr := lookupIndexed(run)
+		if ierr != nil {
+			return nil, "", ierr
+		}
+		if e == nil {
+			if err == nil {
+				return nil, "", &NoStateError{Dir: s.Dir, Run: run, Indexed: true}
+			}
+			return nil, "", &NoStateError{Dir: filepath.Join(mustGetwd(), DefaultStateDir), Run: run, Indexed: true, Err: err}
+		}
+		s, err = ExistingStore(e.StateDir)
+		return s, e.RunID, err
 	}
 	s, err := ExistingStore(stateDir)
 	if err != nil {

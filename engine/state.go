@@ -207,12 +207,21 @@ func ExistingStore(dir string) (*Store, error) {
 type NoStateError struct {
 	Dir string
 	Run string
-	Err error
+	// Indexed: the run index was searched too.
+	Indexed bool
+	Err     error
 }
 
 func (e *NoStateError) Error() string {
-	if e.Run != "" {
-		return fmt.Sprintf("no run %s in state dir %s", e.Run, e.Dir)
+	also := ""
+	if e.Indexed {
+		also = " nor in the run index " + IndexFile()
+	}
+	switch {
+	case e.Run != "":
+		return fmt.Sprintf("no run %s in state dir %s%s", e.Run, e.Dir, also)
+	case e.Indexed:
+		return fmt.Sprintf("no runs in state dir %s%s", e.Dir, also)
 	}
 	return fmt.Sprintf("no state dir at %s", e.Dir)
 }
@@ -220,6 +229,23 @@ func (e *NoStateError) Error() string {
 func (e *NoStateError) Unwrap() error { return e.Err }
 
 func (s *Store) runDir(id string) string { return filepath.Join(s.Dir, "runs", id) }
+
+// has reports whether the store holds run id.
+func (s *Store) has(id string) bool {
+	if !validRunID(id) {
+		return false
+	}
+	_, err := os.Stat(filepath.Join(s.runDir(id), "state.json"))
+	return err == nil
+}
+
+func mustGetwd() string {
+	wd, err := os.Getwd()
+	if err != nil {
+		return "."
+	}
+	return wd
+}
 
 // Runs lists the run ids, oldest first.
 func (s *Store) Runs() ([]string, error) {
@@ -248,7 +274,19 @@ func (s *Store) Latest() (string, error) {
 	if len(ids) == 0 {
 		return "", &NoStateError{Dir: s.Dir, Run: "(none)"}
 	}
-	return ids[len(ids)-1], nil
+	// Ids sort by their start second; within a second, the checkpoint's
+	// creation time decides.
+	latest := ids[len(ids)-1]
+	var at time.Time
+	for _, id := range ids {
+		if !strings.HasPrefix(id, latest[:min(len(latest), 16)]) {
+			continue
+		}
+		if st, err := s.Load(id); err == nil && !st.Created.Before(at) {
+			latest, at = id, st.Created
+		}
+	}
+	return latest, nil
 }
 
 // Load reads a run's checkpoint.

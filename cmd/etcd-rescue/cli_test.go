@@ -92,5 +92,13 @@ func TestSchemaIsJSON(t *testing.T) {
 }
 
 func TestMain(m *testing.M) {
-	os.Exit(m.Run())
+	// Runs applied by tests go into a throwaway run index, not the user's.
+	dir, err := os.MkdirTemp("", "etcd-rescue-index-")
+	if err != nil {
+		panic(err)
+	}
+	os.Setenv("XDG_STATE_HOME", dir)
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
 }

@@ -1,0 +1,96 @@
+package engine
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestMain(m *testing.M) {
+	// Runs applied by tests go into a throwaway run index, not the user's.
+	dir, err := os.MkdirTemp("", "etcd-rescue-index-")
+	if err != nil {
+		panic(err)
+	}
+	os.Setenv("XDG_STATE_HOME", dir)
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// chdir changes the working directory for the rest of the test.
+func chdir(t *testing.T, dir string) {
+	t.Helper()
+	old, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chdir(dir); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.Chdir(old) })
+}
+
+// resume, status and runs find a run apply put beside its plan from any
+// working directory, through the run index.
+func TestRunIndexFindsRunsFromAnyDirectory(t *testing.T) {
+	t.Setenv("XDG_STATE_HOME", t.TempDir())
+	h := newHarness(t, "", `
+  - {id: a, type: run, on: h1, with: {cmd: a}}
+`)
+	h.w.handler = func(string, string) (string, int, error) { return "", 1, nil }
+	o := h.opts()
+	o.StateDir = "" // the default: .etcd-rescue beside the plan
+	first, err := h.apply(o)
+	runErrOf(t, err)
+	second, err := h.apply(o)
+	runErrOf(t, err)
+	wantDir := filepath.Join(filepath.Dir(h.plan), DefaultStateDir)
+
+	chdir(t, t.TempDir()) // no ./.etcd-rescue here
+	for _, c := range []struct{ arg, want string }{{first.RunID, first.RunID}, {"", second.RunID}} {
+		store, id, err := LocateRun("", c.arg)
+		if err != nil {
+			t.Fatalf("LocateRun(%q): %v", c.arg, err)
+		}
+		if store.Dir != wantDir || id != c.want {
+			t.Errorf("LocateRun(%q) = %s %s, want %s %s", c.arg, store.Dir, id, wantDir, c.want)
+		}
+	}
+	runs, err := IndexedRuns()
+	if err != nil || len(runs) != 2 || runs[0].RunID != first.RunID || runs[1].Plan != h.plan {
+		t.Errorf("IndexedRuns = %+v, %v", runs, err)
+	}
+
+	// resume by id from here completes the run.
+	h.w.handler = nil
+	o.StateDir = ""
+	if _, err := h.resume(first.RunID, o); err != nil {
+		t.Fatalf("resume from another directory: %v", err)
+	}
+
+	// A ./.etcd-rescue that lacks the run does not hide the index.
+	if err := os.MkdirAll(filepath.Join(DefaultStateDir, "runs"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if _, id, err := LocateRun("", second.RunID); err != nil || id != second.RunID {
+		t.Errorf("with an unrelated ./.etcd-rescue: %s %v", id, err)
+	}
+
+	// Entries whose checkpoint is gone are ignored; an unknown run says
+	// where it looked.
+	if err := os.RemoveAll(wantDir); err != nil {
+		t.Fatal(err)
+	}
+	runs, err = IndexedRuns()
+	if err != nil || len(runs) != 0 {
+		t.Errorf("after removing the state dir: %+v %v", runs, err)
+	}
+	_, _, err = LocateRun("", first.RunID)
+	var ns *NoStateError
+	if !errors.As(err, &ns) || !strings.Contains(err.Error(), "nor in the run index "+IndexFile()) {
+		t.Errorf("want a NoStateError naming the index, got %v", err)
+	}
+}
