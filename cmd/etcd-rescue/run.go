@@ -31,11 +31,18 @@ func (s *stringList) String() string     { return strings.Join(*s, ",") }
 func (s *stringList) Set(v string) error { *s = append(*s, v); return nil }
 
 // terminal is how the commands reach an operator: a prompt needs stdin to
-// be a terminal. Tests replace it.
+// be a terminal; the live progress view needs stdout to be one, and its
+// size. Tests replace it.
 var terminal = struct {
-	isTTY func() bool
-	in    io.Reader
-}{isTTY: stdinIsTTY, in: os.Stdin}
+	isTTY     func() bool
+	in        io.Reader
+	stdoutTTY func(stdout io.Writer) bool
+	size      func(stdout io.Writer) (width, height int)
+}{isTTY: stdinIsTTY, in: os.Stdin, stdoutTTY: isTerminal, size: termSize}
+
+// testOptions, if set, adjusts the engine options of apply and resume
+// (tests: a fake backend, no retry delay).
+var testOptions func(*engine.Options)
 
 func stdinIsTTY() bool {
 	_, err := unix.IoctlGetTermios(int(os.Stdin.Fd()), unix.TCGETS)
@@ -84,6 +91,7 @@ type runFlags struct {
 	stateDir    *string
 	parallelism *int
 	yes         *bool
+	progress    *string
 	approve     stringList
 }
 
@@ -92,6 +100,8 @@ func addRunFlags(fl *flag.FlagSet) *runFlags {
 		stateDir:    fl.String("state-dir", "", "state directory (default: .etcd-rescue beside the plan for apply, ./.etcd-rescue otherwise)"),
 		parallelism: fl.Int("parallelism", 4, "step-hosts executing at once"),
 		yes:         fl.Bool("yes", false, "do not ask for confirmation (required without a terminal)"),
+		progress: fl.String("progress", progressAuto, "progress output `MODE`: auto (a live step × host table if stdout is a terminal "+
+			"and TERM is not dumb, else timestamped lines), plain (the lines), live (the table; exit 2 without a terminal); NO_COLOR turns colours off"),
 	}
 	fl.Var(&rf.approve, "approve", "answer yes to approve step `STEP` (repeatable)")
 	return rf
@@ -110,6 +120,10 @@ func cmdApply(args []string, stdout, stderr io.Writer) int {
 	}
 	if *rf.parallelism < 1 {
 		return exitCode(usageError{"--parallelism must be at least 1"}, stderr)
+	}
+	live, err := liveProgress(*rf.progress, stdout)
+	if err != nil {
+		return exitCode(err, stderr)
 	}
 	tty := terminal.isTTY()
 	if !*rf.yes && !tty {
@@ -139,7 +153,11 @@ func cmdApply(args []string, stdout, stderr io.Writer) int {
 			return p.ask(ctx, fmt.Sprintf("apply plan %s to cluster %s? only \"yes\" proceeds: ", c.Plan.Name, c.Plan.Cluster.Name))
 		}
 	}
-	return runSession(stdout, stderr, &opts, func(ctx context.Context) (*engine.Result, error) {
+	var view *liveView
+	if live {
+		view = newLiveView(stdout, engine.NewRedactor(c.Plan))
+	}
+	return runSession(stdout, stderr, view, &opts, func(ctx context.Context) (*engine.Result, error) {
 		return engine.Apply(ctx, c, opts)
 	})
 }
@@ -159,6 +177,10 @@ func cmdResume(args []string, stdout, stderr io.Writer) int {
 	}
 	if *rf.parallelism < 1 {
 		return exitCode(usageError{"--parallelism must be at least 1"}, stderr)
+	}
+	live, err := liveProgress(*rf.progress, stdout)
+	if err != nil {
+		return exitCode(err, stderr)
 	}
 	tty := terminal.isTTY()
 	if !*rf.yes && !tty {
@@ -184,27 +206,61 @@ func cmdResume(args []string, stdout, stderr io.Writer) int {
 		}
 		return p.ask(ctx, fmt.Sprintf("resume run %s? only \"yes\" proceeds: ", st.RunID))
 	}
-	return runSession(stdout, stderr, &opts, func(ctx context.Context) (*engine.Result, error) {
+	var view *liveView
+	if live {
+		// The redactor comes from the plan the run records, once it starts.
+		view = newLiveView(stdout, nil)
+	}
+	return runSession(stdout, stderr, view, &opts, func(ctx context.Context) (*engine.Result, error) {
 		return engine.Resume(ctx, runs[0], opts)
 	})
 }
 
 // runSession runs an apply or resume under the two-phase interrupt and
-// prints the summary.
-func runSession(stdout, stderr io.Writer, opts *engine.Options, f func(context.Context) (*engine.Result, error)) int {
+// prints the summary. With a live view (stdout is a terminal), the
+// progress lines, the interrupt notices and the questions go through it,
+// and its last table stays on the screen above the summary.
+func runSession(stdout, stderr io.Writer, view *liveView, opts *engine.Options, f func(context.Context) (*engine.Result, error)) int {
+	notice := func(msg string) { fmt.Fprint(stderr, msg) }
+	out := stdout
+	if view != nil {
+		defer view.Close(nil) // on every path: the ticker goroutine ends
+		notice = func(msg string) { view.Notice(stderr, msg) }
+		out = view
+		opts.Progress = view
+		if ask := opts.Ask; ask != nil {
+			opts.Ask = view.wrapAsk(ask)
+		}
+		if confirm := opts.Confirm; confirm != nil {
+			opts.Confirm = func(ctx context.Context, st *engine.State) (bool, error) {
+				view.Pause()
+				defer view.Resume()
+				return confirm(ctx, st)
+			}
+		}
+	}
+	if testOptions != nil {
+		testOptions(opts)
+	}
 	ctx, stop, release := engine.Interrupts(context.Background(), func(phase int) {
 		if phase == 1 {
-			fmt.Fprintln(stderr, "\netcd-rescue: interrupt: no new steps start; running ones finish and are checkpointed. Interrupt again to cancel them.")
+			notice("\netcd-rescue: interrupt: no new steps start; running ones finish and are checkpointed. Interrupt again to cancel them.\n")
 		} else {
-			fmt.Fprintln(stderr, "\netcd-rescue: second interrupt: cancelling running steps.")
+			notice("\netcd-rescue: second interrupt: cancelling running steps.\n")
 		}
 	})
 	defer release()
 	opts.Stop = stop
 	opts.OnStart = func(r *engine.Run) {
-		fmt.Fprintf(stdout, "%s run %s, state in %s\n", time.Now().UTC().Format(time.RFC3339), r.ID(), r.Dir())
+		fmt.Fprintf(out, "%s run %s, state in %s\n", time.Now().UTC().Format(time.RFC3339), r.ID(), r.Dir())
+		if view != nil {
+			view.attachRun(r)
+		}
 	}
 	res, err := f(ctx)
+	if view != nil {
+		view.Close(res)
+	}
 	if res != nil && res.State != nil {
 		fmt.Fprintln(stdout)
 		writeSummary(stdout, res)
