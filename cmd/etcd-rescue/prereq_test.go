@@ -81,3 +81,47 @@ func TestMissingPrerequisiteExit4(t *testing.T) {
 		t.Errorf("resume changed the checkpoint: sessions %d -> %d, updated %s -> %s", before.Sessions, after.Sessions, before.Updated, after.Updated)
 	}
 }
+
+// An operator in another directory finds the run apply put beside its plan:
+// runs lists it with its state dir, status and resume take its id alone.
+func TestRunsFoundThroughTheIndex(t *testing.T) {
+	noTTY(t)
+	t.Setenv("XDG_STATE_HOME", t.TempDir())
+	plan := copyExample(t, "restore-all-from-snapshot.yaml")
+	runID := failedRun(t, plan, "") // state in .etcd-rescue beside the plan
+	stateDir := filepath.Join(filepath.Dir(plan), ".etcd-rescue")
+
+	old, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chdir(t.TempDir()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.Chdir(old) })
+
+	code, out, errs := runCLI("runs")
+	if code != 0 || !strings.Contains(out, "STATE DIR") || !strings.Contains(out, runID+"  restore-all-from-snapshot  failed") || !strings.Contains(out, stateDir) {
+		t.Errorf("runs: exit %d\n%s%s", code, out, errs)
+	}
+	code, out, errs = runCLI("status", runID)
+	if code != 0 || !strings.Contains(out, "run "+runID) {
+		t.Errorf("status %s: exit %d\n%s%s", runID, code, out, errs)
+	}
+	// resume finds it too; it fails again with the same backend, and the
+	// hint names the state dir.
+	oldOpts := testOptions
+	testOptions = func(o *engine.Options) {
+		o.Backend = func(*engine.Compiled) (engine.Backend, error) { return failingBackend{}, nil }
+		o.RetryDelay = -1
+	}
+	t.Cleanup(func() { testOptions = oldOpts })
+	code, out, errs = runCLI("resume", "--yes", runID)
+	if code != 1 || !strings.Contains(out, "run "+runID+", state in "+filepath.Join(stateDir, "runs", runID)) || !strings.Contains(errs, "--state-dir "+stateDir) {
+		t.Errorf("resume %s: exit %d\n%s%s", runID, code, out, errs)
+	}
+	code, _, errs = runCLI("status", "20000101T000000Z-0000")
+	if code != 2 || !strings.Contains(errs, "nor in the run index") {
+		t.Errorf("status of an unknown run: exit %d\n%s", code, errs)
+	}
+}

@@ -97,7 +97,7 @@ type runFlags struct {
 
 func addRunFlags(fl *flag.FlagSet) *runFlags {
 	rf := &runFlags{
-		stateDir:    fl.String("state-dir", "", "state directory (default: .etcd-rescue beside the plan for apply, ./.etcd-rescue otherwise)"),
+		stateDir:    fl.String("state-dir", "", "state directory (apply: default .etcd-rescue beside the plan; resume: default ./.etcd-rescue, then the run index)"),
 		parallelism: fl.Int("parallelism", 4, "step-hosts executing at once"),
 		yes:         fl.Bool("yes", false, "do not ask for confirmation (required without a terminal)"),
 		progress: fl.String("progress", progressAuto, "progress output `MODE`: auto (a live step × host table if stdout is a terminal "+
@@ -296,7 +296,7 @@ func runErr(err error, res *engine.Result, stderr io.Writer) int {
 	case errors.As(err, &pe):
 		return exitCode(withCode(4, err, "nothing was run and no checkpoint was written; fix the above (the plan's ssh: and cluster.tls: sections name the files), then run the same command again"), stderr)
 	case errors.As(err, &ns):
-		return exitCode(withCode(2, err, "etcd-rescue runs --state-dir DIR lists the runs; apply puts them in .etcd-rescue beside the plan"), stderr)
+		return exitCode(withCode(2, err, "etcd-rescue runs lists the runs apply started as this user on this machine; with --state-dir DIR, the runs in DIR"), stderr)
 	case errors.Is(err, engine.ErrNotConfirmed):
 		return exitCode(withCode(1, err), stderr)
 	case errors.As(err, &re):
@@ -366,7 +366,7 @@ func dur(m engine.Millis) string {
 
 func cmdStatus(args []string, stdout, stderr io.Writer) int {
 	fl := newFlags("status", "[RUN]", stderr)
-	stateDir := fl.String("state-dir", "", "state directory (default ./.etcd-rescue)")
+	stateDir := fl.String("state-dir", "", "state directory (default: ./.etcd-rescue if it has the run, else the run index)")
 	out := fl.String("o", "table", "output: table or json")
 	rest, err := parse(fl, args)
 	if err != nil {
@@ -488,7 +488,7 @@ func oneLineText(s string) string {
 
 func cmdRuns(args []string, stdout, stderr io.Writer) int {
 	fl := newFlags("runs", "", stderr)
-	stateDir := fl.String("state-dir", "", "state directory (default ./.etcd-rescue)")
+	stateDir := fl.String("state-dir", "", "list the runs in this state directory (default: every run in the run index, and ./.etcd-rescue)")
 	rest, err := parse(fl, args)
 	if err != nil {
 		return 2
@@ -496,29 +496,76 @@ func cmdRuns(args []string, stdout, stderr io.Writer) int {
 	if len(rest) > 0 {
 		return exitCode(usageError{"runs takes no arguments"}, stderr)
 	}
-	dir := *stateDir
-	if dir == "" {
-		dir = engine.DefaultStateDir
+	type entry struct {
+		store *engine.Store
+		id    string
 	}
-	store, err := engine.ExistingStore(dir)
-	if err != nil {
-		return runErr(err, nil, stderr)
-	}
-	ids, err := store.Runs()
-	if err != nil {
-		return exitCode(err, stderr)
+	var list []entry
+	withDir := *stateDir == ""
+	if *stateDir != "" {
+		store, err := engine.ExistingStore(*stateDir)
+		if err != nil {
+			return runErr(err, nil, stderr)
+		}
+		ids, err := store.Runs()
+		if err != nil {
+			return exitCode(err, stderr)
+		}
+		for _, id := range ids {
+			list = append(list, entry{store, id})
+		}
+	} else {
+		// Every run apply recorded, wherever its state is, then those of
+		// ./.etcd-rescue the index does not know (another user's, a copy).
+		idx, err := engine.IndexedRuns()
+		if err != nil {
+			return exitCode(err, stderr)
+		}
+		seen := map[string]bool{}
+		stores := map[string]*engine.Store{}
+		for _, e := range idx {
+			st := stores[e.StateDir]
+			if st == nil {
+				if st, err = engine.ExistingStore(e.StateDir); err != nil {
+					continue
+				}
+				stores[e.StateDir] = st
+			}
+			list = append(list, entry{st, e.RunID})
+			seen[st.Dir+"\x00"+e.RunID] = true
+		}
+		if store, err := engine.ExistingStore(engine.DefaultStateDir); err == nil {
+			ids, _ := store.Runs()
+			for _, id := range ids {
+				if !seen[store.Dir+"\x00"+id] {
+					list = append(list, entry{store, id})
+				}
+			}
+		}
+		if len(list) == 0 {
+			fmt.Fprintf(stderr, "no runs: none in the run index %s, no ./%s\n", engine.IndexFile(), engine.DefaultStateDir)
+			return 0
+		}
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "RUN\tPLAN\tOUTCOME\tDONE\tFAILED\tOTHER\tUPDATED")
-	for _, id := range ids {
-		st, err := store.Load(id)
+	head := "RUN\tPLAN\tOUTCOME\tDONE\tFAILED\tOTHER\tUPDATED"
+	if withDir {
+		head += "\tSTATE DIR"
+	}
+	fmt.Fprintln(tw, head)
+	for _, e := range list {
+		dir := ""
+		if withDir {
+			dir = "\t" + e.store.Dir
+		}
+		st, err := e.store.Load(e.id)
 		if err != nil {
-			fmt.Fprintf(tw, "%s\t?\t%v\t\t\t\t\n", id, err)
+			fmt.Fprintf(tw, "%s\t?\t%v\t\t\t\t%s\n", e.id, err, dir)
 			continue
 		}
 		n := st.Counts()
 		other := n[engine.StatusPending] + n[engine.StatusRunning] + n[engine.StatusSkipped]
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\t%s\n", id, st.PlanName, st.Outcome, n[engine.StatusDone], n[engine.StatusFailed], other, st.Updated.Format(time.RFC3339))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\t%s%s\n", e.id, st.PlanName, st.Outcome, n[engine.StatusDone], n[engine.StatusFailed], other, st.Updated.Format(time.RFC3339), dir)
 	}
 	tw.Flush()
 	return 0

@@ -176,6 +176,14 @@ func TestApplyAsksOnTTY(t *testing.T) {
 	t.Cleanup(func() { terminal = old })
 	terminal.isTTY = func() bool { return true }
 	terminal.in = strings.NewReader("no\n")
+	// The plan's ~/.ssh/id_ed25519 must exist, or apply stops (exit 4)
+	// before it asks.
+	home := t.TempDir()
+	t.Setenv("HOME", home)
+	if err := os.Mkdir(filepath.Join(home, ".ssh"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	sshxtest.WriteKey(t, filepath.Join(home, ".ssh", "id_ed25519"))
 	plan := copyExample(t, "restore-all-from-snapshot.yaml")
 	state := filepath.Join(t.TempDir(), "state")
 	code, out, errs := runCLI("apply", "--state-dir", state, plan)
