@@ -107,6 +107,23 @@ func addRunFlags(fl *flag.FlagSet) *runFlags {
 	return rf
 }
 
+// check validates the flags apply and resume share and decides the
+// progress mode; tty is whether an operator can be asked. Without one,
+// --yes is required: hint says what to review first.
+func (rf *runFlags) check(stdout io.Writer, cmd, hint string) (live, tty bool, err error) {
+	if *rf.parallelism < 1 {
+		return false, false, usageError{"--parallelism must be at least 1"}
+	}
+	if live, err = liveProgress(*rf.progress, stdout); err != nil {
+		return false, false, err
+	}
+	tty = terminal.isTTY()
+	if !*rf.yes && !tty {
+		return false, false, withCode(2, fmt.Errorf("%s changes the cluster and no terminal is attached to confirm it", cmd), hint)
+	}
+	return live, tty, nil
+}
+
 func cmdApply(args []string, stdout, stderr io.Writer) int {
 	fl := newFlags("apply", "FILE", stderr)
 	inv := fl.String("inventory", "", "inventory file with cluster:, hosts:, ssh: (replaces the plan's own)")
@@ -118,17 +135,9 @@ func cmdApply(args []string, stdout, stderr io.Writer) int {
 	if len(files) != 1 {
 		return exitCode(usageError{"apply needs exactly one plan file"}, stderr)
 	}
-	if *rf.parallelism < 1 {
-		return exitCode(usageError{"--parallelism must be at least 1"}, stderr)
-	}
-	live, err := liveProgress(*rf.progress, stdout)
+	live, tty, err := rf.check(stdout, "apply", "review the dry-run (etcd-rescue plan "+files[0]+"), then run apply with --yes")
 	if err != nil {
 		return exitCode(err, stderr)
-	}
-	tty := terminal.isTTY()
-	if !*rf.yes && !tty {
-		return exitCode(withCode(2, errors.New("apply changes the cluster and no terminal is attached to confirm it"),
-			"review the dry-run (etcd-rescue plan "+files[0]+"), then run apply with --yes"), stderr)
 	}
 	c := loadValid(files[0], *inv, stderr)
 	if c == nil {
@@ -175,17 +184,9 @@ func cmdResume(args []string, stdout, stderr io.Writer) int {
 	if len(runs) != 1 {
 		return exitCode(usageError{"resume needs exactly one run id (etcd-rescue runs lists them)"}, stderr)
 	}
-	if *rf.parallelism < 1 {
-		return exitCode(usageError{"--parallelism must be at least 1"}, stderr)
-	}
-	live, err := liveProgress(*rf.progress, stdout)
+	live, tty, err := rf.check(stdout, "resume", "look at etcd-rescue status "+runs[0]+", then run resume with --yes")
 	if err != nil {
 		return exitCode(err, stderr)
-	}
-	tty := terminal.isTTY()
-	if !*rf.yes && !tty {
-		return exitCode(withCode(2, errors.New("resume changes the cluster and no terminal is attached to confirm it"),
-			"look at etcd-rescue status "+runs[0]+", then run resume with --yes"), stderr)
 	}
 	opts := engine.Options{StateDir: *rf.stateDir, Parallelism: *rf.parallelism, Approve: rf.approve, Progress: stdout}
 	for _, s := range rerun {
