@@ -249,11 +249,37 @@ func (e *e2e) crashBetweenSteps(t *testing.T, l *lab.Lab, sc scenario, points []
 		t.Fatalf("the final resume did not complete the recovery:\n%s", r)
 	}
 	t.Logf("final resume: exit 0 in %.1fs; summary:\n%s", r.wall.Seconds(), summaryOf(r.stdout))
-	st := e.statusJSON(t, stateDir, runID)
-	checkRunDone(t, st)
+	st := e.checkResumed(t, l, stateDir, runID, doneAt)
 	if st.Sessions != len(points)+1 {
 		t.Errorf("the run has %d sessions, want %d (one apply, %d resumes)", st.Sessions, len(points)+1, len(points))
 	}
+	checkAsideDirs(t, l, st, before, "")
+	recordSessions(t, l, sc.plan, st, walls, r.stdout)
+}
+
+// reviewed returns the lab's inventory and the example plan name, after
+// checking its dry-run against them; a failed test logs that dry-run.
+func (e *e2e) reviewed(t *testing.T, l *lab.Lab, name string) (inv, plan string) {
+	t.Helper()
+	inv, plan = l.InventoryPath(), planPath(name)
+	dry := e.cli(t, "plan", plan, "--inventory", inv)
+	if dry.code != 0 {
+		t.Fatalf("plan: %s", dry)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("the dry-run of the plan:\n%s", dry.stdout)
+		}
+	})
+	return inv, plan
+}
+
+// checkResumed checks a run that crashes interrupted and resumes completed:
+// done, no step-host done before a crash ran again, the lab verified.
+func (e *e2e) checkResumed(t *testing.T, l *lab.Lab, stateDir, runID string, doneAt map[string]int) *runState {
+	t.Helper()
+	st := e.statusJSON(t, stateDir, runID)
+	checkRunDone(t, st)
 	for k, att := range doneAt {
 		step, host, _ := strings.Cut(k, "@")
 		if h := st.find(step, host); h == nil || h.Attempts != att {
@@ -262,13 +288,19 @@ func (e *e2e) crashBetweenSteps(t *testing.T, l *lab.Lab, sc scenario, points []
 	}
 	logRecoveries(t, stateDir, runID)
 	verifyLab(t, l)
-	checkAsideDirs(t, l, st, before, "")
+	return st
+}
+
+// recordSessions records a crashed run's timings: the wall time of all its
+// sessions together.
+func recordSessions(t *testing.T, l *lab.Lab, plan string, st *runState, walls []time.Duration, lastStdout string) {
+	t.Helper()
 	var total time.Duration
 	for _, w := range walls {
 		total += w
 	}
-	record(t, measurement{Test: t.Name(), Plan: sc.plan, Version: l.Version(), Members: len(l.Members()),
-		Wall: total, Sessions: st.Sessions, Steps: timesOf(st), Summary: summaryOf(r.stdout)})
+	record(t, measurement{Test: t.Name(), Plan: plan, Version: l.Version(), Members: len(l.Members()),
+		Wall: total, Sessions: st.Sessions, Steps: timesOf(st), Summary: summaryOf(lastStdout)})
 }
 
 // --- (b) in the middle of a step --------------------------------------------
@@ -420,16 +452,7 @@ func (e *e2e) crashMidStep(t *testing.T, version string, points []midPoint) {
 		return true
 	})
 
-	inv, plan := l.InventoryPath(), planPath("restore-all-from-snapshot")
-	dry := e.cli(t, "plan", plan, "--inventory", inv)
-	if dry.code != 0 {
-		t.Fatalf("plan: %s", dry)
-	}
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("the dry-run of the plan:\n%s", dry.stdout)
-		}
-	})
+	inv, plan := e.reviewed(t, l, "restore-all-from-snapshot")
 	stateDir := filepath.Join(t.TempDir(), "state")
 	runID := ""
 	var walls []time.Duration
@@ -529,16 +552,7 @@ func (e *e2e) crashMidStep(t *testing.T, version string, points []midPoint) {
 		t.Fatalf("the final session did not complete the recovery:\n%s", last)
 	}
 	t.Logf("final session: exit 0; summary:\n%s", summaryOf(last.stdout))
-	st := e.statusJSON(t, stateDir, runID)
-	checkRunDone(t, st)
-	for k, att := range doneAt {
-		step, host, _ := strings.Cut(k, "@")
-		if h := st.find(step, host); h == nil || h.Attempts != att {
-			t.Errorf("%s was done before a crash with %d attempt(s) but ended with %+v: a done step ran again", k, att, h)
-		}
-	}
-	logRecoveries(t, stateDir, runID)
-	verifyLab(t, l)
+	st := e.checkResumed(t, l, stateDir, runID, doneAt)
 	checkRevisionAbove(t, l, preRev)
 	if v, ok := getKey(t, l, marker); ok {
 		t.Errorf("%s (written after the snapshot) is back with %q: the restore did not restore exactly the snapshot", marker, v)
@@ -553,12 +567,7 @@ func (e *e2e) crashMidStep(t *testing.T, version string, points []midPoint) {
 			t.Logf("NOTE: %s: left in /var/tmp/etcd-rescue and /var/lib: %q (temporary files of killed sessions)", h.Name, strings.Fields(out))
 		}
 	}
-	var total time.Duration
-	for _, w := range walls {
-		total += w
-	}
-	record(t, measurement{Test: t.Name(), Plan: "restore-all-from-snapshot", Version: l.Version(), Members: len(l.Members()),
-		Wall: total, Sessions: st.Sessions, Steps: timesOf(st), Summary: summaryOf(last.stdout)})
+	recordSessions(t, l, "restore-all-from-snapshot", st, walls, last.stdout)
 }
 
 // midStep waits for pt's moment in the running session p and acts. It
@@ -736,16 +745,7 @@ func (e *e2e) crashEveryBoundary(t *testing.T, l *lab.Lab, sc scenario) {
 		t.Fatalf("lab break %s: %v", sc.brk, err)
 	}
 	before := dataDirs(t, l, lab.DataDir, "")
-	inv, plan := l.InventoryPath(), planPath(sc.plan)
-	dry := e.cli(t, "plan", plan, "--inventory", inv)
-	if dry.code != 0 {
-		t.Fatalf("plan: %s", dry)
-	}
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("the dry-run of the plan:\n%s", dry.stdout)
-		}
-	})
+	inv, plan := e.reviewed(t, l, sc.plan)
 	stateDir := filepath.Join(t.TempDir(), "state")
 	runID := ""
 	doneAt := map[string]int{}
@@ -817,23 +817,9 @@ func (e *e2e) crashEveryBoundary(t *testing.T, l *lab.Lab, sc scenario) {
 	if len(points) < 3 {
 		t.Errorf("only %d crash points were reached", len(points))
 	}
-	st := e.statusJSON(t, stateDir, runID)
-	checkRunDone(t, st)
-	for k, att := range doneAt {
-		step, host, _ := strings.Cut(k, "@")
-		if h := st.find(step, host); h == nil || h.Attempts != att {
-			t.Errorf("%s was done before a crash with %d attempt(s) but ended with %+v: a done step ran again", k, att, h)
-		}
-	}
-	logRecoveries(t, stateDir, runID)
-	verifyLab(t, l)
+	st := e.checkResumed(t, l, stateDir, runID, doneAt)
 	checkAsideDirs(t, l, st, before, "")
-	var total time.Duration
-	for _, w := range walls {
-		total += w
-	}
-	record(t, measurement{Test: t.Name(), Plan: sc.plan, Version: l.Version(), Members: len(l.Members()),
-		Wall: total, Sessions: st.Sessions, Steps: timesOf(st), Summary: summaryOf(last.stdout)})
+	recordSessions(t, l, sc.plan, st, walls, last.stdout)
 }
 
 // --- force-new-cluster ----------------------------------------------------------
