@@ -8,7 +8,7 @@
 #   lab-test     go test ./lab/... (real processes; root)
 #   lab-clean    remove lab/bin;  lab-purge: also the rootfs
 
-ETCD_VERSIONS ?= v3.5.35 v3.6.16
+ETCD_VERSIONS ?= v3.5.35 v3.6.16 v3.7.3
 GO ?= go
 LAB_DIR := $(patsubst %/,%,$(dir $(lastword $(MAKEFILE_LIST))))
 LAB_BIN := $(LAB_DIR)/bin

@@ -106,8 +106,12 @@ func netDown(ctx context.Context, h *Host) error {
 	}
 	// the veth normally goes with the namespace (asynchronously)
 	if _, err := net.InterfaceByName(h.veth()); err == nil {
-		if out, err := run(ctx, "ip", "link", "del", h.veth()); err != nil && !strings.Contains(out, "Cannot find device") {
-			errs = append(errs, err)
+		// ... and may go between the check and the del: only an
+		// interface that is still there after a failed del is an error.
+		if _, err := run(ctx, "ip", "link", "del", h.veth()); err != nil {
+			if _, still := net.InterfaceByName(h.veth()); still == nil {
+				errs = append(errs, err)
+			}
 		}
 	}
 	return errors.Join(errs...)

@@ -1,14 +1,14 @@
 package main
 
 // End-to-end tests: every example plan, run by the real etcd-rescue binary
-// over real SSH against a lab (real sshd, real systemd, real etcd 3.5 and
-// 3.6) broken the way the plan expects. Afterwards the cluster is checked
+// over real SSH against a lab (real sshd, real systemd, real etcd 3.5, 3.6
+// and 3.7) broken the way the plan expects. Afterwards the cluster is checked
 // from outside etcd-rescue: lab.Verify (every member healthy, one leader,
 // member list equal to the inventory's members, every fingerprinted key
 // intact), the revision through the client API after a restore, the run's
 // status, and the moved-aside data dirs.
 //
-//	go test ./cmd/etcd-rescue/ -run 'TestE2E$' -v            # all scenarios, both versions
+//	go test ./cmd/etcd-rescue/ -run 'TestE2E$' -v            # all scenarios, every version
 //	go test ./cmd/etcd-rescue/ -run 'TestE2E$/etcd3.6/lost-host' -v
 //
 // Needs root (make test installs the lab's prerequisites). E2E_MEASUREMENTS=FILE
@@ -28,7 +28,7 @@ import (
 )
 
 // etcdVersions are the minor versions every scenario runs on.
-var etcdVersions = []string{"3.5", "3.6"}
+var etcdVersions = []string{"3.5", "3.6", "3.7"}
 
 // scenario is one example plan and the damage it repairs.
 type scenario struct {
@@ -53,6 +53,8 @@ func TestE2E(t *testing.T) {
 			for _, sc := range []scenario{
 				{plan: "lost-host", brk: "lost-host", members: 3},
 				{plan: "quorum-loss-force-new-cluster", brk: "quorum-loss", members: 3},
+				// 3 of 5 lost; the second survivor must be fenced too.
+				{plan: "quorum-loss-five-members", brk: "quorum-loss", members: 5},
 				{plan: "restore-all-from-snapshot", brk: "total-loss", members: 3, restore: true},
 				{plan: "single-node-restore", brk: "total-loss", members: 1, restore: true},
 			} {
