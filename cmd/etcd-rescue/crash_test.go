@@ -50,6 +50,13 @@ func TestE2ECrash(t *testing.T) {
 		l := upLab(t, lab.Options{Members: 3, Version: "3.5"})
 		e.crashEveryBoundary(t, l, scenario{plan: "lost-host", brk: "lost-host", members: 3})
 	})
+	// ... and on 5 members with etcd 3.7, one step-host at a time
+	// (--parallelism 1), so that every kill lands between two step-hosts:
+	// 28 of them, among them right after the member adds and promotes.
+	t.Run("every-boundary/quorum-loss-five-members/etcd3.7", func(t *testing.T) {
+		l := upLab(t, lab.Options{Members: 5, Version: "3.7"})
+		e.crashEveryBoundary(t, l, scenario{plan: "quorum-loss-five-members", brk: "quorum-loss", members: 5}, "--parallelism", "1")
+	})
 	// (b) kill -9 in the middle of force-new-cluster, a destructive step
 	// that is not safe to repeat blindly: resume must stop for the operator
 	// (exit 5) with the --rerun/--mark-done hints, and --rerun completes it.
@@ -739,7 +746,7 @@ func logRecoveries(t *testing.T, stateDir, runID string) {
 // anyDoneLine matches the progress line of any step-host finishing an attempt.
 var anyDoneLine = regexp.MustCompile(`^\S+ (\S+) done [0-9]`)
 
-func (e *e2e) crashEveryBoundary(t *testing.T, l *lab.Lab, sc scenario) {
+func (e *e2e) crashEveryBoundary(t *testing.T, l *lab.Lab, sc scenario, extra ...string) {
 	ctx := context.Background()
 	if err := l.Break(ctx, sc.brk); err != nil {
 		t.Fatalf("lab break %s: %v", sc.brk, err)
@@ -753,13 +760,14 @@ func (e *e2e) crashEveryBoundary(t *testing.T, l *lab.Lab, sc scenario) {
 	var points []string
 	var last result
 	for session := 0; ; session++ {
-		if session > 40 {
+		if session > 60 {
 			t.Fatalf("still not done after %d sessions", session)
 		}
 		args := []string{"apply", plan, "--inventory", inv, "--yes", "--state-dir", stateDir}
 		if session > 0 {
 			args = []string{"resume", runID, "--yes", "--state-dir", stateDir}
 		}
+		args = append(args, extra...)
 		frozen := make(chan string, 1)
 		var once sync.Once
 		p := e.startHook(t, func(p *proc, line string) {
