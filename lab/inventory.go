@@ -3,18 +3,146 @@ package lab
 import (
 	"bytes"
 	"fmt"
+	"path/filepath"
+	"regexp"
 	"strconv"
+	"strings"
 	"time"
 )
 
+// InventoryOptions says how the plans reach the hosts in an inventory
+// written by WriteInventory.  The zero value is the lab's own inventory
+// (InventoryPath): root, no sudo, no jump host.
+type InventoryOptions struct {
+	// User is ssh.user (default root).  OperatorUser ("rescue") is the
+	// lab hosts' non-root account with passwordless sudo.
+	User string `json:"user,omitempty"`
+	// Sudo is ssh.sudo: every command runs as `sudo -n ...`.
+	Sudo bool `json:"sudo,omitempty"`
+	// Jump is a lab host to tunnel every connection through (ssh.jump, like
+	// ssh -J): "h1", or "user@h1" (default user root).  The inventory
+	// gets the host's current address: jump: root@10.77.0.11.  Its host key
+	// is checked against the same known_hosts.
+	Jump string `json:"jump,omitempty"`
+}
+
+var simpleWord = regexp.MustCompile(`^[a-z_][a-z0-9_-]*$`)
+
+func (o InventoryOptions) isDefault() bool { return o == InventoryOptions{} }
+
+// WriteInventory writes an inventory like InventoryPath's (the cluster as it
+// must be after recovery) to path, with the ssh section o says, e.g.
+// ssh: {user: rescue, sudo: true, jump: root@10.77.0.11, identity: ...,
+// knownHosts: ...} for {User: "rescue", Sudo: true, Jump: "h1"}.  The
+// lab remembers it: a later Break rewrites it too, like its own inventory
+// (unless the jump host is gone; that is logged and the file left as it
+// was).  Down deletes it only when it is inside the state dir.
+func (l *Lab) WriteInventory(path string, o InventoryOptions) error {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return fmt.Errorf("inventory path: %w", err)
+	}
+	if abs == l.InventoryPath() && !o.isDefault() {
+		return fmt.Errorf("%s is the lab's own inventory (root, no jump host); write the variant elsewhere", abs)
+	}
+	b, err := l.inventory(o)
+	if err != nil {
+		return err
+	}
+	if err := writeFileAtomic(abs, b, 0o644); err != nil {
+		return err
+	}
+	if abs == l.InventoryPath() {
+		return nil
+	}
+	l.mu.Lock()
+	if l.st.Inventories == nil {
+		l.st.Inventories = map[string]InventoryOptions{}
+	}
+	l.st.Inventories[abs] = o
+	l.mu.Unlock()
+	return l.save()
+}
+
 // writeInventory writes <state>/inventory.yaml in etcd-rescue's plan
-// inventory format: the cluster as it must be after recovery.
+// inventory format: the cluster as it must be after recovery; and again
+// every variant WriteInventory wrote.
 func (l *Lab) writeInventory() error {
+	b, err := l.inventory(InventoryOptions{})
+	if err != nil {
+		return err
+	}
+	if err := writeFileAtomic(l.InventoryPath(), b, 0o644); err != nil {
+		return err
+	}
+	l.mu.Lock()
+	variants := make(map[string]InventoryOptions, len(l.st.Inventories))
+	for p, o := range l.st.Inventories {
+		variants[p] = o
+	}
+	l.mu.Unlock()
+	for _, p := range sortedKeys(variants) {
+		b, err := l.inventory(variants[p])
+		if err != nil {
+			l.logf("inventory %s not rewritten: %v", p, err)
+			continue
+		}
+		if err := writeFileAtomic(p, b, 0o644); err != nil {
+			return err
+		}
+		l.logf("inventory rewritten: %s", p)
+	}
+	return nil
+}
+
+// jumpSpec resolves o.Jump ("h1", "user@h1") to user@address.
+func (l *Lab) jumpSpec(jump string) (string, error) {
+	user, name := "root", jump
+	if u, n, ok := strings.Cut(jump, "@"); ok {
+		user, name = u, n
+	}
+	if user == "" || name == "" {
+		return "", fmt.Errorf("jump host %q: want a lab host name such as h1, or user@h1", jump)
+	}
+	h, ok := l.Host(name)
+	if !ok {
+		var names []string
+		for _, x := range l.Hosts() {
+			names = append(names, x.Name)
+		}
+		return "", fmt.Errorf("jump host %q: no lab host %s (the lab has %s)", jump, name, strings.Join(names, ", "))
+	}
+	return user + "@" + h.Address, nil
+}
+
+// inventory renders the inventory with the ssh section o says.
+func (l *Lab) inventory(o InventoryOptions) ([]byte, error) {
+	user := o.User
+	if user == "" {
+		user = "root"
+	}
+	var jump string
+	if o.Jump != "" {
+		var err error
+		if jump, err = l.jumpSpec(o.Jump); err != nil {
+			return nil, err
+		}
+	}
 	var b bytes.Buffer
 	q := strconv.Quote
 	fmt.Fprintf(&b, "# etcd-rescue lab inventory, written %s by `etcd-rescue lab`.\n", time.Now().UTC().Format(time.RFC3339))
 	b.WriteString("# It describes the cluster as it must be AFTER recovery: a break that moves or\n")
 	b.WriteString("# replaces a host rewrites it.  Point a plan at it with `inventory:` or --inventory.\n")
+	if !o.isDefault() {
+		fmt.Fprintf(&b, "# A variant of %s: ssh as %s", l.InventoryPath(), user)
+		if o.Sudo {
+			b.WriteString(" with sudo")
+		}
+		if o.Jump != "" {
+			fmt.Fprintf(&b, " through %s (%s)", o.Jump, jump)
+		}
+		b.WriteString(".\n")
+	}
 	l.mu.Lock()
 	st := l.st
 	if len(st.Breaks) > 0 {
@@ -40,12 +168,22 @@ func (l *Lab) writeInventory() error {
 		fmt.Fprintf(&b, "  %s: {address: %s, port: 22}\n", h.Name, h.Address)
 	}
 	l.mu.Unlock()
-	fmt.Fprintf(&b, "ssh: {user: root, identity: %s, knownHosts: %s}\n", q(l.ClientKeyPath()), q(l.KnownHostsPath()))
+	if !simpleWord.MatchString(user) {
+		user = q(user)
+	}
+	fmt.Fprintf(&b, "ssh: {user: %s", user)
+	if o.Sudo {
+		b.WriteString(", sudo: true")
+	}
+	if jump != "" {
+		fmt.Fprintf(&b, ", jump: %s", q(jump))
+	}
+	fmt.Fprintf(&b, ", identity: %s, knownHosts: %s}\n", q(l.ClientKeyPath()), q(l.KnownHostsPath()))
 	fmt.Fprintf(&b, "vars:\n  snapshot: %s    # where total-loss leaves its snapshot\n", q(l.SnapshotPath()))
 	l.mu.Lock()
 	for _, k := range sortedKeys(l.st.Vars) {
 		fmt.Fprintf(&b, "  %s: %s\n", k, q(l.st.Vars[k]))
 	}
 	l.mu.Unlock()
-	return writeFileAtomic(l.InventoryPath(), b.Bytes(), 0o644)
+	return b.Bytes(), nil
 }

@@ -1,6 +1,7 @@
 package lab
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -115,6 +116,8 @@ type state struct {
 	Breaks    []string          `json:"breaks,omitempty"`
 	Vars      map[string]string `json:"vars,omitempty"` // extra inventory vars left by breaks (lostPeerURL...)
 	Snapshot  *SnapshotInfo     `json:"snapshot,omitempty"`
+	// inventory variants written by WriteInventory (path: options); a break rewrites them
+	Inventories map[string]InventoryOptions `json:"inventories,omitempty"`
 }
 
 // Lab is a lab that is up (or partly up, while Up runs or after a failure).
@@ -437,7 +440,7 @@ func (l *Lab) hostPtrs() []*Host {
 }
 
 // createHost makes host h (network, disk, boot), waits for its sshd and
-// provisions it (user etcd, /var/lib/etcd, /etc/etcd).
+// provisions it (user etcd, /var/lib/etcd, /etc/etcd, user rescue).
 func (l *Lab) createHost(ctx context.Context, h *Host) error {
 	if err := l.ensureHostKey(h); err != nil {
 		return err
@@ -460,18 +463,54 @@ func (l *Lab) createHost(ctx context.Context, h *Host) error {
 	return l.provision(ctx, h)
 }
 
+// OperatorUser is the lab hosts' operator account besides root: a normal
+// user with a home, the lab's client key in its authorized_keys and
+// passwordless sudo (/etc/sudoers.d/rescue), for plans with ssh.user: rescue
+// and ssh.sudo: true (see WriteInventory).  Every command it runs through
+// sudo is logged to SudoLog on its host.
+const (
+	OperatorUser = "rescue"
+	SudoLog      = "/var/log/sudo-rescue.log"
+)
+
 // provisionScript makes a host look like one with the etcd package
-// installed: user etcd, an empty /var/lib/etcd owned by it, /etc/etcd.
+// installed: user etcd, an empty /var/lib/etcd owned by it, /etc/etcd; and
+// adds the operator account (OperatorUser, SudoLog: keep them in sync; a
+// test checks).  Its stdin is the lab's client public key.
+// The account's password is "*" (none, but not locked: sshd without PAM,
+// as in the light mode, refuses a locked account even with a key).
 const provisionScript = `set -e
+pub=$(cat)
 getent group etcd >/dev/null || groupadd --system etcd
 getent passwd etcd >/dev/null || useradd --system --gid etcd --home-dir /var/lib/etcd --no-create-home --shell /usr/sbin/nologin etcd
 install -d -o etcd -g etcd -m 0700 /var/lib/etcd
 install -d -m 0755 /etc/etcd
 command -v etcd >/dev/null && command -v etcdctl >/dev/null && command -v etcdutl >/dev/null
+command -v sudo >/dev/null || { echo "sudo is not installed on this host" >&2; exit 1; }
+getent passwd rescue >/dev/null || useradd --create-home --user-group --shell /bin/bash rescue
+usermod -p '*' rescue
+home=$(getent passwd rescue | cut -d: -f6)
+install -d -o rescue -g rescue -m 0700 "$home" "$home/.ssh"
+printf '%s\n' "$pub" >"$home/.ssh/authorized_keys"
+chown rescue:rescue "$home/.ssh/authorized_keys"
+chmod 0600 "$home/.ssh/authorized_keys"
+mkdir -p /etc/sudoers.d
+cat >/etc/sudoers.d/.rescue.tmp <<'EOF'
+# etcd-rescue lab: the operator account, passwordless sudo, every command logged
+rescue ALL=(ALL) NOPASSWD: ALL
+Defaults:rescue logfile=/var/log/sudo-rescue.log, !loglinelen
+EOF
+chmod 0440 /etc/sudoers.d/.rescue.tmp
+visudo -cqf /etc/sudoers.d/.rescue.tmp
+mv -f /etc/sudoers.d/.rescue.tmp /etc/sudoers.d/rescue
 `
 
 func (l *Lab) provision(ctx context.Context, h *Host) error {
-	if out, err := l.Run(ctx, h.Name, provisionScript, nil); err != nil {
+	pub, err := os.ReadFile(l.ClientKeyPath() + ".pub")
+	if err != nil {
+		return fmt.Errorf("provision %s: %w", h.Name, err)
+	}
+	if out, err := l.Run(ctx, h.Name, provisionScript, bytes.NewReader(bytes.TrimSpace(pub))); err != nil {
 		return withOutput(fmt.Errorf("provision %s: %w", h.Name, err), out)
 	}
 	return nil

@@ -3,7 +3,8 @@
 #
 #   lab-deps     apt packages the lab needs (only what is missing; root)
 #   etcd-bins    etcd, etcdctl, etcdutl for each of $(ETCD_VERSIONS) -> lab/bin/<version>/
-#   lab-rootfs   the nspawn hosts' Debian rootfs, debootstrapped once into $(LAB_ROOTFS)
+#   lab-rootfs   the nspawn hosts' Debian rootfs, debootstrapped into $(LAB_ROOTFS) once
+#                (again when LAB_ROOTFS_PACKAGES changes)
 #   lab-prereqs  all three
 #   lab-test     go test ./lab/... (real processes; root)
 #   lab-clean    remove lab/bin;  lab-purge: also the rootfs
@@ -15,7 +16,7 @@ LAB_BIN := $(LAB_DIR)/bin
 LAB_ROOTFS ?= /var/cache/etcd-rescue-lab/rootfs
 DEBIAN_MIRROR ?= http://deb.debian.org/debian
 # keep in sync with RootfsPackages in lab/nspawn.go (TestMakefileInSync checks it)
-LAB_ROOTFS_PACKAGES := systemd,systemd-sysv,dbus,openssh-server,iproute2,procps
+LAB_ROOTFS_PACKAGES := systemd,systemd-sysv,dbus,openssh-server,iproute2,procps,sudo
 LAB_APT_PACKAGES := openssh-server openssh-client systemd-container debootstrap iproute2 util-linux socat ca-certificates sudo procps
 LAB_TEST_TIMEOUT ?= 20m
 # what the top-level Makefile's test target depends on
@@ -72,17 +73,31 @@ $(foreach v,$(ETCD_VERSIONS),$(eval $(call etcd_bin_rule,$(v))))
 
 etcd-bins: $(foreach v,$(ETCD_VERSIONS),$(LAB_BIN)/$(v)/etcd)
 
-lab-rootfs: $(LAB_ROOTFS)/.etcd-rescue-lab-rootfs
+# The marker .etcd-rescue-lab-rootfs holds "bookworm minbase <packages>": a
+# rootfs made with another package list (an older checkout's, without sudo...)
+# is debootstrapped again, unless a lab that is up uses it.  The lock is the
+# one `etcd-rescue lab up` takes when it makes a missing rootfs itself.
+LAB_ROOTFS_STAMP := bookworm minbase $(LAB_ROOTFS_PACKAGES)
 
-$(LAB_ROOTFS)/.etcd-rescue-lab-rootfs:
-	@command -v debootstrap >/dev/null || { echo "lab-rootfs: debootstrap missing (make lab-deps)" >&2; exit 1; }
-	@echo "lab-rootfs: debootstrap bookworm into $(LAB_ROOTFS) (once, about 70 s)"
-	@mkdir -p $(dir $(LAB_ROOTFS)) && rm -rf $(LAB_ROOTFS).tmp
-	@debootstrap --variant=minbase --include=$(LAB_ROOTFS_PACKAGES) bookworm $(LAB_ROOTFS).tmp $(DEBIAN_MIRROR) \
-	  >$(LAB_ROOTFS).log 2>&1 || { tail -20 $(LAB_ROOTFS).log >&2; exit 1; }
-	@echo "bookworm minbase $(LAB_ROOTFS_PACKAGES)" >$(LAB_ROOTFS).tmp/.etcd-rescue-lab-rootfs
-	@rm -rf $(LAB_ROOTFS) && mv $(LAB_ROOTFS).tmp $(LAB_ROOTFS)
-	@echo "lab-rootfs: ready ($$(du -sh $(LAB_ROOTFS) | cut -f1))"
+lab-rootfs:
+	@set -e; m=$(LAB_ROOTFS)/.etcd-rescue-lab-rootfs; \
+	if [ "$$(cat $$m 2>/dev/null)" = "$(LAB_ROOTFS_STAMP)" ]; then echo "lab-rootfs: $(LAB_ROOTFS) is ready ($(LAB_ROOTFS_PACKAGES))"; exit 0; fi; \
+	command -v debootstrap >/dev/null || { echo "lab-rootfs: debootstrap missing (make lab-deps)" >&2; exit 1; }; \
+	mkdir -p $(dir $(LAB_ROOTFS)); exec 9>$(LAB_ROOTFS).lock; flock 9; \
+	if [ "$$(cat $$m 2>/dev/null)" = "$(LAB_ROOTFS_STAMP)" ]; then echo "lab-rootfs: $(LAB_ROOTFS) is ready ($(LAB_ROOTFS_PACKAGES))"; exit 0; fi; \
+	if [ -e $$m ]; then \
+	  if grep -qF -e ":$(LAB_ROOTFS)," -e "=$(LAB_ROOTFS)," /proc/self/mounts; then \
+	    echo "lab-rootfs: $(LAB_ROOTFS) was made with \"$$(cat $$m)\", not \"$(LAB_ROOTFS_STAMP)\", and a lab that is up uses it: etcd-rescue lab down first" >&2; exit 1; \
+	  fi; \
+	  echo "lab-rootfs: $(LAB_ROOTFS) was made with \"$$(cat $$m)\"; building it again with $(LAB_ROOTFS_PACKAGES)"; \
+	fi; \
+	echo "lab-rootfs: debootstrap bookworm into $(LAB_ROOTFS) (once, about 70 s)"; \
+	rm -rf $(LAB_ROOTFS).tmp; \
+	debootstrap --variant=minbase --include=$(LAB_ROOTFS_PACKAGES) bookworm $(LAB_ROOTFS).tmp $(DEBIAN_MIRROR) \
+	  >$(LAB_ROOTFS).log 2>&1 || { tail -20 $(LAB_ROOTFS).log >&2; exit 1; }; \
+	echo "$(LAB_ROOTFS_STAMP)" >$(LAB_ROOTFS).tmp/.etcd-rescue-lab-rootfs; \
+	rm -rf $(LAB_ROOTFS) && mv $(LAB_ROOTFS).tmp $(LAB_ROOTFS); \
+	echo "lab-rootfs: ready ($$(du -sh $(LAB_ROOTFS) | cut -f1))"
 
 lab-prereqs: lab-deps etcd-bins lab-rootfs
 

@@ -19,6 +19,8 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"golang.org/x/crypto/ssh/knownhosts"
 	"gopkg.in/yaml.v3"
+
+	"github.com/etcd-rescue/etcd-rescue/internal/sshx"
 )
 
 // testStateDir is the lab state dir of the tests (one lab at a time).
@@ -189,13 +191,20 @@ type inventory struct {
 		User       string `yaml:"user"`
 		Identity   string `yaml:"identity"`
 		KnownHosts string `yaml:"knownHosts"`
+		Sudo       bool   `yaml:"sudo"`
+		Jump       string `yaml:"jump"`
 	} `yaml:"ssh"`
 	Vars map[string]string `yaml:"vars"`
 }
 
 func readInventory(t *testing.T, l *Lab) *inventory {
 	t.Helper()
-	b, err := os.ReadFile(l.InventoryPath())
+	return readInventoryFile(t, l.InventoryPath())
+}
+
+func readInventoryFile(t *testing.T, path string) *inventory {
+	t.Helper()
+	b, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -240,7 +249,7 @@ func checkInventory(t *testing.T, l *Lab) *inventory {
 	if len(inv.Hosts) != len(l.Hosts()) {
 		t.Errorf("inventory has %d hosts, the lab %d", len(inv.Hosts), len(l.Hosts()))
 	}
-	if inv.SSH.User != "root" || inv.SSH.Identity != l.ClientKeyPath() || inv.SSH.KnownHosts != l.KnownHostsPath() {
+	if inv.SSH.User != "root" || inv.SSH.Identity != l.ClientKeyPath() || inv.SSH.KnownHosts != l.KnownHostsPath() || inv.SSH.Sudo || inv.SSH.Jump != "" {
 		t.Errorf("inventory ssh: %+v", inv.SSH)
 	}
 	for _, p := range []string{inv.SSH.Identity, inv.SSH.KnownHosts} {
@@ -263,6 +272,15 @@ func TestMakefileInSync(t *testing.T) {
 	m := regexp.MustCompile(`(?m)^LAB_ROOTFS_PACKAGES := (.*)$`).FindSubmatch(b)
 	if m == nil || string(m[1]) != RootfsPackages {
 		t.Errorf("LAB_ROOTFS_PACKAGES in lab.mk = %q, RootfsPackages = %q", m, RootfsPackages)
+	}
+	// the marker make writes and compares is the one EnsureRootfs expects,
+	// so that either one rebuilds a rootfs made with another package list
+	sm := regexp.MustCompile(`(?m)^LAB_ROOTFS_STAMP := (.*)$`).FindSubmatch(b)
+	if sm == nil || strings.ReplaceAll(string(sm[1]), "$(LAB_ROOTFS_PACKAGES)", RootfsPackages) != RootfsStamp {
+		t.Errorf("LAB_ROOTFS_STAMP in lab.mk = %q, want it to expand to RootfsStamp %q", sm, RootfsStamp)
+	}
+	if !strings.Contains(string(b), `"$$(cat $$m 2>/dev/null)" = "$(LAB_ROOTFS_STAMP)"`) {
+		t.Errorf("lab.mk does not compare the rootfs marker with LAB_ROOTFS_STAMP (a stale rootfs would be kept)")
 	}
 	if !strings.Contains(string(b), rootfsMarker) {
 		t.Errorf("lab.mk does not write the rootfs marker %s", rootfsMarker)
@@ -545,6 +563,9 @@ stat -c %U:%G:%a /var/lib/etcd; ls -A /var/lib/etcd | wc -l; etcd --version | he
 		if want := "inactive\ndisabled\nnoenv\netcd:etcd:700\n0\netcd Version: 3.6.16"; out != want {
 			t.Errorf("replacement host h4:\n%s\nwant:\n%s", out, want)
 		}
+		if out := sshAs(t, l, "h4", OperatorUser, "id -un; sudo -n id -u"); out != OperatorUser+"\n0" {
+			t.Errorf("replacement host h4: the operator account: %q, want rescue with sudo", out)
+		}
 		inv := checkInventory(t, l)
 		if inv.Cluster.Members[1].Host != "h4" || inv.Cluster.Members[1].PeerURL != "http://10.77.0.14:2380" {
 			t.Errorf("inventory member etcd2: %+v", inv.Cluster.Members[1])
@@ -734,4 +755,286 @@ func TestLightMode(t *testing.T) {
 	}
 	mustVerify(t, l)
 	checkInventory(t, l)
+}
+
+// TestRootfsStamp: a rootfs made with another package list (an older
+// checkout's, e.g. without sudo) is not ready, so Up and make lab-rootfs
+// build it again.
+func TestRootfsStamp(t *testing.T) {
+	dir := t.TempDir()
+	if rootfsReady(dir) {
+		t.Fatal("a rootfs without a marker is ready")
+	}
+	old := "bookworm minbase systemd,systemd-sysv,dbus,openssh-server,iproute2,procps\n"
+	if err := os.WriteFile(filepath.Join(dir, rootfsMarker), []byte(old), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if rootfsReady(dir) {
+		t.Fatal("a rootfs made with the old package list (no sudo) is ready")
+	}
+	if err := os.WriteFile(filepath.Join(dir, rootfsMarker), []byte(RootfsStamp+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if !rootfsReady(dir) {
+		t.Fatal("a rootfs made with RootfsPackages is not ready")
+	}
+	if !strings.Contains(RootfsPackages, "sudo") {
+		t.Error("the nspawn hosts' rootfs has no sudo: the operator account needs it")
+	}
+	if rootfsInUse(dir) {
+		t.Errorf("%s is in use by no overlay, yet rootfsInUse says so", dir)
+	}
+}
+
+// sshAs runs cmd on host as user over real ssh with the lab's key and
+// known_hosts, and returns its output (a non-zero exit fails the test).
+func sshAs(t *testing.T, l *Lab, host, user, cmd string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cfg, err := l.SSHClientConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.User = user
+	h, ok := l.Host(host)
+	if !ok {
+		t.Fatalf("no host %s", host)
+	}
+	c, err := dialSSH(ctx, net.JoinHostPort(h.Address, "22"), cfg)
+	if err != nil {
+		t.Fatalf("ssh %s@%s: %v", user, host, err)
+	}
+	defer c.Close()
+	s, err := c.NewSession()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	out, err := s.CombinedOutput(cmd)
+	if err != nil {
+		t.Fatalf("ssh %s@%s: %s: %v\n%s", user, host, cmd, err, out)
+	}
+	return strings.TrimSpace(string(out))
+}
+
+// sshxFromInventory is the sshx configuration etcd-rescue makes of the
+// inventory's ssh section for host (engine.SSHConfig, which package lab
+// cannot import: ssh.jump is [user@]host[:port]).
+func sshxFromInventory(t *testing.T, inv *inventory, host string) sshx.Config {
+	t.Helper()
+	h, ok := inv.Hosts[host]
+	if !ok {
+		t.Fatalf("inventory has no host %s", host)
+	}
+	cfg := sshx.Config{Address: h.Address, Port: h.Port, User: inv.SSH.User, Sudo: inv.SSH.Sudo,
+		IdentityFiles: []string{inv.SSH.Identity}, KnownHosts: inv.SSH.KnownHosts, KeepAlive: -1}
+	if inv.SSH.Jump != "" {
+		u, a, ok := strings.Cut(inv.SSH.Jump, "@")
+		if !ok {
+			t.Fatalf("inventory ssh.jump %q has no user@", inv.SSH.Jump)
+		}
+		cfg.Jump = &sshx.Config{User: u, Address: a}
+	}
+	return cfg
+}
+
+// sshxRun runs cmd through an sshx client made of cfg.
+func sshxRun(t *testing.T, name string, cfg sshx.Config, cmd string) (string, error) {
+	t.Helper()
+	c, err := sshx.New(name, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	res, err := c.Run(ctx, cmd, sshx.RunOpts{})
+	if err != nil {
+		return "", err
+	}
+	if res.ExitCode != 0 {
+		return "", fmt.Errorf("%s: %s: exit %d: %s%s", name, cmd, res.ExitCode, res.Stdout, res.Stderr)
+	}
+	return strings.TrimSpace(string(res.Stdout)), nil
+}
+
+func mustSSHX(t *testing.T, name string, cfg sshx.Config, cmd string) string {
+	t.Helper()
+	out, err := sshxRun(t, name, cfg, cmd)
+	if err != nil {
+		t.Fatalf("sshx %s@%s (sudo %v, jump %v): %v", cfg.User, name, cfg.Sudo, cfg.Jump != nil, err)
+	}
+	return out
+}
+
+// TestOperatorSudoJump: in both host modes the hosts have the operator
+// account rescue (not root, passwordless sudo, the lab's key), and the
+// inventory variant {user: rescue, sudo: true, jump: root@h1} works over
+// real ssh through sshx: commands run as root through sudo -n, and the
+// connections to the other hosts really come from h1 (10.77.0.11), with
+// h1's host key verified.
+func TestOperatorSudoJump(t *testing.T) {
+	for _, mode := range []Mode{ModeNspawn, ModeLight} {
+		t.Run(string(mode), func(t *testing.T) {
+			t0 := time.Now()
+			l := upLab(t, Options{Members: 3, Version: "3.6", Keys: 50, Mode: mode})
+			if l.Mode() != mode {
+				t.Fatalf("mode %s, want %s", l.Mode(), mode)
+			}
+			checkOperatorSudoJump(t, l)
+			t.Logf("%s mode: checks done %.1fs after the start", mode, time.Since(t0).Seconds())
+		})
+	}
+}
+
+func checkOperatorSudoJump(t *testing.T, l *Lab) {
+	h1, _ := l.Host("h1")
+	h2, _ := l.Host("h2")
+
+	t.Run("account", func(t *testing.T) {
+		for _, h := range l.Hosts() {
+			out := sshAs(t, l, h.Name, OperatorUser, `id -u; id -un; echo "$HOME"; stat -c %U:%a "$HOME" "$HOME/.ssh/authorized_keys"
+sudo -n true && echo sudo-ok; sudo -n id -u; sudo -n grep -c '^root:' /etc/shadow`)
+			f := strings.Split(out, "\n")
+			if len(f) != 8 || f[0] == "0" || f[1] != OperatorUser || f[2] != "/home/"+OperatorUser ||
+				f[3] != OperatorUser+":700" || f[4] != OperatorUser+":600" || f[5] != "sudo-ok" || f[6] != "0" || f[7] != "1" {
+				t.Errorf("%s as %s:\n%s\nwant: a uid other than 0, rescue, /home/rescue (rescue:700), authorized_keys rescue:600, sudo -n works, as uid 0, reads /etc/shadow", h.Name, OperatorUser, out)
+			}
+			// root is untouched, and the sudoers file is the one promised
+			if out := sshOut(t, l, h.Name, "id -u; stat -c %U:%a /etc/sudoers.d/rescue; grep -v '^#' /etc/sudoers.d/rescue; sudo -l -U rescue | grep -c 'NOPASSWD: ALL'"); out !=
+				"0\nroot:440\nrescue ALL=(ALL) NOPASSWD: ALL\nDefaults:rescue logfile=/var/log/sudo-rescue.log, !loglinelen\n1" {
+				t.Errorf("%s as root: %q", h.Name, out)
+			}
+		}
+		if out := sshAs(t, l, "h1", OperatorUser, "touch /etc/etcd/probe 2>/dev/null || echo refused; cat /etc/shadow >/dev/null 2>&1 || echo refused"); out != "refused\nrefused" {
+			t.Errorf("rescue writes /etc/etcd or reads /etc/shadow without sudo: %q", out)
+		}
+		// no other host's home, nor this machine's /home (light mode binds a per-host one)
+		if _, err := os.Stat("/home/" + OperatorUser); err == nil && l.Mode() == ModeLight {
+			t.Errorf("light mode made /home/%s on this machine", OperatorUser)
+		}
+	})
+
+	direct := sshx.Config{Address: h2.Address, User: OperatorUser, IdentityFiles: []string{l.ClientKeyPath()}, KnownHosts: l.KnownHostsPath(), KeepAlive: -1}
+	t.Run("sshx-sudo", func(t *testing.T) {
+		if out := mustSSHX(t, "h2", direct, `id -un; echo "$SSH_CONNECTION"`); !strings.HasPrefix(out, OperatorUser+"\n"+GatewayAddr+" ") {
+			t.Errorf("direct, no sudo: %q, want rescue, from %s", out, GatewayAddr)
+		}
+		sudo := direct
+		sudo.Sudo = true
+		if out := mustSSHX(t, "h2", sudo, `whoami; echo "$SUDO_USER"; id -u`); out != "root\nrescue\n0" {
+			t.Errorf("sshx with Sudo: %q, want root (SUDO_USER rescue, uid 0)", out)
+		}
+	})
+
+	inv := filepath.Join(t.TempDir(), "inventory-sudo-jump.yaml")
+	if err := l.WriteInventory(inv, InventoryOptions{User: OperatorUser, Sudo: true, Jump: "h1"}); err != nil {
+		t.Fatal(err)
+	}
+	t.Run("inventory", func(t *testing.T) {
+		iv := readInventoryFile(t, inv)
+		if iv.SSH.User != OperatorUser || !iv.SSH.Sudo || iv.SSH.Jump != "root@"+h1.Address ||
+			iv.SSH.Identity != l.ClientKeyPath() || iv.SSH.KnownHosts != l.KnownHostsPath() {
+			t.Errorf("variant's ssh: %+v, want {rescue, sudo, jump root@%s, the lab's key and known_hosts}", iv.SSH, h1.Address)
+		}
+		own := readInventory(t, l)
+		if len(iv.Cluster.Members) != len(own.Cluster.Members) || len(iv.Hosts) != len(own.Hosts) || iv.Cluster.Token != own.Cluster.Token {
+			t.Errorf("the variant describes another cluster than the lab's inventory")
+		}
+		checkInventory(t, l) // the lab's own inventory is unchanged: root, no sudo, no jump
+		if err := l.WriteInventory(filepath.Join(t.TempDir(), "x.yaml"), InventoryOptions{Jump: "h9"}); err == nil || !strings.Contains(err.Error(), "no lab host h9") {
+			t.Errorf("a jump host that is not in the lab: %v", err)
+		}
+		if err := l.WriteInventory(l.InventoryPath(), InventoryOptions{Sudo: true}); err == nil {
+			t.Error("WriteInventory overwrote the lab's own inventory with a variant")
+		}
+	})
+
+	t.Run("jump", func(t *testing.T) {
+		iv := readInventoryFile(t, inv)
+		for _, h := range []string{"h2", "h3"} {
+			cfg := sshxFromInventory(t, iv, h)
+			if out := mustSSHX(t, h, cfg, `whoami; echo "$SUDO_USER"`); out != "root\nrescue" {
+				t.Errorf("%s via h1 with sudo: %q, want root (sudo from rescue)", h, out)
+			}
+			// sudo resets the environment: SSH_CONNECTION is read without it
+			cfg.Sudo = false
+			out := mustSSHX(t, h, cfg, `id -un; echo "$SSH_CONNECTION"`)
+			f := strings.Fields(out)
+			hh, _ := l.Host(h)
+			if len(f) != 5 || f[0] != OperatorUser || f[1] != h1.Address || f[3] != hh.Address {
+				t.Errorf("%s via h1: %q, want rescue, client %s (h1), server %s", h, out, h1.Address, hh.Address)
+			}
+			// the target's sudo log has the command sshx wrapped
+			if log := sshOut(t, l, h, "cat "+SudoLog); !regexp.MustCompile(`rescue : .*USER=root ; COMMAND=/usr/bin/setsid -w sh -c .*exec sh -c .*whoami`).MatchString(log) {
+				t.Errorf("%s: %s does not show sshx's sudo -n setsid -w sh -c ... whoami as rescue:\n%s", h, SudoLog, log)
+			}
+		}
+		if l.Mode() == ModeNspawn {
+			// sshd's own word (journald): rescue came from h1, and root
+			// logged in on h1 from this machine to make the tunnel
+			if out := sshOut(t, l, "h2", "journalctl -u ssh --no-pager -o cat | grep 'Accepted publickey for rescue from' || true"); !strings.Contains(out, "for rescue from "+h1.Address+" ") {
+				t.Errorf("h2's sshd log shows no login of rescue from %s:\n%s", h1.Address, out)
+			}
+			if out := sshOut(t, l, "h1", "journalctl -u ssh --no-pager -o cat | grep 'Accepted publickey for root from "+GatewayAddr+" ' | wc -l"); out == "0" {
+				t.Errorf("h1's sshd log shows no root login from %s (the jump)", GatewayAddr)
+			}
+		}
+	})
+
+	t.Run("jump-host-key-verified", func(t *testing.T) {
+		// known_hosts with h2 and h3 but not h1: the tunnel must be refused
+		// at h1, before anything reaches h2
+		b, err := os.ReadFile(l.KnownHostsPath())
+		if err != nil {
+			t.Fatal(err)
+		}
+		var keep []string
+		for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+			if !strings.HasPrefix(line, "h1,") {
+				keep = append(keep, line)
+			}
+		}
+		if len(keep) != len(l.Hosts())-1 {
+			t.Fatalf("known_hosts lines: %q", b)
+		}
+		kh := filepath.Join(t.TempDir(), "known_hosts")
+		if err := os.WriteFile(kh, []byte(strings.Join(keep, "\n")+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		cfg := sshxFromInventory(t, readInventoryFile(t, inv), "h2")
+		cfg.KnownHosts = kh
+		_, err = sshxRun(t, "h2", cfg, "true")
+		var he *sshx.HostKeyError
+		if !errors.As(err, &he) || he.Address != h1.Address || !strings.Contains(err.Error(), "jump host") {
+			t.Fatalf("via h1 with h1 missing from known_hosts: want a host key error for the jump host %s, got %v", h1.Address, err)
+		}
+		// and without the jump the same file reaches h2: only h1 was unknown
+		cfg.Jump = nil
+		mustSSHX(t, "h2", cfg, "true")
+	})
+
+	if l.Mode() != ModeNspawn {
+		return
+	}
+	// the guard that keeps Up and make lab-rootfs from rebuilding a rootfs
+	// under a running lab's hosts
+	if !rootfsInUse(l.st.RootfsDir) {
+		t.Errorf("rootfsInUse(%s) is false while an nspawn lab's host disks use it", l.st.RootfsDir)
+	}
+	t.Run("break-rewrites-variant", func(t *testing.T) {
+		if err := l.Break(context.Background(), "ip-change"); err != nil {
+			t.Fatal(err)
+		}
+		iv := readInventoryFile(t, inv)
+		h3, _ := l.Host("h3")
+		if iv.Hosts["h3"].Address != h3.Address || h3.Address != "10.77.0.23" || iv.Vars["oldPeerURL"] == "" || iv.SSH.Jump != "root@"+h1.Address || !iv.SSH.Sudo {
+			t.Fatalf("the variant after ip-change: h3 %+v, vars %v, ssh %+v; want h3 at 10.77.0.23, oldPeerURL, still sudo through h1", iv.Hosts["h3"], iv.Vars, iv.SSH)
+		}
+		cfg := sshxFromInventory(t, iv, "h3")
+		if out := mustSSHX(t, "h3", cfg, "whoami; hostname -I"); !strings.HasPrefix(out, "root\n10.77.0.23") {
+			t.Errorf("h3 at its new address via h1: %q", out)
+		}
+	})
 }

@@ -15,8 +15,8 @@ import (
 
 // lightDriver: host = network namespace + private mount and UTS namespace
 // running this machine's sshd.  /etc, /var/lib and /var/log are overlays
-// with per-host upper dirs (<state>/hosts/hN/*.upper), /root, /tmp and
-// /usr/local/sbin are per-host bind mounts, /run is a per-host tmpfs.
+// with per-host upper dirs (<state>/hosts/hN/*.upper), /root, /home, /tmp
+// and /usr/local/sbin are per-host bind mounts, /run is a per-host tmpfs.
 // /usr/local/sbin holds the etcd binaries and the systemctl/journalctl
 // shims, which run etcd.service the way its unit says (Type=notify,
 // EnvironmentFile, User=etcd, Restart=on-failure).
@@ -39,6 +39,8 @@ for d in etc varlib varlog; do
   mount -t overlay "etcdlab-$2-$d" -o "lowerdir=$t,upperdir=$H/$d.upper,workdir=$H/$d.work" "$t"
 done
 mount --bind "$H/home" /root
+mkdir -p /home
+mount --bind "$H/homes" /home
 mount --bind "$H/tmp" /tmp
 mount --bind "$H/sbin" /usr/local/sbin
 mount -t tmpfs -o mode=0755 "etcdlab-$2-run" /run
@@ -49,12 +51,13 @@ exec /usr/sbin/sshd -f "$H/sshd_config"
 
 func (d *lightDriver) create(ctx context.Context, h *Host) error {
 	hd := d.l.hostDir(h)
-	for _, s := range []string{"etc.upper/systemd/system", "etc.work", "varlib.upper", "varlib.work", "varlog.upper/etcd", "varlog.work", "home/.ssh", "tmp", "sbin"} {
+	for _, s := range []string{"etc.upper/systemd/system", "etc.work", "varlib.upper", "varlib.work", "varlog.upper/etcd", "varlog.work", "home/.ssh", "homes", "tmp", "sbin"} {
 		if err := os.MkdirAll(filepath.Join(hd, s), 0o755); err != nil {
 			return fmt.Errorf("disk of %s: %w", h.Name, err)
 		}
 	}
 	_ = os.Chmod(filepath.Join(hd, "tmp"), 0o1777)
+	_ = os.Chmod(filepath.Join(hd, "homes"), 0o755) // /home: the operator account lives there
 	_ = os.Chmod(filepath.Join(hd, "home"), 0o700)
 	_ = os.Chmod(filepath.Join(hd, "home/.ssh"), 0o700)
 	pub, err := os.ReadFile(d.l.ClientKeyPath() + ".pub")

@@ -40,20 +40,57 @@ func newDriver(l *Lab, m Mode) driver {
 
 // Rootfs of the nspawn mode: a Debian bookworm minbase with these packages
 // (keep in sync with LAB_ROOTFS_PACKAGES in lab/lab.mk; a test checks it).
+// The marker file in the rootfs holds RootfsStamp: a rootfs made with
+// another package list (an older checkout's) is debootstrapped again.
 const (
 	RootfsSuite    = "bookworm"
-	RootfsPackages = "systemd,systemd-sysv,dbus,openssh-server,iproute2,procps"
+	RootfsPackages = "systemd,systemd-sysv,dbus,openssh-server,iproute2,procps,sudo"
+	RootfsStamp    = RootfsSuite + " minbase " + RootfsPackages
 	rootfsMarker   = ".etcd-rescue-lab-rootfs"
 )
 
-func rootfsReady(dir string) bool {
-	_, err := os.Stat(filepath.Join(dir, rootfsMarker))
-	return err == nil
+// readRootfsStamp is what the marker of the rootfs in dir says ("" if none).
+func readRootfsStamp(dir string) string {
+	b, err := os.ReadFile(filepath.Join(dir, rootfsMarker))
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(b))
+}
+
+// rootfsReady: dir holds a rootfs made with today's package list.
+func rootfsReady(dir string) bool { return readRootfsStamp(dir) == RootfsStamp }
+
+// rootfsInUse reports whether a mounted overlay (a host disk of a lab that
+// is up) has dir as a lower layer.
+func rootfsInUse(dir string) bool {
+	b, err := os.ReadFile("/proc/self/mounts")
+	if err != nil {
+		return false
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 4 || f[2] != "overlay" {
+			continue
+		}
+		for _, o := range strings.Split(f[3], ",") {
+			if low, ok := strings.CutPrefix(o, "lowerdir="); ok {
+				for _, d := range strings.Split(low, ":") {
+					if unescapeMount(d) == dir {
+						return true
+					}
+				}
+			}
+		}
+	}
+	return false
 }
 
 // EnsureRootfs debootstraps the nspawn hosts' rootfs into dir unless it is
-// there (about 70 s and 270 MB, once per machine; `make lab-rootfs` does
-// the same).  $DEBIAN_MIRROR overrides the Debian mirror.
+// there with RootfsPackages (about 70 s and 270 MB, once per machine and
+// package list; `make lab-rootfs` does the same).  A rootfs made with
+// another package list is made again, unless a lab that is up uses it.
+// $DEBIAN_MIRROR overrides the Debian mirror.
 func EnsureRootfs(ctx context.Context, dir string, log io.Writer) error {
 	if rootfsReady(dir) {
 		return nil
@@ -72,6 +109,14 @@ func EnsureRootfs(ctx context.Context, dir string, log io.Writer) error {
 	if rootfsReady(dir) {
 		return nil
 	}
+	if old := readRootfsStamp(dir); old != "" {
+		// made by an older checkout with other packages: the hosts would
+		// lack one (sudo for the operator account...); build it again
+		if rootfsInUse(dir) {
+			return fmt.Errorf("rootfs %s is out of date (made with %q, this etcd-rescue needs %q) and a lab that is up uses it: take that lab down first (etcd-rescue lab down), then retry", dir, old, RootfsStamp)
+		}
+		fmt.Fprintf(log, "rootfs %s was made with %q; this etcd-rescue needs %q: building it again\n", dir, old, RootfsStamp)
+	}
 	mirror := os.Getenv("DEBIAN_MIRROR")
 	if mirror == "" {
 		mirror = "http://deb.debian.org/debian"
@@ -89,7 +134,7 @@ func EnsureRootfs(ctx context.Context, dir string, log io.Writer) error {
 	if _, err := run(ctx, db, "--variant=minbase", "--include="+RootfsPackages, RootfsSuite, tmp, mirror); err != nil {
 		return fmt.Errorf("build rootfs: %w", err)
 	}
-	if err := os.WriteFile(filepath.Join(tmp, rootfsMarker), []byte(RootfsSuite+" minbase "+RootfsPackages+"\n"), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(tmp, rootfsMarker), []byte(RootfsStamp+"\n"), 0o644); err != nil {
 		return fmt.Errorf("build rootfs: %w", err)
 	}
 	if err := os.RemoveAll(dir); err != nil {

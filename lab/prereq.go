@@ -178,6 +178,11 @@ func lightMissing() []Missing {
 	if _, ok := lookPath("socat"); !ok {
 		miss = append(miss, aptMissing("socat (Type=notify in the systemctl shim)", "socat"))
 	}
+	for _, p := range []string{"sudo", "visudo"} {
+		if _, ok := lookPath(p); !ok {
+			miss = append(miss, aptMissing(p+" (the hosts' operator account "+OperatorUser+")", "sudo"))
+		}
+	}
 	return miss
 }
 

@@ -89,32 +89,9 @@ func (e *e2e) recoverLab(t *testing.T, l *lab.Lab, sc scenario) *runState {
 		}
 	}
 	before := dataDirs(t, l, lab.DataDir, "")
-	inv := l.InventoryPath()
 	plan := planPath(sc.plan)
-
-	if r := e.cli(t, "validate", plan, "--inventory", inv); r.code != 0 {
-		t.Fatalf("validate with the lab's inventory: %s", r)
-	}
-	dry := e.cli(t, "plan", plan, "--inventory", inv)
-	if dry.code != 0 {
-		t.Fatalf("plan (dry-run) with the lab's inventory: %s", dry)
-	}
-	stateDir := filepath.Join(t.TempDir(), "state")
-	r := e.cli(t, "apply", plan, "--inventory", inv, "--yes", "--state-dir", stateDir)
-	runID := runIDOf(r.stdout)
-	if r.code != 0 {
-		msg := fmt.Sprintf("apply %s failed against the lab broken by %q:\n%s\n--- the dry-run it ran:\n%s", sc.plan, sc.brk, r, dry.stdout)
-		if runID != "" {
-			if ev, err := os.ReadFile(filepath.Join(stateDir, "runs", runID, "events.jsonl")); err == nil {
-				msg += "\n--- events.jsonl (tail):\n" + tailLines(string(ev), 40)
-			}
-		}
-		t.Fatal(msg)
-	}
+	stateDir, runID, r := e.applyPlan(t, plan, l.InventoryPath(), fmt.Sprintf("against the lab broken by %q", sc.brk))
 	t.Logf("apply %s: exit 0 in %.1fs; summary:\n%s", sc.plan, r.wall.Seconds(), summaryOf(r.stdout))
-	if runID == "" {
-		t.Fatalf("apply printed no run id:\n%s", r.stdout)
-	}
 	st := e.statusJSON(t, stateDir, runID)
 	checkRunDone(t, st)
 	verifyLab(t, l)
@@ -126,6 +103,37 @@ func (e *e2e) recoverLab(t *testing.T, l *lab.Lab, sc scenario) *runState {
 	record(t, measurement{Test: t.Name(), Plan: sc.plan, Version: l.Version(), Members: len(l.Members()),
 		Wall: r.wall, Sessions: st.Sessions, Steps: timesOf(st), Summary: summaryOf(r.stdout)})
 	return st
+}
+
+// applyPlan validates plan with inventory inv, prints its dry-run and
+// applies it with --yes into a fresh state dir; a failure stops the test
+// with the output, the dry-run and the tail of the run's events. what says
+// what the apply ran against.
+func (e *e2e) applyPlan(t *testing.T, plan, inv, what string) (stateDir, runID string, r result) {
+	t.Helper()
+	if r := e.cli(t, "validate", plan, "--inventory", inv); r.code != 0 {
+		t.Fatalf("validate %s with inventory %s: %s", plan, inv, r)
+	}
+	dry := e.cli(t, "plan", plan, "--inventory", inv)
+	if dry.code != 0 {
+		t.Fatalf("plan (dry-run) %s with inventory %s: %s", plan, inv, dry)
+	}
+	stateDir = filepath.Join(t.TempDir(), "state")
+	r = e.cli(t, "apply", plan, "--inventory", inv, "--yes", "--state-dir", stateDir)
+	runID = runIDOf(r.stdout)
+	if r.code != 0 {
+		msg := fmt.Sprintf("apply %s failed %s:\n%s\n--- the dry-run it ran:\n%s", plan, what, r, dry.stdout)
+		if runID != "" {
+			if ev, err := os.ReadFile(filepath.Join(stateDir, "runs", runID, "events.jsonl")); err == nil {
+				msg += "\n--- events.jsonl (tail):\n" + tailLines(string(ev), 40)
+			}
+		}
+		t.Fatal(msg)
+	}
+	if runID == "" {
+		t.Fatalf("apply printed no run id:\n%s", r.stdout)
+	}
+	return stateDir, runID, r
 }
 
 // checkRunDone: outcome done, every step-host done, the lock released.

@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"syscall"
@@ -39,7 +40,13 @@ commands:
   status              hosts, addresses, etcd state, members, revision, keys vs the fingerprint
   verify              exit 0 only if the cluster is healthy and every fingerprinted key is intact
   down                kill what the lab started, remove namespaces, mounts and state (idempotent)
-  inventory           print the path of the lab's inventory (for a plan's --inventory)
+  inventory [--user U] [--sudo] [--jump HOST] [--out FILE]
+                      print the path of the lab's inventory (for a plan's --inventory); with
+                      flags, write a variant first and print its path: ssh as U (the hosts
+                      have root and rescue, a user with passwordless sudo), every command
+                      through sudo -n, every connection through lab host HOST (ssh -J
+                      root@HOST's address); default FILE: STATE/inventory-U[-sudo][-via-HOST].yaml;
+                      a later lab break rewrites it too
 
 every command takes --state-dir DIR (default $ETCD_RESCUE_LAB_STATE or %s)
 `
@@ -79,6 +86,10 @@ func cmdLab(args []string, stdout, stderr io.Writer) int {
 		keys     *int
 		mode     *string
 		hard     *bool
+		invUser  *string
+		invSudo  *bool
+		invJump  *string
+		invOut   *string
 		wantArgs int
 	)
 	switch sub {
@@ -92,7 +103,12 @@ func cmdLab(args []string, stdout, stderr io.Writer) int {
 	case "reboot":
 		wantArgs = 1
 		hard = fs.Bool("hard", false, "power cut instead of a clean reboot")
-	case "status", "verify", "down", "inventory":
+	case "inventory":
+		invUser = fs.String("user", "", "ssh.user of the variant (root or "+lab.OperatorUser+")")
+		invSudo = fs.Bool("sudo", false, "ssh.sudo: true in the variant")
+		invJump = fs.String("jump", "", "ssh.jump of the variant: a lab host (h1) or user@h1")
+		invOut = fs.String("out", "", "where to write the variant")
+	case "status", "verify", "down":
 	default:
 		return labUsageErr(stderr, fmt.Sprintf("unknown lab command %q", sub))
 	}
@@ -165,7 +181,19 @@ func cmdLab(args []string, stdout, stderr io.Writer) int {
 	l.SetLog(stdout)
 	switch sub {
 	case "inventory":
-		fmt.Fprintln(stdout, l.InventoryPath())
+		o := lab.InventoryOptions{User: *invUser, Sudo: *invSudo, Jump: *invJump}
+		if o == (lab.InventoryOptions{}) && *invOut == "" {
+			fmt.Fprintln(stdout, l.InventoryPath())
+			break
+		}
+		path := *invOut
+		if path == "" {
+			path = inventoryVariantPath(l.StateDir(), o)
+		}
+		if err := l.WriteInventory(path, o); err != nil {
+			return labFail(stderr, err)
+		}
+		fmt.Fprintln(stdout, path)
 	case "break":
 		if err := l.Break(ctx, pos[0]); err != nil {
 			return labFail(stderr, err)
@@ -188,6 +216,23 @@ func cmdLab(args []string, stdout, stderr io.Writer) int {
 		printLabStatus(stdout, l.Status(ctx))
 	}
 	return labExitOK
+}
+
+// inventoryVariantPath is where `lab inventory --user U --sudo --jump H`
+// writes its variant by default: STATE/inventory-U[-sudo][-via-H].yaml.
+func inventoryVariantPath(stateDir string, o lab.InventoryOptions) string {
+	user := o.User
+	if user == "" {
+		user = "root"
+	}
+	name := "inventory-" + user
+	if o.Sudo {
+		name += "-sudo"
+	}
+	if o.Jump != "" {
+		name += "-via-" + strings.ReplaceAll(o.Jump, "@", "-at-")
+	}
+	return filepath.Join(stateDir, name+".yaml")
 }
 
 var labVersionRE = regexp.MustCompile(`^v?3\.[0-9]+(\.[0-9]+)?$`)

@@ -28,6 +28,8 @@ func TestCmdLabUsage(t *testing.T) {
 		{[]string{"status", "extra", "--state-dir", dir}, 2, `unexpected argument "extra"`},
 		{[]string{"verify", "--state-dir", dir}, 1, "no lab is up"},
 		{[]string{"break", "quorum-loss", "--state-dir", dir}, 1, "no lab is up"},
+		{[]string{"inventory", "--sudo=maybe", "--state-dir", dir}, 2, "-sudo"},
+		{[]string{"inventory", "--user", "rescue", "--sudo", "--jump", "h1", "--state-dir", dir}, 1, "no lab is up"},
 		{[]string{"down", "--state-dir", dir}, 0, ""},
 	} {
 		var out, errb bytes.Buffer
