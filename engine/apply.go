@@ -469,6 +469,9 @@ func session(ctx context.Context, c *Compiled, run *Run, opts *Options) (*Result
 		b, err = NewSSHBackend(c.Plan)
 		if err == nil {
 			backend = b
+			for _, r := range b.Routes() {
+				run.Event(Event{Type: "run", Host: r.Host, Msg: r.String()})
+			}
 			for _, h := range b.InsecureHosts() {
 				// Loud on every run, and in the journal: this is for labs.
 				out.printf("WARNING: host key of %s is NOT verified (ssh.insecureIgnoreHostKey): anyone on the path can impersonate it", h)

@@ -356,6 +356,46 @@ func NewSSHBackend(p *plans.Plan) (*SSHBackend, error) {
 // InsecureHosts lists the hosts whose host key is not verified.
 func (b *SSHBackend) InsecureHosts() []string { return b.pool.HostKeyCheckDisabled() }
 
+// Routes describes, per host (sorted), how it is reached: address, user,
+// sudo, jump host and host key check; journalled at the start of every
+// session so the record says who did what, and how.
+func (b *SSHBackend) Routes() []HostRoute {
+	var out []HostRoute
+	for _, name := range b.pool.Names() {
+		c, err := b.pool.Get(name)
+		if err != nil {
+			continue
+		}
+		cfg := c.Config()
+		r := HostRoute{Host: name, Address: cfg.HostPort(), User: cfg.User, Sudo: cfg.Sudo, HostKeys: "known_hosts " + cfg.KnownHosts}
+		if cfg.InsecureIgnoreHostKey {
+			r.HostKeys = "NOT verified"
+		}
+		if j := cfg.Jump; j != nil {
+			r.Jump = j.User + "@" + j.HostPort()
+		}
+		out = append(out, r)
+	}
+	return out
+}
+
+// HostRoute is how one host is reached.
+type HostRoute struct {
+	Host, Address, User, Jump, HostKeys string
+	Sudo                                bool
+}
+
+func (r HostRoute) String() string {
+	s := fmt.Sprintf("ssh %s@%s", r.User, r.Address)
+	if r.Jump != "" {
+		s += " via " + r.Jump
+	}
+	if r.Sudo {
+		s += ", commands through sudo -n"
+	}
+	return s + ", host key " + r.HostKeys
+}
+
 // SSHConfig is the sshx configuration of one host of the plan.
 func SSHConfig(p *plans.Plan, h *plans.Host) (sshx.Config, error) {
 	s := p.SSH

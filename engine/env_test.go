@@ -105,6 +105,10 @@ func TestApplyOverRealSSH(t *testing.T) {
 	run := filepath.Join(res.StateDir, "runs", res.RunID)
 	ev := readFile(t, filepath.Join(run, "events.jsonl"))
 	st := readFile(t, filepath.Join(run, "state.json"))
+	// The journal says how each host was reached.
+	if want := fmt.Sprintf(`"host":"local","msg":"ssh %s@127.0.0.1:%d, host key known_hosts %s"`, srv.User, srv.Port, srv.KnownHosts); !strings.Contains(ev, want) {
+		t.Errorf("the journal lacks the route of host local (%s):\n%s", want, ev)
+	}
 	for name, text := range map[string]string{"events": ev, "state": st, "progress": progress.String()} {
 		if strings.Contains(text, "hunter2-SMOKE-secret") {
 			t.Errorf("%s holds the secret", name)
@@ -280,7 +284,7 @@ func TestInsecureHostKeyIsLoud(t *testing.T) {
 	if !strings.Contains(progress.String(), "WARNING: host key of local is NOT verified") {
 		t.Errorf("no warning:\n%s", progress.String())
 	}
-	if ev := readFile(t, filepath.Join(res.StateDir, "runs", res.RunID, "events.jsonl")); !strings.Contains(ev, "host key not verified") {
+	if ev := readFile(t, filepath.Join(res.StateDir, "runs", res.RunID, "events.jsonl")); !strings.Contains(ev, "host key not verified") || !strings.Contains(ev, ", host key NOT verified") {
 		t.Errorf("no warning in the journal:\n%s", ev)
 	}
 }

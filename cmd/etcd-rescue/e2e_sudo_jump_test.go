@@ -36,6 +36,7 @@ type runEvent struct {
 	Cmd   string `json:"cmd"`
 	Exit  *int   `json:"exit"`
 	Error string `json:"error"`
+	Msg   string `json:"msg"`
 }
 
 func readEvents(t *testing.T, stateDir, runID string) []runEvent {
@@ -111,7 +112,11 @@ func TestE2ESudoJump(t *testing.T) {
 	evs := readEvents(t, stateDir, runID)
 	cmds := map[string][]runEvent{}
 	var rootOnly []string
+	routes := map[string]string{}
 	for _, ev := range evs {
+		if ev.Type == "run" && strings.HasPrefix(ev.Msg, "ssh ") {
+			routes[ev.Host] = ev.Msg
+		}
 		if ev.Type != "cmd" {
 			continue
 		}
@@ -122,6 +127,13 @@ func TestE2ESudoJump(t *testing.T) {
 		// what only root can do, done with exit 0 by a run logged in as rescue
 		if ev.Exit != nil && *ev.Exit == 0 && regexp.MustCompile(`systemctl (stop|start|restart|reset-failed)|`+regexp.QuoteMeta(lab.EnvFile)).MatchString(ev.Cmd) {
 			rootOnly = append(rootOnly, ev.Host+": "+cmdHead(ev.Cmd))
+		}
+	}
+	// The journal records how each host was reached.
+	for _, h := range []string{"h1", "h2", "h3"} {
+		want := fmt.Sprintf("ssh rescue@%s:22 via root@%s:22, commands through sudo -n, host key known_hosts %s", hostAddr(l, h), h1.Address, l.KnownHostsPath())
+		if routes[h] != want {
+			t.Errorf("journal route of %s: %q, want %q", h, routes[h], want)
 		}
 	}
 	if len(cmds["h3"]) == 0 {
@@ -207,4 +219,14 @@ func eventsSummary(evs []runEvent) string {
 		fmt.Fprintf(&b, "  %s %s %s exit %s: %s\n", ev.Type, ev.Step, ev.Host, exit, cmdHead(ev.Cmd))
 	}
 	return b.String()
+}
+
+// hostAddr is the current address of lab host name.
+func hostAddr(l *lab.Lab, name string) string {
+	for _, h := range l.Hosts() {
+		if h.Name == name {
+			return h.Address
+		}
+	}
+	return "?"
 }
