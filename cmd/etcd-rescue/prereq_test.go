@@ -120,6 +120,10 @@ func TestRunsFoundThroughTheIndex(t *testing.T) {
 	if code != 1 || !strings.Contains(out, "run "+runID+", state in "+filepath.Join(stateDir, "runs", runID)) || !strings.Contains(errs, "--state-dir "+stateDir) {
 		t.Errorf("resume %s: exit %d\n%s%s", runID, code, out, errs)
 	}
+	code, out, errs = runCLI("unlock", "--force", runID)
+	if code != 0 || !strings.Contains(out, "no lock held") {
+		t.Errorf("unlock --force %s: exit %d\n%s%s", runID, code, out, errs)
+	}
 	code, _, errs = runCLI("status", "20000101T000000Z-0000")
 	if code != 2 || !strings.Contains(errs, "nor in the run index") {
 		t.Errorf("status of an unknown run: exit %d\n%s", code, errs)

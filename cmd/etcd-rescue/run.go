@@ -573,25 +573,31 @@ func cmdRuns(args []string, stdout, stderr io.Writer) int {
 }
 
 func cmdUnlock(args []string, stdout, stderr io.Writer) int {
-	fl := newFlags("unlock", "", stderr)
-	stateDir := fl.String("state-dir", "", "state directory (default ./.etcd-rescue)")
+	fl := newFlags("unlock", "[RUN]", stderr)
+	stateDir := fl.String("state-dir", "", "state directory (default: that of RUN, found like resume finds it; else ./.etcd-rescue)")
 	force := fl.Bool("force", false, "remove the lock of a process that is gone")
 	rest, err := parse(fl, args)
 	if err != nil {
 		return 2
 	}
-	if len(rest) > 0 {
-		return exitCode(usageError{"unlock takes no arguments"}, stderr)
+	if len(rest) > 1 {
+		return exitCode(usageError{"unlock takes at most one run id"}, stderr)
 	}
 	if !*force {
 		return exitCode(withCode(2, errors.New("unlock removes another run's lock; it needs --force"),
 			"make sure no apply or resume is running on this state dir, then: etcd-rescue unlock --force"), stderr)
 	}
-	dir := *stateDir
-	if dir == "" {
-		dir = engine.DefaultStateDir
+	var store *engine.Store
+	if len(rest) == 1 {
+		// The lock is the state dir's; the run only says which state dir.
+		store, _, err = engine.LocateRun(*stateDir, rest[0])
+	} else {
+		dir := *stateDir
+		if dir == "" {
+			dir = engine.DefaultStateDir
+		}
+		store, err = engine.ExistingStore(dir)
 	}
-	store, err := engine.ExistingStore(dir)
 	if err != nil {
 		return runErr(err, nil, stderr)
 	}

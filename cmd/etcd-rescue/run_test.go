@@ -106,6 +106,7 @@ func TestRunCommandsBadInput(t *testing.T) {
 		"runs no state":         {[]string{"runs", "--state-dir", "/nonexistent/x"}, 2, "", "no state dir"},
 		"unlock without force":  {[]string{"unlock", "--state-dir", state}, 2, "", "needs --force"},
 		"unlock free":           {[]string{"unlock", "--force", "--state-dir", state}, 0, "", ""},
+		"unlock two runs":       {[]string{"unlock", "--force", runID, runID}, 2, "", "at most one run id"},
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
