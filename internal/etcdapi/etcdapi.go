@@ -29,6 +29,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
 )
 
 // Defaults applied by [New].
@@ -123,6 +124,14 @@ func newClient(cfg Config, tlsCfg *tls.Config) (*Client, error) {
 		// clutter the operator's terminal.
 		Logger: zap.NewNop(),
 	}
+	// A recovery talks to members that are down and then come back: gRPC's
+	// default reconnect backoff grows to 120 s, so a member that was dead
+	// during check-quorum would look dead for minutes after it restarted.
+	// Retry its connection at least every second instead.
+	ccfg.DialOptions = append(ccfg.DialOptions, grpc.WithConnectParams(grpc.ConnectParams{
+		Backoff:           backoff.Config{BaseDelay: 100 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: time.Second},
+		MinConnectTimeout: 2 * time.Second,
+	}))
 	if cfg.Dialer != nil {
 		ccfg.DialOptions = append(ccfg.DialOptions, grpc.WithContextDialer(cfg.Dialer))
 	}
