@@ -9,7 +9,7 @@ export GOTOOLCHAIN := local
 
 -include lab/lab.mk
 
-.PHONY: all build test unit e2e lint fuzz demo golden clean
+.PHONY: all build test unit e2e lint fuzz bench demo golden clean
 
 all: build
 
@@ -43,6 +43,18 @@ FUZZTIME ?= 60s
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzParseCompile -fuzztime $(FUZZTIME) ./engine/
 	$(GO) test -run '^$$' -fuzz FuzzQuote -fuzztime $(FUZZTIME) ./internal/shellquote/
+
+## bench: the engine's walk (parallelism 4 against 1), a checkpoint write, and an SSH
+## command on the pooled connection against dial+run; ratios against the baseline of
+## the same invocation. The SSH ones start a real sshd on 127.0.0.1 (openssh-server).
+BENCHTIME ?= 20x
+bench: lab-deps
+	@out=$$($(GO) test -run '^$$' -bench . -benchtime $(BENCHTIME) ./engine/ ./internal/sshx/ 2>&1) || { echo "$$out"; exit 1; }; \
+	echo "$$out" | grep -E '^(Benchmark|ok)'; \
+	echo "$$out" | awk '/^BenchmarkWalk\/parallelism=1-/{a=$$3} /^BenchmarkWalk\/parallelism=4-/{b=$$3} \
+	  /^BenchmarkDialAndRun/{d=$$3} /^BenchmarkRunOnOpenConn/{o=$$3} \
+	  END{ if (a && b) printf "walk, 24 step-hosts of 5 ms: parallelism 4 takes %.2fx less time than parallelism 1 (baseline)\n", a/b; \
+	       if (d && o) printf "ssh: a command on the open connection takes %.1fx less time than dial+run (baseline)\n", d/o }'
 
 ## golden: rewrite the dry-run golden files after checking the change
 golden:

@@ -376,8 +376,14 @@ type Run struct {
 
 	mu     sync.Mutex
 	st     *State
+	gen    uint64 // bumped by every change of st
 	events *os.File
 	now    func() time.Time
+
+	// wmu makes checkpoint writes one at a time; saved is the last gen
+	// on disk (guarded by wmu).
+	wmu   sync.Mutex
+	saved uint64
 }
 
 // ID is the run id.
@@ -436,24 +442,41 @@ func (r *Run) Close() error {
 	return err
 }
 
-// Update applies f to the state and checkpoints it before returning.
+// Update applies f to the state and returns once a checkpoint holding the
+// change is on disk.
 func (r *Run) Update(f func(*State)) error {
 	r.mu.Lock()
-	defer r.mu.Unlock()
 	f(r.st)
-	return r.saveLocked()
+	r.gen++
+	mine := r.gen
+	r.mu.Unlock()
+	return r.flush(mine)
 }
 
-func (r *Run) saveLocked() error {
+// flush writes the state unless a checkpoint holding change mine is on
+// disk already. Step-hosts finishing together share writes (group commit):
+// whoever writes takes every change made so far, and those waiting for the
+// write find their change in it. Each write is fsync'd, so without this
+// parallel step-hosts queued behind one another's fsync.
+func (r *Run) flush(mine uint64) error {
+	r.wmu.Lock()
+	defer r.wmu.Unlock()
+	if r.saved >= mine {
+		return nil
+	}
+	r.mu.Lock()
 	r.st.Updated = r.now().UTC()
 	b, err := marshalJSON(r.st, "  ")
+	gen, id := r.gen, r.st.RunID
+	r.mu.Unlock()
 	if err != nil {
 		return err
 	}
 	b = r.red.Bytes(b)
 	if err := WriteFileAtomic(filepath.Join(r.Dir(), "state.json"), b, 0o600); err != nil {
-		return fmt.Errorf("checkpoint of run %s: %w", r.st.RunID, err)
+		return fmt.Errorf("checkpoint of run %s: %w", id, err)
 	}
+	r.saved = gen
 	return nil
 }
 

@@ -922,7 +922,7 @@ ssh: {user: root, knownHosts: /nonexistent}
 
 // writePlan writes a plan with the fixed head, vars and the given steps
 // (YAML under steps:) into dir and returns its path.
-func writePlan(t *testing.T, dir, vars, stepsYAML string) string {
+func writePlan(t testing.TB, dir, vars, stepsYAML string) string {
 	t.Helper()
 	body := planHead
 	if vars != "" {
@@ -937,7 +937,7 @@ func writePlan(t *testing.T, dir, vars, stepsYAML string) string {
 }
 
 // compileTest loads and compiles a plan with the test registry.
-func compileTest(t *testing.T, path string) *Compiled {
+func compileTest(t testing.TB, path string) *Compiled {
 	t.Helper()
 	p, fs := plans.Load(path, "")
 	if fs.Errors() > 0 {
