@@ -122,8 +122,8 @@ func (l *Lab) breakIPChange(ctx context.Context) error {
 	}
 	l.mu.Lock()
 	h.Address = addr
-	l.setVarLocked("oldPeerURL", peerURL(old))
-	l.setVarLocked("oldClientURL", clientURL(old))
+	l.setVarLocked("oldPeerURL", l.peerURL(old))
+	l.setVarLocked("oldClientURL", l.clientURL(old))
 	l.mu.Unlock()
 	if err := l.save(); err != nil {
 		return err
@@ -138,8 +138,8 @@ func (l *Lab) breakIPChange(ctx context.Context) error {
 		return err
 	}
 	l.logf("ip-change: %s moved from %s to %s (same host key; known_hosts and ssh config updated)", h.Name, old, addr)
-	l.logf("ip-change: etcd on %s was restarted with its old %s: it cannot bind %s and fails (Restart=on-failure retries)", h.Name, EnvFile, peerURL(old))
-	l.logf("ip-change: the cluster's member list still has %s at %s; the inventory now says %s", m.Name, peerURL(old), peerURL(addr))
+	l.logf("ip-change: etcd on %s was restarted with its old %s: it cannot bind %s and fails (Restart=on-failure retries)", h.Name, EnvFile, l.peerURL(old))
+	l.logf("ip-change: the cluster's member list still has %s at %s; the inventory now says %s", m.Name, l.peerURL(old), l.peerURL(addr))
 	return nil
 }
 
@@ -163,7 +163,7 @@ func (l *Lab) breakLostHost(ctx context.Context) error {
 	nh := &Host{Name: fmt.Sprintf("h%d", idx), Index: idx, Address: defaultAddr(idx)}
 	l.st.Hosts = append(keep, nh)
 	m.Host = nh.Name
-	l.setVarLocked("lostPeerURL", peerURL(h.Address))
+	l.setVarLocked("lostPeerURL", l.peerURL(h.Address))
 	l.setVarLocked("lostHost", h.Name)
 	l.mu.Unlock()
 	if err := l.save(); err != nil {
@@ -177,13 +177,26 @@ func (l *Lab) breakLostHost(ctx context.Context) error {
 	if err := l.createHost(ctx, nh); err != nil {
 		return err
 	}
+	if l.st.TLS {
+		// as the configuration management that installed it would leave it:
+		// the certificates, and an env file that only says where they are
+		env := "# " + EnvFile + ": written by etcd-rescue lab (a blank host: TLS settings only)\n" + tlsEnv()
+		if err := l.WriteFile(ctx, nh.Name, EnvFile, []byte(env), 0o644); err != nil {
+			return err
+		}
+	}
 	if err := l.writeSSHFiles(); err != nil {
 		return err
 	}
 	l.updateEtcHosts(ctx)
-	l.logf("lost-host: blank replacement host %s at %s made in %.1fs: sshd, etcd %s binaries, user etcd, empty %s, no %s, etcd not started",
-		nh.Name, nh.Address, time.Since(t).Seconds(), l.Version(), DataDir, EnvFile)
-	l.logf("lost-host: the cluster's member list still has %s at %s; the inventory now puts %s on %s (%s)", m.Name, peerURL(h.Address), m.Name, nh.Name, peerURL(nh.Address))
+	if l.st.TLS {
+		l.logf("lost-host: blank replacement host %s at %s made in %.1fs: sshd, etcd %s binaries, user etcd, empty %s, %s and an %s with only the TLS settings, etcd not started",
+			nh.Name, nh.Address, time.Since(t).Seconds(), l.Version(), DataDir, HostPKIDir, EnvFile)
+	} else {
+		l.logf("lost-host: blank replacement host %s at %s made in %.1fs: sshd, etcd %s binaries, user etcd, empty %s, no %s, etcd not started",
+			nh.Name, nh.Address, time.Since(t).Seconds(), l.Version(), DataDir, EnvFile)
+	}
+	l.logf("lost-host: the cluster's member list still has %s at %s; the inventory now puts %s on %s (%s)", m.Name, l.peerURL(h.Address), m.Name, nh.Name, l.peerURL(nh.Address))
 	return nil
 }
 

@@ -18,7 +18,9 @@
 // writes and their fingerprint, the inventory file a recovery plan uses, the
 // damage a Break does, and the clean-up done by Down.  Everything lives in a
 // state directory (default /var/tmp/etcd-rescue-lab) and only talks to
-// loopback and to the lab's own namespaces.
+// loopback and to the lab's own namespaces.  With Options.TLS the cluster
+// has https client and peer URLs with client certificates required, from a
+// CA and certificates the package makes itself (see PKIDir).
 //
 // Only one lab can be up per machine (the bridge and the address range are
 // fixed); Up refuses, or waits with Options.WaitBusy, when another lab is up.

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"sort"
@@ -32,19 +33,24 @@ const (
 	PeerPort = 2380
 )
 
-// envFile is /etc/etcd/etcd.env of member m on address addr.
-func envFile(name, addr, initialCluster, clusterState, token string) string {
-	return fmt.Sprintf(`# %s: written by etcd-rescue lab
+// envFile is /etc/etcd/etcd.env of member m on address addr (in a TLS lab
+// with https URLs and the TLS settings, tlsEnv).
+func (l *Lab) envFile(name, addr, initialCluster, clusterState, token string) string {
+	env := fmt.Sprintf(`# %s: written by etcd-rescue lab
 ETCD_NAME=%s
 ETCD_DATA_DIR=%s
 ETCD_LISTEN_PEER_URLS=%s
-ETCD_LISTEN_CLIENT_URLS=%s,http://127.0.0.1:2379
+ETCD_LISTEN_CLIENT_URLS=%s,%s://127.0.0.1:2379
 ETCD_ADVERTISE_CLIENT_URLS=%s
 ETCD_INITIAL_ADVERTISE_PEER_URLS=%s
 ETCD_INITIAL_CLUSTER=%s
 ETCD_INITIAL_CLUSTER_STATE=%s
 ETCD_INITIAL_CLUSTER_TOKEN=%s
-`, EnvFile, name, DataDir, peerURL(addr), clientURL(addr), clientURL(addr), peerURL(addr), initialCluster, clusterState, token)
+`, EnvFile, name, DataDir, l.peerURL(addr), l.clientURL(addr), l.scheme(), l.clientURL(addr), l.peerURL(addr), initialCluster, clusterState, token)
+	if l.st.TLS {
+		env += tlsEnv()
+	}
+	return env
 }
 
 // WriteFile writes data to path on host name over ssh (atomically, via a
@@ -83,7 +89,7 @@ func (l *Lab) Endpoints() []string {
 	var eps []string
 	for _, mh := range l.memberHosts() {
 		if mh.h != nil {
-			eps = append(eps, clientURL(mh.h.Address))
+			eps = append(eps, l.clientURL(mh.h.Address))
 		}
 	}
 	return eps
@@ -92,7 +98,7 @@ func (l *Lab) Endpoints() []string {
 func (l *Lab) initialCluster() string {
 	var parts []string
 	for _, mh := range l.memberHosts() {
-		parts = append(parts, mh.m.Name+"="+peerURL(mh.h.Address))
+		parts = append(parts, mh.m.Name+"="+l.peerURL(mh.h.Address))
 	}
 	return strings.Join(parts, ",")
 }
@@ -103,7 +109,7 @@ func (l *Lab) startCluster(ctx context.Context) error {
 	ic := l.initialCluster()
 	var hosts []*Host
 	for _, mh := range l.memberHosts() {
-		env := envFile(mh.m.Name, mh.h.Address, ic, "new", l.st.SeedToken)
+		env := l.envFile(mh.m.Name, mh.h.Address, ic, "new", l.st.SeedToken)
 		if err := l.WriteFile(ctx, mh.h.Name, EnvFile, []byte(env), 0o644); err != nil {
 			return err
 		}
@@ -140,18 +146,24 @@ func (l *Lab) etcdDiag(ctx context.Context, hosts []*Host) string {
 }
 
 // Client returns an etcd client for the inventory's members (from the
-// operator side: the lab's addresses are reachable from the machine).
+// operator side: the lab's addresses are reachable from the machine; in a
+// TLS lab with the lab's CA and the operator's client certificate).
 func (l *Lab) Client() (*clientv3.Client, error) {
-	return newClient(l.Endpoints())
+	return l.newClient(l.Endpoints())
 }
 
-func newClient(eps []string) (*clientv3.Client, error) {
+func (l *Lab) newClient(eps []string) (*clientv3.Client, error) {
 	if len(eps) == 0 {
 		return nil, errors.New("no member endpoints")
+	}
+	tc, err := l.ClientTLS()
+	if err != nil {
+		return nil, err
 	}
 	c, err := clientv3.New(clientv3.Config{
 		Endpoints:          eps,
 		DialTimeout:        5 * time.Second,
+		TLS:                tc,
 		Logger:             zap.NewNop(),
 		MaxCallRecvMsgSize: 256 << 20,
 	})
@@ -437,14 +449,19 @@ func (l *Lab) memberStatuses(ctx context.Context, cli *clientv3.Client) []*membe
 			ms.err = fmt.Errorf("host %s does not exist", mh.m.Host)
 			continue
 		}
-		ms.url = clientURL(mh.h.Address)
+		ms.url = l.clientURL(mh.h.Address)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			// a plain TCP dial first: it says "connection refused" at once
 			// where the gRPC call would only time out
 			d := net.Dialer{Timeout: 2 * time.Second}
-			conn, err := d.DialContext(ctx, "tcp", strings.TrimPrefix(ms.url, "http://"))
+			u, err := url.Parse(ms.url)
+			if err != nil {
+				ms.err = err
+				return
+			}
+			conn, err := d.DialContext(ctx, "tcp", u.Host)
 			if err != nil {
 				ms.err = err
 				return
@@ -470,7 +487,7 @@ func (l *Lab) clusterProblems(ctx context.Context) []string {
 	if len(eps) == 0 {
 		return []string{"the inventory has no member with a host"}
 	}
-	cli, err := newClient(eps)
+	cli, err := l.newClient(eps)
 	if err != nil {
 		return []string{err.Error()}
 	}
@@ -517,7 +534,7 @@ func (l *Lab) clusterProblems(ctx context.Context) []string {
 	want := map[string][2]string{}
 	for _, mh := range l.memberHosts() {
 		if mh.h != nil {
-			want[mh.m.Name] = [2]string{peerURL(mh.h.Address), clientURL(mh.h.Address)}
+			want[mh.m.Name] = [2]string{l.peerURL(mh.h.Address), l.clientURL(mh.h.Address)}
 		}
 	}
 	got := map[string]bool{}
@@ -589,6 +606,7 @@ type MemberStatus struct {
 // Status is what `lab status` shows.
 type Status struct {
 	StateDir, Mode, Version string
+	TLS                     bool // https URLs, client certificates required
 	Hosts                   []HostStatus
 	Members                 []MemberStatus
 	MemberList              []string // from the cluster: "name peerURL" (empty without a leader)
@@ -601,7 +619,7 @@ type Status struct {
 // Status collects the state of every host and member (never fails: what
 // cannot be read is reported as such).
 func (l *Lab) Status(ctx context.Context) *Status {
-	s := &Status{StateDir: l.dir, Mode: string(l.st.Mode), Version: l.Version(), Keys: -1, Breaks: append([]string(nil), l.st.Breaks...)}
+	s := &Status{StateDir: l.dir, Mode: string(l.st.Mode), Version: l.Version(), TLS: l.st.TLS, Keys: -1, Breaks: append([]string(nil), l.st.Breaks...)}
 	hosts := l.hostPtrs()
 	s.Hosts = make([]HostStatus, len(hosts))
 	_ = parallel(hosts, func(h *Host) error {
@@ -686,7 +704,7 @@ func (l *Lab) Snapshot(ctx context.Context, path string) (*SnapshotInfo, error) 
 	if from == nil {
 		return nil, errors.New("snapshot: no member with a leader answers")
 	}
-	one, err := newClient([]string{from.url})
+	one, err := l.newClient([]string{from.url})
 	if err != nil {
 		return nil, err
 	}

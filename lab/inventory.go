@@ -153,6 +153,11 @@ func (l *Lab) inventory(o InventoryOptions) ([]byte, error) {
 	fmt.Fprintf(&b, "  token: %s    # --initial-cluster-token for any NEW cluster a plan creates\n", q(st.Token))
 	fmt.Fprintf(&b, "  etcdVersion: %s\n", q(l.Version()))
 	fmt.Fprintf(&b, "  layout: {service: systemd, unit: %s, envFile: %s, dataDir: %s, owner: %s}\n", Unit, EnvFile, DataDir, q(Owner))
+	if st.TLS {
+		// absolute paths: the inventory may be copied anywhere
+		fmt.Fprintf(&b, "  tls: {ca: %s, cert: %s, key: %s}    # client API: the lab's CA, the operator's certificate\n",
+			q(l.CACertPath()), q(l.ClientCertPath()), q(l.ClientCertKeyPath()))
+	}
 	b.WriteString("  clientAccess: ssh-tunnel\n")
 	b.WriteString("  members:\n")
 	for _, m := range st.Members {
@@ -161,7 +166,7 @@ func (l *Lab) inventory(o InventoryOptions) ([]byte, error) {
 		if h != nil {
 			addr = h.Address
 		}
-		fmt.Fprintf(&b, "    - {name: %s, host: %s, peerURL: %s, clientURL: %s}\n", m.Name, m.Host, q(peerURL(addr)), q(clientURL(addr)))
+		fmt.Fprintf(&b, "    - {name: %s, host: %s, peerURL: %s, clientURL: %s}\n", m.Name, m.Host, q(l.peerURL(addr)), q(l.clientURL(addr)))
 	}
 	b.WriteString("hosts:\n")
 	for _, h := range st.Hosts {

@@ -70,6 +70,11 @@ type Options struct {
 	// WaitBusy: when another lab is up, wait up to this long for it to go down
 	// instead of failing at once (for test binaries running in parallel).
 	WaitBusy time.Duration
+	// TLS: etcd with https client and peer URLs and client certificates
+	// required on both; a CA, one member certificate for every lab address
+	// and an operator client certificate are made under <state>/pki (see
+	// PKIDir), and the inventory gets cluster.tls.
+	TLS bool
 }
 
 // Host is one lab machine.
@@ -103,7 +108,8 @@ type SnapshotInfo struct {
 
 type state struct {
 	Mode      Mode              `json:"mode"`
-	Version   string            `json:"version"` // full, with v: v3.5.35
+	TLS       bool              `json:"tls,omitempty"` // https URLs, certificates in <state>/pki
+	Version   string            `json:"version"`       // full, with v: v3.5.35
 	BinDir    string            `json:"binDir"`
 	RootfsDir string            `json:"rootfsDir,omitempty"`
 	SeedToken string            `json:"seedToken"` // --initial-cluster-token the lab's cluster was made with
@@ -216,14 +222,22 @@ func (l *Lab) MemberURLs(name string) (peer, client string, err error) {
 			if h == nil {
 				return "", "", fmt.Errorf("member %s: host %s is gone", name, m.Host)
 			}
-			return peerURL(h.Address), clientURL(h.Address), nil
+			return l.peerURL(h.Address), l.clientURL(h.Address), nil
 		}
 	}
 	return "", "", fmt.Errorf("no member %s", name)
 }
 
-func peerURL(addr string) string   { return "http://" + addr + ":2380" }
-func clientURL(addr string) string { return "http://" + addr + ":2379" }
+// scheme of the lab's client and peer URLs: https in a TLS lab.
+func (l *Lab) scheme() string {
+	if l.st.TLS {
+		return "https"
+	}
+	return "http"
+}
+
+func (l *Lab) peerURL(addr string) string   { return l.scheme() + "://" + addr + ":2380" }
+func (l *Lab) clientURL(addr string) string { return l.scheme() + "://" + addr + ":2379" }
 
 func (l *Lab) logf(format string, a ...any) {
 	fmt.Fprintf(l.log, format+"\n", a...)
@@ -334,6 +348,7 @@ func Up(ctx context.Context, o Options) (*Lab, error) {
 		BinDir:    pre.binDir,
 		RootfsDir: o.RootfsDir,
 		Keys:      o.Keys,
+		TLS:       o.TLS,
 		Created:   time.Now().UTC(),
 		NextIndex: o.Members + 1,
 	}
@@ -368,7 +383,11 @@ func Up(ctx context.Context, o Options) (*Lab, error) {
 			return nil, err
 		}
 	}
-	l.logf("lab up: %d members, etcd %s, %s mode, %d keys, in %.1fs", o.Members, l.Version(), l.st.Mode, o.Keys, time.Since(t0).Seconds())
+	tlsNote := ""
+	if l.st.TLS {
+		tlsNote = ", TLS (certificates in " + l.PKIDir() + ")"
+	}
+	l.logf("lab up: %d members, etcd %s, %s mode, %d keys%s, in %.1fs", o.Members, l.Version(), l.st.Mode, o.Keys, tlsNote, time.Since(t0).Seconds())
 	l.logf("inventory: %s", l.InventoryPath())
 	return l, nil
 }
@@ -388,6 +407,11 @@ func (l *Lab) up(ctx context.Context, o Options) error {
 	}
 	if err := l.ensureClientKey(); err != nil {
 		return err
+	}
+	if l.st.TLS {
+		if err := l.ensurePKI(); err != nil {
+			return err
+		}
 	}
 	if err := ensureBridge(ctx); err != nil {
 		return err
@@ -440,7 +464,8 @@ func (l *Lab) hostPtrs() []*Host {
 }
 
 // createHost makes host h (network, disk, boot), waits for its sshd and
-// provisions it (user etcd, /var/lib/etcd, /etc/etcd, user rescue).
+// provisions it (user etcd, /var/lib/etcd, /etc/etcd, user rescue; in a
+// TLS lab also /etc/etcd/pki).
 func (l *Lab) createHost(ctx context.Context, h *Host) error {
 	if err := l.ensureHostKey(h); err != nil {
 		return err
@@ -512,6 +537,9 @@ func (l *Lab) provision(ctx context.Context, h *Host) error {
 	}
 	if out, err := l.Run(ctx, h.Name, provisionScript, bytes.NewReader(bytes.TrimSpace(pub))); err != nil {
 		return withOutput(fmt.Errorf("provision %s: %w", h.Name, err), out)
+	}
+	if l.st.TLS {
+		return l.installPKI(ctx, h)
 	}
 	return nil
 }

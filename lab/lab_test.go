@@ -176,7 +176,13 @@ type inventory struct {
 		EtcdVersion  string            `yaml:"etcdVersion"`
 		Layout       map[string]string `yaml:"layout"`
 		ClientAccess string            `yaml:"clientAccess"`
-		Members      []struct {
+		TLS          *struct {
+			CA         string `yaml:"ca"`
+			Cert       string `yaml:"cert"`
+			Key        string `yaml:"key"`
+			ServerName string `yaml:"serverName"`
+		} `yaml:"tls"`
+		Members []struct {
 			Name      string `yaml:"name"`
 			Host      string `yaml:"host"`
 			PeerURL   string `yaml:"peerURL"`
@@ -229,6 +235,24 @@ func checkInventory(t *testing.T, l *Lab) *inventory {
 			t.Errorf("inventory layout.%s = %q, want %q", k, c.Layout[k], v)
 		}
 	}
+	scheme := "http"
+	if l.TLS() {
+		scheme = "https"
+		if c.TLS == nil || c.TLS.CA != l.CACertPath() || c.TLS.Cert != l.ClientCertPath() || c.TLS.Key != l.ClientCertKeyPath() || c.TLS.ServerName != "" {
+			t.Errorf("inventory cluster.tls = %+v, want {ca: %s, cert: %s, key: %s}", c.TLS, l.CACertPath(), l.ClientCertPath(), l.ClientCertKeyPath())
+		} else {
+			for _, p := range []string{c.TLS.CA, c.TLS.Cert, c.TLS.Key} {
+				if !filepath.IsAbs(p) {
+					t.Errorf("inventory cluster.tls path %s is not absolute", p)
+				}
+				if _, err := os.Stat(p); err != nil {
+					t.Errorf("inventory names a missing file: %v", err)
+				}
+			}
+		}
+	} else if c.TLS != nil {
+		t.Errorf("inventory of a lab without TLS has cluster.tls %+v", c.TLS)
+	}
 	ms := l.Members()
 	if len(c.Members) != len(ms) {
 		t.Fatalf("inventory has %d members, the lab %d", len(c.Members), len(ms))
@@ -239,7 +263,7 @@ func checkInventory(t *testing.T, l *Lab) *inventory {
 			t.Fatalf("member %s: no host %s", m.Name, m.Host)
 		}
 		im := c.Members[i]
-		if im.Name != m.Name || im.Host != m.Host || im.PeerURL != "http://"+h.Address+":2380" || im.ClientURL != "http://"+h.Address+":2379" {
+		if im.Name != m.Name || im.Host != m.Host || im.PeerURL != scheme+"://"+h.Address+":2380" || im.ClientURL != scheme+"://"+h.Address+":2379" {
 			t.Errorf("inventory member %d = %+v, want %s on %s (%s)", i, im, m.Name, m.Host, h.Address)
 		}
 		if ih := inv.Hosts[m.Host]; ih.Address != h.Address || ih.Port != 22 {
@@ -579,26 +603,7 @@ stat -c %U:%G:%a /var/lib/etcd; ls -A /var/lib/etcd | wc -l; etcd --version | he
 		verifyFails(t, l, "etcd2")
 
 		// repair: remove the lost member, add the replacement, start it
-		cli := client(t, l, "etcd1", "etcd3")
-		if _, err := cli.MemberRemove(ctx, memberID(t, cli, "etcd2")); err != nil {
-			t.Fatal(err)
-		}
-		peer, _, _ := l.MemberURLs("etcd2")
-		deadline := time.Now().Add(60 * time.Second)
-		for {
-			// "unhealthy cluster" for ~5 s after a membership change
-			_, err := cli.MemberAdd(ctx, []string{peer})
-			if err == nil {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("member add: %v", err)
-			}
-			time.Sleep(500 * time.Millisecond)
-		}
-		writeEnv(t, l, "etcd2", "existing")
-		sshOut(t, l, "h4", "systemctl enable --now etcd")
-		mustVerify(t, l)
+		replaceLostMember(t, l)
 	})
 
 	t.Run("total-loss", func(t *testing.T) {
@@ -653,7 +658,7 @@ func client(t *testing.T, l *Lab, members ...string) *clientv3.Client {
 		}
 		eps = append(eps, c)
 	}
-	cli, err := newClient(eps)
+	cli, err := l.newClient(eps)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -683,7 +688,7 @@ func writeEnv(t *testing.T, l *Lab, name, clusterState string) {
 	t.Helper()
 	for _, mh := range l.memberHosts() {
 		if mh.m.Name == name {
-			env := envFile(name, mh.h.Address, l.initialCluster(), clusterState, l.st.Token)
+			env := l.envFile(name, mh.h.Address, l.initialCluster(), clusterState, l.st.Token)
 			if err := l.WriteFile(context.Background(), mh.h.Name, EnvFile, []byte(env), 0o644); err != nil {
 				t.Fatal(err)
 			}
@@ -704,7 +709,7 @@ func restoreAll(t *testing.T, l *Lab, snap []byte) {
 		}
 		writeEnv(t, l, mh.m.Name, "new")
 		sshOut(t, l, mh.h.Name, fmt.Sprintf("etcdutl snapshot restore /root/lab.db --name %s --initial-cluster %s --initial-cluster-token %s --initial-advertise-peer-urls %s --data-dir %s >/dev/null && chown -R etcd:etcd %s",
-			mh.m.Name, ic, l.st.Token, peerURL(mh.h.Address), DataDir, DataDir))
+			mh.m.Name, ic, l.st.Token, l.peerURL(mh.h.Address), DataDir, DataDir))
 		hosts = append(hosts, mh.h)
 	}
 	if err := parallel(hosts, func(h *Host) error {
@@ -1037,4 +1042,31 @@ sudo -n true && echo sudo-ok; sudo -n id -u; sudo -n grep -c '^root:' /etc/shado
 			t.Errorf("h3 at its new address via h1: %q", out)
 		}
 	})
+}
+
+// replaceLostMember repairs a lost-host break by hand: remove etcd2, add
+// it back at the replacement's URL (retried: "unhealthy cluster" for ~5 s
+// after a membership change), write its env file and start it on h4.
+func replaceLostMember(t *testing.T, l *Lab) {
+	t.Helper()
+	ctx := context.Background()
+	cli := client(t, l, "etcd1", "etcd3")
+	if _, err := cli.MemberRemove(ctx, memberID(t, cli, "etcd2")); err != nil {
+		t.Fatal(err)
+	}
+	peer, _, _ := l.MemberURLs("etcd2")
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		_, err := cli.MemberAdd(ctx, []string{peer})
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("member add: %v", err)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	writeEnv(t, l, "etcd2", "existing")
+	sshOut(t, l, "h4", "systemctl enable --now etcd")
+	mustVerify(t, l)
 }

@@ -70,8 +70,9 @@ func TestE2E(t *testing.T) {
 func planPath(name string) string { return filepath.Join("examples", name+".yaml") }
 
 // recoverLab breaks l as sc says, applies sc's plan with the lab's
-// inventory and checks the outcome. It returns the run's final state.
-func (e *e2e) recoverLab(t *testing.T, l *lab.Lab, sc scenario) *runState {
+// inventory and checks the outcome. It returns the run's final state and
+// the run's state dir (runs/<id>/events.jsonl is there).
+func (e *e2e) recoverLab(t *testing.T, l *lab.Lab, sc scenario) (*runState, string) {
 	t.Helper()
 	ctx := context.Background()
 	preRev := clusterRevision(t, l)
@@ -102,7 +103,7 @@ func (e *e2e) recoverLab(t *testing.T, l *lab.Lab, sc scenario) *runState {
 	checkNoForceNewCluster(t, l)
 	record(t, measurement{Test: t.Name(), Plan: sc.plan, Version: l.Version(), Members: len(l.Members()),
 		Wall: r.wall, Sessions: st.Sessions, Steps: timesOf(st), Summary: summaryOf(r.stdout)})
-	return st
+	return st, stateDir
 }
 
 // applyPlan validates plan with inventory inv, prints its dry-run and

@@ -32,9 +32,11 @@ A disposable etcd cluster on real SSH hosts on this machine (root, Linux),
 for rehearsing recovery plans.
 
 commands:
-  up [--members N] [--etcd 3.5|3.6|3.7|x.y.z] [--keys K] [--mode auto|nspawn|light]
+  up [--members N] [--etcd 3.5|3.6|3.7|x.y.z] [--keys K] [--mode auto|nspawn|light] [--tls]
                       create hosts h1..hN, start a healthy N-member cluster, write K keys,
-                      record their fingerprint and write the inventory
+                      record their fingerprint and write the inventory; --tls: https client
+                      and peer URLs with client certificates required, a CA, member and
+                      operator certificates in STATE/pki (the inventory gets cluster.tls)
   break SCENARIO      damage the lab; SCENARIO is one of:
 %s  reboot HOST [--hard]  clean reboot of HOST (disk kept), or a power cut with --hard
   status              hosts, addresses, etcd state, members, revision, keys vs the fingerprint
@@ -85,6 +87,7 @@ func cmdLab(args []string, stdout, stderr io.Writer) int {
 		version  *string
 		keys     *int
 		mode     *string
+		useTLS   *bool
 		hard     *bool
 		invUser  *string
 		invSudo  *bool
@@ -98,6 +101,7 @@ func cmdLab(args []string, stdout, stderr io.Writer) int {
 		version = fs.String("etcd", "3.5", "etcd version: 3.5, 3.6, 3.7 or a full x.y.z")
 		keys = fs.Int("keys", lab.DefaultKeys, "keys to write and fingerprint (0: none)")
 		mode = fs.String("mode", "auto", "host mode: auto, nspawn or light")
+		useTLS = fs.Bool("tls", false, "https client and peer URLs, client certificates required")
 	case "break":
 		wantArgs = 1
 	case "reboot":
@@ -160,12 +164,16 @@ func cmdLab(args []string, stdout, stderr io.Writer) int {
 		if k == 0 {
 			k = -1
 		}
-		l, err := lab.Up(ctx, lab.Options{Members: *members, Version: *version, Keys: k, StateDir: *stateDir, Log: stdout, Mode: m})
+		l, err := lab.Up(ctx, lab.Options{Members: *members, Version: *version, Keys: k, StateDir: *stateDir, Log: stdout, Mode: m, TLS: *useTLS})
 		if err != nil {
 			return labFail(stderr, err)
 		}
 		fmt.Fprintf(stdout, "ssh:       ssh -F %s h1\n", l.SSHConfigPath())
-		fmt.Fprintf(stdout, "etcdctl:   %s/etcdctl --endpoints=%s member list -w table\n", l.BinDir(), strings.Join(l.Endpoints(), ","))
+		tlsFlags := ""
+		if l.TLS() {
+			tlsFlags = fmt.Sprintf(" --cacert=%s --cert=%s --key=%s", l.CACertPath(), l.ClientCertPath(), l.ClientCertKeyPath())
+		}
+		fmt.Fprintf(stdout, "etcdctl:   %s/etcdctl --endpoints=%s%s member list -w table\n", l.BinDir(), strings.Join(l.Endpoints(), ","), tlsFlags)
 		return labExitOK
 	case "down":
 		if err := lab.DownDir(ctx, *stateDir, stdout); err != nil {
@@ -314,7 +322,11 @@ func labFail(stderr io.Writer, err error) int {
 }
 
 func printLabStatus(w io.Writer, s *lab.Status) {
-	fmt.Fprintf(w, "lab %s: %s mode, etcd %s\n\n", s.StateDir, s.Mode, s.Version)
+	tlsNote := ""
+	if s.TLS {
+		tlsNote = ", TLS (https, client certificates required)"
+	}
+	fmt.Fprintf(w, "lab %s: %s mode, etcd %s%s\n\n", s.StateDir, s.Mode, s.Version, tlsNote)
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "HOST\tADDRESS\tSSH\tETCD\tDATA DIR\tMEMORY")
 	for _, h := range s.Hosts {
