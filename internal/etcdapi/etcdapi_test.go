@@ -244,6 +244,17 @@ func TestUnreachableEndpoint(t *testing.T) {
 	if _, err := c.Status(ctx(t), dead); err == nil {
 		t.Fatal("status of a dead endpoint succeeded")
 	}
+	// With a long probe timeout, a refused connection is reported as
+	// such, not as the timeout gRPC would reach retrying it.
+	c = newClient(t, etcdapi.Config{Endpoints: []string{dead}, ProbeTimeout: time.Minute})
+	for name, probe := range map[string]func() error{
+		"status": func() error { _, err := c.Status(ctx(t), dead); return err },
+		"health": func() error { _, err := c.Health(ctx(t), dead); return err },
+	} {
+		if err := probe(); err == nil || !strings.Contains(err.Error(), "connection refused") || errors.Is(err, context.DeadlineExceeded) {
+			t.Errorf("%s of a refusing endpoint: %v, want connection refused", name, err)
+		}
+	}
 }
 
 func TestIDs(t *testing.T) {

@@ -40,6 +40,9 @@ func (c *Client) Status(ctx context.Context, endpoint string) (Status, error) {
 	}
 	ctx, cancel := p.probe(ctx)
 	defer cancel()
+	if err := p.refused(ctx, endpoint); err != nil {
+		return Status{}, wrap(err, "etcd status of %s", endpoint)
+	}
 	resp, err := p.cli.Status(ctx, endpoint)
 	if err != nil {
 		return Status{}, wrap(err, "etcd status of %s", endpoint)
@@ -80,6 +83,9 @@ func (c *Client) Health(ctx context.Context, endpoint string) (HealthResult, err
 	start := time.Now()
 	ctx, cancel := p.probe(ctx)
 	defer cancel()
+	if err := p.refused(ctx, endpoint); err != nil {
+		return HealthResult{}, wrap(err, "etcd member %s unhealthy", endpoint)
+	}
 	_, err = p.cli.Get(ctx, "health")
 	// Permission denied still proves that the member answered through raft.
 	if err != nil && etcdDesc(err) != "etcdserver: permission denied" {
