@@ -224,6 +224,36 @@ func TestUnknownHostKeyFails(t *testing.T) {
 // ssh-tunnel): check-quorum records the revision as a fact, wait-healthy
 // and verify-data pass against a real etcd.
 func TestEtcdThroughSSHTunnel(t *testing.T) {
+	srv, m, res := applyAPIPlan(t, "ssh-tunnel")
+	ev := readFile(t, filepath.Join(res.StateDir, "runs", res.RunID, "events.jsonl"))
+	if !strings.Contains(ev, `"type":"etcd"`) || !strings.Contains(ev, "health "+m.ClientURL) {
+		t.Errorf("etcd calls not journaled:\n%s", ev)
+	}
+	// No step of this plan runs a shell command: the only reason to log in
+	// to sshd is the tunnel to the client URL.
+	if !strings.Contains(srv.Log(), "Accepted publickey") {
+		t.Errorf("the etcd API did not go through sshd:\n%s", srv.Log())
+	}
+}
+
+// clientAccess: direct dials the client URLs from the operator machine:
+// the same plan passes without any SSH login.
+func TestEtcdDirect(t *testing.T) {
+	srv, m, res := applyAPIPlan(t, "direct")
+	ev := readFile(t, filepath.Join(res.StateDir, "runs", res.RunID, "events.jsonl"))
+	if !strings.Contains(ev, "health "+m.ClientURL) {
+		t.Errorf("etcd calls not journaled:\n%s", ev)
+	}
+	if strings.Contains(srv.Log(), "Accepted publickey") {
+		t.Errorf("clientAccess: direct logged in to sshd:\n%s", srv.Log())
+	}
+}
+
+// applyAPIPlan applies a plan of API-only steps (check-quorum,
+// wait-healthy, verify-data) against a real one-member etcd, reached as
+// access says, and checks what the steps recorded.
+func applyAPIPlan(t *testing.T, access string) (*sshxtest.Server, *etcdtest.Member, *Result) {
+	t.Helper()
 	srv := sshxtest.Start(t)
 	m := etcdtest.Start(t, etcdtest.Options{Name: "m1"})
 	m.WaitHealthy(t)
@@ -236,6 +266,7 @@ func TestEtcdThroughSSHTunnel(t *testing.T) {
 	b := readFile(t, plan)
 	b = strings.ReplaceAll(b, "http://127.0.0.1:2379", m.ClientURL)
 	b = strings.ReplaceAll(b, "http://127.0.0.1:2380", m.PeerURL)
+	b = strings.Replace(b, "  etcdVersion:", "  clientAccess: "+access+"\n  etcdVersion:", 1)
 	if err := os.WriteFile(plan, []byte(b), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -250,15 +281,7 @@ func TestEtcdThroughSSHTunnel(t *testing.T) {
 	if hs := res.State.Find("healthy", ""); hs.Status != StatusDone || hs.Cmds != 0 {
 		t.Errorf("healthy: %+v", hs)
 	}
-	ev := readFile(t, filepath.Join(res.StateDir, "runs", res.RunID, "events.jsonl"))
-	if !strings.Contains(ev, `"type":"etcd"`) || !strings.Contains(ev, "health "+m.ClientURL) {
-		t.Errorf("etcd calls not journaled:\n%s", ev)
-	}
-	// No step of this plan runs a shell command: the only reason to log in
-	// to sshd is the tunnel to the client URL.
-	if !strings.Contains(srv.Log(), "Accepted publickey") {
-		t.Errorf("the etcd API did not go through sshd:\n%s", srv.Log())
-	}
+	return srv, m, res
 }
 
 // insecureIgnoreHostKey works (for labs) and is announced on every run.
