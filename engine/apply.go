@@ -484,6 +484,10 @@ func session(ctx context.Context, c *Compiled, run *Run, opts *Options) (*Result
 		return nil, err
 	}
 	defer backend.Close()
+	if crashAfter != "" {
+		out.printf("WARNING: %s=%q is set: this process kills itself after the first successful command or etcd call containing it (a crash-test failpoint)", CrashAfterEnv, crashAfter)
+		run.Event(Event{Type: "run", Msg: "WARNING: crash-test failpoint " + CrashAfterEnv + "=" + crashAfter})
+	}
 	if opts.OnStart != nil {
 		opts.OnStart(run)
 	}

@@ -200,6 +200,9 @@ func (j *journalRunner) Run(ctx context.Context, cmd string, stdin io.Reader) ([
 		j.env.noteFailed(cmd)
 	}
 	j.env.w.run.Event(ev)
+	if err == nil {
+		crashPoint(cmd)
+	}
 	return out, err
 }
 
@@ -229,6 +232,9 @@ func (j *journalEtcd) done(start time.Time, what string, err error) {
 	d := time.Since(start)
 	j.env.addRemote(d, true)
 	j.env.w.run.Event(Event{Type: "etcd", Step: j.env.n.ID(), Host: j.env.host, Cmd: what, DurationMs: ms(d), Error: errString(err)})
+	if err == nil {
+		crashPoint(what)
+	}
 }
 
 func (j *journalEtcd) MemberList(ctx context.Context, serializable bool) ([]steps.Member, error) {

@@ -27,6 +27,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/etcd-rescue/etcd-rescue/engine"
 	"github.com/etcd-rescue/etcd-rescue/lab"
 )
 
@@ -56,6 +57,17 @@ func TestE2ECrash(t *testing.T) {
 	t.Run("every-boundary/quorum-loss-five-members/etcd3.7", func(t *testing.T) {
 		l := upLab(t, lab.Options{Members: 5, Version: "3.7"})
 		e.crashEveryBoundary(t, l, scenario{plan: "quorum-loss-five-members", brk: "quorum-loss", members: 5}, "--parallelism", "1")
+	})
+	// (c) killed in the instant between a membership change etcd accepted
+	// and its checkpoint (the ETCD_RESCUE_CRASH_AFTER failpoint): member
+	// remove, then member add, then member promote, one session each.
+	t.Run("after-etcd-call/lost-host/etcd3.6", func(t *testing.T) {
+		l := upLab(t, lab.Options{Members: 3, Version: "3.6"})
+		e.crashAfterCalls(t, l, scenario{plan: "lost-host", brk: "lost-host", members: 3}, map[string]string{
+			"member remove":  "remove-dead",
+			"member add":     "add@h4",
+			"member promote": "promote@h4",
+		}, []string{"member remove", "member add", "member promote"})
 	})
 	// (b) kill -9 in the middle of force-new-cluster, a destructive step
 	// that is not safe to repeat blindly: resume must stop for the operator
@@ -828,6 +840,87 @@ func (e *e2e) crashEveryBoundary(t *testing.T, l *lab.Lab, sc scenario, extra ..
 	st := e.checkResumed(t, l, stateDir, runID, doneAt)
 	checkAsideDirs(t, l, st, before, "")
 	recordSessions(t, l, sc.plan, st, walls, last.stdout)
+}
+
+// --- (c) right after etcd accepted a change ---------------------------------------
+
+// crashAfterCalls runs sc with the failpoint set to each of calls in turn
+// (apply, then a resume per call): each session dies right after etcd
+// accepted that call, before the step-host's checkpoint. The step-host must
+// be left running, the next session's Check must find the change made and
+// record the step-host done without calling etcd again (attempts stay 1),
+// and the last resume completes the recovery.
+func (e *e2e) crashAfterCalls(t *testing.T, l *lab.Lab, sc scenario, stepOf map[string]string, calls []string) {
+	ctx := context.Background()
+	if err := l.Break(ctx, sc.brk); err != nil {
+		t.Fatalf("lab break %s: %v", sc.brk, err)
+	}
+	inv, plan := e.reviewed(t, l, sc.plan)
+	stateDir := filepath.Join(t.TempDir(), "state")
+	runID := ""
+	var walls []time.Duration
+	for i, call := range calls {
+		args := []string{"apply", plan, "--inventory", inv, "--yes", "--state-dir", stateDir}
+		if i > 0 {
+			args = []string{"resume", runID, "--yes", "--state-dir", stateDir}
+		}
+		r := e.startProc(t, nil, []string{engine.CrashAfterEnv + "=" + call}, args...).wait(t)
+		walls = append(walls, r.wall)
+		if runID == "" {
+			if runID = runIDOf(r.stdout); runID == "" {
+				t.Fatalf("no run id in apply's output:\n%s", r)
+			}
+		}
+		if !strings.Contains(r.stdout, "WARNING: "+engine.CrashAfterEnv) {
+			t.Errorf("session %d did not warn that the failpoint is set:\n%s", i, r.stdout)
+		}
+		st := e.afterKill(t, r, stateDir, runID)
+		step, host, _ := strings.Cut(stepOf[call], "@")
+		if h := st.find(step, host); h == nil || h.Status != "running" || h.Attempts != 1 {
+			t.Fatalf("after the kill right after %q, %s is %+v, want running in its first attempt", call, stepOf[call], h)
+		}
+		t.Logf("session %d (%s): killed right after etcd accepted %q, %s left running", i, args[0], call, stepOf[call])
+	}
+	r := e.cli(t, "resume", runID, "--yes", "--state-dir", stateDir)
+	walls = append(walls, r.wall)
+	if r.code != 0 {
+		t.Fatalf("the final resume did not complete the recovery:\n%s", r)
+	}
+	st := e.checkResumed(t, l, stateDir, runID, nil)
+	for _, call := range calls {
+		step, host, _ := strings.Cut(stepOf[call], "@")
+		h := st.find(step, host)
+		if h == nil || h.Attempts != 1 {
+			t.Errorf("%s: %+v, want 1 attempt: the change etcd had accepted was made again", stepOf[call], h)
+			continue
+		}
+		t.Logf("%s: found done by its check, not applied again: %s", stepOf[call], h.Why)
+	}
+	// etcd saw each change once: one remove, one add, one promote.
+	for _, call := range calls {
+		if n := countEvents(t, stateDir, runID, call); n != 1 {
+			t.Errorf("events.jsonl has %d successful %q calls, want 1", n, call)
+		}
+	}
+	recordSessions(t, l, sc.plan, st, walls, r.stdout)
+}
+
+// countEvents counts the successful etcd calls of the run whose text
+// starts with call.
+func countEvents(t *testing.T, stateDir, runID, call string) int {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(stateDir, "runs", runID, "events.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		var ev struct{ Type, Cmd, Error string }
+		if json.Unmarshal([]byte(line), &ev) == nil && ev.Type == "etcd" && ev.Error == "" && strings.HasPrefix(ev.Cmd, call) {
+			n++
+		}
+	}
+	return n
 }
 
 // --- force-new-cluster ----------------------------------------------------------

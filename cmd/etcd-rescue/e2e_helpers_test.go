@@ -158,8 +158,17 @@ func (e *e2e) start(t *testing.T, args ...string) *proc {
 // first line on.
 func (e *e2e) startHook(t *testing.T, hook func(*proc, string), args ...string) *proc {
 	t.Helper()
+	return e.startProc(t, hook, nil, args...)
+}
+
+// startProc starts etcd-rescue with args, env added to the environment.
+func (e *e2e) startProc(t *testing.T, hook func(*proc, string), env []string, args ...string) *proc {
+	t.Helper()
 	p := &proc{args: args, readDone: make(chan struct{}), exited: make(chan struct{}), hook: hook}
 	p.cmd = exec.Command(e.bin, args...)
+	if len(env) > 0 {
+		p.cmd.Env = append(os.Environ(), env...)
+	}
 	p.cmd.Dir = e.repo
 	p.cmd.Stdin = nil // /dev/null: no terminal, as in CI
 	p.cmd.Stderr = &lockedWriter{mu: &p.mu, w: &p.stderr}
