@@ -68,6 +68,9 @@ func TestE2ECrash(t *testing.T) {
 			"member add":     "add@h4",
 			"member promote": "promote@h4",
 		}, []string{"member remove", "member add", "member promote"})
+		// and the backup, on the repaired cluster: killed right after
+		// the snapshot arrived, before it was renamed and hashed
+		e.crashAfterSnapshotSave(t, l)
 	})
 	// (b) kill -9 in the middle of force-new-cluster, a destructive step
 	// that is not safe to repeat blindly: resume must stop for the operator
@@ -903,6 +906,51 @@ func (e *e2e) crashAfterCalls(t *testing.T, l *lab.Lab, sc scenario, stepOf map[
 		}
 	}
 	recordSessions(t, l, sc.plan, st, walls, r.stdout)
+}
+
+// crashAfterSnapshotSave kills the backup plan right after etcd streamed
+// the snapshot (it sits in FILE.part, unverified, no .sha256): the next
+// session's check finds no verified snapshot, so the step (not destructive)
+// is applied again, and the backup dir ends with the snapshot and its
+// .sha256 only.
+func (e *e2e) crashAfterSnapshotSave(t *testing.T, l *lab.Lab) {
+	dir := filepath.Join(t.TempDir(), "backups")
+	inv := inventoryWithVars(t, l, map[string]string{"backupDir": dir})
+	stateDir := filepath.Join(t.TempDir(), "state")
+	r := e.startProc(t, nil, []string{engine.CrashAfterEnv + "=snapshot save"},
+		"apply", planPath("backup"), "--inventory", inv, "--yes", "--state-dir", stateDir).wait(t)
+	runID := runIDOf(r.stdout)
+	if runID == "" {
+		t.Fatalf("no run id in apply's output:\n%s", r)
+	}
+	st := e.afterKill(t, r, stateDir, runID)
+	file := filepath.Join(dir, "etcd-"+runID+".db")
+	if h := st.find("save", "h1"); h == nil || h.Status != "running" {
+		t.Fatalf("after the kill right after the snapshot save, save@h1 is %+v, want running", h)
+	}
+	if _, err := os.Stat(file + ".part"); err != nil {
+		t.Errorf("no %s.part after the kill: %v", file, err)
+	}
+	if _, err := os.Stat(file); err == nil {
+		t.Errorf("%s exists after a kill before its verification", file)
+	}
+	r = e.cli(t, "resume", runID, "--yes", "--state-dir", stateDir)
+	if r.code != 0 {
+		t.Fatalf("resume of the killed backup:\n%s", r)
+	}
+	st = e.statusJSON(t, stateDir, runID)
+	checkRunDone(t, st)
+	if h := st.find("save", "h1"); h == nil || h.Attempts != 2 {
+		t.Errorf("save@h1: %+v, want 2 attempts (the unverified snapshot saved again)", h)
+	}
+	sum := checkSnapshotFile(t, file)
+	ents, _ := os.ReadDir(dir)
+	for _, en := range ents {
+		if n := en.Name(); n != filepath.Base(file) && n != filepath.Base(file)+".sha256" {
+			t.Errorf("backup dir holds %s too after the resume", n)
+		}
+	}
+	t.Logf("backup killed after the snapshot arrived, resumed: %s sha256 %.16s, trailer valid, .sha256 matches; nothing else left", file, sum)
 }
 
 // countEvents counts the successful etcd calls of the run whose text
