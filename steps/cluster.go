@@ -205,17 +205,32 @@ func healthy(ctx context.Context, api Etcd, ms []*plans.Member, allowLearners bo
 // CheckQuorum looks at the cluster as it is and records the highest revision
 // any member reports (used by restore's bumpRevision: auto). With expect it
 // also guards the plan: a quorum-loss plan stops if quorum is actually there.
+// Quorum is counted over every member of the cluster, whatever on: says;
+// on: names the members the plan counts on, which must answer when quorum
+// is expected present (the others may be the ones being repaired).
 type CheckQuorum struct {
-	Expect string `yaml:"expect" enum:"lost|present|any" default:"any" doc:"stop the run unless quorum is lost / present"`
+	Expect string `yaml:"expect" enum:"lost|present|any" default:"any" doc:"stop the run unless quorum (a majority of all members answering) is lost / present; with present, the members in on: must answer too"`
 }
 
 func (s *CheckQuorum) Describe(c *Ctx, t Target) []Action {
-	ms := memberTargets(c)
+	ms := c.Cluster.Members
+	must := map[string]bool{}
+	var mustNames []string
+	for _, m := range memberTargets(c) {
+		if len(c.Selected) > 0 {
+			must[m.Name] = true
+			mustNames = append(mustNames, m.Name)
+		}
+	}
 	expect := s.Expect
 	if expect == "" {
 		expect = "any"
 	}
-	return []Action{{Kind: API, Cmd: fmt.Sprintf("status of %s with short timeouts; record the highest revision as %s; quorum is %d of %d; expect quorum %s", names(ms), FactPreRevision, len(c.Cluster.Members)/2+1, len(c.Cluster.Members), expect),
+	cmd := fmt.Sprintf("status of %s at once with short timeouts; record the highest revision as %s; quorum is %d of %d; expect quorum %s", names(ms), FactPreRevision, len(ms)/2+1, len(ms), expect)
+	if expect == "present" && len(mustNames) > 0 {
+		cmd += "; " + strings.Join(mustNames, ", ") + " must answer"
+	}
+	return []Action{{Kind: API, Cmd: cmd,
 		Run: func(ctx context.Context, env Env) error {
 			api, err := env.Etcd(ctx)
 			if err != nil {
@@ -243,9 +258,13 @@ func (s *CheckQuorum) Describe(c *Ctx, t Target) []Action {
 				return err // cancelled: the failed probes say nothing about quorum
 			}
 			alive, maxRev := 0, int64(0)
+			var missing []string
 			for i, m := range ms {
 				if err := answers[i].err; err != nil {
 					env.Logf("%s does not answer: %v", m.Name, err)
+					if must[m.Name] {
+						missing = append(missing, m.Name)
+					}
 					continue
 				}
 				alive++
@@ -271,6 +290,8 @@ func (s *CheckQuorum) Describe(c *Ctx, t Target) []Action {
 				return fmt.Errorf("%d of %d members answer, so quorum is not lost: this plan is for a quorum loss", alive, len(ms))
 			case expect == "present" && alive < quorum:
 				return fmt.Errorf("only %d of %d members answer, quorum %d is lost: this plan needs a live quorum", alive, len(ms), quorum)
+			case expect == "present" && len(missing) > 0:
+				return fmt.Errorf("quorum is there (%d of %d members answer), but %s, which this plan counts on (on:), does not answer", alive, len(ms), strings.Join(missing, ", "))
 			}
 			return nil
 		}}}

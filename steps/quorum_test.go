@@ -109,3 +109,31 @@ func TestCheckQuorumCancelledIsNotLost(t *testing.T) {
 		t.Fatalf("got %v, want context.Canceled", err)
 	}
 }
+
+// Quorum is counted over every member; on: names those that must answer.
+// A lost-host plan's on: [etcd1, etcd3] works on 5 members as on 3.
+func TestCheckQuorumCountsEveryMember(t *testing.T) {
+	c, ts := testCtx(t, t.TempDir(), "systemd")
+	c.Selected = []Target{ts[0], ts[2]} // on: [e1, e3]
+	for _, tc := range []struct {
+		dead    int
+		wantErr string
+	}{
+		{1, ""}, // e2, the member being repaired, is down: 2 of 3 answer
+		{2, "but e3, which this plan counts on (on:), does not answer"},
+	} {
+		b := &barrierEtcd{n: 3, dead: map[string]bool{ts[tc.dead].Member.ClientURL: true}, all: make(chan struct{})}
+		env := &quorumEnv{api: b, facts: map[string]string{}}
+		acts := (&CheckQuorum{Expect: "present"}).Describe(c, Target{})
+		if !strings.Contains(acts[0].Cmd, "status of e1, e2, e3 at once") || !strings.Contains(acts[0].Cmd, "e1, e3 must answer") {
+			t.Errorf("dry-run text: %s", acts[0].Cmd)
+		}
+		err := acts[0].Run(context.Background(), env)
+		switch {
+		case tc.wantErr == "" && err != nil:
+			t.Errorf("e%d dead: %v", tc.dead+1, err)
+		case tc.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tc.wantErr)):
+			t.Errorf("e%d dead: error %v, want %q", tc.dead+1, err, tc.wantErr)
+		}
+	}
+}
