@@ -7,6 +7,9 @@ type Type struct {
 	Name    string
 	Summary string
 	Scope   Scope
+	// On documents what on: means for a type that runs once, when it is
+	// more than selecting the members it looks at.
+	On string
 	// Destructive types change data or membership: a resumed run never
 	// repeats them without a Check saying they are not done.
 	Destructive bool
@@ -43,7 +46,9 @@ func Registry() map[string]*Type {
 		&Type{Name: "member-promote", Summary: "promote a learner once it has caught up", New: func() Step { return &MemberPromote{} }},
 		&Type{Name: "force-new-cluster", Summary: "make the one survivor a single-member cluster, fenced", Destructive: true, New: func() Step { return &ForceNewCluster{} }},
 		&Type{Name: "wait-healthy", Summary: "wait until every member is healthy with one leader", Scope: Once, New: func() Step { return &WaitHealthy{} }},
-		&Type{Name: "check-quorum", Summary: "record the pre-disaster revision; guard on quorum lost/present", Scope: Once, New: func() Step { return &CheckQuorum{} }},
+		&Type{Name: "check-quorum", Summary: "record the pre-disaster revision; guard on quorum lost/present", Scope: Once,
+			On:  "on: optionally names the members the plan counts on (they must answer with expect: present); quorum is always counted over every member",
+			New: func() Step { return &CheckQuorum{} }},
 		&Type{Name: "verify-data", Summary: "check revision and HashKV agree on every member", Scope: Once, New: func() Step { return &VerifyData{} }},
 		&Type{Name: "approve", Summary: "stop until an operator approves", Scope: Once, New: func() Step { return &Approve{} }},
 		&Type{Name: "exec", Summary: "escape hatch: a shell command with creates/unless", Destructive: true, CheckFirst: true, New: func() Step { return &Exec{} }},

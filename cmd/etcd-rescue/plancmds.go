@@ -187,9 +187,12 @@ func cmdSteps(args []string, stdout, stderr io.Writer) int {
 			return exitCode(usageError{fmt.Sprintf("unknown step type %q%s", n, plans.Suggest(n, steps.Names(reg)))}, stderr)
 		}
 		fmt.Fprintf(stdout, "%s: %s\n", t.Name, t.Summary)
-		if t.Scope == steps.Once {
+		switch {
+		case t.Scope == steps.Once && t.On != "":
+			fmt.Fprintln(stdout, "runs once; "+t.On)
+		case t.Scope == steps.Once:
 			fmt.Fprintln(stdout, "runs once; on: optionally selects the members it looks at")
-		} else {
+		default:
 			fmt.Fprintln(stdout, "runs on each host selected by on:")
 		}
 		if t.Destructive {
