@@ -214,10 +214,10 @@ type CheckQuorum struct {
 
 func (s *CheckQuorum) Describe(c *Ctx, t Target) []Action {
 	ms := c.Cluster.Members
-	must := map[string]bool{}
+	must := map[string]bool{} // the members in on:, if any
 	var mustNames []string
-	for _, m := range memberTargets(c) {
-		if len(c.Selected) > 0 {
+	if len(c.Selected) > 0 {
+		for _, m := range memberTargets(c) {
 			must[m.Name] = true
 			mustNames = append(mustNames, m.Name)
 		}
