@@ -256,27 +256,24 @@ func LocateRun(stateDir, run string) (*Store, string, error) {
 	if stateDir == "" {
 		// ./.etcd-rescue when it has the run; otherwise the run index,
 		// which knows where apply put it.
-		s, err := ExistingStore(DefaultStateDir)
-		if err == nil && (run == "" || s.has(run)) {
+		if s, err := ExistingStore(DefaultStateDir); err == nil {
 			if run == "" {
-				if run, err = s.Latest(); err == nil {
-					return s, run, nil
+				if id, err := s.Latest(); err == nil {
+					return s, id, nil
 				}
-			} else {
+			} else if s.has(run) {
 				return s, run, nil
 			}
 		}
-		e, ierr := lookupIndexed(run)
-		if ierr != nil {
-			return nil, "", ierr
+		e, err := lookupIndexed(run)
+		if err != nil {
+			return nil, "", err
 		}
 		if e == nil {
-			if err == nil {
-				return nil, "", &NoStateError{Dir: s.Dir, Run: run, Indexed: true}
-			}
-			return nil, "", &NoStateError{Dir: filepath.Join(mustGetwd(), DefaultStateDir), Run: run, Indexed: true, Err: err}
+			dir, _ := filepath.Abs(DefaultStateDir)
+			return nil, "", &NoStateError{Dir: dir, Run: run, Indexed: true}
 		}
-		s, err = ExistingStore(e.StateDir)
+		s, err := ExistingStore(e.StateDir)
 		return s, e.RunID, err
 	}
 	s, err := ExistingStore(stateDir)

@@ -239,14 +239,6 @@ func (s *Store) has(id string) bool {
 	return err == nil
 }
 
-func mustGetwd() string {
-	wd, err := os.Getwd()
-	if err != nil {
-		return "."
-	}
-	return wd
-}
-
 // Runs lists the run ids, oldest first.
 func (s *Store) Runs() ([]string, error) {
 	ents, err := os.ReadDir(filepath.Join(s.Dir, "runs"))
@@ -274,16 +266,14 @@ func (s *Store) Latest() (string, error) {
 	if len(ids) == 0 {
 		return "", &NoStateError{Dir: s.Dir, Run: "(none)"}
 	}
-	// Ids sort by their start second; within a second, the checkpoint's
-	// creation time decides.
-	latest := ids[len(ids)-1]
-	var at time.Time
-	for _, id := range ids {
-		if !strings.HasPrefix(id, latest[:min(len(latest), 16)]) {
-			continue
-		}
-		if st, err := s.Load(id); err == nil && !st.Created.Before(at) {
-			latest, at = id, st.Created
+	// Ids sort by their start second (the part before "-"); among the
+	// runs of the last second, the checkpoint's creation time decides.
+	second := func(id string) string { sec, _, _ := strings.Cut(id, "-"); return sec }
+	last := second(ids[len(ids)-1])
+	latest, at := ids[len(ids)-1], time.Time{}
+	for i := len(ids) - 1; i >= 0 && second(ids[i]) == last; i-- {
+		if st, err := s.Load(ids[i]); err == nil && st.Created.After(at) {
+			latest, at = ids[i], st.Created
 		}
 	}
 	return latest, nil

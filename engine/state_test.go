@@ -3,6 +3,7 @@ package engine
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -200,5 +201,79 @@ func TestResumeSelectorsAreChecked(t *testing.T) {
 	var ns *NoStateError
 	if _, err := h.resume("20000101T000000Z-0000", h.opts()); !errors.As(err, &ns) {
 		t.Errorf("unknown run: %v", err)
+	}
+}
+
+// Two runs started in the same second: the latest is the one created last,
+// whatever their random id suffixes say.
+func TestLatestWithinOneSecond(t *testing.T) {
+	h := newHarness(t, "", `
+  - {id: a, type: run, on: h1, with: {cmd: a}}
+`)
+	t0 := time.Date(2026, 11, 28, 10, 0, 0, 0, time.UTC)
+	var ids []string
+	for i := 0; i < 6; i++ {
+		o := h.opts()
+		at := t0.Add(time.Duration(i) * 100 * time.Millisecond)
+		o.now = func() time.Time { return at }
+		res, err := h.apply(o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, res.RunID)
+	}
+	store, id, err := LocateRun(h.stateDir, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if id != ids[len(ids)-1] {
+		t.Errorf("latest of %v is %s, want the last created, %s", ids, id, ids[len(ids)-1])
+	}
+	if all, _ := store.Runs(); len(all) != 6 {
+		t.Errorf("runs: %v", all)
+	}
+}
+
+// Concurrent updates share checkpoint writes, yet each returns only once
+// a checkpoint on disk holds its own change.
+func TestConcurrentUpdatesAreDurableOnReturn(t *testing.T) {
+	dir := t.TempDir()
+	c := compileTest(t, writePlan(t, dir, "", "  - {id: a, type: run, on: all, with: {cmd: a}}\n"))
+	store, err := OpenStore(filepath.Join(dir, "state"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := &State{Format: StateFormat, RunID: "r1", PlanName: "p", Outcome: OutcomeRunning}
+	reconcile(st, c)
+	run, err := store.create(st, NewRedactor(c.Plan), time.Now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer run.Close()
+	var wg sync.WaitGroup
+	errs := make(chan error, 40)
+	for i := 0; i < 40; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			key := fmt.Sprintf("k%d", i)
+			if err := run.Update(func(s *State) { s.Facts[key] = "v" }); err != nil {
+				errs <- err
+				return
+			}
+			onDisk, err := store.Load("r1")
+			if err != nil {
+				errs <- err
+				return
+			}
+			if onDisk.Facts[key] != "v" {
+				errs <- fmt.Errorf("Update of %s returned before a checkpoint held it", key)
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
 	}
 }
