@@ -611,14 +611,7 @@ stat -c %U:%G:%a /var/lib/etcd; ls -A /var/lib/etcd | wc -l; etcd --version | he
 		if err := l.Break(ctx, "total-loss"); err != nil {
 			t.Fatal(err)
 		}
-		snap, err := os.ReadFile(l.SnapshotPath())
-		if err != nil {
-			t.Fatal(err)
-		}
-		sum := sha256.Sum256(snap)
-		if b, err := os.ReadFile(l.SnapshotPath() + ".sha256"); err != nil || string(b) != hex.EncodeToString(sum[:])+"  lab.db\n" {
-			t.Errorf("lab.db.sha256 = %q (%v), want the snapshot's sha256", b, err)
-		}
+		snap := readSnapshot(t, l)
 		out, err := exec.Command(filepath.Join(l.BinDir(), "etcdutl"), "snapshot", "status", "-w", "json", l.SnapshotPath()).CombinedOutput()
 		if err != nil {
 			t.Fatalf("etcdutl snapshot status: %v\n%s", err, out)
@@ -1069,4 +1062,19 @@ func replaceLostMember(t *testing.T, l *Lab) {
 	writeEnv(t, l, "etcd2", "existing")
 	sshOut(t, l, "h4", "systemctl enable --now etcd")
 	mustVerify(t, l)
+}
+
+// readSnapshot returns the total-loss break's snapshot after checking that
+// its .sha256 (sha256sum format) matches it.
+func readSnapshot(t *testing.T, l *Lab) []byte {
+	t.Helper()
+	snap, err := os.ReadFile(l.SnapshotPath())
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(snap)
+	if b, err := os.ReadFile(l.SnapshotPath() + ".sha256"); err != nil || string(b) != hex.EncodeToString(sum[:])+"  lab.db\n" {
+		t.Errorf("lab.db.sha256 = %q (%v), want the snapshot's sha256", b, err)
+	}
+	return snap
 }

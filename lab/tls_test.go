@@ -281,14 +281,7 @@ func TestLabTLS(t *testing.T) {
 		if err := l.Break(ctx, "total-loss"); err != nil { // the snapshot is taken over TLS
 			t.Fatal(err)
 		}
-		snap, err := os.ReadFile(l.SnapshotPath())
-		if err != nil {
-			t.Fatal(err)
-		}
-		sum := sha256.Sum256(snap)
-		if b, err := os.ReadFile(l.SnapshotPath() + ".sha256"); err != nil || string(b) != hex.EncodeToString(sum[:])+"  lab.db\n" {
-			t.Errorf("lab.db.sha256 = %q (%v)", b, err)
-		}
+		snap := readSnapshot(t, l)
 		verifyFails(t, l, "does not answer")
 		restoreAll(t, l, snap)
 		mustVerify(t, l)
