@@ -42,19 +42,7 @@ func BenchmarkWalk(b *testing.B) {
 // BenchmarkCheckpoint is one step-host transition written to disk: the
 // state file replaced atomically (temp, fsync, rename, fsync dir).
 func BenchmarkCheckpoint(b *testing.B) {
-	dir := b.TempDir()
-	c := compileTest(b, writePlan(b, dir, "", "  - {id: a, type: run, on: all, with: {cmd: a}}\n"))
-	store, err := OpenStore(dir + "/state")
-	if err != nil {
-		b.Fatal(err)
-	}
-	st := &State{Format: StateFormat, RunID: "bench", PlanName: "bench", Outcome: OutcomeRunning}
-	reconcile(st, c)
-	run, err := store.create(st, NewRedactor(c.Plan), time.Now)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer run.Close()
+	_, run := openTestRun(b, "bench")
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		if err := run.Update(func(s *State) { s.Steps[0].Hosts[0].Attempts = i }); err != nil {

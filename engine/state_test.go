@@ -237,19 +237,7 @@ func TestLatestWithinOneSecond(t *testing.T) {
 // Concurrent updates share checkpoint writes, yet each returns only once
 // a checkpoint on disk holds its own change.
 func TestConcurrentUpdatesAreDurableOnReturn(t *testing.T) {
-	dir := t.TempDir()
-	c := compileTest(t, writePlan(t, dir, "", "  - {id: a, type: run, on: all, with: {cmd: a}}\n"))
-	store, err := OpenStore(filepath.Join(dir, "state"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	st := &State{Format: StateFormat, RunID: "r1", PlanName: "p", Outcome: OutcomeRunning}
-	reconcile(st, c)
-	run, err := store.create(st, NewRedactor(c.Plan), time.Now)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer run.Close()
+	store, run := openTestRun(t, "r1")
 	var wg sync.WaitGroup
 	errs := make(chan error, 40)
 	for i := 0; i < 40; i++ {
@@ -276,4 +264,23 @@ func TestConcurrentUpdatesAreDurableOnReturn(t *testing.T) {
 	for err := range errs {
 		t.Error(err)
 	}
+}
+
+// openTestRun creates run id of a one-step plan in a fresh state dir.
+func openTestRun(tb testing.TB, id string) (*Store, *Run) {
+	tb.Helper()
+	dir := tb.TempDir()
+	c := compileTest(tb, writePlan(tb, dir, "", "  - {id: a, type: run, on: all, with: {cmd: a}}\n"))
+	store, err := OpenStore(filepath.Join(dir, "state"))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	st := &State{Format: StateFormat, RunID: id, PlanName: "p", Outcome: OutcomeRunning}
+	reconcile(st, c)
+	run, err := store.create(st, NewRedactor(c.Plan), time.Now)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { run.Close() })
+	return store, run
 }
