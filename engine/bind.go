@@ -29,6 +29,8 @@ func (c *Compiled) Bind(runID string) error {
 				d := &plans.Decoder{File: c.Plan.File}
 				d.Decode(expanded, params)
 				fs = append(fs, d.Findings...)
+			} else {
+				plans.SetDefaults(params)
 			}
 			t.Params = params
 		}

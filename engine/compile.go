@@ -186,6 +186,8 @@ func (c *Compiled) decode(n *Node, t *steps.Target) plans.Findings {
 			f.Step = s.ID
 			fs = append(fs, f)
 		}
+	} else {
+		plans.SetDefaults(params)
 	}
 	tg := &Target{Params: params}
 	if t != nil {

@@ -84,8 +84,7 @@ func (c *Compiled) copiesTo(n *Node, host, path string) bool {
 	}
 	for _, t := range n.Targets {
 		if t.Host != nil && t.Host.Name == host {
-			to := t.Params.(*steps.SnapshotCopy).To
-			return to == path || to == "" && path == steps.DefaultRemoteSnapshot
+			return t.Params.(*steps.SnapshotCopy).To == path
 		}
 	}
 	return false
@@ -189,11 +188,7 @@ func (c *Compiled) ruleRestore() plans.Findings {
 	for _, n := range c.byType("snapshot-copy") {
 		for _, t := range n.Targets {
 			sc := t.Params.(*steps.SnapshotCopy)
-			to := sc.To
-			if to == "" {
-				to = steps.DefaultRemoteSnapshot
-			}
-			if snaps[to] != nil {
+			if snaps[sc.To] != nil {
 				froms[sc.From] = true
 			}
 		}

@@ -27,6 +27,7 @@ type NodeDecoder interface {
 //	yaml:"name"        the key
 //	rescue:"required"  must be present and non-empty
 //	enum:"a|b|c"       allowed scalar values
+//	default:"..."      value of a key the mapping leaves out (see [SetDefaults])
 //	doc:"..."          documentation (steps catalog, JSON Schema)
 //
 // A field `Pos Pos` receives the node's position and a field
@@ -268,6 +269,7 @@ func (d *Decoder) decodeStruct(n *yaml.Node, v reflect.Value, field string) {
 		}
 		d.decode(val, v.Field(f.Index), joinField(field, k.Value))
 	}
+	setDefaults(v, seen)
 	for _, f := range fields {
 		if f.Required && !seen[f.Key] {
 			d.Findings.Add(d.PosOf(n), "%smissing required key %q", prefix(field), f.Key)

@@ -39,10 +39,7 @@ func Load(path, inventory string) (*Plan, Findings) {
 	p.ClusterBase = p.SSHBase
 	invPath := inventory
 	if invPath == "" && p.Inventory != "" {
-		invPath = p.Inventory
-		if !filepath.IsAbs(invPath) {
-			invPath = filepath.Join(filepath.Dir(path), invPath)
-		}
+		invPath = LocalFile(filepath.Dir(path), p.Inventory)
 	}
 	if invPath != "" {
 		fs = append(fs, p.mergeInventory(invPath, inventory != "")...)
@@ -148,55 +145,24 @@ func (p *Plan) mergeInventory(path string, fromFlag bool) Findings {
 	return fs
 }
 
-// ApplyDefaults fills in the documented defaults (Load calls it).
+// ApplyDefaults fills in what the decoder could not: the default tags of
+// sections that are absent altogether (the decoder applies them to every
+// key a present mapping leaves out), host names, and a host's user from
+// ssh.user. Load calls it.
 func (p *Plan) ApplyDefaults() {
 	if p.SSH == nil {
 		p.SSH = &SSH{}
-	}
-	if p.SSH.User == "" {
-		p.SSH.User = "root"
-	}
-	if p.SSH.KnownHosts == "" {
-		p.SSH.KnownHosts = "~/.ssh/known_hosts"
-	}
-	if p.SSH.Timeout == 0 {
-		p.SSH.Timeout = Duration(10e9)
+		SetDefaults(p.SSH)
 	}
 	for name, h := range p.Hosts {
 		if h == nil {
 			h = &Host{}
+			SetDefaults(h)
 			p.Hosts[name] = h
 		}
 		h.Name = name
-		if h.Port == 0 {
-			h.Port = 22
-		}
 		if h.User == "" {
 			h.User = p.SSH.User
-		}
-	}
-	if c := p.Cluster; c != nil {
-		l := &c.Layout
-		if l.Service == "" {
-			l.Service = "systemd"
-		}
-		if l.Unit == "" {
-			l.Unit = "etcd"
-		}
-		if l.EnvFile == "" {
-			l.EnvFile = "/etc/etcd/etcd.env"
-		}
-		if l.Manifest == "" {
-			l.Manifest = "/etc/kubernetes/manifests/etcd.yaml"
-		}
-		if l.DataDir == "" {
-			l.DataDir = "/var/lib/etcd"
-		}
-		if _, set := l.KeyPos["owner"]; !set && l.Owner == "" {
-			l.Owner = "etcd:etcd"
-		}
-		if c.ClientAccess == "" {
-			c.ClientAccess = "ssh-tunnel"
 		}
 	}
 }

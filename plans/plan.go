@@ -1,10 +1,6 @@
 package plans
 
 import (
-	"os"
-	"path/filepath"
-	"strings"
-
 	"gopkg.in/yaml.v3"
 )
 
@@ -28,26 +24,11 @@ type Plan struct {
 	KeyPos map[string]Pos `yaml:"-"`
 	// SSHBase and ClusterBase are the directories of the files that
 	// defined ssh: and cluster: (the plan's, or its inventory's): relative
-	// local paths in them (ssh identity and knownHosts, cluster.tls) are
-	// relative to that file, like every other path a plan names.
+	// local paths in them (ssh identity, knownHosts and config, cluster.tls)
+	// are relative to that file, like every other path a plan names (see
+	// [LocalFile]).
 	SSHBase     string `yaml:"-"`
 	ClusterBase string `yaml:"-"`
-}
-
-// LocalFile resolves a file named by a plan section on the operator
-// machine: a leading ~ is the home directory; a relative path is relative
-// to base (SSHBase or ClusterBase); "" stays "".
-func LocalFile(base, f string) string {
-	if f == "~" || strings.HasPrefix(f, "~/") {
-		if home, err := os.UserHomeDir(); err == nil {
-			return home + strings.TrimPrefix(f, "~")
-		}
-		return f
-	}
-	if f == "" || filepath.IsAbs(f) || base == "" {
-		return f
-	}
-	return filepath.Join(base, f)
 }
 
 // Cluster is the etcd cluster the plan produces. Every per-member etcd flag
@@ -179,4 +160,19 @@ func (c *Cluster) MemberOnHost(host string) *Member {
 		}
 	}
 	return nil
+}
+
+// IsSet reports whether key was written in the host's mapping, as opposed
+// to filled in by a default.
+func (h *Host) IsSet(key string) bool {
+	_, ok := h.KeyPos[key]
+	return ok
+}
+
+// IsSet reports whether key was written in the ssh: mapping (of the plan or
+// the inventory), as opposed to filled in by a default: an OpenSSH config
+// file (ssh.config) fills only what the plan leaves unset.
+func (s *SSH) IsSet(key string) bool {
+	_, ok := s.KeyPos[key]
+	return ok
 }

@@ -23,13 +23,6 @@ type ForceNewCluster struct {
 	Within             plans.Duration `yaml:"within" default:"2m" doc:"how long to wait for the member to come up"`
 }
 
-func (s *ForceNewCluster) within() time.Duration {
-	if s.Within > 0 {
-		return s.Within.D()
-	}
-	return 2 * time.Minute
-}
-
 // fenceCommand fails if any other member's peer port accepts a connection.
 func fenceCommand(c *Ctx, self *plans.Member) string {
 	var checks []string
@@ -59,8 +52,8 @@ func (s *ForceNewCluster) Describe(c *Ctx, t Target) []Action {
 	if !s.AllowMajorityAlive {
 		acts = append(acts, Action{Host: h, Kind: Shell, Cmd: fenceCommand(c, m)})
 	}
-	wait := Action{Host: h, Kind: Wait, Cmd: fmt.Sprintf("wait up to %s until %s answers health as a one-member cluster", s.within(), m.ClientURL),
-		Run: func(ctx context.Context, env Env) error { return waitSingle(ctx, env, m, s.within()) }}
+	wait := Action{Host: h, Kind: Wait, Cmd: fmt.Sprintf("wait up to %s until %s answers health as a one-member cluster", s.Within.D(), m.ClientURL),
+		Run: func(ctx context.Context, env Env) error { return waitSingle(ctx, env, m, s.Within.D()) }}
 	start := join("systemctl", "restart", unit)
 	if c.Cluster.Layout.Service == "static-pod" {
 		start = "true # the kubelet restarts the static pod when its manifest changes"
@@ -148,10 +141,7 @@ func names(ms []*plans.Member) string {
 }
 
 func (s *WaitHealthy) Describe(c *Ctx, t Target) []Action {
-	within := 2 * time.Minute
-	if s.Within > 0 {
-		within = s.Within.D()
-	}
+	within := s.Within.D()
 	ms := memberTargets(c)
 	return []Action{{Kind: Wait, Cmd: fmt.Sprintf("wait up to %s until %s answer health with one leader (like etcdctl endpoint health and endpoint status)", within, names(ms)),
 		Run: func(ctx context.Context, env Env) error {
@@ -223,9 +213,6 @@ func (s *CheckQuorum) Describe(c *Ctx, t Target) []Action {
 		}
 	}
 	expect := s.Expect
-	if expect == "" {
-		expect = "any"
-	}
 	cmd := fmt.Sprintf("status of %s at once with short timeouts; record the highest revision as %s; quorum is %d of %d; expect quorum %s", names(ms), FactPreRevision, len(ms)/2+1, len(ms), expect)
 	if expect == "present" && len(mustNames) > 0 {
 		cmd += "; " + strings.Join(mustNames, ", ") + " must answer"

@@ -259,10 +259,7 @@ func (s *MemberPromote) Describe(c *Ctx, t Target) []Action {
 	if m == nil {
 		return nil
 	}
-	within := 5 * time.Minute
-	if s.Within > 0 {
-		within = s.Within.D()
-	}
+	within := s.Within.D()
 	return []Action{{Host: t.Name(), Kind: Wait, Cmd: fmt.Sprintf("member promote <id of %s> (Cluster.MemberPromote), polled for up to %s while the learner catches up", m.Name, within),
 		Run: func(ctx context.Context, env Env) error {
 			api, err := env.Etcd(ctx)

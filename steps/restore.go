@@ -10,13 +10,12 @@ import (
 	"github.com/etcd-rescue/etcd-rescue/plans"
 )
 
-// DefaultBumpMargin is added to the revision when bumpRevision is auto, so
-// watchers never see the revision go backwards after a restore (etcd #16028).
-const DefaultBumpMargin = 1_000_000_000
-
 // Restore creates a member's data dir from a snapshot with the flags derived
 // from cluster:: its own --name and --initial-advertise-peer-urls, the same
 // --initial-cluster and --initial-cluster-token on every member.
+//
+// With bumpRevision: auto, margin is added to the revision so watchers never
+// see it go backwards after a restore (etcd #16028).
 type Restore struct {
 	Snapshot      string `yaml:"snapshot" rescue:"required" doc:"snapshot file on the host (see snapshot-copy)"`
 	BumpRevision  string `yaml:"bumpRevision" default:"auto" doc:"auto (the last revision seen before the disaster, or the snapshot's, plus margin), a number, or none"`
@@ -27,20 +26,6 @@ type Restore struct {
 // FactPreRevision is the fact key of the highest revision seen before the run
 // changed anything.
 const FactPreRevision = "cluster.preRevision"
-
-func (s *Restore) bumpMode() string {
-	if s.BumpRevision == "" {
-		return "auto"
-	}
-	return s.BumpRevision
-}
-
-func (s *Restore) margin() int64 {
-	if s.Margin == 0 {
-		return DefaultBumpMargin
-	}
-	return s.Margin
-}
 
 // tool is the restore command for the plan's etcd version.
 func (s *Restore) tool(c *Ctx) string {
@@ -87,11 +72,11 @@ func (s *Restore) Describe(c *Ctx, t Target) []Action {
 	}
 	h, tmp, d := t.Name(), s.tmpDir(c), c.DataDir()
 	acts := []Action{{Host: h, Kind: Shell, Cmd: join("rm", "-rf", "--", tmp)}}
-	switch mode := s.bumpMode(); mode {
+	switch mode := s.BumpRevision; mode {
 	case "none", "0":
 		acts = append(acts, Action{Host: h, Kind: Shell, Cmd: s.command(c, t, "")})
 	case "auto":
-		shown := fmt.Sprintf("<auto: max(0, %s - snapshot revision) + %d>", FactPreRevision, s.margin())
+		shown := fmt.Sprintf("<auto: max(0, %s - snapshot revision) + %d>", FactPreRevision, s.Margin)
 		acts = append(acts,
 			Action{Host: h, Kind: Shell, Cmd: s.statusCommand(c)},
 			Action{Host: h, Kind: Shell, Cmd: s.command(c, t, shown),
@@ -138,7 +123,7 @@ func (s *Restore) runAuto(ctx context.Context, c *Ctx, env Env, t Target) error 
 				return err
 			}
 		}
-		b := s.margin()
+		b := s.Margin
 		if pre > st.Revision {
 			b += pre - st.Revision
 		}
@@ -164,7 +149,7 @@ func (s *Restore) Validate(c *Ctx, at At, fs *plans.Findings) {
 		fs.Add(c.Plan.KeyPos["cluster"], "cluster.token is required by restore: every member must restore with the same --initial-cluster-token").
 			WithHint("add token: <name>-<date> under cluster:")
 	}
-	mode := s.bumpMode()
+	mode := s.BumpRevision
 	if mode != "auto" && mode != "none" {
 		if n, err := strconv.ParseInt(mode, 10, 64); err != nil || n < 0 {
 			fs.Add(at("bumpRevision"), "bumpRevision %q is not auto, none or a whole number", mode)

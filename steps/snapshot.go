@@ -15,9 +15,6 @@ import (
 	"github.com/etcd-rescue/etcd-rescue/plans"
 )
 
-// DefaultRemoteSnapshot is where snapshot-copy puts a snapshot on a host.
-const DefaultRemoteSnapshot = "/var/tmp/etcd-rescue/snapshot.db"
-
 // VerifySnapshotFile checks the sha256 trailer etcd appends to a snapshot
 // saved through the client API, and returns the sha256 of the whole file.
 // A raw member/snap/db copy or a truncated .part file fails here
@@ -164,15 +161,8 @@ type SnapshotCopy struct {
 	To   string `yaml:"to" default:"/var/tmp/etcd-rescue/snapshot.db" doc:"path on the host"`
 }
 
-func (s *SnapshotCopy) to() string {
-	if s.To == "" {
-		return DefaultRemoteSnapshot
-	}
-	return s.To
-}
-
 func (s *SnapshotCopy) Describe(c *Ctx, t Target) []Action {
-	from, to := c.LocalPath(s.From), s.to()
+	from, to := c.LocalPath(s.From), s.To
 	return []Action{
 		{Kind: Local, Cmd: "verify the sha256 trailer of " + q(from) + " and compute its sha256"},
 		{Host: t.Name(), Kind: Shell, Cmd: join("mkdir", "-p", "-m", "0700", filepath.Dir(to)) + " && " + staleUploads(to) + " && cat > " + q(to+".part") + " < " + q(from) + " && sha256sum " + q(to+".part") + " && " + join("mv", to+".part", to),
@@ -189,15 +179,15 @@ func (s *SnapshotCopy) copy(ctx context.Context, env Env, t Target, from string)
 	if err != nil {
 		return err
 	}
-	if _, err := r.Run(ctx, join("mkdir", "-p", "-m", "0700", filepath.Dir(s.to()))+" && "+staleUploads(s.to()), nil); err != nil {
+	if _, err := r.Run(ctx, join("mkdir", "-p", "-m", "0700", filepath.Dir(s.To))+" && "+staleUploads(s.To), nil); err != nil {
 		return err
 	}
-	got, err := r.Upload(ctx, from, s.to(), 0o600)
+	got, err := r.Upload(ctx, from, s.To, 0o600)
 	if err != nil {
 		return err
 	}
 	if got != sum {
-		return fmt.Errorf("%s: %s arrived with sha256 %s, want %s", t.Name(), s.to(), got, sum)
+		return fmt.Errorf("%s: %s arrived with sha256 %s, want %s", t.Name(), s.To, got, sum)
 	}
 	return nil
 }
@@ -207,15 +197,15 @@ func (s *SnapshotCopy) Check(ctx context.Context, c *Ctx, env Env, t Target) (bo
 	if err != nil {
 		return false, "", err
 	}
-	return remoteTest(ctx, env, t, "[ \"$(sha256sum "+q(s.to())+" 2>/dev/null | cut -d' ' -f1)\" = "+sum+" ]", s.to()+" has sha256 "+sum)
+	return remoteTest(ctx, env, t, "[ \"$(sha256sum "+q(s.To)+" 2>/dev/null | cut -d' ' -f1)\" = "+sum+" ]", s.To+" has sha256 "+sum)
 }
 
 func (s *SnapshotCopy) Validate(c *Ctx, at At, fs *plans.Findings) {
-	if !filepath.IsAbs(s.to()) {
-		fs.Add(at("to"), "snapshot-copy to %q must be an absolute path", s.to())
+	if !filepath.IsAbs(s.To) {
+		fs.Add(at("to"), "snapshot-copy to %q must be an absolute path", s.To)
 	}
-	if strings.HasPrefix(filepath.Clean(s.to())+"/", filepath.Clean(c.DataDir())+"/") {
-		fs.Add(at("to"), "snapshot-copy to %q is inside the data dir %s, which wipe-dir and restore replace", s.to(), c.DataDir())
+	if strings.HasPrefix(filepath.Clean(s.To)+"/", filepath.Clean(c.DataDir())+"/") {
+		fs.Add(at("to"), "snapshot-copy to %q is inside the data dir %s, which wipe-dir and restore replace", s.To, c.DataDir())
 	}
 }
 
@@ -231,20 +221,13 @@ type SnapshotVerify struct {
 	File string `yaml:"file" default:"/var/tmp/etcd-rescue/snapshot.db" doc:"snapshot file on the host"`
 }
 
-func (s *SnapshotVerify) file() string {
-	if s.File == "" {
-		return DefaultRemoteSnapshot
-	}
-	return s.File
-}
-
 func (s *SnapshotVerify) Describe(c *Ctx, t Target) []Action {
 	tool := c.Bin("etcdutl")
 	if c.Version.Minor <= 4 {
 		tool = "ETCDCTL_API=3 " + c.Bin("etcdctl")
 	}
 	return []Action{
-		{Host: t.Name(), Kind: Shell, Cmd: trailerCheck(s.file())},
-		{Host: t.Name(), Kind: Shell, Cmd: tool + " " + join("snapshot", "status", "-w", "table", s.file())},
+		{Host: t.Name(), Kind: Shell, Cmd: trailerCheck(s.File)},
+		{Host: t.Name(), Kind: Shell, Cmd: tool + " " + join("snapshot", "status", "-w", "table", s.File)},
 	}
 }

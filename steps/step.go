@@ -159,13 +159,15 @@ type Etcd interface {
 	IsRetryable(err error) bool
 }
 
-// LocalPath resolves a path on the operator machine: relative paths are
-// relative to the plan file's directory, so a plan works from any cwd.
+// LocalPath resolves a path on the operator machine named in a step's
+// with: (see [plans.LocalFile]): ~/ is the home directory, a relative path
+// is relative to the plan file's directory, so a plan works from any cwd.
 func (c *Ctx) LocalPath(p string) string {
-	if p == "" || filepath.IsAbs(p) || c.Plan == nil || c.Plan.File == "" {
-		return p
+	base := ""
+	if c.Plan != nil && c.Plan.File != "" {
+		base = filepath.Dir(c.Plan.File)
 	}
-	return filepath.Join(filepath.Dir(c.Plan.File), p)
+	return plans.LocalFile(base, p)
 }
 
 // DataDir is the data directory of the member on t.
