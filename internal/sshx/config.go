@@ -37,14 +37,18 @@ type Config struct {
 	UseAgent bool
 	// KnownHosts is the known_hosts file; defaults to ~/.ssh/known_hosts.
 	KnownHosts string
+	// KnownHostsExtra are further known_hosts files consulted (an ssh config's
+	// UserKnownHostsFile may list several); missing ones are skipped.
+	KnownHostsExtra []string
 	// InsecureIgnoreHostKey disables host key verification. It exists for throwaway
 	// labs only; callers must say loudly that it is on ([Client.HostKeyCheckDisabled]).
 	InsecureIgnoreHostKey bool
 	// Sudo runs every command as `sudo -n ...` (never prompts for a password).
 	Sudo bool
 	// Jump, when set, is a bastion the connection is tunnelled through
-	// (like ssh -J). Its zero fields User, IdentityFiles, UseAgent, KnownHosts and
-	// InsecureIgnoreHostKey are taken from the target's Config; Sudo is ignored.
+	// (like ssh -J); it may have its own Jump (a ProxyJump chain). Its zero
+	// fields User, IdentityFiles, UseAgent, KnownHosts and InsecureIgnoreHostKey
+	// are taken from the target's Config; Sudo is ignored.
 	Jump *Config
 	// ConnectTimeout bounds TCP connect plus SSH handshake; defaults to 15 s.
 	ConnectTimeout time.Duration
@@ -110,6 +114,15 @@ func (c Config) withDefaults() (Config, error) {
 		return c, err
 	}
 	c.KnownHosts = kh
+	extra := make([]string, 0, len(c.KnownHostsExtra))
+	for _, f := range c.KnownHostsExtra {
+		p, err := expandHome(f)
+		if err != nil {
+			return c, err
+		}
+		extra = append(extra, p)
+	}
+	c.KnownHostsExtra = extra
 	files := make([]string, 0, len(c.IdentityFiles))
 	for _, f := range c.IdentityFiles {
 		p, err := expandHome(f)
@@ -132,6 +145,9 @@ func (c Config) withDefaults() (Config, error) {
 		}
 		if j.KnownHosts == "" {
 			j.KnownHosts = c.KnownHosts
+			if len(j.KnownHostsExtra) == 0 {
+				j.KnownHostsExtra = c.KnownHostsExtra
+			}
 		}
 		if !j.InsecureIgnoreHostKey {
 			j.InsecureIgnoreHostKey = c.InsecureIgnoreHostKey

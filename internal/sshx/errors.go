@@ -87,8 +87,10 @@ func (e *HostKeyError) Error() string {
 	}
 	fmt.Fprintf(&b, "host key verification failed for %s: unknown host, not in %s; it presented %s key %s\n",
 		e.Host, e.KnownHostsFile, e.KeyType, e.Fingerprint)
-	fmt.Fprintf(&b, "hint: check that fingerprint out of band (on the host: ssh-keygen -lf /etc/ssh/ssh_host_%s_key.pub), then: %s",
+	fmt.Fprintf(&b, "hint: check that fingerprint out of band (on the host: ssh-keygen -lf /etc/ssh/ssh_host_%s_key.pub), then: %s\n",
 		shortKeyType(e.KeyType), keyscan)
+	fmt.Fprintf(&b, "hint: if your hosts have certificates signed by an SSH CA, add instead a line to %s: @cert-authority HOST-PATTERN CA-PUBLIC-KEY",
+		e.KnownHostsFile)
 	return b.String()
 }
 

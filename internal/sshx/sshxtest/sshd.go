@@ -52,6 +52,8 @@ type Server struct {
 	KnownHosts string
 	// HostKey is the server's public host key.
 	HostKey ssh.PublicKey
+	// HostCert is the host certificate file when Options.HostCA is set.
+	HostCert string
 	// LogFile receives sshd's log (-e).
 	LogFile string
 
@@ -66,6 +68,11 @@ type Options struct {
 	// HomeAuthorizedKeys also accepts the keys in each user's
 	// ~/.ssh/authorized_keys (for tests that log in as another user).
 	HomeAuthorizedKeys bool
+	// HostCA is an SSH CA private key file (see WriteKey): the host key is
+	// certified with it by ssh-keygen -s -h for the principal 127.0.0.1, and
+	// sshd presents that certificate (HostCertificate) to clients that ask
+	// for a certificate algorithm.
+	HostCA string
 }
 
 // Start runs sshd -D on a free port of 127.0.0.1 and stops it when the test ends.
@@ -100,6 +107,18 @@ func Start(t testing.TB, opts ...Options) *Server {
 		t.Fatal(err)
 	}
 
+	if o.HostCA != "" {
+		if _, err := exec.LookPath("ssh-keygen"); err != nil {
+			Require(t, "ssh-keygen", "apt-get install -y --no-install-recommends openssh-client")
+		}
+		out, err := exec.Command("ssh-keygen", "-q", "-s", o.HostCA, "-I", "etcd-rescue-test-host", "-h",
+			"-n", "127.0.0.1", "-V", "-5m:+1h", hostKeyPath+".pub").CombinedOutput()
+		if err != nil {
+			t.Fatalf("ssh-keygen -s: %v\n%s", err, out)
+		}
+		s.HostCert = hostKeyPath + "-cert.pub"
+		o.ExtraConfig = "HostCertificate " + s.HostCert + "\n" + o.ExtraConfig
+	}
 	authFiles := authKeys
 	if o.HomeAuthorizedKeys {
 		authFiles += " .ssh/authorized_keys"
