@@ -402,7 +402,10 @@ func (r HostRoute) String() string {
 	return s + ", host key " + r.HostKeys
 }
 
-// SSHConfig is the sshx configuration of one host of the plan.
+// SSHConfig is the sshx configuration of one host of the plan. A value the
+// plan sets wins; with ssh.config, the OpenSSH config file fills what the
+// plan leaves unset (hosts.X.address read as a Host alias); the plan's
+// defaults come last.
 func SSHConfig(p *plans.Plan, h *plans.Host) (sshx.Config, error) {
 	s := p.SSH
 	if s == nil {
@@ -410,16 +413,21 @@ func SSHConfig(p *plans.Plan, h *plans.Host) (sshx.Config, error) {
 	}
 	cfg := sshx.Config{
 		Address:               h.Address,
-		Port:                  h.Port,
-		User:                  h.User,
 		UseAgent:              s.Agent,
-		KnownHosts:            plans.LocalFile(p.SSHBase, s.KnownHosts),
 		InsecureIgnoreHostKey: s.InsecureIgnoreHostKey,
 		Sudo:                  s.Sudo,
 		ConnectTimeout:        s.Timeout.D(),
 	}
-	if cfg.User == "" {
+	if h.IsSet("port") {
+		cfg.Port = h.Port
+	}
+	if h.IsSet("user") {
+		cfg.User = h.User
+	} else if s.IsSet("user") {
 		cfg.User = s.User
+	}
+	if s.IsSet("knownHosts") {
+		cfg.KnownHosts = plans.LocalFile(p.SSHBase, s.KnownHosts)
 	}
 	if s.Identity != "" {
 		cfg.IdentityFiles = []string{plans.LocalFile(p.SSHBase, s.Identity)}
@@ -430,6 +438,21 @@ func SSHConfig(p *plans.Plan, h *plans.Host) (sshx.Config, error) {
 			return cfg, err
 		}
 		cfg.Jump = &j
+	}
+	if s.Config != "" {
+		var err error
+		if cfg, err = cfg.WithSSHConfig(plans.LocalFile(p.SSHBase, s.Config)); err != nil {
+			return cfg, err
+		}
+	}
+	if cfg.Port == 0 {
+		cfg.Port = h.Port
+	}
+	if cfg.User == "" {
+		cfg.User = h.User
+	}
+	if cfg.KnownHosts == "" {
+		cfg.KnownHosts = plans.LocalFile(p.SSHBase, s.KnownHosts)
 	}
 	return cfg, nil
 }

@@ -101,6 +101,7 @@ type SSH struct {
 	Agent                 bool     `yaml:"agent" doc:"also use keys from $SSH_AUTH_SOCK"`
 	Sudo                  bool     `yaml:"sudo" doc:"run commands with sudo -n (for a non-root user)"`
 	Jump                  string   `yaml:"jump" doc:"jump host, user@host:port"`
+	Config                string   `yaml:"config" doc:"OpenSSH client config file (e.g. ~/.ssh/config) read for each host address as a Host alias: HostName, User, Port, IdentityFile, ProxyJump, UserKnownHostsFile fill what the plan leaves unset; host keys stay verified"`
 	Timeout               Duration `yaml:"timeout" default:"10s" doc:"connect timeout"`
 	InsecureIgnoreHostKey bool     `yaml:"insecureIgnoreHostKey" doc:"DANGEROUS: accept any host key (lab only); loudly reported"`
 
