@@ -84,7 +84,7 @@ type Member struct {
 
 // Host is a machine reached over SSH.
 type Host struct {
-	Address string `yaml:"address" rescue:"required" doc:"IP address or DNS name"`
+	Address string `yaml:"address" rescue:"required" doc:"IP address or DNS name; with ssh.config, also a Host alias of that file"`
 	Port    int    `yaml:"port" default:"22" doc:"SSH port"`
 	User    string `yaml:"user" doc:"SSH user; defaults to ssh.user"`
 

@@ -2,8 +2,10 @@
 //
 // It keeps ONE authenticated connection per host ([Client]) and multiplexes every
 // command, file transfer and TCP tunnel over it. Host keys are verified against
-// known_hosts unless the caller explicitly opts out ([Config.InsecureIgnoreHostKey],
-// reported by [Client.HostKeyCheckDisabled]). Connections are kept alive with
+// known_hosts (plain keys, and host certificates through @cert-authority lines;
+// @revoked honoured) unless the caller explicitly opts out
+// ([Config.InsecureIgnoreHostKey], reported by [Client.HostKeyCheckDisabled]).
+// [Config.WithSSHConfig] fills a Config from an OpenSSH client config file. Connections are kept alive with
 // keepalive@openssh.com requests and are re-established transparently on the next
 // call after a drop; a command that may have started when the connection dropped is
 // never re-run: it fails with an error matching [ErrConnectionLost] so that the
