@@ -22,7 +22,7 @@ func TestCLIExitCodes(t *testing.T) {
 		inStdout string
 		inStderr string
 	}{
-		"no args":            {nil, 2, "", "usage: etcd-rescue COMMAND"},
+		"no args":            {nil, 2, "", "etcd-rescue [command]"},
 		"help":               {[]string{"--help"}, 0, "Exit codes:", ""},
 		"unknown command":    {[]string{"valdate"}, 2, "", `unknown command "valdate"`},
 		"validate examples":  {append([]string{"validate"}, examples()...), 0, "8 file(s) valid", ""},

@@ -24,7 +24,7 @@ func TestCmdLabUsage(t *testing.T) {
 		{[]string{"up", "--members", "12", "--state-dir", dir}, 2, "--members must be between 1 and 9"},
 		{[]string{"up", "--etcd", "banana", "--state-dir", dir}, 2, "--etcd"},
 		{[]string{"up", "--mode", "vm", "--state-dir", dir}, 2, "--mode"},
-		{[]string{"up", "--bogus"}, 2, "flag provided but not defined"},
+		{[]string{"up", "--bogus"}, 2, "unknown flag: --bogus"},
 		{[]string{"status", "extra", "--state-dir", dir}, 2, `unexpected argument "extra"`},
 		{[]string{"verify", "--state-dir", dir}, 1, "no lab is up"},
 		{[]string{"break", "quorum-loss", "--state-dir", dir}, 1, "no lab is up"},
@@ -33,7 +33,7 @@ func TestCmdLabUsage(t *testing.T) {
 		{[]string{"down", "--state-dir", dir}, 0, ""},
 	} {
 		var out, errb bytes.Buffer
-		code := cmdLab(tc.args, &out, &errb)
+		code := run(append([]string{"lab"}, tc.args...), &out, &errb)
 		if code != tc.code {
 			t.Errorf("lab %v: exit %d, want %d\nstderr: %s", tc.args, code, tc.code, errb.String())
 			continue
