@@ -7,6 +7,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -87,6 +88,22 @@ Output formats (-o json) are documented in docs/cli.md.
 	lab := newLabCmd()
 	lab.GroupID = "lab"
 	root.AddCommand(lab)
+
+	// completion bash|zsh|fish|powershell is cobra's; an unknown shell is
+	// a usage error like any unknown command.
+	root.InitDefaultCompletionCmd()
+	for _, c := range root.Commands() {
+		if c.Name() == "completion" {
+			c.SuggestionsMinimumDistance = 1
+			c.Args = cobra.ArbitraryArgs
+			c.RunE = func(cmd *cobra.Command, args []string) error {
+				if len(args) == 0 {
+					return withCode(exitUsage, errors.New("completion needs a shell: bash, zsh, fish or powershell"), "etcd-rescue completion --help")
+				}
+				return unknownCommand(cmd, args[0])
+			}
+		}
+	}
 	return root
 }
 
