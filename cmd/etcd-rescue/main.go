@@ -53,8 +53,12 @@ Output formats (-o json) are documented in docs/cli.md.
 		// Errors are reported by run, once, with their exit code.
 		SilenceErrors: true,
 		SilenceUsage:  true,
-		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
-			return setupLogging(g, stderr)
+		PersistentPreRunE: func(cmd *cobra.Command, args []string) error {
+			if err := setupLogging(g, stderr); err != nil {
+				return err
+			}
+			slog.Debug("command", "path", cmd.CommandPath(), "args", args)
+			return nil
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if len(args) == 0 {

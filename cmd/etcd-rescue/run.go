@@ -112,6 +112,7 @@ func (rf *runFlags) check(stdout io.Writer, cmd, hint string) (live, tty bool, e
 		return false, false, err
 	}
 	tty = terminal.isTTY()
+	slog.Debug("terminal", "stdinTTY", tty, "liveProgress", live)
 	if !*rf.yes && !tty {
 		return false, false, withCode(exitUsage, fmt.Errorf("%s changes the cluster and no terminal is attached to confirm it", cmd), hint)
 	}
