@@ -93,7 +93,7 @@ func newLabCmd() *cobra.Command {
 	if defState == "" {
 		defState = lab.DefaultStateDir
 	}
-	labCmd.PersistentFlags().StringVar(&o.stateDir, "state-dir", defState, "lab state `DIR` ($ETCD_RESCUE_LAB_STATE when set)")
+	labCmd.PersistentFlags().StringVar(&o.stateDir, "state-dir", defState, "lab state `DIR`; $ETCD_RESCUE_LAB_STATE sets the default")
 	_ = labCmd.RegisterFlagCompletionFunc("state-dir", completeDirs)
 
 	sub := func(use, short string, args cobra.PositionalArgs, run func(ctx context.Context, cmd *cobra.Command, args []string) error) *cobra.Command {

@@ -73,8 +73,8 @@ Output formats (-o json) are documented in docs/cli.md.
 	root.SetErr(stderr)
 	root.SetFlagErrorFunc(flagError)
 	pf := root.PersistentFlags()
-	pf.StringVar(&g.logFormat, "log-format", "text", "format of diagnostic messages on stderr: text or json")
-	pf.StringVar(&g.logLevel, "log-level", "warn", "least level of diagnostic messages: debug, info, warn or error")
+	pf.StringVar(&g.logFormat, "log-format", "text", "`FORMAT` of diagnostic messages on stderr: text or json")
+	pf.StringVar(&g.logLevel, "log-level", "warn", "least `LEVEL` of diagnostic messages: debug, info, warn or error")
 	completeValues(root, "log-format", "text", "json")
 	completeValues(root, "log-level", "debug", "info", "warn", "error")
 
