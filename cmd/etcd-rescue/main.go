@@ -71,6 +71,9 @@ Output formats (-o json) are documented in docs/cli.md.
 	}
 	root.SetOut(stdout)
 	root.SetErr(stderr)
+	// A command with subcommands (etcd-rescue, lab, completion) does
+	// nothing alone: its usage shows only "CMD [command]".
+	root.SetUsageTemplate(strings.Replace(root.UsageTemplate(), "Usage:{{if .Runnable}}", "Usage:{{if and .Runnable (not .HasAvailableSubCommands)}}", 1))
 	root.SetFlagErrorFunc(flagError)
 	pf := root.PersistentFlags()
 	pf.StringVar(&g.logFormat, "log-format", "text", "`FORMAT` of diagnostic messages on stderr: text or json")
