@@ -69,6 +69,7 @@ type labOpts struct {
 	hard     bool
 	inv      lab.InventoryOptions
 	invOut   string
+	out      string
 }
 
 // newLabCmd is `etcd-rescue lab ...`: every error of a lab command is a
@@ -155,13 +156,20 @@ STATE/pki (the inventory gets cluster.tls).`
 	reboot.Flags().BoolVar(&o.hard, "hard", false, "power cut instead of a clean reboot")
 
 	status := sub("status", "hosts, addresses, etcd state, members, revision, keys vs the fingerprint", labArgs(0, ""), func(ctx context.Context, cmd *cobra.Command, _ []string) error {
+		if err := checkOutput(o.out, "table", "json"); err != nil {
+			return err
+		}
 		l, err := openLab(o, cmd.OutOrStdout())
 		if err != nil {
 			return err
 		}
+		if o.out == "json" {
+			return writeJSON(cmd.OutOrStdout(), labStatusJSON(l.Status(ctx)))
+		}
 		printLabStatus(cmd.OutOrStdout(), l.Status(ctx))
 		return nil
 	})
+	addOutputFlag(status, &o.out, "table", "table", "json")
 
 	verify := sub("verify", "exit 0 only if the cluster is healthy and every fingerprinted key is intact", labArgs(0, ""), func(ctx context.Context, cmd *cobra.Command, _ []string) error {
 		return labVerify(ctx, o, cmd.OutOrStdout())
@@ -382,4 +390,68 @@ func printLabStatus(w io.Writer, s *lab.Status) {
 	for _, p := range s.Problems {
 		fmt.Fprintf(w, "  - %s\n", p)
 	}
+}
+
+// labStatus is lab status -o json.
+type labStatus struct {
+	StateDir    string           `json:"stateDir"`
+	Mode        string           `json:"mode"`
+	Version     string           `json:"etcdVersion"`
+	TLS         bool             `json:"tls"`
+	Hosts       []labHost        `json:"hosts"`
+	Members     []labMember      `json:"members"`
+	MemberList  []string         `json:"memberList"`
+	Keys        int              `json:"keys"`
+	Fingerprint *lab.Fingerprint `json:"fingerprint,omitempty"`
+	Breaks      []string         `json:"breaks"`
+	Healthy     bool             `json:"healthy"`
+	Problems    []string         `json:"problems"`
+}
+
+type labHost struct {
+	Name        string `json:"name"`
+	Address     string `json:"address"`
+	SSH         bool   `json:"ssh"`
+	Etcd        string `json:"etcd"`
+	DataDir     bool   `json:"dataDir"`
+	MemoryBytes uint64 `json:"memoryBytes"`
+}
+
+type labMember struct {
+	Name      string `json:"name"`
+	Host      string `json:"host"`
+	ClientURL string `json:"clientURL"`
+	ID        string `json:"id,omitempty"`
+	Leader    string `json:"leader,omitempty"`
+	Revision  int64  `json:"revision"`
+	DBSize    int64  `json:"dbSizeBytes"`
+	Version   string `json:"version,omitempty"`
+	Error     string `json:"error,omitempty"`
+}
+
+// labStatusJSON is s in the shape of lab status -o json; member ids are
+// hex strings, as etcdctl prints them.
+func labStatusJSON(s *lab.Status) labStatus {
+	nonNil := func(l []string) []string {
+		if l == nil {
+			return []string{}
+		}
+		return l
+	}
+	hexID := func(id uint64) string {
+		if id == 0 {
+			return ""
+		}
+		return fmt.Sprintf("%x", id)
+	}
+	j := labStatus{StateDir: s.StateDir, Mode: s.Mode, Version: s.Version, TLS: s.TLS, Hosts: []labHost{}, Members: []labMember{},
+		MemberList: nonNil(s.MemberList), Keys: s.Keys, Fingerprint: s.Fingerprint, Breaks: nonNil(s.Breaks),
+		Healthy: len(s.Problems) == 0, Problems: nonNil(s.Problems)}
+	for _, h := range s.Hosts {
+		j.Hosts = append(j.Hosts, labHost{h.Name, h.Address, h.SSH, h.Etcd, h.DataDir, h.Memory})
+	}
+	for _, m := range s.Members {
+		j.Members = append(j.Members, labMember{m.Name, m.Host, m.ClientURL, hexID(m.ID), hexID(m.Leader), m.Revision, m.DBSize, m.Version, m.Err})
+	}
+	return j
 }
