@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/rogpeppe/go-internal/testscript"
 )
 
 func runCLI(args ...string) (code int, stdout, stderr string) {
@@ -22,7 +24,7 @@ func TestCLIExitCodes(t *testing.T) {
 		inStdout string
 		inStderr string
 	}{
-		"no args":            {nil, 2, "", "usage: etcd-rescue COMMAND"},
+		"no args":            {nil, 2, "", "etcd-rescue [command]"},
 		"help":               {[]string{"--help"}, 0, "Exit codes:", ""},
 		"unknown command":    {[]string{"valdate"}, 2, "", `unknown command "valdate"`},
 		"validate examples":  {append([]string{"validate"}, examples()...), 0, "8 file(s) valid", ""},
@@ -92,13 +94,24 @@ func TestSchemaIsJSON(t *testing.T) {
 }
 
 func TestMain(m *testing.M) {
-	// Runs applied by tests go into a throwaway run index, not the user's.
+	// The test binary is also the etcd-rescue of the testscript scripts
+	// (script_test.go): run as "etcd-rescue", it is the command.
+	testscript.Main(indexedM{m}, map[string]func(){
+		"etcd-rescue": func() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) },
+	})
+}
+
+// indexedM runs the tests with a throwaway run index: runs applied by
+// tests do not go into the user's.
+type indexedM struct{ m *testing.M }
+
+func (im indexedM) Run() int {
 	dir, err := os.MkdirTemp("", "etcd-rescue-index-")
 	if err != nil {
 		panic(err)
 	}
 	os.Setenv("XDG_STATE_HOME", dir)
-	code := m.Run()
+	code := im.m.Run()
 	os.RemoveAll(dir)
-	os.Exit(code)
+	return code
 }

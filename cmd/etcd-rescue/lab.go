@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -14,16 +13,9 @@ import (
 	"syscall"
 	"text/tabwriter"
 
-	"github.com/etcd-rescue/etcd-rescue/lab"
-)
+	"github.com/spf13/cobra"
 
-// Exit codes of `etcd-rescue lab`.
-const (
-	labExitOK          = 0
-	labExitFailure     = 1
-	labExitUsage       = 2
-	labExitPrereq      = 4
-	labExitInterrupted = 130
+	"github.com/etcd-rescue/etcd-rescue/lab"
 )
 
 const labUsage = `usage: etcd-rescue lab COMMAND [flags]
@@ -54,176 +46,253 @@ every command takes --state-dir DIR (default $ETCD_RESCUE_LAB_STATE or %s)
 `
 
 func labUsageText() string {
-	var b strings.Builder
-	for _, s := range lab.Scenarios {
-		fmt.Fprintf(&b, "                        %-12s %s\n", s.Name, s.Does)
-	}
-	return fmt.Sprintf(labUsage, b.String(), lab.DefaultStateDir)
+	return fmt.Sprintf(labUsage, scenarioList("                        "), lab.DefaultStateDir)
 }
 
-// cmdLab implements `etcd-rescue lab ...`.
-func cmdLab(args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
-		w := stderr
-		if len(args) > 0 {
-			w = stdout
-		}
-		fmt.Fprint(w, labUsageText())
-		if len(args) == 0 {
-			return labExitUsage
-		}
-		return labExitOK
+// scenarioList is the break scenarios, one a line after indent.
+func scenarioList(indent string) string {
+	var b strings.Builder
+	for _, s := range lab.Scenarios {
+		fmt.Fprintf(&b, "%s%-12s %s\n", indent, s.Name, s.Does)
 	}
-	sub, rest := args[0], args[1:]
-	fs := flag.NewFlagSet("etcd-rescue lab "+sub, flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
+	return b.String()
+}
+
+// labOpts are the flags of the lab commands.
+type labOpts struct {
+	stateDir string
+	members  int
+	version  string
+	keys     int
+	mode     string
+	tls      bool
+	hard     bool
+	inv      lab.InventoryOptions
+	invOut   string
+	out      string
+}
+
+// newLabCmd is `etcd-rescue lab ...`: every error of a lab command is a
+// labError, reported with the lab's details and hints.
+func newLabCmd() *cobra.Command {
+	o := &labOpts{}
+	labCmd := &cobra.Command{
+		Use:   "lab COMMAND",
+		Short: "local rehearsal cluster: up, break, status, verify, down (root, Linux)",
+		Long:  strings.TrimPrefix(labUsageText(), "usage: etcd-rescue lab COMMAND [flags]\n\n"),
+		Args:  cobra.ArbitraryArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if len(args) == 0 {
+				fmt.Fprint(cmd.ErrOrStderr(), labUsageText())
+				return reported(exitUsage, "no lab command")
+			}
+			return unknownCommand(cmd, args[0])
+		},
+		ValidArgsFunction: cobra.NoFileCompletions,
+	}
 	defState := os.Getenv("ETCD_RESCUE_LAB_STATE")
 	if defState == "" {
 		defState = lab.DefaultStateDir
 	}
-	stateDir := fs.String("state-dir", defState, "lab state directory")
-	var (
-		members  *int
-		version  *string
-		keys     *int
-		mode     *string
-		useTLS   *bool
-		hard     *bool
-		invUser  *string
-		invSudo  *bool
-		invJump  *string
-		invOut   *string
-		wantArgs int
-	)
-	switch sub {
-	case "up":
-		members = fs.Int("members", 3, "cluster size (1-9)")
-		version = fs.String("etcd", "3.5", "etcd version: 3.5, 3.6, 3.7 or a full x.y.z")
-		keys = fs.Int("keys", lab.DefaultKeys, "keys to write and fingerprint (0: none)")
-		mode = fs.String("mode", "auto", "host mode: auto, nspawn or light")
-		useTLS = fs.Bool("tls", false, "https client and peer URLs, client certificates required")
-	case "break":
-		wantArgs = 1
-	case "reboot":
-		wantArgs = 1
-		hard = fs.Bool("hard", false, "power cut instead of a clean reboot")
-	case "inventory":
-		invUser = fs.String("user", "", "ssh.user of the variant (root or "+lab.OperatorUser+")")
-		invSudo = fs.Bool("sudo", false, "ssh.sudo: true in the variant")
-		invJump = fs.String("jump", "", "ssh.jump of the variant: a lab host (h1) or user@h1")
-		invOut = fs.String("out", "", "where to write the variant")
-	case "status", "verify", "down":
-	default:
-		return labUsageErr(stderr, fmt.Sprintf("unknown lab command %q", sub))
-	}
-	pos, err := parseInterleaved(fs, rest)
-	if errors.Is(err, flag.ErrHelp) {
-		fmt.Fprint(stdout, labUsageText())
-		return labExitOK
-	}
-	if err != nil {
-		return labUsageErr(stderr, err.Error())
-	}
-	if len(pos) != wantArgs {
-		switch {
-		case sub == "break" && len(pos) == 0:
-			return labUsageErr(stderr, "lab break needs a SCENARIO")
-		case sub == "reboot" && len(pos) == 0:
-			return labUsageErr(stderr, "lab reboot needs a HOST (h1, h2...)")
-		default:
-			return labUsageErr(stderr, fmt.Sprintf("unexpected argument %q", pos[len(pos)-1]))
+	labCmd.PersistentFlags().StringVar(&o.stateDir, "state-dir", defState, "lab state `DIR`; $ETCD_RESCUE_LAB_STATE sets the default")
+	_ = labCmd.RegisterFlagCompletionFunc("state-dir", completeDirs)
+
+	sub := func(use, short string, args cobra.PositionalArgs, run func(ctx context.Context, cmd *cobra.Command, args []string) error) *cobra.Command {
+		return &cobra.Command{
+			Use:               use,
+			Short:             short,
+			Args:              args,
+			ValidArgsFunction: cobra.NoFileCompletions,
+			RunE: func(cmd *cobra.Command, args []string) error {
+				ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+				defer stop()
+				if err := run(ctx, cmd, args); err != nil {
+					return labError{err}
+				}
+				return nil
+			},
 		}
 	}
 
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
+	up := sub("up", "create hosts h1..hN and start a healthy N-member cluster", labArgs(0, ""), func(ctx context.Context, cmd *cobra.Command, _ []string) error {
+		return labUp(ctx, o, cmd.OutOrStdout())
+	})
+	up.Long = `Create hosts h1..hN, start a healthy N-member cluster, write K keys, record
+their fingerprint and write the inventory. --tls: https client and peer URLs
+with client certificates required, a CA, member and operator certificates in
+STATE/pki (the inventory gets cluster.tls).`
+	up.Flags().IntVar(&o.members, "members", 3, "cluster size (1-9)")
+	up.Flags().StringVar(&o.version, "etcd", "3.5", "etcd version: 3.5, 3.6, 3.7 or a full x.y.z")
+	up.Flags().IntVar(&o.keys, "keys", lab.DefaultKeys, "keys to write and fingerprint (0: none)")
+	up.Flags().StringVar(&o.mode, "mode", "auto", "host mode: auto, nspawn or light")
+	up.Flags().BoolVar(&o.tls, "tls", false, "https client and peer URLs, client certificates required")
+	completeValues(up, "etcd", "3.5", "3.6", "3.7")
+	completeValues(up, "mode", "auto", string(lab.ModeNspawn), string(lab.ModeLight))
 
-	if sub == "up" {
-		switch {
-		case *members < 1 || *members > 9:
-			return labUsageErr(stderr, fmt.Sprintf("--members must be between 1 and 9, not %d", *members))
-		case !labVersionRE.MatchString(*version):
-			return labUsageErr(stderr, fmt.Sprintf("--etcd %q: want 3.5, 3.6, 3.7 or a full version like 3.5.35", *version))
-		case *mode != "auto" && *mode != string(lab.ModeNspawn) && *mode != string(lab.ModeLight):
-			return labUsageErr(stderr, fmt.Sprintf("--mode %q: want auto, nspawn or light", *mode))
-		case *keys < 0:
-			return labUsageErr(stderr, "--keys must not be negative")
-		}
-	}
-	if sub == "break" && !knownScenario(pos[0]) {
-		return labUsageErr(stderr, fmt.Sprintf("unknown scenario %q", pos[0]))
-	}
-
-	switch sub {
-	case "up":
-		m := lab.Mode(*mode)
-		if *mode == "auto" {
-			m = lab.ModeAuto
-		}
-		k := *keys
-		if k == 0 {
-			k = -1
-		}
-		l, err := lab.Up(ctx, lab.Options{Members: *members, Version: *version, Keys: k, StateDir: *stateDir, Log: stdout, Mode: m, TLS: *useTLS})
+	brk := sub("break SCENARIO", "damage the lab with a scenario", labArgs(1, "lab break needs a SCENARIO"), func(ctx context.Context, cmd *cobra.Command, args []string) error {
+		l, err := openLab(o, cmd.OutOrStdout())
 		if err != nil {
-			return labFail(stderr, err)
+			return err
 		}
-		fmt.Fprintf(stdout, "ssh:       ssh -F %s h1\n", l.SSHConfigPath())
-		tlsFlags := ""
-		if l.TLS() {
-			tlsFlags = fmt.Sprintf(" --cacert=%s --cert=%s --key=%s", l.CACertPath(), l.ClientCertPath(), l.ClientCertKeyPath())
+		return l.Break(ctx, args[0])
+	})
+	brk.Long = "Damage the lab; SCENARIO is one of:\n" + scenarioList("  ")
+	brk.ValidArgsFunction = completeScenarios
+	// An unknown scenario is a usage error, found before the lab is opened.
+	brk.PreRunE = func(_ *cobra.Command, args []string) error {
+		if !knownScenario(args[0]) {
+			return withCode(exitUsage, fmt.Errorf("unknown scenario %q", args[0]), labHint)
 		}
-		fmt.Fprintf(stdout, "etcdctl:   %s/etcdctl --endpoints=%s%s member list -w table\n", l.BinDir(), strings.Join(l.Endpoints(), ","), tlsFlags)
-		return labExitOK
-	case "down":
-		if err := lab.DownDir(ctx, *stateDir, stdout); err != nil {
-			return labFail(stderr, err)
-		}
-		return labExitOK
+		return nil
 	}
 
-	l, err := lab.Open(*stateDir)
+	reboot := sub("reboot HOST", "clean reboot of HOST (disk kept), or a power cut with --hard", labArgs(1, "lab reboot needs a HOST (h1, h2...)"), func(ctx context.Context, cmd *cobra.Command, args []string) error {
+		l, err := openLab(o, cmd.OutOrStdout())
+		if err != nil {
+			return err
+		}
+		return l.Reboot(ctx, args[0], o.hard)
+	})
+	reboot.Flags().BoolVar(&o.hard, "hard", false, "power cut instead of a clean reboot")
+
+	status := sub("status", "hosts, addresses, etcd state, members, revision, keys vs the fingerprint", labArgs(0, ""), func(ctx context.Context, cmd *cobra.Command, _ []string) error {
+		if err := checkOutput(o.out, "table", "json"); err != nil {
+			return err
+		}
+		l, err := openLab(o, cmd.OutOrStdout())
+		if err != nil {
+			return err
+		}
+		if o.out == "json" {
+			return writeJSON(cmd.OutOrStdout(), labStatusJSON(l.Status(ctx)))
+		}
+		printLabStatus(cmd.OutOrStdout(), l.Status(ctx))
+		return nil
+	})
+	addOutputFlag(status, &o.out, "table", "table", "json")
+
+	verify := sub("verify", "exit 0 only if the cluster is healthy and every fingerprinted key is intact", labArgs(0, ""), func(ctx context.Context, cmd *cobra.Command, _ []string) error {
+		return labVerify(ctx, o, cmd.OutOrStdout())
+	})
+
+	down := sub("down", "kill what the lab started, remove namespaces, mounts and state (idempotent)", labArgs(0, ""), func(ctx context.Context, cmd *cobra.Command, _ []string) error {
+		return lab.DownDir(ctx, o.stateDir, cmd.OutOrStdout())
+	})
+
+	inv := sub("inventory", "print the path of the lab's inventory, or write a variant", labArgs(0, ""), func(ctx context.Context, cmd *cobra.Command, _ []string) error {
+		return labInventory(o, cmd.OutOrStdout())
+	})
+	inv.Long = `Print the path of the lab's inventory (for a plan's --inventory); with flags,
+write a variant first and print its path: ssh as U (the hosts have root and
+rescue, a user with passwordless sudo), every command through sudo -n, every
+connection through lab host HOST (ssh -J root@HOST's address); default FILE:
+STATE/inventory-U[-sudo][-via-HOST].yaml; a later lab break rewrites it too.`
+	inv.Flags().StringVar(&o.inv.User, "user", "", "ssh.user of the variant (root or "+lab.OperatorUser+")")
+	inv.Flags().BoolVar(&o.inv.Sudo, "sudo", false, "ssh.sudo: true in the variant")
+	inv.Flags().StringVar(&o.inv.Jump, "jump", "", "ssh.jump of the variant: a lab host (h1) or user@h1")
+	inv.Flags().StringVar(&o.invOut, "out", "", "where to write the variant")
+	completeValues(inv, "user", "root", lab.OperatorUser)
+	_ = inv.RegisterFlagCompletionFunc("out", completeYAMLFiles)
+
+	labCmd.AddCommand(up, brk, reboot, status, verify, down, inv)
+	return labCmd
+}
+
+// labHint ends every usage error of the lab commands.
+const labHint = "etcd-rescue lab --help lists the lab commands and their flags"
+
+// labArgs checks that a lab command has n arguments; missing says what is
+// missing when there is none.
+func labArgs(n int, missing string) cobra.PositionalArgs {
+	return func(_ *cobra.Command, args []string) error {
+		switch {
+		case len(args) == n:
+			return nil
+		case len(args) == 0:
+			return withCode(exitUsage, errors.New(missing), labHint)
+		}
+		return withCode(exitUsage, fmt.Errorf("unexpected argument %q", args[len(args)-1]), labHint)
+	}
+}
+
+func labUp(ctx context.Context, o *labOpts, stdout io.Writer) error {
+	usage := func(msg string) error { return withCode(exitUsage, errors.New(msg), labHint) }
+	switch {
+	case o.members < 1 || o.members > 9:
+		return usage(fmt.Sprintf("--members must be between 1 and 9, not %d", o.members))
+	case !labVersionRE.MatchString(o.version):
+		return usage(fmt.Sprintf("--etcd %q: want 3.5, 3.6, 3.7 or a full version like 3.5.35", o.version))
+	case o.mode != "auto" && o.mode != string(lab.ModeNspawn) && o.mode != string(lab.ModeLight):
+		return usage(fmt.Sprintf("--mode %q: want auto, nspawn or light", o.mode))
+	case o.keys < 0:
+		return usage("--keys must not be negative")
+	}
+	m := lab.Mode(o.mode)
+	if o.mode == "auto" {
+		m = lab.ModeAuto
+	}
+	k := o.keys
+	if k == 0 {
+		k = -1
+	}
+	l, err := lab.Up(ctx, lab.Options{Members: o.members, Version: o.version, Keys: k, StateDir: o.stateDir, Log: stdout, Mode: m, TLS: o.tls})
 	if err != nil {
-		return labFail(stderr, err)
+		return err
+	}
+	fmt.Fprintf(stdout, "ssh:       ssh -F %s h1\n", l.SSHConfigPath())
+	tlsFlags := ""
+	if l.TLS() {
+		tlsFlags = fmt.Sprintf(" --cacert=%s --cert=%s --key=%s", l.CACertPath(), l.ClientCertPath(), l.ClientCertKeyPath())
+	}
+	fmt.Fprintf(stdout, "etcdctl:   %s/etcdctl --endpoints=%s%s member list -w table\n", l.BinDir(), strings.Join(l.Endpoints(), ","), tlsFlags)
+	return nil
+}
+
+// openLab opens the lab that is up in o.stateDir, logging to stdout.
+func openLab(o *labOpts, stdout io.Writer) (*lab.Lab, error) {
+	l, err := lab.Open(o.stateDir)
+	if err != nil {
+		return nil, err
 	}
 	l.SetLog(stdout)
-	switch sub {
-	case "inventory":
-		o := lab.InventoryOptions{User: *invUser, Sudo: *invSudo, Jump: *invJump}
-		if o == (lab.InventoryOptions{}) && *invOut == "" {
-			fmt.Fprintln(stdout, l.InventoryPath())
-			break
-		}
-		path := *invOut
-		if path == "" {
-			path = inventoryVariantPath(l.StateDir(), o)
-		}
-		if err := l.WriteInventory(path, o); err != nil {
-			return labFail(stderr, err)
-		}
-		fmt.Fprintln(stdout, path)
-	case "break":
-		if err := l.Break(ctx, pos[0]); err != nil {
-			return labFail(stderr, err)
-		}
-	case "reboot":
-		if err := l.Reboot(ctx, pos[0], *hard); err != nil {
-			return labFail(stderr, err)
-		}
-	case "verify":
-		if err := l.Verify(ctx); err != nil {
-			return labFail(stderr, err)
-		}
-		fp, _ := l.Fingerprint()
-		if fp != nil {
-			fmt.Fprintf(stdout, "lab verify: OK: %d members healthy, one leader, member list matches the inventory, all %d keys intact\n", len(l.Members()), fp.Keys)
-		} else {
-			fmt.Fprintf(stdout, "lab verify: OK: %d members healthy, one leader, member list matches the inventory (no keys fingerprinted)\n", len(l.Members()))
-		}
-	case "status":
-		printLabStatus(stdout, l.Status(ctx))
+	return l, nil
+}
+
+func labVerify(ctx context.Context, o *labOpts, stdout io.Writer) error {
+	l, err := openLab(o, stdout)
+	if err != nil {
+		return err
 	}
-	return labExitOK
+	if err := l.Verify(ctx); err != nil {
+		return err
+	}
+	fp, _ := l.Fingerprint()
+	if fp != nil {
+		fmt.Fprintf(stdout, "lab verify: OK: %d members healthy, one leader, member list matches the inventory, all %d keys intact\n", len(l.Members()), fp.Keys)
+	} else {
+		fmt.Fprintf(stdout, "lab verify: OK: %d members healthy, one leader, member list matches the inventory (no keys fingerprinted)\n", len(l.Members()))
+	}
+	return nil
+}
+
+func labInventory(o *labOpts, stdout io.Writer) error {
+	l, err := openLab(o, stdout)
+	if err != nil {
+		return err
+	}
+	if o.inv == (lab.InventoryOptions{}) && o.invOut == "" {
+		fmt.Fprintln(stdout, l.InventoryPath())
+		return nil
+	}
+	path := o.invOut
+	if path == "" {
+		path = inventoryVariantPath(l.StateDir(), o.inv)
+	}
+	if err := l.WriteInventory(path, o.inv); err != nil {
+		return err
+	}
+	fmt.Fprintln(stdout, path)
+	return nil
 }
 
 // inventoryVariantPath is where `lab inventory --user U --sudo --jump H`
@@ -252,73 +321,6 @@ func knownScenario(name string) bool {
 		}
 	}
 	return false
-}
-
-// parseInterleaved parses flags that may come before or after positional
-// arguments.
-func parseInterleaved(fs *flag.FlagSet, args []string) ([]string, error) {
-	var pos []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			return nil, err
-		}
-		args = fs.Args()
-		if len(args) == 0 {
-			return pos, nil
-		}
-		pos = append(pos, args[0])
-		args = args[1:]
-	}
-}
-
-func labUsageErr(stderr io.Writer, msg string) int {
-	fmt.Fprintf(stderr, "etcd-rescue: error: %s\n", msg)
-	fmt.Fprintln(stderr, "hint: etcd-rescue lab --help lists the lab commands and their flags")
-	return labExitUsage
-}
-
-func labFail(stderr io.Writer, err error) int {
-	var pe *lab.PrereqError
-	var ve *lab.VerifyError
-	switch {
-	case errors.As(err, &pe):
-		fmt.Fprintf(stderr, "etcd-rescue: error: %v\n", err)
-		for _, m := range pe.Missing {
-			fmt.Fprintf(stderr, "  - %s\n", m.What)
-		}
-		for _, h := range pe.Hints() {
-			fmt.Fprintf(stderr, "hint: %s\n", h)
-		}
-		return labExitPrereq
-	case errors.As(err, &ve):
-		fmt.Fprintln(stderr, "etcd-rescue: error: lab verify: the lab's cluster is not healthy:")
-		for _, p := range ve.Problems {
-			fmt.Fprintf(stderr, "  - %s\n", p)
-		}
-		fmt.Fprintln(stderr, "hint: `etcd-rescue lab status` shows every host and member")
-		return labExitFailure
-	case errors.Is(err, lab.ErrNotUp):
-		fmt.Fprintf(stderr, "etcd-rescue: error: %v\n", err)
-		fmt.Fprintln(stderr, "hint: start one with `etcd-rescue lab up` (or pass the --state-dir it was started with)")
-		return labExitFailure
-	case errors.Is(err, lab.ErrBusy):
-		fmt.Fprintf(stderr, "etcd-rescue: error: %v\n", err)
-		fmt.Fprintln(stderr, "hint: one lab at a time per machine: `etcd-rescue lab down` the other one first")
-		return labExitFailure
-	}
-	msg := err.Error()
-	first, more, _ := strings.Cut(msg, "\n")
-	fmt.Fprintf(stderr, "etcd-rescue: error: %s\n", first)
-	if more != "" {
-		for _, line := range strings.Split(more, "\n") {
-			fmt.Fprintf(stderr, "  %s\n", line)
-		}
-	}
-	if errors.Is(err, context.Canceled) {
-		fmt.Fprintln(stderr, "hint: interrupted; `etcd-rescue lab down` removes whatever is left")
-		return labExitInterrupted
-	}
-	return labExitFailure
 }
 
 func printLabStatus(w io.Writer, s *lab.Status) {
@@ -388,4 +390,68 @@ func printLabStatus(w io.Writer, s *lab.Status) {
 	for _, p := range s.Problems {
 		fmt.Fprintf(w, "  - %s\n", p)
 	}
+}
+
+// labStatus is lab status -o json.
+type labStatus struct {
+	StateDir    string           `json:"stateDir"`
+	Mode        string           `json:"mode"`
+	Version     string           `json:"etcdVersion"`
+	TLS         bool             `json:"tls"`
+	Hosts       []labHost        `json:"hosts"`
+	Members     []labMember      `json:"members"`
+	MemberList  []string         `json:"memberList"`
+	Keys        int              `json:"keys"`
+	Fingerprint *lab.Fingerprint `json:"fingerprint,omitempty"`
+	Breaks      []string         `json:"breaks"`
+	Healthy     bool             `json:"healthy"`
+	Problems    []string         `json:"problems"`
+}
+
+type labHost struct {
+	Name        string `json:"name"`
+	Address     string `json:"address"`
+	SSH         bool   `json:"ssh"`
+	Etcd        string `json:"etcd"`
+	DataDir     bool   `json:"dataDir"`
+	MemoryBytes uint64 `json:"memoryBytes"`
+}
+
+type labMember struct {
+	Name      string `json:"name"`
+	Host      string `json:"host"`
+	ClientURL string `json:"clientURL"`
+	ID        string `json:"id,omitempty"`
+	Leader    string `json:"leader,omitempty"`
+	Revision  int64  `json:"revision"`
+	DBSize    int64  `json:"dbSizeBytes"`
+	Version   string `json:"version,omitempty"`
+	Error     string `json:"error,omitempty"`
+}
+
+// labStatusJSON is s in the shape of lab status -o json; member ids are
+// hex strings, as etcdctl prints them.
+func labStatusJSON(s *lab.Status) labStatus {
+	nonNil := func(l []string) []string {
+		if l == nil {
+			return []string{}
+		}
+		return l
+	}
+	hexID := func(id uint64) string {
+		if id == 0 {
+			return ""
+		}
+		return fmt.Sprintf("%x", id)
+	}
+	j := labStatus{StateDir: s.StateDir, Mode: s.Mode, Version: s.Version, TLS: s.TLS, Hosts: []labHost{}, Members: []labMember{},
+		MemberList: nonNil(s.MemberList), Keys: s.Keys, Fingerprint: s.Fingerprint, Breaks: nonNil(s.Breaks),
+		Healthy: len(s.Problems) == 0, Problems: nonNil(s.Problems)}
+	for _, h := range s.Hosts {
+		j.Hosts = append(j.Hosts, labHost{h.Name, h.Address, h.SSH, h.Etcd, h.DataDir, h.Memory})
+	}
+	for _, m := range s.Members {
+		j.Members = append(j.Members, labMember{m.Name, m.Host, m.ClientURL, hexID(m.ID), hexID(m.Leader), m.Revision, m.DBSize, m.Version, m.Err})
+	}
+	return j
 }

@@ -2,43 +2,19 @@ package main
 
 import (
 	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"reflect"
 	"sort"
 	"strings"
+
+	"github.com/spf13/cobra"
 
 	"github.com/etcd-rescue/etcd-rescue/engine"
 	"github.com/etcd-rescue/etcd-rescue/plans"
 	"github.com/etcd-rescue/etcd-rescue/steps"
 )
-
-func newFlags(name, args string, stderr io.Writer) *flag.FlagSet {
-	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprintf(stderr, "usage: etcd-rescue %s [flags] %s\n", name, args)
-		fs.PrintDefaults()
-	}
-	return fs
-}
-
-// parse parses flags anywhere among the arguments (flag stops at the first
-// non-flag; SREs type `validate plan.yaml --inventory lab.yaml`).
-func parse(fs *flag.FlagSet, args []string) ([]string, error) {
-	var rest []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			return nil, err
-		}
-		if fs.NArg() == 0 {
-			return rest, nil
-		}
-		rest = append(rest, fs.Arg(0))
-		args = fs.Args()[1:]
-	}
-}
 
 // printFindings writes findings sorted, errors and warnings, and a summary.
 func printFindings(w io.Writer, fs plans.Findings) {
@@ -47,24 +23,44 @@ func printFindings(w io.Writer, fs plans.Findings) {
 	}
 }
 
-func cmdValidate(args []string, stdout, stderr io.Writer) int {
-	fl := newFlags("validate", "FILE...", stderr)
-	inv := fl.String("inventory", "", "inventory file with cluster:, hosts:, ssh: (replaces the plan's own)")
-	out := fl.String("o", "text", "output: text or json")
-	files, err := parse(fl, args)
-	if err != nil {
-		return 2
+func newValidateCmd() *cobra.Command {
+	var inv, out string
+	c := &cobra.Command{
+		Use:   "validate FILE...",
+		Short: "check plan files; every finding with file:line:col",
+		Long: `Check plan files without connecting anywhere. Every finding is printed at
+file:line:col with a hint, errors and warnings, sorted; exit 2 if any is an
+error. -o json prints the findings as a JSON list on stdout (docs/cli.md).`,
+		Args: func(_ *cobra.Command, args []string) error {
+			if len(args) == 0 {
+				return usageError{"validate needs at least one plan file"}
+			}
+			return nil
+		},
+		ValidArgsFunction: completePlanFiles,
+		RunE: func(cmd *cobra.Command, files []string) error {
+			if out == "table" {
+				out = "text"
+			}
+			if err := checkOutput(out, "text", "json"); err != nil {
+				return err
+			}
+			return cmdValidate(files, inv, out, cmd.OutOrStdout(), cmd.ErrOrStderr())
+		},
 	}
-	if len(files) == 0 {
-		return exitCode(usageError{"validate needs at least one plan file"}, stderr)
-	}
+	addInventoryFlag(c, &inv)
+	addOutputFlag(c, &out, "text", "text", "json")
+	return c
+}
+
+func cmdValidate(files []string, inv, out string, stdout, stderr io.Writer) error {
 	var all plans.Findings
 	for _, f := range files {
-		_, fs := engine.Load(f, *inv)
+		_, fs := engine.Load(f, inv)
 		all = append(all, fs...)
 	}
 	all = all.Sort()
-	if *out == "json" {
+	if out == "json" {
 		type jf struct {
 			File     string `json:"file"`
 			Line     int    `json:"line"`
@@ -82,94 +78,160 @@ func cmdValidate(args []string, stdout, stderr io.Writer) int {
 			}
 			list = append(list, jf{f.Pos.File, f.Pos.Line, f.Pos.Col, sev, f.Step, f.Msg, f.Hint})
 		}
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		enc.Encode(list)
+		if err := writeJSON(stdout, list); err != nil {
+			return err
+		}
 	} else {
 		printFindings(stderr, all)
 	}
 	nerr, nwarn := all.Errors(), len(all)-all.Errors()
 	if nerr > 0 {
 		fmt.Fprintf(stderr, "%d error(s), %d warning(s) in %d file(s)\n", nerr, nwarn, len(files))
-		return 2
+		return reported(exitUsage, "findings")
 	}
-	if *out != "json" {
+	if out != "json" {
 		fmt.Fprintf(stdout, "%d file(s) valid", len(files))
 		if nwarn > 0 {
 			fmt.Fprintf(stdout, ", %d warning(s)", nwarn)
 		}
 		fmt.Fprintln(stdout)
 	}
-	return 0
+	return nil
 }
 
-// loadValid loads one plan and prints findings; nil means exit 2.
-func loadValid(file, inv string, stderr io.Writer) *engine.Compiled {
+// loadValid loads one plan and prints its findings; an invalid plan is a
+// usage error (exit 2).
+func loadValid(file, inv string, stderr io.Writer) (*engine.Compiled, error) {
 	c, fs := engine.Load(file, inv)
+	printFindings(stderr, fs) // errors, or warnings only
 	if fs.Errors() > 0 || c == nil {
-		printFindings(stderr, fs)
-		fmt.Fprintf(stderr, "etcd-rescue: error: %s is not valid (%d error(s))\nhint: etcd-rescue validate %s\n", file, fs.Errors(), file)
-		return nil
+		return nil, withCode(exitUsage, fmt.Errorf("%s is not valid (%d error(s))", file, fs.Errors()), "etcd-rescue validate "+file)
 	}
-	printFindings(stderr, fs) // warnings
+	slog.Debug("plan loaded", "file", file, "inventory", inv, "steps", len(c.Nodes))
+	return c, nil
+}
+
+func newPlanCmd() *cobra.Command {
+	var inv, out string
+	c := &cobra.Command{
+		Use:   "plan FILE",
+		Short: "dry-run: the exact commands per host, in order; nothing is run",
+		Long: `Print the dry-run of a plan: the exact command each host will run, in order,
+grouped in waves that may run in parallel. It opens no connection.
+-o json prints the same for tools (docs/cli.md).`,
+		Args:              exactArgs(1, "plan needs exactly one plan file"),
+		ValidArgsFunction: completePlanFile,
+		RunE: func(cmd *cobra.Command, files []string) error {
+			return cmdPlan(files[0], inv, out, cmd.OutOrStdout(), cmd.ErrOrStderr())
+		},
+	}
+	addInventoryFlag(c, &inv)
+	addOutputFlag(c, &out, "text", "text", "json")
 	return c
 }
 
-func cmdPlan(args []string, stdout, stderr io.Writer) int {
-	fl := newFlags("plan", "FILE", stderr)
-	inv := fl.String("inventory", "", "inventory file with cluster:, hosts:, ssh: (replaces the plan's own)")
-	out := fl.String("o", "text", "output: text or json")
-	files, err := parse(fl, args)
+func cmdPlan(file, inv, out string, stdout, stderr io.Writer) error {
+	c, err := loadValid(file, inv, stderr)
 	if err != nil {
-		return 2
-	}
-	if len(files) != 1 {
-		return exitCode(usageError{"plan needs exactly one plan file"}, stderr)
-	}
-	c := loadValid(files[0], *inv, stderr)
-	if c == nil {
-		return 2
+		return err
 	}
 	d := engine.BuildDryRun(c)
-	switch *out {
+	switch out {
 	case "json":
-		err = d.WriteJSON(stdout)
+		return d.WriteJSON(stdout)
 	case "text", "table":
-		err = d.WriteText(stdout)
-	default:
-		return exitCode(usageError{fmt.Sprintf("unknown output %q (text or json)", *out)}, stderr)
+		return d.WriteText(stdout)
 	}
-	return exitCode(err, stderr)
+	return usageError{fmt.Sprintf("unknown output %q (text or json)", out)}
 }
 
-func cmdGraph(args []string, stdout, stderr io.Writer) int {
-	fl := newFlags("graph", "FILE", stderr)
-	inv := fl.String("inventory", "", "inventory file")
-	out := fl.String("o", "dot", "format: dot or mermaid")
-	files, err := parse(fl, args)
-	if err != nil {
-		return 2
+func newGraphCmd() *cobra.Command {
+	var inv, out string
+	c := &cobra.Command{
+		Use:               "graph FILE",
+		Short:             "print the step DAG as dot or mermaid",
+		Args:              exactArgs(1, "graph needs exactly one plan file"),
+		ValidArgsFunction: completePlanFile,
+		RunE: func(cmd *cobra.Command, files []string) error {
+			if out != "dot" && out != "mermaid" {
+				return usageError{fmt.Sprintf("unknown graph format %q (dot or mermaid)", out)}
+			}
+			c, err := loadValid(files[0], inv, cmd.ErrOrStderr())
+			if err != nil {
+				return err
+			}
+			return engine.WriteGraph(c, cmd.OutOrStdout(), out)
+		},
 	}
-	if len(files) != 1 {
-		return exitCode(usageError{"graph needs exactly one plan file"}, stderr)
-	}
-	if *out != "dot" && *out != "mermaid" {
-		return exitCode(usageError{fmt.Sprintf("unknown graph format %q (dot or mermaid)", *out)}, stderr)
-	}
-	c := loadValid(files[0], *inv, stderr)
-	if c == nil {
-		return 2
-	}
-	return exitCode(engine.WriteGraph(c, stdout, *out), stderr)
+	addInventoryFlag(c, &inv)
+	addOutputFlag(c, &out, "dot", "dot", "mermaid")
+	return c
 }
 
-func cmdSteps(args []string, stdout, stderr io.Writer) int {
-	fl := newFlags("steps", "[TYPE]", stderr)
-	names, err := parse(fl, args)
-	if err != nil {
-		return 2
+func newStepsCmd() *cobra.Command {
+	var out string
+	c := &cobra.Command{
+		Use:   "steps [TYPE...]",
+		Short: "list step types, or document one: steps TYPE",
+		Long: `List the step types a plan can use, or document the given ones: scope,
+whether resume treats them as destructive, and their parameters (with:).
+-o json prints the types with their parameters (docs/cli.md).`,
+		ValidArgsFunction: completeStepTypes,
+		RunE: func(cmd *cobra.Command, names []string) error {
+			if err := checkOutput(out, "table", "json"); err != nil {
+				return err
+			}
+			return cmdSteps(names, out, cmd.OutOrStdout())
+		},
 	}
+	addOutputFlag(c, &out, "table", "table", "json")
+	return c
+}
+
+// stepTypeJSON is a step type in steps -o json.
+type stepTypeJSON struct {
+	Name        string      `json:"name"`
+	Summary     string      `json:"summary"`
+	Scope       string      `json:"scope"` // "once" or "per-host"
+	On          string      `json:"on,omitempty"`
+	Destructive bool        `json:"destructive"`
+	Params      []paramJSON `json:"params"`
+}
+
+type paramJSON struct {
+	Key      string   `json:"key"`
+	Doc      string   `json:"doc"`
+	Type     string   `json:"type"`
+	Required bool     `json:"required"`
+	Default  string   `json:"default,omitempty"`
+	Enum     []string `json:"enum,omitempty"`
+}
+
+func cmdSteps(names []string, out string, stdout io.Writer) error {
 	reg := steps.Registry()
+	for _, n := range names {
+		if _, ok := reg[n]; !ok {
+			return usageError{fmt.Sprintf("unknown step type %q%s", n, plans.Suggest(n, steps.Names(reg)))}
+		}
+	}
+	if out == "json" {
+		if len(names) == 0 {
+			names = steps.Names(reg)
+		}
+		list := []stepTypeJSON{}
+		for _, n := range names {
+			t := reg[n]
+			j := stepTypeJSON{Name: t.Name, Summary: t.Summary, Scope: "per-host", On: t.On, Destructive: t.Destructive, Params: []paramJSON{}}
+			if t.Scope == steps.Once {
+				j.Scope = "once"
+			}
+			for _, f := range plans.FieldsOf(reflect.TypeOf(t.New())) {
+				j.Params = append(j.Params, paramJSON{f.Key, f.Doc, typeName(f.Type), f.Required, f.Default, f.Enum})
+			}
+			list = append(list, j)
+		}
+		return writeJSON(stdout, list)
+	}
 	if len(names) == 0 {
 		for _, n := range steps.Names(reg) {
 			t := reg[n]
@@ -179,13 +241,10 @@ func cmdSteps(args []string, stdout, stderr io.Writer) int {
 			}
 			fmt.Fprintf(stdout, "%-18s %s [%s]\n", n, t.Summary, scope)
 		}
-		return 0
+		return nil
 	}
 	for _, n := range names {
-		t, ok := reg[n]
-		if !ok {
-			return exitCode(usageError{fmt.Sprintf("unknown step type %q%s", n, plans.Suggest(n, steps.Names(reg)))}, stderr)
-		}
+		t := reg[n]
 		fmt.Fprintf(stdout, "%s: %s\n", t.Name, t.Summary)
 		switch {
 		case t.Scope == steps.Once && t.On != "":
@@ -220,7 +279,7 @@ func cmdSteps(args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintf(stdout, "  %-18s %s (%s)\n", f.Key, f.Doc, strings.Join(extra, ", "))
 		}
 	}
-	return 0
+	return nil
 }
 
 func typeName(t reflect.Type) string {
@@ -243,12 +302,33 @@ func typeName(t reflect.Type) string {
 	return t.Kind().String()
 }
 
-func cmdSchema(args []string, stdout, stderr io.Writer) int {
-	fl := newFlags("schema", "", stderr)
-	if _, err := parse(fl, args); err != nil {
-		return 2
+func newSchemaCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:               "schema",
+		Short:             "print the JSON Schema of plan files",
+		Args:              maxArgs(0, "schema takes no arguments"),
+		ValidArgsFunction: cobra.NoFileCompletions,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return writeJSON(cmd.OutOrStdout(), engine.Schema(steps.Registry()))
+		},
 	}
-	enc := json.NewEncoder(stdout)
+}
+
+// writeJSON writes v as indented JSON, the shape of every -o json.
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
-	return exitCode(enc.Encode(engine.Schema(steps.Registry())), stderr)
+	return enc.Encode(v)
+}
+
+// addInventoryFlag adds --inventory, completed with YAML files.
+func addInventoryFlag(c *cobra.Command, inv *string) {
+	c.Flags().StringVar(inv, "inventory", "", "inventory `FILE` with cluster:, hosts:, ssh: (replaces the plan's own)")
+	_ = c.RegisterFlagCompletionFunc("inventory", completeYAMLFiles)
+}
+
+// addOutputFlag adds -o/--output with its default and completed formats.
+func addOutputFlag(c *cobra.Command, out *string, def string, formats ...string) {
+	c.Flags().StringVarP(out, "output", "o", def, "output `FORMAT`: "+strings.Join(formats, " or "))
+	completeValues(c, "output", formats...)
 }

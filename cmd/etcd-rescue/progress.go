@@ -18,7 +18,8 @@ import (
 	"unicode"
 	"unicode/utf8"
 
-	"golang.org/x/sys/unix"
+	"github.com/mattn/go-runewidth"
+	"golang.org/x/term"
 
 	"github.com/etcd-rescue/etcd-rescue/engine"
 	"github.com/etcd-rescue/etcd-rescue/plans"
@@ -38,23 +39,19 @@ const tickEvery = 500 * time.Millisecond
 // isTerminal reports whether w is a terminal (stdout when it is one).
 func isTerminal(w io.Writer) bool {
 	f, ok := w.(*os.File)
-	if !ok {
-		return false
-	}
-	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
-	return err == nil
+	return ok && term.IsTerminal(int(f.Fd()))
 }
 
 // termSize is the size of the terminal w in cells; 80×24 when unknown.
 func termSize(w io.Writer) (width, height int) {
 	width, height = 80, 24
 	if f, ok := w.(*os.File); ok {
-		if ws, err := unix.IoctlGetWinsize(int(f.Fd()), unix.TIOCGWINSZ); err == nil {
-			if ws.Col > 0 {
-				width = int(ws.Col)
+		if c, r, err := term.GetSize(int(f.Fd())); err == nil {
+			if c > 0 {
+				width = c
 			}
-			if ws.Row > 0 {
-				height = int(ws.Row)
+			if r > 0 {
+				height = r
 			}
 		}
 	}
@@ -541,22 +538,15 @@ func (v *liveView) fit(segs []seg, maxW int) string {
 		if used >= limit && cutting {
 			break
 		}
-		var t strings.Builder
-		for _, r := range s.text {
-			w := runeWidth(r)
-			if used+w > limit {
-				break
-			}
-			t.WriteRune(r)
-			used += w
-		}
-		if t.Len() == 0 {
+		t := cells.Truncate(s.text, limit-used, "")
+		if t == "" {
 			continue
 		}
+		used += textWidth(t)
 		if v.color && s.sgr != "" {
-			b.WriteString("\x1b[" + s.sgr + "m" + t.String() + "\x1b[0m")
+			b.WriteString("\x1b[" + s.sgr + "m" + t + "\x1b[0m")
 		} else {
-			b.WriteString(t.String())
+			b.WriteString(t)
 		}
 		if used >= limit && cutting {
 			break
@@ -620,57 +610,17 @@ func sanitizeLine(b []byte) []byte {
 	return append([]byte(nil), b...)
 }
 
-func pad(s string, w int) string {
-	if n := textWidth(s); n < w {
-		return s + strings.Repeat(" ", w-n)
-	}
-	return s
-}
+// cells measures text as a terminal does: 0 for combining marks and
+// format characters, 2 for East Asian wide characters and emoji (a whole
+// grapheme cluster counted once), else 1. East Asian ambiguous characters
+// count 1 whatever the locale says, so the table is the same everywhere.
+var cells = &runewidth.Condition{EastAsianWidth: false, StrictEmojiNeutral: true}
 
-func padLeft(s string, w int) string {
-	if n := textWidth(s); n < w {
-		return strings.Repeat(" ", w-n) + s
-	}
-	return s
-}
+func textWidth(s string) int { return cells.StringWidth(s) }
+
+func pad(s string, w int) string { return cells.FillRight(s, w) }
+
+func padLeft(s string, w int) string { return cells.FillLeft(s, w) }
 
 // cut shortens s to w cells, the last one an ellipsis.
-func cut(s string, w int) string {
-	if textWidth(s) <= w {
-		return s
-	}
-	var b strings.Builder
-	used := 0
-	for _, r := range s {
-		rw := runeWidth(r)
-		if used+rw > w-1 {
-			break
-		}
-		b.WriteRune(r)
-		used += rw
-	}
-	return b.String() + "…"
-}
-
-func textWidth(s string) int {
-	n := 0
-	for _, r := range s {
-		n += runeWidth(r)
-	}
-	return n
-}
-
-// runeWidth is the cells r takes on a terminal: 0 for combining marks and
-// format characters, 2 for East Asian wide and emoji, else 1.
-func runeWidth(r rune) int {
-	switch {
-	case r == 0 || unicode.Is(unicode.Mn, r) || unicode.Is(unicode.Me, r) || unicode.Is(unicode.Cf, r):
-		return 0
-	case r >= 0x1100 && r <= 0x115f, r >= 0x2e80 && r <= 0xa4cf && r != 0x303f,
-		r >= 0xac00 && r <= 0xd7a3, r >= 0xf900 && r <= 0xfaff, r >= 0xfe30 && r <= 0xfe4f,
-		r >= 0xff00 && r <= 0xff60, r >= 0xffe0 && r <= 0xffe6,
-		r >= 0x1f300 && r <= 0x1f64f, r >= 0x1f900 && r <= 0x1f9ff, r >= 0x20000 && r <= 0x3fffd:
-		return 2
-	}
-	return 1
-}
+func cut(s string, w int) string { return cells.Truncate(s, w, "…") }

@@ -605,3 +605,35 @@ func TestApplyLiveOnTerminal(t *testing.T) {
 	}
 	t.Logf("final screen:\n%s", strings.Join(got[head:end], "\n"))
 }
+
+// Cell widths come from go-runewidth, fixed to the non-East-Asian reading
+// of ambiguous characters (the ellipsis is one) whatever the locale.
+func TestCellWidths(t *testing.T) {
+	t.Setenv("RUNEWIDTH_EASTASIAN", "1")
+	t.Setenv("LC_ALL", "ja_JP.UTF-8")
+	for s, want := range map[string]int{
+		"node1": 5, "…": 1, "α": 1, "日本": 4, "e\u0301": 1, "\u200b": 0, "👩\u200d💻": 2, "ｈ１": 4,
+	} {
+		if got := textWidth(s); got != want {
+			t.Errorf("textWidth(%q) = %d, want %d", s, got, want)
+		}
+	}
+	for _, tc := range []struct {
+		s    string
+		w    int
+		want string
+	}{
+		{"restore", 7, "restore"},
+		{"restore", 5, "rest…"},
+		{"日本語ab", 4, "日…"},
+		{"日本語ab", 5, "日本…"},
+		{"👩\u200d💻x", 2, "…"}, // a cluster is never split
+	} {
+		if got := cut(tc.s, tc.w); got != tc.want {
+			t.Errorf("cut(%q, %d) = %q, want %q", tc.s, tc.w, got, tc.want)
+		}
+	}
+	if got := pad("日本", 6) + "|" + padLeft("é", 3); got != "日本  |  é" {
+		t.Errorf("pad: %q", got)
+	}
+}

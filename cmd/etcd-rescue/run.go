@@ -1,17 +1,16 @@
 package main
 
 // apply, resume, status, runs, unlock: thin wrappers around engine.Apply
-// and engine.Resume. Exit codes are decided in runErr, in one place.
+// and engine.Resume. Their errors become exit codes in report (exitcodes.go).
 
 import (
 	"bufio"
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"sort"
 	"strings"
@@ -19,16 +18,12 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"golang.org/x/sys/unix"
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+	"golang.org/x/term"
 
 	"github.com/etcd-rescue/etcd-rescue/engine"
 )
-
-// stringList is a repeatable flag.
-type stringList []string
-
-func (s *stringList) String() string     { return strings.Join(*s, ",") }
-func (s *stringList) Set(v string) error { *s = append(*s, v); return nil }
 
 // terminal is how the commands reach an operator: a prompt needs stdin to
 // be a terminal; the live progress view needs stdout to be one, and its
@@ -45,8 +40,7 @@ var terminal = struct {
 var testOptions func(*engine.Options)
 
 func stdinIsTTY() bool {
-	_, err := unix.IoctlGetTermios(int(os.Stdin.Fd()), unix.TCGETS)
-	return err == nil
+	return term.IsTerminal(int(os.Stdin.Fd()))
 }
 
 // prompter asks yes/no questions on the terminal, one at a time.
@@ -92,18 +86,18 @@ type runFlags struct {
 	parallelism *int
 	yes         *bool
 	progress    *string
-	approve     stringList
+	approve     []string
 }
 
-func addRunFlags(fl *flag.FlagSet) *runFlags {
+func addRunFlags(fl *pflag.FlagSet) *runFlags {
 	rf := &runFlags{
-		stateDir:    fl.String("state-dir", "", "state directory (apply: default .etcd-rescue beside the plan; resume: default ./.etcd-rescue, then the run index)"),
+		stateDir:    fl.String("state-dir", "", "state `DIR` (apply: default .etcd-rescue beside the plan; resume: default ./.etcd-rescue, then the run index)"),
 		parallelism: fl.Int("parallelism", 4, "step-hosts executing at once"),
 		yes:         fl.Bool("yes", false, "do not ask for confirmation (required without a terminal)"),
 		progress: fl.String("progress", progressAuto, "progress output `MODE`: auto (a live step × host table if stdout is a terminal "+
 			"and TERM is not dumb, else timestamped lines), plain (the lines), live (the table; exit 2 without a terminal); NO_COLOR turns colours off"),
 	}
-	fl.Var(&rf.approve, "approve", "answer yes to approve step `STEP` (repeatable)")
+	fl.StringArrayVar(&rf.approve, "approve", nil, "answer yes to approve step `STEP` (repeatable)")
 	return rf
 }
 
@@ -118,42 +112,57 @@ func (rf *runFlags) check(stdout io.Writer, cmd, hint string) (live, tty bool, e
 		return false, false, err
 	}
 	tty = terminal.isTTY()
+	slog.Debug("terminal", "stdinTTY", tty, "liveProgress", live)
 	if !*rf.yes && !tty {
-		return false, false, withCode(2, fmt.Errorf("%s changes the cluster and no terminal is attached to confirm it", cmd), hint)
+		return false, false, withCode(exitUsage, fmt.Errorf("%s changes the cluster and no terminal is attached to confirm it", cmd), hint)
 	}
 	return live, tty, nil
 }
 
-func cmdApply(args []string, stdout, stderr io.Writer) int {
-	fl := newFlags("apply", "FILE", stderr)
-	inv := fl.String("inventory", "", "inventory file with cluster:, hosts:, ssh: (replaces the plan's own)")
-	rf := addRunFlags(fl)
-	files, err := parse(fl, args)
-	if err != nil {
-		return 2
+func newApplyCmd() *cobra.Command {
+	var inv string
+	var rf *runFlags
+	c := &cobra.Command{
+		Use:   "apply FILE",
+		Short: "run a plan over SSH, checkpointing every step",
+		Long: `Validate the plan, print its dry-run, ask for "yes" on a terminal (or take
+--yes), then run it over SSH, checkpointing every step × host transition in
+the state dir. Without a terminal, --yes is required; approve steps need
+--approve STEP.`,
+		Args:              exactArgs(1, "apply needs exactly one plan file"),
+		ValidArgsFunction: completePlanFile,
+		RunE: func(cmd *cobra.Command, files []string) error {
+			return cmdApply(files, inv, rf, cmd.OutOrStdout(), cmd.ErrOrStderr())
+		},
 	}
-	if len(files) != 1 {
-		return exitCode(usageError{"apply needs exactly one plan file"}, stderr)
-	}
+	addInventoryFlag(c, &inv)
+	rf = addRunFlags(c.Flags())
+	_ = c.RegisterFlagCompletionFunc("approve", completePlanApprovals)
+	_ = c.RegisterFlagCompletionFunc("state-dir", completeDirs)
+	completeValues(c, "progress", progressAuto, progressPlain, progressLive)
+	return c
+}
+
+func cmdApply(files []string, inv string, rf *runFlags, stdout, stderr io.Writer) error {
 	live, tty, err := rf.check(stdout, "apply", "review the dry-run (etcd-rescue plan "+files[0]+"), then run apply with --yes")
 	if err != nil {
-		return exitCode(err, stderr)
+		return err
 	}
-	c := loadValid(files[0], *inv, stderr)
-	if c == nil {
-		return 2
+	c, err := loadValid(files[0], inv, stderr)
+	if err != nil {
+		return err
 	}
 	// The dry-run is what the operator approves; it is printed redacted,
 	// like everything this command writes.
 	var dry bytes.Buffer
 	if err := engine.BuildDryRun(c).WriteText(&dry); err != nil {
-		return exitCode(err, stderr)
+		return err
 	}
 	stdout.Write(engine.NewRedactor(c.Plan).Bytes(dry.Bytes()))
 	fmt.Fprintln(stdout)
 
 	p := newPrompter(stderr)
-	opts := engine.Options{StateDir: *rf.stateDir, Inventory: *inv, Parallelism: *rf.parallelism, Approve: rf.approve, Progress: stdout}
+	opts := engine.Options{StateDir: *rf.stateDir, Inventory: inv, Parallelism: *rf.parallelism, Approve: rf.approve, Progress: stdout}
 	if tty {
 		opts.Ask = p.ask
 	}
@@ -171,22 +180,39 @@ func cmdApply(args []string, stdout, stderr io.Writer) int {
 	})
 }
 
-func cmdResume(args []string, stdout, stderr io.Writer) int {
-	fl := newFlags("resume", "RUN", stderr)
-	rf := addRunFlags(fl)
-	var rerun, markDone stringList
-	fl.Var(&rerun, "rerun", "apply `STEP[@HOST]` again even though the engine would not (repeatable)")
-	fl.Var(&markDone, "mark-done", "record `STEP[@HOST]` as done without running it (repeatable)")
-	runs, err := parse(fl, args)
-	if err != nil {
-		return 2
+func newResumeCmd() *cobra.Command {
+	var rf *runFlags
+	var rerun, markDone []string
+	c := &cobra.Command{
+		Use:   "resume RUN",
+		Short: "continue an interrupted run",
+		Long: `Continue run RUN (a run id, or the path of a run directory) where it stopped:
+what is done is skipped, what was left running or failed is probed with its
+read-only check, and a destructive step is never repeated blindly (--rerun
+and --mark-done decide for it). A resume against a changed plan or
+inventory is refused (exit 3).`,
+		Args:              exactArgs(1, "resume needs exactly one run id (etcd-rescue runs lists them)"),
+		ValidArgsFunction: completeRunIDs,
+		RunE: func(cmd *cobra.Command, runs []string) error {
+			return cmdResume(runs, rf, rerun, markDone, cmd.OutOrStdout(), cmd.ErrOrStderr())
+		},
 	}
-	if len(runs) != 1 {
-		return exitCode(usageError{"resume needs exactly one run id (etcd-rescue runs lists them)"}, stderr)
-	}
+	fl := c.Flags()
+	rf = addRunFlags(fl)
+	fl.StringArrayVar(&rerun, "rerun", nil, "apply `STEP[@HOST]` again even though the engine would not (repeatable)")
+	fl.StringArrayVar(&markDone, "mark-done", nil, "record `STEP[@HOST]` as done without running it (repeatable)")
+	_ = c.RegisterFlagCompletionFunc("rerun", completeRunSelectors)
+	_ = c.RegisterFlagCompletionFunc("mark-done", completeRunSelectors)
+	_ = c.RegisterFlagCompletionFunc("approve", completeRunApprovals)
+	_ = c.RegisterFlagCompletionFunc("state-dir", completeDirs)
+	completeValues(c, "progress", progressAuto, progressPlain, progressLive)
+	return c
+}
+
+func cmdResume(runs []string, rf *runFlags, rerun, markDone []string, stdout, stderr io.Writer) error {
 	live, tty, err := rf.check(stdout, "resume", "look at etcd-rescue status "+runs[0]+", then run resume with --yes")
 	if err != nil {
-		return exitCode(err, stderr)
+		return err
 	}
 	opts := engine.Options{StateDir: *rf.stateDir, Parallelism: *rf.parallelism, Approve: rf.approve, Progress: stdout}
 	for _, s := range rerun {
@@ -221,7 +247,7 @@ func cmdResume(args []string, stdout, stderr io.Writer) int {
 // prints the summary. With a live view (stdout is a terminal), the
 // progress lines, the interrupt notices and the questions go through it,
 // and its last table stays on the screen above the summary.
-func runSession(stdout, stderr io.Writer, view *liveView, opts *engine.Options, f func(context.Context) (*engine.Result, error)) int {
+func runSession(stdout, stderr io.Writer, view *liveView, opts *engine.Options, f func(context.Context) (*engine.Result, error)) error {
 	notice := func(msg string) { fmt.Fprint(stderr, msg) }
 	out := stdout
 	if view != nil {
@@ -266,55 +292,7 @@ func runSession(stdout, stderr io.Writer, view *liveView, opts *engine.Options, 
 		fmt.Fprintln(stdout)
 		writeSummary(stdout, res)
 	}
-	return runErr(err, res, stderr)
-}
-
-// runErr maps the engine's errors to exit codes and hints.
-func runErr(err error, res *engine.Result, stderr io.Writer) int {
-	if err == nil {
-		return 0
-	}
-	var (
-		le *engine.LockedError
-		se *engine.StaleError
-		ie *engine.InvalidPlanError
-		ue *engine.UsageError
-		ns *engine.NoStateError
-		pe *engine.PrereqError
-		re *engine.RunError
-	)
-	switch {
-	case errors.As(err, &le):
-		return exitCode(withCode(3, err,
-			"wait for it to finish; if that process is gone for good: etcd-rescue unlock --force --state-dir "+le.Dir), stderr)
-	case errors.As(err, &se):
-		return exitCode(withCode(3, err, "etcd-rescue status "+se.RunID+" shows what the run did so far"), stderr)
-	case errors.As(err, &ie):
-		printFindings(stderr, ie.Findings)
-		return exitCode(withCode(2, err, "etcd-rescue validate "+ie.File), stderr)
-	case errors.As(err, &ue):
-		return exitCode(withCode(2, err), stderr)
-	case errors.As(err, &pe):
-		return exitCode(withCode(4, err, "nothing was run and no checkpoint was written; fix the above (the plan's ssh: and cluster.tls: sections name the files), then run the same command again"), stderr)
-	case errors.As(err, &ns):
-		return exitCode(withCode(2, err, "etcd-rescue runs lists the runs apply started as this user on this machine; with --state-dir DIR, the runs in DIR"), stderr)
-	case errors.Is(err, engine.ErrNotConfirmed):
-		return exitCode(withCode(1, err), stderr)
-	case errors.As(err, &re):
-		var hints []string
-		for _, w := range re.Waiting {
-			hints = append(hints, w.Hints...)
-		}
-		sd := ""
-		if re.StateDir != "" {
-			sd = " --state-dir " + re.StateDir
-		}
-		if re.Interrupted || len(re.Failed) > 0 {
-			hints = append(hints, fmt.Sprintf("fix the cause, then continue: etcd-rescue resume %s%s", re.RunID, sd))
-		}
-		return exitCode(withCode(re.Code(), err, hints...), stderr)
-	}
-	return exitCode(err, stderr)
+	return err
 }
 
 // writeSummary prints counts, wall time and, per step, the engine's time
@@ -365,34 +343,45 @@ func dur(m engine.Millis) string {
 	return d.Round(100 * time.Millisecond).String()
 }
 
-func cmdStatus(args []string, stdout, stderr io.Writer) int {
-	fl := newFlags("status", "[RUN]", stderr)
-	stateDir := fl.String("state-dir", "", "state directory (default: ./.etcd-rescue if it has the run, else the run index)")
-	out := fl.String("o", "table", "output: table or json")
-	rest, err := parse(fl, args)
+func newStatusCmd() *cobra.Command {
+	var stateDir, out string
+	c := &cobra.Command{
+		Use:   "status [RUN]",
+		Short: "show the steps of a run",
+		Long: `Show run RUN (default: the latest) as a step × host table with its facts and
+approvals, and whether a process holds its lock. -o json prints the
+checkpoint (state.json) with the lock (docs/cli.md).`,
+		Args:              maxArgs(1, "status takes at most one run id"),
+		ValidArgsFunction: completeRunIDs,
+		RunE: func(cmd *cobra.Command, rest []string) error {
+			if err := checkOutput(out, "table", "json"); err != nil {
+				return err
+			}
+			run := ""
+			if len(rest) == 1 {
+				run = rest[0]
+			}
+			return cmdStatus(stateDir, run, out, cmd.OutOrStdout())
+		},
+	}
+	c.Flags().StringVar(&stateDir, "state-dir", "", "state `DIR` (default: ./.etcd-rescue if it has the run, else the run index)")
+	_ = c.RegisterFlagCompletionFunc("state-dir", completeDirs)
+	addOutputFlag(c, &out, "table", "table", "json")
+	return c
+}
+
+func cmdStatus(stateDir, run, out string, stdout io.Writer) error {
+	store, id, err := engine.LocateRun(stateDir, run)
 	if err != nil {
-		return 2
+		return err
 	}
-	if len(rest) > 1 {
-		return exitCode(usageError{"status takes at most one run id"}, stderr)
-	}
-	if *out != "table" && *out != "json" {
-		return exitCode(usageError{fmt.Sprintf("unknown output %q (table or json)", *out)}, stderr)
-	}
-	run := ""
-	if len(rest) == 1 {
-		run = rest[0]
-	}
-	store, id, err := engine.LocateRun(*stateDir, run)
-	if err != nil {
-		return runErr(err, nil, stderr)
-	}
+	slog.Debug("run located", "stateDir", store.Dir, "run", id)
 	st, err := store.Load(id)
 	if err != nil {
-		return runErr(err, nil, stderr)
+		return err
 	}
 	owner, held := store.LockOwner()
-	if *out == "json" {
+	if out == "json" {
 		type lockJSON struct {
 			Held  bool             `json:"held"`
 			Owner *engine.LockInfo `json:"owner,omitempty"`
@@ -404,16 +393,14 @@ func cmdStatus(args []string, stdout, stderr io.Writer) int {
 		if held {
 			v.Lock.Owner = owner
 		}
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		return exitCode(enc.Encode(v), stderr)
+		return writeJSON(stdout, v)
 	}
 	var lock *engine.LockInfo
 	if held {
 		lock = owner
 	}
 	writeStatus(stdout, st, lock, held)
-	return 0
+	return nil
 }
 
 // writeStatus prints a run's step × host table, facts and approvals.
@@ -487,66 +474,122 @@ func oneLineText(s string) string {
 	return s
 }
 
-func cmdRuns(args []string, stdout, stderr io.Writer) int {
-	fl := newFlags("runs", "", stderr)
-	stateDir := fl.String("state-dir", "", "list the runs in this state directory (default: every run in the run index, and ./.etcd-rescue)")
-	rest, err := parse(fl, args)
-	if err != nil {
-		return 2
+func newRunsCmd() *cobra.Command {
+	var stateDir, out string
+	c := &cobra.Command{
+		Use:   "runs",
+		Short: "list the runs in a state dir",
+		Long: `List the runs apply started as this user on this machine (the run index), and
+those of ./.etcd-rescue; with --state-dir, the runs in that directory.
+-o json prints the list (docs/cli.md).`,
+		Args:              maxArgs(0, "runs takes no arguments"),
+		ValidArgsFunction: cobra.NoFileCompletions,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := checkOutput(out, "table", "json"); err != nil {
+				return err
+			}
+			return cmdRuns(stateDir, out, cmd.OutOrStdout(), cmd.ErrOrStderr())
+		},
 	}
-	if len(rest) > 0 {
-		return exitCode(usageError{"runs takes no arguments"}, stderr)
-	}
-	type entry struct {
-		store *engine.Store
-		id    string
-	}
-	var list []entry
-	withDir := *stateDir == ""
-	if *stateDir != "" {
-		store, err := engine.ExistingStore(*stateDir)
+	c.Flags().StringVar(&stateDir, "state-dir", "", "list the runs in state `DIR` (default: every run in the run index, and ./.etcd-rescue)")
+	_ = c.RegisterFlagCompletionFunc("state-dir", completeDirs)
+	addOutputFlag(c, &out, "table", "table", "json")
+	return c
+}
+
+// runEntry is a run of some state dir.
+type runEntry struct {
+	store *engine.Store
+	id    string
+}
+
+// listRuns is the runs of stateDir, or without one, every run of the run
+// index then those of ./.etcd-rescue the index does not know (another
+// user's, a copy).
+func listRuns(stateDir string) ([]runEntry, error) {
+	var list []runEntry
+	if stateDir != "" {
+		store, err := engine.ExistingStore(stateDir)
 		if err != nil {
-			return runErr(err, nil, stderr)
+			return nil, err
 		}
 		ids, err := store.Runs()
 		if err != nil {
-			return exitCode(err, stderr)
+			return nil, err
 		}
 		for _, id := range ids {
-			list = append(list, entry{store, id})
+			list = append(list, runEntry{store, id})
 		}
-	} else {
-		// Every run apply recorded, wherever its state is, then those of
-		// ./.etcd-rescue the index does not know (another user's, a copy).
-		idx, err := engine.IndexedRuns()
-		if err != nil {
-			return exitCode(err, stderr)
-		}
-		seen := map[string]bool{}
-		stores := map[string]*engine.Store{}
-		for _, e := range idx {
-			st := stores[e.StateDir]
-			if st == nil {
-				if st, err = engine.ExistingStore(e.StateDir); err != nil {
-					continue
-				}
-				stores[e.StateDir] = st
+		return list, nil
+	}
+	idx, err := engine.IndexedRuns()
+	if err != nil {
+		return nil, err
+	}
+	seen := map[string]bool{}
+	stores := map[string]*engine.Store{}
+	for _, e := range idx {
+		st := stores[e.StateDir]
+		if st == nil {
+			if st, err = engine.ExistingStore(e.StateDir); err != nil {
+				continue
 			}
-			list = append(list, entry{st, e.RunID})
-			seen[st.Dir+"\x00"+e.RunID] = true
+			stores[e.StateDir] = st
 		}
-		if store, err := engine.ExistingStore(engine.DefaultStateDir); err == nil {
-			ids, _ := store.Runs()
-			for _, id := range ids {
-				if !seen[store.Dir+"\x00"+id] {
-					list = append(list, entry{store, id})
-				}
+		list = append(list, runEntry{st, e.RunID})
+		seen[st.Dir+"\x00"+e.RunID] = true
+	}
+	if store, err := engine.ExistingStore(engine.DefaultStateDir); err == nil {
+		ids, _ := store.Runs()
+		for _, id := range ids {
+			if !seen[store.Dir+"\x00"+id] {
+				list = append(list, runEntry{store, id})
 			}
 		}
-		if len(list) == 0 {
-			fmt.Fprintf(stderr, "no runs: none in the run index %s, no ./%s\n", engine.IndexFile(), engine.DefaultStateDir)
-			return 0
+	}
+	return list, nil
+}
+
+// runJSON is a run in runs -o json.
+type runJSON struct {
+	RunID    string    `json:"runId"`
+	StateDir string    `json:"stateDir"`
+	PlanName string    `json:"planName,omitempty"`
+	Plan     string    `json:"plan,omitempty"`
+	Outcome  string    `json:"outcome,omitempty"`
+	Done     int       `json:"done"`
+	Failed   int       `json:"failed"`
+	Other    int       `json:"other"`
+	Updated  time.Time `json:"updated,omitzero"`
+	Error    string    `json:"error,omitempty"`
+}
+
+func cmdRuns(stateDir, out string, stdout, stderr io.Writer) error {
+	list, err := listRuns(stateDir)
+	if err != nil {
+		return err
+	}
+	withDir := stateDir == ""
+	if out == "json" {
+		rows := []runJSON{}
+		for _, e := range list {
+			r := runJSON{RunID: e.id, StateDir: e.store.Dir}
+			st, err := e.store.Load(e.id)
+			if err != nil {
+				r.Error = err.Error()
+			} else {
+				n := st.Counts()
+				r.PlanName, r.Plan, r.Outcome, r.Updated = st.PlanName, st.Plan, st.Outcome, st.Updated
+				r.Done, r.Failed = n[engine.StatusDone], n[engine.StatusFailed]
+				r.Other = n[engine.StatusPending] + n[engine.StatusRunning] + n[engine.StatusSkipped]
+			}
+			rows = append(rows, r)
 		}
+		return writeJSON(stdout, rows)
+	}
+	if withDir && len(list) == 0 {
+		fmt.Fprintf(stderr, "no runs: none in the run index %s, no ./%s\n", engine.IndexFile(), engine.DefaultStateDir)
+		return nil
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
 	head := "RUN\tPLAN\tOUTCOME\tDONE\tFAILED\tOTHER\tUPDATED"
@@ -569,51 +612,62 @@ func cmdRuns(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\t%s%s\n", e.id, st.PlanName, st.Outcome, n[engine.StatusDone], n[engine.StatusFailed], other, st.Updated.Format(time.RFC3339), dir)
 	}
 	tw.Flush()
-	return 0
+	return nil
 }
 
-func cmdUnlock(args []string, stdout, stderr io.Writer) int {
-	fl := newFlags("unlock", "[RUN]", stderr)
-	stateDir := fl.String("state-dir", "", "state directory (default: that of RUN, found like resume finds it; else ./.etcd-rescue)")
-	force := fl.Bool("force", false, "remove the lock of a process that is gone")
-	rest, err := parse(fl, args)
-	if err != nil {
-		return 2
+func newUnlockCmd() *cobra.Command {
+	var stateDir string
+	var force bool
+	c := &cobra.Command{
+		Use:   "unlock [RUN]",
+		Short: "remove a stale run lock (--force)",
+		Long: `Remove the lock of a state dir whose holder is gone (killed, a crashed
+machine). It refuses while a live process holds the lock (exit 3).`,
+		Args:              maxArgs(1, "unlock takes at most one run id"),
+		ValidArgsFunction: completeRunIDs,
+		RunE: func(cmd *cobra.Command, rest []string) error {
+			return cmdUnlock(stateDir, force, rest, cmd.OutOrStdout())
+		},
 	}
-	if len(rest) > 1 {
-		return exitCode(usageError{"unlock takes at most one run id"}, stderr)
-	}
-	if !*force {
-		return exitCode(withCode(2, errors.New("unlock removes another run's lock; it needs --force"),
-			"make sure no apply or resume is running on this state dir, then: etcd-rescue unlock --force"), stderr)
+	c.Flags().StringVar(&stateDir, "state-dir", "", "state `DIR` (default: that of RUN, found like resume finds it; else ./.etcd-rescue)")
+	c.Flags().BoolVar(&force, "force", false, "remove the lock of a process that is gone")
+	_ = c.RegisterFlagCompletionFunc("state-dir", completeDirs)
+	return c
+}
+
+func cmdUnlock(stateDir string, force bool, rest []string, stdout io.Writer) error {
+	if !force {
+		return withCode(exitUsage, errors.New("unlock removes another run's lock; it needs --force"),
+			"make sure no apply or resume is running on this state dir, then: etcd-rescue unlock --force")
 	}
 	var store *engine.Store
+	var err error
 	if len(rest) == 1 {
 		// The lock is the state dir's; the run only says which state dir.
-		store, _, err = engine.LocateRun(*stateDir, rest[0])
+		store, _, err = engine.LocateRun(stateDir, rest[0])
 	} else {
-		dir := *stateDir
+		dir := stateDir
 		if dir == "" {
 			dir = engine.DefaultStateDir
 		}
 		store, err = engine.ExistingStore(dir)
 	}
 	if err != nil {
-		return runErr(err, nil, stderr)
+		return err
 	}
 	owner, err := store.Unlock()
 	var le *engine.LockedError
 	if errors.As(err, &le) {
-		return exitCode(withCode(3, fmt.Errorf("%w: refusing to unlock while that process holds it", err),
-			"stop that process first (first Ctrl-C lets running steps finish)"), stderr)
+		return withCode(exitLocked, fmt.Errorf("%w: refusing to unlock while that process holds it", err),
+			"stop that process first (first Ctrl-C lets running steps finish)")
 	}
 	if err != nil {
-		return exitCode(err, stderr)
+		return err
 	}
 	if owner != nil {
 		fmt.Fprintf(stdout, "removed the lock left by %s\n", owner)
 	} else {
 		fmt.Fprintln(stdout, "no lock held")
 	}
-	return 0
+	return nil
 }

@@ -1,0 +1,74 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/etcd-rescue/etcd-rescue/engine"
+	"github.com/etcd-rescue/etcd-rescue/lab"
+)
+
+// Every error a command can return maps to a code of the table, through
+// report only; every code of the table but 0 is reached by some error.
+func TestReportMapsEveryError(t *testing.T) {
+	cases := map[string]struct {
+		err   error
+		code  int
+		lines []string // in stderr, in order
+	}{
+		"plain":          {errors.New("boom"), exitFailed, []string{"etcd-rescue: error: boom"}},
+		"usage":          {usageError{"bad usage"}, exitUsage, []string{"etcd-rescue: error: bad usage"}},
+		"coded":          {withCode(exitLocked, errors.New("held"), "wait"), exitLocked, []string{"etcd-rescue: error: held", "hint: wait"}},
+		"engine usage":   {fmt.Errorf("resume: %w", &engine.UsageError{Msg: "--rerun x: no step"}), exitUsage, []string{"etcd-rescue: error: resume: --rerun x: no step"}},
+		"locked":         {&engine.LockedError{Dir: "/s", Owner: &engine.LockInfo{PID: 7}}, exitLocked, []string{"hint: wait for it to finish; if that process is gone for good: etcd-rescue unlock --force --state-dir /s"}},
+		"stale":          {&engine.StaleError{RunID: "r1", Plan: "p.yaml", Reason: "changed"}, exitLocked, []string{"hint: etcd-rescue status r1 shows what the run did so far"}},
+		"invalid plan":   {&engine.InvalidPlanError{File: "p.yaml"}, exitUsage, []string{"hint: etcd-rescue validate p.yaml"}},
+		"no state":       {&engine.NoStateError{Dir: "/s"}, exitUsage, []string{"hint: etcd-rescue runs lists the runs"}},
+		"prereq":         {&engine.PrereqError{Problems: []string{"no identity"}}, exitPrereq, []string{"etcd-rescue: error: missing prerequisite: no identity", "hint: nothing was run"}},
+		"not confirmed":  {engine.ErrNotConfirmed, exitFailed, nil},
+		"run failed":     {&engine.RunError{RunID: "r1", StateDir: "/s", Failed: []*engine.StepError{{Step: "a", Err: errors.New("x")}}}, exitFailed, []string{"hint: fix the cause, then continue: etcd-rescue resume r1 --state-dir /s"}},
+		"run waiting":    {&engine.RunError{RunID: "r1", Waiting: []*engine.OperatorError{{Step: "ok", Hints: []string{"--approve ok"}}}}, exitWaiting, []string{"hint: --approve ok"}},
+		"run interrupt":  {&engine.RunError{RunID: "r1", Interrupted: true}, exitInterrupted, []string{"hint: fix the cause, then continue: etcd-rescue resume r1"}},
+		"lab prereq":     {labError{&lab.PrereqError{Missing: []lab.Missing{{What: "debootstrap", Install: "apt-get install -y debootstrap", Apt: "debootstrap"}}}}, exitPrereq, []string{"etcd-rescue: error: missing prerequisite: debootstrap", "  - debootstrap", "hint: "}},
+		"lab verify":     {labError{&lab.VerifyError{Problems: []string{"h2 down"}}}, exitFailed, []string{"etcd-rescue: error: lab verify: the lab's cluster is not healthy:", "  - h2 down", "hint: `etcd-rescue lab status` shows every host and member"}},
+		"lab not up":     {labError{fmt.Errorf("open: %w", lab.ErrNotUp)}, exitFailed, []string{"hint: start one with `etcd-rescue lab up`"}},
+		"lab busy":       {labError{lab.ErrBusy}, exitFailed, []string{"hint: one lab at a time per machine"}},
+		"lab interrupt":  {labError{fmt.Errorf("up: starting h2:\nwaiting: %w", context.Canceled)}, exitInterrupted, []string{"etcd-rescue: error: up: starting h2:", "  waiting: context canceled", "hint: interrupted; `etcd-rescue lab down` removes whatever is left"}},
+		"quiet findings": {reported(exitUsage, "findings"), exitUsage, nil},
+	}
+	reached := map[int]bool{}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			var stderr bytes.Buffer
+			code := report(tc.err, &stderr)
+			reached[code] = true
+			if code != tc.code {
+				t.Errorf("code %d, want %d", code, tc.code)
+			}
+			rest := stderr.String()
+			for _, l := range tc.lines {
+				i := strings.Index(rest, l)
+				if i < 0 {
+					t.Errorf("stderr lacks %q (in order):\n%s", l, stderr.String())
+					break
+				}
+				rest = rest[i+len(l):]
+			}
+			if name == "quiet findings" && stderr.Len() > 0 {
+				t.Errorf("a reported error printed again: %q", stderr.String())
+			}
+		})
+	}
+	for _, e := range exitCodes {
+		if e.Code != exitOK && !reached[e.Code] {
+			t.Errorf("no error maps to exit code %d (%s)", e.Code, e.Name)
+		}
+	}
+	if report(nil, &bytes.Buffer{}) != exitOK {
+		t.Error("nil error: not exit 0")
+	}
+}
