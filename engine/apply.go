@@ -2,7 +2,6 @@ package engine
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"os/signal"
@@ -10,11 +9,12 @@ import (
 	"sync"
 	"syscall"
 
+	"github.com/etcd-rescue/etcd-rescue/engine/runstate"
 	"github.com/etcd-rescue/etcd-rescue/plans"
 	"github.com/etcd-rescue/etcd-rescue/steps"
 )
 
-func confirm(ctx context.Context, opts *Options, st *State) error {
+func confirm(ctx context.Context, opts *Options, st *runstate.State) error {
 	if opts.Confirm == nil {
 		return nil
 	}
@@ -44,7 +44,7 @@ func preflight(c *Compiled, opts *Options) error {
 
 // DefaultStateDirFor is the state dir used for a plan file.
 func DefaultStateDirFor(planFile string) string {
-	return filepath.Join(filepath.Dir(planFile), DefaultStateDir)
+	return filepath.Join(filepath.Dir(planFile), runstate.DefaultStateDir)
 }
 
 // Apply starts a new run of c: it takes the state dir's lock, binds the
@@ -62,15 +62,15 @@ func Apply(ctx context.Context, c *Compiled, opts Options) (*Result, error) {
 	if opts.StateDir == "" {
 		opts.StateDir = DefaultStateDirFor(c.Plan.File)
 	}
-	store, err := OpenStore(opts.StateDir)
+	store, err := runstate.OpenStore(opts.StateDir)
 	if err != nil {
 		return nil, err
 	}
 	opts.StateDir = store.Dir
 	var runID string
 	for {
-		runID = NewRunID(opts.now())
-		if _, err := os.Stat(store.runDir(runID)); errors.Is(err, os.ErrNotExist) {
+		runID = runstate.NewRunID(opts.now())
+		if !store.Exists(runID) {
 			break
 		}
 	}
@@ -94,16 +94,16 @@ func Apply(ctx context.Context, c *Compiled, opts Options) (*Result, error) {
 		inv, _ = filepath.Abs(opts.Inventory)
 	}
 	now := opts.now().UTC()
-	st := &State{Format: StateFormat, RunID: runID, Plan: planPath, Inventory: inv, PlanName: c.Plan.Name,
-		PlanSHA256: PlanHash(c.Plan.Raw, c.Plan.InvRaw), Outcome: OutcomeRunning, Created: now, Sessions: 1}
+	st := &runstate.State{Format: runstate.StateFormat, RunID: runID, Plan: planPath, Inventory: inv, PlanName: c.Plan.Name,
+		PlanSHA256: runstate.PlanHash(c.Plan.Raw, c.Plan.InvRaw), Outcome: runstate.OutcomeRunning, Created: now, Sessions: 1}
 	reconcile(st, c)
 	red := NewRedactor(c.Plan)
-	run, err := store.create(st, red, opts.now)
+	run, err := store.Create(st, red, opts.now)
 	if err != nil {
 		return nil, err
 	}
-	if err := recordRun(runID, store.Dir, planPath); err != nil {
-		run.Event(Event{Type: "run", Msg: "not recorded in the run index (resume needs --state-dir " + store.Dir + "): " + err.Error()})
+	if err := runstate.RecordRun(runID, store.Dir, planPath); err != nil {
+		run.Event(runstate.Event{Type: "run", Msg: "not recorded in the run index (resume needs --state-dir " + store.Dir + "): " + err.Error()})
 	}
 	defer run.Close()
 	return session(ctx, c, run, &opts)

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+
+	"github.com/etcd-rescue/etcd-rescue/engine/runstate"
 )
 
 // The two phases of an interrupt, with real signals to this process.
@@ -38,7 +40,7 @@ func TestInterruptDuringConfirm(t *testing.T) {
 	stop := make(chan struct{})
 	o := h.opts()
 	o.Stop = stop
-	o.Confirm = func(ctx context.Context, st *State) (bool, error) {
+	o.Confirm = func(ctx context.Context, st *runstate.State) (bool, error) {
 		close(stop)
 		<-ctx.Done()
 		return false, ctx.Err()
@@ -47,7 +49,7 @@ func TestInterruptDuringConfirm(t *testing.T) {
 	if re := runErrOf(t, err); re.Code() != 130 || !strings.Contains(err.Error(), "before the run started") {
 		t.Errorf("code %d: %v", re.Code(), err)
 	}
-	if runs, _ := (&Store{Dir: h.stateDir}).Runs(); len(runs) != 0 || len(h.w.commands()) != 0 {
+	if runs, _ := (&runstate.Store{Dir: h.stateDir}).Runs(); len(runs) != 0 || len(h.w.commands()) != 0 {
 		t.Errorf("runs %v, commands %v", runs, h.w.commands())
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/etcd-rescue/etcd-rescue/engine/runstate"
 	"github.com/etcd-rescue/etcd-rescue/steps"
 )
 
@@ -21,9 +22,9 @@ const (
 // failed or blocked.
 func (w *walker) runTarget(ctx context.Context, n *Node, t *Target) outcome {
 	host := t.Name()
-	key := Key(n.ID(), host)
+	key := runstate.Key(n.ID(), host)
 	hs := w.hostState(n, host)
-	if hs.Status == StatusDone {
+	if hs.Status == runstate.StatusDone {
 		w.out.line(key, "done earlier")
 		return outOK
 	}
@@ -55,8 +56,8 @@ func (w *walker) runTarget(ctx context.Context, n *Node, t *Target) outcome {
 	}
 	switch {
 	case rerun:
-		w.run.Event(Event{Type: "step", Step: n.ID(), Host: host, Status: hs.Status, Msg: "applied again on the operator's request (--rerun)"})
-	case hs.Status == StatusRunning || hs.Status == StatusFailed:
+		w.run.Event(runstate.Event{Type: "step", Step: n.ID(), Host: host, Status: hs.Status, Msg: "applied again on the operator's request (--rerun)"})
+	case hs.Status == runstate.StatusRunning || hs.Status == runstate.StatusFailed:
 		// Began in an earlier session (the engine died mid-step, or it
 		// failed): probe before anything is repeated.
 		act, why, err := w.probe(ctx, n, t, hs.Status)
@@ -91,7 +92,7 @@ func (w *walker) runTarget(ctx context.Context, n *Node, t *Target) outcome {
 		}
 		if skipsUnreachable(t) && errors.Is(err, ErrUnreachable) {
 			why := fmt.Sprintf("host unreachable, skipped (unreachable: skip): %v", err)
-			if cerr := w.finish(n, host, StatusSkipped, why, nil, 0); cerr != nil {
+			if cerr := w.finish(n, host, runstate.StatusSkipped, why, nil, 0); cerr != nil {
 				return w.fail(n, t, cerr, nil)
 			}
 			w.out.line(key, "skipped: "+oneLine(why))
@@ -112,7 +113,7 @@ func (w *walker) runTarget(ctx context.Context, n *Node, t *Target) outcome {
 		}
 		// Before another attempt, the same table as resume: a destructive
 		// step is never repeated without a Check saying it is not done.
-		act, why, perr := w.probe(ctx, n, t, StatusFailed)
+		act, why, perr := w.probe(ctx, n, t, runstate.StatusFailed)
 		switch {
 		case perr != nil:
 			return w.fail(n, t, errors.Join(err, perr), env)
@@ -121,7 +122,7 @@ func (w *walker) runTarget(ctx context.Context, n *Node, t *Target) outcome {
 		case act == actStop && unknown:
 			// The connection dropped mid-command: nobody knows whether it
 			// ran, so the operator decides.
-			return w.operatorDecides(n, t, StatusFailed, why)
+			return w.operatorDecides(n, t, runstate.StatusFailed, why)
 		case act == actStop:
 			w.out.line(key, "not retried: "+why)
 			return w.fail(n, t, err, env)
@@ -138,10 +139,10 @@ func (w *walker) runTarget(ctx context.Context, n *Node, t *Target) outcome {
 }
 
 func (w *walker) settleDone(n *Node, t *Target, why string) outcome {
-	if err := w.finish(n, t.Name(), StatusDone, why, nil, 0); err != nil {
+	if err := w.finish(n, t.Name(), runstate.StatusDone, why, nil, 0); err != nil {
 		return w.fail(n, t, err, nil)
 	}
-	w.out.line(Key(n.ID(), t.Name()), "done ("+why+")")
+	w.out.line(runstate.Key(n.ID(), t.Name()), "done ("+why+")")
 	return outOK
 }
 
@@ -159,13 +160,13 @@ func (w *walker) check(ctx context.Context, n *Node, t *Target) (bool, string, e
 	cctx, cancel := context.WithTimeout(ctx, d)
 	defer cancel()
 	env := w.newEnv(n, t)
-	start := w.run.now()
+	start := w.opts.now()
 	done, why, err := ck.Check(cctx, w.c.Ctx(n, w.runID, w.run.Facts()), env, t.Target)
-	elapsed := w.run.now().Sub(start)
+	elapsed := w.opts.now().Sub(start)
 	// The probe is part of the step's cost: its time counts with the
 	// attempts' in the per-step figures.
-	_ = w.run.Update(func(s *State) { env.addTo(s.Find(n.ID(), t.Name()), elapsed) })
-	w.run.Event(Event{Type: "check", Step: n.ID(), Host: t.Name(), Msg: fmt.Sprintf("done=%v %s", done, why), Error: errString(err)})
+	_ = w.run.Update(func(s *runstate.State) { env.addTo(s.Find(n.ID(), t.Name()), elapsed) })
+	w.run.Event(runstate.Event{Type: "check", Step: n.ID(), Host: t.Name(), Msg: fmt.Sprintf("done=%v %s", done, why), Error: errString(err)})
 	return done, why, err
 }
 
@@ -180,10 +181,10 @@ func errString(err error) string {
 // and done or failed after.
 func (w *walker) attempt(ctx context.Context, n *Node, t *Target) (*stepEnv, error) {
 	host := t.Name()
-	key := Key(n.ID(), host)
-	start := w.run.now()
-	if err := w.transition(n, host, func(h *HostState) {
-		h.Status, h.Error, h.Cmd, h.Why = StatusRunning, "", "", ""
+	key := runstate.Key(n.ID(), host)
+	start := w.opts.now()
+	if err := w.transition(n, host, func(h *runstate.HostState) {
+		h.Status, h.Error, h.Cmd, h.Why = runstate.StatusRunning, "", "", ""
 		h.Attempts++
 		if h.Started == nil {
 			s := start.UTC()
@@ -228,9 +229,9 @@ func (w *walker) attempt(ctx context.Context, n *Node, t *Target) (*stepEnv, err
 	if err != nil && actx.Err() != nil && ctx.Err() == nil && n.Step.Timeout > 0 {
 		err = fmt.Errorf("timed out after %s (timeout: of the step): %w", n.Step.Timeout, err)
 	}
-	elapsed := w.run.now().Sub(start)
+	elapsed := w.opts.now().Sub(start)
 	if err == nil {
-		if ferr := w.finish(n, host, StatusDone, "", env, elapsed); ferr != nil {
+		if ferr := w.finish(n, host, runstate.StatusDone, "", env, elapsed); ferr != nil {
 			return env, ferr
 		}
 		w.out.line(key, "done "+fmtDur(elapsed))
@@ -239,8 +240,8 @@ func (w *walker) attempt(ctx context.Context, n *Node, t *Target) (*stepEnv, err
 	var ane *ApprovalNeededError
 	if errors.As(err, &ane) {
 		// Not a failure: the step waits for the operator, as if never run.
-		if ferr := w.transition(n, host, func(h *HostState) {
-			h.Status, h.Why, h.Error, h.Cmd, h.Finished = StatusPending, "waiting for approval", "", "", nil
+		if ferr := w.transition(n, host, func(h *runstate.HostState) {
+			h.Status, h.Why, h.Error, h.Cmd, h.Finished = runstate.StatusPending, "waiting for approval", "", "", nil
 			env.addTo(h, elapsed)
 		}); ferr != nil {
 			return env, ferr
@@ -260,8 +261,8 @@ func (w *walker) attempt(ctx context.Context, n *Node, t *Target) (*stepEnv, err
 }
 
 func (w *walker) finish(n *Node, host, status, why string, env *stepEnv, elapsed time.Duration) error {
-	now := w.run.now().UTC()
-	return w.transition(n, host, func(h *HostState) {
+	now := w.opts.now().UTC()
+	return w.transition(n, host, func(h *runstate.HostState) {
 		h.Status, h.Why, h.Error, h.Cmd = status, why, "", ""
 		h.Finished = &now
 		env.addTo(h, elapsed)
@@ -269,9 +270,9 @@ func (w *walker) finish(n *Node, host, status, why string, env *stepEnv, elapsed
 }
 
 func (w *walker) finishFailed(n *Node, host string, err error, cmd string, env *stepEnv, elapsed time.Duration) error {
-	now := w.run.now().UTC()
-	return w.transition(n, host, func(h *HostState) {
-		h.Status, h.Error, h.Cmd = StatusFailed, err.Error(), cmd
+	now := w.opts.now().UTC()
+	return w.transition(n, host, func(h *runstate.HostState) {
+		h.Status, h.Error, h.Cmd = runstate.StatusFailed, err.Error(), cmd
 		h.Finished = &now
 		env.addTo(h, elapsed)
 	})
@@ -284,9 +285,9 @@ func (w *walker) fail(n *Node, t *Target, err error, env *stepEnv) outcome {
 		host = t.Name()
 	}
 	hs := w.hostState(n, host)
-	if hs.Status != StatusFailed {
-		_ = w.transition(n, host, func(h *HostState) { h.Status, h.Error = StatusFailed, err.Error() })
-		w.out.line(Key(n.ID(), host), "failed: "+w.red.String(oneLine(err.Error())))
+	if hs.Status != runstate.StatusFailed {
+		_ = w.transition(n, host, func(h *runstate.HostState) { h.Status, h.Error = runstate.StatusFailed, err.Error() })
+		w.out.line(runstate.Key(n.ID(), host), "failed: "+w.red.String(oneLine(err.Error())))
 	}
 	se := &StepError{Step: n.ID(), Host: host, Pos: n.Step.Pos, ExitCode: -1, Err: redactErr(w.red, err)}
 	if env != nil {
@@ -309,8 +310,8 @@ func (w *walker) fail(n *Node, t *Target, err error, env *stepEnv) outcome {
 func (w *walker) wait(n *Node, t *Target, reason string, hints ...string) outcome {
 	host := t.Name()
 	oe := &OperatorError{Step: n.ID(), Host: host, Pos: n.Step.Pos, Reason: w.red.String(reason), Hints: hints}
-	w.run.Event(Event{Type: "step", Step: n.ID(), Host: host, Status: "waiting", Msg: reason})
-	w.out.line(Key(n.ID(), host), "waiting for the operator: "+w.red.String(reason))
+	w.run.Event(runstate.Event{Type: "step", Step: n.ID(), Host: host, Status: "waiting", Msg: reason})
+	w.out.line(runstate.Key(n.ID(), host), "waiting for the operator: "+w.red.String(reason))
 	w.mu.Lock()
 	w.waiting = append(w.waiting, oe)
 	w.mu.Unlock()

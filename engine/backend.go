@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 
+	"github.com/etcd-rescue/etcd-rescue/engine/runstate"
 	"github.com/etcd-rescue/etcd-rescue/steps"
 )
 
@@ -25,7 +26,7 @@ const MarkEnv = "ETCD_RESCUE_MARK"
 
 // mark is the value of MarkEnv for a step-host of this run.
 func (w *walker) mark(n *Node, host string) string {
-	return w.runID + "/" + Key(n.ID(), host)
+	return w.runID + "/" + runstate.Key(n.ID(), host)
 }
 
 // Reaper is implemented by backends that can kill what an earlier attempt

@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/etcd-rescue/etcd-rescue/engine/runstate"
 )
 
 func TestMain(m *testing.M) {
@@ -47,11 +49,11 @@ func TestRunIndexFindsRunsFromAnyDirectory(t *testing.T) {
 	runErrOf(t, err)
 	second, err := h.apply(o)
 	runErrOf(t, err)
-	wantDir := filepath.Join(filepath.Dir(h.plan), DefaultStateDir)
+	wantDir := filepath.Join(filepath.Dir(h.plan), runstate.DefaultStateDir)
 
 	chdir(t, t.TempDir()) // no ./.etcd-rescue here
 	for _, c := range []struct{ arg, want string }{{first.RunID, first.RunID}, {"", second.RunID}} {
-		store, id, err := LocateRun("", c.arg)
+		store, id, err := runstate.LocateRun("", c.arg)
 		if err != nil {
 			t.Fatalf("LocateRun(%q): %v", c.arg, err)
 		}
@@ -59,7 +61,7 @@ func TestRunIndexFindsRunsFromAnyDirectory(t *testing.T) {
 			t.Errorf("LocateRun(%q) = %s %s, want %s %s", c.arg, store.Dir, id, wantDir, c.want)
 		}
 	}
-	runs, err := IndexedRuns()
+	runs, err := runstate.IndexedRuns()
 	if err != nil || len(runs) != 2 || runs[0].RunID != first.RunID || runs[1].Plan != h.plan {
 		t.Errorf("IndexedRuns = %+v, %v", runs, err)
 	}
@@ -72,10 +74,10 @@ func TestRunIndexFindsRunsFromAnyDirectory(t *testing.T) {
 	}
 
 	// A ./.etcd-rescue that lacks the run does not hide the index.
-	if err := os.MkdirAll(filepath.Join(DefaultStateDir, "runs"), 0o700); err != nil {
+	if err := os.MkdirAll(filepath.Join(runstate.DefaultStateDir, "runs"), 0o700); err != nil {
 		t.Fatal(err)
 	}
-	if _, id, err := LocateRun("", second.RunID); err != nil || id != second.RunID {
+	if _, id, err := runstate.LocateRun("", second.RunID); err != nil || id != second.RunID {
 		t.Errorf("with an unrelated ./.etcd-rescue: %s %v", id, err)
 	}
 
@@ -84,13 +86,13 @@ func TestRunIndexFindsRunsFromAnyDirectory(t *testing.T) {
 	if err := os.RemoveAll(wantDir); err != nil {
 		t.Fatal(err)
 	}
-	runs, err = IndexedRuns()
+	runs, err = runstate.IndexedRuns()
 	if err != nil || len(runs) != 0 {
 		t.Errorf("after removing the state dir: %+v %v", runs, err)
 	}
-	_, _, err = LocateRun("", first.RunID)
-	var ns *NoStateError
-	if !errors.As(err, &ns) || !strings.Contains(err.Error(), "nor in the run index "+IndexFile()) {
+	_, _, err = runstate.LocateRun("", first.RunID)
+	var ns *runstate.NoStateError
+	if !errors.As(err, &ns) || !strings.Contains(err.Error(), "nor in the run index "+runstate.IndexFile()) {
 		t.Errorf("want a NoStateError naming the index, got %v", err)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/etcd-rescue/etcd-rescue/engine/runstate"
 	"github.com/etcd-rescue/etcd-rescue/steps"
 )
 
@@ -26,7 +27,7 @@ func (j *journalRunner) Run(ctx context.Context, cmd string, stdin io.Reader) ([
 	out, err := j.r.Run(ctx, cmd, stdin)
 	d := time.Since(start)
 	j.env.addRemote(d, false)
-	ev := Event{Type: "cmd", Step: j.env.n.ID(), Host: j.host, Cmd: cmd, DurationMs: ms(d), Error: errString(err)}
+	ev := runstate.Event{Type: "cmd", Step: j.env.n.ID(), Host: j.host, Cmd: cmd, DurationMs: ms(d), Error: errString(err)}
 	var ee *steps.ExitError
 	switch {
 	case err == nil:
@@ -51,7 +52,7 @@ func (j *journalRunner) Upload(ctx context.Context, local, remote string, mode o
 	d := time.Since(start)
 	j.env.addRemote(d, false)
 	cmd := fmt.Sprintf("upload %s to %s:%s (mode %04o)", local, j.host, remote, mode.Perm())
-	j.env.w.run.Event(Event{Type: "upload", Step: j.env.n.ID(), Host: j.host, Cmd: cmd, DurationMs: ms(d), Error: errString(err), Msg: "sha256 " + sum})
+	j.env.w.run.Event(runstate.Event{Type: "upload", Step: j.env.n.ID(), Host: j.host, Cmd: cmd, DurationMs: ms(d), Error: errString(err), Msg: "sha256 " + sum})
 	if err != nil {
 		j.env.noteFailed(cmd)
 	}
@@ -71,7 +72,7 @@ type journalEtcd struct {
 func (j *journalEtcd) done(start time.Time, what string, err error) {
 	d := time.Since(start)
 	j.env.addRemote(d, true)
-	j.env.w.run.Event(Event{Type: "etcd", Step: j.env.n.ID(), Host: j.env.host, Cmd: what, DurationMs: ms(d), Error: errString(err)})
+	j.env.w.run.Event(runstate.Event{Type: "etcd", Step: j.env.n.ID(), Host: j.env.host, Cmd: what, DurationMs: ms(d), Error: errString(err)})
 	if err == nil {
 		crashPoint(what)
 	}

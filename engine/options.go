@@ -5,6 +5,7 @@ import (
 	"io"
 	"time"
 
+	"github.com/etcd-rescue/etcd-rescue/engine/runstate"
 	"github.com/etcd-rescue/etcd-rescue/steps"
 )
 
@@ -45,10 +46,10 @@ type Options struct {
 	// start (for Resume: with the checkpoint as it stands); false stops with
 	// ErrNotConfirmed before anything is created or run.
 	// ctx ends at the first interrupt: nothing has started yet.
-	Confirm func(ctx context.Context, st *State) (bool, error)
+	Confirm func(ctx context.Context, st *runstate.State) (bool, error)
 	// OnStart is called once the run is created or reopened, before any
 	// step runs (to print the run id and where its state is).
-	OnStart func(*Run)
+	OnStart func(*runstate.Run)
 
 	now func() time.Time
 }
@@ -78,6 +79,6 @@ func (o *Options) defaults() {
 type Result struct {
 	RunID    string
 	StateDir string
-	State    *State // the final checkpoint
+	State    *runstate.State // the final checkpoint
 	Wall     time.Duration
 }

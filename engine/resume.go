@@ -4,10 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
 
+	"github.com/etcd-rescue/etcd-rescue/engine/runstate"
 	"github.com/etcd-rescue/etcd-rescue/internal/shellquote"
 	"github.com/etcd-rescue/etcd-rescue/plans"
 	"github.com/etcd-rescue/etcd-rescue/steps"
@@ -58,7 +57,7 @@ func ParseSelector(s string) Selector {
 	return Selector{Step: step, Host: host}
 }
 
-func (s Selector) String() string { return Key(s.Step, s.Host) }
+func (s Selector) String() string { return runstate.Key(s.Step, s.Host) }
 
 func (s Selector) matches(step, host string) bool {
 	return s.Step == step && (s.Host == "" || s.Host == host)
@@ -80,7 +79,7 @@ func (w *walker) probe(ctx context.Context, n *Node, t *Target, prior string) (r
 		p.CheckDone, p.CheckWhy = done, why
 	}
 	act, why := decideResume(p)
-	w.run.Event(Event{Type: "probe", Step: n.ID(), Host: t.Name(), Status: prior, Msg: why})
+	w.run.Event(runstate.Event{Type: "probe", Step: n.ID(), Host: t.Name(), Status: prior, Msg: why})
 	return act, why, nil
 }
 
@@ -98,7 +97,7 @@ func (w *walker) reap(ctx context.Context, n *Node, t *Target) error {
 	if errors.Is(err, ErrUnreachable) {
 		// Nothing can be done there now; the Check decides (an API check
 		// may still answer).
-		w.run.Event(Event{Type: "reap", Step: n.ID(), Host: host, Error: err.Error()})
+		w.run.Event(runstate.Event{Type: "reap", Step: n.ID(), Host: host, Error: err.Error()})
 		return nil
 	}
 	if err != nil {
@@ -106,8 +105,8 @@ func (w *walker) reap(ctx context.Context, n *Node, t *Target) error {
 	}
 	if killed > 0 {
 		msg := fmt.Sprintf("killed %d process(es) left running by the earlier attempt", killed)
-		w.run.Event(Event{Type: "reap", Step: n.ID(), Host: host, Msg: msg})
-		w.out.line(Key(n.ID(), host), msg)
+		w.run.Event(runstate.Event{Type: "reap", Step: n.ID(), Host: host, Msg: msg})
+		w.out.line(runstate.Key(n.ID(), host), msg)
 	}
 	return nil
 }
@@ -115,8 +114,8 @@ func (w *walker) reap(ctx context.Context, n *Node, t *Target) error {
 // operatorDecides stops a step-host the engine will not repeat blindly.
 func (w *walker) operatorDecides(n *Node, t *Target, prior, why string) outcome {
 	host := t.Name()
-	key := Key(n.ID(), host)
-	_ = w.transition(n, host, func(h *HostState) { h.Why = "waiting for the operator: " + why })
+	key := runstate.Key(n.ID(), host)
+	_ = w.transition(n, host, func(h *runstate.HostState) { h.Why = "waiting for the operator: " + why })
 	sd := w.stateDirFlag()
 	return w.wait(n, t, fmt.Sprintf("found %s; %s", prior, why),
 		fmt.Sprintf("look at %s, then run it again: etcd-rescue resume %s --rerun %s%s", hostOrCluster(host), w.runID, key, sd),
@@ -137,63 +136,13 @@ func (w *walker) stateDirFlag() string {
 	return " --state-dir " + shellquote.Quote(w.opts.StateDir)
 }
 
-// LocateRun resolves the RUN argument of resume and status: a run id in
-// stateDir ("" run means the latest), or the path of a run directory,
-// whose state dir is then implied. Without stateDir: ./.etcd-rescue if it
-// holds the run, else the run index (IndexFile), which records where every
-// apply put its state.
-func LocateRun(stateDir, run string) (*Store, string, error) {
-	if run != "" && strings.ContainsRune(run, os.PathSeparator) {
-		dir := filepath.Clean(run)
-		if _, err := os.Stat(filepath.Join(dir, "state.json")); err != nil {
-			return nil, "", &NoStateError{Dir: filepath.Dir(dir), Run: filepath.Base(dir), Err: err}
-		}
-		s, err := ExistingStore(filepath.Dir(filepath.Dir(dir)))
-		return s, filepath.Base(dir), err
-	}
-	if stateDir == "" {
-		// ./.etcd-rescue when it has the run; otherwise the run index,
-		// which knows where apply put it.
-		if s, err := ExistingStore(DefaultStateDir); err == nil {
-			if run == "" {
-				if id, err := s.Latest(); err == nil {
-					return s, id, nil
-				}
-			} else if s.has(run) {
-				return s, run, nil
-			}
-		}
-		e, err := lookupIndexed(run)
-		if err != nil {
-			return nil, "", err
-		}
-		if e == nil {
-			dir, _ := filepath.Abs(DefaultStateDir)
-			return nil, "", &NoStateError{Dir: dir, Run: run, Indexed: true}
-		}
-		s, err := ExistingStore(e.StateDir)
-		return s, e.RunID, err
-	}
-	s, err := ExistingStore(stateDir)
-	if err != nil {
-		return nil, "", err
-	}
-	if run == "" {
-		run, err = s.Latest()
-		if err != nil {
-			return nil, "", err
-		}
-	}
-	return s, run, nil
-}
-
 // Resume continues run runID: it refuses when the plan file or inventory
 // changed, skips what is done, probes what was left running or failed, and
 // walks the rest. Errors are as for Apply, plus *StaleError,
 // *InvalidPlanError and *NoStateError.
 func Resume(ctx context.Context, runID string, opts Options) (*Result, error) {
 	opts.defaults()
-	store, id, err := LocateRun(opts.StateDir, runID)
+	store, id, err := runstate.LocateRun(opts.StateDir, runID)
 	if err != nil {
 		return nil, err
 	}
@@ -207,7 +156,7 @@ func Resume(ctx context.Context, runID string, opts Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	if st.Outcome == OutcomeDone {
+	if st.Outcome == runstate.OutcomeDone {
 		// Nothing to do, but say so rather than fail: resume is idempotent.
 		return &Result{RunID: id, StateDir: store.Dir, State: st}, nil
 	}
@@ -235,8 +184,8 @@ func Resume(ctx context.Context, runID string, opts Options) (*Result, error) {
 		return nil, err
 	}
 	st.Sessions++
-	st.Outcome = OutcomeRunning
-	run, err := store.open(st, NewRedactor(c.Plan), opts.now)
+	st.Outcome = runstate.OutcomeRunning
+	run, err := store.Open(st, NewRedactor(c.Plan), opts.now)
 	if err != nil {
 		return nil, err
 	}
@@ -246,13 +195,13 @@ func Resume(ctx context.Context, runID string, opts Options) (*Result, error) {
 
 // loadForResume reads the plan the run began with, and refuses if it
 // changed: the checkpoint describes that plan's steps and run-id paths.
-func loadForResume(st *State, reg map[string]*steps.Type) (*Compiled, error) {
+func loadForResume(st *runstate.State, reg map[string]*steps.Type) (*Compiled, error) {
 	hint := "start a new run with etcd-rescue apply, or put back the plan the run began with"
 	p, fs := plans.Load(st.Plan, st.Inventory)
 	if p == nil {
 		return nil, &StaleError{RunID: st.RunID, Plan: st.Plan, Reason: fmt.Sprintf("its plan %s cannot be read: %v; %s", st.Plan, fs.Err(), hint)}
 	}
-	if got := PlanHash(p.Raw, p.InvRaw); got != st.PlanSHA256 {
+	if got := runstate.PlanHash(p.Raw, p.InvRaw); got != st.PlanSHA256 {
 		what := "plan file " + st.Plan
 		if st.Inventory != "" || len(p.InvRaw) > 0 {
 			what += " or its inventory"

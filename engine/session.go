@@ -4,30 +4,32 @@ import (
 	"context"
 	"fmt"
 	"sort"
+
+	"github.com/etcd-rescue/etcd-rescue/engine/runstate"
 )
 
 // reconcile makes the state hold one record per step-host of c, in plan
 // order, keeping existing records.
-func reconcile(st *State, c *Compiled) {
-	old := map[string]*StepState{}
+func reconcile(st *runstate.State, c *Compiled) {
+	old := map[string]*runstate.StepState{}
 	for _, s := range st.Steps {
 		old[s.ID] = s
 	}
-	var out []*StepState
+	var out []*runstate.StepState
 	for _, n := range c.Nodes {
 		s := old[n.ID()]
 		if s == nil {
-			s = &StepState{ID: n.ID(), Type: n.Type.Name}
+			s = &runstate.StepState{ID: n.ID(), Type: n.Type.Name}
 		}
-		have := map[string]*HostState{}
+		have := map[string]*runstate.HostState{}
 		for _, h := range s.Hosts {
 			have[h.Host] = h
 		}
-		var hosts []*HostState
+		var hosts []*runstate.HostState
 		for _, t := range n.Targets {
 			h := have[t.Name()]
 			if h == nil {
-				h = &HostState{Host: t.Name(), Status: StatusPending}
+				h = &runstate.HostState{Host: t.Name(), Status: runstate.StatusPending}
 			}
 			hosts = append(hosts, h)
 		}
@@ -40,14 +42,14 @@ func reconcile(st *State, c *Compiled) {
 		st.Facts = map[string]string{}
 	}
 	if st.Approvals == nil {
-		st.Approvals = map[string]*Approval{}
+		st.Approvals = map[string]*runstate.Approval{}
 	}
 }
 
 // session walks the plan once over an open run and records the outcome.
-func session(ctx context.Context, c *Compiled, run *Run, opts *Options) (*Result, error) {
+func session(ctx context.Context, c *Compiled, run *runstate.Run, opts *Options) (*Result, error) {
 	start := opts.now()
-	red := run.red
+	red := NewRedactor(c.Plan)
 	out := &progress{w: opts.Progress, red: red, now: opts.now}
 	var backend Backend
 	var err error
@@ -59,23 +61,23 @@ func session(ctx context.Context, c *Compiled, run *Run, opts *Options) (*Result
 		if err == nil {
 			backend = b
 			for _, r := range b.Routes() {
-				run.Event(Event{Type: "run", Host: r.Host, Msg: r.String()})
+				run.Event(runstate.Event{Type: "run", Host: r.Host, Msg: r.String()})
 			}
 			for _, h := range b.InsecureHosts() {
 				// Loud on every run, and in the journal: this is for labs.
 				out.printf("WARNING: host key of %s is NOT verified (ssh.insecureIgnoreHostKey): anyone on the path can impersonate it", h)
-				run.Event(Event{Type: "run", Host: h, Msg: "WARNING: host key not verified (insecureIgnoreHostKey)"})
+				run.Event(runstate.Event{Type: "run", Host: h, Msg: "WARNING: host key not verified (insecureIgnoreHostKey)"})
 			}
 		}
 	}
 	if err != nil {
-		_ = run.Update(func(s *State) { s.Outcome = OutcomeFailed })
+		_ = run.Update(func(s *runstate.State) { s.Outcome = runstate.OutcomeFailed })
 		return nil, err
 	}
 	defer backend.Close()
 	if crashAfter != "" {
 		out.printf("WARNING: %s=%q is set: this process kills itself after the first successful command or etcd call containing it (a crash-test failpoint)", CrashAfterEnv, crashAfter)
-		run.Event(Event{Type: "run", Msg: "WARNING: crash-test failpoint " + CrashAfterEnv + "=" + crashAfter})
+		run.Event(runstate.Event{Type: "run", Msg: "WARNING: crash-test failpoint " + CrashAfterEnv + "=" + crashAfter})
 	}
 	if opts.OnStart != nil {
 		opts.OnStart(run)
@@ -88,38 +90,38 @@ func session(ctx context.Context, c *Compiled, run *Run, opts *Options) (*Result
 	o.Stop = stop
 	w := &walker{c: c, runID: run.ID(), run: run, backend: backend, red: red, opts: &o, out: out,
 		sem: make(chan struct{}, opts.Parallelism)}
-	run.Event(Event{Type: "run", Status: "start", Msg: fmt.Sprintf("session %d, parallelism %d", run.Snapshot().Sessions, opts.Parallelism)})
+	run.Event(runstate.Event{Type: "run", Status: "start", Msg: fmt.Sprintf("session %d, parallelism %d", run.Snapshot().Sessions, opts.Parallelism)})
 	w.walk(ctx)
 
-	rerr := &RunError{RunID: run.ID(), StateDir: run.store.Dir, Failed: w.failed, Waiting: w.waiting, Skipped: w.skipped,
+	rerr := &RunError{RunID: run.ID(), StateDir: run.StateDir(), Failed: w.failed, Waiting: w.waiting, Skipped: w.skipped,
 		Interrupted: w.interrupted || ctx.Err() != nil}
 	sortStepErrors(c, rerr)
-	outcome := OutcomeDone
+	outcome := runstate.OutcomeDone
 	switch {
 	case rerr.Interrupted:
-		outcome = OutcomeInterrupted
+		outcome = runstate.OutcomeInterrupted
 	case len(rerr.Failed) > 0:
-		outcome = OutcomeFailed
+		outcome = runstate.OutcomeFailed
 	case len(rerr.Waiting) > 0:
-		outcome = OutcomeWaiting
+		outcome = runstate.OutcomeWaiting
 	}
-	if outcome == OutcomeDone {
+	if outcome == runstate.OutcomeDone {
 		// Every step-host must be done or skipped-unreachable; anything
 		// else is a bug in the walk, never a success.
 		for _, s := range run.Snapshot().Steps {
 			for _, h := range s.Hosts {
-				if h.Status != StatusDone && h.Status != StatusSkipped {
-					outcome = OutcomeFailed
+				if h.Status != runstate.StatusDone && h.Status != runstate.StatusSkipped {
+					outcome = runstate.OutcomeFailed
 					rerr.Failed = append(rerr.Failed, &StepError{Step: s.ID, Host: h.Host, ExitCode: -1,
 						Err: fmt.Errorf("left %s at the end of the run", h.Status)})
 				}
 			}
 		}
 	}
-	uerr := run.Update(func(s *State) { s.Outcome = outcome })
-	run.Event(Event{Type: "run", Status: outcome})
-	res := &Result{RunID: run.ID(), StateDir: run.store.Dir, State: run.Snapshot(), Wall: opts.now().Sub(start)}
-	if outcome == OutcomeDone {
+	uerr := run.Update(func(s *runstate.State) { s.Outcome = outcome })
+	run.Event(runstate.Event{Type: "run", Status: outcome})
+	res := &Result{RunID: run.ID(), StateDir: run.StateDir(), State: run.Snapshot(), Wall: opts.now().Sub(start)}
+	if outcome == runstate.OutcomeDone {
 		return res, uerr
 	}
 	return res, rerr

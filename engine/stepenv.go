@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/etcd-rescue/etcd-rescue/engine/runstate"
 	"github.com/etcd-rescue/etcd-rescue/steps"
 )
 
@@ -63,8 +64,8 @@ func (e *stepEnv) SetFact(key, value string) error {
 
 func (e *stepEnv) Logf(format string, args ...any) {
 	msg := fmt.Sprintf(format, args...)
-	e.w.run.Event(Event{Type: "log", Step: e.n.ID(), Host: e.host, Msg: msg})
-	e.w.out.line(Key(e.n.ID(), e.host), msg)
+	e.w.run.Event(runstate.Event{Type: "log", Step: e.n.ID(), Host: e.host, Msg: msg})
+	e.w.out.line(runstate.Key(e.n.ID(), e.host), msg)
 }
 
 // Approve says yes when the approval is recorded already or was given with
@@ -101,24 +102,19 @@ func (e *stepEnv) failedCmd() string {
 }
 
 // addTo adds this attempt's times to a record (e may be nil).
-func (e *stepEnv) addTo(h *HostState, elapsed time.Duration) {
-	h.Elapsed += toMillis(elapsed)
+func (e *stepEnv) addTo(h *runstate.HostState, elapsed time.Duration) {
 	if e == nil {
+		h.AddTime(elapsed, 0, 0, 0)
 		return
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	h.Remote += toMillis(e.remote)
-	h.API += toMillis(e.api)
-	h.Cmds += e.cmds
+	h.AddTime(elapsed, e.remote, e.api, e.cmds)
 }
 
 func (w *walker) approve(ctx context.Context, n *Node, message string) error {
 	id := n.ID()
-	w.run.mu.Lock()
-	_, ok := w.run.st.Approvals[id]
-	w.run.mu.Unlock()
-	if ok {
+	if w.run.Approved(id) {
 		return nil
 	}
 	record := func(how string) error {
@@ -126,8 +122,10 @@ func (w *walker) approve(ctx context.Context, n *Node, message string) error {
 		if u, err := user.Current(); err == nil {
 			who = u.Username
 		}
-		err := w.run.Update(func(s *State) { s.Approvals[id] = &Approval{At: w.run.now().UTC(), By: who, How: how} })
-		w.run.Event(Event{Type: "approval", Step: id, Msg: how + ": " + message})
+		err := w.run.Update(func(s *runstate.State) {
+			s.Approvals[id] = &runstate.Approval{At: w.opts.now().UTC(), By: who, How: how}
+		})
+		w.run.Event(runstate.Event{Type: "approval", Step: id, Msg: how + ": " + message})
 		if err != nil {
 			return &checkpointError{err}
 		}

@@ -3,13 +3,15 @@ package engine
 import (
 	"context"
 	"sync"
+
+	"github.com/etcd-rescue/etcd-rescue/engine/runstate"
 )
 
 // walker runs one session (apply or resume) of a run over the DAG.
 type walker struct {
 	c        *Compiled
 	runID    string
-	run      *Run
+	run      *runstate.Run
 	backend  Backend
 	red      *Redactor
 	opts     *Options
@@ -86,20 +88,20 @@ func (w *walker) skipNode(n *Node, cause *Node) nodeResult {
 	for _, t := range n.Targets {
 		host := t.Name()
 		hs := w.hostState(n, host)
-		if hs.Status == StatusDone || hs.Status == StatusRunning || hs.Status == StatusFailed {
+		if hs.Status == runstate.StatusDone || hs.Status == runstate.StatusRunning || hs.Status == runstate.StatusFailed {
 			// running/failed are kept: they record that the step began,
 			// and a later resume must probe it rather than start afresh.
 			continue
 		}
 		why := "not run: step " + cause.ID() + " did not complete"
-		_ = w.transition(n, host, func(h *HostState) { h.Status, h.Why = StatusSkipped, why })
+		_ = w.transition(n, host, func(h *runstate.HostState) { h.Status, h.Why = runstate.StatusSkipped, why })
 		w.mu.Lock()
 		w.skipped++
 		w.mu.Unlock()
-		w.out.line(Key(n.ID(), host), "skipped ("+why+")")
+		w.out.line(runstate.Key(n.ID(), host), "skipped ("+why+")")
 	}
 	for _, t := range n.Targets {
-		if hs := w.hostState(n, t.Name()); hs.Status != StatusDone {
+		if hs := w.hostState(n, t.Name()); hs.Status != runstate.StatusDone {
 			return nodeFailed
 		}
 	}
@@ -151,23 +153,20 @@ func (w *walker) notStarted(key string) outcome {
 	return outBlocked
 }
 
-func (w *walker) hostState(n *Node, host string) *HostState {
-	w.run.mu.Lock()
-	defer w.run.mu.Unlock()
-	hs := w.run.st.Find(n.ID(), host)
-	cp := *hs
-	return &cp
+func (w *walker) hostState(n *Node, host string) *runstate.HostState {
+	hs := w.run.HostState(n.ID(), host)
+	return &hs
 }
 
 // transition changes a step-host record and checkpoints it, and journals
 // the new status. A checkpoint that cannot be written stops the run: going
 // on without a durable record is how destructive steps get repeated.
-func (w *walker) transition(n *Node, host string, f func(*HostState)) error {
-	var ev Event
-	err := w.run.Update(func(s *State) {
+func (w *walker) transition(n *Node, host string, f func(*runstate.HostState)) error {
+	var ev runstate.Event
+	err := w.run.Update(func(s *runstate.State) {
 		hs := s.Find(n.ID(), host)
 		f(hs)
-		ev = Event{Type: "step", Step: n.ID(), Host: host, Status: hs.Status, Error: hs.Error, Cmd: hs.Cmd, Msg: hs.Why}
+		ev = runstate.Event{Type: "step", Step: n.ID(), Host: host, Status: hs.Status, Error: hs.Error, Cmd: hs.Cmd, Msg: hs.Why}
 	})
 	w.run.Event(ev)
 	if err != nil {

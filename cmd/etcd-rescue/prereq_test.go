@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/etcd-rescue/etcd-rescue/engine"
+	"github.com/etcd-rescue/etcd-rescue/engine/runstate"
 	"github.com/etcd-rescue/etcd-rescue/internal/sshx/sshxtest"
 )
 
@@ -61,7 +62,7 @@ func TestMissingPrerequisiteExit4(t *testing.T) {
 		t.Fatal(err)
 	}
 	runID := failedRun(t, plan, state)
-	store, id, err := engine.LocateRun(state, runID)
+	store, id, err := runstate.LocateRun(state, runID)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -22,6 +22,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/etcd-rescue/etcd-rescue/engine"
+	"github.com/etcd-rescue/etcd-rescue/engine/runstate"
 )
 
 // stringList is a repeatable flag.
@@ -158,7 +159,7 @@ func cmdApply(args []string, stdout, stderr io.Writer) int {
 		opts.Ask = p.ask
 	}
 	if !*rf.yes {
-		opts.Confirm = func(ctx context.Context, _ *engine.State) (bool, error) {
+		opts.Confirm = func(ctx context.Context, _ *runstate.State) (bool, error) {
 			return p.ask(ctx, fmt.Sprintf("apply plan %s to cluster %s? only \"yes\" proceeds: ", c.Plan.Name, c.Plan.Cluster.Name))
 		}
 	}
@@ -199,7 +200,7 @@ func cmdResume(args []string, stdout, stderr io.Writer) int {
 	if tty {
 		opts.Ask = p.ask
 	}
-	opts.Confirm = func(ctx context.Context, st *engine.State) (bool, error) {
+	opts.Confirm = func(ctx context.Context, st *runstate.State) (bool, error) {
 		writeStatus(stdout, st, nil, false)
 		fmt.Fprintln(stdout)
 		if *rf.yes {
@@ -233,7 +234,7 @@ func runSession(stdout, stderr io.Writer, view *liveView, opts *engine.Options, 
 			opts.Ask = view.wrapAsk(ask)
 		}
 		if confirm := opts.Confirm; confirm != nil {
-			opts.Confirm = func(ctx context.Context, st *engine.State) (bool, error) {
+			opts.Confirm = func(ctx context.Context, st *runstate.State) (bool, error) {
 				view.Pause()
 				defer view.Resume()
 				return confirm(ctx, st)
@@ -252,7 +253,7 @@ func runSession(stdout, stderr io.Writer, view *liveView, opts *engine.Options, 
 	})
 	defer release()
 	opts.Stop = stop
-	opts.OnStart = func(r *engine.Run) {
+	opts.OnStart = func(r *runstate.Run) {
 		fmt.Fprintf(out, "%s run %s, state in %s\n", time.Now().UTC().Format(time.RFC3339), r.ID(), r.Dir())
 		if view != nil {
 			view.attachRun(r)
@@ -275,11 +276,11 @@ func runErr(err error, res *engine.Result, stderr io.Writer) int {
 		return 0
 	}
 	var (
-		le *engine.LockedError
+		le *runstate.LockedError
 		se *engine.StaleError
 		ie *engine.InvalidPlanError
 		ue *engine.UsageError
-		ns *engine.NoStateError
+		ns *runstate.NoStateError
 		pe *engine.PrereqError
 		re *engine.RunError
 	)
@@ -323,8 +324,8 @@ func writeSummary(w io.Writer, res *engine.Result) {
 	st := res.State
 	n := st.Counts()
 	fmt.Fprintf(w, "run %s: %s; step-hosts: %d done, %d failed, %d skipped, %d pending, %d running; wall %s\n",
-		st.RunID, st.Outcome, n[engine.StatusDone], n[engine.StatusFailed], n[engine.StatusSkipped], n[engine.StatusPending], n[engine.StatusRunning],
-		dur(engine.Millis(res.Wall.Milliseconds())))
+		st.RunID, st.Outcome, n[runstate.StatusDone], n[runstate.StatusFailed], n[runstate.StatusSkipped], n[runstate.StatusPending], n[runstate.StatusRunning],
+		dur(runstate.Millis(res.Wall.Milliseconds())))
 	writeTimes(w, st)
 }
 
@@ -332,11 +333,11 @@ func writeSummary(w io.Writer, res *engine.Result) {
 // engine spent in the step's hosts (summed over hosts and attempts); "ssh"
 // and "etcd api" are the parts spent waiting for remote commands and API
 // calls; "other" is the rest: the engine's own work plus polling pauses.
-func writeTimes(w io.Writer, st *engine.State) {
+func writeTimes(w io.Writer, st *runstate.State) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "STEP\tHOSTS\tENGINE\tSSH (CMDS)\tETCD API\tOTHER")
 	for _, s := range st.Steps {
-		var el, rem, api engine.Millis
+		var el, rem, api runstate.Millis
 		cmds, ran := 0, 0
 		for _, h := range s.Hosts {
 			el, rem, api = el+h.Elapsed, rem+h.Remote, api+h.API
@@ -357,7 +358,7 @@ func writeTimes(w io.Writer, st *engine.State) {
 	tw.Flush()
 }
 
-func dur(m engine.Millis) string {
+func dur(m runstate.Millis) string {
 	d := m.D()
 	if d < time.Second {
 		return d.String()
@@ -383,7 +384,7 @@ func cmdStatus(args []string, stdout, stderr io.Writer) int {
 	if len(rest) == 1 {
 		run = rest[0]
 	}
-	store, id, err := engine.LocateRun(*stateDir, run)
+	store, id, err := runstate.LocateRun(*stateDir, run)
 	if err != nil {
 		return runErr(err, nil, stderr)
 	}
@@ -394,11 +395,11 @@ func cmdStatus(args []string, stdout, stderr io.Writer) int {
 	owner, held := store.LockOwner()
 	if *out == "json" {
 		type lockJSON struct {
-			Held  bool             `json:"held"`
-			Owner *engine.LockInfo `json:"owner,omitempty"`
+			Held  bool               `json:"held"`
+			Owner *runstate.LockInfo `json:"owner,omitempty"`
 		}
 		v := struct {
-			*engine.State
+			*runstate.State
 			Lock lockJSON `json:"lock"`
 		}{st, lockJSON{held, nil}}
 		if held {
@@ -408,7 +409,7 @@ func cmdStatus(args []string, stdout, stderr io.Writer) int {
 		enc.SetIndent("", "  ")
 		return exitCode(enc.Encode(v), stderr)
 	}
-	var lock *engine.LockInfo
+	var lock *runstate.LockInfo
 	if held {
 		lock = owner
 	}
@@ -417,13 +418,13 @@ func cmdStatus(args []string, stdout, stderr io.Writer) int {
 }
 
 // writeStatus prints a run's step × host table, facts and approvals.
-func writeStatus(w io.Writer, st *engine.State, owner *engine.LockInfo, held bool) {
+func writeStatus(w io.Writer, st *runstate.State, owner *runstate.LockInfo, held bool) {
 	fmt.Fprintf(w, "run %s  plan %s (%s)\n", st.RunID, st.PlanName, st.Plan)
 	outcome := st.Outcome
 	switch {
 	case held && owner != nil && owner.RunID == st.RunID:
 		outcome += fmt.Sprintf(" (in progress: %s)", owner)
-	case outcome == engine.OutcomeRunning && !held:
+	case outcome == runstate.OutcomeRunning && !held:
 		outcome += " (no process holds the lock: the engine stopped mid-run; resume it)"
 	}
 	fmt.Fprintf(w, "outcome %s; created %s, updated %s, %d session(s)\n", outcome,
@@ -498,13 +499,13 @@ func cmdRuns(args []string, stdout, stderr io.Writer) int {
 		return exitCode(usageError{"runs takes no arguments"}, stderr)
 	}
 	type entry struct {
-		store *engine.Store
+		store *runstate.Store
 		id    string
 	}
 	var list []entry
 	withDir := *stateDir == ""
 	if *stateDir != "" {
-		store, err := engine.ExistingStore(*stateDir)
+		store, err := runstate.ExistingStore(*stateDir)
 		if err != nil {
 			return runErr(err, nil, stderr)
 		}
@@ -518,16 +519,16 @@ func cmdRuns(args []string, stdout, stderr io.Writer) int {
 	} else {
 		// Every run apply recorded, wherever its state is, then those of
 		// ./.etcd-rescue the index does not know (another user's, a copy).
-		idx, err := engine.IndexedRuns()
+		idx, err := runstate.IndexedRuns()
 		if err != nil {
 			return exitCode(err, stderr)
 		}
 		seen := map[string]bool{}
-		stores := map[string]*engine.Store{}
+		stores := map[string]*runstate.Store{}
 		for _, e := range idx {
 			st := stores[e.StateDir]
 			if st == nil {
-				if st, err = engine.ExistingStore(e.StateDir); err != nil {
+				if st, err = runstate.ExistingStore(e.StateDir); err != nil {
 					continue
 				}
 				stores[e.StateDir] = st
@@ -535,7 +536,7 @@ func cmdRuns(args []string, stdout, stderr io.Writer) int {
 			list = append(list, entry{st, e.RunID})
 			seen[st.Dir+"\x00"+e.RunID] = true
 		}
-		if store, err := engine.ExistingStore(engine.DefaultStateDir); err == nil {
+		if store, err := runstate.ExistingStore(runstate.DefaultStateDir); err == nil {
 			ids, _ := store.Runs()
 			for _, id := range ids {
 				if !seen[store.Dir+"\x00"+id] {
@@ -544,7 +545,7 @@ func cmdRuns(args []string, stdout, stderr io.Writer) int {
 			}
 		}
 		if len(list) == 0 {
-			fmt.Fprintf(stderr, "no runs: none in the run index %s, no ./%s\n", engine.IndexFile(), engine.DefaultStateDir)
+			fmt.Fprintf(stderr, "no runs: none in the run index %s, no ./%s\n", runstate.IndexFile(), runstate.DefaultStateDir)
 			return 0
 		}
 	}
@@ -565,8 +566,8 @@ func cmdRuns(args []string, stdout, stderr io.Writer) int {
 			continue
 		}
 		n := st.Counts()
-		other := n[engine.StatusPending] + n[engine.StatusRunning] + n[engine.StatusSkipped]
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\t%s%s\n", e.id, st.PlanName, st.Outcome, n[engine.StatusDone], n[engine.StatusFailed], other, st.Updated.Format(time.RFC3339), dir)
+		other := n[runstate.StatusPending] + n[runstate.StatusRunning] + n[runstate.StatusSkipped]
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\t%s%s\n", e.id, st.PlanName, st.Outcome, n[runstate.StatusDone], n[runstate.StatusFailed], other, st.Updated.Format(time.RFC3339), dir)
 	}
 	tw.Flush()
 	return 0
@@ -587,22 +588,22 @@ func cmdUnlock(args []string, stdout, stderr io.Writer) int {
 		return exitCode(withCode(2, errors.New("unlock removes another run's lock; it needs --force"),
 			"make sure no apply or resume is running on this state dir, then: etcd-rescue unlock --force"), stderr)
 	}
-	var store *engine.Store
+	var store *runstate.Store
 	if len(rest) == 1 {
 		// The lock is the state dir's; the run only says which state dir.
-		store, _, err = engine.LocateRun(*stateDir, rest[0])
+		store, _, err = runstate.LocateRun(*stateDir, rest[0])
 	} else {
 		dir := *stateDir
 		if dir == "" {
-			dir = engine.DefaultStateDir
+			dir = runstate.DefaultStateDir
 		}
-		store, err = engine.ExistingStore(dir)
+		store, err = runstate.ExistingStore(dir)
 	}
 	if err != nil {
 		return runErr(err, nil, stderr)
 	}
 	owner, err := store.Unlock()
-	var le *engine.LockedError
+	var le *runstate.LockedError
 	if errors.As(err, &le) {
 		return exitCode(withCode(3, fmt.Errorf("%w: refusing to unlock while that process holds it", err),
 			"stop that process first (first Ctrl-C lets running steps finish)"), stderr)

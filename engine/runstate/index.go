@@ -1,4 +1,4 @@
-package engine
+package runstate
 
 import (
 	"bufio"
@@ -36,10 +36,10 @@ type IndexEntry struct {
 	Plan     string
 }
 
-// recordRun appends a run to the index. Failing to is not fatal to the
+// RecordRun appends a run to the index. Failing to is not fatal to the
 // run (the state dir is printed, and --state-dir finds it), so the caller
 // only journals the error.
-func recordRun(runID, stateDir, plan string) error {
+func RecordRun(runID, stateDir, plan string) error {
 	path := IndexFile()
 	if path == "" {
 		return fmt.Errorf("no home directory for the run index")
