@@ -244,7 +244,7 @@ func runSession(stdout, stderr io.Writer, view *liveView, opts *engine.Options, 
 	if testOptions != nil {
 		testOptions(opts)
 	}
-	ctx, stop, release := engine.Interrupts(context.Background(), func(phase int) {
+	ctx, stop, release := interrupts(context.Background(), func(phase int) {
 		if phase == 1 {
 			notice("\netcd-rescue: interrupt: no new steps start; running ones finish and are checkpointed. Interrupt again to cancel them.\n")
 		} else {
