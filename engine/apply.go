@@ -7,7 +7,6 @@ import (
 
 	"github.com/etcd-rescue/etcd-rescue/engine/runstate"
 	"github.com/etcd-rescue/etcd-rescue/plans"
-	"github.com/etcd-rescue/etcd-rescue/steps"
 )
 
 func confirm(ctx context.Context, opts *Options, st *runstate.State) error {
@@ -103,28 +102,6 @@ func Apply(ctx context.Context, c *Compiled, opts Options) (*Result, error) {
 	}
 	defer run.Close()
 	return session(ctx, c, run, &opts)
-}
-
-// ApplyFile loads, checks and applies a plan file: the library form of
-// `etcd-rescue apply FILE --inventory INV --yes`. A plan with error
-// findings returns *InvalidPlanError; warnings do not stop it.
-func ApplyFile(ctx context.Context, path, inventory string, opts Options) (*Result, error) {
-	reg := opts.Registry
-	if reg == nil {
-		reg = steps.Registry()
-	}
-	p, fs := plans.Load(path, inventory)
-	if p == nil || fs.Errors() > 0 {
-		return nil, &InvalidPlanError{File: path, Findings: fs}
-	}
-	c, cfs := Compile(p, reg)
-	if c == nil || cfs.Errors() > 0 {
-		return nil, &InvalidPlanError{File: path, Findings: append(fs, cfs...)}
-	}
-	if opts.Inventory == "" {
-		opts.Inventory = inventory
-	}
-	return Apply(ctx, c, opts)
 }
 
 func checkApprovals(c *Compiled, approve []string) error {

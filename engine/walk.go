@@ -9,16 +9,15 @@ import (
 
 // walker runs one session (apply or resume) of a run over the DAG.
 type walker struct {
-	c        *Compiled
-	runID    string
-	run      *runstate.Run
-	backend  Backend
-	red      *Redactor
-	opts     *Options
-	out      *progress
-	sem      chan struct{}
-	stopOnce sync.Once
-	askMu    sync.Mutex
+	c       *Compiled
+	runID   string
+	run     *runstate.Run
+	backend Backend
+	red     *Redactor
+	opts    *Options
+	out     *progress
+	sem     chan struct{}
+	askMu   sync.Mutex
 
 	mu          sync.Mutex
 	failed      []*StepError
