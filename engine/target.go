@@ -21,35 +21,63 @@ const (
 // runTarget takes one step-host from whatever its record says to done,
 // failed or blocked.
 func (w *walker) runTarget(ctx context.Context, n *Node, t *Target) outcome {
-	host := t.Name()
-	key := runstate.Key(n.ID(), host)
-	hs := w.hostState(n, host)
-	if hs.Status == runstate.StatusDone {
-		w.out.line(key, "done earlier")
-		return outOK
-	}
-	for _, sel := range w.opts.MarkDone {
-		if sel.matches(n.ID(), host) {
-			return w.settleDone(n, t, "marked done by the operator (--mark-done "+sel.String()+")")
-		}
-	}
-	if w.stopRequested() {
-		return w.notStarted(key)
+	hs := w.hostState(n, t.Name())
+	if o, settled := w.settledEarlier(n, t, hs); settled {
+		return o
 	}
 	// The semaphore is taken only here, around execution: a node waiting
 	// for its needs holds nothing.
+	if !w.acquire(ctx) {
+		return w.notStarted(runstate.Key(n.ID(), t.Name()))
+	}
+	defer w.release()
+	if o, settled := w.beforeFirstAttempt(ctx, n, t, hs); settled {
+		return o
+	}
+	return w.attempts(ctx, n, t)
+}
+
+// settledEarlier settles a step-host that needs nothing run: done in an
+// earlier session, or marked done by the operator.
+func (w *walker) settledEarlier(n *Node, t *Target, hs *runstate.HostState) (outcome, bool) {
+	if hs.Status == runstate.StatusDone {
+		w.out.line(runstate.Key(n.ID(), t.Name()), "done earlier")
+		return outOK, true
+	}
+	for _, sel := range w.opts.MarkDone {
+		if sel.matches(n.ID(), t.Name()) {
+			return w.settleDone(n, t, "marked done by the operator (--mark-done "+sel.String()+")"), true
+		}
+	}
+	return outOK, false
+}
+
+// acquire takes a parallelism slot; false when the run is stopping.
+func (w *walker) acquire(ctx context.Context) bool {
+	if w.stopRequested() {
+		return false
+	}
 	select {
 	case w.sem <- struct{}{}:
 	case <-ctx.Done():
-		return w.notStarted(key)
+		return false
 	case <-w.opts.Stop:
-		return w.notStarted(key)
+		return false
 	}
-	defer func() { <-w.sem }()
 	if w.stopRequested() {
-		return w.notStarted(key)
+		w.release()
+		return false
 	}
+	return true
+}
 
+func (w *walker) release() { <-w.sem }
+
+// beforeFirstAttempt decides what a step-host's record calls for before
+// it is applied: the operator's --rerun, the resume table for one that
+// began in an earlier session, or a check-first Check.
+func (w *walker) beforeFirstAttempt(ctx context.Context, n *Node, t *Target, hs *runstate.HostState) (outcome, bool) {
+	host := t.Name()
 	rerun := false
 	for _, sel := range w.opts.Rerun {
 		rerun = rerun || sel.matches(n.ID(), host)
@@ -63,45 +91,38 @@ func (w *walker) runTarget(ctx context.Context, n *Node, t *Target) outcome {
 		act, why, err := w.probe(ctx, n, t, hs.Status)
 		switch {
 		case err != nil:
-			return w.fail(n, t, err, nil)
+			return w.fail(n, t, err, nil), true
 		case act == actDone:
-			return w.settleDone(n, t, "found "+hs.Status+"; check: "+why)
+			return w.settleDone(n, t, "found "+hs.Status+"; check: "+why), true
 		case act == actStop:
-			return w.operatorDecides(n, t, hs.Status, why)
+			return w.operatorDecides(n, t, hs.Status, why), true
 		}
-		w.out.line(key, "found "+hs.Status+": "+why)
+		w.out.line(runstate.Key(n.ID(), host), "found "+hs.Status+": "+why)
 	case n.Type.CheckFirst && checker(t) != nil:
 		done, why, err := w.check(ctx, n, t)
 		if err != nil {
-			return w.fail(n, t, fmt.Errorf("checking whether it is already done: %w", err), nil)
+			return w.fail(n, t, fmt.Errorf("checking whether it is already done: %w", err), nil), true
 		}
 		if done {
-			return w.settleDone(n, t, "already done: "+why)
+			return w.settleDone(n, t, "already done: "+why), true
 		}
 	}
+	return outOK, false
+}
 
+// attempts applies the step-host until it succeeds or a failure is final.
+// A failure is tried again up to the step's retries:, a dropped connection
+// (outcome unknown) up to three times; each time the resume table decides
+// first.
+func (w *walker) attempts(ctx context.Context, n *Node, t *Target) outcome {
 	recoveries := 0
 	for attempt := 1; ; attempt++ {
 		env, err := w.attempt(ctx, n, t)
 		if err == nil {
 			return outOK
 		}
-		var cpe *checkpointError
-		if errors.As(err, &cpe) {
-			return w.fail(n, t, err, env)
-		}
-		if skipsUnreachable(t) && errors.Is(err, ErrUnreachable) {
-			why := fmt.Sprintf("host unreachable, skipped (unreachable: skip): %v", err)
-			if cerr := w.finish(n, host, runstate.StatusSkipped, why, nil, 0); cerr != nil {
-				return w.fail(n, t, cerr, nil)
-			}
-			w.out.line(key, "skipped: "+oneLine(why))
-			return outOK
-		}
-		var ane *ApprovalNeededError
-		if errors.As(err, &ane) {
-			return w.wait(n, t, "waiting for approval: "+ane.Message,
-				fmt.Sprintf("approve it: etcd-rescue resume %s --approve %s%s", w.runID, n.ID(), w.stateDirFlag()))
+		if o, settled := w.settleFailure(n, t, err, env); settled {
+			return o
 		}
 		unknown := errors.Is(err, ErrOutcomeUnknown)
 		again := (unknown && recoveries < 3) || (!unknown && attempt <= n.Step.Retries)
@@ -111,30 +132,74 @@ func (w *walker) runTarget(ctx context.Context, n *Node, t *Target) outcome {
 		if unknown {
 			recoveries++
 		}
-		// Before another attempt, the same table as resume: a destructive
-		// step is never repeated without a Check saying it is not done.
-		act, why, perr := w.probe(ctx, n, t, runstate.StatusFailed)
-		switch {
-		case perr != nil:
-			return w.fail(n, t, errors.Join(err, perr), env)
-		case act == actDone:
-			return w.settleDone(n, t, "check after the failure: "+why)
-		case act == actStop && unknown:
-			// The connection dropped mid-command: nobody knows whether it
-			// ran, so the operator decides.
-			return w.operatorDecides(n, t, runstate.StatusFailed, why)
-		case act == actStop:
-			w.out.line(key, "not retried: "+why)
+		if o, settled := w.beforeRetry(ctx, n, t, err, env, unknown); settled {
+			return o
+		}
+		w.out.line(runstate.Key(n.ID(), t.Name()), fmt.Sprintf("retrying (attempt %d): %s", attempt+1, oneLine(err.Error())))
+		if !w.pause(ctx, attempt) {
 			return w.fail(n, t, err, env)
 		}
-		w.out.line(key, fmt.Sprintf("retrying (attempt %d): %s", attempt+1, oneLine(err.Error())))
-		if d := w.opts.RetryDelay; d > 0 {
-			select {
-			case <-time.After(d * time.Duration(attempt)):
-			case <-ctx.Done():
-				return w.fail(n, t, err, env)
-			}
+	}
+}
+
+// settleFailure settles the failures that are never retried: a checkpoint
+// that cannot be written, an unreachable host the step may skip, and an
+// approval nobody can give now.
+func (w *walker) settleFailure(n *Node, t *Target, err error, env *stepEnv) (outcome, bool) {
+	host := t.Name()
+	var cpe *checkpointError
+	if errors.As(err, &cpe) {
+		return w.fail(n, t, err, env), true
+	}
+	if skipsUnreachable(t) && errors.Is(err, ErrUnreachable) {
+		why := fmt.Sprintf("host unreachable, skipped (unreachable: skip): %v", err)
+		if cerr := w.finish(n, host, runstate.StatusSkipped, why, nil, 0); cerr != nil {
+			return w.fail(n, t, cerr, nil), true
 		}
+		w.out.line(runstate.Key(n.ID(), host), "skipped: "+oneLine(why))
+		return outOK, true
+	}
+	var ane *ApprovalNeededError
+	if errors.As(err, &ane) {
+		return w.wait(n, t, "waiting for approval: "+ane.Message,
+			fmt.Sprintf("approve it: etcd-rescue resume %s --approve %s%s", w.runID, n.ID(), w.stateDirFlag())), true
+	}
+	return outOK, false
+}
+
+// beforeRetry applies the same table as resume before another attempt: a
+// destructive step is never repeated without a Check saying it is not
+// done.
+func (w *walker) beforeRetry(ctx context.Context, n *Node, t *Target, err error, env *stepEnv, unknown bool) (outcome, bool) {
+	act, why, perr := w.probe(ctx, n, t, runstate.StatusFailed)
+	switch {
+	case perr != nil:
+		return w.fail(n, t, errors.Join(err, perr), env), true
+	case act == actDone:
+		return w.settleDone(n, t, "check after the failure: "+why), true
+	case act == actStop && unknown:
+		// The connection dropped mid-command: nobody knows whether it
+		// ran, so the operator decides.
+		return w.operatorDecides(n, t, runstate.StatusFailed, why), true
+	case act == actStop:
+		w.out.line(runstate.Key(n.ID(), t.Name()), "not retried: "+why)
+		return w.fail(n, t, err, env), true
+	}
+	return outOK, false
+}
+
+// pause waits attempt×RetryDelay before the next attempt; false when ctx
+// ends first.
+func (w *walker) pause(ctx context.Context, attempt int) bool {
+	d := w.opts.RetryDelay
+	if d <= 0 {
+		return true
+	}
+	select {
+	case <-time.After(d * time.Duration(attempt)):
+		return true
+	case <-ctx.Done():
+		return false
 	}
 }
 
