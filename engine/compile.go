@@ -66,12 +66,6 @@ func (c *Compiled) Ctx(n *Node, runID string, facts map[string]string) *steps.Ct
 	return ctx
 }
 
-// needsMember lists the per-host types that act on the member of their host.
-var needsMember = map[string]bool{
-	"restore": true, "set-config": true, "member-add": true, "member-update": true,
-	"member-promote": true, "force-new-cluster": true, "snapshot-save": true,
-}
-
 // Load reads, checks and compiles a plan: every finding of every stage.
 func Load(path, inventory string) (*Compiled, plans.Findings) {
 	p, fs := plans.Load(path, inventory)
@@ -155,7 +149,7 @@ func (c *Compiled) targets(n *Node) plans.Findings {
 	for _, h := range hosts {
 		host := p.Hosts[h]
 		m := p.Cluster.MemberOnHost(h)
-		if m == nil && needsMember[s.Type] {
+		if m == nil && needsMember(n.Type) {
 			fs.Add(s.At("on"), "%s on host %q: no member of cluster.members runs there", s.Type, h).ForStep(s.ID).
 				WithHint("cluster.members describes the cluster after recovery; add the member there or change on:")
 			continue

@@ -69,7 +69,7 @@ func (w *walker) probe(ctx context.Context, n *Node, t *Target, prior string) (r
 	if err := w.reap(ctx, n, t); err != nil {
 		return actStop, "", err
 	}
-	p := probe{Destructive: destructive(n, t), RepeatSafe: isRepeatSafe(n, t)}
+	p := probe{Destructive: destructive(t), RepeatSafe: isRepeatSafe(t)}
 	if checker(t) != nil {
 		p.HasCheck = true
 		done, why, err := w.check(ctx, n, t)

@@ -4,34 +4,52 @@ import (
 	"github.com/etcd-rescue/etcd-rescue/steps"
 )
 
+// What the engine needs to know of a step-host's type it asks its
+// parameters, through the optional interfaces of package steps: the engine
+// has no list of step types.
+
 // destructive reports whether repeating the step-host blindly could lose data.
-func destructive(n *Node, t *Target) bool {
-	if e, ok := t.Params.(*steps.Exec); ok {
-		return e.Destructive
-	}
-	return n.Type.Destructive
+func destructive(t *Target) bool {
+	d, ok := t.Params.(steps.Destructive)
+	return ok && d.DestroysData()
 }
 
 // checker returns the step-host's Check, if it has a meaningful one.
 func checker(t *Target) steps.Checker {
-	if e, ok := t.Params.(*steps.Exec); ok && e.Creates == "" && e.Unless == "" {
+	ck, ok := t.Params.(steps.Checker)
+	if !ok {
+		return nil
+	}
+	if o, ok := t.Params.(steps.OptionalCheck); ok && !o.HasCheck() {
 		return nil // its Check always says "not done"
 	}
-	ck, _ := t.Params.(steps.Checker)
 	return ck
 }
 
-func isRepeatSafe(n *Node, t *Target) bool {
-	if _, ok := t.Params.(*steps.Exec); ok {
-		return checker(t) != nil // creates/unless are its idempotency
-	}
-	return n.Type.RepeatSafe
+// isRepeatSafe reports whether the step-host's actions may run again after
+// its Check said "not done".
+func isRepeatSafe(t *Target) bool {
+	r, ok := t.Params.(steps.RepeatSafe)
+	return ok && r.SafeToRepeat()
 }
 
-// skipsUnreachable reports whether the step-host may be skipped when its
-// host cannot be reached (stop-service unreachable: skip: a dead host
-// cannot run the service).
+// checkFirst reports whether the step-host's Check is consulted before its
+// first attempt.
+func checkFirst(t *Target) bool {
+	c, ok := t.Params.(steps.CheckFirst)
+	return ok && c.CheckFirst() && checker(t) != nil
+}
+
+// skipsUnreachable reports whether the step-host is skipped, not failed,
+// when its host cannot be reached.
 func skipsUnreachable(t *Target) bool {
-	s, ok := t.Params.(*steps.StopService)
-	return ok && s.Unreachable == "skip"
+	s, ok := t.Params.(steps.SkipsUnreachable)
+	return ok && s.SkipsUnreachable()
+}
+
+// needsMember reports whether steps of type typ act on the member of their
+// host.
+func needsMember(typ *steps.Type) bool {
+	m, ok := typ.New().(steps.NeedsMember)
+	return ok && m.NeedsMember()
 }

@@ -98,7 +98,7 @@ func (w *walker) beforeFirstAttempt(ctx context.Context, n *Node, t *Target, hs 
 			return w.operatorDecides(n, t, hs.Status, why), true
 		}
 		w.out.line(runstate.Key(n.ID(), host), "found "+hs.Status+": "+why)
-	case n.Type.CheckFirst && checker(t) != nil:
+	case checkFirst(t):
 		done, why, err := w.check(ctx, n, t)
 		if err != nil {
 			return w.fail(n, t, fmt.Errorf("checking whether it is already done: %w", err), nil), true

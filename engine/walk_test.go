@@ -391,7 +391,7 @@ func TestRealTypesResumeProperties(t *testing.T) {
 	for id, p := range want {
 		n := c.ByID[id]
 		tg := n.Targets[0]
-		got := props{destructive(n, tg), checker(tg) != nil, isRepeatSafe(n, tg)}
+		got := props{destructive(tg), checker(tg) != nil, isRepeatSafe(tg)}
 		if got != p {
 			t.Errorf("%s: got %+v, want %+v", id, got, p)
 		}
@@ -757,16 +757,22 @@ func TestStepTimeout(t *testing.T) {
 // every outcome is scripted by the fake world's handler.
 
 type fakeRun struct {
-	Cmd string `yaml:"cmd" doc:"command"`
+	Cmd      string `yaml:"cmd" doc:"command"`
+	destroys bool   // the destroy types: never repeated blindly
 }
+
+func (s *fakeRun) DestroysData() bool { return s.destroys }
 
 func (s *fakeRun) Describe(c *steps.Ctx, t steps.Target) []steps.Action {
 	return []steps.Action{{Host: t.Name(), Kind: steps.Shell, Cmd: s.Cmd}}
 }
 
 type fakeChecked struct {
-	Cmd string `yaml:"cmd" doc:"command"`
+	Cmd      string `yaml:"cmd" doc:"command"`
+	destroys bool
 }
+
+func (s *fakeChecked) DestroysData() bool { return s.destroys }
 
 func (s *fakeChecked) Describe(c *steps.Ctx, t steps.Target) []steps.Action {
 	return []steps.Action{{Host: t.Name(), Kind: steps.Shell, Cmd: s.Cmd}}
@@ -809,8 +815,8 @@ func testRegistry() map[string]*steps.Type {
 	for _, t := range []*steps.Type{
 		{Name: "run", New: func() steps.Step { return &fakeRun{} }},
 		{Name: "checked", New: func() steps.Step { return &fakeChecked{} }},
-		{Name: "destroy", Destructive: true, New: func() steps.Step { return &fakeRun{} }},
-		{Name: "destroy-checked", Destructive: true, New: func() steps.Step { return &fakeChecked{} }},
+		{Name: "destroy", New: func() steps.Step { return &fakeRun{destroys: true} }},
+		{Name: "destroy-checked", New: func() steps.Step { return &fakeChecked{destroys: true} }},
 		{Name: "once", Scope: steps.Once, New: func() steps.Step { return &fakeOnce{} }},
 		{Name: "fact", Scope: steps.Once, New: func() steps.Step { return &factStep{} }},
 		{Name: "fact-secret", Scope: steps.Once, New: func() steps.Step { return &factSecret{} }},

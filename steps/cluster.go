@@ -23,6 +23,9 @@ type ForceNewCluster struct {
 	Within             plans.Duration `yaml:"within" default:"2m" doc:"how long to wait for the member to come up"`
 }
 
+func (*ForceNewCluster) DestroysData() bool { return true }
+func (*ForceNewCluster) NeedsMember() bool  { return true }
+
 func (s *ForceNewCluster) within() time.Duration {
 	if s.Within > 0 {
 		return s.Within.D()
@@ -385,6 +388,17 @@ type Exec struct {
 	Unless      string `yaml:"unless" doc:"a shell test; if it exits 0 the step is already done"`
 	Destructive bool   `yaml:"destructive" doc:"the command changes or deletes data; resume never repeats it without --rerun"`
 }
+
+func (s *Exec) DestroysData() bool { return s.Destructive }
+
+// HasCheck: without creates: or unless:, Check can never say done.
+func (s *Exec) HasCheck() bool { return s.Creates != "" || s.Unless != "" }
+
+// SafeToRepeat: creates: and unless: are exec's idempotency.
+func (s *Exec) SafeToRepeat() bool { return s.HasCheck() }
+
+// CheckFirst: creates: and unless: mean "skip when this holds".
+func (*Exec) CheckFirst() bool { return true }
 
 func (s *Exec) Describe(c *Ctx, t Target) []Action {
 	return []Action{{Host: t.Name(), Kind: Shell, Destructive: s.Destructive, Cmd: s.Command}}

@@ -63,6 +63,8 @@ type SnapshotSave struct {
 	KeepDays int    `yaml:"keepDays" doc:"afterwards delete *.db files older than this many days in the same directory (0: keep all)"`
 }
 
+func (*SnapshotSave) NeedsMember() bool { return true }
+
 func (s *SnapshotSave) Describe(c *Ctx, t Target) []Action {
 	to := c.LocalPath(s.To)
 	url := ""

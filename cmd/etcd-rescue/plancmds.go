@@ -195,7 +195,7 @@ func cmdSteps(args []string, stdout, stderr io.Writer) int {
 		default:
 			fmt.Fprintln(stdout, "runs on each host selected by on:")
 		}
-		if t.Destructive {
+		if t.Destructive() {
 			fmt.Fprintln(stdout, "destructive: resume never repeats it without a check that it is not done")
 		}
 		fields := plans.FieldsOf(reflect.TypeOf(t.New()))
