@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/etcd-rescue/etcd-rescue/internal/uploadtmp"
 	"github.com/etcd-rescue/etcd-rescue/plans"
 )
 
@@ -222,9 +223,9 @@ func (s *SnapshotCopy) Validate(c *Ctx, at At, fs *plans.Findings) {
 }
 
 // staleUploads removes the temp files of uploads to f that an interrupted
-// run left behind (the transport writes .NAME.sshx-TOKEN.tmp and renames).
+// run left behind (the transport writes one beside f and renames it).
 func staleUploads(f string) string {
-	return "rm -f -- " + q(filepath.Dir(f)+"/."+filepath.Base(f)+".sshx-") + "*.tmp"
+	return "rm -f -- " + q(uploadtmp.Prefix(f)) + "*" + uploadtmp.Suffix
 }
 
 // SnapshotVerify checks a snapshot on a host: the sha256 trailer and
