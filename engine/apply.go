@@ -37,11 +37,6 @@ func preflight(c *Compiled, opts *Options) error {
 	return Preflight(c.Plan)
 }
 
-// DefaultStateDirFor is the state dir used for a plan file.
-func DefaultStateDirFor(planFile string) string {
-	return filepath.Join(filepath.Dir(planFile), runstate.DefaultStateDir)
-}
-
 // Apply starts a new run of c: it takes the state dir's lock, binds the
 // run id, records the first checkpoint and walks the plan. The returned
 // error is a *LockedError, a *RunError (failed, waiting for an operator, or
@@ -55,7 +50,7 @@ func Apply(ctx context.Context, c *Compiled, opts Options) (*Result, error) {
 		return nil, err
 	}
 	if opts.StateDir == "" {
-		opts.StateDir = DefaultStateDirFor(c.Plan.File)
+		opts.StateDir = runstate.StateDirFor(c.Plan.File)
 	}
 	store, err := runstate.OpenStore(opts.StateDir)
 	if err != nil {

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 
 	"github.com/etcd-rescue/etcd-rescue/engine/runstate"
@@ -73,15 +72,25 @@ func TestRunIndexFindsRunsFromAnyDirectory(t *testing.T) {
 		t.Fatalf("resume from another directory: %v", err)
 	}
 
-	// A ./.etcd-rescue that lacks the run does not hide the index.
-	if err := os.MkdirAll(filepath.Join(runstate.DefaultStateDir, "runs"), 0o700); err != nil {
+	// The working directory plays no part: a ./.etcd-rescue, even one
+	// holding a newer run, does not hide the index.
+	local, err := runstate.OpenStore(runstate.DefaultStateDir)
+	if err != nil {
 		t.Fatal(err)
 	}
-	if _, id, err := runstate.LocateRun("", second.RunID); err != nil || id != second.RunID {
-		t.Errorf("with an unrelated ./.etcd-rescue: %s %v", id, err)
+	if err := os.MkdirAll(filepath.Join(local.Dir, "runs", "29991231T000000Z-ffff"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(local.Dir, "runs", "29991231T000000Z-ffff", "state.json"), []byte(`{"format":1}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, arg := range []string{second.RunID, ""} {
+		if store, id, err := runstate.LocateRun("", arg); err != nil || id != second.RunID || store.Dir != wantDir {
+			t.Errorf("LocateRun(%q) with a ./.etcd-rescue: %s %v", arg, id, err)
+		}
 	}
 
-	// Entries whose checkpoint is gone are ignored; an unknown run says
+	// Entries whose state dir is gone are pruned; an unknown run says
 	// where it looked.
 	if err := os.RemoveAll(wantDir); err != nil {
 		t.Fatal(err)
@@ -92,7 +101,7 @@ func TestRunIndexFindsRunsFromAnyDirectory(t *testing.T) {
 	}
 	_, _, err = runstate.LocateRun("", first.RunID)
 	var ns *runstate.NoStateError
-	if !errors.As(err, &ns) || !strings.Contains(err.Error(), "nor in the run index "+runstate.IndexFile()) {
+	if !errors.As(err, &ns) || err.Error() != "no run "+first.RunID+" in the run index "+runstate.IndexFile() {
 		t.Errorf("want a NoStateError naming the index, got %v", err)
 	}
 }

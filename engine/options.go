@@ -11,8 +11,9 @@ import (
 
 // Options tune Apply and Resume.
 type Options struct {
-	// StateDir holds the runs; default: .etcd-rescue beside the plan file
-	// (Apply) and ./.etcd-rescue (Resume).
+	// StateDir holds the runs. Default: Apply uses .etcd-rescue beside the
+	// plan file (runstate.StateDirFor); Resume finds the run in the run
+	// index, which records where Apply put it.
 	StateDir string
 	// Inventory is the --inventory file, recorded so Resume loads the same.
 	Inventory string

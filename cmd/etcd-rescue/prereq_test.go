@@ -125,8 +125,12 @@ func TestRunsFoundThroughTheIndex(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "no lock held") {
 		t.Errorf("unlock --force %s: exit %d\n%s%s", runID, code, out, errs)
 	}
+	code, out, errs = runCLI("unlock", "--force") // the latest run's state dir
+	if code != 0 || !strings.Contains(out, "no lock held") {
+		t.Errorf("unlock --force: exit %d\n%s%s", code, out, errs)
+	}
 	code, _, errs = runCLI("status", "20000101T000000Z-0000")
-	if code != 2 || !strings.Contains(errs, "nor in the run index") {
+	if code != 2 || !strings.Contains(errs, "no run 20000101T000000Z-0000 in the run index") {
 		t.Errorf("status of an unknown run: exit %d\n%s", code, errs)
 	}
 }

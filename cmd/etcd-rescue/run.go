@@ -98,7 +98,7 @@ type runFlags struct {
 
 func addRunFlags(fl *flag.FlagSet) *runFlags {
 	rf := &runFlags{
-		stateDir:    fl.String("state-dir", "", "state directory (apply: default .etcd-rescue beside the plan; resume: default ./.etcd-rescue, then the run index)"),
+		stateDir:    fl.String("state-dir", "", "state directory (default: .etcd-rescue beside the plan; resume finds the run through the run index)"),
 		parallelism: fl.Int("parallelism", 4, "step-hosts executing at once"),
 		yes:         fl.Bool("yes", false, "do not ask for confirmation (required without a terminal)"),
 		progress: fl.String("progress", progressAuto, "progress output `MODE`: auto (a live step × host table if stdout is a terminal "+
@@ -368,7 +368,7 @@ func dur(m runstate.Millis) string {
 
 func cmdStatus(args []string, stdout, stderr io.Writer) int {
 	fl := newFlags("status", "[RUN]", stderr)
-	stateDir := fl.String("state-dir", "", "state directory (default: ./.etcd-rescue if it has the run, else the run index)")
+	stateDir := fl.String("state-dir", "", "state directory (default: that of the run, found through the run index)")
 	out := fl.String("o", "table", "output: table or json")
 	rest, err := parse(fl, args)
 	if err != nil {
@@ -490,7 +490,7 @@ func oneLineText(s string) string {
 
 func cmdRuns(args []string, stdout, stderr io.Writer) int {
 	fl := newFlags("runs", "", stderr)
-	stateDir := fl.String("state-dir", "", "list the runs in this state directory (default: every run in the run index, and ./.etcd-rescue)")
+	stateDir := fl.String("state-dir", "", "list the runs in this state directory (default: every run in the run index)")
 	rest, err := parse(fl, args)
 	if err != nil {
 		return 2
@@ -517,13 +517,11 @@ func cmdRuns(args []string, stdout, stderr io.Writer) int {
 			list = append(list, entry{store, id})
 		}
 	} else {
-		// Every run apply recorded, wherever its state is, then those of
-		// ./.etcd-rescue the index does not know (another user's, a copy).
+		// Every run apply recorded, wherever its state is.
 		idx, err := runstate.IndexedRuns()
 		if err != nil {
 			return exitCode(err, stderr)
 		}
-		seen := map[string]bool{}
 		stores := map[string]*runstate.Store{}
 		for _, e := range idx {
 			st := stores[e.StateDir]
@@ -534,18 +532,9 @@ func cmdRuns(args []string, stdout, stderr io.Writer) int {
 				stores[e.StateDir] = st
 			}
 			list = append(list, entry{st, e.RunID})
-			seen[st.Dir+"\x00"+e.RunID] = true
-		}
-		if store, err := runstate.ExistingStore(runstate.DefaultStateDir); err == nil {
-			ids, _ := store.Runs()
-			for _, id := range ids {
-				if !seen[store.Dir+"\x00"+id] {
-					list = append(list, entry{store, id})
-				}
-			}
 		}
 		if len(list) == 0 {
-			fmt.Fprintf(stderr, "no runs: none in the run index %s, no ./%s\n", runstate.IndexFile(), runstate.DefaultStateDir)
+			fmt.Fprintf(stderr, "no runs: none in the run index %s\n", runstate.IndexFile())
 			return 0
 		}
 	}
@@ -575,7 +564,7 @@ func cmdRuns(args []string, stdout, stderr io.Writer) int {
 
 func cmdUnlock(args []string, stdout, stderr io.Writer) int {
 	fl := newFlags("unlock", "[RUN]", stderr)
-	stateDir := fl.String("state-dir", "", "state directory (default: that of RUN, found like resume finds it; else ./.etcd-rescue)")
+	stateDir := fl.String("state-dir", "", "state directory (default: that of RUN, or of the latest run, found through the run index)")
 	force := fl.Bool("force", false, "remove the lock of a process that is gone")
 	rest, err := parse(fl, args)
 	if err != nil {
@@ -589,15 +578,14 @@ func cmdUnlock(args []string, stdout, stderr io.Writer) int {
 			"make sure no apply or resume is running on this state dir, then: etcd-rescue unlock --force"), stderr)
 	}
 	var store *runstate.Store
-	if len(rest) == 1 {
+	switch {
+	case len(rest) == 1:
 		// The lock is the state dir's; the run only says which state dir.
 		store, _, err = runstate.LocateRun(*stateDir, rest[0])
-	} else {
-		dir := *stateDir
-		if dir == "" {
-			dir = runstate.DefaultStateDir
-		}
-		store, err = runstate.ExistingStore(dir)
+	case *stateDir != "":
+		store, err = runstate.ExistingStore(*stateDir)
+	default:
+		store, _, err = runstate.LocateRun("", "")
 	}
 	if err != nil {
 		return runErr(err, nil, stderr)

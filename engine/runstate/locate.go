@@ -6,11 +6,23 @@ import (
 	"strings"
 )
 
-// LocateRun resolves the RUN argument of resume and status: a run id in
-// stateDir ("" run means the latest), or the path of a run directory,
-// whose state dir is then implied. Without stateDir: ./.etcd-rescue if it
-// holds the run, else the run index (IndexFile), which records where every
-// apply put its state.
+// DefaultStateDir is the name of the state dir beside the plan file. It is
+// the one default: apply puts a run's state there (unless --state-dir says
+// otherwise), and the commands that take a run find it through the run
+// index, from any working directory.
+const DefaultStateDir = ".etcd-rescue"
+
+// StateDirFor is the default state dir of a plan file: DefaultStateDir
+// beside it.
+func StateDirFor(planFile string) string {
+	return filepath.Join(filepath.Dir(planFile), DefaultStateDir)
+}
+
+// LocateRun resolves the RUN argument of resume, status and unlock: a run
+// id ("" means the latest run) or the path of a run directory, whose state
+// dir is then implied. With stateDir, the run is looked up there. Without
+// it, in the run index (IndexFile), which records where apply put every
+// run's state; the working directory plays no part.
 func LocateRun(stateDir, run string) (*Store, string, error) {
 	if run != "" && strings.ContainsRune(run, os.PathSeparator) {
 		dir := filepath.Clean(run)
@@ -21,24 +33,12 @@ func LocateRun(stateDir, run string) (*Store, string, error) {
 		return s, filepath.Base(dir), err
 	}
 	if stateDir == "" {
-		// ./.etcd-rescue when it has the run; otherwise the run index,
-		// which knows where apply put it.
-		if s, err := ExistingStore(DefaultStateDir); err == nil {
-			if run == "" {
-				if id, err := s.Latest(); err == nil {
-					return s, id, nil
-				}
-			} else if s.has(run) {
-				return s, run, nil
-			}
-		}
 		e, err := lookupIndexed(run)
 		if err != nil {
 			return nil, "", err
 		}
 		if e == nil {
-			dir, _ := filepath.Abs(DefaultStateDir)
-			return nil, "", &NoStateError{Dir: dir, Run: run, Indexed: true}
+			return nil, "", &NoStateError{Run: run, Indexed: true}
 		}
 		s, err := ExistingStore(e.StateDir)
 		return s, e.RunID, err

@@ -12,9 +12,6 @@ import (
 	"time"
 )
 
-// DefaultStateDir is the state directory name beside the plan file.
-const DefaultStateDir = ".etcd-rescue"
-
 // Store is a state directory: a lock and one directory per run.
 type Store struct {
 	Dir string
@@ -46,14 +43,20 @@ func ExistingStore(dir string) (*Store, error) {
 
 // NoStateError is a state directory or run that does not exist.
 type NoStateError struct {
-	Dir string
+	Dir string // "" when only the run index was searched
 	Run string
-	// Indexed: the run index was searched too.
+	// Indexed: the run index was searched.
 	Indexed bool
 	Err     error
 }
 
 func (e *NoStateError) Error() string {
+	if e.Dir == "" && e.Indexed {
+		if e.Run == "" {
+			return "no runs in the run index " + IndexFile()
+		}
+		return fmt.Sprintf("no run %s in the run index %s", e.Run, IndexFile())
+	}
 	also := ""
 	if e.Indexed {
 		also = " nor in the run index " + IndexFile()
@@ -75,15 +78,6 @@ func (s *Store) runDir(id string) string { return filepath.Join(s.Dir, "runs", i
 func (s *Store) Exists(id string) bool {
 	_, err := os.Stat(s.runDir(id))
 	return !errors.Is(err, fs.ErrNotExist)
-}
-
-// has reports whether the store holds run id.
-func (s *Store) has(id string) bool {
-	if !validRunID(id) {
-		return false
-	}
-	_, err := os.Stat(filepath.Join(s.runDir(id), "state.json"))
-	return err == nil
 }
 
 // Runs lists the run ids, oldest first.
