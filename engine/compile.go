@@ -1,7 +1,13 @@
-// Package engine joins plans and steps: it compiles a plan into a DAG of
-// typed step instances (Compile), checks the etcd recovery rules across steps
-// (rules.go), renders the dry-run and graphs, and runs plans with
-// checkpoints (Apply, Resume).
+// Package engine joins plans and steps. The plan side compiles a plan into
+// a DAG of typed step instances (compile.go, dag.go), checks the etcd
+// recovery rules across steps (rules.go), and renders the dry-run, graphs
+// and schema (render.go, schema.go). The run side applies and resumes plans
+// (apply.go, resume.go, session.go): the walk over the DAG (walk.go), one
+// step-host from its record to an outcome (target.go) and its attempts
+// (attempt.go), with every command journalled (stepenv.go, journal.go) over
+// a Backend (sshbackend.go, etcdadapter.go). What a run leaves on disk is
+// package runstate's; what the engine needs to know of a step type it asks
+// the type (steptype.go).
 package engine
 
 import (
