@@ -105,7 +105,7 @@ func checkApprovals(c *Compiled, approve []string) error {
 		if !ok {
 			return &UsageError{fmt.Sprintf("--approve %s: no step %q in the plan%s", a, a, plans.Suggest(a, ids(c)))}
 		}
-		if n.Type.Name != "approve" {
+		if !asksApproval(n.Type) {
 			return &UsageError{fmt.Sprintf("--approve %s: step %s is a %s step, not an approve step", a, a, n.Type.Name)}
 		}
 	}

@@ -138,6 +138,11 @@ func TestResumeSelectorsAreChecked(t *testing.T) {
 			t.Errorf("--rerun %s: %v", sel, err)
 		}
 	}
+	o := h.opts()
+	o.Approve = []string{"a"}
+	if _, err := h.resume(res.RunID, o); err == nil || err.Error() != "--approve a: step a is a run step, not an approve step" {
+		t.Errorf("--approve of a step that asks nothing: %v", err)
+	}
 	var ns *runstate.NoStateError
 	if _, err := h.resume("20000101T000000Z-0000", h.opts()); !errors.As(err, &ns) {
 		t.Errorf("unknown run: %v", err)

@@ -47,6 +47,13 @@ func skipsUnreachable(t *Target) bool {
 	return ok && s.SkipsUnreachable()
 }
 
+// asksApproval reports whether steps of type typ wait for the operator's
+// approval (--approve answers them).
+func asksApproval(typ *steps.Type) bool {
+	a, ok := typ.New().(steps.AsksApproval)
+	return ok && a.AsksApproval()
+}
+
 // needsMember reports whether steps of type typ act on the member of their
 // host.
 func needsMember(typ *steps.Type) bool {

@@ -365,6 +365,8 @@ type Approve struct {
 	Message string `yaml:"message" rescue:"required" doc:"what the operator must confirm"`
 }
 
+func (*Approve) AsksApproval() bool { return true }
+
 // Approver is the part of Env that asks the operator.
 type Approver interface {
 	Approve(ctx context.Context, message string) error

@@ -31,6 +31,8 @@ func TestCatalogTraits(t *testing.T) {
 			"member-add member-remove restore wipe-dir"},
 		"check first": {with(func(s Step) bool { c, ok := s.(CheckFirst); return ok && c.CheckFirst() }),
 			"exec"},
+		"ask approval": {with(func(s Step) bool { a, ok := s.(AsksApproval); return ok && a.AsksApproval() }),
+			"approve"},
 		"need a member": {with(func(s Step) bool { m, ok := s.(NeedsMember); return ok && m.NeedsMember() }),
 			"force-new-cluster member-add member-promote member-update restore set-config snapshot-save"},
 	}

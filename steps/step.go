@@ -133,6 +133,13 @@ type SkipsUnreachable interface {
 	SkipsUnreachable() bool
 }
 
+// AsksApproval is implemented by step types that stop until the operator
+// approves them (approve): --approve STEP answers one in advance. It is
+// asked of the type's zero value.
+type AsksApproval interface {
+	AsksApproval() bool
+}
+
 // NeedsMember is implemented by per-host step types that act on the member
 // of their host: on: may only select hosts that run a member of
 // cluster.members. It is asked of the type's zero value.
