@@ -29,7 +29,7 @@ func (w *walker) check(ctx context.Context, n *Node, t *Target) (bool, string, e
 	elapsed := w.opts.now().Sub(start)
 	// The probe is part of the step's cost: its time counts with the
 	// attempts' in the per-step figures.
-	_ = w.run.Update(func(s *runstate.State) { env.addTo(s.Find(n.ID(), t.Name()), elapsed) })
+	_, _ = w.run.UpdateHost(n.ID(), t.Name(), func(h *runstate.HostState) { env.addTo(h, elapsed) })
 	w.run.Event(runstate.Event{Type: "check", Step: n.ID(), Host: t.Name(), Msg: fmt.Sprintf("done=%v %s", done, why), Error: errString(err)})
 	return done, why, err
 }

@@ -71,7 +71,7 @@ func session(ctx context.Context, c *Compiled, run *runstate.Run, opts *Options)
 		}
 	}
 	if err != nil {
-		_ = run.Update(func(s *runstate.State) { s.Outcome = runstate.OutcomeFailed })
+		_ = run.SetOutcome(runstate.OutcomeFailed)
 		return nil, err
 	}
 	defer backend.Close()
@@ -118,7 +118,7 @@ func session(ctx context.Context, c *Compiled, run *runstate.Run, opts *Options)
 			}
 		}
 	}
-	uerr := run.Update(func(s *runstate.State) { s.Outcome = outcome })
+	uerr := run.SetOutcome(outcome)
 	run.Event(runstate.Event{Type: "run", Status: outcome})
 	res := &Result{RunID: run.ID(), StateDir: run.StateDir(), State: run.Snapshot(), Wall: opts.now().Sub(start)}
 	if outcome == runstate.OutcomeDone {

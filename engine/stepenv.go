@@ -122,9 +122,7 @@ func (w *walker) approve(ctx context.Context, n *Node, message string) error {
 		if u, err := user.Current(); err == nil {
 			who = u.Username
 		}
-		err := w.run.Update(func(s *runstate.State) {
-			s.Approvals[id] = &runstate.Approval{At: w.opts.now().UTC(), By: who, How: how}
-		})
+		err := w.run.Approve(id, runstate.Approval{At: w.opts.now().UTC(), By: who, How: how})
 		w.run.Event(runstate.Event{Type: "approval", Step: id, Msg: how + ": " + message})
 		if err != nil {
 			return &checkpointError{err}

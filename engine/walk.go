@@ -161,13 +161,8 @@ func (w *walker) hostState(n *Node, host string) *runstate.HostState {
 // the new status. A checkpoint that cannot be written stops the run: going
 // on without a durable record is how destructive steps get repeated.
 func (w *walker) transition(n *Node, host string, f func(*runstate.HostState)) error {
-	var ev runstate.Event
-	err := w.run.Update(func(s *runstate.State) {
-		hs := s.Find(n.ID(), host)
-		f(hs)
-		ev = runstate.Event{Type: "step", Step: n.ID(), Host: host, Status: hs.Status, Error: hs.Error, Cmd: hs.Cmd, Msg: hs.Why}
-	})
-	w.run.Event(ev)
+	hs, err := w.run.UpdateHost(n.ID(), host, f)
+	w.run.Event(runstate.Event{Type: "step", Step: n.ID(), Host: host, Status: hs.Status, Error: hs.Error, Cmd: hs.Cmd, Msg: hs.Why})
 	if err != nil {
 		return &checkpointError{err}
 	}

@@ -154,6 +154,28 @@ func (r *Run) flush(mine uint64) error {
 	return nil
 }
 
+// UpdateHost applies f to the record of step on host, like Update, and
+// returns a copy of the record as f left it.
+func (r *Run) UpdateHost(step, host string, f func(*HostState)) (HostState, error) {
+	var out HostState
+	err := r.Update(func(s *State) {
+		h := s.Find(step, host)
+		f(h)
+		out = *h
+	})
+	return out, err
+}
+
+// Approve records durably that approve step id was approved.
+func (r *Run) Approve(id string, a Approval) error {
+	return r.Update(func(s *State) { s.Approvals[id] = &a })
+}
+
+// SetOutcome records durably how the run's session ended.
+func (r *Run) SetOutcome(outcome string) error {
+	return r.Update(func(s *State) { s.Outcome = outcome })
+}
+
 // Fact returns a recorded fact.
 func (r *Run) Fact(key string) (string, bool) {
 	r.mu.Lock()
