@@ -9,34 +9,6 @@ import (
 	"github.com/etcd-rescue/etcd-rescue/plans"
 )
 
-func confirm(ctx context.Context, opts *Options, st *runstate.State) error {
-	if opts.Confirm == nil {
-		return nil
-	}
-	ctx, cancel := untilStop(ctx, opts.Stop)
-	defer cancel()
-	ok, err := opts.Confirm(ctx, st)
-	if err != nil && ctx.Err() != nil {
-		return &RunError{Interrupted: true}
-	}
-	if err != nil {
-		return err
-	}
-	if !ok {
-		return ErrNotConfirmed
-	}
-	return nil
-}
-
-// preflight checks the local prerequisites of the SSH backend (none for a
-// backend given in Options).
-func preflight(c *Compiled, opts *Options) error {
-	if opts.Backend != nil {
-		return nil
-	}
-	return Preflight(c.Plan)
-}
-
 // Apply starts a new run of c: it takes the state dir's lock, binds the
 // run id, records the first checkpoint and walks the plan. The returned
 // error is a *LockedError, a *RunError (failed, waiting for an operator, or
@@ -97,6 +69,36 @@ func Apply(ctx context.Context, c *Compiled, opts Options) (*Result, error) {
 	}
 	defer run.Close()
 	return session(ctx, c, run, &opts)
+}
+
+// confirm asks Options.Confirm, if set; the first interrupt takes the
+// question back.
+func confirm(ctx context.Context, opts *Options, st *runstate.State) error {
+	if opts.Confirm == nil {
+		return nil
+	}
+	ctx, cancel := untilStop(ctx, opts.Stop)
+	defer cancel()
+	ok, err := opts.Confirm(ctx, st)
+	if err != nil && ctx.Err() != nil {
+		return &RunError{Interrupted: true}
+	}
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return ErrNotConfirmed
+	}
+	return nil
+}
+
+// preflight checks the local prerequisites of the SSH backend (none for a
+// backend given in Options).
+func preflight(c *Compiled, opts *Options) error {
+	if opts.Backend != nil {
+		return nil
+	}
+	return Preflight(c.Plan)
 }
 
 func checkApprovals(c *Compiled, approve []string) error {
