@@ -11,7 +11,7 @@ import (
 
 // Apply starts a new run of c: it takes the state dir's lock, binds the
 // run id, records the first checkpoint and walks the plan. The returned
-// error is a *LockedError, a *RunError (failed, waiting for an operator, or
+// error is a *runstate.LockedError, a *RunError (failed, waiting for an operator, or
 // interrupted), or another error that kept the run from starting.
 func Apply(ctx context.Context, c *Compiled, opts Options) (*Result, error) {
 	opts.defaults()

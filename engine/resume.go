@@ -12,134 +12,10 @@ import (
 	"github.com/etcd-rescue/etcd-rescue/steps"
 )
 
-// Resume decisions.
-type resumeAction int
-
-const (
-	actRun  resumeAction = iota // apply (again)
-	actDone                     // the Check says it is done
-	actStop                     // leave it to the operator
-)
-
-// probe is what is known about a step-host that began before.
-type probe struct {
-	Destructive bool
-	RepeatSafe  bool
-	HasCheck    bool
-	CheckDone   bool
-	CheckWhy    string
-}
-
-// decideResume is the resume table for a step-host found running (the
-// engine died mid-step) or failed: a done Check wins; a non-destructive
-// step runs again; a destructive one only when a Check says not done and
-// its actions are safe to repeat; everything else waits for the operator.
-func decideResume(p probe) (resumeAction, string) {
-	switch {
-	case p.HasCheck && p.CheckDone:
-		return actDone, p.CheckWhy
-	case !p.Destructive:
-		return actRun, "not destructive: applied again"
-	case p.HasCheck && p.RepeatSafe:
-		return actRun, "its check says not done and its actions are safe to repeat"
-	case p.HasCheck:
-		return actStop, "its check says not done, but its first actions may already have run and repeating them is not safe"
-	}
-	return actStop, "it is destructive and has no check that can tell whether it already ran"
-}
-
-// Selector is STEP or STEP@HOST from --rerun / --mark-done.
-type Selector struct{ Step, Host string }
-
-// ParseSelector reads STEP or STEP@HOST.
-func ParseSelector(s string) Selector {
-	step, host, _ := strings.Cut(s, "@")
-	return Selector{Step: step, Host: host}
-}
-
-func (s Selector) String() string { return runstate.Key(s.Step, s.Host) }
-
-func (s Selector) matches(step, host string) bool {
-	return s.Step == step && (s.Host == "" || s.Host == host)
-}
-
-// probe runs the step-host's Check, if it has one, and applies the resume
-// table.
-func (w *walker) probe(ctx context.Context, n *Node, t *Target, prior string) (resumeAction, string, error) {
-	if err := w.reap(ctx, n, t); err != nil {
-		return actStop, "", err
-	}
-	p := probe{Destructive: destructive(t), RepeatSafe: isRepeatSafe(t)}
-	if checker(t) != nil {
-		p.HasCheck = true
-		done, why, err := w.check(ctx, n, t)
-		if err != nil {
-			return actStop, "", fmt.Errorf("found %s; checking whether it is done: %w", prior, err)
-		}
-		p.CheckDone, p.CheckWhy = done, why
-	}
-	act, why := decideResume(p)
-	w.run.Event(runstate.Event{Type: "probe", Step: n.ID(), Host: t.Name(), Status: prior, Msg: why})
-	return act, why, nil
-}
-
-// reap kills what an earlier attempt of the step-host may have left
-// running on its host before anything is probed or repeated: a Check must
-// not look at a half-written dir that a live process is still writing, and
-// a repeated restore must not race the first one.
-func (w *walker) reap(ctx context.Context, n *Node, t *Target) error {
-	r, ok := w.backend.(Reaper)
-	host := t.Name()
-	if !ok || host == "" {
-		return nil
-	}
-	killed, err := r.Reap(ctx, host, w.mark(n, host))
-	if errors.Is(err, ErrUnreachable) {
-		// Nothing can be done there now; the Check decides (an API check
-		// may still answer).
-		w.run.Event(runstate.Event{Type: "reap", Step: n.ID(), Host: host, Error: err.Error()})
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("looking for processes left by the earlier attempt on %s: %w", host, err)
-	}
-	if killed > 0 {
-		msg := fmt.Sprintf("killed %d process(es) left running by the earlier attempt", killed)
-		w.run.Event(runstate.Event{Type: "reap", Step: n.ID(), Host: host, Msg: msg})
-		w.out.line(runstate.Key(n.ID(), host), msg)
-	}
-	return nil
-}
-
-// operatorDecides stops a step-host the engine will not repeat blindly.
-func (w *walker) operatorDecides(n *Node, t *Target, prior, why string) outcome {
-	host := t.Name()
-	key := runstate.Key(n.ID(), host)
-	_ = w.transition(n, host, func(h *runstate.HostState) { h.Why = "waiting for the operator: " + why })
-	sd := w.stateDirFlag()
-	return w.wait(n, t, fmt.Sprintf("found %s; %s", prior, why),
-		fmt.Sprintf("look at %s, then run it again: etcd-rescue resume %s --rerun %s%s", hostOrCluster(host), w.runID, key, sd),
-		fmt.Sprintf("or, if it is complete: etcd-rescue resume %s --mark-done %s%s", w.runID, key, sd))
-}
-
-func hostOrCluster(host string) string {
-	if host == "" {
-		return "the cluster"
-	}
-	return host
-}
-
-func (w *walker) stateDirFlag() string {
-	if w.opts.StateDir == "" {
-		return ""
-	}
-	return " --state-dir " + shellquote.Quote(w.opts.StateDir)
-}
-
 // Resume continues run runID: it refuses when the plan file or inventory
 // changed, skips what is done, probes what was left running or failed, and
 // walks the rest. Errors are as for Apply, plus *StaleError,
-// *InvalidPlanError and *NoStateError.
+// *InvalidPlanError and *runstate.NoStateError.
 func Resume(ctx context.Context, runID string, opts Options) (*Result, error) {
 	opts.defaults()
 	store, id, err := runstate.LocateRun(opts.StateDir, runID)
@@ -229,4 +105,128 @@ func checkSelectors(c *Compiled, sels []Selector, flag string) error {
 		}
 	}
 	return nil
+}
+
+// Selector is STEP or STEP@HOST from --rerun / --mark-done.
+type Selector struct{ Step, Host string }
+
+// ParseSelector reads STEP or STEP@HOST.
+func ParseSelector(s string) Selector {
+	step, host, _ := strings.Cut(s, "@")
+	return Selector{Step: step, Host: host}
+}
+
+func (s Selector) String() string { return runstate.Key(s.Step, s.Host) }
+
+func (s Selector) matches(step, host string) bool {
+	return s.Step == step && (s.Host == "" || s.Host == host)
+}
+
+// Resume decisions.
+type resumeAction int
+
+const (
+	actRun  resumeAction = iota // apply (again)
+	actDone                     // the Check says it is done
+	actStop                     // leave it to the operator
+)
+
+// probe is what is known about a step-host that began before.
+type probe struct {
+	Destructive bool
+	RepeatSafe  bool
+	HasCheck    bool
+	CheckDone   bool
+	CheckWhy    string
+}
+
+// decideResume is the resume table for a step-host found running (the
+// engine died mid-step) or failed: a done Check wins; a non-destructive
+// step runs again; a destructive one only when a Check says not done and
+// its actions are safe to repeat; everything else waits for the operator.
+func decideResume(p probe) (resumeAction, string) {
+	switch {
+	case p.HasCheck && p.CheckDone:
+		return actDone, p.CheckWhy
+	case !p.Destructive:
+		return actRun, "not destructive: applied again"
+	case p.HasCheck && p.RepeatSafe:
+		return actRun, "its check says not done and its actions are safe to repeat"
+	case p.HasCheck:
+		return actStop, "its check says not done, but its first actions may already have run and repeating them is not safe"
+	}
+	return actStop, "it is destructive and has no check that can tell whether it already ran"
+}
+
+// probe runs the step-host's Check, if it has one, and applies the resume
+// table.
+func (w *walker) probe(ctx context.Context, n *Node, t *Target, prior string) (resumeAction, string, error) {
+	if err := w.reap(ctx, n, t); err != nil {
+		return actStop, "", err
+	}
+	p := probe{Destructive: destructive(t), RepeatSafe: isRepeatSafe(t)}
+	if checker(t) != nil {
+		p.HasCheck = true
+		done, why, err := w.check(ctx, n, t)
+		if err != nil {
+			return actStop, "", fmt.Errorf("found %s; checking whether it is done: %w", prior, err)
+		}
+		p.CheckDone, p.CheckWhy = done, why
+	}
+	act, why := decideResume(p)
+	w.run.Event(runstate.Event{Type: "probe", Step: n.ID(), Host: t.Name(), Status: prior, Msg: why})
+	return act, why, nil
+}
+
+// reap kills what an earlier attempt of the step-host may have left
+// running on its host before anything is probed or repeated: a Check must
+// not look at a half-written dir that a live process is still writing, and
+// a repeated restore must not race the first one.
+func (w *walker) reap(ctx context.Context, n *Node, t *Target) error {
+	r, ok := w.backend.(Reaper)
+	host := t.Name()
+	if !ok || host == "" {
+		return nil
+	}
+	killed, err := r.Reap(ctx, host, w.mark(n, host))
+	if errors.Is(err, ErrUnreachable) {
+		// Nothing can be done there now; the Check decides (an API check
+		// may still answer).
+		w.run.Event(runstate.Event{Type: "reap", Step: n.ID(), Host: host, Error: err.Error()})
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("looking for processes left by the earlier attempt on %s: %w", host, err)
+	}
+	if killed > 0 {
+		msg := fmt.Sprintf("killed %d process(es) left running by the earlier attempt", killed)
+		w.run.Event(runstate.Event{Type: "reap", Step: n.ID(), Host: host, Msg: msg})
+		w.out.line(runstate.Key(n.ID(), host), msg)
+	}
+	return nil
+}
+
+// operatorDecides stops a step-host the engine will not repeat blindly.
+func (w *walker) operatorDecides(n *Node, t *Target, prior, why string) outcome {
+	host := t.Name()
+	key := runstate.Key(n.ID(), host)
+	_ = w.transition(n, host, func(h *runstate.HostState) { h.Why = "waiting for the operator: " + why })
+	sd := w.stateDirFlag()
+	return w.wait(n, t, fmt.Sprintf("found %s; %s", prior, why),
+		fmt.Sprintf("look at %s, then run it again: etcd-rescue resume %s --rerun %s%s", hostOrCluster(host), w.runID, key, sd),
+		fmt.Sprintf("or, if it is complete: etcd-rescue resume %s --mark-done %s%s", w.runID, key, sd))
+}
+
+func hostOrCluster(host string) string {
+	if host == "" {
+		return "the cluster"
+	}
+	return host
+}
+
+func (w *walker) stateDirFlag() string {
+	if w.opts.StateDir == "" {
+		return ""
+	}
+	return " --state-dir " + shellquote.Quote(w.opts.StateDir)
 }
