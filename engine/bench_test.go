@@ -38,15 +38,3 @@ func BenchmarkWalk(b *testing.B) {
 		})
 	}
 }
-
-// BenchmarkCheckpoint is one step-host transition written to disk: the
-// state file replaced atomically (temp, fsync, rename, fsync dir).
-func BenchmarkCheckpoint(b *testing.B) {
-	_, run := openTestRun(b, "bench")
-	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		if err := run.Update(func(s *State) { s.Steps[0].Hosts[0].Attempts = i }); err != nil {
-			b.Fatal(err)
-		}
-	}
-}

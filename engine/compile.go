@@ -1,7 +1,13 @@
-// Package engine joins plans and steps: it compiles a plan into a DAG of
-// typed step instances (Compile), checks the etcd recovery rules across steps
-// (rules.go), renders the dry-run and graphs, and runs plans with
-// checkpoints (Apply, Resume).
+// Package engine joins plans and steps. The plan side compiles a plan into
+// a DAG of typed step instances (compile.go, dag.go), checks the etcd
+// recovery rules across steps (rules.go), and renders the dry-run, graphs
+// and schema (render.go, schema.go). The run side applies and resumes plans
+// (apply.go, resume.go, session.go): the walk over the DAG (walk.go), one
+// step-host from its record to an outcome (target.go) and its attempts
+// (attempt.go), with every command journalled (stepenv.go, journal.go) over
+// a Backend (sshbackend.go, etcdadapter.go). What a run leaves on disk is
+// package runstate's; what the engine needs to know of a step type it asks
+// the type (steptype.go).
 package engine
 
 import (
@@ -64,12 +70,6 @@ func (c *Compiled) Ctx(n *Node, runID string, facts map[string]string) *steps.Ct
 		}
 	}
 	return ctx
-}
-
-// needsMember lists the per-host types that act on the member of their host.
-var needsMember = map[string]bool{
-	"restore": true, "set-config": true, "member-add": true, "member-update": true,
-	"member-promote": true, "force-new-cluster": true, "snapshot-save": true,
 }
 
 // Load reads, checks and compiles a plan: every finding of every stage.
@@ -155,7 +155,7 @@ func (c *Compiled) targets(n *Node) plans.Findings {
 	for _, h := range hosts {
 		host := p.Hosts[h]
 		m := p.Cluster.MemberOnHost(h)
-		if m == nil && needsMember[s.Type] {
+		if m == nil && needsMember(n.Type) {
 			fs.Add(s.At("on"), "%s on host %q: no member of cluster.members runs there", s.Type, h).ForStep(s.ID).
 				WithHint("cluster.members describes the cluster after recovery; add the member there or change on:")
 			continue

@@ -16,6 +16,7 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/etcd-rescue/etcd-rescue/engine/runstate"
 	"github.com/etcd-rescue/etcd-rescue/internal/etcdapi"
 	"github.com/etcd-rescue/etcd-rescue/steps"
 
@@ -84,7 +85,7 @@ func TestApplyOverRealSSH(t *testing.T) {
 	if err != nil {
 		t.Fatalf("apply: %v\nprogress:\n%s\nsshd log:\n%s", err, progress.String(), srv.Log())
 	}
-	if res.StateDir != filepath.Join(dir, DefaultStateDir) {
+	if res.StateDir != filepath.Join(dir, runstate.DefaultStateDir) {
 		t.Errorf("state dir %s, want beside the plan", res.StateDir)
 	}
 	if b, err := os.ReadFile(filepath.Join(dir, "data.rescue-"+res.RunID, "f")); err != nil || string(b) != "keep\n" {
@@ -116,7 +117,7 @@ func TestApplyOverRealSSH(t *testing.T) {
 	}
 	var cmds int
 	for _, line := range strings.Split(strings.TrimSpace(ev), "\n") {
-		var e Event
+		var e runstate.Event
 		if err := json.Unmarshal([]byte(line), &e); err != nil {
 			t.Fatal(err)
 		}
@@ -185,7 +186,7 @@ func TestDroppedConnectionIsProbed(t *testing.T) {
 		t.Fatalf("apply: %v\n%s", err, progress.String())
 	}
 	hs := res.State.Find("slow", "local")
-	if hs.Status != StatusDone || hs.Attempts != 2 {
+	if hs.Status != runstate.StatusDone || hs.Attempts != 2 {
 		t.Errorf("slow: %+v\n%s", hs, progress.String())
 	}
 	if _, err := os.Stat(filepath.Join(dir, "finished")); err != nil {
@@ -278,7 +279,7 @@ func applyAPIPlan(t *testing.T, access string) (*sshxtest.Server, *etcdtest.Memb
 	if res.State.Facts["cluster.preRevision"] == "" {
 		t.Errorf("no revision recorded: %v", res.State.Facts)
 	}
-	if hs := res.State.Find("healthy", ""); hs.Status != StatusDone || hs.Cmds != 0 {
+	if hs := res.State.Find("healthy", ""); hs.Status != runstate.StatusDone || hs.Cmds != 0 {
 		t.Errorf("healthy: %+v", hs)
 	}
 	return srv, m, res

@@ -4,8 +4,9 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
+
+	"github.com/etcd-rescue/etcd-rescue/engine/runstate"
 )
 
 func TestMain(m *testing.M) {
@@ -47,11 +48,11 @@ func TestRunIndexFindsRunsFromAnyDirectory(t *testing.T) {
 	runErrOf(t, err)
 	second, err := h.apply(o)
 	runErrOf(t, err)
-	wantDir := filepath.Join(filepath.Dir(h.plan), DefaultStateDir)
+	wantDir := filepath.Join(filepath.Dir(h.plan), runstate.DefaultStateDir)
 
 	chdir(t, t.TempDir()) // no ./.etcd-rescue here
 	for _, c := range []struct{ arg, want string }{{first.RunID, first.RunID}, {"", second.RunID}} {
-		store, id, err := LocateRun("", c.arg)
+		store, id, err := runstate.LocateRun("", c.arg)
 		if err != nil {
 			t.Fatalf("LocateRun(%q): %v", c.arg, err)
 		}
@@ -59,7 +60,7 @@ func TestRunIndexFindsRunsFromAnyDirectory(t *testing.T) {
 			t.Errorf("LocateRun(%q) = %s %s, want %s %s", c.arg, store.Dir, id, wantDir, c.want)
 		}
 	}
-	runs, err := IndexedRuns()
+	runs, err := runstate.IndexedRuns()
 	if err != nil || len(runs) != 2 || runs[0].RunID != first.RunID || runs[1].Plan != h.plan {
 		t.Errorf("IndexedRuns = %+v, %v", runs, err)
 	}
@@ -71,26 +72,36 @@ func TestRunIndexFindsRunsFromAnyDirectory(t *testing.T) {
 		t.Fatalf("resume from another directory: %v", err)
 	}
 
-	// A ./.etcd-rescue that lacks the run does not hide the index.
-	if err := os.MkdirAll(filepath.Join(DefaultStateDir, "runs"), 0o700); err != nil {
+	// The working directory plays no part: a ./.etcd-rescue, even one
+	// holding a newer run, does not hide the index.
+	local, err := runstate.OpenStore(runstate.DefaultStateDir)
+	if err != nil {
 		t.Fatal(err)
 	}
-	if _, id, err := LocateRun("", second.RunID); err != nil || id != second.RunID {
-		t.Errorf("with an unrelated ./.etcd-rescue: %s %v", id, err)
+	if err := os.MkdirAll(filepath.Join(local.Dir, "runs", "29991231T000000Z-ffff"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(local.Dir, "runs", "29991231T000000Z-ffff", "state.json"), []byte(`{"format":1}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, arg := range []string{second.RunID, ""} {
+		if store, id, err := runstate.LocateRun("", arg); err != nil || id != second.RunID || store.Dir != wantDir {
+			t.Errorf("LocateRun(%q) with a ./.etcd-rescue: %s %v", arg, id, err)
+		}
 	}
 
-	// Entries whose checkpoint is gone are ignored; an unknown run says
+	// Entries whose state dir is gone are pruned; an unknown run says
 	// where it looked.
 	if err := os.RemoveAll(wantDir); err != nil {
 		t.Fatal(err)
 	}
-	runs, err = IndexedRuns()
+	runs, err = runstate.IndexedRuns()
 	if err != nil || len(runs) != 0 {
 		t.Errorf("after removing the state dir: %+v %v", runs, err)
 	}
-	_, _, err = LocateRun("", first.RunID)
-	var ns *NoStateError
-	if !errors.As(err, &ns) || !strings.Contains(err.Error(), "nor in the run index "+IndexFile()) {
+	_, _, err = runstate.LocateRun("", first.RunID)
+	var ns *runstate.NoStateError
+	if !errors.As(err, &ns) || err.Error() != "no run "+first.RunID+" in the run index "+runstate.IndexFile() {
 		t.Errorf("want a NoStateError naming the index, got %v", err)
 	}
 }

@@ -145,7 +145,7 @@ func WriteGraph(c *Compiled, w io.Writer, format string) error {
 		fmt.Fprintf(&b, "digraph %q {\n  rankdir=TB;\n  node [shape=box];\n", c.Plan.Name)
 		for _, n := range c.Nodes {
 			attr := ""
-			if n.Type.Destructive {
+			if n.Type.Destructive() {
 				attr = ", color=red"
 			}
 			fmt.Fprintf(&b, "  %q [label=\"%s\"%s];\n", n.ID(), label(n), attr)

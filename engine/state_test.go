@@ -1,81 +1,21 @@
 package engine
 
 import (
-	"bytes"
 	"errors"
-	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/etcd-rescue/etcd-rescue/engine/runstate"
 )
-
-// A reader never sees a partial state file, whatever moment it reads at.
-func TestWriteFileAtomic(t *testing.T) {
-	dir := t.TempDir()
-	path := filepath.Join(dir, "state.json")
-	versions := [][]byte{bytes.Repeat([]byte("A"), 1<<20), bytes.Repeat([]byte("B"), 3<<19)}
-	if err := WriteFileAtomic(path, versions[0], 0o600); err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	stop := make(chan struct{})
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for i := 0; ; i++ {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			if err := WriteFileAtomic(path, versions[i%2], 0o600); err != nil {
-				t.Error(err)
-				return
-			}
-		}
-	}()
-	for i := 0; i < 300; i++ {
-		b, err := os.ReadFile(path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !bytes.Equal(b, versions[0]) && !bytes.Equal(b, versions[1]) {
-			t.Fatalf("read %d bytes that are neither version", len(b))
-		}
-	}
-	close(stop)
-	wg.Wait()
-	ents, _ := os.ReadDir(dir)
-	if len(ents) != 1 {
-		t.Errorf("temp files left behind: %v", ents)
-	}
-	fi, _ := os.Stat(path)
-	if fi.Mode().Perm() != 0o600 {
-		t.Errorf("mode %v", fi.Mode())
-	}
-}
-
-func TestRunIDsSortByTime(t *testing.T) {
-	a := NewRunID(time.Date(2026, 11, 22, 3, 15, 0, 0, time.UTC))
-	b := NewRunID(time.Date(2026, 11, 22, 3, 15, 1, 0, time.UTC))
-	if !strings.HasPrefix(a, "20261122T031500Z-") || len(a) != len("20261122T031500Z-3f2a") || a >= b {
-		t.Errorf("run ids %s, %s", a, b)
-	}
-	for _, bad := range []string{"", "..", "a/b", "../x"} {
-		if validRunID(bad) {
-			t.Errorf("%q accepted as a run id", bad)
-		}
-	}
-}
 
 func TestLockRefusesSecondRun(t *testing.T) {
 	h := newHarness(t, "", `
   - {id: a, type: run, on: h1, with: {cmd: a}}
 `)
-	store, err := OpenStore(h.stateDir)
+	store, err := runstate.OpenStore(h.stateDir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -84,7 +24,7 @@ func TestLockRefusesSecondRun(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err = h.apply(h.opts())
-	var le *LockedError
+	var le *runstate.LockedError
 	if !errors.As(err, &le) || le.Owner == nil || le.Owner.PID != os.Getpid() || le.Owner.RunID != "20261122T031500Z-aaaa" {
 		t.Fatalf("want LockedError with owner info, got %v", err)
 	}
@@ -169,7 +109,7 @@ func TestResumeRefusesChangedInventory(t *testing.T) {
 	o := Options{StateDir: filepath.Join(dir, "state"), Inventory: inv, Backend: w.backend, Registry: testRegistry(), RetryDelay: -1}
 	res, err := Apply(testCtx(t), c, o)
 	runErrOf(t, err)
-	st, _ := (&Store{Dir: o.StateDir}).Load(res.RunID)
+	st, _ := (&runstate.Store{Dir: o.StateDir}).Load(res.RunID)
 	if st.Inventory != inv {
 		t.Errorf("inventory not recorded: %q", st.Inventory)
 	}
@@ -198,7 +138,12 @@ func TestResumeSelectorsAreChecked(t *testing.T) {
 			t.Errorf("--rerun %s: %v", sel, err)
 		}
 	}
-	var ns *NoStateError
+	o := h.opts()
+	o.Approve = []string{"a"}
+	if _, err := h.resume(res.RunID, o); err == nil || err.Error() != "--approve a: step a is a run step, not an approve step" {
+		t.Errorf("--approve of a step that asks nothing: %v", err)
+	}
+	var ns *runstate.NoStateError
 	if _, err := h.resume("20000101T000000Z-0000", h.opts()); !errors.As(err, &ns) {
 		t.Errorf("unknown run: %v", err)
 	}
@@ -222,7 +167,7 @@ func TestLatestWithinOneSecond(t *testing.T) {
 		}
 		ids = append(ids, res.RunID)
 	}
-	store, id, err := LocateRun(h.stateDir, "")
+	store, id, err := runstate.LocateRun(h.stateDir, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -232,55 +177,4 @@ func TestLatestWithinOneSecond(t *testing.T) {
 	if all, _ := store.Runs(); len(all) != 6 {
 		t.Errorf("runs: %v", all)
 	}
-}
-
-// Concurrent updates share checkpoint writes, yet each returns only once
-// a checkpoint on disk holds its own change.
-func TestConcurrentUpdatesAreDurableOnReturn(t *testing.T) {
-	store, run := openTestRun(t, "r1")
-	var wg sync.WaitGroup
-	errs := make(chan error, 40)
-	for i := 0; i < 40; i++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			key := fmt.Sprintf("k%d", i)
-			if err := run.Update(func(s *State) { s.Facts[key] = "v" }); err != nil {
-				errs <- err
-				return
-			}
-			onDisk, err := store.Load("r1")
-			if err != nil {
-				errs <- err
-				return
-			}
-			if onDisk.Facts[key] != "v" {
-				errs <- fmt.Errorf("Update of %s returned before a checkpoint held it", key)
-			}
-		}()
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Error(err)
-	}
-}
-
-// openTestRun creates run id of a one-step plan in a fresh state dir.
-func openTestRun(tb testing.TB, id string) (*Store, *Run) {
-	tb.Helper()
-	dir := tb.TempDir()
-	c := compileTest(tb, writePlan(tb, dir, "", "  - {id: a, type: run, on: all, with: {cmd: a}}\n"))
-	store, err := OpenStore(filepath.Join(dir, "state"))
-	if err != nil {
-		tb.Fatal(err)
-	}
-	st := &State{Format: StateFormat, RunID: id, PlanName: "p", Outcome: OutcomeRunning}
-	reconcile(st, c)
-	run, err := store.create(st, NewRedactor(c.Plan), time.Now)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { run.Close() })
-	return store, run
 }

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/etcd-rescue/etcd-rescue/engine/runstate"
 	"github.com/etcd-rescue/etcd-rescue/plans"
 	"github.com/etcd-rescue/etcd-rescue/steps"
 )
@@ -50,7 +51,7 @@ func TestWalkOrder(t *testing.T) {
 		}
 	}
 	wantStatuses(t, res.State, map[string]string{"a@h1": "done", "b@h3": "done", "c": "done", "d@h2": "done"})
-	if res.State.Outcome != OutcomeDone {
+	if res.State.Outcome != runstate.OutcomeDone {
 		t.Errorf("outcome %s", res.State.Outcome)
 	}
 }
@@ -163,7 +164,7 @@ func TestFailureSkipsDependentsAndReportsRootCauses(t *testing.T) {
 	if h.w.ran("h1", "b") != 0 {
 		t.Error("b ran after a failed")
 	}
-	if res.State.Outcome != OutcomeFailed {
+	if res.State.Outcome != runstate.OutcomeFailed {
 		t.Errorf("outcome %s", res.State.Outcome)
 	}
 }
@@ -179,7 +180,7 @@ func TestCheckpointAtEveryTransition(t *testing.T) {
 	seen := map[string]string{}
 	var statePath string
 	h.w.handler = func(host, cmd string) (string, int, error) {
-		var st State
+		var st runstate.State
 		if err := json.Unmarshal([]byte(readFile(t, statePath)), &st); err != nil {
 			t.Errorf("state.json unreadable mid-run: %v", err)
 			return "", 0, nil
@@ -193,7 +194,7 @@ func TestCheckpointAtEveryTransition(t *testing.T) {
 		return "", 0, nil
 	}
 	o := h.opts()
-	o.OnStart = func(r *Run) { statePath = filepath.Join(r.Dir(), "state.json") }
+	o.OnStart = func(r *runstate.Run) { statePath = filepath.Join(r.Dir(), "state.json") }
 	res, err := h.apply(o)
 	if err != nil {
 		t.Fatal(err)
@@ -207,12 +208,12 @@ func TestCheckpointAtEveryTransition(t *testing.T) {
 	ev := readFile(t, filepath.Join(res.StateDir, "runs", res.RunID, "events.jsonl"))
 	var trans []string
 	for _, line := range strings.Split(strings.TrimSpace(ev), "\n") {
-		var e Event
+		var e runstate.Event
 		if err := json.Unmarshal([]byte(line), &e); err != nil {
 			t.Fatalf("bad journal line %q: %v", line, err)
 		}
 		if e.Type == "step" {
-			trans = append(trans, Key(e.Step, e.Host)+"="+e.Status)
+			trans = append(trans, runstate.Key(e.Step, e.Host)+"="+e.Status)
 		}
 	}
 	for _, k := range []string{"a@h1", "a@h2", "b@h1"} {
@@ -254,12 +255,12 @@ func crashAt(t *testing.T, h *harness, host, cmd string) string {
 		return "", 0, nil
 	}
 	o := h.opts()
-	o.OnStart = func(r *Run) { statePath = filepath.Join(r.Dir(), "state.json") }
+	o.OnStart = func(r *runstate.Run) { statePath = filepath.Join(r.Dir(), "state.json") }
 	res, _ := h.apply(o)
 	if saved == nil {
 		t.Fatalf("%s never ran on %s", cmd, host)
 	}
-	if err := WriteFileAtomic(statePath, saved, 0o600); err != nil {
+	if err := runstate.WriteFileAtomic(statePath, saved, 0o600); err != nil {
 		t.Fatal(err)
 	}
 	h.w.handler = prev
@@ -289,7 +290,7 @@ func TestCrashThenResume(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			h := newHarness(t, "", fmt.Sprintf(stepsYAML, tc.typ))
 			runID := crashAt(t, h, "h1", "b")
-			st, err := (&Store{Dir: h.stateDir}).Load(runID)
+			st, err := (&runstate.Store{Dir: h.stateDir}).Load(runID)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -319,7 +320,7 @@ func TestCrashThenResume(t *testing.T) {
 					t.Errorf("hints: %v", re.Waiting[0].Hints)
 				}
 				wantStatuses(t, res.State, map[string]string{"b@h1": "running", "c@h1": "pending"})
-				if res.State.Outcome != OutcomeWaiting {
+				if res.State.Outcome != runstate.OutcomeWaiting {
 					t.Errorf("outcome %s", res.State.Outcome)
 				}
 				// The operator decides; the run completes.
@@ -390,7 +391,7 @@ func TestRealTypesResumeProperties(t *testing.T) {
 	for id, p := range want {
 		n := c.ByID[id]
 		tg := n.Targets[0]
-		got := props{destructive(n, tg), checker(tg) != nil, isRepeatSafe(n, tg)}
+		got := props{destructive(tg), checker(tg) != nil, isRepeatSafe(tg)}
 		if got != p {
 			t.Errorf("%s: got %+v, want %+v", id, got, p)
 		}
@@ -420,7 +421,7 @@ func TestRetries(t *testing.T) {
 	if len(re.Failed) != 1 || re.Failed[0].Step != "bad" {
 		t.Fatalf("failures: %v", err)
 	}
-	if a := res.State.Find("flaky", "h1"); a.Status != StatusDone || a.Attempts != 3 {
+	if a := res.State.Find("flaky", "h1"); a.Status != runstate.StatusDone || a.Attempts != 3 {
 		t.Errorf("flaky: %+v", a)
 	}
 	// A destructive step without a Check is never retried blindly.
@@ -457,7 +458,7 @@ func TestOutcomeUnknown(t *testing.T) {
 	if re.Code() != 5 || len(re.Waiting) != 1 || re.Waiting[0].Step != "unsafe" || len(re.Failed) != 0 {
 		t.Fatalf("want unsafe waiting for the operator: code %d: %v", re.Code(), err)
 	}
-	if a := res.State.Find("safe", "h1"); a.Status != StatusDone || a.Attempts != 2 {
+	if a := res.State.Find("safe", "h1"); a.Status != runstate.StatusDone || a.Attempts != 2 {
 		t.Errorf("safe: %+v", a)
 	}
 	if h.w.ran("h2", "unsafe") != 1 {
@@ -498,7 +499,7 @@ func TestExecCreatesIsCheckedFirst(t *testing.T) {
 	if h.w.ran("h1", "make-it") != 0 {
 		t.Error("exec ran although creates: exists")
 	}
-	if hs := res.State.Find("once-only", "h1"); hs.Status != StatusDone || !strings.Contains(hs.Why, "/made exists") {
+	if hs := res.State.Find("once-only", "h1"); hs.Status != runstate.StatusDone || !strings.Contains(hs.Why, "/made exists") {
 		t.Errorf("%+v", hs)
 	}
 }
@@ -563,7 +564,7 @@ func TestSoftInterrupt(t *testing.T) {
 		t.Fatalf("code %d: %v", re.Code(), err)
 	}
 	wantStatuses(t, res.State, map[string]string{"a@h1": "done", "b@h1": "pending"})
-	if res.State.Outcome != OutcomeInterrupted {
+	if res.State.Outcome != runstate.OutcomeInterrupted {
 		t.Errorf("outcome %s", res.State.Outcome)
 	}
 	h.w.handler = nil
@@ -642,7 +643,7 @@ func TestFactsSurviveResume(t *testing.T) {
 	if res.State.Facts["member.m1.id"] != "18446744073709551615" {
 		t.Errorf("facts: %v", res.State.Facts)
 	}
-	st, err := (&Store{Dir: h.stateDir}).Load(res.RunID)
+	st, err := (&runstate.Store{Dir: h.stateDir}).Load(res.RunID)
 	if err != nil || st.Facts["member.m1.id"] != "18446744073709551615" {
 		t.Fatalf("facts on disk: %v %v", st, err)
 	}
@@ -724,12 +725,12 @@ func crashAtPrefix(t *testing.T, h *harness, host, prefix string) string {
 		return prev(hh, c)
 	}
 	o := h.opts()
-	o.OnStart = func(r *Run) { statePath = filepath.Join(r.Dir(), "state.json") }
+	o.OnStart = func(r *runstate.Run) { statePath = filepath.Join(r.Dir(), "state.json") }
 	res, _ := h.apply(o)
 	if saved == nil {
 		t.Fatalf("%s... never ran on %s", prefix, host)
 	}
-	if err := WriteFileAtomic(statePath, saved, 0o600); err != nil {
+	if err := runstate.WriteFileAtomic(statePath, saved, 0o600); err != nil {
 		t.Fatal(err)
 	}
 	return res.RunID
@@ -756,16 +757,22 @@ func TestStepTimeout(t *testing.T) {
 // every outcome is scripted by the fake world's handler.
 
 type fakeRun struct {
-	Cmd string `yaml:"cmd" doc:"command"`
+	Cmd      string `yaml:"cmd" doc:"command"`
+	destroys bool   // the destroy types: never repeated blindly
 }
+
+func (s *fakeRun) DestroysData() bool { return s.destroys }
 
 func (s *fakeRun) Describe(c *steps.Ctx, t steps.Target) []steps.Action {
 	return []steps.Action{{Host: t.Name(), Kind: steps.Shell, Cmd: s.Cmd}}
 }
 
 type fakeChecked struct {
-	Cmd string `yaml:"cmd" doc:"command"`
+	Cmd      string `yaml:"cmd" doc:"command"`
+	destroys bool
 }
+
+func (s *fakeChecked) DestroysData() bool { return s.destroys }
 
 func (s *fakeChecked) Describe(c *steps.Ctx, t steps.Target) []steps.Action {
 	return []steps.Action{{Host: t.Name(), Kind: steps.Shell, Cmd: s.Cmd}}
@@ -808,8 +815,8 @@ func testRegistry() map[string]*steps.Type {
 	for _, t := range []*steps.Type{
 		{Name: "run", New: func() steps.Step { return &fakeRun{} }},
 		{Name: "checked", New: func() steps.Step { return &fakeChecked{} }},
-		{Name: "destroy", Destructive: true, New: func() steps.Step { return &fakeRun{} }},
-		{Name: "destroy-checked", Destructive: true, New: func() steps.Step { return &fakeChecked{} }},
+		{Name: "destroy", New: func() steps.Step { return &fakeRun{destroys: true} }},
+		{Name: "destroy-checked", New: func() steps.Step { return &fakeChecked{destroys: true} }},
 		{Name: "once", Scope: steps.Once, New: func() steps.Step { return &fakeOnce{} }},
 		{Name: "fact", Scope: steps.Once, New: func() steps.Step { return &factStep{} }},
 		{Name: "fact-secret", Scope: steps.Once, New: func() steps.Step { return &factSecret{} }},
@@ -1001,17 +1008,17 @@ func (s *syncWriter) Write(p []byte) (int, error) {
 }
 
 // statuses maps step@host to status.
-func statuses(st *State) map[string]string {
+func statuses(st *runstate.State) map[string]string {
 	m := map[string]string{}
 	for _, s := range st.Steps {
 		for _, h := range s.Hosts {
-			m[Key(s.ID, h.Host)] = h.Status
+			m[runstate.Key(s.ID, h.Host)] = h.Status
 		}
 	}
 	return m
 }
 
-func wantStatuses(t *testing.T, st *State, want map[string]string) {
+func wantStatuses(t *testing.T, st *runstate.State, want map[string]string) {
 	t.Helper()
 	got := statuses(st)
 	for k, v := range want {

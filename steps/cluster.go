@@ -23,6 +23,9 @@ type ForceNewCluster struct {
 	Within             plans.Duration `yaml:"within" default:"2m" doc:"how long to wait for the member to come up"`
 }
 
+func (*ForceNewCluster) DestroysData() bool { return true }
+func (*ForceNewCluster) NeedsMember() bool  { return true }
+
 // fenceCommand fails if any other member's peer port accepts a connection.
 func fenceCommand(c *Ctx, self *plans.Member) string {
 	var checks []string
@@ -349,6 +352,8 @@ type Approve struct {
 	Message string `yaml:"message" rescue:"required" doc:"what the operator must confirm"`
 }
 
+func (*Approve) AsksApproval() bool { return true }
+
 // Approver is the part of Env that asks the operator.
 type Approver interface {
 	Approve(ctx context.Context, message string) error
@@ -372,6 +377,17 @@ type Exec struct {
 	Unless      string `yaml:"unless" doc:"a shell test; if it exits 0 the step is already done"`
 	Destructive bool   `yaml:"destructive" doc:"the command changes or deletes data; resume never repeats it without --rerun"`
 }
+
+func (s *Exec) DestroysData() bool { return s.Destructive }
+
+// HasCheck: without creates: or unless:, Check can never say done.
+func (s *Exec) HasCheck() bool { return s.Creates != "" || s.Unless != "" }
+
+// SafeToRepeat: creates: and unless: are exec's idempotency.
+func (s *Exec) SafeToRepeat() bool { return s.HasCheck() }
+
+// CheckFirst: creates: and unless: mean "skip when this holds".
+func (*Exec) CheckFirst() bool { return true }
 
 func (s *Exec) Describe(c *Ctx, t Target) []Action {
 	return []Action{{Host: t.Name(), Kind: Shell, Destructive: s.Destructive, Cmd: s.Command}}

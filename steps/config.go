@@ -119,6 +119,8 @@ type SetConfig struct {
 	Unset          []string          `yaml:"unset" doc:"ETCD_* settings to remove"`
 }
 
+func (*SetConfig) NeedsMember() bool { return true }
+
 func (s *SetConfig) settings(c *Ctx, t Target) ([]kv, []string) {
 	m := t.Member
 	if m == nil {

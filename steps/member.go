@@ -55,6 +55,10 @@ type MemberAdd struct {
 	Learner *bool `yaml:"learner" doc:"add as a learner (default true); promote it with member-promote once it has caught up"`
 }
 
+func (*MemberAdd) DestroysData() bool { return true }
+func (*MemberAdd) SafeToRepeat() bool { return true }
+func (*MemberAdd) NeedsMember() bool  { return true }
+
 func (s *MemberAdd) learner() bool { return s.Learner == nil || *s.Learner }
 
 func (s *MemberAdd) Describe(c *Ctx, t Target) []Action {
@@ -119,6 +123,9 @@ type MemberRemove struct {
 	PeerURL string `yaml:"peerURL" doc:"its old peer URL (safer than the name when the replacement keeps the name)"`
 	ID      string `yaml:"id" doc:"its member id in hex, as etcdctl member list prints it"`
 }
+
+func (*MemberRemove) DestroysData() bool { return true }
+func (*MemberRemove) SafeToRepeat() bool { return true }
 
 func (s *MemberRemove) ident() string {
 	var parts []string
@@ -210,6 +217,8 @@ type MemberUpdate struct {
 	CertsChecked bool `yaml:"certsChecked" doc:"the member's peer and server certificates were checked to list the new address (silences the warning for https URLs)"`
 }
 
+func (*MemberUpdate) NeedsMember() bool { return true }
+
 func (s *MemberUpdate) Describe(c *Ctx, t Target) []Action {
 	m := t.Member
 	if m == nil {
@@ -253,6 +262,8 @@ func (s *MemberUpdate) Check(ctx context.Context, c *Ctx, env Env, t Target) (bo
 type MemberPromote struct {
 	Within plans.Duration `yaml:"within" default:"5m" doc:"how long to keep trying while the learner catches up"`
 }
+
+func (*MemberPromote) NeedsMember() bool { return true }
 
 func (s *MemberPromote) Describe(c *Ctx, t Target) []Action {
 	m := t.Member

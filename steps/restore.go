@@ -23,6 +23,10 @@ type Restore struct {
 	SkipHashCheck bool   `yaml:"skipHashCheck" doc:"DANGEROUS: restore a raw db copy without the sha256 trailer (may miss WAL data)"`
 }
 
+func (*Restore) DestroysData() bool { return true }
+func (*Restore) SafeToRepeat() bool { return true }
+func (*Restore) NeedsMember() bool  { return true }
+
 // FactPreRevision is the fact key of the highest revision seen before the run
 // changed anything.
 const FactPreRevision = "cluster.preRevision"

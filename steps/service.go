@@ -39,6 +39,10 @@ type StopService struct {
 	Unreachable string `yaml:"unreachable" enum:"fail|skip" default:"fail" doc:"what to do when the host does not answer: fail the step, or record it and go on (a dead host cannot run etcd)"`
 }
 
+// SkipsUnreachable: with unreachable: skip, a host that cannot be reached
+// at all is skipped (a dead host runs no service).
+func (s *StopService) SkipsUnreachable() bool { return s.Unreachable == "skip" }
+
 func (s *StopService) Describe(c *Ctx, t Target) []Action {
 	unit := unitOrDefault(c, s.Unit)
 	if c.Cluster.Layout.Service == "static-pod" {

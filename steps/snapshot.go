@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/etcd-rescue/etcd-rescue/internal/uploadtmp"
 	"github.com/etcd-rescue/etcd-rescue/plans"
 )
 
@@ -59,6 +60,8 @@ type SnapshotSave struct {
 	To       string `yaml:"to" rescue:"required" doc:"file on the operator machine; ${run.id} makes it unique per run"`
 	KeepDays int    `yaml:"keepDays" doc:"afterwards delete *.db files older than this many days in the same directory (0: keep all)"`
 }
+
+func (*SnapshotSave) NeedsMember() bool { return true }
 
 func (s *SnapshotSave) Describe(c *Ctx, t Target) []Action {
 	to := c.LocalPath(s.To)
@@ -210,9 +213,9 @@ func (s *SnapshotCopy) Validate(c *Ctx, at At, fs *plans.Findings) {
 }
 
 // staleUploads removes the temp files of uploads to f that an interrupted
-// run left behind (the transport writes .NAME.sshx-TOKEN.tmp and renames).
+// run left behind (the transport writes one beside f and renames it).
 func staleUploads(f string) string {
-	return "rm -f -- " + q(filepath.Dir(f)+"/."+filepath.Base(f)+".sshx-") + "*.tmp"
+	return "rm -f -- " + q(uploadtmp.Prefix(f)) + "*" + uploadtmp.Suffix
 }
 
 // SnapshotVerify checks a snapshot on a host: the sha256 trailer and

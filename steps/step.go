@@ -90,6 +90,63 @@ type Checker interface {
 	Check(ctx context.Context, c *Ctx, env Env, t Target) (done bool, why string, err error)
 }
 
+// The optional interfaces below tell the engine how to treat a step when
+// something goes wrong; a step type implements those that apply to it, so
+// the engine needs no list of types.
+
+// Destructive is implemented by steps that change data or membership: a
+// resumed or retried run never repeats them without a Check saying they are
+// not done. DestroysData may depend on the parameters (exec's destructive:).
+type Destructive interface {
+	DestroysData() bool
+}
+
+// RepeatSafe is implemented by destructive steps written to run again after
+// their Check said "not done": wipe-dir moves aside only an existing dir,
+// restore writes into a run-specific temp dir and renames it into place
+// last, member-add and member-remove read the member list first.
+// force-new-cluster is not: once its first actions ran, the member may
+// already be a one-member cluster whose Check still says "not done".
+type RepeatSafe interface {
+	SafeToRepeat() bool
+}
+
+// CheckFirst is implemented by steps that consult Check before the first
+// attempt too (exec's creates/unless mean "skip when this holds"). Other
+// Checks only mean something once the step has begun: a restore's data dir
+// "holds a member" before the old one is moved aside.
+type CheckFirst interface {
+	CheckFirst() bool
+}
+
+// OptionalCheck is implemented by a Checker whose Check means something
+// only with some parameters: exec without creates: or unless: can never
+// tell that it is done, so it counts as having no Check.
+type OptionalCheck interface {
+	HasCheck() bool
+}
+
+// SkipsUnreachable is implemented by steps that are skipped, not failed,
+// when their host cannot be reached at all (stop-service with unreachable:
+// skip: a dead host runs no service).
+type SkipsUnreachable interface {
+	SkipsUnreachable() bool
+}
+
+// AsksApproval is implemented by step types that stop until the operator
+// approves them (approve): --approve STEP answers one in advance. It is
+// asked of the type's zero value.
+type AsksApproval interface {
+	AsksApproval() bool
+}
+
+// NeedsMember is implemented by per-host step types that act on the member
+// of their host: on: may only select hosts that run a member of
+// cluster.members. It is asked of the type's zero value.
+type NeedsMember interface {
+	NeedsMember() bool
+}
+
 // Env is what a running step may use.
 type Env interface {
 	Shell(host string) (Runner, error)

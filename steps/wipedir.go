@@ -18,6 +18,9 @@ type WipeDir struct {
 	KeyPos map[string]plans.Pos `yaml:"-"`
 }
 
+func (*WipeDir) DestroysData() bool { return true }
+func (*WipeDir) SafeToRepeat() bool { return true }
+
 func (s *WipeDir) dir(c *Ctx) string {
 	if s.Path == "" {
 		return c.DataDir()

@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/etcd-rescue/etcd-rescue/engine"
+	"github.com/etcd-rescue/etcd-rescue/engine/runstate"
 	"github.com/etcd-rescue/etcd-rescue/lab"
 	"github.com/etcd-rescue/etcd-rescue/steps"
 )
@@ -43,7 +44,7 @@ func completeDirs(*cobra.Command, []string, string) ([]string, cobra.ShellCompDi
 }
 
 // completeRunIDs completes the RUN of status, resume and unlock: the runs
-// of --state-dir, else those of the run index and ./.etcd-rescue, with
+// of --state-dir, else those of the run index, with
 // their plan and outcome as the description.
 func completeRunIDs(cmd *cobra.Command, args []string, toComplete string) ([]string, cobra.ShellCompDirective) {
 	if len(args) > 0 {
@@ -78,7 +79,7 @@ func runSteps(cmd *cobra.Command, args []string) []stepHosts {
 		return nil
 	}
 	stateDir, _ := cmd.Flags().GetString("state-dir")
-	store, id, err := engine.LocateRun(stateDir, args[0])
+	store, id, err := runstate.LocateRun(stateDir, args[0])
 	if err != nil {
 		return nil
 	}

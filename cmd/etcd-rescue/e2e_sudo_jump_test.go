@@ -25,6 +25,7 @@ import (
 	"time"
 
 	"github.com/etcd-rescue/etcd-rescue/engine"
+	"github.com/etcd-rescue/etcd-rescue/engine/runstate"
 	"github.com/etcd-rescue/etcd-rescue/lab"
 )
 
@@ -156,7 +157,7 @@ func TestE2ESudoJump(t *testing.T) {
 			t.Errorf("%s: %d commands in events.jsonl but %d sudo -n setsid runs of rescue in %s:\n%s", h.Name, len(cmds[h.Name]), len(ran), lab.SudoLog, log)
 		}
 		for _, ev := range cmds[h.Name] {
-			mark := engine.MarkEnv + "=" + runID + "/" + engine.Key(ev.Step, ev.Host) + " "
+			mark := engine.MarkEnv + "=" + runID + "/" + runstate.Key(ev.Step, ev.Host) + " "
 			want := unquoted(cmdHead(ev.Cmd))
 			found := false
 			for _, m := range ran {

@@ -13,6 +13,7 @@ import (
 	"strings"
 
 	"github.com/etcd-rescue/etcd-rescue/engine"
+	"github.com/etcd-rescue/etcd-rescue/engine/runstate"
 	"github.com/etcd-rescue/etcd-rescue/lab"
 )
 
@@ -132,11 +133,11 @@ func classify(err error, stderr io.Writer) (code int, detail, hints []string, qu
 	var (
 		ce  *codedError
 		ue  usageError
-		le  *engine.LockedError
+		le  *runstate.LockedError
 		se  *engine.StaleError
 		ie  *engine.InvalidPlanError
 		eue *engine.UsageError
-		ns  *engine.NoStateError
+		ns  *runstate.NoStateError
 		pe  *engine.PrereqError
 		re  *engine.RunError
 		lpe *lab.PrereqError

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/etcd-rescue/etcd-rescue/engine"
+	"github.com/etcd-rescue/etcd-rescue/engine/runstate"
 	"github.com/etcd-rescue/etcd-rescue/lab"
 )
 
@@ -24,10 +25,10 @@ func TestReportMapsEveryError(t *testing.T) {
 		"usage":          {usageError{"bad usage"}, exitUsage, []string{"etcd-rescue: error: bad usage"}},
 		"coded":          {withCode(exitLocked, errors.New("held"), "wait"), exitLocked, []string{"etcd-rescue: error: held", "hint: wait"}},
 		"engine usage":   {fmt.Errorf("resume: %w", &engine.UsageError{Msg: "--rerun x: no step"}), exitUsage, []string{"etcd-rescue: error: resume: --rerun x: no step"}},
-		"locked":         {&engine.LockedError{Dir: "/s", Owner: &engine.LockInfo{PID: 7}}, exitLocked, []string{"hint: wait for it to finish; if that process is gone for good: etcd-rescue unlock --force --state-dir /s"}},
+		"locked":         {&runstate.LockedError{Dir: "/s", Owner: &runstate.LockInfo{PID: 7}}, exitLocked, []string{"hint: wait for it to finish; if that process is gone for good: etcd-rescue unlock --force --state-dir /s"}},
 		"stale":          {&engine.StaleError{RunID: "r1", Plan: "p.yaml", Reason: "changed"}, exitLocked, []string{"hint: etcd-rescue status r1 shows what the run did so far"}},
 		"invalid plan":   {&engine.InvalidPlanError{File: "p.yaml"}, exitUsage, []string{"hint: etcd-rescue validate p.yaml"}},
-		"no state":       {&engine.NoStateError{Dir: "/s"}, exitUsage, []string{"hint: etcd-rescue runs lists the runs"}},
+		"no state":       {&runstate.NoStateError{Dir: "/s"}, exitUsage, []string{"hint: etcd-rescue runs lists the runs"}},
 		"prereq":         {&engine.PrereqError{Problems: []string{"no identity"}}, exitPrereq, []string{"etcd-rescue: error: missing prerequisite: no identity", "hint: nothing was run"}},
 		"not confirmed":  {engine.ErrNotConfirmed, exitFailed, nil},
 		"run failed":     {&engine.RunError{RunID: "r1", StateDir: "/s", Failed: []*engine.StepError{{Step: "a", Err: errors.New("x")}}}, exitFailed, []string{"hint: fix the cause, then continue: etcd-rescue resume r1 --state-dir /s"}},

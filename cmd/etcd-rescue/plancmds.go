@@ -221,7 +221,7 @@ func cmdSteps(names []string, out string, stdout io.Writer) error {
 		list := []stepTypeJSON{}
 		for _, n := range names {
 			t := reg[n]
-			j := stepTypeJSON{Name: t.Name, Summary: t.Summary, Scope: "per-host", On: t.On, Destructive: t.Destructive, Params: []paramJSON{}}
+			j := stepTypeJSON{Name: t.Name, Summary: t.Summary, Scope: "per-host", On: t.On, Destructive: t.Destructive(), Params: []paramJSON{}}
 			if t.Scope == steps.Once {
 				j.Scope = "once"
 			}
@@ -254,7 +254,7 @@ func cmdSteps(names []string, out string, stdout io.Writer) error {
 		default:
 			fmt.Fprintln(stdout, "runs on each host selected by on:")
 		}
-		if t.Destructive {
+		if t.Destructive() {
 			fmt.Fprintln(stdout, "destructive: resume never repeats it without a check that it is not done")
 		}
 		fields := plans.FieldsOf(reflect.TypeOf(t.New()))

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/etcd-rescue/etcd-rescue/engine"
+	"github.com/etcd-rescue/etcd-rescue/engine/runstate"
 	"github.com/etcd-rescue/etcd-rescue/internal/sshx/sshxtest"
 )
 
@@ -61,7 +62,7 @@ func TestMissingPrerequisiteExit4(t *testing.T) {
 		t.Fatal(err)
 	}
 	runID := failedRun(t, plan, state)
-	store, id, err := engine.LocateRun(state, runID)
+	store, id, err := runstate.LocateRun(state, runID)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -124,8 +125,12 @@ func TestRunsFoundThroughTheIndex(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "no lock held") {
 		t.Errorf("unlock --force %s: exit %d\n%s%s", runID, code, out, errs)
 	}
+	code, out, errs = runCLI("unlock", "--force") // the latest run's state dir
+	if code != 0 || !strings.Contains(out, "no lock held") {
+		t.Errorf("unlock --force: exit %d\n%s%s", code, out, errs)
+	}
 	code, _, errs = runCLI("status", "20000101T000000Z-0000")
-	if code != 2 || !strings.Contains(errs, "nor in the run index") {
+	if code != 2 || !strings.Contains(errs, "no run 20000101T000000Z-0000 in the run index") {
 		t.Errorf("status of an unknown run: exit %d\n%s", code, errs)
 	}
 }

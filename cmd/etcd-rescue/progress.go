@@ -22,6 +22,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/etcd-rescue/etcd-rescue/engine"
+	"github.com/etcd-rescue/etcd-rescue/engine/runstate"
 	"github.com/etcd-rescue/etcd-rescue/plans"
 )
 
@@ -87,8 +88,8 @@ type liveView struct {
 	size  func() (width, height int)
 
 	mu      sync.Mutex
-	snap    func() *engine.State // nil until the run starts: nothing to draw
-	red     *engine.Redactor     // nil: the notes (error, why) are not shown
+	snap    func() *runstate.State // nil until the run starts: nothing to draw
+	red     *engine.Redactor       // nil: the notes (error, why) are not shown
 	started time.Time
 	wall    time.Duration // > 0 once the run is over: the header's elapsed
 	frame   int           // lines of the table on screen, just above the cursor
@@ -152,7 +153,7 @@ func (v *liveView) tick() {
 // redacted (the engine redacts what it writes), so the notes go through
 // the plan's redactor: the one given to newLiveView, else the plan the run
 // records is read again (resume); if it cannot be, notes are left out.
-func (v *liveView) attachRun(r *engine.Run) {
+func (v *liveView) attachRun(r *runstate.Run) {
 	v.mu.Lock()
 	red := v.red
 	v.mu.Unlock()
@@ -167,7 +168,7 @@ func (v *liveView) attachRun(r *engine.Run) {
 }
 
 // attach starts drawing the table of the states snap returns.
-func (v *liveView) attach(snap func() *engine.State, red *engine.Redactor) {
+func (v *liveView) attach(snap func() *runstate.State, red *engine.Redactor) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	if v.closed {
@@ -286,7 +287,7 @@ func (v *liveView) Close(res *engine.Result) {
 	v.held, v.partial, v.paused = nil, nil, 0
 	if v.snap != nil && res != nil {
 		if st := res.State; st != nil {
-			v.snap = func() *engine.State { return st }
+			v.snap = func() *runstate.State { return st }
 		}
 		v.wall = res.Wall
 	}
@@ -333,7 +334,7 @@ type viewRow struct {
 
 // Table column labels for the engine's statuses.
 func statusLabel(s string) string {
-	if s == engine.StatusPending {
+	if s == runstate.StatusPending {
 		return "waiting"
 	}
 	return s
@@ -343,11 +344,11 @@ func statusLabel(s string) string {
 // waiting and skipped dim.
 func statusColor(s string) string {
 	switch s {
-	case engine.StatusRunning:
+	case runstate.StatusRunning:
 		return "33"
-	case engine.StatusDone:
+	case runstate.StatusDone:
 		return "32"
-	case engine.StatusFailed:
+	case runstate.StatusFailed:
 		return "31"
 	}
 	return "2"
@@ -356,7 +357,7 @@ func statusColor(s string) string {
 // render is the table for st: a header line, the column names, the rows,
 // every line cut to the terminal's width so that each takes exactly one
 // line, and no more lines than fit in the terminal's height less 4.
-func (v *liveView) render(st *engine.State) []string {
+func (v *liveView) render(st *runstate.State) []string {
 	width, height := v.size()
 	// One cell short of the width: a line that fills the last column puts
 	// some terminals in their pending-wrap state, others wrap at once.
@@ -375,7 +376,7 @@ func (v *liveView) render(st *engine.State) []string {
 				r.host = "-"
 			}
 			switch {
-			case h.Status == engine.StatusRunning && h.Started != nil:
+			case h.Status == runstate.StatusRunning && h.Started != nil:
 				r.elapsed = fmtElapsed(now.Sub(*h.Started))
 			case h.Attempts > 0 || h.Elapsed > 0:
 				r.elapsed = fmtElapsed(h.Elapsed.D())
@@ -391,9 +392,9 @@ func (v *liveView) render(st *engine.State) []string {
 	if v.wall > 0 {
 		elapsed = v.wall
 	}
-	head := fmt.Sprintf("run %s: %d/%d done, %d failed, %d running", cellText(st.RunID), n[engine.StatusDone], len(rows), n[engine.StatusFailed], n[engine.StatusRunning])
-	if n[engine.StatusSkipped] > 0 {
-		head += fmt.Sprintf(", %d skipped", n[engine.StatusSkipped])
+	head := fmt.Sprintf("run %s: %d/%d done, %d failed, %d running", cellText(st.RunID), n[runstate.StatusDone], len(rows), n[runstate.StatusFailed], n[runstate.StatusRunning])
+	if n[runstate.StatusSkipped] > 0 {
+		head += fmt.Sprintf(", %d skipped", n[runstate.StatusSkipped])
 	}
 	head += "; elapsed " + fmtElapsed(elapsed)
 
@@ -433,8 +434,8 @@ func (v *liveView) render(st *engine.State) []string {
 
 // note is the row's last word: the error of a failed step-host, else why
 // it is skipped or waiting or was found done, redacted, on one line.
-func (v *liveView) note(h *engine.HostState) string {
-	if h.Status == engine.StatusRunning && h.Attempts > 1 {
+func (v *liveView) note(h *runstate.HostState) string {
+	if h.Status == runstate.StatusRunning && h.Attempts > 1 {
 		return fmt.Sprintf("attempt %d", h.Attempts)
 	}
 	if v.red == nil {
@@ -465,13 +466,13 @@ func (v *liveView) pick(rows []viewRow, height int) (shown []viewRow, more strin
 		}
 	}
 	for i, r := range rows {
-		if r.status == engine.StatusRunning || r.status == engine.StatusFailed {
+		if r.status == runstate.StatusRunning || r.status == runstate.StatusFailed {
 			add(i)
 		}
 	}
 	var done []int
 	for i, r := range rows {
-		if r.status == engine.StatusDone {
+		if r.status == runstate.StatusDone {
 			done = append(done, i)
 		}
 	}
@@ -487,7 +488,7 @@ func (v *liveView) pick(rows []viewRow, height int) (shown []viewRow, more strin
 		}
 	}
 	for i, r := range rows {
-		if r.status == engine.StatusPending {
+		if r.status == runstate.StatusPending {
 			add(i)
 		}
 	}

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/etcd-rescue/etcd-rescue/engine"
+	"github.com/etcd-rescue/etcd-rescue/engine/runstate"
 	"github.com/etcd-rescue/etcd-rescue/plans"
 )
 
@@ -93,24 +94,24 @@ var sgr = regexp.MustCompile(`\x1b\[[0-9;]*m`)
 var clock = time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC)
 
 // testState has a step-host in every status.
-func testState() *engine.State {
+func testState() *runstate.State {
 	at := func(d time.Duration) *time.Time { t := clock.Add(d); return &t }
-	return &engine.State{RunID: "20261122T100000Z-ab12", Steps: []*engine.StepState{
-		{ID: "record", Type: "check-quorum", Hosts: []*engine.HostState{
-			{Status: engine.StatusDone, Attempts: 1, Started: at(-20 * time.Second), Finished: at(-18 * time.Second), Elapsed: 1500, Why: "3 members report revision 812"},
+	return &runstate.State{RunID: "20261122T100000Z-ab12", Steps: []*runstate.StepState{
+		{ID: "record", Type: "check-quorum", Hosts: []*runstate.HostState{
+			{Status: runstate.StatusDone, Attempts: 1, Started: at(-20 * time.Second), Finished: at(-18 * time.Second), Elapsed: 1500, Why: "3 members report revision 812"},
 		}},
-		{ID: "stop-etcd", Type: "stop-service", Hosts: []*engine.HostState{
-			{Host: "node1", Status: engine.StatusDone, Attempts: 1, Started: at(-10 * time.Second), Finished: at(-8 * time.Second), Elapsed: 2300},
-			{Host: "node2", Status: engine.StatusRunning, Attempts: 1, Started: at(-3 * time.Second)},
-			{Host: "node3", Status: engine.StatusFailed, Attempts: 2, Started: at(-70 * time.Second), Finished: at(-5 * time.Second), Elapsed: 65000,
+		{ID: "stop-etcd", Type: "stop-service", Hosts: []*runstate.HostState{
+			{Host: "node1", Status: runstate.StatusDone, Attempts: 1, Started: at(-10 * time.Second), Finished: at(-8 * time.Second), Elapsed: 2300},
+			{Host: "node2", Status: runstate.StatusRunning, Attempts: 1, Started: at(-3 * time.Second)},
+			{Host: "node3", Status: runstate.StatusFailed, Attempts: 2, Started: at(-70 * time.Second), Finished: at(-5 * time.Second), Elapsed: 65000,
 				Error: "exit 1: systemctl stop etcd: s3cret-pw\x1b[2J denied\nsecond line"},
 		}},
-		{ID: "restore", Type: "restore", Hosts: []*engine.HostState{
-			{Host: "node1", Status: engine.StatusPending},
-			{Host: "node2", Status: engine.StatusSkipped, Why: "not run: step stop-etcd did not complete"},
+		{ID: "restore", Type: "restore", Hosts: []*runstate.HostState{
+			{Host: "node1", Status: runstate.StatusPending},
+			{Host: "node2", Status: runstate.StatusSkipped, Why: "not run: step stop-etcd did not complete"},
 		}},
-		{ID: "ok", Type: "approve", Hosts: []*engine.HostState{
-			{Status: engine.StatusPending, Why: "waiting for approval"},
+		{ID: "ok", Type: "approve", Hosts: []*runstate.HostState{
+			{Status: runstate.StatusPending, Why: "waiting for approval"},
 		}},
 	}}
 }
@@ -138,7 +139,7 @@ func TestProgressFrame(t *testing.T) {
 	var buf bytes.Buffer
 	v, now := testView(t, &buf, 100, 40, false)
 	st := testState()
-	v.attach(func() *engine.State { return st }, secretRedactor())
+	v.attach(func() *runstate.State { return st }, secretRedactor())
 	want := []string{
 		"run 20261122T100000Z-ab12: 2/7 done, 1 failed, 1 running, 1 skipped; elapsed 0.0s",
 		"STEP       HOST   STATUS   ELAPSED  NOTE",
@@ -214,7 +215,7 @@ func TestProgressTruncatesToWidth(t *testing.T) {
 			t.Errorf("step cell: %q", plain)
 		}
 		// The whole frame replayed at width 40 is exactly 9 lines.
-		v.attach(func() *engine.State { return st }, secretRedactor())
+		v.attach(func() *runstate.State { return st }, secretRedactor())
 		if got := screen(t, buf.String(), 40); len(got) != 9 || v.frame != 9 {
 			t.Errorf("color=%v: %d lines on the screen, frame %d:\n%s", color, len(got), v.frame, strings.Join(got, "\n"))
 		}
@@ -229,7 +230,7 @@ func TestProgressRedrawAndLog(t *testing.T) {
 		t.Fatalf("before the run starts a line goes out as it is: %q", buf.String())
 	}
 	st := testState()
-	v.attach(func() *engine.State { return st }, engine.NewRedactor(nil))
+	v.attach(func() *runstate.State { return st }, engine.NewRedactor(nil))
 	first := buf.Len()
 	n := strings.Count(buf.String()[len("2026-11-22T10:00:00Z run 20261122T100000Z-ab12, state in /tmp/x\n"):], "\n")
 	if n != 9 || v.frame != 9 {
@@ -239,7 +240,7 @@ func TestProgressRedrawAndLog(t *testing.T) {
 	// A transition: cursor up over exactly the previous frame, clear, the
 	// log line, the new frame. Written in two pieces, as a line may be.
 	*now = now.Add(time.Second)
-	st.Steps[2].Hosts[0].Status = engine.StatusRunning
+	st.Steps[2].Hosts[0].Status = runstate.StatusRunning
 	st.Steps[2].Hosts[0].Started = now
 	io.WriteString(v, "2026-11-22T10:00:01Z restore@node1 run")
 	if buf.Len() != first {
@@ -270,7 +271,7 @@ func TestProgressColor(t *testing.T) {
 		if v.color != color {
 			t.Fatalf("NO_COLOR=%q: color %v", map[bool]string{false: "1", true: ""}[color], v.color)
 		}
-		v.attach(func() *engine.State { return testState() }, engine.NewRedactor(nil))
+		v.attach(func() *runstate.State { return testState() }, engine.NewRedactor(nil))
 		fmt.Fprintln(v, "2026-11-22T10:00:01Z record done 1.5s")
 		out := buf.String()
 		if !color {
@@ -292,20 +293,20 @@ func TestProgressColor(t *testing.T) {
 func TestProgressHeightCap(t *testing.T) {
 	var buf bytes.Buffer
 	v, _ := testView(t, &buf, 80, 16, false)
-	st := &engine.State{RunID: "r1"}
-	statuses := map[int]string{3: engine.StatusFailed, 20: engine.StatusRunning, 21: engine.StatusRunning}
+	st := &runstate.State{RunID: "r1"}
+	statuses := map[int]string{3: runstate.StatusFailed, 20: runstate.StatusRunning, 21: runstate.StatusRunning}
 	for i := 0; i < 36; i++ {
-		h := &engine.HostState{Host: "node1", Status: engine.StatusPending}
+		h := &runstate.HostState{Host: "node1", Status: runstate.StatusPending}
 		switch {
 		case statuses[i] != "":
 			h.Status, h.Attempts, h.Elapsed = statuses[i], 1, 1000
 		case i < 20:
 			fin := clock.Add(time.Duration(i) * time.Second)
-			h.Status, h.Attempts, h.Elapsed, h.Finished = engine.StatusDone, 1, 1000, &fin
+			h.Status, h.Attempts, h.Elapsed, h.Finished = runstate.StatusDone, 1, 1000, &fin
 		}
-		st.Steps = append(st.Steps, &engine.StepState{ID: fmt.Sprintf("s%02d", i), Hosts: []*engine.HostState{h}})
+		st.Steps = append(st.Steps, &runstate.StepState{ID: fmt.Sprintf("s%02d", i), Hosts: []*runstate.HostState{h}})
 	}
-	v.attach(func() *engine.State { return st }, nil)
+	v.attach(func() *runstate.State { return st }, nil)
 	got := screen(t, buf.String(), 80)
 	if len(got) != 12 || v.frame != 12 { // height 16 less 4
 		t.Fatalf("%d lines (frame %d), want 12:\n%s", len(got), v.frame, strings.Join(got, "\n"))
@@ -350,7 +351,7 @@ func TestProgressHeightCap(t *testing.T) {
 func TestProgressPausesForQuestions(t *testing.T) {
 	var buf bytes.Buffer
 	v, _ := testView(t, &buf, 100, 40, false)
-	v.attach(func() *engine.State { return testState() }, nil)
+	v.attach(func() *runstate.State { return testState() }, nil)
 	var term lockedBuffer // stdout and stderr on one terminal
 	term.Write(buf.Bytes())
 	v.out = &term
@@ -406,7 +407,7 @@ func TestProgressConcurrentWritesAndClose(t *testing.T) {
 	v.size = func() (int, int) { return 100, 40 }
 	v.startTicker(time.Millisecond)
 	st := testState()
-	v.attach(func() *engine.State { return testState() }, engine.NewRedactor(nil))
+	v.attach(func() *runstate.State { return testState() }, engine.NewRedactor(nil))
 	var wg sync.WaitGroup
 	for g := 0; g < 8; g++ {
 		wg.Add(1)
@@ -425,8 +426,8 @@ func TestProgressConcurrentWritesAndClose(t *testing.T) {
 	wg.Wait()
 	for _, s := range st.Steps {
 		for _, h := range s.Hosts {
-			if h.Status != engine.StatusFailed {
-				h.Status = engine.StatusDone
+			if h.Status != runstate.StatusFailed {
+				h.Status = runstate.StatusDone
 			}
 		}
 	}

@@ -23,6 +23,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/etcd-rescue/etcd-rescue/engine"
+	"github.com/etcd-rescue/etcd-rescue/engine/runstate"
 )
 
 // terminal is how the commands reach an operator: a prompt needs stdin to
@@ -91,7 +92,7 @@ type runFlags struct {
 
 func addRunFlags(fl *pflag.FlagSet) *runFlags {
 	rf := &runFlags{
-		stateDir:    fl.String("state-dir", "", "state `DIR` (apply: default .etcd-rescue beside the plan; resume: default ./.etcd-rescue, then the run index)"),
+		stateDir:    fl.String("state-dir", "", "state `DIR` (default: .etcd-rescue beside the plan; resume finds the run through the run index)"),
 		parallelism: fl.Int("parallelism", 4, "step-hosts executing at once"),
 		yes:         fl.Bool("yes", false, "do not ask for confirmation (required without a terminal)"),
 		progress: fl.String("progress", progressAuto, "progress output `MODE`: auto (a live step × host table if stdout is a terminal "+
@@ -167,7 +168,7 @@ func cmdApply(files []string, inv string, rf *runFlags, stdout, stderr io.Writer
 		opts.Ask = p.ask
 	}
 	if !*rf.yes {
-		opts.Confirm = func(ctx context.Context, _ *engine.State) (bool, error) {
+		opts.Confirm = func(ctx context.Context, _ *runstate.State) (bool, error) {
 			return p.ask(ctx, fmt.Sprintf("apply plan %s to cluster %s? only \"yes\" proceeds: ", c.Plan.Name, c.Plan.Cluster.Name))
 		}
 	}
@@ -225,7 +226,7 @@ func cmdResume(runs []string, rf *runFlags, rerun, markDone []string, stdout, st
 	if tty {
 		opts.Ask = p.ask
 	}
-	opts.Confirm = func(ctx context.Context, st *engine.State) (bool, error) {
+	opts.Confirm = func(ctx context.Context, st *runstate.State) (bool, error) {
 		writeStatus(stdout, st, nil, false)
 		fmt.Fprintln(stdout)
 		if *rf.yes {
@@ -259,7 +260,7 @@ func runSession(stdout, stderr io.Writer, view *liveView, opts *engine.Options, 
 			opts.Ask = view.wrapAsk(ask)
 		}
 		if confirm := opts.Confirm; confirm != nil {
-			opts.Confirm = func(ctx context.Context, st *engine.State) (bool, error) {
+			opts.Confirm = func(ctx context.Context, st *runstate.State) (bool, error) {
 				view.Pause()
 				defer view.Resume()
 				return confirm(ctx, st)
@@ -269,7 +270,7 @@ func runSession(stdout, stderr io.Writer, view *liveView, opts *engine.Options, 
 	if testOptions != nil {
 		testOptions(opts)
 	}
-	ctx, stop, release := engine.Interrupts(context.Background(), func(phase int) {
+	ctx, stop, release := interrupts(context.Background(), func(phase int) {
 		if phase == 1 {
 			notice("\netcd-rescue: interrupt: no new steps start; running ones finish and are checkpointed. Interrupt again to cancel them.\n")
 		} else {
@@ -278,7 +279,7 @@ func runSession(stdout, stderr io.Writer, view *liveView, opts *engine.Options, 
 	})
 	defer release()
 	opts.Stop = stop
-	opts.OnStart = func(r *engine.Run) {
+	opts.OnStart = func(r *runstate.Run) {
 		fmt.Fprintf(out, "%s run %s, state in %s\n", time.Now().UTC().Format(time.RFC3339), r.ID(), r.Dir())
 		if view != nil {
 			view.attachRun(r)
@@ -301,8 +302,8 @@ func writeSummary(w io.Writer, res *engine.Result) {
 	st := res.State
 	n := st.Counts()
 	fmt.Fprintf(w, "run %s: %s; step-hosts: %d done, %d failed, %d skipped, %d pending, %d running; wall %s\n",
-		st.RunID, st.Outcome, n[engine.StatusDone], n[engine.StatusFailed], n[engine.StatusSkipped], n[engine.StatusPending], n[engine.StatusRunning],
-		dur(engine.Millis(res.Wall.Milliseconds())))
+		st.RunID, st.Outcome, n[runstate.StatusDone], n[runstate.StatusFailed], n[runstate.StatusSkipped], n[runstate.StatusPending], n[runstate.StatusRunning],
+		dur(runstate.Millis(res.Wall.Milliseconds())))
 	writeTimes(w, st)
 }
 
@@ -310,11 +311,11 @@ func writeSummary(w io.Writer, res *engine.Result) {
 // engine spent in the step's hosts (summed over hosts and attempts); "ssh"
 // and "etcd api" are the parts spent waiting for remote commands and API
 // calls; "other" is the rest: the engine's own work plus polling pauses.
-func writeTimes(w io.Writer, st *engine.State) {
+func writeTimes(w io.Writer, st *runstate.State) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "STEP\tHOSTS\tENGINE\tSSH (CMDS)\tETCD API\tOTHER")
 	for _, s := range st.Steps {
-		var el, rem, api engine.Millis
+		var el, rem, api runstate.Millis
 		cmds, ran := 0, 0
 		for _, h := range s.Hosts {
 			el, rem, api = el+h.Elapsed, rem+h.Remote, api+h.API
@@ -335,7 +336,7 @@ func writeTimes(w io.Writer, st *engine.State) {
 	tw.Flush()
 }
 
-func dur(m engine.Millis) string {
+func dur(m runstate.Millis) string {
 	d := m.D()
 	if d < time.Second {
 		return d.String()
@@ -364,14 +365,14 @@ checkpoint (state.json) with the lock (docs/cli.md).`,
 			return cmdStatus(stateDir, run, out, cmd.OutOrStdout())
 		},
 	}
-	c.Flags().StringVar(&stateDir, "state-dir", "", "state `DIR` (default: ./.etcd-rescue if it has the run, else the run index)")
+	c.Flags().StringVar(&stateDir, "state-dir", "", "state `DIR` (default: that of the run, found through the run index)")
 	_ = c.RegisterFlagCompletionFunc("state-dir", completeDirs)
 	addOutputFlag(c, &out, "table", "table", "json")
 	return c
 }
 
 func cmdStatus(stateDir, run, out string, stdout io.Writer) error {
-	store, id, err := engine.LocateRun(stateDir, run)
+	store, id, err := runstate.LocateRun(stateDir, run)
 	if err != nil {
 		return err
 	}
@@ -383,11 +384,11 @@ func cmdStatus(stateDir, run, out string, stdout io.Writer) error {
 	owner, held := store.LockOwner()
 	if out == "json" {
 		type lockJSON struct {
-			Held  bool             `json:"held"`
-			Owner *engine.LockInfo `json:"owner,omitempty"`
+			Held  bool               `json:"held"`
+			Owner *runstate.LockInfo `json:"owner,omitempty"`
 		}
 		v := struct {
-			*engine.State
+			*runstate.State
 			Lock lockJSON `json:"lock"`
 		}{st, lockJSON{held, nil}}
 		if held {
@@ -395,7 +396,7 @@ func cmdStatus(stateDir, run, out string, stdout io.Writer) error {
 		}
 		return writeJSON(stdout, v)
 	}
-	var lock *engine.LockInfo
+	var lock *runstate.LockInfo
 	if held {
 		lock = owner
 	}
@@ -404,13 +405,13 @@ func cmdStatus(stateDir, run, out string, stdout io.Writer) error {
 }
 
 // writeStatus prints a run's step × host table, facts and approvals.
-func writeStatus(w io.Writer, st *engine.State, owner *engine.LockInfo, held bool) {
+func writeStatus(w io.Writer, st *runstate.State, owner *runstate.LockInfo, held bool) {
 	fmt.Fprintf(w, "run %s  plan %s (%s)\n", st.RunID, st.PlanName, st.Plan)
 	outcome := st.Outcome
 	switch {
 	case held && owner != nil && owner.RunID == st.RunID:
 		outcome += fmt.Sprintf(" (in progress: %s)", owner)
-	case outcome == engine.OutcomeRunning && !held:
+	case outcome == runstate.OutcomeRunning && !held:
 		outcome += " (no process holds the lock: the engine stopped mid-run; resume it)"
 	}
 	fmt.Fprintf(w, "outcome %s; created %s, updated %s, %d session(s)\n", outcome,
@@ -479,8 +480,8 @@ func newRunsCmd() *cobra.Command {
 	c := &cobra.Command{
 		Use:   "runs",
 		Short: "list the runs in a state dir",
-		Long: `List the runs apply started as this user on this machine (the run index), and
-those of ./.etcd-rescue; with --state-dir, the runs in that directory.
+		Long: `List the runs apply started as this user on this machine (the run index);
+with --state-dir, the runs in that directory.
 -o json prints the list (docs/cli.md).`,
 		Args:              maxArgs(0, "runs takes no arguments"),
 		ValidArgsFunction: cobra.NoFileCompletions,
@@ -491,7 +492,7 @@ those of ./.etcd-rescue; with --state-dir, the runs in that directory.
 			return cmdRuns(stateDir, out, cmd.OutOrStdout(), cmd.ErrOrStderr())
 		},
 	}
-	c.Flags().StringVar(&stateDir, "state-dir", "", "list the runs in state `DIR` (default: every run in the run index, and ./.etcd-rescue)")
+	c.Flags().StringVar(&stateDir, "state-dir", "", "list the runs in state `DIR` (default: every run in the run index)")
 	_ = c.RegisterFlagCompletionFunc("state-dir", completeDirs)
 	addOutputFlag(c, &out, "table", "table", "json")
 	return c
@@ -499,17 +500,16 @@ those of ./.etcd-rescue; with --state-dir, the runs in that directory.
 
 // runEntry is a run of some state dir.
 type runEntry struct {
-	store *engine.Store
+	store *runstate.Store
 	id    string
 }
 
-// listRuns is the runs of stateDir, or without one, every run of the run
-// index then those of ./.etcd-rescue the index does not know (another
-// user's, a copy).
+// listRuns is the runs of stateDir, or without one, every run apply
+// recorded in the run index, wherever its state is.
 func listRuns(stateDir string) ([]runEntry, error) {
 	var list []runEntry
 	if stateDir != "" {
-		store, err := engine.ExistingStore(stateDir)
+		store, err := runstate.ExistingStore(stateDir)
 		if err != nil {
 			return nil, err
 		}
@@ -522,30 +522,20 @@ func listRuns(stateDir string) ([]runEntry, error) {
 		}
 		return list, nil
 	}
-	idx, err := engine.IndexedRuns()
+	idx, err := runstate.IndexedRuns()
 	if err != nil {
 		return nil, err
 	}
-	seen := map[string]bool{}
-	stores := map[string]*engine.Store{}
+	stores := map[string]*runstate.Store{}
 	for _, e := range idx {
 		st := stores[e.StateDir]
 		if st == nil {
-			if st, err = engine.ExistingStore(e.StateDir); err != nil {
+			if st, err = runstate.ExistingStore(e.StateDir); err != nil {
 				continue
 			}
 			stores[e.StateDir] = st
 		}
 		list = append(list, runEntry{st, e.RunID})
-		seen[st.Dir+"\x00"+e.RunID] = true
-	}
-	if store, err := engine.ExistingStore(engine.DefaultStateDir); err == nil {
-		ids, _ := store.Runs()
-		for _, id := range ids {
-			if !seen[store.Dir+"\x00"+id] {
-				list = append(list, runEntry{store, id})
-			}
-		}
 	}
 	return list, nil
 }
@@ -580,15 +570,15 @@ func cmdRuns(stateDir, out string, stdout, stderr io.Writer) error {
 			} else {
 				n := st.Counts()
 				r.PlanName, r.Plan, r.Outcome, r.Updated = st.PlanName, st.Plan, st.Outcome, st.Updated
-				r.Done, r.Failed = n[engine.StatusDone], n[engine.StatusFailed]
-				r.Other = n[engine.StatusPending] + n[engine.StatusRunning] + n[engine.StatusSkipped]
+				r.Done, r.Failed = n[runstate.StatusDone], n[runstate.StatusFailed]
+				r.Other = n[runstate.StatusPending] + n[runstate.StatusRunning] + n[runstate.StatusSkipped]
 			}
 			rows = append(rows, r)
 		}
 		return writeJSON(stdout, rows)
 	}
 	if withDir && len(list) == 0 {
-		fmt.Fprintf(stderr, "no runs: none in the run index %s, no ./%s\n", engine.IndexFile(), engine.DefaultStateDir)
+		fmt.Fprintf(stderr, "no runs: none in the run index %s\n", runstate.IndexFile())
 		return nil
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
@@ -608,8 +598,8 @@ func cmdRuns(stateDir, out string, stdout, stderr io.Writer) error {
 			continue
 		}
 		n := st.Counts()
-		other := n[engine.StatusPending] + n[engine.StatusRunning] + n[engine.StatusSkipped]
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\t%s%s\n", e.id, st.PlanName, st.Outcome, n[engine.StatusDone], n[engine.StatusFailed], other, st.Updated.Format(time.RFC3339), dir)
+		other := n[runstate.StatusPending] + n[runstate.StatusRunning] + n[runstate.StatusSkipped]
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\t%s%s\n", e.id, st.PlanName, st.Outcome, n[runstate.StatusDone], n[runstate.StatusFailed], other, st.Updated.Format(time.RFC3339), dir)
 	}
 	tw.Flush()
 	return nil
@@ -629,7 +619,7 @@ machine). It refuses while a live process holds the lock (exit 3).`,
 			return cmdUnlock(stateDir, force, rest, cmd.OutOrStdout())
 		},
 	}
-	c.Flags().StringVar(&stateDir, "state-dir", "", "state `DIR` (default: that of RUN, found like resume finds it; else ./.etcd-rescue)")
+	c.Flags().StringVar(&stateDir, "state-dir", "", "state `DIR` (default: that of RUN, or of the latest run, found through the run index)")
 	c.Flags().BoolVar(&force, "force", false, "remove the lock of a process that is gone")
 	_ = c.RegisterFlagCompletionFunc("state-dir", completeDirs)
 	return c
@@ -640,23 +630,22 @@ func cmdUnlock(stateDir string, force bool, rest []string, stdout io.Writer) err
 		return withCode(exitUsage, errors.New("unlock removes another run's lock; it needs --force"),
 			"make sure no apply or resume is running on this state dir, then: etcd-rescue unlock --force")
 	}
-	var store *engine.Store
+	var store *runstate.Store
 	var err error
-	if len(rest) == 1 {
+	switch {
+	case len(rest) == 1:
 		// The lock is the state dir's; the run only says which state dir.
-		store, _, err = engine.LocateRun(stateDir, rest[0])
-	} else {
-		dir := stateDir
-		if dir == "" {
-			dir = engine.DefaultStateDir
-		}
-		store, err = engine.ExistingStore(dir)
+		store, _, err = runstate.LocateRun(stateDir, rest[0])
+	case stateDir != "":
+		store, err = runstate.ExistingStore(stateDir)
+	default:
+		store, _, err = runstate.LocateRun("", "")
 	}
 	if err != nil {
 		return err
 	}
 	owner, err := store.Unlock()
-	var le *engine.LockedError
+	var le *runstate.LockedError
 	if errors.As(err, &le) {
 		return withCode(exitLocked, fmt.Errorf("%w: refusing to unlock while that process holds it", err),
 			"stop that process first (first Ctrl-C lets running steps finish)")

@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/etcd-rescue/etcd-rescue/engine"
+	"github.com/etcd-rescue/etcd-rescue/engine/runstate"
 	"github.com/etcd-rescue/etcd-rescue/internal/sshx/sshxtest"
 	"github.com/etcd-rescue/etcd-rescue/steps"
 )
@@ -130,7 +131,7 @@ func TestRunCommandsLockedAndStale(t *testing.T) {
 	state := filepath.Join(t.TempDir(), "state")
 	runID := failedRun(t, plan, state)
 
-	store, err := engine.OpenStore(state)
+	store, err := runstate.OpenStore(state)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -272,14 +273,14 @@ func TestStatusAndUnlockAfterCrash(t *testing.T) {
 	plan := copyExample(t, "restore-all-from-snapshot.yaml")
 	state := filepath.Join(t.TempDir(), "state")
 	runID := failedRun(t, plan, state)
-	store, _ := engine.OpenStore(state)
+	store, _ := runstate.OpenStore(state)
 	st, err := store.Load(runID)
 	if err != nil {
 		t.Fatal(err)
 	}
-	st.Outcome = engine.OutcomeRunning
+	st.Outcome = runstate.OutcomeRunning
 	b, _ := json.Marshal(st)
-	if err := engine.WriteFileAtomic(filepath.Join(state, "runs", runID, "state.json"), b, 0o600); err != nil {
+	if err := runstate.WriteFileAtomic(filepath.Join(state, "runs", runID, "state.json"), b, 0o600); err != nil {
 		t.Fatal(err)
 	}
 	info := `{"pid":999999,"host":"laptop","user":"sre","started":"2026-11-22T03:15:00Z","runId":"` + runID + `","command":"apply"}`

@@ -2,6 +2,8 @@ package main
 
 import (
 	"errors"
+	"fmt"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
@@ -30,6 +32,7 @@ func TestScripts(t *testing.T) {
 		},
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
 			"exits": cmdExits,
+			"index": cmdIndex,
 		},
 		RequireExplicitExec: true,
 		RequireUniqueNames:  true,
@@ -57,4 +60,23 @@ func cmdExits(ts *testscript.TestScript, neg bool, args []string) {
 	if got != want {
 		ts.Fatalf("exit code %d, want %d", got, want)
 	}
+}
+
+// cmdIndex is "index RUN STATEDIR PLAN": it records the run in the run index
+// as apply does, so that status, resume, unlock and completion find it from
+// any directory. STATEDIR and PLAN are relative to $WORK. The line is the
+// index's documented format (engine/runstate/index.go), written to the
+// script's own $XDG_STATE_HOME: runstate.IndexFile reads this process's
+// environment, not the script's.
+func cmdIndex(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 3 {
+		ts.Fatalf("usage: index RUN STATEDIR PLAN")
+	}
+	path := filepath.Join(ts.Getenv("XDG_STATE_HOME"), "etcd-rescue", "runs")
+	ts.Check(os.MkdirAll(filepath.Dir(path), 0o700))
+	f, err := os.OpenFile(path, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o600)
+	ts.Check(err)
+	_, err = fmt.Fprintf(f, "%s\t%s\t%s\n", args[0], ts.MkAbs(args[1]), ts.MkAbs(args[2]))
+	ts.Check(err)
+	ts.Check(f.Close())
 }

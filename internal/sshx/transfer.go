@@ -12,6 +12,8 @@ import (
 	"path"
 	"path/filepath"
 	"strings"
+
+	"github.com/etcd-rescue/etcd-rescue/internal/uploadtmp"
 )
 
 // Transfer describes a verified copy.
@@ -28,11 +30,11 @@ type Transfer struct {
 // remotePath. On any failure the temporary file is removed and remotePath is left
 // as it was.
 func (c *Client) Upload(ctx context.Context, r io.Reader, remotePath string, perm fs.FileMode) (Transfer, error) {
-	dir, base := path.Split(remotePath)
+	_, base := path.Split(remotePath)
 	if base == "" || remotePath == "" {
 		return Transfer{}, fmt.Errorf("host %s: upload: invalid remote path %q", c.name, remotePath)
 	}
-	tmp := dir + "." + base + ".sshx-" + randomToken() + ".tmp"
+	tmp := uploadtmp.Name(remotePath, randomToken())
 	h := sha256.New()
 	cr := &countingReader{r: io.TeeReader(r, h)}
 	script := "umask 077 && cat > " + Quote(tmp) + " && chmod " + fmt.Sprintf("%04o", perm.Perm()) + " " + Quote(tmp) +

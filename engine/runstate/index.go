@@ -1,19 +1,23 @@
-package engine
+package runstate
 
 import (
 	"bufio"
+	"bytes"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 )
 
 // The run index lets resume, status and runs find a run from any working
 // directory: apply puts a run's state beside its plan, and at 3 a.m. the
 // operator is rarely in that directory. Every run apply starts is recorded
 // as one line "RUN<TAB>STATE DIR<TAB>PLAN" in IndexFile(). The index only
-// points at state dirs; the checkpoint stays the truth, and an entry whose
-// run is gone is ignored.
+// points at state dirs; the checkpoint stays the truth: an entry whose run
+// is gone is ignored, and one whose state dir is gone is pruned.
 
 // IndexFile is $XDG_STATE_HOME/etcd-rescue/runs (default
 // ~/.local/state/etcd-rescue/runs); "" if neither is known.
@@ -36,10 +40,10 @@ type IndexEntry struct {
 	Plan     string
 }
 
-// recordRun appends a run to the index. Failing to is not fatal to the
+// RecordRun appends a run to the index. Failing to is not fatal to the
 // run (the state dir is printed, and --state-dir finds it), so the caller
 // only journals the error.
-func recordRun(runID, stateDir, plan string) error {
+func RecordRun(runID, stateDir, plan string) error {
 	path := IndexFile()
 	if path == "" {
 		return fmt.Errorf("no home directory for the run index")
@@ -47,11 +51,10 @@ func recordRun(runID, stateDir, plan string) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return err
 	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+	f, err := openIndex(path, os.O_CREATE)
 	if err != nil {
 		return err
 	}
-	// One short write with O_APPEND: concurrent applies do not interleave.
 	_, werr := fmt.Fprintf(f, "%s\t%s\t%s\n", runID, stateDir, plan)
 	if cerr := f.Close(); werr == nil {
 		werr = cerr
@@ -59,30 +62,67 @@ func recordRun(runID, stateDir, plan string) error {
 	return werr
 }
 
+// openIndex opens the index for appending with an exclusive flock held, so
+// that appends and a prune's rewrite do not interleave. A prune replaces
+// the file (write a new one, rename it over); whoever waited for the lock
+// on the replaced file opens the new one.
+func openIndex(path string, flag int) (*os.File, error) {
+	for {
+		f, err := os.OpenFile(path, os.O_RDWR|os.O_APPEND|flag, 0o600)
+		if err != nil {
+			return nil, err
+		}
+		if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+			f.Close()
+			return nil, err
+		}
+		held, err1 := f.Stat()
+		now, err2 := os.Stat(path)
+		if err1 == nil && err2 == nil && os.SameFile(held, now) {
+			return f, nil
+		}
+		f.Close()
+		if err2 != nil && !errors.Is(err2, fs.ErrNotExist) {
+			return nil, err2
+		}
+	}
+}
+
 // IndexedRuns lists the indexed runs whose checkpoint still exists, in the
-// order apply started them (run ids of the same second do not sort so).
+// order apply started them (run ids of the same second do not sort so). It
+// prunes the index of entries whose state dir is gone: those runs can never
+// be resumed or shown again.
 func IndexedRuns() ([]IndexEntry, error) {
 	path := IndexFile()
 	if path == "" {
 		return nil, nil
 	}
-	f, err := os.Open(path)
-	if os.IsNotExist(err) {
+	f, err := openIndex(path, 0)
+	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	}
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("reading the run index %s: %w", path, err)
 	}
 	defer f.Close()
 	seen := map[IndexEntry]bool{}
 	var out []IndexEntry
+	var keep bytes.Buffer
+	pruned := false
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
-		parts := strings.Split(sc.Text(), "\t")
+		line := sc.Text()
+		parts := strings.Split(line, "\t")
 		if len(parts) != 3 || !validRunID(parts[0]) || !filepath.IsAbs(parts[1]) {
+			keep.WriteString(line + "\n") // not ours to judge
 			continue
 		}
 		e := IndexEntry{RunID: parts[0], StateDir: parts[1], Plan: parts[2]}
+		if _, err := os.Stat(e.StateDir); errors.Is(err, fs.ErrNotExist) {
+			pruned = true
+			continue
+		}
+		keep.WriteString(line + "\n")
 		if seen[e] {
 			continue
 		}
@@ -94,6 +134,11 @@ func IndexedRuns() ([]IndexEntry, error) {
 	}
 	if err := sc.Err(); err != nil {
 		return nil, fmt.Errorf("reading the run index %s: %w", path, err)
+	}
+	if pruned {
+		// Best effort: an index that cannot be rewritten still lists the
+		// right runs, it only stays longer.
+		_ = WriteFileAtomic(path, keep.Bytes(), 0o600)
 	}
 	return out, nil
 }

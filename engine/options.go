@@ -1,0 +1,85 @@
+package engine
+
+import (
+	"context"
+	"io"
+	"time"
+
+	"github.com/etcd-rescue/etcd-rescue/engine/runstate"
+	"github.com/etcd-rescue/etcd-rescue/steps"
+)
+
+// Options tune Apply and Resume.
+type Options struct {
+	// StateDir holds the runs. Default: Apply uses .etcd-rescue beside the
+	// plan file (runstate.StateDirFor); Resume finds the run in the run
+	// index, which records where Apply put it.
+	StateDir string
+	// Inventory is the --inventory file, recorded so Resume loads the same.
+	Inventory string
+	// Parallelism bounds the step-hosts executing at once (default 4).
+	Parallelism int
+	// Approve lists approve steps answered yes in advance (--approve).
+	Approve []string
+	// Rerun and MarkDone (Resume only) are the operator's decisions for
+	// step-hosts the engine will not decide alone.
+	Rerun    []Selector
+	MarkDone []Selector
+	// Ask puts a yes/no question to the operator; nil when nobody is at a
+	// terminal (an approve step then stops the run with exit 5).
+	Ask func(ctx context.Context, question string) (bool, error)
+	// Progress receives one timestamped line per transition; nil: none.
+	Progress io.Writer
+	// Stop, once closed, stops scheduling: step-hosts already running finish
+	// and are checkpointed, nothing new starts (the first Ctrl-C). Cancelling
+	// the context passed to Apply is the second one.
+	Stop <-chan struct{}
+	// Backend replaces the SSH backend (tests, or another transport).
+	Backend func(c *Compiled) (Backend, error)
+	// Registry compiles the plan on Resume; default steps.Registry().
+	Registry map[string]*steps.Type
+	// RetryDelay is the pause before attempt n+1 is n×RetryDelay
+	// (default 2s; negative: none).
+	RetryDelay time.Duration
+	// CheckTimeout bounds each Check (default 1m).
+	CheckTimeout time.Duration
+	// Confirm, if set, is asked once the lock is held and the run can
+	// start (for Resume: with the checkpoint as it stands); false stops with
+	// ErrNotConfirmed before anything is created or run.
+	// ctx ends at the first interrupt: nothing has started yet.
+	Confirm func(ctx context.Context, st *runstate.State) (bool, error)
+	// OnStart is called once the run is created or reopened, before any
+	// step runs (to print the run id and where its state is).
+	OnStart func(*runstate.Run)
+
+	now func() time.Time
+}
+
+func (o *Options) defaults() {
+	if o.Parallelism <= 0 {
+		o.Parallelism = 4
+	}
+	switch {
+	case o.RetryDelay == 0:
+		o.RetryDelay = 2 * time.Second
+	case o.RetryDelay < 0:
+		o.RetryDelay = 0
+	}
+	if o.CheckTimeout <= 0 {
+		o.CheckTimeout = time.Minute
+	}
+	if o.now == nil {
+		o.now = time.Now
+	}
+	if o.Registry == nil {
+		o.Registry = steps.Registry()
+	}
+}
+
+// Result describes a finished session of a run.
+type Result struct {
+	RunID    string
+	StateDir string
+	State    *runstate.State // the final checkpoint
+	Wall     time.Duration
+}

@@ -1,0 +1,63 @@
+package runstate
+
+import (
+	"bytes"
+	"encoding/json"
+	"time"
+)
+
+// Event is one line of events.jsonl.
+type Event struct {
+	Time time.Time `json:"time"`
+	// Type is cmd (a remote command), upload, etcd (an API call), step (a
+	// transition), log (a step's message), fact, approval, run.
+	Type   string `json:"type"`
+	Step   string `json:"step,omitempty"`
+	Host   string `json:"host,omitempty"`
+	Status string `json:"status,omitempty"`
+	Cmd    string `json:"cmd,omitempty"`
+	// Exit is the remote exit status; nil when none arrived.
+	Exit       *int   `json:"exit,omitempty"`
+	DurationMs *int64 `json:"durationMs,omitempty"`
+	Error      string `json:"error,omitempty"`
+	Msg        string `json:"msg,omitempty"`
+}
+
+// Event appends one line to the journal and syncs it. The journal is a
+// record, not the checkpoint: a failed write is dropped rather than
+// failing the step (a full disk fails the next checkpoint instead, which
+// does stop the run), so the journal may lack lines the state implies.
+func (r *Run) Event(ev Event) {
+	ev.Cmd = r.red.String(ev.Cmd)
+	ev.Error = r.red.String(ev.Error)
+	ev.Msg = r.red.String(ev.Msg)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.events == nil {
+		return
+	}
+	if ev.Time.IsZero() {
+		ev.Time = r.now().UTC() // under the lock: lines are in time order
+	}
+	b, err := marshalJSON(ev, "")
+	if err != nil {
+		return
+	}
+	b = r.red.Bytes(b)
+	if _, err := r.events.Write(b); err == nil {
+		_ = r.events.Sync()
+	}
+}
+
+// marshalJSON encodes v with a trailing newline and without HTML escaping,
+// so "<redacted>" and shell text like 2>&1 stay readable in the files.
+func marshalJSON(v any, indent string) ([]byte, error) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	enc.SetIndent("", indent)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}

@@ -1,0 +1,205 @@
+package runstate
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+)
+
+// Redactor removes secret values from what a run writes (engine.Redactor).
+type Redactor interface {
+	String(s string) string
+	Bytes(b []byte) []byte
+}
+
+type noRedaction struct{}
+
+func (noRedaction) String(s string) string { return s }
+func (noRedaction) Bytes(b []byte) []byte  { return b }
+
+// Run is an open run: its state in memory, written through to disk at every
+// change, and its events journal. Safe for concurrent use.
+type Run struct {
+	store *Store
+	red   Redactor
+
+	mu     sync.Mutex
+	st     *State
+	gen    uint64 // bumped by every change of st
+	events *os.File
+	now    func() time.Time
+
+	// wmu makes checkpoint writes one at a time; saved is the last gen
+	// on disk (guarded by wmu).
+	wmu   sync.Mutex
+	saved uint64
+}
+
+// ID is the run id.
+func (r *Run) ID() string { return r.st.RunID }
+
+// Dir is the run's directory.
+func (r *Run) Dir() string { return r.store.runDir(r.st.RunID) }
+
+// StateDir is the state dir that holds the run.
+func (r *Run) StateDir() string { return r.store.Dir }
+
+// HostState returns a copy of the record of step on host.
+func (r *Run) HostState(step, host string) HostState {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return *r.st.Find(step, host)
+}
+
+// Approved reports whether approve step id has an approval recorded.
+func (r *Run) Approved(id string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	_, ok := r.st.Approvals[id]
+	return ok
+}
+
+// Snapshot returns a deep copy of the state.
+func (r *Run) Snapshot() *State {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	b, _ := json.Marshal(r.st)
+	var st State
+	_ = json.Unmarshal(b, &st)
+	return &st
+}
+
+// Create writes a new run's directory and first checkpoint.
+func (s *Store) Create(st *State, red Redactor, now func() time.Time) (*Run, error) {
+	if err := os.Mkdir(s.runDir(st.RunID), 0o700); err != nil {
+		return nil, fmt.Errorf("creating run dir: %w", err)
+	}
+	return s.Open(st, red, now)
+}
+
+// Open attaches to an existing (or just created) run directory. red may be
+// nil: nothing is redacted.
+func (s *Store) Open(st *State, red Redactor, now func() time.Time) (*Run, error) {
+	f, err := os.OpenFile(s.EventsPath(st.RunID), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	if st.Facts == nil {
+		st.Facts = map[string]string{}
+	}
+	if st.Approvals == nil {
+		st.Approvals = map[string]*Approval{}
+	}
+	if red == nil {
+		red = noRedaction{}
+	}
+	r := &Run{store: s, red: red, st: st, events: f, now: now}
+	if err := r.Update(func(*State) {}); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return r, nil
+}
+
+// Close closes the journal.
+func (r *Run) Close() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.events == nil {
+		return nil
+	}
+	err := r.events.Close()
+	r.events = nil
+	return err
+}
+
+// Update applies f to the state and returns once a checkpoint holding the
+// change is on disk.
+func (r *Run) Update(f func(*State)) error {
+	r.mu.Lock()
+	f(r.st)
+	r.gen++
+	mine := r.gen
+	r.mu.Unlock()
+	return r.flush(mine)
+}
+
+// flush writes the state unless a checkpoint holding change mine is on
+// disk already. Step-hosts finishing together share writes (group commit):
+// whoever writes takes every change made so far, and those waiting for the
+// write find their change in it. Each write is fsync'd, so without this
+// parallel step-hosts queued behind one another's fsync.
+func (r *Run) flush(mine uint64) error {
+	r.wmu.Lock()
+	defer r.wmu.Unlock()
+	if r.saved >= mine {
+		return nil
+	}
+	r.mu.Lock()
+	r.st.Updated = r.now().UTC()
+	b, err := marshalJSON(r.st, "  ")
+	gen, id := r.gen, r.st.RunID
+	r.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	b = r.red.Bytes(b)
+	if err := WriteFileAtomic(filepath.Join(r.Dir(), "state.json"), b, 0o600); err != nil {
+		return fmt.Errorf("checkpoint of run %s: %w", id, err)
+	}
+	r.saved = gen
+	return nil
+}
+
+// UpdateHost applies f to the record of step on host, like Update, and
+// returns a copy of the record as f left it.
+func (r *Run) UpdateHost(step, host string, f func(*HostState)) (HostState, error) {
+	var out HostState
+	err := r.Update(func(s *State) {
+		h := s.Find(step, host)
+		f(h)
+		out = *h
+	})
+	return out, err
+}
+
+// Approve records durably that approve step id was approved.
+func (r *Run) Approve(id string, a Approval) error {
+	return r.Update(func(s *State) { s.Approvals[id] = &a })
+}
+
+// SetOutcome records durably how the run's session ended.
+func (r *Run) SetOutcome(outcome string) error {
+	return r.Update(func(s *State) { s.Outcome = outcome })
+}
+
+// Fact returns a recorded fact.
+func (r *Run) Fact(key string) (string, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	v, ok := r.st.Facts[key]
+	return v, ok
+}
+
+// Facts returns a copy of the facts.
+func (r *Run) Facts() map[string]string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make(map[string]string, len(r.st.Facts))
+	for k, v := range r.st.Facts {
+		out[k] = v
+	}
+	return out
+}
+
+// SetFact records a fact durably.
+func (r *Run) SetFact(key, value string) error {
+	err := r.Update(func(s *State) { s.Facts[key] = value })
+	if err == nil {
+		r.Event(Event{Type: "fact", Msg: key + "=" + value})
+	}
+	return err
+}

@@ -1,0 +1,152 @@
+package runstate
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+)
+
+// Store is a state directory: a lock and one directory per run.
+type Store struct {
+	Dir string
+}
+
+// OpenStore creates the state directory (mode 0700) if needed.
+func OpenStore(dir string) (*Store, error) {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(filepath.Join(abs, "runs"), 0o700); err != nil {
+		return nil, fmt.Errorf("creating state dir: %w", err)
+	}
+	return &Store{Dir: abs}, nil
+}
+
+// ExistingStore opens a state directory that must already exist.
+func ExistingStore(dir string) (*Store, error) {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := os.Stat(filepath.Join(abs, "runs")); err != nil {
+		return nil, &NoStateError{Dir: abs, Err: err}
+	}
+	return &Store{Dir: abs}, nil
+}
+
+// NoStateError is a state directory or run that does not exist.
+type NoStateError struct {
+	Dir string // "" when only the run index was searched
+	Run string
+	// Indexed: the run index was searched.
+	Indexed bool
+	Err     error
+}
+
+func (e *NoStateError) Error() string {
+	if e.Dir == "" && e.Indexed {
+		if e.Run == "" {
+			return "no runs in the run index " + IndexFile()
+		}
+		return fmt.Sprintf("no run %s in the run index %s", e.Run, IndexFile())
+	}
+	also := ""
+	if e.Indexed {
+		also = " nor in the run index " + IndexFile()
+	}
+	switch {
+	case e.Run != "":
+		return fmt.Sprintf("no run %s in state dir %s%s", e.Run, e.Dir, also)
+	case e.Indexed:
+		return fmt.Sprintf("no runs in state dir %s%s", e.Dir, also)
+	}
+	return fmt.Sprintf("no state dir at %s", e.Dir)
+}
+
+func (e *NoStateError) Unwrap() error { return e.Err }
+
+func (s *Store) runDir(id string) string { return filepath.Join(s.Dir, "runs", id) }
+
+// Exists reports whether run id's directory exists, with a checkpoint or not.
+func (s *Store) Exists(id string) bool {
+	_, err := os.Stat(s.runDir(id))
+	return !errors.Is(err, fs.ErrNotExist)
+}
+
+// Runs lists the run ids, oldest first.
+func (s *Store) Runs() ([]string, error) {
+	ents, err := os.ReadDir(filepath.Join(s.Dir, "runs"))
+	if err != nil {
+		return nil, err
+	}
+	var ids []string
+	for _, e := range ents {
+		if e.IsDir() && validRunID(e.Name()) {
+			if _, err := os.Stat(filepath.Join(s.runDir(e.Name()), "state.json")); err == nil {
+				ids = append(ids, e.Name())
+			}
+		}
+	}
+	sort.Strings(ids)
+	return ids, nil
+}
+
+// Latest returns the newest run id.
+func (s *Store) Latest() (string, error) {
+	ids, err := s.Runs()
+	if err != nil {
+		return "", err
+	}
+	if len(ids) == 0 {
+		return "", &NoStateError{Dir: s.Dir, Run: "(none)"}
+	}
+	// Ids sort by their start second (the part before "-"); among the
+	// runs of the last second, the checkpoint's creation time decides.
+	second := func(id string) string { sec, _, _ := strings.Cut(id, "-"); return sec }
+	last := second(ids[len(ids)-1])
+	latest, at := ids[len(ids)-1], time.Time{}
+	for i := len(ids) - 1; i >= 0 && second(ids[i]) == last; i-- {
+		if st, err := s.Load(ids[i]); err == nil && st.Created.After(at) {
+			latest, at = ids[i], st.Created
+		}
+	}
+	return latest, nil
+}
+
+// Load reads a run's checkpoint.
+func (s *Store) Load(id string) (*State, error) {
+	if !validRunID(id) {
+		return nil, &NoStateError{Dir: s.Dir, Run: id}
+	}
+	b, err := os.ReadFile(filepath.Join(s.runDir(id), "state.json"))
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, &NoStateError{Dir: s.Dir, Run: id, Err: err}
+		}
+		return nil, err
+	}
+	var st State
+	if err := json.Unmarshal(b, &st); err != nil {
+		return nil, fmt.Errorf("reading %s: %w", filepath.Join(s.runDir(id), "state.json"), err)
+	}
+	if st.Format != StateFormat {
+		return nil, fmt.Errorf("state of run %s has format %d; this etcd-rescue reads format %d", id, st.Format, StateFormat)
+	}
+	if st.Facts == nil {
+		st.Facts = map[string]string{}
+	}
+	if st.Approvals == nil {
+		st.Approvals = map[string]*Approval{}
+	}
+	return &st, nil
+}
+
+// EventsPath is the run's journal.
+func (s *Store) EventsPath(id string) string { return filepath.Join(s.runDir(id), "events.jsonl") }

@@ -1,0 +1,150 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+	"sort"
+
+	"github.com/etcd-rescue/etcd-rescue/engine/runstate"
+)
+
+// reconcile makes the state hold one record per step-host of c, in plan
+// order, keeping existing records.
+func reconcile(st *runstate.State, c *Compiled) {
+	old := map[string]*runstate.StepState{}
+	for _, s := range st.Steps {
+		old[s.ID] = s
+	}
+	var out []*runstate.StepState
+	for _, n := range c.Nodes {
+		s := old[n.ID()]
+		if s == nil {
+			s = &runstate.StepState{ID: n.ID(), Type: n.Type.Name}
+		}
+		have := map[string]*runstate.HostState{}
+		for _, h := range s.Hosts {
+			have[h.Host] = h
+		}
+		var hosts []*runstate.HostState
+		for _, t := range n.Targets {
+			h := have[t.Name()]
+			if h == nil {
+				h = &runstate.HostState{Host: t.Name(), Status: runstate.StatusPending}
+			}
+			hosts = append(hosts, h)
+		}
+		sort.SliceStable(hosts, func(i, j int) bool { return hosts[i].Host < hosts[j].Host })
+		s.Hosts = hosts
+		out = append(out, s)
+	}
+	st.Steps = out
+	if st.Facts == nil {
+		st.Facts = map[string]string{}
+	}
+	if st.Approvals == nil {
+		st.Approvals = map[string]*runstate.Approval{}
+	}
+}
+
+// session walks the plan once over an open run and records the outcome.
+func session(ctx context.Context, c *Compiled, run *runstate.Run, opts *Options) (*Result, error) {
+	start := opts.now()
+	red := NewRedactor(c.Plan)
+	out := &progress{w: opts.Progress, red: red, now: opts.now}
+	var backend Backend
+	var err error
+	if opts.Backend != nil {
+		backend, err = opts.Backend(c)
+	} else {
+		var b *SSHBackend
+		b, err = NewSSHBackend(c.Plan)
+		if err == nil {
+			backend = b
+			for _, r := range b.Routes() {
+				run.Event(runstate.Event{Type: "run", Host: r.Host, Msg: r.String()})
+			}
+			for _, h := range b.InsecureHosts() {
+				// Loud on every run, and in the journal: this is for labs.
+				out.printf("WARNING: host key of %s is NOT verified (ssh.insecureIgnoreHostKey): anyone on the path can impersonate it", h)
+				run.Event(runstate.Event{Type: "run", Host: h, Msg: "WARNING: host key not verified (insecureIgnoreHostKey)"})
+			}
+		}
+	}
+	if err != nil {
+		_ = run.SetOutcome(runstate.OutcomeFailed)
+		return nil, err
+	}
+	defer backend.Close()
+	if crashAfter != "" {
+		out.printf("WARNING: %s=%q is set: this process kills itself after the first successful command or etcd call containing it (a crash-test failpoint)", CrashAfterEnv, crashAfter)
+		run.Event(runstate.Event{Type: "run", Msg: "WARNING: crash-test failpoint " + CrashAfterEnv + "=" + crashAfter})
+	}
+	if opts.OnStart != nil {
+		opts.OnStart(run)
+	}
+	stop := opts.Stop
+	if stop == nil {
+		stop = make(chan struct{}) // never closed
+	}
+	o := *opts
+	o.Stop = stop
+	w := &walker{c: c, runID: run.ID(), run: run, backend: backend, red: red, opts: &o, out: out,
+		sem: make(chan struct{}, opts.Parallelism)}
+	run.Event(runstate.Event{Type: "run", Status: "start", Msg: fmt.Sprintf("session %d, parallelism %d", run.Snapshot().Sessions, opts.Parallelism)})
+	w.walk(ctx)
+
+	rerr := &RunError{RunID: run.ID(), StateDir: run.StateDir(), Failed: w.failed, Waiting: w.waiting, Skipped: w.skipped,
+		Interrupted: w.interrupted || ctx.Err() != nil}
+	sortStepErrors(c, rerr)
+	outcome := runstate.OutcomeDone
+	switch {
+	case rerr.Interrupted:
+		outcome = runstate.OutcomeInterrupted
+	case len(rerr.Failed) > 0:
+		outcome = runstate.OutcomeFailed
+	case len(rerr.Waiting) > 0:
+		outcome = runstate.OutcomeWaiting
+	}
+	if outcome == runstate.OutcomeDone {
+		// Every step-host must be done or skipped-unreachable; anything
+		// else is a bug in the walk, never a success.
+		for _, s := range run.Snapshot().Steps {
+			for _, h := range s.Hosts {
+				if h.Status != runstate.StatusDone && h.Status != runstate.StatusSkipped {
+					outcome = runstate.OutcomeFailed
+					rerr.Failed = append(rerr.Failed, &StepError{Step: s.ID, Host: h.Host, ExitCode: -1,
+						Err: fmt.Errorf("left %s at the end of the run", h.Status)})
+				}
+			}
+		}
+	}
+	uerr := run.SetOutcome(outcome)
+	run.Event(runstate.Event{Type: "run", Status: outcome})
+	res := &Result{RunID: run.ID(), StateDir: run.StateDir(), State: run.Snapshot(), Wall: opts.now().Sub(start)}
+	if outcome == runstate.OutcomeDone {
+		return res, uerr
+	}
+	return res, rerr
+}
+
+// sortStepErrors orders root causes by plan position, then host.
+func sortStepErrors(c *Compiled, e *RunError) {
+	order := map[string]int{}
+	for i, n := range c.Nodes {
+		order[n.ID()] = i
+	}
+	sort.SliceStable(e.Failed, func(i, j int) bool {
+		a, b := e.Failed[i], e.Failed[j]
+		if order[a.Step] != order[b.Step] {
+			return order[a.Step] < order[b.Step]
+		}
+		return a.Host < b.Host
+	})
+	sort.SliceStable(e.Waiting, func(i, j int) bool {
+		a, b := e.Waiting[i], e.Waiting[j]
+		if order[a.Step] != order[b.Step] {
+			return order[a.Step] < order[b.Step]
+		}
+		return a.Host < b.Host
+	})
+}
