@@ -26,6 +26,7 @@ type NodeDecoder interface {
 //
 //	yaml:"name"        the key
 //	rescue:"required"  must be present and non-empty
+//	rescue:"positive"  a number or duration that, when written, must be more than 0
 //	enum:"a|b|c"       allowed scalar values
 //	default:"..."      value of a key the mapping leaves out (see [SetDefaults])
 //	doc:"..."          documentation (steps catalog, JSON Schema)
@@ -187,6 +188,7 @@ type Field struct {
 	Key      string
 	Index    int
 	Required bool
+	Positive bool
 	Enum     []string
 	Doc      string
 	Default  string
@@ -207,6 +209,7 @@ func FieldsOf(t reflect.Type) []Field {
 		}
 		f := Field{Key: key, Index: i, Doc: sf.Tag.Get("doc"), Default: sf.Tag.Get("default"), Type: sf.Type}
 		f.Required = strings.Contains(sf.Tag.Get("rescue"), "required")
+		f.Positive = strings.Contains(sf.Tag.Get("rescue"), "positive")
 		if e := sf.Tag.Get("enum"); e != "" {
 			f.Enum = strings.Split(e, "|")
 		}
@@ -267,7 +270,14 @@ func (d *Decoder) decodeStruct(n *yaml.Node, v reflect.Value, field string) {
 				strings.Join(f.Enum, ", "), Suggest(rv.Value, f.Enum))
 			continue
 		}
+		before := len(d.Findings)
 		d.decode(val, v.Field(f.Index), joinField(field, k.Value))
+		if fv := v.Field(f.Index); f.Positive && len(d.Findings) == before && fv.IsZero() {
+			fd := d.Findings.Add(d.PosOf(rv), "%s must be more than 0", joinField(field, k.Value))
+			if f.Default != "" {
+				fd.WithHint("leave %s out for the default, %s", k.Value, f.Default)
+			}
+		}
 	}
 	setDefaults(v, seen)
 	for _, f := range fields {

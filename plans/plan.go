@@ -102,7 +102,7 @@ type SSH struct {
 	Sudo                  bool     `yaml:"sudo" doc:"run commands with sudo -n (for a non-root user)"`
 	Jump                  string   `yaml:"jump" doc:"jump host, user@host:port"`
 	Config                string   `yaml:"config" doc:"OpenSSH client config file (e.g. ~/.ssh/config) read for each host address as a Host alias: HostName, User, Port, IdentityFile, ProxyJump, UserKnownHostsFile fill what the plan leaves unset; host keys stay verified"`
-	Timeout               Duration `yaml:"timeout" default:"10s" doc:"connect timeout"`
+	Timeout               Duration `yaml:"timeout" default:"10s" rescue:"positive" doc:"connect timeout"`
 	InsecureIgnoreHostKey bool     `yaml:"insecureIgnoreHostKey" doc:"DANGEROUS: accept any host key (lab only); loudly reported"`
 
 	Pos    Pos            `yaml:"-"`
@@ -117,7 +117,7 @@ type Step struct {
 	On          Strings   `yaml:"on" doc:"hosts: all, members, a host name, a member name, or a list"`
 	Needs       Strings   `yaml:"needs" doc:"ids of steps that must be done first"`
 	With        yaml.Node `yaml:"with" doc:"parameters of the step type, decoded strictly"`
-	Timeout     Duration  `yaml:"timeout" doc:"time limit per host"`
+	Timeout     Duration  `yaml:"timeout" rescue:"positive" doc:"time limit per host (none when left out)"`
 	Retries     int       `yaml:"retries" doc:"extra attempts after a failure (only for steps safe to repeat)"`
 
 	Pos    Pos            `yaml:"-"`

@@ -20,7 +20,7 @@ import (
 // and restarts (leaving it on panics later restarts, etcd #13848).
 type ForceNewCluster struct {
 	AllowMajorityAlive bool           `yaml:"allowMajorityAlive" doc:"DANGEROUS: skip the fencing check that no other member answers"`
-	Within             plans.Duration `yaml:"within" default:"2m" doc:"how long to wait for the member to come up"`
+	Within             plans.Duration `yaml:"within" default:"2m" rescue:"positive" doc:"how long to wait for the member to come up"`
 }
 
 func (*ForceNewCluster) DestroysData() bool { return true }
@@ -117,7 +117,7 @@ func (s *ForceNewCluster) Validate(c *Ctx, at At, fs *plans.Findings) {
 // WaitHealthy waits until every selected member answers health, one leader
 // is seen by all, and none is a learner unless allowed.
 type WaitHealthy struct {
-	Within         plans.Duration `yaml:"within" default:"2m" doc:"how long to wait"`
+	Within         plans.Duration `yaml:"within" default:"2m" rescue:"positive" doc:"how long to wait"`
 	AllowLearners  bool           `yaml:"allowLearners" doc:"accept learners among the members"`
 	RecordRevision bool           `yaml:"recordRevision" doc:"record the cluster revision as the pre-disaster revision"`
 }

@@ -260,7 +260,7 @@ func (s *MemberUpdate) Check(ctx context.Context, c *Ctx, env Env, t Target) (bo
 // MemberPromote promotes the learner on the target host to a voter, polling
 // while it is still catching up.
 type MemberPromote struct {
-	Within plans.Duration `yaml:"within" default:"5m" doc:"how long to keep trying while the learner catches up"`
+	Within plans.Duration `yaml:"within" default:"5m" rescue:"positive" doc:"how long to keep trying while the learner catches up"`
 }
 
 func (*MemberPromote) NeedsMember() bool { return true }
