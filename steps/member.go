@@ -10,19 +10,34 @@ import (
 	"github.com/etcd-rescue/etcd-rescue/plans"
 )
 
-// retry calls f until it succeeds, fails with a non-retryable error, or ctx
-// ends. etcd answers "unhealthy cluster" for seconds after a member restart.
+// refusalWindow bounds how long a membership change is sent again while etcd
+// refuses it transiently. The "unhealthy cluster" answer after a member
+// restarts lasts about five seconds; a refusal that outlasts the window has a
+// cause that waiting will not fix (a voting member down, no leader).
+var refusalWindow = 20 * time.Second
+
+// retry calls f until it succeeds, fails with an error that is not a
+// transient refusal (Etcd.IsRetryable), refusalWindow has passed, or ctx ends.
+// It is the only retry of a membership change inside a step: the etcd client
+// makes one attempt per call, and each call goes through env.Etcd, which
+// journals it; repeating a failed step is the engine's (retries:).
 func retry(ctx context.Context, api Etcd, env Env, what string, f func() error) error {
+	deadline := time.Now().Add(refusalWindow)
 	delay := 500 * time.Millisecond
-	for {
+	for attempt := 1; ; attempt++ {
 		err := f()
 		if err == nil || !api.IsRetryable(err) {
 			return err
 		}
+		if time.Now().Add(delay).After(deadline) {
+			return fmt.Errorf("%s: etcd still refused it after %d attempts in %s: %w\n"+
+				"hint: etcd refuses membership changes for a few seconds after a member restarts, and for as long as a voting member is down or there is no leader; "+
+				"check every member (etcdctl endpoint health --cluster), then resume the run", what, attempt, refusalWindow, err)
+		}
 		env.Logf("%s: %v; retrying in %s", what, err, delay)
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("%s: %w (last error: %v)", what, ctx.Err(), err)
+			return fmt.Errorf("%s: %w (last error: %w)", what, ctx.Err(), err)
 		case <-time.After(delay):
 		}
 		if delay < 5*time.Second {
@@ -274,6 +289,7 @@ func (s *MemberPromote) Describe(c *Ctx, t Target) []Action {
 			return poll(ctx, env, "promote "+m.Name, 2*time.Second, func() (bool, error) {
 				list, err := api.MemberList(ctx, false)
 				if err != nil {
+					env.Logf("promote %s: %v", m.Name, err)
 					return false, nil
 				}
 				got := findMember(list, "", m.PeerURL)
