@@ -30,7 +30,7 @@ func retry(ctx context.Context, api Etcd, env Env, what string, f func() error) 
 			return err
 		}
 		if time.Now().Add(delay).After(deadline) {
-			return fmt.Errorf("%s: etcd still refused it after %d attempts in %s: %w\n"+
+			return fmt.Errorf("%s: etcd still refused it after %d attempts within %s: %w\n"+
 				"hint: etcd refuses membership changes for a few seconds after a member restarts, and for as long as a voting member is down or there is no leader; "+
 				"check every member (etcdctl endpoint health --cluster), then resume the run", what, attempt, refusalWindow, err)
 		}
