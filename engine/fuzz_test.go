@@ -32,7 +32,11 @@ func FuzzParseCompile(f *testing.F) {
 			return
 		}
 		p.ApplyDefaults()
-		fs = append(fs, p.Check()...)
+		for _, x := range p.Check() {
+			if x.Pos.File != "fuzz.yaml" {
+				t.Fatalf("finding without position: %v", x)
+			}
+		}
 		if p.Cluster == nil || len(p.Hosts) == 0 {
 			return
 		}

@@ -360,7 +360,8 @@ func TestDownLeavesForeignDirs(t *testing.T) {
 }
 
 func TestValueDeterministic(t *testing.T) {
-	if string(Value(7)) != string(Value(7)) || string(Value(7)) == string(Value(8)) || len(Value(0)) != ValueSize {
+	first, again := Value(7), Value(7)
+	if string(first) != string(again) || string(first) == string(Value(8)) || len(Value(0)) != ValueSize {
 		t.Fatal("Value is not a deterministic per-key value")
 	}
 	if Key(42) != "/lab/k/000000042" {
