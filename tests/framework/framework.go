@@ -1,10 +1,11 @@
-package main
-
-// Helpers of the end-to-end tests (e2e_test.go) and the crash tests
-// (crash_test.go): they run the real etcd-rescue binary, built once per
-// top-level test, as a subprocess against a lab (package lab) broken the way
-// a plan expects, and then check the cluster through the lab and the etcd
-// client API, never through etcd-rescue itself.
+// Package framework is the harness of the end-to-end and crash tests
+// (tests/e2e), in the manner of etcd's tests/framework/e2e: it builds the
+// real etcd-rescue binary (go build ./cmd/etcd-rescue) once per top-level
+// test, runs it as a subprocess against a lab (package lab) broken the way
+// a plan expects, and checks the cluster through the lab and the etcd client
+// API, never through etcd-rescue itself. The helpers that need no lab are in
+// tests/framework/testutil, which the lab's own tests share.
+package framework
 
 import (
 	"bufio"
@@ -19,7 +20,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"runtime"
 	"sort"
 	"strconv"
 	"strings"
@@ -32,6 +32,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/etcd-rescue/etcd-rescue/lab"
+	"github.com/etcd-rescue/etcd-rescue/tests/framework/testutil"
 )
 
 // e2eLabDir is this test process's lab state dir. Only one lab can be up
@@ -47,76 +48,67 @@ const e2eLabPrefix = "/var/tmp/etcd-rescue-lab-e2e"
 // running in parallel under `go test ./...`) to go down.
 const waitBusy = 30 * time.Minute
 
-// needE2E skips in -short mode; without root or Linux it skips, or fails
+// NeedE2E skips in -short mode; without root or Linux it skips, or fails
 // under CI=true: in CI a missing prerequisite is a failure, never a skip.
-func needE2E(t *testing.T) {
+func NeedE2E(t *testing.T) {
 	t.Helper()
-	if testing.Short() {
-		t.Skip("e2e: needs the lab (root, network namespaces, real etcd); skipped in -short mode")
-	}
-	why := lab.Unavailable()
-	if why == "" {
-		return
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatalf("e2e cannot run: %s (CI=true: a failure, not a skip)", why)
-	}
-	t.Skipf("e2e: %s; run as root: make test", why)
+	testutil.Need(t, "e2e", lab.Unavailable())
 }
 
-// e2e is what every end-to-end test needs: the built binary and the
+// E2E is what every end-to-end test needs: the built binary and the
 // checkout (the CLI runs there, so examples/X.yaml and lab/bin resolve).
-type e2e struct {
-	bin  string
-	repo string
+type E2E struct {
+	// Bin is the etcd-rescue binary built for the test.
+	Bin string
+	// Repo is the checkout; the CLI runs there.
+	Repo string
 }
 
+// goTool is the go command: go test puts its own GOROOT/bin first in PATH.
 func goTool(t *testing.T) string {
-	if p, err := exec.LookPath("go"); err == nil {
-		return p
-	}
-	p := filepath.Join(runtime.GOROOT(), "bin", "go")
-	if _, err := os.Stat(p); err != nil {
-		t.Fatalf("no go tool to build etcd-rescue (not on PATH, not in %s)", p)
+	p, err := exec.LookPath("go")
+	if err != nil {
+		t.Fatalf("no go tool to build etcd-rescue: %v\nhint: run the tests with go test, which puts go on PATH", err)
 	}
 	return p
 }
 
-// newE2E builds etcd-rescue from this package into the test's temp dir.
-// (cli_test.go owns this package's TestMain, so the build happens once per
-// top-level test; the Go build cache makes the second one cheap.)
-func newE2E(t *testing.T) *e2e {
+// NewE2E builds etcd-rescue (go build ./cmd/etcd-rescue in the checkout)
+// into the test's temp dir: once per top-level test, the Go build cache
+// makes the later builds cheap.
+func NewE2E(t *testing.T) *E2E {
 	t.Helper()
-	needE2E(t)
+	NeedE2E(t)
 	repo, err := lab.RepoRoot()
 	if err != nil {
 		t.Fatalf("e2e: %v", err)
 	}
 	bin := filepath.Join(t.TempDir(), "etcd-rescue")
 	t0 := time.Now()
-	cmd := exec.Command(goTool(t), "build", "-o", bin, ".")
+	cmd := exec.Command(goTool(t), "build", "-o", bin, "./cmd/etcd-rescue")
+	cmd.Dir = repo
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("go build etcd-rescue: %v\n%s", err, out)
 	}
 	t.Logf("built %s in %.1fs", bin, time.Since(t0).Seconds())
-	return &e2e{bin: bin, repo: repo}
+	return &E2E{Bin: bin, Repo: repo}
 }
 
-// result of one etcd-rescue invocation.
-type result struct {
-	args   []string
-	code   int
-	stdout string
-	stderr string
-	wall   time.Duration
+// Result of one etcd-rescue invocation.
+type Result struct {
+	Args   []string
+	Code   int
+	Stdout string
+	Stderr string
+	Wall   time.Duration
 }
 
-func (r result) String() string {
+func (r Result) String() string {
 	return fmt.Sprintf("etcd-rescue %s: exit %d after %.1fs\n--- stdout (tail)\n%s\n--- stderr\n%s",
-		strings.Join(r.args, " "), r.code, r.wall.Seconds(), tailLines(r.stdout, 80), r.stderr)
+		strings.Join(r.Args, " "), r.Code, r.Wall.Seconds(), TailLines(r.Stdout, 80), r.Stderr)
 }
 
-func tailLines(s string, n int) string {
+func TailLines(s string, n int) string {
 	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
 	if len(lines) > n {
 		lines = append([]string{fmt.Sprintf("[... %d lines]", len(lines)-n)}, lines[len(lines)-n:]...)
@@ -125,15 +117,15 @@ func tailLines(s string, n int) string {
 }
 
 // cli runs etcd-rescue to completion, without a terminal.
-func (e *e2e) cli(t *testing.T, args ...string) result {
+func (e *E2E) CLI(t *testing.T, args ...string) Result {
 	t.Helper()
-	p := e.start(t, args...)
-	return p.wait(t)
+	p := e.Start(t, args...)
+	return p.Wait(t)
 }
 
-// proc is an etcd-rescue process that runs in the background; its stdout
+// Proc is an etcd-rescue process that runs in the background; its stdout
 // is read line by line so that a test can act on a progress line at once.
-type proc struct {
+type Proc struct {
 	args  []string
 	cmd   *exec.Cmd
 	start time.Time
@@ -141,7 +133,7 @@ type proc struct {
 	mu     sync.Mutex
 	stdout bytes.Buffer
 	stderr bytes.Buffer
-	hook   func(p *proc, line string) // called in the reader goroutine, for every stdout line
+	hook   func(p *Proc, line string) // called in the reader goroutine, for every stdout line
 
 	readDone chan struct{}
 	exited   chan struct{}
@@ -149,27 +141,27 @@ type proc struct {
 	wall     time.Duration
 }
 
-func (e *e2e) start(t *testing.T, args ...string) *proc {
+func (e *E2E) Start(t *testing.T, args ...string) *Proc {
 	t.Helper()
-	return e.startHook(t, nil, args...)
+	return e.StartHook(t, nil, args...)
 }
 
 // startHook starts etcd-rescue with hook watching its stdout from the
 // first line on.
-func (e *e2e) startHook(t *testing.T, hook func(*proc, string), args ...string) *proc {
+func (e *E2E) StartHook(t *testing.T, hook func(*Proc, string), args ...string) *Proc {
 	t.Helper()
-	return e.startProc(t, hook, nil, args...)
+	return e.StartProc(t, hook, nil, args...)
 }
 
 // startProc starts etcd-rescue with args, env added to the environment.
-func (e *e2e) startProc(t *testing.T, hook func(*proc, string), env []string, args ...string) *proc {
+func (e *E2E) StartProc(t *testing.T, hook func(*Proc, string), env []string, args ...string) *Proc {
 	t.Helper()
-	p := &proc{args: args, readDone: make(chan struct{}), exited: make(chan struct{}), hook: hook}
-	p.cmd = exec.Command(e.bin, args...)
+	p := &Proc{args: args, readDone: make(chan struct{}), exited: make(chan struct{}), hook: hook}
+	p.cmd = exec.Command(e.Bin, args...)
 	if len(env) > 0 {
 		p.cmd.Env = append(os.Environ(), env...)
 	}
-	p.cmd.Dir = e.repo
+	p.cmd.Dir = e.Repo
 	p.cmd.Stdin = nil // /dev/null: no terminal, as in CI
 	p.cmd.Stderr = &lockedWriter{mu: &p.mu, w: &p.stderr}
 	out, err := p.cmd.StdoutPipe()
@@ -241,69 +233,76 @@ func (l *lockedWriter) Write(b []byte) (int, error) {
 	return l.w.Write(b)
 }
 
-func (p *proc) output() (string, string) {
+// Signal sends sig to the process (SIGSTOP to freeze it, SIGKILL to crash it).
+func (p *Proc) Signal(sig os.Signal) error { return p.cmd.Process.Signal(sig) }
+
+// Exited is closed once the process has exited and its output is read.
+func (p *Proc) Exited() <-chan struct{} { return p.exited }
+
+// Output is the process's stdout and stderr so far.
+func (p *Proc) Output() (string, string) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.stdout.String(), p.stderr.String()
 }
 
-// safetyLimit bounds every wait of these tests so that a hang ends in a
+// SafetyLimit bounds every wait of these tests so that a hang ends in a
 // failure with the output so far; it is not a performance assertion.
-const safetyLimit = 15 * time.Minute
+const SafetyLimit = testutil.SafetyLimit
 
-func (p *proc) wait(t *testing.T) result {
+func (p *Proc) Wait(t *testing.T) Result {
 	t.Helper()
 	select {
 	case <-p.exited:
-	case <-time.After(safetyLimit):
+	case <-time.After(SafetyLimit):
 		_ = p.cmd.Process.Kill()
 		<-p.exited
-		out, errs := p.output()
-		t.Fatalf("etcd-rescue %s still running after the safety limit of %s; killed\n%s\n%s", strings.Join(p.args, " "), safetyLimit, tailLines(out, 60), errs)
+		out, errs := p.Output()
+		t.Fatalf("etcd-rescue %s still running after the safety limit of %s; killed\n%s\n%s", strings.Join(p.args, " "), SafetyLimit, TailLines(out, 60), errs)
 	}
-	out, errs := p.output()
-	return result{args: p.args, code: p.code, stdout: out, stderr: errs, wall: p.wall}
+	out, errs := p.Output()
+	return Result{Args: p.args, Code: p.code, Stdout: out, Stderr: errs, Wall: p.wall}
 }
 
 // kill9 kills the process with SIGKILL, as a dying laptop would, and
 // waits for it to be gone.
-func (p *proc) kill9(t *testing.T) result {
+func (p *Proc) Kill9(t *testing.T) Result {
 	t.Helper()
 	if err := p.cmd.Process.Signal(syscall.SIGKILL); err != nil && !errors.Is(err, os.ErrProcessDone) {
 		t.Fatalf("kill -9 %d: %v", p.cmd.Process.Pid, err)
 	}
-	return p.wait(t)
+	return p.Wait(t)
 }
 
-// runIDOf finds the run id in apply's "run ID, state in DIR" line.
+// RunIDOf finds the run id in apply's "run ID, state in DIR" line.
 var runLineRE = regexp.MustCompile(`(?m)^\S+ run (\S+), state in `)
 
-func runIDOf(stdout string) string {
+func RunIDOf(stdout string) string {
 	if m := runLineRE.FindStringSubmatch(stdout); m != nil {
 		return m[1]
 	}
 	return ""
 }
 
-// runState is the part of `status -o json` (and of state.json) the tests read.
-type runState struct {
+// RunState is the part of `status -o json` (and of state.json) the tests read.
+type RunState struct {
 	RunID     string            `json:"runId"`
 	PlanName  string            `json:"planName"`
 	Outcome   string            `json:"outcome"`
 	Sessions  int               `json:"sessions"`
 	Facts     map[string]string `json:"facts"`
-	Steps     []stepState       `json:"steps"`
+	Steps     []StepState       `json:"steps"`
 	Lock      *struct{ Held bool }
 	Approvals map[string]any `json:"approvals"`
 }
 
-type stepState struct {
+type StepState struct {
 	ID    string      `json:"id"`
 	Type  string      `json:"type"`
-	Hosts []hostState `json:"hosts"`
+	Hosts []HostState `json:"hosts"`
 }
 
-type hostState struct {
+type HostState struct {
 	Host     string `json:"host"`
 	Status   string `json:"status"`
 	Attempts int    `json:"attempts"`
@@ -315,7 +314,7 @@ type hostState struct {
 	Why      string `json:"why"`
 }
 
-func (s *runState) find(step, host string) *hostState {
+func (s *RunState) Find(step, host string) *HostState {
 	for i := range s.Steps {
 		if s.Steps[i].ID != step {
 			continue
@@ -330,7 +329,7 @@ func (s *runState) find(step, host string) *hostState {
 }
 
 // notDone lists the step-hosts that are not done, with their status.
-func (s *runState) notDone() []string {
+func (s *RunState) NotDone() []string {
 	var out []string
 	for _, st := range s.Steps {
 		for _, h := range st.Hosts {
@@ -343,35 +342,35 @@ func (s *runState) notDone() []string {
 }
 
 // statusJSON runs `status RUN -o json` and decodes it.
-func (e *e2e) statusJSON(t *testing.T, stateDir, runID string) *runState {
+func (e *E2E) StatusJSON(t *testing.T, stateDir, runID string) *RunState {
 	t.Helper()
-	r := e.cli(t, "status", runID, "-o", "json", "--state-dir", stateDir)
-	if r.code != 0 {
+	r := e.CLI(t, "status", runID, "-o", "json", "--state-dir", stateDir)
+	if r.Code != 0 {
 		t.Fatalf("status: %s", r)
 	}
-	var st runState
-	if err := json.Unmarshal([]byte(r.stdout), &st); err != nil {
-		t.Fatalf("status -o json: %v\n%s", err, r.stdout)
+	var st RunState
+	if err := json.Unmarshal([]byte(r.Stdout), &st); err != nil {
+		t.Fatalf("status -o json: %v\n%s", err, r.Stdout)
 	}
 	return &st
 }
 
-// readState reads runs/<id>/state.json directly (what a crash leaves).
-func readState(t *testing.T, stateDir, runID string) *runState {
+// ReadState reads runs/<id>/state.json directly (what a crash leaves).
+func ReadState(t *testing.T, stateDir, runID string) *RunState {
 	t.Helper()
 	b, err := os.ReadFile(filepath.Join(stateDir, "runs", runID, "state.json"))
 	if err != nil {
 		t.Fatalf("read state: %v", err)
 	}
-	var st runState
+	var st RunState
 	if err := json.Unmarshal(b, &st); err != nil {
 		t.Fatalf("decode state.json: %v", err)
 	}
 	return &st
 }
 
-// onlyRun returns the one run id in stateDir (failing if there are more).
-func onlyRun(t *testing.T, stateDir string) string {
+// OnlyRun returns the one run id in stateDir (failing if there are more).
+func OnlyRun(t *testing.T, stateDir string) string {
 	t.Helper()
 	ents, err := os.ReadDir(filepath.Join(stateDir, "runs"))
 	if err != nil {
@@ -389,27 +388,15 @@ func onlyRun(t *testing.T, stateDir string) string {
 
 // --- the lab -----------------------------------------------------------
 
-type testLog struct {
-	t      *testing.T
-	prefix string
-}
-
-func (w testLog) Write(p []byte) (int, error) {
-	for _, line := range strings.Split(strings.TrimRight(string(p), "\n"), "\n") {
-		w.t.Log(w.prefix + line)
-	}
-	return len(p), nil
-}
-
-// upLab brings up a lab for t in e2eLabDir and takes it down when t ends
+// UpLab brings up a lab for t in e2eLabDir and takes it down when t ends
 // (after collecting diagnostics if t failed). E2E_KEEP_LAB=1 keeps a failed
 // test's lab up for a look (the next test takes it down).
-func upLab(t *testing.T, o lab.Options) *lab.Lab {
+func UpLab(t *testing.T, o lab.Options) *lab.Lab {
 	t.Helper()
 	ctx := context.Background()
 	downStaleLabs(t)
 	o.StateDir = e2eLabDir
-	o.Log = testLog{t, "lab: "}
+	o.Log = testutil.Log{T: t, Prefix: "lab: "}
 	o.WaitBusy = waitBusy
 	t0 := time.Now()
 	l, err := lab.Up(ctx, o)
@@ -465,30 +452,22 @@ func processAlive(pid int) bool {
 func labDiagnostics(t *testing.T, l *lab.Lab) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	var b bytes.Buffer
-	printLabStatus(&b, l.Status(ctx))
-	t.Logf("lab status after the failure:\n%s", b.String())
+	t.Logf("lab status after the failure:\n%s", statusText(l.Status(ctx)))
 	for _, h := range l.Hosts() {
 		out, err := l.Run(ctx, h.Name, "cat /etc/etcd/etcd.env 2>&1; ls -la /var/lib | grep etcd; systemctl is-active etcd; journalctl -u etcd -n 40 --no-pager -o short-precise 2>&1 | grep -v 'recognized and used environment variable' | cut -c1-400", nil)
 		t.Logf("host %s (%s): %v\n%s", h.Name, h.Address, err, out)
 	}
 }
 
-// hostRun runs a command on a lab host and fails the test on error.
-func hostRun(t *testing.T, l *lab.Lab, host, cmd string) string {
+// HostRun runs a command on a lab host and fails the test on error.
+func HostRun(t *testing.T, l *lab.Lab, host, cmd string) string {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	out, err := l.Run(ctx, host, cmd, nil)
-	if err != nil {
-		t.Fatalf("%s: %s: %v\n%s", host, cmd, err, out)
-	}
-	return out
+	return testutil.HostRun(t, l, host, cmd)
 }
 
-// clusterRevision is the store revision through the client API (a
+// ClusterRevision is the store revision through the client API (a
 // linearizable read: it needs a leader).
-func clusterRevision(t *testing.T, l *lab.Lab) int64 {
+func ClusterRevision(t *testing.T, l *lab.Lab) int64 {
 	t.Helper()
 	cli, err := l.Client()
 	if err != nil {
@@ -504,8 +483,8 @@ func clusterRevision(t *testing.T, l *lab.Lab) int64 {
 	return r.Header.Revision
 }
 
-// memberRevisions is every inventory member's own revision (Status).
-func memberRevisions(t *testing.T, l *lab.Lab) map[string]int64 {
+// MemberRevisions is every inventory member's own revision (Status).
+func MemberRevisions(t *testing.T, l *lab.Lab) map[string]int64 {
 	t.Helper()
 	cli, err := l.Client()
 	if err != nil {
@@ -529,7 +508,7 @@ func memberRevisions(t *testing.T, l *lab.Lab) map[string]int64 {
 	return out
 }
 
-func putKey(t *testing.T, l *lab.Lab, key, value string) {
+func PutKey(t *testing.T, l *lab.Lab, key, value string) {
 	t.Helper()
 	cli, err := l.Client()
 	if err != nil {
@@ -543,8 +522,8 @@ func putKey(t *testing.T, l *lab.Lab, key, value string) {
 	}
 }
 
-// getKey returns the value of key and whether it exists.
-func getKey(t *testing.T, l *lab.Lab, key string) (string, bool) {
+// GetKey returns the value of key and whether it exists.
+func GetKey(t *testing.T, l *lab.Lab, key string) (string, bool) {
 	t.Helper()
 	cli, err := l.Client()
 	if err != nil {
@@ -563,9 +542,9 @@ func getKey(t *testing.T, l *lab.Lab, key string) (string, bool) {
 	return string(r.Kvs[0].Value), true
 }
 
-// inventoryWithVars writes a copy of the lab's inventory with extra vars
+// InventoryWithVars writes a copy of the lab's inventory with extra vars
 // (an operator's choice such as where backups go).
-func inventoryWithVars(t *testing.T, l *lab.Lab, vars map[string]string) string {
+func InventoryWithVars(t *testing.T, l *lab.Lab, vars map[string]string) string {
 	t.Helper()
 	b, err := os.ReadFile(l.InventoryPath())
 	if err != nil {
@@ -594,26 +573,26 @@ func inventoryWithVars(t *testing.T, l *lab.Lab, vars map[string]string) string 
 	return p
 }
 
-// dataDirInfo is what a host's data dir (or a moved-aside copy) holds.
-type dataDirInfo struct {
+// DataDirInfo is what a host's data dir (or a moved-aside copy) holds.
+type DataDirInfo struct {
 	Exists bool // the directory exists
 	Member bool // ... and holds member/snap/db (non-empty) and member/wal
 	Marker bool // ... and the marker string occurs in member/ (db or WAL)
 }
 
-// dataDirs looks at dir on every host of the lab. A marker (a key written
+// DataDirs looks at dir on every host of the lab. A marker (a key written
 // just before) proves that a moved-aside copy holds the newest data, not
 // merely some directory.
-func dataDirs(t *testing.T, l *lab.Lab, dir, marker string) map[string]dataDirInfo {
+func DataDirs(t *testing.T, l *lab.Lab, dir, marker string) map[string]DataDirInfo {
 	t.Helper()
-	out := map[string]dataDirInfo{}
+	out := map[string]DataDirInfo{}
 	for _, h := range l.Hosts() {
 		cmd := fmt.Sprintf(`d=%s; [ -e "$d" ] && echo exists; [ -s "$d/member/snap/db" ] && [ -d "$d/member/wal" ] && echo member; `, dir)
 		if marker != "" {
 			cmd += fmt.Sprintf(`grep -rqaF -- %q "$d/member" 2>/dev/null && echo marker; `, marker)
 		}
-		s := hostRun(t, l, h.Name, cmd+"true")
-		var in dataDirInfo
+		s := HostRun(t, l, h.Name, cmd+"true")
+		var in DataDirInfo
 		for _, f := range strings.Fields(s) {
 			switch f {
 			case "exists":
@@ -629,14 +608,14 @@ func dataDirs(t *testing.T, l *lab.Lab, dir, marker string) map[string]dataDirIn
 	return out
 }
 
-// checkAsideDirs checks that on every host where wipe-dir ran in the run
+// CheckAsideDirs checks that on every host where wipe-dir ran in the run
 // and found a data dir, that dir was moved aside to
 // /var/lib/etcd.rescue-<run>, not deleted, with the member (and the marker)
 // it held. before is /var/lib/etcd just before the run.
-func checkAsideDirs(t *testing.T, l *lab.Lab, st *runState, before map[string]dataDirInfo, marker string) {
+func CheckAsideDirs(t *testing.T, l *lab.Lab, st *RunState, before map[string]DataDirInfo, marker string) {
 	t.Helper()
 	aside := lab.DataDir + ".rescue-" + st.RunID
-	after := dataDirs(t, l, aside, marker)
+	after := DataDirs(t, l, aside, marker)
 	checked := 0
 	for _, s := range st.Steps {
 		if s.Type != "wipe-dir" {
@@ -669,11 +648,11 @@ func checkAsideDirs(t *testing.T, l *lab.Lab, st *runState, before map[string]da
 
 // --- snapshots ------------------------------------------------------------
 
-// checkSnapshotFile checks an etcd snapshot file independently of
+// CheckSnapshotFile checks an etcd snapshot file independently of
 // etcd-rescue: its last 32 bytes are the sha256 of the rest (the trailer
 // etcd's snapshot API appends), and FILE.sha256 names the sha256 of the
 // whole file. It returns the file's sha256.
-func checkSnapshotFile(t *testing.T, path string) string {
+func CheckSnapshotFile(t *testing.T, path string) string {
 	t.Helper()
 	b, err := os.ReadFile(path)
 	if err != nil {
@@ -702,8 +681,8 @@ func checkSnapshotFile(t *testing.T, path string) string {
 	return whole
 }
 
-// snapshotStatus runs the lab's etcdutl snapshot status on a local file.
-func snapshotStatus(t *testing.T, l *lab.Lab, path string) (rev int64, keys int64) {
+// SnapshotStatus runs the lab's etcdutl snapshot status on a local file.
+func SnapshotStatus(t *testing.T, l *lab.Lab, path string) (rev int64, keys int64) {
 	t.Helper()
 	out, err := exec.Command(filepath.Join(l.BinDir(), "etcdutl"), "snapshot", "status", "-w", "json", path).CombinedOutput()
 	if err != nil {
@@ -722,9 +701,9 @@ func snapshotStatus(t *testing.T, l *lab.Lab, path string) (rev int64, keys int6
 
 // --- processes in a lab host ------------------------------------------------
 
-// hostPids lists the processes in a lab host's network namespace with their
+// HostPids lists the processes in a lab host's network namespace with their
 // command lines (as the host machine's root sees them).
-func hostPids(t *testing.T, l *lab.Lab, host string) map[int]string {
+func HostPids(t *testing.T, l *lab.Lab, host string) map[int]string {
 	t.Helper()
 	h, ok := l.Host(host)
 	if !ok {
@@ -749,10 +728,10 @@ func hostPids(t *testing.T, l *lab.Lab, host string) map[int]string {
 	return procs
 }
 
-// findHostProcs returns the pids in host whose command line contains s.
-func findHostProcs(t *testing.T, l *lab.Lab, host, s string) []int {
+// FindHostProcs returns the pids in host whose command line contains s.
+func FindHostProcs(t *testing.T, l *lab.Lab, host, s string) []int {
 	var pids []int
-	for pid, c := range hostPids(t, l, host) {
+	for pid, c := range HostPids(t, l, host) {
 		if strings.Contains(c, s) {
 			pids = append(pids, pid)
 		}
@@ -761,44 +740,38 @@ func findHostProcs(t *testing.T, l *lab.Lab, host, s string) []int {
 	return pids
 }
 
-// poll calls f every interval until it returns true; the safety limit
+// Poll calls f every interval until it returns true; the safety limit
 // ends a wait for something that never happens (no performance claim).
-func poll(t *testing.T, what string, interval time.Duration, f func() bool) {
+func Poll(t *testing.T, what string, interval time.Duration, f func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(safetyLimit)
-	for !f() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: did not happen within the safety limit of %s", what, safetyLimit)
-		}
-		time.Sleep(interval)
-	}
+	testutil.Poll(t, what, interval, f)
 }
 
 // --- measurements ------------------------------------------------------------
 
-// measurement is one apply (or resume) of a plan on the lab, for
+// Measurement is one apply (or resume) of a plan on the lab, for
 // docs/measurements.md.
-type measurement struct {
+type Measurement struct {
 	Test     string
 	Plan     string
 	Version  string
 	Members  int
 	Wall     time.Duration // the etcd-rescue process, start to exit
 	Sessions int
-	Steps    []stepTimes
+	Steps    []StepTimes
 	Summary  string // the time table apply printed
 }
 
-type stepTimes struct {
+type StepTimes struct {
 	ID                              string
 	Hosts                           int
 	Elapsed, Remote, API, Cmds, Att int64
 }
 
-func timesOf(st *runState) []stepTimes {
-	var out []stepTimes
+func TimesOf(st *RunState) []StepTimes {
+	var out []StepTimes
 	for _, s := range st.Steps {
-		x := stepTimes{ID: s.ID, Hosts: len(s.Hosts)}
+		x := StepTimes{ID: s.ID, Hosts: len(s.Hosts)}
 		for _, h := range s.Hosts {
 			x.Elapsed += h.Elapsed
 			x.Remote += h.Remote
@@ -811,9 +784,9 @@ func timesOf(st *runState) []stepTimes {
 	return out
 }
 
-// summaryOf cuts the time summary (from "run ID: outcome" on) out of
+// SummaryOf cuts the time summary (from "run ID: outcome" on) out of
 // apply's stdout.
-func summaryOf(stdout string) string {
+func SummaryOf(stdout string) string {
 	i := strings.LastIndex(stdout, "\nrun ")
 	if i < 0 {
 		return ""
@@ -823,9 +796,9 @@ func summaryOf(stdout string) string {
 
 var measureMu sync.Mutex // serializes appends to E2E_MEASUREMENTS
 
-// record logs m and, when E2E_MEASUREMENTS names a file, appends it there
+// Record logs m and, when E2E_MEASUREMENTS names a file, appends it there
 // as one JSON line (the figures of docs/measurements.md come from these).
-func record(t *testing.T, m measurement) {
+func Record(t *testing.T, m Measurement) {
 	t.Helper()
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s: %s on etcd %s, %d member(s): wall %.1fs", m.Test, m.Plan, m.Version, m.Members, m.Wall.Seconds())
@@ -846,4 +819,25 @@ func record(t *testing.T, m measurement) {
 		line, _ := json.Marshal(m)
 		f.Write(append(line, '\n'))
 	}
+}
+
+// statusText is a short form of `etcd-rescue lab status` for diagnostics.
+func statusText(s *lab.Status) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "lab %s: %s mode, etcd %s, TLS %v\n", s.StateDir, s.Mode, s.Version, s.TLS)
+	for _, h := range s.Hosts {
+		fmt.Fprintf(&b, "host %s %s: ssh %v, etcd %s, data dir %v\n", h.Name, h.Address, h.SSH, h.Etcd, h.DataDir)
+	}
+	for _, m := range s.Members {
+		state := fmt.Sprintf("leader %x, revision %d, etcd %s", m.Leader, m.Revision, m.Version)
+		if m.Err != "" {
+			state = "down: " + m.Err
+		}
+		fmt.Fprintf(&b, "member %s on %s (%s): %s\n", m.Name, m.Host, m.ClientURL, state)
+	}
+	for _, m := range s.MemberList {
+		fmt.Fprintf(&b, "member list: %s\n", m)
+	}
+	fmt.Fprintf(&b, "keys: %d under %s", s.Keys, lab.KeyPrefix)
+	return b.String()
 }
