@@ -21,6 +21,12 @@ var refusalWindow = 20 * time.Second
 // It is the only retry of a membership change inside a step: the etcd client
 // makes one attempt per call, and each call goes through env.Etcd, which
 // journals it; repeating a failed step is the engine's (retries:).
+//
+// A refusal comes before the change is acted on, so the callers read the
+// member list once and then send only the change again: with two members
+// answering, the client's round-robin balancer would otherwise send every
+// change to the same member, which may be a learner that refuses it ("rpc
+// not supported for learner", etcd 3.5).
 func retry(ctx context.Context, api Etcd, env Env, what string, f func() error) error {
 	deadline := time.Now().Add(refusalWindow)
 	delay := 500 * time.Millisecond
@@ -87,13 +93,19 @@ func (s *MemberAdd) Describe(c *Ctx, t Target) []Action {
 			if err != nil {
 				return err
 			}
+			listed := false
 			return retry(ctx, api, env, "member add "+m.Name, func() error {
-				list, err := api.MemberList(ctx, false)
-				if err != nil {
-					return err
-				}
-				if got := findMember(list, "", m.PeerURL); got != nil {
-					return env.SetFact(memberFact(m.Name), strconv.FormatUint(got.ID, 10))
+				// The list is read until it answers once; then only the
+				// refused add is sent again (see retry).
+				if !listed {
+					list, err := api.MemberList(ctx, false)
+					if err != nil {
+						return err
+					}
+					listed = true
+					if got := findMember(list, "", m.PeerURL); got != nil {
+						return env.SetFact(memberFact(m.Name), strconv.FormatUint(got.ID, 10))
+					}
 				}
 				added, err := api.MemberAdd(ctx, []string{m.PeerURL}, s.learner())
 				if err != nil {
@@ -176,16 +188,18 @@ func (s *MemberRemove) Describe(c *Ctx, t Target) []Action {
 			if err != nil {
 				return err
 			}
+			var m *Member
 			return retry(ctx, api, env, "member remove", func() error {
-				list, err := api.MemberList(ctx, false)
-				if err != nil {
-					return err
-				}
-				m := s.match(list)
 				if m == nil {
-					return nil
+					list, err := api.MemberList(ctx, false)
+					if err != nil {
+						return err
+					}
+					if m = s.match(list); m == nil {
+						return nil
+					}
+					env.Logf("removing member %x (%s)", m.ID, m.Name)
 				}
-				env.Logf("removing member %x (%s)", m.ID, m.Name)
 				return api.MemberRemove(ctx, m.ID)
 			})
 		}}}
@@ -236,17 +250,19 @@ func (s *MemberUpdate) Describe(c *Ctx, t Target) []Action {
 			if err != nil {
 				return err
 			}
+			var got *Member
 			return retry(ctx, api, env, "member update "+m.Name, func() error {
-				list, err := api.MemberList(ctx, false)
-				if err != nil {
-					return err
-				}
-				got := findMember(list, m.Name, "")
 				if got == nil {
-					return fmt.Errorf("no member named %s in the cluster", m.Name)
-				}
-				if len(got.PeerURLs) == 1 && got.PeerURLs[0] == m.PeerURL {
-					return nil
+					list, err := api.MemberList(ctx, false)
+					if err != nil {
+						return err
+					}
+					if got = findMember(list, m.Name, ""); got == nil {
+						return fmt.Errorf("no member named %s in the cluster", m.Name)
+					}
+					if len(got.PeerURLs) == 1 && got.PeerURLs[0] == m.PeerURL {
+						return nil
+					}
 				}
 				return api.MemberUpdate(ctx, got.ID, []string{m.PeerURL})
 			})
@@ -286,21 +302,37 @@ func (s *MemberPromote) Describe(c *Ctx, t Target) []Action {
 			}
 			ctx, cancel := context.WithTimeout(ctx, within)
 			defer cancel()
+			// The member list is read again after every refusal but a
+			// transient one: after "not in sync yet" or any other answer
+			// it says whether the learner is a voter by now. After a
+			// transient refusal the promote alone is sent again, so that
+			// it goes to the next member the balancer picks: a 3.5
+			// learner asked to promote itself refuses with "rpc not
+			// supported for learner", and with two members answering,
+			// list and promote alternating would always send the
+			// promote to the learner.
+			var id uint64
 			return poll(ctx, env, "promote "+m.Name, 2*time.Second, func() (bool, error) {
-				list, err := api.MemberList(ctx, false)
-				if err != nil {
+				if id == 0 {
+					list, err := api.MemberList(ctx, false)
+					if err != nil {
+						env.Logf("promote %s: %v", m.Name, err)
+						return false, nil
+					}
+					got := findMember(list, "", m.PeerURL)
+					if got == nil {
+						return false, fmt.Errorf("%s (%s) is not a member: add it first", m.Name, m.PeerURL)
+					}
+					if !got.IsLearner {
+						return true, nil
+					}
+					id = got.ID
+				}
+				if err := api.MemberPromote(ctx, id); err != nil {
 					env.Logf("promote %s: %v", m.Name, err)
-					return false, nil
-				}
-				got := findMember(list, "", m.PeerURL)
-				if got == nil {
-					return false, fmt.Errorf("%s (%s) is not a member: add it first", m.Name, m.PeerURL)
-				}
-				if !got.IsLearner {
-					return true, nil
-				}
-				if err := api.MemberPromote(ctx, got.ID); err != nil {
-					env.Logf("promote %s: %v", m.Name, err)
+					if !api.IsRetryable(err) {
+						id = 0
+					}
 					return false, nil
 				}
 				return true, nil
