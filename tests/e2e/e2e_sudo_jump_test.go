@@ -12,10 +12,7 @@ package e2e
 //	go test ./tests/e2e/ -run TestE2ESudoJump -v
 
 import (
-	"bufio"
-	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -28,36 +25,6 @@ import (
 	"github.com/etcd-rescue/etcd-rescue/lab"
 	"github.com/etcd-rescue/etcd-rescue/tests/framework"
 )
-
-// runEvent is the part of an events.jsonl line this test reads.
-type runEvent struct {
-	Type  string `json:"type"`
-	Step  string `json:"step"`
-	Host  string `json:"host"`
-	Cmd   string `json:"cmd"`
-	Exit  *int   `json:"exit"`
-	Error string `json:"error"`
-	Msg   string `json:"msg"`
-}
-
-func readEvents(t *testing.T, stateDir, runID string) []runEvent {
-	t.Helper()
-	b, err := os.ReadFile(filepath.Join(stateDir, "runs", runID, "events.jsonl"))
-	if err != nil {
-		t.Fatalf("events.jsonl: %v", err)
-	}
-	var evs []runEvent
-	sc := bufio.NewScanner(bytes.NewReader(b))
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
-		var ev runEvent
-		if err := json.Unmarshal(sc.Bytes(), &ev); err != nil {
-			t.Fatalf("events.jsonl line %q: %v", sc.Text(), err)
-		}
-		evs = append(evs, ev)
-	}
-	return evs
-}
 
 // sudoLogRE matches one command in lab.SudoLog: sshx runs every command of
 // a sudo host as `exec sudo -n setsid -w sh -c PGIDSCRIPT TOKEN CMD`, which
@@ -110,8 +77,8 @@ func TestE2ESudoJump(t *testing.T) {
 
 	// The run's commands, per host, as the engine journalled them (the
 	// command itself: sshx adds the sudo wrapping below the journal).
-	evs := readEvents(t, stateDir, runID)
-	cmds := map[string][]runEvent{}
+	evs := framework.ReadEvents(t, stateDir, runID)
+	cmds := map[string][]framework.RunEvent{}
 	var rootOnly []string
 	routes := map[string]string{}
 	for _, ev := range evs {
@@ -210,7 +177,7 @@ func cmdHead(s string) string {
 	return s
 }
 
-func eventsSummary(evs []runEvent) string {
+func eventsSummary(evs []framework.RunEvent) string {
 	var b strings.Builder
 	for _, ev := range evs {
 		exit := "-"

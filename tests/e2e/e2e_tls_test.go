@@ -39,7 +39,7 @@ func TestE2ETLS(t *testing.T) {
 			st, stateDir := e.recoverLab(t, l, sc)
 			checkInventoryTLS(t, l) // as the break rewrote it
 			checkEnvTLS(t, l)
-			checkRunTLS(t, l, readEvents(t, stateDir, st.RunID), sc)
+			checkRunTLS(t, l, framework.ReadEvents(t, stateDir, st.RunID), sc)
 		})
 	}
 }
@@ -108,7 +108,7 @@ func checkEnvTLS(t *testing.T, l *lab.Lab) {
 // naming each member's https client URL succeeded, among them every call
 // of the final verify-data step (and, for lost-host, the member add of the
 // replacement's https peer URL).
-func checkRunTLS(t *testing.T, l *lab.Lab, evs []runEvent, sc scenario) {
+func checkRunTLS(t *testing.T, l *lab.Lab, evs []framework.RunEvent, sc scenario) {
 	t.Helper()
 	okByURL := map[string]int{}
 	var api, sameData int
