@@ -25,7 +25,18 @@ import (
 	"github.com/etcd-rescue/etcd-rescue/tests/framework/testutil"
 )
 
-// --- the lab -----------------------------------------------------------
+// e2eLabDir is this test process's lab state dir. Only one lab can be up
+// on a machine; Up makes a second one wait (WaitBusy). The dir is per
+// process so that a test never takes down a lab it did not start: two
+// `go test` runs at once (make test and a developer's) each wait for the
+// other's lab instead of removing it.
+var e2eLabDir = fmt.Sprintf("%s-%d", e2eLabPrefix, os.Getpid())
+
+const e2eLabPrefix = "/var/tmp/etcd-rescue-lab-e2e"
+
+// waitBusy is how long Up waits for another lab (the lab package's tests,
+// running in parallel under `go test ./...`) to go down.
+const waitBusy = 30 * time.Minute
 
 // UpLab brings up a lab for t in e2eLabDir and takes it down when t ends
 // (after collecting diagnostics if t failed). E2E_KEEP_LAB=1 keeps a failed
