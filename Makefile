@@ -7,6 +7,12 @@ BIN      := bin/etcd-rescue
 GOFLAGS  ?=
 export GOTOOLCHAIN := local
 
+# staticcheck, pinned, installed from the Go module proxy into a project-local
+# bin dir the first time `make lint` runs.
+STATICCHECK_VERSION := v0.8.2
+TOOLS_BIN   := $(CURDIR)/bin/tools
+STATICCHECK := $(TOOLS_BIN)/staticcheck
+
 -include lab/lab.mk
 
 .PHONY: all build test unit e2e lint fuzz bench demo golden clean
@@ -16,33 +22,60 @@ all: build
 build:
 	$(GO) build -o $(BIN) ./cmd/etcd-rescue
 
-## test: every test, the lab-based end-to-end ones included (needs root; installs prerequisites).
+## test: every test (needs root; installs prerequisites): the unit tests with the race
+## detector, then the lab-based ones (package lab and the end-to-end tests in tests/e2e).
 ## -p 1: the lab and e2e packages each bring up labs, and only one lab fits on a machine.
+LAB_PKGS := ./lab/ ./tests/e2e/
 test: build lint $(LAB_PREREQS)
-	$(GO) test -p 1 -count=1 -timeout 60m ./...
+	$(GO) test -short -race -count=1 -timeout 30m ./...
+	$(GO) test -p 1 -count=1 -timeout 60m $(LAB_PKGS)
 
 ## demo: bring up the lab, break its quorum, repair it with an example plan, prove every key survived
 demo: build $(LAB_PREREQS)
 	lab/demo.sh $(BIN)
 
-## e2e: only the end-to-end and crash tests on the lab
+## e2e: only the end-to-end and crash tests on the lab (tests/e2e, harness in tests/framework)
 e2e: build $(LAB_PREREQS)
-	$(GO) test -count=1 -timeout 40m -run 'TestE2E' -v ./cmd/etcd-rescue/
+	$(GO) test -count=1 -timeout 40m -v ./tests/e2e/
 
-## unit: the tests that need no lab
+## unit: the tests that need no lab, with the race detector (needs cgo: gcc)
 unit:
-	$(GO) test -count=1 -short ./...
+	$(GO) test -count=1 -short -race ./...
 
+## lint: gofmt, go vet and staticcheck $(STATICCHECK_VERSION). staticcheck is installed into
+## bin/tools when missing; if that fails (no Go module proxy) it is skipped with a
+## warning, except under CI=true, where it fails the target.
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	  if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
+	@if ! $(STATICCHECK) -version 2>/dev/null | grep -qF '$(patsubst v%,%,$(STATICCHECK_VERSION))'; then \
+	  echo "lint: installing staticcheck $(STATICCHECK_VERSION) into $(TOOLS_BIN)"; \
+	  if ! GOBIN=$(TOOLS_BIN) $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION); then \
+	    if [ "$$CI" = true ]; then echo "lint: could not install staticcheck $(STATICCHECK_VERSION)" >&2; exit 1; fi; \
+	    echo "lint: WARNING: staticcheck not installed, skipped (set CI=true to make this an error)" >&2; \
+	    echo "  hint: GOBIN=$(TOOLS_BIN) go install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)" >&2; \
+	    exit 0; \
+	  fi; \
+	fi; \
+	echo "$(STATICCHECK) ./..."; $(STATICCHECK) ./...
 
-## fuzz: the plan parser and the shell quoting, for a bounded time each
+## fuzz: the plan parser and the shell quoting, for a bounded time each. Fails when a
+## target finds a crasher: go test writes it under the package's testdata/fuzz/, and
+## once committed it runs as a seed in every ordinary go test.
 FUZZTIME ?= 60s
+FUZZ_DIRS := engine/testdata/fuzz internal/shellquote/testdata/fuzz
 fuzz:
-	$(GO) test -run '^$$' -fuzz FuzzParseCompile -fuzztime $(FUZZTIME) ./engine/
-	$(GO) test -run '^$$' -fuzz FuzzQuote -fuzztime $(FUZZTIME) ./internal/shellquote/
+	@fail=0; \
+	$(GO) test -run '^$$' -fuzz '^FuzzParseCompile$$' -fuzztime $(FUZZTIME) ./engine/ || fail=1; \
+	$(GO) test -run '^$$' -fuzz '^FuzzQuote$$' -fuzztime $(FUZZTIME) ./internal/shellquote/ || fail=1; \
+	new=$$(git status --porcelain --untracked-files=all -- $(FUZZ_DIRS) 2>/dev/null); \
+	if [ -n "$$new" ]; then \
+	  echo "fuzz: crashers not committed yet:"; echo "$$new"; \
+	  echo "  hint: fix the bug, then commit the file: it stays a seed of go test"; fail=1; \
+	fi; \
+	if [ $$fail != 0 ]; then echo "fuzz: FAILED" >&2; fi; \
+	exit $$fail
 
 ## bench: the engine's walk (parallelism 4 against 1), a checkpoint write, and an SSH
 ## command on the pooled connection against dial+run; ratios against the baseline of

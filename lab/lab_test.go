@@ -21,6 +21,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/etcd-rescue/etcd-rescue/internal/sshx"
+	"github.com/etcd-rescue/etcd-rescue/tests/framework/testutil"
 )
 
 // testStateDir is the lab state dir of the tests (one lab at a time).
@@ -29,17 +30,7 @@ const testStateDir = "/var/tmp/etcd-rescue-lab-test"
 // needLab skips (or, under CI=true, fails) when the lab cannot run here.
 func needLab(t *testing.T) {
 	t.Helper()
-	if testing.Short() {
-		t.Skip("lab test: skipped in -short mode")
-	}
-	why := Unavailable()
-	if why == "" {
-		return
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatalf("lab test cannot run: %s (CI=true: this is a failure, not a skip)", why)
-	}
-	t.Skipf("lab test: %s; run as root on Linux (make test)", why)
+	testutil.Need(t, "lab test", Unavailable())
 }
 
 // upLab brings a lab up for one test and takes it down (checking that
@@ -52,7 +43,7 @@ func upLab(t *testing.T, o Options) *Lab {
 		t.Fatalf("clean up an earlier test lab: %v", err)
 	}
 	o.StateDir = testStateDir
-	o.Log = testLog{t}
+	o.Log = testutil.Log{T: t}
 	if o.WaitBusy == 0 {
 		o.WaitBusy = 10 * time.Minute // another package's tests may hold the lab network
 	}
@@ -68,14 +59,6 @@ func upLab(t *testing.T, o Options) *Lab {
 	t.Logf("lab up (%d members, %s, %s mode) in %.1fs", o.Members, l.Version(), l.Mode(), time.Since(t0).Seconds())
 	t.Cleanup(func() { downAndCheck(t, l) })
 	return l
-}
-
-type testLog struct{ t *testing.T }
-
-func (w testLog) Write(p []byte) (int, error) {
-	w.t.Helper()
-	w.t.Log(strings.TrimRight(string(p), "\n"))
-	return len(p), nil
 }
 
 // downAndCheck runs Down and checks it left no namespace, mount, process,
@@ -127,13 +110,7 @@ func downAndCheck(t *testing.T, l *Lab) {
 
 func sshOut(t *testing.T, l *Lab, host, cmd string) string {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	out, err := l.Run(ctx, host, cmd, nil)
-	if err != nil {
-		t.Fatalf("%s: %s: %v\n%s", host, cmd, err, out)
-	}
-	return strings.TrimSpace(out)
+	return strings.TrimSpace(testutil.HostRun(t, l, host, cmd))
 }
 
 // etcdState is `systemctl is-active etcd` on host (no error on inactive).
@@ -360,7 +337,8 @@ func TestDownLeavesForeignDirs(t *testing.T) {
 }
 
 func TestValueDeterministic(t *testing.T) {
-	if string(Value(7)) != string(Value(7)) || string(Value(7)) == string(Value(8)) || len(Value(0)) != ValueSize {
+	first, again := Value(7), Value(7)
+	if string(first) != string(again) || string(first) == string(Value(8)) || len(Value(0)) != ValueSize {
 		t.Fatal("Value is not a deterministic per-key value")
 	}
 	if Key(42) != "/lab/k/000000042" {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"go/build"
 	"io"
 	"os"
 	"os/exec"
@@ -337,9 +338,13 @@ func goTool() (string, bool) {
 	if p, ok := lookPath("go"); ok {
 		return p, true
 	}
-	p := filepath.Join(runtime.GOROOT(), "bin", "go")
-	if _, err := os.Stat(p); err == nil {
-		return p, true
+	// The toolchain this binary was built with ($GOROOT when set);
+	// go/build keeps it now that runtime.GOROOT is deprecated.
+	if root := build.Default.GOROOT; root != "" {
+		p := filepath.Join(root, "bin", "go")
+		if _, err := os.Stat(p); err == nil {
+			return p, true
+		}
 	}
 	if _, err := os.Stat("/usr/local/go/bin/go"); err == nil {
 		return "/usr/local/go/bin/go", true

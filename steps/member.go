@@ -10,19 +10,40 @@ import (
 	"github.com/etcd-rescue/etcd-rescue/plans"
 )
 
-// retry calls f until it succeeds, fails with a non-retryable error, or ctx
-// ends. etcd answers "unhealthy cluster" for seconds after a member restart.
+// refusalWindow bounds how long a membership change is sent again while etcd
+// refuses it transiently. The "unhealthy cluster" answer after a member
+// restarts lasts about five seconds; a refusal that outlasts the window has a
+// cause that waiting will not fix (a voting member down, no leader).
+var refusalWindow = 20 * time.Second
+
+// retry calls f until it succeeds, fails with an error that is not a
+// transient refusal (Etcd.IsRetryable), refusalWindow has passed, or ctx ends.
+// It is the only retry of a membership change inside a step: the etcd client
+// makes one attempt per call, and each call goes through env.Etcd, which
+// journals it; repeating a failed step is the engine's (retries:).
+//
+// A refusal comes before the change is acted on, so the callers read the
+// member list once and then send only the change again: with two members
+// answering, the client's round-robin balancer would otherwise send every
+// change to the same member, which may be a learner that refuses it ("rpc
+// not supported for learner", etcd 3.5).
 func retry(ctx context.Context, api Etcd, env Env, what string, f func() error) error {
+	deadline := time.Now().Add(refusalWindow)
 	delay := 500 * time.Millisecond
-	for {
+	for attempt := 1; ; attempt++ {
 		err := f()
 		if err == nil || !api.IsRetryable(err) {
 			return err
 		}
+		if time.Now().Add(delay).After(deadline) {
+			return fmt.Errorf("%s: etcd still refused it after %d attempts within %s: %w\n"+
+				"hint: etcd refuses membership changes for a few seconds after a member restarts, and for as long as a voting member is down or there is no leader; "+
+				"check every member (etcdctl endpoint health --cluster), then resume the run", what, attempt, refusalWindow, err)
+		}
 		env.Logf("%s: %v; retrying in %s", what, err, delay)
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("%s: %w (last error: %v)", what, ctx.Err(), err)
+			return fmt.Errorf("%s: %w (last error: %w)", what, ctx.Err(), err)
 		case <-time.After(delay):
 		}
 		if delay < 5*time.Second {
@@ -76,13 +97,19 @@ func (s *MemberAdd) Describe(c *Ctx, t Target) []Action {
 			if err != nil {
 				return err
 			}
+			listed := false
 			return retry(ctx, api, env, "member add "+m.Name, func() error {
-				list, err := api.MemberList(ctx, false)
-				if err != nil {
-					return err
-				}
-				if got := findMember(list, "", m.PeerURL); got != nil {
-					return env.SetFact(memberFact(m.Name), strconv.FormatUint(got.ID, 10))
+				// The list is read until it answers once; then only the
+				// refused add is sent again (see retry).
+				if !listed {
+					list, err := api.MemberList(ctx, false)
+					if err != nil {
+						return err
+					}
+					listed = true
+					if got := findMember(list, "", m.PeerURL); got != nil {
+						return env.SetFact(memberFact(m.Name), strconv.FormatUint(got.ID, 10))
+					}
 				}
 				added, err := api.MemberAdd(ctx, []string{m.PeerURL}, s.learner())
 				if err != nil {
@@ -168,16 +195,18 @@ func (s *MemberRemove) Describe(c *Ctx, t Target) []Action {
 			if err != nil {
 				return err
 			}
+			var m *Member
 			return retry(ctx, api, env, "member remove", func() error {
-				list, err := api.MemberList(ctx, false)
-				if err != nil {
-					return err
-				}
-				m := s.match(list)
 				if m == nil {
-					return nil
+					list, err := api.MemberList(ctx, false)
+					if err != nil {
+						return err
+					}
+					if m = s.match(list); m == nil {
+						return nil
+					}
+					env.Logf("removing member %x (%s)", m.ID, m.Name)
 				}
-				env.Logf("removing member %x (%s)", m.ID, m.Name)
 				return api.MemberRemove(ctx, m.ID)
 			})
 		}}}
@@ -230,17 +259,19 @@ func (s *MemberUpdate) Describe(c *Ctx, t Target) []Action {
 			if err != nil {
 				return err
 			}
+			var got *Member
 			return retry(ctx, api, env, "member update "+m.Name, func() error {
-				list, err := api.MemberList(ctx, false)
-				if err != nil {
-					return err
-				}
-				got := findMember(list, m.Name, "")
 				if got == nil {
-					return fmt.Errorf("no member named %s in the cluster", m.Name)
-				}
-				if len(got.PeerURLs) == 1 && got.PeerURLs[0] == m.PeerURL {
-					return nil
+					list, err := api.MemberList(ctx, false)
+					if err != nil {
+						return err
+					}
+					if got = findMember(list, m.Name, ""); got == nil {
+						return fmt.Errorf("no member named %s in the cluster", m.Name)
+					}
+					if len(got.PeerURLs) == 1 && got.PeerURLs[0] == m.PeerURL {
+						return nil
+					}
 				}
 				return api.MemberUpdate(ctx, got.ID, []string{m.PeerURL})
 			})
@@ -279,20 +310,37 @@ func (s *MemberPromote) Describe(c *Ctx, t Target) []Action {
 			}
 			ctx, cancel := context.WithTimeout(ctx, within)
 			defer cancel()
+			// The member list is read again after every refusal but a
+			// transient one: after "not in sync yet" or any other answer
+			// it says whether the learner is a voter by now. After a
+			// transient refusal the promote alone is sent again, so that
+			// it goes to the next member the balancer picks: a 3.5
+			// learner asked to promote itself refuses with "rpc not
+			// supported for learner", and with two members answering,
+			// list and promote alternating would always send the
+			// promote to the learner.
+			var id uint64
 			return poll(ctx, env, "promote "+m.Name, 2*time.Second, func() (bool, error) {
-				list, err := api.MemberList(ctx, false)
-				if err != nil {
-					return false, nil
+				if id == 0 {
+					list, err := api.MemberList(ctx, false)
+					if err != nil {
+						env.Logf("promote %s: %v", m.Name, err)
+						return false, nil
+					}
+					got := findMember(list, "", m.PeerURL)
+					if got == nil {
+						return false, fmt.Errorf("%s (%s) is not a member: add it first", m.Name, m.PeerURL)
+					}
+					if !got.IsLearner {
+						return true, nil
+					}
+					id = got.ID
 				}
-				got := findMember(list, "", m.PeerURL)
-				if got == nil {
-					return false, fmt.Errorf("%s (%s) is not a member: add it first", m.Name, m.PeerURL)
-				}
-				if !got.IsLearner {
-					return true, nil
-				}
-				if err := api.MemberPromote(ctx, got.ID); err != nil {
+				if err := api.MemberPromote(ctx, id); err != nil {
 					env.Logf("promote %s: %v", m.Name, err)
+					if !api.IsRetryable(err) {
+						id = 0
+					}
 					return false, nil
 				}
 				return true, nil

@@ -1,11 +1,8 @@
 package etcdapi
 
 import (
-	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
-	"time"
 
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	"google.golang.org/grpc/codes"
@@ -97,81 +94,62 @@ var retryable = map[string]bool{
 	rpctypes.ErrorDesc(rpctypes.ErrGRPCNotSupportedForLearner): true,
 }
 
+// Class is how a failed call may be followed up. The client makes one attempt
+// per call; what to do next is the caller's: a step polls a transient refusal
+// within its deadline, the engine's retries: repeat a failed step.
+type Class int
+
+const (
+	// Permanent: etcd answered and refused for good (no such member, already a
+	// voter, bad request), or the outcome is unknown (a timeout after the
+	// request may have been applied). Repeating the same request will not help.
+	Permanent Class = iota
+	// Retryable: etcd answered with a transient refusal given before the request
+	// was acted on: "unhealthy cluster" (for ~5 s after a member restarts, and
+	// for as long as a voting member is down), no leader, leader changed, too
+	// many requests, a stopping server, a learner asked what only voters serve.
+	// Sending the same request again is safe.
+	Retryable
+	// Unreachable: the member could not be asked at all (connection refused,
+	// no route, TLS handshake failed, gRPC Unavailable): nothing is known of
+	// its state. Kept apart from an answer such as "unhealthy", which says the
+	// member was asked and is down.
+	Unreachable
+)
+
+func (c Class) String() string {
+	switch c {
+	case Retryable:
+		return "retryable"
+	case Unreachable:
+		return "unreachable"
+	}
+	return "permanent"
+}
+
+// ErrUnreachable matches errors of a member that could not be asked at all
+// (see [Unreachable]).
+var ErrUnreachable = errors.New("etcd member unreachable")
+
+// Classify sorts err into [Permanent], [Retryable] or [Unreachable]. nil is
+// Permanent (there is nothing to retry).
+func Classify(err error) Class {
+	switch {
+	case err == nil:
+		return Permanent
+	case retryable[etcdDesc(err)]:
+		return Retryable
+	case errors.Is(err, ErrUnreachable), grpcCode(err) == codes.Unavailable:
+		return Unreachable
+	}
+	return Permanent
+}
+
 // IsRetryable reports whether err is a transient refusal after which the same
-// request may simply be sent again: "unhealthy cluster" (for ~5 s after a member
-// restart), no leader / not leader / leader changed, too many requests, a
-// stopping server, or a member that cannot be reached at all (gRPC Unavailable).
-// Timeouts are not included: the request may have been applied.
-func IsRetryable(err error) bool {
-	if err == nil {
-		return false
-	}
-	if retryable[etcdDesc(err)] {
-		return true
-	}
-	return grpcCode(err) == codes.Unavailable
-}
+// request may simply be sent again ([Retryable]). Timeouts are not included:
+// the request may have been applied.
+func IsRetryable(err error) bool { return Classify(err) == Retryable }
 
-// Backoff is an exponential backoff with jitter.
-type Backoff struct {
-	// Initial is the first wait (default 250 ms), doubled up to Max (default 2 s).
-	Initial, Max time.Duration
-	// Total bounds the time spent retrying (default 60 s); the context may end
-	// it sooner.
-	Total time.Duration
-	// Notify, when set, is told of each failed attempt before the wait, so that
-	// slow recoveries show progress.
-	Notify func(attempt int, err error, wait time.Duration)
-}
-
-// DefaultBackoff is used for zero fields.
-var DefaultBackoff = Backoff{Initial: 250 * time.Millisecond, Max: 2 * time.Second, Total: 60 * time.Second}
-
-func (b Backoff) withDefaults() Backoff {
-	if b.Initial <= 0 {
-		b.Initial = DefaultBackoff.Initial
-	}
-	if b.Max <= 0 {
-		b.Max = DefaultBackoff.Max
-	}
-	if b.Total <= 0 {
-		b.Total = DefaultBackoff.Total
-	}
-	return b
-}
-
-// Retry calls fn until it succeeds, returns an error for which retry is false, or
-// the backoff's total time or ctx runs out; it returns fn's last error (with the
-// number of attempts when there were several). retry nil means [IsRetryable].
-func Retry(ctx context.Context, b Backoff, retry func(error) bool, fn func(context.Context) error) error {
-	b = b.withDefaults()
-	if retry == nil {
-		retry = IsRetryable
-	}
-	deadline := time.Now().Add(b.Total)
-	wait := b.Initial
-	for attempt := 1; ; attempt++ {
-		err := fn(ctx)
-		if err == nil || !retry(err) {
-			return err
-		}
-		// Full jitter in [wait/2, wait].
-		d := wait/2 + rand.N(wait/2+1)
-		if time.Now().Add(d).After(deadline) {
-			return fmt.Errorf("gave up after %d attempts in %s: %w", attempt, b.Total, err)
-		}
-		if b.Notify != nil {
-			b.Notify(attempt, err, d)
-		}
-		t := time.NewTimer(d)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return fmt.Errorf("gave up after %d attempts (%w): %w", attempt, ctx.Err(), err)
-		case <-t.C:
-		}
-		if wait *= 2; wait > b.Max {
-			wait = b.Max
-		}
-	}
-}
+// IsUnreachable reports whether the member could not be asked at all
+// ([Unreachable]).
+func IsUnreachable(err error) bool { return Classify(err) == Unreachable }

@@ -6,10 +6,14 @@
 // Member IDs are uint64 everywhere (printed in hex, as etcdctl does). Calls that
 // ask a question of one member ([Client.Status], [Client.Health],
 // [Client.SnapshotSave], [Client.HashKV], and anything on [Client.At]) use a client
-// pinned to that single endpoint, so the answer is that member's. Membership
-// changes are retried with backoff while etcd refuses them for transient reasons
-// ([IsRetryable]), such as the "unhealthy cluster" answer given for about five
-// seconds after any member restarts.
+// pinned to that single endpoint, so the answer is that member's.
+//
+// Every call is one attempt, bounded by the request (or probe) timeout; the
+// package retries nothing. Its errors are sorted by [Classify]: a transient
+// refusal such as the "unhealthy cluster" answer given for about five seconds
+// after any member restarts ([Retryable]), a member that could not be asked
+// ([Unreachable]), or a final answer ([Permanent]). Polling belongs to the
+// caller, which can journal each attempt and knows its deadline.
 package etcdapi
 
 import (
@@ -66,15 +70,12 @@ type Config struct {
 	Dialer func(ctx context.Context, addr string) (net.Conn, error)
 	// DialTimeout bounds establishing a connection; defaults to 5 s.
 	DialTimeout time.Duration
-	// RequestTimeout bounds each attempt of a request; defaults to 15 s.
+	// RequestTimeout bounds each request; defaults to 15 s.
 	RequestTimeout time.Duration
 	// ProbeTimeout bounds Status and Health, which should answer quickly or be
 	// counted as down (a request to a dead member waits for its whole timeout);
 	// defaults to 3 s.
 	ProbeTimeout time.Duration
-	// Retry is the backoff for membership changes refused transiently; zero
-	// fields take [DefaultBackoff]'s.
-	Retry Backoff
 }
 
 // Client talks to one etcd cluster. It is safe for concurrent use.
@@ -102,7 +103,6 @@ func New(cfg Config) (*Client, error) {
 	if cfg.ProbeTimeout <= 0 {
 		cfg.ProbeTimeout = DefaultProbeTimeout
 	}
-	cfg.Retry = cfg.Retry.withDefaults()
 	var tlsCfg *tls.Config
 	if cfg.TLS != nil {
 		var err error
@@ -201,10 +201,18 @@ func (c *Client) refused(ctx context.Context, endpoint string) error {
 		conn, err = d.DialContext(ctx, "tcp", addr)
 	}
 	if err != nil {
-		return fmt.Errorf("connecting to %s: %w", addr, err)
+		return unreachableError{fmt.Errorf("connecting to %s: %w", addr, err)}
 	}
 	return conn.Close()
 }
+
+// unreachableError is a member that could not be asked; it matches
+// [ErrUnreachable] without changing the message.
+type unreachableError struct{ err error }
+
+func (e unreachableError) Error() string        { return e.err.Error() }
+func (e unreachableError) Unwrap() error        { return e.err }
+func (e unreachableError) Is(target error) bool { return target == ErrUnreachable }
 
 // Endpoints returns the configured endpoints.
 func (c *Client) Endpoints() []string { return append([]string(nil), c.cfg.Endpoints...) }

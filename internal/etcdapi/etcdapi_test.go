@@ -29,6 +29,9 @@ import (
 	"github.com/etcd-rescue/etcd-rescue/internal/etcdapi/etcdtest"
 	"github.com/etcd-rescue/etcd-rescue/internal/sshx"
 	"github.com/etcd-rescue/etcd-rescue/internal/sshx/sshxtest"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 )
 
 // forEachVersion runs f once per etcd binary found (3.5 and 3.6 in the lab).
@@ -60,6 +63,22 @@ func ctx(t *testing.T) context.Context {
 	c, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	t.Cleanup(cancel)
 	return c
+}
+
+// poll calls f until it succeeds, fails with an error retry rejects, or
+// within has passed; it returns the number of calls. The client itself makes
+// one attempt per call.
+func poll(t *testing.T, within time.Duration, retry func(error) bool, f func(context.Context) error) (int, error) {
+	t.Helper()
+	end := time.Now().Add(within)
+	for attempt := 1; ; attempt++ {
+		err := f(ctx(t))
+		if err == nil || !retry(err) || time.Now().After(end) {
+			return attempt, err
+		}
+		t.Logf("attempt %d: %v", attempt, err)
+		time.Sleep(250 * time.Millisecond)
+	}
 }
 
 func putKeys(t *testing.T, c *etcdapi.Client, n int) {
@@ -155,13 +174,7 @@ func TestMembershipChanges(t *testing.T) {
 	forEachVersion(t, func(t *testing.T, bin string) {
 		m1 := etcdtest.Start(t, etcdtest.Options{Binary: bin, Name: "m1"})
 		m1.WaitHealthy(t)
-		var retries atomic.Int64
-		c := newClient(t, etcdapi.Config{Endpoints: []string{m1.ClientURL}, Retry: etcdapi.Backoff{
-			Notify: func(attempt int, err error, wait time.Duration) {
-				retries.Add(1)
-				t.Logf("attempt %d refused (%v), retrying in %s", attempt, err, wait)
-			},
-		}})
+		c := newClient(t, etcdapi.Config{Endpoints: []string{m1.ClientURL}})
 		putKeys(t, c, 5)
 		ms, err := c.MemberList(ctx(t), false)
 		if err != nil {
@@ -189,7 +202,7 @@ func TestMembershipChanges(t *testing.T) {
 			Binary: bin, Name: "m2", PeerURL: peer2, ClientURL: client2, Existing: true,
 			InitialCluster: "m1=" + m1.PeerURL + ",m2=" + peer2,
 		})
-		err = etcdapi.Retry(ctx(t), etcdapi.Backoff{Total: 90 * time.Second}, etcdapi.IsLearnerNotReady, func(ctx context.Context) error {
+		_, err = poll(t, 90*time.Second, etcdapi.IsLearnerNotReady, func(ctx context.Context) error {
 			_, err := c.MemberPromote(ctx, added.ID)
 			return err
 		})
@@ -219,13 +232,16 @@ func TestMembershipChanges(t *testing.T) {
 			t.Fatalf("after update: %+v %v", ms, err)
 		}
 
-		// Right after a member joined, etcd answers "unhealthy cluster" for a while:
-		// the retry rides it out.
-		ms, err = c.MemberRemove(ctx(t), added.ID)
+		// Right after a member joined, etcd answers "unhealthy cluster" for a
+		// while: each call is one attempt, and the caller's poll rides it out.
+		attempts, err := poll(t, time.Minute, etcdapi.IsRetryable, func(ctx context.Context) error {
+			ms, err = c.MemberRemove(ctx, added.ID)
+			return err
+		})
 		if err != nil || len(ms) != 1 || ms[0].ID != id1 {
 			t.Fatalf("after remove: %+v %v", ms, err)
 		}
-		t.Logf("membership changes needed %d retries", retries.Load())
+		t.Logf("member remove took %d attempts", attempts)
 		if _, err := c.MemberRemove(ctx(t), added.ID); !errors.Is(err, etcdapi.ErrMemberNotFound) {
 			t.Fatalf("second remove: %v", err)
 		}
@@ -251,9 +267,91 @@ func TestUnreachableEndpoint(t *testing.T) {
 		"status": func() error { _, err := c.Status(ctx(t), dead); return err },
 		"health": func() error { _, err := c.Health(ctx(t), dead); return err },
 	} {
-		if err := probe(); err == nil || !strings.Contains(err.Error(), "connection refused") || errors.Is(err, context.DeadlineExceeded) {
+		err := probe()
+		if err == nil || !strings.Contains(err.Error(), "connection refused") || errors.Is(err, context.DeadlineExceeded) {
 			t.Errorf("%s of a refusing endpoint: %v, want connection refused", name, err)
 		}
+		// Could not ask: not the same as a member that answered "down".
+		if !etcdapi.IsUnreachable(err) || !errors.Is(err, etcdapi.ErrUnreachable) || etcdapi.IsRetryable(err) {
+			t.Errorf("%s of a refusing endpoint: classified %s, want unreachable", name, etcdapi.Classify(err))
+		}
+	}
+}
+
+// TestRefusedMemberAdd: etcd refuses a member add for as long as a voting
+// member is down ("unhealthy cluster"). The client makes one attempt and
+// returns the refusal at once, classified retryable, for the caller to poll
+// within its own deadline; it no longer retries inside for a minute.
+func TestRefusedMemberAdd(t *testing.T) {
+	forEachVersion(t, func(t *testing.T, bin string) {
+		names := []string{"m1", "m2", "m3"}
+		peers, clients := map[string]string{}, map[string]string{}
+		var initial []string
+		for _, n := range names {
+			peers[n], clients[n] = etcdtest.FreeURL(t), etcdtest.FreeURL(t)
+			initial = append(initial, n+"="+peers[n])
+		}
+		ms := map[string]*etcdtest.Member{}
+		for _, n := range names {
+			ms[n] = etcdtest.Start(t, etcdtest.Options{Binary: bin, Name: n, PeerURL: peers[n], ClientURL: clients[n],
+				InitialCluster: strings.Join(initial, ",")})
+		}
+		for _, n := range names {
+			ms[n].WaitHealthy(t)
+		}
+		ms["m3"].Stop()
+		c := newClient(t, etcdapi.Config{Endpoints: []string{clients["m1"]}})
+		// The leader notices the lost peer connection within moments; until
+		// then an add may still pass. Each call is timed on its own.
+		var err error
+		var slowest time.Duration
+		for i := 0; i < 40; i++ {
+			start := time.Now()
+			_, _, err = c.MemberAdd(ctx(t), []string{etcdtest.FreeURL(t)}, true)
+			slowest = max(slowest, time.Since(start))
+			if err != nil {
+				break
+			}
+			time.Sleep(250 * time.Millisecond)
+		}
+		if err == nil {
+			t.Fatal("member add with a voting member down was never refused")
+		}
+		if !etcdapi.IsRetryable(err) || !strings.Contains(err.Error(), "unhealthy cluster") {
+			t.Fatalf("member add with m3 down: %v (classified %s), want a retryable unhealthy cluster", err, etcdapi.Classify(err))
+		}
+		if strings.Contains(err.Error(), "attempts") {
+			t.Errorf("the client retried on its own: %v", err)
+		}
+		if slowest > 5*time.Second {
+			t.Errorf("a member add took %s: the refusal should come back at once", slowest)
+		}
+		t.Logf("refused at once (slowest call %s): %v", slowest, err)
+	})
+}
+
+func TestClassify(t *testing.T) {
+	tests := map[string]struct {
+		err  error
+		want etcdapi.Class
+	}{
+		"nil":             {nil, etcdapi.Permanent},
+		"unhealthy":       {rpctypes.ErrGRPCUnhealthy, etcdapi.Retryable},
+		"no leader":       {rpctypes.ErrGRPCNoLeader, etcdapi.Retryable},
+		"learner refusal": {rpctypes.ErrGRPCNotSupportedForLearner, etcdapi.Retryable},
+		"not ready":       {rpctypes.ErrGRPCLearnerNotReady, etcdapi.Permanent},
+		"not found":       {rpctypes.ErrGRPCMemberNotFound, etcdapi.Permanent},
+		"unavailable":     {status.Error(codes.Unavailable, "connection error"), etcdapi.Unreachable},
+		"deadline":        {context.DeadlineExceeded, etcdapi.Permanent},
+		"wrapped":         {fmt.Errorf("etcd member add: %w", rpctypes.ErrGRPCUnhealthy), etcdapi.Retryable},
+	}
+	for name, tc := range tests {
+		if got := etcdapi.Classify(tc.err); got != tc.want {
+			t.Errorf("%s: Classify(%v) = %s, want %s", name, tc.err, got, tc.want)
+		}
+	}
+	if !etcdapi.IsLearnerNotReady(fmt.Errorf("etcd member promote 1: %w: %w", etcdapi.ErrLearnerNotReady, rpctypes.ErrGRPCLearnerNotReady)) {
+		t.Error("a learner not in sync yet is not polled")
 	}
 }
 
@@ -303,7 +401,7 @@ func TestThroughSSHTunnel(t *testing.T) {
 			return sc.DialContext(ctx, "tcp", addr)
 		},
 	})
-	err = etcdapi.Retry(ctx(t), etcdapi.Backoff{Total: 30 * time.Second}, func(error) bool { return true }, func(ctx context.Context) error {
+	_, err = poll(t, 30*time.Second, func(error) bool { return true }, func(ctx context.Context) error {
 		_, err := c.Health(ctx, m.ClientURL)
 		return err
 	})

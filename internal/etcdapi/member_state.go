@@ -84,7 +84,7 @@ func (c *Client) Health(ctx context.Context, endpoint string) (HealthResult, err
 	ctx, cancel := p.probe(ctx)
 	defer cancel()
 	if err := p.refused(ctx, endpoint); err != nil {
-		return HealthResult{}, wrap(err, "etcd member %s unhealthy", endpoint)
+		return HealthResult{}, wrap(err, "etcd member %s unreachable", endpoint)
 	}
 	_, err = p.cli.Get(ctx, "health")
 	// Permission denied still proves that the member answered through raft.

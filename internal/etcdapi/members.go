@@ -30,21 +30,19 @@ func (c *Client) MemberList(ctx context.Context, serializable bool) ([]Member, e
 
 // MemberAdd adds a member (as a learner when learner is true) and returns it with
 // the full membership after the change (from which ETCD_INITIAL_CLUSTER is built).
-// Transient refusals are retried (see [IsRetryable]). An error matching
-// [ErrMemberExists] means a member with those peer URLs exists already.
+// One attempt: a transient refusal ([IsRetryable]) is returned for the caller
+// to poll. An error matching [ErrMemberExists] means a member with those peer
+// URLs exists already.
 func (c *Client) MemberAdd(ctx context.Context, peerURLs []string, learner bool) (Member, []Member, error) {
+	ctx, cancel := c.request(ctx)
+	defer cancel()
 	var resp *clientv3.MemberAddResponse
-	err := Retry(ctx, c.cfg.Retry, nil, func(ctx context.Context) error {
-		ctx, cancel := c.request(ctx)
-		defer cancel()
-		var err error
-		if learner {
-			resp, err = c.cli.MemberAddAsLearner(ctx, peerURLs)
-		} else {
-			resp, err = c.cli.MemberAdd(ctx, peerURLs)
-		}
-		return err
-	})
+	var err error
+	if learner {
+		resp, err = c.cli.MemberAddAsLearner(ctx, peerURLs)
+	} else {
+		resp, err = c.cli.MemberAdd(ctx, peerURLs)
+	}
 	kind := "member"
 	if learner {
 		kind = "learner"
@@ -55,16 +53,12 @@ func (c *Client) MemberAdd(ctx context.Context, peerURLs []string, learner bool)
 	return member(resp.Member), members(resp.Members), nil
 }
 
-// MemberRemove removes member id and returns the membership after the change.
+// MemberRemove removes member id and returns the membership after the change
+// (one attempt, like every call of this package).
 func (c *Client) MemberRemove(ctx context.Context, id uint64) ([]Member, error) {
-	var resp *clientv3.MemberRemoveResponse
-	err := Retry(ctx, c.cfg.Retry, nil, func(ctx context.Context) error {
-		ctx, cancel := c.request(ctx)
-		defer cancel()
-		var err error
-		resp, err = c.cli.MemberRemove(ctx, id)
-		return err
-	})
+	ctx, cancel := c.request(ctx)
+	defer cancel()
+	resp, err := c.cli.MemberRemove(ctx, id)
 	if err != nil {
 		return nil, wrap(err, "etcd member remove %s", FormatID(id))
 	}
@@ -74,14 +68,9 @@ func (c *Client) MemberRemove(ctx context.Context, id uint64) ([]Member, error) 
 // MemberUpdate sets the peer URLs of member id and returns the membership after
 // the change.
 func (c *Client) MemberUpdate(ctx context.Context, id uint64, peerURLs []string) ([]Member, error) {
-	var resp *clientv3.MemberUpdateResponse
-	err := Retry(ctx, c.cfg.Retry, nil, func(ctx context.Context) error {
-		ctx, cancel := c.request(ctx)
-		defer cancel()
-		var err error
-		resp, err = c.cli.MemberUpdate(ctx, id, peerURLs)
-		return err
-	})
+	ctx, cancel := c.request(ctx)
+	defer cancel()
+	resp, err := c.cli.MemberUpdate(ctx, id, peerURLs)
 	if err != nil {
 		return nil, wrap(err, "etcd member update %s (peer URLs %s)", FormatID(id), strings.Join(peerURLs, ","))
 	}
@@ -90,27 +79,24 @@ func (c *Client) MemberUpdate(ctx context.Context, id uint64, peerURLs []string)
 
 // MemberPromote makes learner id a voting member and returns the membership after
 // the change. While the learner has not caught up it fails at once with an error
-// matching [ErrLearnerNotReady]: callers poll (e.g. with [Retry] and
-// [IsLearnerNotReady]).
+// matching [ErrLearnerNotReady]: callers poll within their deadline
+// ([IsLearnerNotReady]).
 func (c *Client) MemberPromote(ctx context.Context, id uint64) ([]Member, error) {
-	var resp *clientv3.MemberPromoteResponse
-	err := Retry(ctx, c.cfg.Retry, nil, func(ctx context.Context) error {
-		ctx, cancel := c.request(ctx)
-		defer cancel()
-		var err error
-		resp, err = c.cli.MemberPromote(ctx, id)
-		return err
-	})
+	ctx, cancel := c.request(ctx)
+	defer cancel()
+	resp, err := c.cli.MemberPromote(ctx, id)
 	if err != nil {
 		return nil, wrap(err, "etcd member promote %s", FormatID(id))
 	}
 	return members(resp.Members), nil
 }
 
-// IsLearnerNotReady reports whether err says the learner is not in sync yet; with
-// [IsRetryable] it is the predicate for polling MemberPromote.
+// IsLearnerNotReady reports whether err says the learner is not in sync yet
+// (FailedPrecondition), or is a transient refusal or an unreachable member (a
+// 3.5 learner asked to promote itself answers Unavailable): the predicate for
+// polling MemberPromote.
 func IsLearnerNotReady(err error) bool {
-	return errors.Is(err, ErrLearnerNotReady) || IsRetryable(err)
+	return errors.Is(err, ErrLearnerNotReady) || Classify(err) != Permanent
 }
 
 func (c *Client) endpointsText() string { return strings.Join(c.cfg.Endpoints, ",") }

@@ -1,4 +1,4 @@
-package main
+package e2e
 
 // Crash tests: the etcd-rescue process is killed with SIGKILL (a laptop
 // that dies) between two steps and in the middle of long steps, an SSH
@@ -9,7 +9,7 @@ package main
 // step-host that was done repeated, and every data dir that wipe-dir moved
 // aside still there with the data it held.
 //
-//	go test ./cmd/etcd-rescue/ -run 'TestE2ECrash' -v
+//	go test ./tests/e2e/ -run 'TestE2ECrash' -v
 
 import (
 	"bytes"
@@ -29,6 +29,7 @@ import (
 
 	"github.com/etcd-rescue/etcd-rescue/engine"
 	"github.com/etcd-rescue/etcd-rescue/lab"
+	"github.com/etcd-rescue/etcd-rescue/tests/framework"
 )
 
 func TestE2ECrash(t *testing.T) {
@@ -36,33 +37,33 @@ func TestE2ECrash(t *testing.T) {
 	// (a) kill -9 between two steps, at several boundaries of one run: each
 	// kill is followed by a resume, which is killed at the next boundary.
 	t.Run("between-steps/ip-change/etcd3.5", func(t *testing.T) {
-		l := upLab(t, lab.Options{Members: 3, Version: "3.5"})
+		l := framework.UpLab(t, lab.Options{Members: 3, Version: "3.5"})
 		e.crashBetweenSteps(t, l, scenario{plan: "ip-change", brk: "ip-change", members: 3},
 			[]string{"stop-etcd3@h3", "new-peer-url@h3", "config@h3"})
 	})
 	t.Run("between-steps/quorum-loss/etcd3.6", func(t *testing.T) {
-		l := upLab(t, lab.Options{Members: 3, Version: "3.6"})
+		l := framework.UpLab(t, lab.Options{Members: 3, Version: "3.6"})
 		e.crashBetweenSteps(t, l, scenario{plan: "quorum-loss-force-new-cluster", brk: "quorum-loss", members: 3},
 			[]string{"survivor@h1", "add-etcd2@h2", "promote-etcd2@h2"})
 	})
 	// (a) again, at every boundary: each session is killed right after the
 	// first step-host it completes, until a session completes the run.
 	t.Run("every-boundary/lost-host/etcd3.5", func(t *testing.T) {
-		l := upLab(t, lab.Options{Members: 3, Version: "3.5"})
+		l := framework.UpLab(t, lab.Options{Members: 3, Version: "3.5"})
 		e.crashEveryBoundary(t, l, scenario{plan: "lost-host", brk: "lost-host", members: 3})
 	})
 	// ... and on 5 members with etcd 3.7, one step-host at a time
 	// (--parallelism 1), so that every kill lands between two step-hosts:
 	// 28 of them, among them right after the member adds and promotes.
 	t.Run("every-boundary/quorum-loss-five-members/etcd3.7", func(t *testing.T) {
-		l := upLab(t, lab.Options{Members: 5, Version: "3.7"})
+		l := framework.UpLab(t, lab.Options{Members: 5, Version: "3.7"})
 		e.crashEveryBoundary(t, l, scenario{plan: "quorum-loss-five-members", brk: "quorum-loss", members: 5}, "--parallelism", "1")
 	})
 	// (c) killed in the instant between a membership change etcd accepted
 	// and its checkpoint (the ETCD_RESCUE_CRASH_AFTER failpoint): member
 	// remove, then member add, then member promote, one session each.
 	t.Run("after-etcd-call/lost-host/etcd3.6", func(t *testing.T) {
-		l := upLab(t, lab.Options{Members: 3, Version: "3.6"})
+		l := framework.UpLab(t, lab.Options{Members: 3, Version: "3.6"})
 		e.crashAfterCalls(t, l, scenario{plan: "lost-host", brk: "lost-host", members: 3}, map[string]string{
 			"member remove":  "remove-dead",
 			"member add":     "add@h4",
@@ -76,7 +77,7 @@ func TestE2ECrash(t *testing.T) {
 	// that is not safe to repeat blindly: resume must stop for the operator
 	// (exit 5) with the --rerun/--mark-done hints, and --rerun completes it.
 	t.Run("mid-step/force-new-cluster/etcd3.6", func(t *testing.T) {
-		l := upLab(t, lab.Options{Members: 3, Version: "3.6"})
+		l := framework.UpLab(t, lab.Options{Members: 3, Version: "3.6"})
 		e.crashForceNewCluster(t, l)
 	})
 	// (b) kill -9 in the middle of long steps and a dropped SSH connection
@@ -111,15 +112,15 @@ func doneLine(key string) *regexp.Regexp {
 // its "done" line: the engine writes the checkpoint before that line, and
 // the next step cannot have got far. The frozen process still holds the
 // run lock; the caller kills it.
-func (e *e2e) freezeAfter(t *testing.T, key string, args ...string) *proc {
+func (e *e2e) freezeAfter(t *testing.T, key string, args ...string) *framework.Proc {
 	t.Helper()
 	re := doneLine(key)
 	frozen := make(chan struct{})
 	var once sync.Once
-	p := e.startHook(t, func(p *proc, line string) {
+	p := e.StartHook(t, func(p *framework.Proc, line string) {
 		if re.MatchString(line) {
 			once.Do(func() {
-				_ = p.cmd.Process.Signal(syscall.SIGSTOP)
+				_ = p.Signal(syscall.SIGSTOP)
 				close(frozen)
 			})
 		}
@@ -127,11 +128,11 @@ func (e *e2e) freezeAfter(t *testing.T, key string, args ...string) *proc {
 	select {
 	case <-frozen:
 		return p
-	case <-p.exited:
-		r := p.wait(t)
+	case <-p.Exited():
+		r := p.Wait(t)
 		t.Fatalf("etcd-rescue ended before %s printed done:\n%s", key, r)
-	case <-time.After(safetyLimit):
-		r := p.kill9(t)
+	case <-time.After(framework.SafetyLimit):
+		r := p.Kill9(t)
 		t.Fatalf("%s did not get done within the safety limit:\n%s", key, r)
 	}
 	return nil
@@ -141,19 +142,19 @@ func (e *e2e) freezeAfter(t *testing.T, key string, args ...string) *proc {
 // resume are refused with exit 3 and create no run.
 func (e *e2e) checkLocked(t *testing.T, plan, inv, stateDir, runID string) {
 	t.Helper()
-	r := e.cli(t, "apply", plan, "--inventory", inv, "--yes", "--state-dir", stateDir)
-	if r.code != 3 || !strings.Contains(r.stderr, "locked by another run") {
+	r := e.CLI(t, "apply", plan, "--inventory", inv, "--yes", "--state-dir", stateDir)
+	if r.Code != 3 || !strings.Contains(r.Stderr, "locked by another run") {
 		t.Errorf("a second apply on a locked state dir: want exit 3 and \"locked by another run\":\n%s", r)
 	} else {
-		t.Logf("second concurrent apply refused: exit 3: %s", firstLine(r.stderr))
+		t.Logf("second concurrent apply refused: exit 3: %s", firstLine(r.Stderr))
 	}
-	r = e.cli(t, "resume", runID, "--yes", "--state-dir", stateDir)
-	if r.code != 3 || !strings.Contains(r.stderr, "locked by another run") {
+	r = e.CLI(t, "resume", runID, "--yes", "--state-dir", stateDir)
+	if r.Code != 3 || !strings.Contains(r.Stderr, "locked by another run") {
 		t.Errorf("a resume while the run is locked: want exit 3:\n%s", r)
 	}
-	onlyRun(t, stateDir)
-	r = e.cli(t, "status", runID, "--state-dir", stateDir)
-	if r.code != 0 || !strings.Contains(r.stdout, "in progress") {
+	framework.OnlyRun(t, stateDir)
+	r = e.CLI(t, "status", runID, "--state-dir", stateDir)
+	if r.Code != 0 || !strings.Contains(r.Stdout, "in progress") {
 		t.Errorf("status while the run holds the lock should say it is in progress:\n%s", r)
 	}
 }
@@ -165,17 +166,17 @@ func firstLine(s string) string {
 
 // afterKill checks what a kill -9 left: exit by SIGKILL, the lock free,
 // status pointing at resume. It returns the checkpoint as the kill left it.
-func (e *e2e) afterKill(t *testing.T, r result, stateDir, runID string) *runState {
+func (e *e2e) afterKill(t *testing.T, r framework.Result, stateDir, runID string) *framework.RunState {
 	t.Helper()
-	if r.code != 128+int(syscall.SIGKILL) {
-		t.Errorf("etcd-rescue was killed with SIGKILL but exited %d", r.code)
+	if r.Code != 128+int(syscall.SIGKILL) {
+		t.Errorf("etcd-rescue was killed with SIGKILL but exited %d", r.Code)
 	}
-	st := readState(t, stateDir, runID)
+	st := framework.ReadState(t, stateDir, runID)
 	if st.Outcome != "running" {
 		t.Errorf("after kill -9 the checkpoint says outcome %q, want running (nothing could record an end)", st.Outcome)
 	}
-	s := e.cli(t, "status", runID, "--state-dir", stateDir)
-	if s.code != 0 || !strings.Contains(s.stdout, "the engine stopped mid-run; resume it") {
+	s := e.CLI(t, "status", runID, "--state-dir", stateDir)
+	if s.Code != 0 || !strings.Contains(s.Stdout, "the engine stopped mid-run; resume it") {
 		t.Errorf("status after kill -9 should say the engine stopped mid-run:\n%s", s)
 	}
 	return st
@@ -183,7 +184,7 @@ func (e *e2e) afterKill(t *testing.T, r result, stateDir, runID string) *runStat
 
 // stepsIn returns "step@host=status" for every step-host with one of the
 // statuses.
-func stepsIn(st *runState, statuses ...string) []string {
+func stepsIn(st *framework.RunState, statuses ...string) []string {
 	var out []string
 	for _, s := range st.Steps {
 		for _, h := range s.Hosts {
@@ -209,14 +210,14 @@ func (e *e2e) crashBetweenSteps(t *testing.T, l *lab.Lab, sc scenario, points []
 	if err := l.Verify(ctx); err == nil {
 		t.Fatalf("after lab break %s, lab verify still passes", sc.brk)
 	}
-	before := dataDirs(t, l, lab.DataDir, "")
+	before := framework.DataDirs(t, l, lab.DataDir, "")
 	inv, plan := l.InventoryPath(), planPath(sc.plan)
-	if dry := e.cli(t, "plan", plan, "--inventory", inv); dry.code != 0 {
+	if dry := e.CLI(t, "plan", plan, "--inventory", inv); dry.Code != 0 {
 		t.Fatalf("plan: %s", dry)
 	} else {
 		t.Cleanup(func() {
 			if t.Failed() {
-				t.Logf("the dry-run of the plan:\n%s", dry.stdout)
+				t.Logf("the dry-run of the plan:\n%s", dry.Stdout)
 			}
 		})
 	}
@@ -232,18 +233,18 @@ func (e *e2e) crashBetweenSteps(t *testing.T, l *lab.Lab, sc scenario, points []
 		}
 		p := e.freezeAfter(t, key, args...)
 		if runID == "" {
-			out, _ := p.output()
-			if runID = runIDOf(out); runID == "" {
-				p.kill9(t)
+			out, _ := p.Output()
+			if runID = framework.RunIDOf(out); runID == "" {
+				p.Kill9(t)
 				t.Fatalf("no run id in apply's output:\n%s", out)
 			}
 			e.checkLocked(t, plan, inv, stateDir, runID)
 		}
-		r := p.kill9(t)
-		walls = append(walls, r.wall)
+		r := p.Kill9(t)
+		walls = append(walls, r.Wall)
 		st := e.afterKill(t, r, stateDir, runID)
 		step, host, _ := strings.Cut(key, "@")
-		if h := st.find(step, host); h == nil || h.Status != "done" {
+		if h := st.Find(step, host); h == nil || h.Status != "done" {
 			t.Fatalf("kill %d after %s done: the checkpoint does not have it done: %+v", i+1, key, h)
 		}
 		running := stepsIn(st, "running")
@@ -265,18 +266,18 @@ func (e *e2e) crashBetweenSteps(t *testing.T, l *lab.Lab, sc scenario, points []
 	if between == 0 {
 		t.Errorf("none of the kills landed between two steps: (a) was not tested")
 	}
-	r := e.cli(t, "resume", runID, "--yes", "--state-dir", stateDir)
-	walls = append(walls, r.wall)
-	if r.code != 0 {
+	r := e.CLI(t, "resume", runID, "--yes", "--state-dir", stateDir)
+	walls = append(walls, r.Wall)
+	if r.Code != 0 {
 		t.Fatalf("the final resume did not complete the recovery:\n%s", r)
 	}
-	t.Logf("final resume: exit 0 in %.1fs; summary:\n%s", r.wall.Seconds(), summaryOf(r.stdout))
+	t.Logf("final resume: exit 0 in %.1fs; summary:\n%s", r.Wall.Seconds(), framework.SummaryOf(r.Stdout))
 	st := e.checkResumed(t, l, stateDir, runID, doneAt)
 	if st.Sessions != len(points)+1 {
 		t.Errorf("the run has %d sessions, want %d (one apply, %d resumes)", st.Sessions, len(points)+1, len(points))
 	}
-	checkAsideDirs(t, l, st, before, "")
-	recordSessions(t, l, sc.plan, st, walls, r.stdout)
+	framework.CheckAsideDirs(t, l, st, before, "")
+	recordSessions(t, l, sc.plan, st, walls, r.Stdout)
 }
 
 // reviewed returns the lab's inventory and the example plan name, after
@@ -284,13 +285,13 @@ func (e *e2e) crashBetweenSteps(t *testing.T, l *lab.Lab, sc scenario, points []
 func (e *e2e) reviewed(t *testing.T, l *lab.Lab, name string) (inv, plan string) {
 	t.Helper()
 	inv, plan = l.InventoryPath(), planPath(name)
-	dry := e.cli(t, "plan", plan, "--inventory", inv)
-	if dry.code != 0 {
+	dry := e.CLI(t, "plan", plan, "--inventory", inv)
+	if dry.Code != 0 {
 		t.Fatalf("plan: %s", dry)
 	}
 	t.Cleanup(func() {
 		if t.Failed() {
-			t.Logf("the dry-run of the plan:\n%s", dry.stdout)
+			t.Logf("the dry-run of the plan:\n%s", dry.Stdout)
 		}
 	})
 	return inv, plan
@@ -298,13 +299,13 @@ func (e *e2e) reviewed(t *testing.T, l *lab.Lab, name string) (inv, plan string)
 
 // checkResumed checks a run that crashes interrupted and resumes completed:
 // done, no step-host done before a crash ran again, the lab verified.
-func (e *e2e) checkResumed(t *testing.T, l *lab.Lab, stateDir, runID string, doneAt map[string]int) *runState {
+func (e *e2e) checkResumed(t *testing.T, l *lab.Lab, stateDir, runID string, doneAt map[string]int) *framework.RunState {
 	t.Helper()
-	st := e.statusJSON(t, stateDir, runID)
+	st := e.StatusJSON(t, stateDir, runID)
 	checkRunDone(t, st)
 	for k, att := range doneAt {
 		step, host, _ := strings.Cut(k, "@")
-		if h := st.find(step, host); h == nil || h.Attempts != att {
+		if h := st.Find(step, host); h == nil || h.Attempts != att {
 			t.Errorf("%s was done before a crash with %d attempt(s) but ended with %+v: a done step ran again", k, att, h)
 		}
 	}
@@ -315,14 +316,14 @@ func (e *e2e) checkResumed(t *testing.T, l *lab.Lab, stateDir, runID string, don
 
 // recordSessions records a crashed run's timings: the wall time of all its
 // sessions together.
-func recordSessions(t *testing.T, l *lab.Lab, plan string, st *runState, walls []time.Duration, lastStdout string) {
+func recordSessions(t *testing.T, l *lab.Lab, plan string, st *framework.RunState, walls []time.Duration, lastStdout string) {
 	t.Helper()
 	var total time.Duration
 	for _, w := range walls {
 		total += w
 	}
-	record(t, measurement{Test: t.Name(), Plan: plan, Version: l.Version(), Members: len(l.Members()),
-		Wall: total, Sessions: st.Sessions, Steps: timesOf(st), Summary: summaryOf(lastStdout)})
+	framework.Record(t, framework.Measurement{Test: t.Name(), Plan: plan, Version: l.Version(), Members: len(l.Members()),
+		Wall: total, Sessions: st.Sessions, Steps: framework.TimesOf(st), Summary: framework.SummaryOf(lastStdout)})
 }
 
 // --- (b) in the middle of a step --------------------------------------------
@@ -438,7 +439,7 @@ func checkBulk(t *testing.T, l *lab.Lab) {
 // connection) in host.
 func sshSessions(t *testing.T, l *lab.Lab, host string) map[int]string {
 	out := map[int]string{}
-	for pid, c := range hostPids(t, l, host) {
+	for pid, c := range framework.HostPids(t, l, host) {
 		if strings.HasPrefix(c, "sshd: root@") {
 			out[pid] = c
 		}
@@ -448,7 +449,7 @@ func sshSessions(t *testing.T, l *lab.Lab, host string) map[int]string {
 
 func (e *e2e) crashMidStep(t *testing.T, version string, points []midPoint) {
 	ctx := context.Background()
-	l := upLab(t, lab.Options{Members: 3, Version: version})
+	l := framework.UpLab(t, lab.Options{Members: 3, Version: version})
 	t0 := time.Now()
 	fillBulk(t, l)
 	t.Logf("wrote %d x %d MiB in %.1fs", bulkKeys, bulkSize>>20, time.Since(t0).Seconds())
@@ -461,11 +462,11 @@ func (e *e2e) crashMidStep(t *testing.T, version string, points []midPoint) {
 	t.Logf("snapshot %s: %.0f MB at revision %d in %.1fs", snap.Path, float64(fi.Size())/1e6, snap.Revision, time.Since(t0).Seconds())
 	// Written after the snapshot: the restore must not have it, and the
 	// moved-aside data dirs must.
-	putKey(t, l, marker, "the restore must not bring this back")
-	preRev := clusterRevision(t, l)
-	var before map[string]dataDirInfo
-	poll(t, "the marker key in every member's WAL", 100*time.Millisecond, func() bool {
-		before = dataDirs(t, l, lab.DataDir, marker)
+	framework.PutKey(t, l, marker, "the restore must not bring this back")
+	preRev := framework.ClusterRevision(t, l)
+	var before map[string]framework.DataDirInfo
+	framework.Poll(t, "the marker key in every member's WAL", 100*time.Millisecond, func() bool {
+		before = framework.DataDirs(t, l, lab.DataDir, marker)
 		for _, d := range before {
 			if !d.Member || !d.Marker {
 				return false
@@ -485,7 +486,7 @@ func (e *e2e) crashMidStep(t *testing.T, version string, points []midPoint) {
 			sessions = pt.session + 1
 		}
 	}
-	var last result
+	var last framework.Result
 	for s := 0; s <= sessions; s++ {
 		args := []string{"apply", plan, "--inventory", inv, "--yes", "--state-dir", stateDir}
 		if s > 0 {
@@ -500,7 +501,7 @@ func (e *e2e) crashMidStep(t *testing.T, version string, points []midPoint) {
 			}
 		}
 		killedAt := make(chan string, 1)
-		var hook func(*proc, string)
+		var hook func(*framework.Proc, string)
 		if hookPt != nil {
 			key := hookPt.step
 			if hookPt.host != "" {
@@ -508,23 +509,23 @@ func (e *e2e) crashMidStep(t *testing.T, version string, points []midPoint) {
 			}
 			re := regexp.MustCompile(`^\S+ ` + regexp.QuoteMeta(key) + `(@\S+)? running$`)
 			var once sync.Once
-			hook = func(p *proc, line string) {
+			hook = func(p *framework.Proc, line string) {
 				if re.MatchString(line) {
 					once.Do(func() {
-						_ = p.cmd.Process.Signal(syscall.SIGKILL)
+						_ = p.Signal(syscall.SIGKILL)
 						killedAt <- line
 					})
 				}
 			}
 		}
-		p := e.startHook(t, hook, args...)
+		p := e.StartHook(t, hook, args...)
 		if runID == "" {
-			poll(t, "apply's run id", 10*time.Millisecond, func() bool {
-				out, _ := p.output()
-				runID = runIDOf(out)
+			framework.Poll(t, "apply's run id", 10*time.Millisecond, func() bool {
+				out, _ := p.Output()
+				runID = framework.RunIDOf(out)
 				select {
-				case <-p.exited:
-					r := p.wait(t)
+				case <-p.Exited():
+					r := p.Wait(t)
 					t.Fatalf("apply ended before printing a run id:\n%s", r)
 				default:
 				}
@@ -545,11 +546,11 @@ func (e *e2e) crashMidStep(t *testing.T, version string, points []midPoint) {
 			case line := <-killedAt:
 				killed = true
 				t.Logf("kill -9 of session %d (%s) as it printed %q", s, args[0], line)
-			case <-p.exited:
+			case <-p.Exited():
 			}
 		}
-		r := p.wait(t)
-		walls = append(walls, r.wall)
+		r := p.Wait(t)
+		walls = append(walls, r.Wall)
 		last = r
 		if s == sessions {
 			break
@@ -570,31 +571,31 @@ func (e *e2e) crashMidStep(t *testing.T, version string, points []midPoint) {
 			}
 		}
 	}
-	if last.code != 0 {
+	if last.Code != 0 {
 		t.Fatalf("the final session did not complete the recovery:\n%s", last)
 	}
-	t.Logf("final session: exit 0; summary:\n%s", summaryOf(last.stdout))
+	t.Logf("final session: exit 0; summary:\n%s", framework.SummaryOf(last.Stdout))
 	st := e.checkResumed(t, l, stateDir, runID, doneAt)
 	checkRevisionAbove(t, l, preRev)
-	if v, ok := getKey(t, l, marker); ok {
+	if v, ok := framework.GetKey(t, l, marker); ok {
 		t.Errorf("%s (written after the snapshot) is back with %q: the restore did not restore exactly the snapshot", marker, v)
 	}
 	checkBulk(t, l)
-	checkAsideDirs(t, l, st, before, marker)
+	framework.CheckAsideDirs(t, l, st, before, marker)
 	for h, pids := range leftovers(t, l) {
 		t.Errorf("still running on %s after the recovery: %s", h, strings.Join(pids, "; "))
 	}
 	for _, h := range l.Hosts() {
-		if out := hostRun(t, l, h.Name, "ls -A /var/tmp/etcd-rescue/ 2>/dev/null; ls -d /var/lib/etcd.restoring-* 2>/dev/null; true"); strings.TrimSpace(out) != "snapshot.db" {
+		if out := framework.HostRun(t, l, h.Name, "ls -A /var/tmp/etcd-rescue/ 2>/dev/null; ls -d /var/lib/etcd.restoring-* 2>/dev/null; true"); strings.TrimSpace(out) != "snapshot.db" {
 			t.Logf("NOTE: %s: left in /var/tmp/etcd-rescue and /var/lib: %q (temporary files of killed sessions)", h.Name, strings.Fields(out))
 		}
 	}
-	recordSessions(t, l, "restore-all-from-snapshot", st, walls, last.stdout)
+	recordSessions(t, l, "restore-all-from-snapshot", st, walls, last.Stdout)
 }
 
 // midStep waits for pt's moment in the running session p and acts. It
 // returns true if it killed p.
-func (e *e2e) midStep(t *testing.T, l *lab.Lab, p *proc, stateDir, runID string, pt midPoint) bool {
+func (e *e2e) midStep(t *testing.T, l *lab.Lab, p *framework.Proc, stateDir, runID string, pt midPoint) bool {
 	t.Helper()
 	hosts := []string{pt.host}
 	if pt.host == "" {
@@ -606,9 +607,9 @@ func (e *e2e) midStep(t *testing.T, l *lab.Lab, p *proc, stateDir, runID string,
 	var at string
 	var pids []int
 	reached := false
-	poll(t, fmt.Sprintf("%s in the middle of %s", pt.act, pt.step), 5*time.Millisecond, func() bool {
+	framework.Poll(t, fmt.Sprintf("%s in the middle of %s", pt.act, pt.step), 5*time.Millisecond, func() bool {
 		select {
-		case <-p.exited:
+		case <-p.Exited():
 			return true
 		default:
 		}
@@ -616,20 +617,20 @@ func (e *e2e) midStep(t *testing.T, l *lab.Lab, p *proc, stateDir, runID string,
 		if err != nil {
 			return false
 		}
-		var st runState
+		var st framework.RunState
 		if json.Unmarshal(b, &st) != nil {
 			return false
 		}
 		for _, h := range hosts {
-			hs := st.find(pt.step, h)
+			hs := st.Find(pt.step, h)
 			if hs == nil {
-				hs = st.find(pt.step, "")
+				hs = st.Find(pt.step, "")
 			}
 			if hs == nil || hs.Status != "running" {
 				continue
 			}
 			if pt.needle != "" {
-				if pids = findHostProcs(t, l, h, pt.needle); len(pids) == 0 {
+				if pids = framework.FindHostProcs(t, l, h, pt.needle); len(pids) == 0 {
 					continue
 				}
 			}
@@ -639,20 +640,20 @@ func (e *e2e) midStep(t *testing.T, l *lab.Lab, p *proc, stateDir, runID string,
 		return false
 	})
 	if !reached {
-		out, _ := p.output()
-		t.Errorf("the session ended before %s was running%s: crash point %s not reached\n%s", pt.step, map[bool]string{true: " with " + pt.needle, false: ""}[pt.needle != ""], pt.act, tailLines(out, 30))
+		out, _ := p.Output()
+		t.Errorf("the session ended before %s was running%s: crash point %s not reached\n%s", pt.step, map[bool]string{true: " with " + pt.needle, false: ""}[pt.needle != ""], pt.act, framework.TailLines(out, 30))
 		return false
 	}
 	switch pt.act {
 	case kill9:
-		_ = p.cmd.Process.Signal(syscall.SIGKILL)
+		_ = p.Signal(syscall.SIGKILL)
 		t.Logf("kill -9 of etcd-rescue while %s@%s ran (remote %q: pids %v)", pt.step, at, pt.needle, pids)
 		return true
 	}
 	// dropSSH: kill the sshd processes of the host's connections, by pid.
 	sess := sshSessions(t, l, at)
 	if len(sess) == 0 {
-		t.Fatalf("no sshd session process on %s to kill (processes: %v)", at, hostPids(t, l, at))
+		t.Fatalf("no sshd session process on %s to kill (processes: %v)", at, framework.HostPids(t, l, at))
 	}
 	var killed []string
 	for pid, c := range sess {
@@ -665,21 +666,21 @@ func (e *e2e) midStep(t *testing.T, l *lab.Lab, p *proc, stateDir, runID string,
 	// The session must survive it: the step-host gets done (reconnect, probe,
 	// and apply again or find it done) without the process dying.
 	key := pt.step + "@" + at
-	poll(t, key+" done after the dropped connection", 20*time.Millisecond, func() bool {
+	framework.Poll(t, key+" done after the dropped connection", 20*time.Millisecond, func() bool {
 		select {
-		case <-p.exited:
+		case <-p.Exited():
 			return true
 		default:
 		}
 		// "failed" is passed through before the engine probes and retries
-		hs := readState(t, stateDir, runID).find(pt.step, at)
+		hs := framework.ReadState(t, stateDir, runID).Find(pt.step, at)
 		return hs != nil && hs.Status == "done"
 	})
-	st := readState(t, stateDir, runID)
-	hs := st.find(pt.step, at)
+	st := framework.ReadState(t, stateDir, runID)
+	hs := st.Find(pt.step, at)
 	select {
-	case <-p.exited:
-		r := p.wait(t)
+	case <-p.Exited():
+		r := p.Wait(t)
 		t.Fatalf("etcd-rescue did not survive the dropped SSH connection to %s:\n%s", at, r)
 	default:
 	}
@@ -716,7 +717,7 @@ func connectionLost(t *testing.T, stateDir, runID, step, host string) string {
 func leftovers(t *testing.T, l *lab.Lab) map[string][]string {
 	out := map[string][]string{}
 	for _, h := range l.Hosts() {
-		for pid, c := range hostPids(t, l, h.Name) {
+		for pid, c := range framework.HostPids(t, l, h.Name) {
 			env, err := os.ReadFile(fmt.Sprintf("/proc/%d/environ", pid))
 			if err != nil || !bytes.Contains(env, []byte("ETCD_RESCUE_MARK=")) {
 				continue
@@ -766,14 +767,14 @@ func (e *e2e) crashEveryBoundary(t *testing.T, l *lab.Lab, sc scenario, extra ..
 	if err := l.Break(ctx, sc.brk); err != nil {
 		t.Fatalf("lab break %s: %v", sc.brk, err)
 	}
-	before := dataDirs(t, l, lab.DataDir, "")
+	before := framework.DataDirs(t, l, lab.DataDir, "")
 	inv, plan := e.reviewed(t, l, sc.plan)
 	stateDir := filepath.Join(t.TempDir(), "state")
 	runID := ""
 	doneAt := map[string]int{}
 	var walls []time.Duration
 	var points []string
-	var last result
+	var last framework.Result
 	for session := 0; ; session++ {
 		if session > 60 {
 			t.Fatalf("still not done after %d sessions", session)
@@ -785,10 +786,10 @@ func (e *e2e) crashEveryBoundary(t *testing.T, l *lab.Lab, sc scenario, extra ..
 		args = append(args, extra...)
 		frozen := make(chan string, 1)
 		var once sync.Once
-		p := e.startHook(t, func(p *proc, line string) {
+		p := e.StartHook(t, func(p *framework.Proc, line string) {
 			if m := anyDoneLine.FindStringSubmatch(line); m != nil {
 				once.Do(func() {
-					_ = p.cmd.Process.Signal(syscall.SIGSTOP)
+					_ = p.Signal(syscall.SIGSTOP)
 					frozen <- m[1]
 				})
 			}
@@ -796,20 +797,20 @@ func (e *e2e) crashEveryBoundary(t *testing.T, l *lab.Lab, sc scenario, extra ..
 		var key string
 		select {
 		case key = <-frozen:
-		case <-p.exited:
+		case <-p.Exited():
 		}
 		if key == "" {
-			last = p.wait(t)
-			walls = append(walls, last.wall)
+			last = p.Wait(t)
+			walls = append(walls, last.Wall)
 			break
 		}
 		// Frozen right after key's checkpoint: if that was the run's last
 		// step-host, the session would end by itself; kill it anyway.
-		r := p.kill9(t)
-		walls = append(walls, r.wall)
+		r := p.Kill9(t)
+		walls = append(walls, r.Wall)
 		if runID == "" {
-			if runID = runIDOf(r.stdout); runID == "" {
-				t.Fatalf("no run id in apply's output:\n%s", r.stdout)
+			if runID = framework.RunIDOf(r.Stdout); runID == "" {
+				t.Fatalf("no run id in apply's output:\n%s", r.Stdout)
 			}
 		}
 		st := e.afterKill(t, r, stateDir, runID)
@@ -833,16 +834,16 @@ func (e *e2e) crashEveryBoundary(t *testing.T, l *lab.Lab, sc scenario, extra ..
 			t.Logf("every step-host was done at the kill")
 		}
 	}
-	if last.code != 0 {
+	if last.Code != 0 {
 		t.Fatalf("the session that was not killed did not complete the recovery:\n%s", last)
 	}
-	t.Logf("%d kills, one after each of: %s; the last session completed the run:\n%s", len(points), strings.Join(points, ", "), summaryOf(last.stdout))
+	t.Logf("%d kills, one after each of: %s; the last session completed the run:\n%s", len(points), strings.Join(points, ", "), framework.SummaryOf(last.Stdout))
 	if len(points) < 3 {
 		t.Errorf("only %d crash points were reached", len(points))
 	}
 	st := e.checkResumed(t, l, stateDir, runID, doneAt)
-	checkAsideDirs(t, l, st, before, "")
-	recordSessions(t, l, sc.plan, st, walls, last.stdout)
+	framework.CheckAsideDirs(t, l, st, before, "")
+	recordSessions(t, l, sc.plan, st, walls, last.Stdout)
 }
 
 // --- (c) right after etcd accepted a change ---------------------------------------
@@ -867,32 +868,32 @@ func (e *e2e) crashAfterCalls(t *testing.T, l *lab.Lab, sc scenario, stepOf map[
 		if i > 0 {
 			args = []string{"resume", runID, "--yes", "--state-dir", stateDir}
 		}
-		r := e.startProc(t, nil, []string{engine.CrashAfterEnv + "=" + call}, args...).wait(t)
-		walls = append(walls, r.wall)
+		r := e.StartProc(t, nil, []string{engine.CrashAfterEnv + "=" + call}, args...).Wait(t)
+		walls = append(walls, r.Wall)
 		if runID == "" {
-			if runID = runIDOf(r.stdout); runID == "" {
+			if runID = framework.RunIDOf(r.Stdout); runID == "" {
 				t.Fatalf("no run id in apply's output:\n%s", r)
 			}
 		}
-		if !strings.Contains(r.stdout, "WARNING: "+engine.CrashAfterEnv) {
-			t.Errorf("session %d did not warn that the failpoint is set:\n%s", i, r.stdout)
+		if !strings.Contains(r.Stdout, "WARNING: "+engine.CrashAfterEnv) {
+			t.Errorf("session %d did not warn that the failpoint is set:\n%s", i, r.Stdout)
 		}
 		st := e.afterKill(t, r, stateDir, runID)
 		step, host, _ := strings.Cut(stepOf[call], "@")
-		if h := st.find(step, host); h == nil || h.Status != "running" || h.Attempts != 1 {
+		if h := st.Find(step, host); h == nil || h.Status != "running" || h.Attempts != 1 {
 			t.Fatalf("after the kill right after %q, %s is %+v, want running in its first attempt", call, stepOf[call], h)
 		}
 		t.Logf("session %d (%s): killed right after etcd accepted %q, %s left running", i, args[0], call, stepOf[call])
 	}
-	r := e.cli(t, "resume", runID, "--yes", "--state-dir", stateDir)
-	walls = append(walls, r.wall)
-	if r.code != 0 {
+	r := e.CLI(t, "resume", runID, "--yes", "--state-dir", stateDir)
+	walls = append(walls, r.Wall)
+	if r.Code != 0 {
 		t.Fatalf("the final resume did not complete the recovery:\n%s", r)
 	}
 	st := e.checkResumed(t, l, stateDir, runID, nil)
 	for _, call := range calls {
 		step, host, _ := strings.Cut(stepOf[call], "@")
-		h := st.find(step, host)
+		h := st.Find(step, host)
 		if h == nil || h.Attempts != 1 {
 			t.Errorf("%s: %+v, want 1 attempt: the change etcd had accepted was made again", stepOf[call], h)
 			continue
@@ -905,7 +906,7 @@ func (e *e2e) crashAfterCalls(t *testing.T, l *lab.Lab, sc scenario, stepOf map[
 			t.Errorf("events.jsonl has %d successful %q calls, want 1", n, call)
 		}
 	}
-	recordSessions(t, l, sc.plan, st, walls, r.stdout)
+	recordSessions(t, l, sc.plan, st, walls, r.Stdout)
 }
 
 // crashAfterSnapshotSave kills the backup plan right after etcd streamed
@@ -915,17 +916,17 @@ func (e *e2e) crashAfterCalls(t *testing.T, l *lab.Lab, sc scenario, stepOf map[
 // .sha256 only.
 func (e *e2e) crashAfterSnapshotSave(t *testing.T, l *lab.Lab) {
 	dir := filepath.Join(t.TempDir(), "backups")
-	inv := inventoryWithVars(t, l, map[string]string{"backupDir": dir})
+	inv := framework.InventoryWithVars(t, l, map[string]string{"backupDir": dir})
 	stateDir := filepath.Join(t.TempDir(), "state")
-	r := e.startProc(t, nil, []string{engine.CrashAfterEnv + "=snapshot save"},
-		"apply", planPath("backup"), "--inventory", inv, "--yes", "--state-dir", stateDir).wait(t)
-	runID := runIDOf(r.stdout)
+	r := e.StartProc(t, nil, []string{engine.CrashAfterEnv + "=snapshot save"},
+		"apply", planPath("backup"), "--inventory", inv, "--yes", "--state-dir", stateDir).Wait(t)
+	runID := framework.RunIDOf(r.Stdout)
 	if runID == "" {
 		t.Fatalf("no run id in apply's output:\n%s", r)
 	}
 	st := e.afterKill(t, r, stateDir, runID)
 	file := filepath.Join(dir, "etcd-"+runID+".db")
-	if h := st.find("save", "h1"); h == nil || h.Status != "running" {
+	if h := st.Find("save", "h1"); h == nil || h.Status != "running" {
 		t.Fatalf("after the kill right after the snapshot save, save@h1 is %+v, want running", h)
 	}
 	if _, err := os.Stat(file + ".part"); err != nil {
@@ -934,16 +935,16 @@ func (e *e2e) crashAfterSnapshotSave(t *testing.T, l *lab.Lab) {
 	if _, err := os.Stat(file); err == nil {
 		t.Errorf("%s exists after a kill before its verification", file)
 	}
-	r = e.cli(t, "resume", runID, "--yes", "--state-dir", stateDir)
-	if r.code != 0 {
+	r = e.CLI(t, "resume", runID, "--yes", "--state-dir", stateDir)
+	if r.Code != 0 {
 		t.Fatalf("resume of the killed backup:\n%s", r)
 	}
-	st = e.statusJSON(t, stateDir, runID)
+	st = e.StatusJSON(t, stateDir, runID)
 	checkRunDone(t, st)
-	if h := st.find("save", "h1"); h == nil || h.Attempts != 2 {
+	if h := st.Find("save", "h1"); h == nil || h.Attempts != 2 {
 		t.Errorf("save@h1: %+v, want 2 attempts (the unverified snapshot saved again)", h)
 	}
-	sum := checkSnapshotFile(t, file)
+	sum := framework.CheckSnapshotFile(t, file)
 	ents, _ := os.ReadDir(dir)
 	for _, en := range ents {
 		if n := en.Name(); n != filepath.Base(file) && n != filepath.Base(file)+".sha256" {
@@ -980,12 +981,12 @@ func (e *e2e) crashForceNewCluster(t *testing.T, l *lab.Lab) {
 	}
 	inv, plan := l.InventoryPath(), planPath("quorum-loss-force-new-cluster")
 	stateDir := filepath.Join(t.TempDir(), "state")
-	p := e.start(t, "apply", plan, "--inventory", inv, "--yes", "--state-dir", stateDir)
+	p := e.Start(t, "apply", plan, "--inventory", inv, "--yes", "--state-dir", stateDir)
 	// Kill while etcd1 runs with --force-new-cluster: after the step wrote
 	// the flag, before it removed it again.
-	poll(t, "etcd1 restarted with ETCD_FORCE_NEW_CLUSTER=true", 20*time.Millisecond, func() bool {
+	framework.Poll(t, "etcd1 restarted with ETCD_FORCE_NEW_CLUSTER=true", 20*time.Millisecond, func() bool {
 		select {
-		case <-p.exited:
+		case <-p.Exited():
 			return true
 		default:
 		}
@@ -994,34 +995,34 @@ func (e *e2e) crashForceNewCluster(t *testing.T, l *lab.Lab) {
 		out, _ := l.Run(c, "h1", "grep -q '^ETCD_FORCE_NEW_CLUSTER=true' /etc/etcd/etcd.env && echo yes", nil)
 		return strings.TrimSpace(out) == "yes"
 	})
-	r := p.kill9(t)
-	runID := runIDOf(r.stdout)
+	r := p.Kill9(t)
+	runID := framework.RunIDOf(r.Stdout)
 	if runID == "" {
 		t.Fatalf("no run id:\n%s", r)
 	}
 	st := e.afterKill(t, r, stateDir, runID)
-	if h := st.find("survivor", "h1"); h == nil || h.Status != "running" {
+	if h := st.Find("survivor", "h1"); h == nil || h.Status != "running" {
 		t.Fatalf("the kill did not land inside survivor@h1: %+v", h)
 	}
 	t.Logf("kill -9 while survivor@h1 (force-new-cluster) ran, its flag written")
 
 	// resume will not repeat it blindly: exit 5 with the operator's choices
-	r = e.cli(t, "resume", runID, "--yes", "--state-dir", stateDir)
-	if r.code != 5 || !strings.Contains(r.stderr, "--rerun survivor@h1") || !strings.Contains(r.stderr, "--mark-done survivor@h1") {
+	r = e.CLI(t, "resume", runID, "--yes", "--state-dir", stateDir)
+	if r.Code != 5 || !strings.Contains(r.Stderr, "--rerun survivor@h1") || !strings.Contains(r.Stderr, "--mark-done survivor@h1") {
 		t.Fatalf("resume after a kill inside force-new-cluster: want exit 5 with --rerun/--mark-done hints:\n%s", r)
 	}
-	t.Logf("resume stopped for the operator: exit 5: %s", firstLine(r.stderr))
-	if st := readState(t, stateDir, runID); st.Outcome != "waiting" {
+	t.Logf("resume stopped for the operator: exit 5: %s", firstLine(r.Stderr))
+	if st := framework.ReadState(t, stateDir, runID); st.Outcome != "waiting" {
 		t.Errorf("outcome after the operator stop: %q, want waiting", st.Outcome)
 	}
 	// The operator looked (etcd1 is a one-member cluster or on its way):
 	// applying it again is safe, so --rerun.
-	r = e.cli(t, "resume", runID, "--yes", "--state-dir", stateDir, "--rerun", "survivor@h1")
-	if r.code != 0 {
+	r = e.CLI(t, "resume", runID, "--yes", "--state-dir", stateDir, "--rerun", "survivor@h1")
+	if r.Code != 0 {
 		t.Fatalf("resume --rerun survivor@h1:\n%s", r)
 	}
-	t.Logf("resume --rerun survivor@h1: exit 0 in %.1fs", r.wall.Seconds())
-	st = e.statusJSON(t, stateDir, runID)
+	t.Logf("resume --rerun survivor@h1: exit 0 in %.1fs", r.Wall.Seconds())
+	st = e.StatusJSON(t, stateDir, runID)
 	checkRunDone(t, st)
 	logRecoveries(t, stateDir, runID)
 	verifyLab(t, l)

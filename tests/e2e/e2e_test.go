@@ -1,4 +1,4 @@
-package main
+package e2e
 
 // End-to-end tests: every example plan, run by the real etcd-rescue binary
 // over real SSH against a lab (real sshd, real systemd, real etcd 3.5, 3.6
@@ -8,8 +8,8 @@ package main
 // intact), the revision through the client API after a restore, the run's
 // status, and the moved-aside data dirs.
 //
-//	go test ./cmd/etcd-rescue/ -run 'TestE2E$' -v            # all scenarios, every version
-//	go test ./cmd/etcd-rescue/ -run 'TestE2E$/etcd3.6/lost-host' -v
+//	go test ./tests/e2e/ -run 'TestE2E$' -v            # all scenarios, every version
+//	go test ./tests/e2e/ -run 'TestE2E$/etcd3.6/lost-host' -v
 //
 // Needs root (make test installs the lab's prerequisites). E2E_MEASUREMENTS=FILE
 // appends every run's timings there as JSON lines; E2E_KEEP_LAB=1 leaves a
@@ -25,6 +25,7 @@ import (
 	"time"
 
 	"github.com/etcd-rescue/etcd-rescue/lab"
+	"github.com/etcd-rescue/etcd-rescue/tests/framework"
 )
 
 // etcdVersions are the minor versions every scenario runs on.
@@ -45,7 +46,7 @@ func TestE2E(t *testing.T) {
 			// One lab for the backup (which needs a healthy cluster and
 			// damages nothing) and then the ip-change.
 			t.Run("backup+ip-change", func(t *testing.T) {
-				l := upLab(t, lab.Options{Members: 3, Version: v})
+				l := framework.UpLab(t, lab.Options{Members: 3, Version: v})
 				e.backup(t, l)
 				e.recoverLab(t, l, scenario{plan: "ip-change", brk: "ip-change", members: 3})
 			})
@@ -72,7 +73,7 @@ func TestE2E(t *testing.T) {
 					name += "/5-members"
 				}
 				t.Run(name, func(t *testing.T) {
-					l := upLab(t, lab.Options{Members: sc.members, Version: v})
+					l := framework.UpLab(t, lab.Options{Members: sc.members, Version: v})
 					e.recoverLab(t, l, sc)
 				})
 			}
@@ -85,10 +86,10 @@ func planPath(name string) string { return filepath.Join("examples", name+".yaml
 // recoverLab breaks l as sc says, applies sc's plan with the lab's
 // inventory and checks the outcome. It returns the run's final state and
 // the run's state dir (runs/<id>/events.jsonl is there).
-func (e *e2e) recoverLab(t *testing.T, l *lab.Lab, sc scenario) (*runState, string) {
+func (e *e2e) recoverLab(t *testing.T, l *lab.Lab, sc scenario) (*framework.RunState, string) {
 	t.Helper()
 	ctx := context.Background()
-	preRev := clusterRevision(t, l)
+	preRev := framework.ClusterRevision(t, l)
 	if sc.brk != "" {
 		t0 := time.Now()
 		if err := l.Break(ctx, sc.brk); err != nil {
@@ -102,20 +103,20 @@ func (e *e2e) recoverLab(t *testing.T, l *lab.Lab, sc scenario) (*runState, stri
 			t.Logf("as expected after the break: %v", err)
 		}
 	}
-	before := dataDirs(t, l, lab.DataDir, "")
+	before := framework.DataDirs(t, l, lab.DataDir, "")
 	plan := planPath(sc.plan)
 	stateDir, runID, r := e.applyPlan(t, plan, l.InventoryPath(), fmt.Sprintf("against the lab broken by %q", sc.brk))
-	t.Logf("apply %s: exit 0 in %.1fs; summary:\n%s", sc.plan, r.wall.Seconds(), summaryOf(r.stdout))
-	st := e.statusJSON(t, stateDir, runID)
+	t.Logf("apply %s: exit 0 in %.1fs; summary:\n%s", sc.plan, r.Wall.Seconds(), framework.SummaryOf(r.Stdout))
+	st := e.StatusJSON(t, stateDir, runID)
 	checkRunDone(t, st)
 	verifyLab(t, l)
 	if sc.restore {
 		checkRevisionAbove(t, l, preRev)
 	}
-	checkAsideDirs(t, l, st, before, "")
+	framework.CheckAsideDirs(t, l, st, before, "")
 	checkNoForceNewCluster(t, l)
-	record(t, measurement{Test: t.Name(), Plan: sc.plan, Version: l.Version(), Members: len(l.Members()),
-		Wall: r.wall, Sessions: st.Sessions, Steps: timesOf(st), Summary: summaryOf(r.stdout)})
+	framework.Record(t, framework.Measurement{Test: t.Name(), Plan: sc.plan, Version: l.Version(), Members: len(l.Members()),
+		Wall: r.Wall, Sessions: st.Sessions, Steps: framework.TimesOf(st), Summary: framework.SummaryOf(r.Stdout)})
 	return st, stateDir
 }
 
@@ -123,40 +124,40 @@ func (e *e2e) recoverLab(t *testing.T, l *lab.Lab, sc scenario) (*runState, stri
 // applies it with --yes into a fresh state dir; a failure stops the test
 // with the output, the dry-run and the tail of the run's events. what says
 // what the apply ran against.
-func (e *e2e) applyPlan(t *testing.T, plan, inv, what string) (stateDir, runID string, r result) {
+func (e *e2e) applyPlan(t *testing.T, plan, inv, what string) (stateDir, runID string, r framework.Result) {
 	t.Helper()
-	if r := e.cli(t, "validate", plan, "--inventory", inv); r.code != 0 {
+	if r := e.CLI(t, "validate", plan, "--inventory", inv); r.Code != 0 {
 		t.Fatalf("validate %s with inventory %s: %s", plan, inv, r)
 	}
-	dry := e.cli(t, "plan", plan, "--inventory", inv)
-	if dry.code != 0 {
+	dry := e.CLI(t, "plan", plan, "--inventory", inv)
+	if dry.Code != 0 {
 		t.Fatalf("plan (dry-run) %s with inventory %s: %s", plan, inv, dry)
 	}
 	stateDir = filepath.Join(t.TempDir(), "state")
-	r = e.cli(t, "apply", plan, "--inventory", inv, "--yes", "--state-dir", stateDir)
-	runID = runIDOf(r.stdout)
-	if r.code != 0 {
-		msg := fmt.Sprintf("apply %s failed %s:\n%s\n--- the dry-run it ran:\n%s", plan, what, r, dry.stdout)
+	r = e.CLI(t, "apply", plan, "--inventory", inv, "--yes", "--state-dir", stateDir)
+	runID = framework.RunIDOf(r.Stdout)
+	if r.Code != 0 {
+		msg := fmt.Sprintf("apply %s failed %s:\n%s\n--- the dry-run it ran:\n%s", plan, what, r, dry.Stdout)
 		if runID != "" {
 			if ev, err := os.ReadFile(filepath.Join(stateDir, "runs", runID, "events.jsonl")); err == nil {
-				msg += "\n--- events.jsonl (tail):\n" + tailLines(string(ev), 40)
+				msg += "\n--- events.jsonl (tail):\n" + framework.TailLines(string(ev), 40)
 			}
 		}
 		t.Fatal(msg)
 	}
 	if runID == "" {
-		t.Fatalf("apply printed no run id:\n%s", r.stdout)
+		t.Fatalf("apply printed no run id:\n%s", r.Stdout)
 	}
 	return stateDir, runID, r
 }
 
 // checkRunDone: outcome done, every step-host done, the lock released.
-func checkRunDone(t *testing.T, st *runState) {
+func checkRunDone(t *testing.T, st *framework.RunState) {
 	t.Helper()
 	if st.Outcome != "done" {
 		t.Errorf("status: outcome %q, want done", st.Outcome)
 	}
-	if nd := st.notDone(); len(nd) > 0 {
+	if nd := st.NotDone(); len(nd) > 0 {
 		t.Errorf("status: step-hosts not done: %s", strings.Join(nd, ", "))
 	}
 	if st.Lock == nil || st.Lock.Held {
@@ -194,11 +195,11 @@ func verifyLab(t *testing.T, l *lab.Lab) {
 // so watchers never see it go backwards.
 func checkRevisionAbove(t *testing.T, l *lab.Lab, pre int64) {
 	t.Helper()
-	rev := clusterRevision(t, l)
+	rev := framework.ClusterRevision(t, l)
 	if rev <= pre {
 		t.Errorf("revision after the restore is %d, not above the pre-disaster revision %d (bumpRevision: auto)", rev, pre)
 	}
-	for name, r := range memberRevisions(t, l) {
+	for name, r := range framework.MemberRevisions(t, l) {
 		if r <= pre {
 			t.Errorf("member %s is at revision %d, not above the pre-disaster revision %d", name, r, pre)
 		}
@@ -212,24 +213,24 @@ func (e *e2e) backup(t *testing.T, l *lab.Lab) {
 	t.Helper()
 	verifyLab(t, l)
 	dir := filepath.Join(t.TempDir(), "backups")
-	inv := inventoryWithVars(t, l, map[string]string{"backupDir": dir})
+	inv := framework.InventoryWithVars(t, l, map[string]string{"backupDir": dir})
 	plan := planPath("backup")
-	dry := e.cli(t, "plan", plan, "--inventory", inv)
-	if dry.code != 0 {
+	dry := e.CLI(t, "plan", plan, "--inventory", inv)
+	if dry.Code != 0 {
 		t.Fatalf("plan backup: %s", dry)
 	}
-	rev := clusterRevision(t, l)
+	rev := framework.ClusterRevision(t, l)
 	stateDir := filepath.Join(t.TempDir(), "state")
-	r := e.cli(t, "apply", plan, "--inventory", inv, "--yes", "--state-dir", stateDir)
-	if r.code != 0 {
-		t.Fatalf("apply backup on a healthy lab:\n%s\n--- dry-run:\n%s", r, dry.stdout)
+	r := e.CLI(t, "apply", plan, "--inventory", inv, "--yes", "--state-dir", stateDir)
+	if r.Code != 0 {
+		t.Fatalf("apply backup on a healthy lab:\n%s\n--- dry-run:\n%s", r, dry.Stdout)
 	}
-	runID := runIDOf(r.stdout)
-	st := e.statusJSON(t, stateDir, runID)
+	runID := framework.RunIDOf(r.Stdout)
+	st := e.StatusJSON(t, stateDir, runID)
 	checkRunDone(t, st)
 	file := filepath.Join(dir, "etcd-"+runID+".db")
-	sum := checkSnapshotFile(t, file)
-	srev, keys := snapshotStatus(t, l, file)
+	sum := framework.CheckSnapshotFile(t, file)
+	srev, keys := framework.SnapshotStatus(t, l, file)
 	fp, _ := l.Fingerprint()
 	switch {
 	case srev < rev:
@@ -246,8 +247,8 @@ func (e *e2e) backup(t *testing.T, l *lab.Lab) {
 		}
 	}
 	verifyLab(t, l)
-	record(t, measurement{Test: t.Name(), Plan: "backup", Version: l.Version(), Members: len(l.Members()),
-		Wall: r.wall, Sessions: st.Sessions, Steps: timesOf(st), Summary: summaryOf(r.stdout)})
+	framework.Record(t, framework.Measurement{Test: t.Name(), Plan: "backup", Version: l.Version(), Members: len(l.Members()),
+		Wall: r.Wall, Sessions: st.Sessions, Steps: framework.TimesOf(st), Summary: framework.SummaryOf(r.Stdout)})
 }
 
 // checkNoForceNewCluster: no member is left configured with
@@ -256,7 +257,7 @@ func (e *e2e) backup(t *testing.T, l *lab.Lab) {
 func checkNoForceNewCluster(t *testing.T, l *lab.Lab) {
 	t.Helper()
 	for _, h := range l.Hosts() {
-		out := hostRun(t, l, h.Name, "grep -s '^ETCD_FORCE_NEW_CLUSTER' "+lab.EnvFile+"; true")
+		out := framework.HostRun(t, l, h.Name, "grep -s '^ETCD_FORCE_NEW_CLUSTER' "+lab.EnvFile+"; true")
 		if strings.TrimSpace(out) != "" {
 			t.Errorf("%s: %s still sets %s after the recovery", h.Name, lab.EnvFile, strings.TrimSpace(out))
 		}

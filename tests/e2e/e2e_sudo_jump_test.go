@@ -1,4 +1,4 @@
-package main
+package e2e
 
 // End-to-end: the ip-change plan as a non-root operator with sudo, through a
 // jump host. The lab's hosts have the account rescue (passwordless sudo,
@@ -9,13 +9,10 @@ package main
 // sshx's `sudo -n setsid -w sh -c ...` wrapping of each command the run's
 // events.jsonl lists), and sshd saw rescue come only from h1.
 //
-//	go test ./cmd/etcd-rescue/ -run TestE2ESudoJump -v
+//	go test ./tests/e2e/ -run TestE2ESudoJump -v
 
 import (
-	"bufio"
-	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -27,37 +24,8 @@ import (
 	"github.com/etcd-rescue/etcd-rescue/engine"
 	"github.com/etcd-rescue/etcd-rescue/engine/runstate"
 	"github.com/etcd-rescue/etcd-rescue/lab"
+	"github.com/etcd-rescue/etcd-rescue/tests/framework"
 )
-
-// runEvent is the part of an events.jsonl line this test reads.
-type runEvent struct {
-	Type  string `json:"type"`
-	Step  string `json:"step"`
-	Host  string `json:"host"`
-	Cmd   string `json:"cmd"`
-	Exit  *int   `json:"exit"`
-	Error string `json:"error"`
-	Msg   string `json:"msg"`
-}
-
-func readEvents(t *testing.T, stateDir, runID string) []runEvent {
-	t.Helper()
-	b, err := os.ReadFile(filepath.Join(stateDir, "runs", runID, "events.jsonl"))
-	if err != nil {
-		t.Fatalf("events.jsonl: %v", err)
-	}
-	var evs []runEvent
-	sc := bufio.NewScanner(bytes.NewReader(b))
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
-		var ev runEvent
-		if err := json.Unmarshal(sc.Bytes(), &ev); err != nil {
-			t.Fatalf("events.jsonl line %q: %v", sc.Text(), err)
-		}
-		evs = append(evs, ev)
-	}
-	return evs
-}
 
 // sudoLogRE matches one command in lab.SudoLog: sshx runs every command of
 // a sudo host as `exec sudo -n setsid -w sh -c PGIDSCRIPT TOKEN CMD`, which
@@ -66,7 +34,7 @@ var sudoLogRE = regexp.MustCompile(`(?m)^.* : rescue : .*; USER=root ; COMMAND=/
 
 func TestE2ESudoJump(t *testing.T) {
 	e := newE2E(t)
-	l := upLab(t, lab.Options{Members: 3, Version: "3.6"})
+	l := framework.UpLab(t, lab.Options{Members: 3, Version: "3.6"})
 	ctx := context.Background()
 	h1, _ := l.Host("h1")
 
@@ -82,7 +50,7 @@ func TestE2ESudoJump(t *testing.T) {
 	// Nothing has logged in as rescue yet (the lab works as root): every
 	// rescue login and sudo command on the hosts from here on is the run's.
 	for _, h := range l.Hosts() {
-		if out := hostRun(t, l, h.Name, "cat "+lab.SudoLog+" 2>/dev/null | wc -l"); strings.TrimSpace(out) != "0" {
+		if out := framework.HostRun(t, l, h.Name, "cat "+lab.SudoLog+" 2>/dev/null | wc -l"); strings.TrimSpace(out) != "0" {
 			t.Fatalf("%s: %s has %s lines before the run", h.Name, lab.SudoLog, out)
 		}
 	}
@@ -102,16 +70,16 @@ func TestE2ESudoJump(t *testing.T) {
 	}
 
 	stateDir, runID, r := e.applyPlan(t, planPath("ip-change"), inv, "as rescue with sudo through h1")
-	t.Logf("apply ip-change (rescue, sudo, via h1): exit 0 in %.1fs; summary:\n%s", r.wall.Seconds(), summaryOf(r.stdout))
-	st := e.statusJSON(t, stateDir, runID)
+	t.Logf("apply ip-change (rescue, sudo, via h1): exit 0 in %.1fs; summary:\n%s", r.Wall.Seconds(), framework.SummaryOf(r.Stdout))
+	st := e.StatusJSON(t, stateDir, runID)
 	checkRunDone(t, st)
 	verifyLab(t, l)
 	checkNoForceNewCluster(t, l)
 
 	// The run's commands, per host, as the engine journalled them (the
 	// command itself: sshx adds the sudo wrapping below the journal).
-	evs := readEvents(t, stateDir, runID)
-	cmds := map[string][]runEvent{}
+	evs := framework.ReadEvents(t, stateDir, runID)
+	cmds := map[string][]framework.RunEvent{}
 	var rootOnly []string
 	routes := map[string]string{}
 	for _, ev := range evs {
@@ -151,7 +119,7 @@ func TestE2ESudoJump(t *testing.T) {
 	// run and step-host (MarkEnv). sudo quotes the arguments it logs, so
 	// the command is compared without quotes and backslashes.
 	for _, h := range l.Hosts() {
-		log := hostRun(t, l, h.Name, "cat "+lab.SudoLog+" 2>/dev/null; true")
+		log := framework.HostRun(t, l, h.Name, "cat "+lab.SudoLog+" 2>/dev/null; true")
 		ran := sudoLogRE.FindAllStringSubmatch(log, -1)
 		if len(ran) < len(cmds[h.Name]) {
 			t.Errorf("%s: %d commands in events.jsonl but %d sudo -n setsid runs of rescue in %s:\n%s", h.Name, len(cmds[h.Name]), len(ran), lab.SudoLog, log)
@@ -179,7 +147,7 @@ func TestE2ESudoJump(t *testing.T) {
 	// host), never from this machine; h1 saw root come from this machine.
 	acceptRE := regexp.MustCompile(`Accepted publickey for (\S+) from (\S+) port`)
 	for _, h := range l.Hosts() {
-		out := hostRun(t, l, h.Name, "journalctl -u ssh --no-pager -o cat | grep 'Accepted publickey' || true")
+		out := framework.HostRun(t, l, h.Name, "journalctl -u ssh --no-pager -o cat | grep 'Accepted publickey' || true")
 		from := map[string]int{}
 		for _, m := range acceptRE.FindAllStringSubmatch(out, -1) {
 			if m[1] == lab.OperatorUser {
@@ -192,7 +160,7 @@ func TestE2ESudoJump(t *testing.T) {
 			t.Logf("%s: sshd accepted rescue %d time(s), all from %s (h1)", h.Name, from[h1.Address], h1.Address)
 		}
 	}
-	if out := hostRun(t, l, "h1", "journalctl -u ssh --no-pager -o cat | grep -c 'Accepted publickey for root from "+lab.GatewayAddr+" ' || true"); strings.TrimSpace(out) == "0" {
+	if out := framework.HostRun(t, l, "h1", "journalctl -u ssh --no-pager -o cat | grep -c 'Accepted publickey for root from "+lab.GatewayAddr+" ' || true"); strings.TrimSpace(out) == "0" {
 		t.Errorf("h1: sshd shows no root login from %s: the jump connections did not end on h1", lab.GatewayAddr)
 	}
 }
@@ -210,7 +178,7 @@ func cmdHead(s string) string {
 	return s
 }
 
-func eventsSummary(evs []runEvent) string {
+func eventsSummary(evs []framework.RunEvent) string {
 	var b strings.Builder
 	for _, ev := range evs {
 		exit := "-"

@@ -1,4 +1,4 @@
-package main
+package e2e
 
 // End-to-end over TLS: a lab whose etcd has https client and peer URLs and
 // requires client certificates on both (lab.Options.TLS; the inventory's
@@ -11,7 +11,7 @@ package main
 // (none plain http), calls to every member succeeded, and the members'
 // env files still have https and client-cert-auth afterwards.
 //
-//	go test ./cmd/etcd-rescue/ -run TestE2ETLS -v
+//	go test ./tests/e2e/ -run TestE2ETLS -v
 
 import (
 	"os"
@@ -21,6 +21,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/etcd-rescue/etcd-rescue/lab"
+	"github.com/etcd-rescue/etcd-rescue/tests/framework"
 )
 
 func TestE2ETLS(t *testing.T) {
@@ -30,7 +31,7 @@ func TestE2ETLS(t *testing.T) {
 		{plan: "lost-host", brk: "lost-host", members: 3},
 	} {
 		t.Run(sc.plan, func(t *testing.T) {
-			l := upLab(t, lab.Options{Members: sc.members, Version: "3.6", TLS: true})
+			l := framework.UpLab(t, lab.Options{Members: sc.members, Version: "3.6", TLS: true})
 			if !l.TLS() {
 				t.Fatal("the lab was asked for TLS but says it has none")
 			}
@@ -38,7 +39,7 @@ func TestE2ETLS(t *testing.T) {
 			st, stateDir := e.recoverLab(t, l, sc)
 			checkInventoryTLS(t, l) // as the break rewrote it
 			checkEnvTLS(t, l)
-			checkRunTLS(t, l, readEvents(t, stateDir, st.RunID), sc)
+			checkRunTLS(t, l, framework.ReadEvents(t, stateDir, st.RunID), sc)
 		})
 	}
 }
@@ -81,7 +82,7 @@ func checkEnvTLS(t *testing.T, l *lab.Lab) {
 	t.Helper()
 	for _, m := range l.Members() {
 		h, _ := l.Host(m.Host)
-		env := hostRun(t, l, m.Host, "cat "+lab.EnvFile)
+		env := framework.HostRun(t, l, m.Host, "cat "+lab.EnvFile)
 		for _, want := range []string{
 			"ETCD_NAME=" + m.Name,
 			"ETCD_LISTEN_CLIENT_URLS=https://" + h.Address + ":2379,https://127.0.0.1:2379",
@@ -107,7 +108,7 @@ func checkEnvTLS(t *testing.T, l *lab.Lab) {
 // naming each member's https client URL succeeded, among them every call
 // of the final verify-data step (and, for lost-host, the member add of the
 // replacement's https peer URL).
-func checkRunTLS(t *testing.T, l *lab.Lab, evs []runEvent, sc scenario) {
+func checkRunTLS(t *testing.T, l *lab.Lab, evs []framework.RunEvent, sc scenario) {
 	t.Helper()
 	okByURL := map[string]int{}
 	var api, sameData int
