@@ -65,6 +65,11 @@ func Parse(file string, raw []byte) (*Plan, Findings) {
 	d := &Decoder{File: file}
 	p := &Plan{File: file, Raw: raw}
 	d.Decode(&root, p)
+	if p.Pos.File == "" {
+		// The document is not a mapping (a scalar, a list): the decoder said
+		// so at its position, and there is no plan to check further.
+		return nil, d.Findings
+	}
 	return p, d.Findings
 }
 

@@ -52,3 +52,22 @@ steps: [{id: s, type: stop-service, on: all}]
 		}
 	}
 }
+
+// A document that is not a mapping gets one finding at its position, and
+// no plan: the "missing required key" findings that would follow say
+// nothing new and had no position (found by make fuzz with input "0").
+func TestParseNotAMapping(t *testing.T) {
+	for name, src := range map[string]string{
+		"scalar": "0\n",
+		"list":   "- a\n- b\n",
+		"word":   "plan\n",
+	} {
+		p, fs := Parse("p.yaml", []byte(src))
+		if p != nil {
+			t.Errorf("%s: got a plan from %q", name, src)
+		}
+		if len(fs) != 1 || fs[0].Pos.File != "p.yaml" || fs[0].Pos.Line != 1 {
+			t.Errorf("%s: want one finding at p.yaml:1, got %v", name, fs)
+		}
+	}
+}
