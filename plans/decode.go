@@ -104,6 +104,12 @@ func (d *Decoder) decode(n *yaml.Node, v reflect.Value, field string) {
 		if n.Kind == yaml.ScalarNode && n.Tag == "!!null" {
 			return
 		}
+		if v.IsNil() && v.Type().Elem().Kind() == reflect.Struct && n.Kind != yaml.MappingNode {
+			// Not a section at all: say so here and leave it absent, so that
+			// no later check reads an empty section with no position.
+			d.Findings.Add(d.PosOf(n), "%sexpected a mapping, got %s", prefix(field), kindName(n))
+			return
+		}
 		if v.IsNil() {
 			v.Set(reflect.New(v.Type().Elem()))
 		}

@@ -3,6 +3,7 @@ package plans
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -69,5 +70,27 @@ func TestParseNotAMapping(t *testing.T) {
 		if len(fs) != 1 || fs[0].Pos.File != "p.yaml" || fs[0].Pos.Line != 1 {
 			t.Errorf("%s: want one finding at p.yaml:1, got %v", name, fs)
 		}
+	}
+}
+
+// A section that is not a mapping stays absent: no check reads an empty
+// section, whose findings would have no position (make fuzz, "cluster: 000").
+func TestSectionNotAMapping(t *testing.T) {
+	p, fs := Parse("p.yaml", []byte("version: 1\nname: x\ncluster: 000\nhosts: {h1: {address: 10.9.0.1}}\nsteps: []\n"))
+	if p == nil || p.Cluster != nil {
+		t.Fatalf("want a plan without a cluster, got %+v", p)
+	}
+	fs = append(fs, p.Check()...)
+	found := false
+	for _, f := range fs {
+		if f.Pos.File != "p.yaml" || f.Pos.Line == 0 {
+			t.Errorf("finding without position: %v", f)
+		}
+		if f.Pos.Line == 3 && strings.Contains(f.Msg, "expected a mapping") {
+			found = true
+		}
+	}
+	if !found {
+		t.Errorf("want cluster: expected a mapping at line 3, got %v", fs)
 	}
 }
