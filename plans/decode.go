@@ -121,9 +121,15 @@ func (d *Decoder) decode(n *yaml.Node, v reflect.Value, field string) {
 			d.Findings.Add(d.PosOf(n), "%sexpected a list, got %s", prefix(field), kindName(n))
 			return
 		}
-		s := reflect.MakeSlice(v.Type(), len(n.Content), len(n.Content))
+		s := reflect.MakeSlice(v.Type(), 0, len(n.Content))
 		for i, c := range n.Content {
-			d.decode(c, s.Index(i), fmt.Sprintf("%s[%d]", field, i))
+			e := reflect.New(v.Type().Elem()).Elem()
+			at := fmt.Sprintf("%s[%d]", field, i)
+			d.decode(c, e, at)
+			if d.absent(c, e, at) {
+				continue
+			}
+			s = reflect.Append(s, e)
 		}
 		v.Set(s)
 	case reflect.Map:
@@ -140,6 +146,9 @@ func (d *Decoder) decode(n *yaml.Node, v reflect.Value, field string) {
 			}
 			e := reflect.New(v.Type().Elem()).Elem()
 			d.decode(val, e, joinField(field, k.Value))
+			if r := resolve(val); e.Kind() == reflect.Pointer && e.IsNil() && r != nil && r.Tag != "!!null" {
+				continue // not a mapping: the decoder said so; "key:" alone is kept (a host with defaults)
+			}
 			m.SetMapIndex(reflect.ValueOf(k.Value), e)
 		}
 		v.Set(m)
@@ -297,6 +306,20 @@ func (d *Decoder) decodeStruct(n *yaml.Node, v reflect.Value, field string) {
 			d.Findings.Add(p, "%s%s must not be empty", prefix(field), f.Key)
 		}
 	}
+}
+
+// absent reports whether e, decoded from list item n, is a nil pointer: an
+// item written empty ("-" alone; a finding says so here) or one that was not
+// a mapping (the decoder said so). Lists keep no nil item, so no check ever
+// reads a member or step that is not there.
+func (d *Decoder) absent(n *yaml.Node, e reflect.Value, field string) bool {
+	if e.Kind() != reflect.Pointer || !e.IsNil() {
+		return false
+	}
+	if r := resolve(n); r != nil && r.Kind == yaml.ScalarNode && r.Tag == "!!null" {
+		d.Findings.Add(d.PosOf(r), "%s: empty list item", field)
+	}
+	return true
 }
 
 func contains(list []string, s string) bool {
