@@ -292,7 +292,12 @@ func (p *Plan) ResolveOn(on Strings) ([]string, error) {
 	}
 	out := make([]string, 0, len(set))
 	for n := range set {
-		out = append(out, n)
+		// Only hosts that exist: a member whose host is missing from hosts:
+		// (or not written) is reported by checkCluster, and no step may
+		// target a host it cannot describe.
+		if p.Hosts[n] != nil {
+			out = append(out, n)
+		}
 	}
 	sort.Strings(out)
 	return out, nil
