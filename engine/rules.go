@@ -146,7 +146,15 @@ func (c *Compiled) ruleRestore() plans.Findings {
 			}
 		}
 		if c.Plan.Cluster.Layout.Service == "static-pod" && !anyOf(anc, func(a *Node) bool {
-			return a.Type.Name == "stop-service" && a.Targets[0].Params.(*steps.StopService).Unit == "kube-apiserver"
+			if a.Type.Name != "stop-service" {
+				return false
+			}
+			for _, t := range a.Targets { // none when its on: did not resolve (reported there)
+				if t.Params.(*steps.StopService).Unit == "kube-apiserver" {
+					return true
+				}
+			}
+			return false
 		}) {
 			fs.Warn(n.Step.Pos, "restore runs while kube-apiserver may still be running").ForStep(n.ID()).
 				WithHint("stop kube-apiserver on every control-plane host first (stop-service with unit: kube-apiserver)")
