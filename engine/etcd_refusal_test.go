@@ -31,23 +31,9 @@ func (b *realEtcdBackend) Etcd(context.Context) (steps.Etcd, error) {
 // an interrupt; every attempt is its own call in events.jsonl.
 func TestRefusedMemberAddGivesUp(t *testing.T) {
 	bin := etcdtest.Binary(t)
-	names := []string{"m1", "m2", "m3"}
-	peers, clients := map[string]string{}, map[string]string{}
-	var initial []string
-	for _, n := range names {
-		peers[n], clients[n] = etcdtest.FreeURL(t), etcdtest.FreeURL(t)
-		initial = append(initial, n+"="+peers[n])
-	}
-	members := map[string]*etcdtest.Member{}
-	for _, n := range names {
-		members[n] = etcdtest.Start(t, etcdtest.Options{Binary: bin, Name: n, PeerURL: peers[n], ClientURL: clients[n],
-			InitialCluster: strings.Join(initial, ",")})
-	}
-	for _, n := range names {
-		members[n].WaitHealthy(t)
-	}
+	members := etcdtest.StartCluster(t, bin, "m1", "m2", "m3")
 	members["m3"].Stop()
-	api, err := etcdapi.New(etcdapi.Config{Endpoints: []string{clients["m1"]}})
+	api, err := etcdapi.New(etcdapi.Config{Endpoints: []string{members["m1"].ClientURL}})
 	if err != nil {
 		t.Fatal(err)
 	}

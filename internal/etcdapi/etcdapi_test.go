@@ -284,23 +284,9 @@ func TestUnreachableEndpoint(t *testing.T) {
 // within its own deadline; it no longer retries inside for a minute.
 func TestRefusedMemberAdd(t *testing.T) {
 	forEachVersion(t, func(t *testing.T, bin string) {
-		names := []string{"m1", "m2", "m3"}
-		peers, clients := map[string]string{}, map[string]string{}
-		var initial []string
-		for _, n := range names {
-			peers[n], clients[n] = etcdtest.FreeURL(t), etcdtest.FreeURL(t)
-			initial = append(initial, n+"="+peers[n])
-		}
-		ms := map[string]*etcdtest.Member{}
-		for _, n := range names {
-			ms[n] = etcdtest.Start(t, etcdtest.Options{Binary: bin, Name: n, PeerURL: peers[n], ClientURL: clients[n],
-				InitialCluster: strings.Join(initial, ",")})
-		}
-		for _, n := range names {
-			ms[n].WaitHealthy(t)
-		}
+		ms := etcdtest.StartCluster(t, bin, "m1", "m2", "m3")
 		ms["m3"].Stop()
-		c := newClient(t, etcdapi.Config{Endpoints: []string{clients["m1"]}})
+		c := newClient(t, etcdapi.Config{Endpoints: []string{ms["m1"].ClientURL}})
 		// The leader notices the lost peer connection within moments; until
 		// then an add may still pass. Each call is timed on its own.
 		var err error

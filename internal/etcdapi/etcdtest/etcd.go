@@ -266,3 +266,25 @@ func Port(url string) int {
 	p, _ := strconv.Atoi(url[i+1:])
 	return p
 }
+
+// StartCluster starts one member per name as a new cluster on free loopback
+// ports and waits until every member is healthy. The members are stopped
+// when the test ends.
+func StartCluster(t testing.TB, bin string, names ...string) map[string]*Member {
+	t.Helper()
+	peers, clients := map[string]string{}, map[string]string{}
+	var initial []string
+	for _, n := range names {
+		peers[n], clients[n] = FreeURL(t), FreeURL(t)
+		initial = append(initial, n+"="+peers[n])
+	}
+	ms := map[string]*Member{}
+	for _, n := range names {
+		ms[n] = Start(t, Options{Binary: bin, Name: n, PeerURL: peers[n], ClientURL: clients[n],
+			InitialCluster: strings.Join(initial, ",")})
+	}
+	for _, n := range names {
+		ms[n].WaitHealthy(t)
+	}
+	return ms
+}
