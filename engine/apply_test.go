@@ -23,8 +23,8 @@ func TestInterruptDuringConfirm(t *testing.T) {
 		return false, ctx.Err()
 	}
 	_, err := h.apply(o)
-	if re := runErrOf(t, err); re.Code() != 130 || !strings.Contains(err.Error(), "before the run started") {
-		t.Errorf("code %d: %v", re.Code(), err)
+	if re := runErrOf(t, err); !re.Interrupted || !strings.Contains(err.Error(), "before the run started") {
+		t.Errorf("want interrupted: %+v: %v", re, err)
 	}
 	if runs, _ := (&runstate.Store{Dir: h.stateDir}).Runs(); len(runs) != 0 || len(h.w.commands()) != 0 {
 		t.Errorf("runs %v, commands %v", runs, h.w.commands())

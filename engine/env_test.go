@@ -415,7 +415,7 @@ func TestRestoreInterruptedThenResumed(t *testing.T) {
 	var progress strings.Builder
 	o.Progress = &syncWriter{w: &progress}
 	res, err := Apply(ctx, loadReal(t, plan), o)
-	if re := runErrOf(t, err); re.Code() != 130 {
+	if re := runErrOf(t, err); !re.Interrupted {
 		t.Fatalf("want interrupted, got %v\n%s", err, progress.String())
 	}
 	wantStatuses(t, res.State, map[string]string{"wipe@local": "done", "restore@local": "failed"})

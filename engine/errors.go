@@ -132,20 +132,6 @@ func (e *RunError) Unwrap() []error {
 	return m.WrappedErrors()
 }
 
-// Code is the process exit code the run maps to: 130 interrupted, 1 a step
-// failed, 5 waiting for an operator.
-func (e *RunError) Code() int {
-	switch {
-	case e.Interrupted:
-		return 130
-	case len(e.Failed) > 0:
-		return 1
-	case len(e.Waiting) > 0:
-		return 5
-	}
-	return 1
-}
-
 // ApprovalNeededError is returned by Approve when nobody can answer.
 type ApprovalNeededError struct {
 	Step    string
