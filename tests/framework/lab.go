@@ -119,10 +119,7 @@ func HostRun(t *testing.T, l *lab.Lab, host, cmd string) string {
 // linearizable read: it needs a leader).
 func ClusterRevision(t *testing.T, l *lab.Lab) int64 {
 	t.Helper()
-	cli, err := l.Client()
-	if err != nil {
-		t.Fatalf("etcd client: %v", err)
-	}
+	cli := client(t, l)
 	defer cli.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -136,10 +133,7 @@ func ClusterRevision(t *testing.T, l *lab.Lab) int64 {
 // MemberRevisions is every inventory member's own revision (Status).
 func MemberRevisions(t *testing.T, l *lab.Lab) map[string]int64 {
 	t.Helper()
-	cli, err := l.Client()
-	if err != nil {
-		t.Fatalf("etcd client: %v", err)
-	}
+	cli := client(t, l)
 	defer cli.Close()
 	out := map[string]int64{}
 	for _, m := range l.Members() {
@@ -160,10 +154,7 @@ func MemberRevisions(t *testing.T, l *lab.Lab) map[string]int64 {
 
 func PutKey(t *testing.T, l *lab.Lab, key, value string) {
 	t.Helper()
-	cli, err := l.Client()
-	if err != nil {
-		t.Fatalf("etcd client: %v", err)
-	}
+	cli := client(t, l)
 	defer cli.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -175,10 +166,7 @@ func PutKey(t *testing.T, l *lab.Lab, key, value string) {
 // GetKey returns the value of key and whether it exists.
 func GetKey(t *testing.T, l *lab.Lab, key string) (string, bool) {
 	t.Helper()
-	cli, err := l.Client()
-	if err != nil {
-		t.Fatalf("etcd client: %v", err)
-	}
+	cli := client(t, l)
 	defer cli.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -416,4 +404,14 @@ func statusText(s *lab.Status) string {
 	}
 	fmt.Fprintf(&b, "keys: %d under %s", s.Keys, lab.KeyPrefix)
 	return b.String()
+}
+
+// client is a client of the lab's cluster; the caller closes it.
+func client(t *testing.T, l *lab.Lab) *clientv3.Client {
+	t.Helper()
+	cli, err := l.Client()
+	if err != nil {
+		t.Fatalf("etcd client: %v", err)
+	}
+	return cli
 }
