@@ -102,6 +102,9 @@ func Generate(inv *plans.Plan, o Options) ([]byte, error) {
 	if o.Route != "" && o.Scenario != "quorum-loss" {
 		return nil, choiceErr([]string{"--route is for quorum-loss: " + strings.Join(Routes, " or ")}, "%s has no routes", o.Scenario)
 	}
+	if err := unusedChoices(o); err != nil {
+		return nil, err
+	}
 	if r := o.Recommend; r != nil && r.Scenario != o.Scenario && o.Scenario != "backup" {
 		return nil, choiceErr([]string{"etcd-rescue new " + r.Scenario + " --from-facts"}, "the facts recommend %s, not %s", r.Scenario, o.Scenario)
 	}
@@ -132,6 +135,28 @@ func Generate(inv *plans.Plan, o Options) ([]byte, error) {
 		return nil, &BugError{Findings: fs, Plan: out}
 	}
 	return out, nil
+}
+
+// unusedChoices refuses a choice flag the scenario does not use: it was
+// meant for another scenario, and silently ignoring it would hide that.
+func unusedChoices(o Options) error {
+	uses := map[string][]string{
+		"--member":       {"ip-change", "lost-host", "backup"},
+		"--old-peer-url": {"lost-host"},
+		"--survivor":     {"quorum-loss"},
+		"--snapshot":     {"restore-all-from-snapshot", "single-node-restore"},
+		"--to":           {"backup", "quorum-loss"},
+	}
+	given := map[string]string{"--member": o.Member, "--old-peer-url": o.OldPeerURL, "--survivor": o.Survivor, "--snapshot": o.Snapshot, "--to": o.To}
+	for _, f := range []string{"--member", "--old-peer-url", "--survivor", "--snapshot", "--to"} {
+		if given[f] != "" && !contains(uses[f], o.Scenario) {
+			return choiceErr([]string{f + " is for " + strings.Join(uses[f], ", ")}, "%s does not use %s", o.Scenario, f)
+		}
+	}
+	if o.To != "" && o.Scenario == "quorum-loss" && o.Route != "snapshot" && (o.Recommend == nil || o.Recommend.Route != "snapshot") {
+		return choiceErr([]string{"--to is where --route snapshot saves the survivor's snapshot"}, "quorum-loss --route force-new-cluster does not use --to")
+	}
+	return nil
 }
 
 // Validate checks plan bytes against inv as `etcd-rescue validate` checks
@@ -182,7 +207,9 @@ type gen struct {
 
 func (g *gen) add(s *step) *step { g.steps = append(g.steps, s); return s }
 
-func (g *gen) choose(format string, args ...any) { g.choices = append(g.choices, fmt.Sprintf(format, args...)) }
+func (g *gen) choose(format string, args ...any) {
+	g.choices = append(g.choices, fmt.Sprintf(format, args...))
+}
 
 func (g *gen) staticPod() bool { return g.c.Layout.Service == "static-pod" }
 

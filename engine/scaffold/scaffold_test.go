@@ -274,6 +274,8 @@ func TestChoiceErrors(t *testing.T) {
 		"no snapshot":       {"testdata/notoken.yaml", Options{Scenario: "restore-all-from-snapshot"}, "restore-all-from-snapshot restores every member from a snapshot and needs cluster.token", "token:", ""},
 		"no token":          {"testdata/notoken.yaml", Options{Scenario: "quorum-loss", Route: "snapshot", Survivor: "e1"}, "needs cluster.token", "token: bare-", ""},
 		"single on three":   {"testdata/three.yaml", Options{Scenario: "single-node-restore"}, "single-node-restore is for a one-member cluster; the inventory has 3 members", "restore-all-from-snapshot", ""},
+		"unused flag":       {"testdata/three.yaml", Options{Scenario: "quorum-loss", Survivor: "alpha", Member: "bravo"}, "quorum-loss does not use --member", "--member is for ip-change, lost-host, backup", ""},
+		"to without route":  {"testdata/three.yaml", Options{Scenario: "quorum-loss", Survivor: "alpha", To: "x.db"}, "does not use --to", "--route snapshot", ""},
 		"facts disagree":    {"testdata/three.yaml", Options{Scenario: "ip-change", Recommend: &diagnose.Recommendation{Scenario: "lost-host"}}, "the facts recommend lost-host, not ip-change", "etcd-rescue new lost-host", ""},
 		"two moved members": {"testdata/three.yaml", Options{Scenario: "ip-change", Recommend: &diagnose.Recommendation{Scenario: "ip-change", Members: []diagnose.MemberChoice{{Name: "alpha"}, {Name: "bravo"}}}}, "the facts name 2 moved members (alpha, bravo)", "--member NAME", ""},
 	}
