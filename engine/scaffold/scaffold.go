@@ -281,8 +281,7 @@ func (g *gen) bump() (string, string) {
 
 // header is the comment block at the top.
 func (g *gen) header() []string {
-	var h []string
-	h = append(h, g.story...)
+	h := wrap(strings.Join(g.story, " "), 76)
 	h = append(h, "")
 	if g.o.Command != "" {
 		h = append(h, "Scaffolded by: "+g.o.Command)
@@ -385,6 +384,27 @@ func rankNote(r *diagnose.Recommendation, survivor string) string {
 		}
 	}
 	return out
+}
+
+// wrap breaks text into lines of at most width characters (longer words
+// stay whole).
+func wrap(text string, width int) []string {
+	var lines []string
+	line := ""
+	for _, w := range strings.Fields(text) {
+		if line != "" && len(line)+1+len(w) > width {
+			lines = append(lines, line)
+			line = ""
+		}
+		if line != "" {
+			line += " "
+		}
+		line += w
+	}
+	if line != "" {
+		lines = append(lines, line)
+	}
+	return lines
 }
 
 func contains(list []string, s string) bool {
