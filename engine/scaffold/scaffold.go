@@ -20,7 +20,6 @@ import (
 	"github.com/etcd-rescue/etcd-rescue/engine"
 	"github.com/etcd-rescue/etcd-rescue/engine/diagnose"
 	"github.com/etcd-rescue/etcd-rescue/plans"
-	"github.com/etcd-rescue/etcd-rescue/steps"
 )
 
 // Scenarios are the scenarios Generate knows, in the order help lists them.
@@ -166,30 +165,8 @@ func Validate(inv *plans.Plan, file string, raw []byte) plans.Findings {
 	if file == "" {
 		file = "scaffold.yaml"
 	}
-	p, fs := plans.Parse(file, raw)
-	if p == nil {
-		return fs
-	}
-	for _, k := range []string{"cluster", "hosts", "ssh"} {
-		if pos, ok := p.KeyPos[k]; ok {
-			fs.Add(pos, "%s: a scaffolded plan takes it from its inventory", k)
-		}
-	}
-	p.Cluster, p.Hosts, p.SSH = inv.Cluster, inv.Hosts, inv.SSH
-	p.SSHBase, p.ClusterBase, p.InvRaw = inv.SSHBase, inv.ClusterBase, inv.InvRaw
-	for k, v := range inv.Vars {
-		if p.Vars == nil {
-			p.Vars = map[string]string{}
-		}
-		p.Vars[k] = v
-	}
-	p.ApplyDefaults()
-	fs = append(fs, p.Check()...)
-	if fs.Errors() > 0 {
-		return fs.Sort()
-	}
-	_, cfs := engine.Compile(p, steps.Registry())
-	return append(fs, cfs...).Sort()
+	_, fs := engine.LoadBytes(file, raw, inv.File)
+	return fs
 }
 
 // gen holds one generation.
