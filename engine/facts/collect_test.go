@@ -149,6 +149,23 @@ func TestHostScriptLocally(t *testing.T) {
 	}
 	sameTree(t, before, treeState(t, host, dataDir))
 
+	// A static pod: the manifest's flags.
+	manifest := filepath.Join(host, "etcd.yaml")
+	if err := os.WriteFile(manifest, []byte("spec:\n  containers:\n  - name: etcd\n    command: [etcd, --name=m0, --initial-cluster-state=existing]\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	sp := spec
+	sp.Layout, sp.Manifest = "static-pod", manifest
+	out, err = exec.Command("sh", "-c", hostScript(sp)).Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	h = readProbe(sp, parseSections(string(out), "tok"), "", nil, false, 2380, 2379)
+	if h.Service == nil || h.Service.Kind != "static-pod" || !h.Service.ManifestPresent || h.Settings == nil ||
+		h.Settings.Name != "m0" || h.Settings.InitialClusterState != "existing" || h.Settings.Source != manifest {
+		t.Errorf("static pod: service %+v settings %+v notes %q", h.Service, h.Settings, h.Notes)
+	}
+
 	// The same with an absent data dir and no binary: facts, not errors.
 	spec.DataDir, spec.BinDir = filepath.Join(host, "gone"), filepath.Join(host, "nobin")
 	out, err = exec.Command("sh", "-c", hostScript(spec)).Output()

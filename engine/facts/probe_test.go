@@ -1,11 +1,18 @@
 package facts
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"net"
+	"os"
 	"reflect"
 	"strings"
+	"syscall"
 	"testing"
+
+	"github.com/etcd-rescue/etcd-rescue/internal/sshx"
 )
 
 func TestParseSections(t *testing.T) {
@@ -264,4 +271,30 @@ func diff(want, got any) string {
 	w, _ := json.MarshalIndent(want, "", "  ")
 	g, _ := json.MarshalIndent(got, "", "  ")
 	return "want:\n" + string(w) + "\ngot:\n" + string(g)
+}
+
+func TestReachOf(t *testing.T) {
+	refused := &net.OpError{Op: "dial", Net: "tcp", Err: &os.SyscallError{Syscall: "connect", Err: syscall.ECONNREFUSED}}
+	unreach := &net.OpError{Op: "dial", Net: "tcp", Err: &os.SyscallError{Syscall: "connect", Err: syscall.EHOSTUNREACH}}
+	cases := map[string]struct {
+		err  error
+		want Reach
+	}{
+		"nil":          {nil, ReachOK},
+		"unknown key":  {fmt.Errorf("host h: %w", &sshx.HostKeyError{Host: "h"}), ReachHostKeyUnknown},
+		"changed key":  {fmt.Errorf("host h: %w", &sshx.HostKeyError{Host: "h", Changed: true}), ReachHostKeyChanged},
+		"refused":      {fmt.Errorf("host h: connecting to h:22: %w", refused), ReachRefused},
+		"no route":     {fmt.Errorf("host h: connecting to h:22: %w", unreach), ReachNoRoute},
+		"dns":          {fmt.Errorf("host h: %w", &net.DNSError{Err: "no such host", Name: "h", IsNotFound: true}), ReachNoRoute},
+		"deadline":     {fmt.Errorf("host h: ssh handshake with h:22: %w", context.DeadlineExceeded), ReachTimeout},
+		"i/o timeout":  {fmt.Errorf("host h: %w", &net.OpError{Op: "dial", Err: os.ErrDeadlineExceeded}), ReachTimeout},
+		"auth":         {errors.New("host h: ssh handshake with h:22 as root: ssh: handshake failed: ssh: unable to authenticate, attempted methods [none publickey], no supported methods remain"), ReachAuthFailed},
+		"cert refused": {errors.New("host h: host key verification failed for h: it presented a certificate"), ReachHostKeyUnknown},
+		"other":        {errors.New("host h: something else"), ReachError},
+	}
+	for name, c := range cases {
+		if got := reachOf(c.err); got != c.want {
+			t.Errorf("%s: reachOf(%v) = %s, want %s", name, c.err, got, c.want)
+		}
+	}
 }
