@@ -3,7 +3,6 @@ package diagnose
 import (
 	"bytes"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -12,9 +11,8 @@ import (
 	"testing"
 
 	"github.com/etcd-rescue/etcd-rescue/engine/facts"
+	"github.com/etcd-rescue/etcd-rescue/internal/golden"
 )
-
-var update = flag.Bool("update", os.Getenv("UPDATE_GOLDEN") != "", "rewrite golden files")
 
 const inv = "/var/tmp/etcd-rescue-lab/inventory.yaml"
 
@@ -407,8 +405,8 @@ func TestGolden(t *testing.T) {
 			if err := d.WriteText(&txt); err != nil {
 				t.Fatal(err)
 			}
-			golden(t, filepath.Join("testdata", "golden", name+".json"), js.Bytes())
-			golden(t, filepath.Join("testdata", "golden", name+".txt"), txt.Bytes())
+			golden.Check(t, filepath.Join("testdata", "golden", name+".json"), js.Bytes())
+			golden.Check(t, filepath.Join("testdata", "golden", name+".txt"), txt.Bytes())
 
 			// the JSON reads back to the same diagnosis
 			var back Diagnosis
@@ -431,24 +429,4 @@ func diff(want, got any) string {
 		return "want:\n" + w + "\ngot:\n" + got.(string)
 	}
 	return fmt.Sprintf("want %+v\ngot  %+v", want, got)
-}
-
-func golden(t *testing.T, path string, got []byte) {
-	t.Helper()
-	if *update {
-		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(path, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run with -update to create it)", err)
-	}
-	if diff := diff(string(want), string(got)); diff != "" {
-		t.Errorf("%s differs (-want +got; -update rewrites it):\n%s", path, diff)
-	}
 }

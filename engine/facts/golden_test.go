@@ -3,15 +3,12 @@ package facts
 import (
 	"bytes"
 	"encoding/json"
-	"flag"
-	"os"
-	"path/filepath"
 	"reflect"
 	"testing"
 	"time"
-)
 
-var update = flag.Bool("update", os.Getenv("UPDATE_GOLDEN") != "", "rewrite golden files")
+	"github.com/etcd-rescue/etcd-rescue/internal/golden"
+)
 
 func ptr[T any](v T) *T { return &v }
 
@@ -73,23 +70,6 @@ func sample() *Facts {
 	}
 }
 
-func golden(t *testing.T, name string, got []byte) {
-	t.Helper()
-	path := filepath.Join("testdata", name)
-	if *update {
-		if err := os.WriteFile(path, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (go test -run %s -update writes it)", err, t.Name())
-	}
-	if !bytes.Equal(want, got) {
-		t.Errorf("%s differs (go test -run %s -update rewrites it after a deliberate change):\n--- want\n%s\n--- got\n%s", path, t.Name(), want, got)
-	}
-}
-
 // The JSON shape (kind/version) is pinned, and it reads back unchanged
 // (diagnose --facts reads these files).
 func TestJSONGolden(t *testing.T) {
@@ -98,7 +78,7 @@ func TestJSONGolden(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	golden(t, "facts.golden.json", append(b, '\n'))
+	golden.Check(t, "testdata/facts.golden.json", append(b, '\n'))
 	var back Facts
 	if err := json.Unmarshal(b, &back); err != nil {
 		t.Fatal(err)
@@ -113,5 +93,5 @@ func TestTableGolden(t *testing.T) {
 	if err := sample().WriteTable(&b); err != nil {
 		t.Fatal(err)
 	}
-	golden(t, "facts.golden.txt", b.Bytes())
+	golden.Check(t, "testdata/facts.golden.txt", b.Bytes())
 }
