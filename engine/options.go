@@ -5,6 +5,7 @@ import (
 	"io"
 	"time"
 
+	"github.com/etcd-rescue/etcd-rescue/engine/facts"
 	"github.com/etcd-rescue/etcd-rescue/engine/runstate"
 	"github.com/etcd-rescue/etcd-rescue/steps"
 )
@@ -51,6 +52,10 @@ type Options struct {
 	// OnStart is called once the run is created or reopened, before any
 	// step runs (to print the run id and where its state is).
 	OnStart func(*runstate.Run)
+	// Before, if set, are the facts of the live cluster collected just
+	// before this session (apply of a reviewed plan collects them for its
+	// drift check); nil: the session collects them itself.
+	Before *facts.Facts
 
 	now func() time.Time
 }
