@@ -49,14 +49,6 @@ func TestIsolateAndChosenQuorumLoss(t *testing.T) {
 			}
 			t.Logf("dial %s:%s while isolated: %v after %.1fs", h3.Address, port, err, el.Seconds())
 		}
-		rctx, cancel := context.WithTimeout(ctx, 8*time.Second)
-		_, err := l.Run(rctx, "h3", "true", nil)
-		cancel()
-		if err == nil {
-			t.Errorf("ssh to an isolated host succeeded")
-		} else {
-			t.Logf("ssh while isolated: %v", err)
-		}
 		out, err := l.RunConsole(ctx, "h3", "hostname; systemctl is-active etcd; test -d /var/lib/etcd/member && echo data")
 		if err != nil {
 			t.Fatal(err)
