@@ -74,7 +74,15 @@ func (c *Compiled) Ctx(n *Node, runID string, facts map[string]string) *steps.Ct
 
 // Load reads, checks and compiles a plan: every finding of every stage.
 func Load(path, inventory string) (*Compiled, plans.Findings) {
-	p, fs := plans.Load(path, inventory)
+	return compileLoaded(plans.Load(path, inventory))
+}
+
+// LoadBytes is Load for plan bytes already in memory (see plans.LoadBytes).
+func LoadBytes(path string, raw []byte, inventory string) (*Compiled, plans.Findings) {
+	return compileLoaded(plans.LoadBytes(path, raw, inventory))
+}
+
+func compileLoaded(p *plans.Plan, fs plans.Findings) (*Compiled, plans.Findings) {
 	if p == nil {
 		return nil, fs
 	}

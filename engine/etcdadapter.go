@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/url"
 
+	"github.com/etcd-rescue/etcd-rescue/internal/access"
 	"github.com/etcd-rescue/etcd-rescue/internal/etcdapi"
 	"github.com/etcd-rescue/etcd-rescue/internal/sshx"
 	"github.com/etcd-rescue/etcd-rescue/plans"
@@ -34,7 +35,7 @@ func newEtcdAdapter(p *plans.Plan, pool *sshx.Pool) (*etcdAdapter, error) {
 		}
 	}
 	if c.TLS != nil {
-		cfg.TLS = tlsFiles(p)
+		cfg.TLS = access.TLSFiles(p)
 	}
 	if c.ClientAccess != "direct" {
 		cfg.Dialer = func(ctx context.Context, addr string) (net.Conn, error) {
@@ -61,17 +62,6 @@ func defaultPort(scheme string) string {
 		return "443"
 	}
 	return "80"
-}
-
-// tlsFiles is the plan's client TLS for the etcd API, its relative paths
-// resolved against the file that defined cluster:.
-func tlsFiles(p *plans.Plan) *etcdapi.TLSFiles {
-	t := p.Cluster.TLS
-	if t == nil {
-		return nil
-	}
-	b := p.ClusterBase
-	return &etcdapi.TLSFiles{CA: plans.LocalFile(b, t.CA), Cert: plans.LocalFile(b, t.Cert), Key: plans.LocalFile(b, t.Key), ServerName: t.ServerName}
 }
 
 func toStepsMembers(in []etcdapi.Member) []steps.Member {

@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/etcd-rescue/etcd-rescue/internal/access"
 )
 
 // Operator-side paths in steps' with: follow the same rule as ssh.identity:
@@ -57,7 +59,7 @@ steps:
 	if strings.Contains(txt, "/~/") {
 		t.Errorf("a ~/ path was joined to the plan dir:\n%s", txt)
 	}
-	if tls := tlsFiles(c.Plan); tls == nil || tls.CA != filepath.Join(home, "pki/ca.crt") {
+	if tls := access.TLSFiles(c.Plan); tls == nil || tls.CA != filepath.Join(home, "pki/ca.crt") {
 		t.Errorf("cluster.tls.ca resolved to %+v", tls)
 	}
 }

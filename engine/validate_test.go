@@ -2,17 +2,14 @@ package engine
 
 import (
 	"bytes"
-	"flag"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 
+	"github.com/etcd-rescue/etcd-rescue/internal/golden"
 	"github.com/etcd-rescue/etcd-rescue/plans"
 )
-
-var update = flag.Bool("update", os.Getenv("UPDATE_GOLDEN") != "", "rewrite golden files")
 
 // TestBadPlans loads one small plan per validation rule; each file lists the
 // findings it must produce as trailing "# want: LINE:COL: text" comments.
@@ -92,47 +89,10 @@ func TestDryRunGolden(t *testing.T) {
 			if err := d.WriteJSON(&js); err != nil {
 				t.Fatal(err)
 			}
-			golden(t, "testdata/golden/"+name+".txt", txt.Bytes())
-			golden(t, "testdata/golden/"+name+".json", js.Bytes())
+			golden.Check(t, "testdata/golden/"+name+".txt", txt.Bytes())
+			golden.Check(t, "testdata/golden/"+name+".json", js.Bytes())
 		})
 	}
-}
-
-func golden(t *testing.T, path string, got []byte) {
-	t.Helper()
-	if *update {
-		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(path, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run with UPDATE_GOLDEN=1 to create)", err)
-	}
-	if !bytes.Equal(got, want) {
-		t.Errorf("%s differs from the output:\n%s\n(run with UPDATE_GOLDEN=1 after checking the change)", path, firstDiff(string(want), string(got)))
-	}
-}
-
-func firstDiff(a, b string) string {
-	al, bl := strings.Split(a, "\n"), strings.Split(b, "\n")
-	for i := 0; i < len(al) || i < len(bl); i++ {
-		var x, y string
-		if i < len(al) {
-			x = al[i]
-		}
-		if i < len(bl) {
-			y = bl[i]
-		}
-		if x != y {
-			return "line " + strconv.Itoa(i+1) + ":\n- " + x + "\n+ " + y
-		}
-	}
-	return ""
 }
 
 // TestRestoreCommandsPerMember is the acceptance check: one restore

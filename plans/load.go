@@ -30,6 +30,15 @@ func Load(path, inventory string) (*Plan, Findings) {
 		fs.Add(Pos{File: path}, "cannot read plan: %v", unwrapPathErr(err))
 		return nil, fs
 	}
+	return LoadBytes(path, raw, inventory)
+}
+
+// LoadBytes is Load for plan bytes already in memory (a plan being
+// written, e.g. by `etcd-rescue new`): path names the file they are, or
+// will be, read from; relative paths in the plan resolve against its
+// directory.
+func LoadBytes(path string, raw []byte, inventory string) (*Plan, Findings) {
+	var fs Findings
 	p, pfs := Parse(path, raw)
 	fs = append(fs, pfs...)
 	if p == nil {

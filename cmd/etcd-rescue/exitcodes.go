@@ -38,10 +38,10 @@ type exitInfo struct {
 // exitCodes is the exit-code table, in the order of the codes.
 var exitCodes = []exitInfo{
 	{exitOK, "ok", "success"},
-	{exitFailed, "failed", "the run, a check or a lab operation failed"},
+	{exitFailed, "failed", "the run, a check or a lab operation failed; for `diagnose`, the cluster is not healthy"},
 	{exitUsage, "invalid-input", "invalid input: usage error or plan findings"},
 	{exitLocked, "locked-or-stale", "the state dir is locked by another run, or stale (plan changed since the run began)"},
-	{exitPrereq, "missing-prerequisite", "a prerequisite is missing: for `lab`, root, a tool or a binary; for `apply`/`resume`, " +
+	{exitPrereq, "missing-prerequisite", "a prerequisite is missing: for `lab`, root, a tool or a binary; for `apply`/`resume`/`facts`/`diagnose`/`new`, " +
 		"an SSH identity, known_hosts or etcd TLS file (checked before anything runs; no checkpoint is written)"},
 	{exitWaiting, "waiting", "stopped, waiting for an operator (an approval, or a step resume will not repeat blindly)"},
 	{exitInterrupted, "interrupted", "interrupted"},
@@ -82,6 +82,16 @@ func withCode(code int, err error, hints ...string) error {
 func reported(code int, what string) error {
 	return &codedError{code: code, err: errors.New(what), quiet: true}
 }
+
+// unhealthyError is diagnose's verdict on a cluster that is not healthy
+// (exit 1). quiet: the table output said it already.
+type unhealthyError struct {
+	situation string
+	next      string
+	quiet     bool
+}
+
+func (e *unhealthyError) Error() string { return "the cluster is not healthy: " + e.situation }
 
 // labError marks an error of a lab command: the lab's errors print their
 // details on indented lines.
@@ -142,10 +152,16 @@ func classify(err error, stderr io.Writer) (code int, detail, hints []string, qu
 		re  *engine.RunError
 		lpe *lab.PrereqError
 		lve *lab.VerifyError
+		uh  *unhealthyError
 	)
 	switch {
 	case errors.As(err, &ce):
 		return ce.code, nil, ce.hints, ce.quiet
+	case errors.As(err, &uh):
+		if uh.next != "" {
+			hints = []string{"scaffold the recovery plan: " + uh.next}
+		}
+		return exitFailed, nil, hints, uh.quiet
 	case errors.As(err, &ue):
 		return exitUsage, nil, nil, false
 	case errors.As(err, &le):

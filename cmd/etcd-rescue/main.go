@@ -88,6 +88,7 @@ Output formats (-o json) are documented in docs/cli.md.
 		c.GroupID = "plan"
 		root.AddCommand(c)
 	}
+	root.AddCommand(newFactsCmd(), newDiagnoseCmd(), newNewCmd()) // each in the plan group
 	for _, c := range []*cobra.Command{newApplyCmd(), newResumeCmd(), newStatusCmd(), newRunsCmd(), newUnlockCmd()} {
 		c.GroupID = "run"
 		root.AddCommand(c)

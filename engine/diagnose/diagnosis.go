@@ -101,4 +101,8 @@ type Rank struct {
 	Revision  int64  `json:"revision,omitempty"`  // from status or read offline from the data dir
 	Source    string `json:"source"`              // "status" (answered) or "offline" (data dir, etcd not running)
 	Behind    uint64 `json:"behind"`              // raft entries (or revisions, for offline) behind the survivor
+	// BehindIn is the unit of Behind: "raft entries" when both raft
+	// indexes are known, else "revisions"; "" for the survivor or when
+	// nothing can be compared.
+	BehindIn string `json:"behindIn,omitempty"`
 }

@@ -1,0 +1,489 @@
+package facts
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io/fs"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+
+	"github.com/etcd-rescue/etcd-rescue/internal/etcdapi"
+	"github.com/etcd-rescue/etcd-rescue/internal/etcdapi/etcdtest"
+	"github.com/etcd-rescue/etcd-rescue/internal/sshx/sshxtest"
+	"github.com/etcd-rescue/etcd-rescue/plans"
+)
+
+// treeState records every file under the dirs: mode, size, mtime and a
+// hash of the content; two equal states mean nothing was written.
+func treeState(t *testing.T, dirs ...string) map[string]string {
+	t.Helper()
+	st := map[string]string{}
+	for _, d := range dirs {
+		err := filepath.WalkDir(d, func(p string, e fs.DirEntry, err error) error {
+			if err != nil {
+				return err
+			}
+			fi, err := e.Info()
+			if err != nil {
+				return err
+			}
+			v := fmt.Sprintf("%v %d %d", fi.Mode(), fi.Size(), fi.ModTime().UnixNano())
+			if fi.Mode().IsRegular() {
+				b, err := os.ReadFile(p)
+				if err != nil {
+					return err
+				}
+				sum := sha256.Sum256(b)
+				v += " " + hex.EncodeToString(sum[:])
+			}
+			st[p] = v
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	return st
+}
+
+func sameTree(t *testing.T, before, after map[string]string) {
+	t.Helper()
+	for p, v := range before {
+		if after[p] != v {
+			t.Errorf("%s changed: %q -> %q", p, v, after[p])
+		}
+	}
+	for p := range after {
+		if _, ok := before[p]; !ok {
+			t.Errorf("%s appeared", p)
+		}
+	}
+}
+
+// stoppedMember starts a one-member etcd, writes keys, stops it and
+// returns its data dir and the revision it stopped at.
+func stoppedMember(t *testing.T, bin string) (string, int64) {
+	t.Helper()
+	m := etcdtest.Start(t, etcdtest.Options{Binary: bin, Name: "m0"})
+	m.WaitHealthy(t)
+	cli, err := etcdapi.New(etcdapi.Config{Endpoints: []string{m.ClientURL}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for i := 0; i < 5; i++ {
+		if _, err := cli.Raw().Put(ctx, fmt.Sprintf("/k%d", i), "v"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st, err := cli.Status(ctx, m.ClientURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = cli.Close()
+	m.Stop()
+	return m.DataDir, st.Revision
+}
+
+func etcdVersionOf(t *testing.T, bin string) string {
+	t.Helper()
+	out, err := exec.Command(bin, "--version").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := parseVersion(string(out))
+	if v == "" {
+		t.Fatalf("%s --version: %s", bin, out)
+	}
+	return v
+}
+
+// The probe script itself, run by sh on this machine as sshd would run it:
+// it reads a stopped member's data dir, its revision offline (etcdutl
+// snapshot status), the env file, and writes nothing.
+func TestHostScriptLocally(t *testing.T) {
+	bin := etcdtest.Binary(t)
+	if _, err := os.Stat(filepath.Join(filepath.Dir(bin), "etcdutl")); err != nil {
+		t.Skipf("no etcdutl beside %s", bin)
+	}
+	dataDir, rev := stoppedMember(t, bin)
+	host := t.TempDir()
+	env := filepath.Join(host, "etcd.env")
+	if err := os.WriteFile(env, []byte("ETCD_NAME='m0'\nETCD_DATA_DIR=\""+dataDir+"\"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	before := treeState(t, host, dataDir)
+	// No process is named like this: the offline revision is read even
+	// while other tests run etcd on this machine.
+	spec := probeSpec{Token: "tok", Layout: "systemd", Unit: "etcd-rescue-test-none", EnvFile: env, DataDir: dataDir,
+		BinDir: filepath.Dir(bin), Process: "etcd-rescue-none", Step: 10}
+	cmd := exec.Command("sh", "-c", hostScript(spec))
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("script: %v\n%s", err, stderr.String())
+	}
+	h := readProbe(spec, parseSections(string(out), "tok"), stderr.String(), nil, false, 2380, 2379)
+	if h.Reach != ReachOK || h.DataDir == nil || !h.DataDir.Present || !h.DataDir.HasMember || h.DataDir.SizeBytes == 0 {
+		t.Fatalf("host: %+v data dir %+v\n%s", h, h.DataDir, out)
+	}
+	if h.DataDir.OfflineRevision != rev {
+		t.Errorf("offline revision %d, want %d (notes %q)\n%s", h.DataDir.OfflineRevision, rev, h.Notes, out)
+	}
+	if want := etcdVersionOf(t, bin); h.EtcdVersion != want {
+		t.Errorf("version %q, want %q", h.EtcdVersion, want)
+	}
+	if h.Settings == nil || h.Settings.Name != "m0" || h.Settings.DataDir != dataDir || h.Service.Running {
+		t.Errorf("settings %+v service %+v", h.Settings, h.Service)
+	}
+	sameTree(t, before, treeState(t, host, dataDir))
+
+	// A static pod: the manifest's flags.
+	manifest := filepath.Join(host, "etcd.yaml")
+	if err := os.WriteFile(manifest, []byte("spec:\n  containers:\n  - name: etcd\n    command: [etcd, --name=m0, --initial-cluster-state=existing]\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	sp := spec
+	sp.Layout, sp.Manifest = "static-pod", manifest
+	out, err = exec.Command("sh", "-c", hostScript(sp)).Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	h = readProbe(sp, parseSections(string(out), "tok"), "", nil, false, 2380, 2379)
+	if h.Service == nil || h.Service.Kind != "static-pod" || !h.Service.ManifestPresent || h.Settings == nil ||
+		h.Settings.Name != "m0" || h.Settings.InitialClusterState != "existing" || h.Settings.Source != manifest {
+		t.Errorf("static pod: service %+v settings %+v notes %q", h.Service, h.Settings, h.Notes)
+	}
+
+	// The same with an absent data dir and no binary: facts, not errors.
+	spec.DataDir, spec.BinDir = filepath.Join(host, "gone"), filepath.Join(host, "nobin")
+	out, err = exec.Command("sh", "-c", hostScript(spec)).Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	h = readProbe(spec, parseSections(string(out), "tok"), "", nil, false, 2380, 2379)
+	if h.DataDir == nil || h.DataDir.Present || h.EtcdVersion != "" {
+		t.Errorf("absent: data dir %+v version %q", h.DataDir, h.EtcdVersion)
+	}
+}
+
+// silentListener accepts TCP connections and never speaks: an SSH
+// handshake to it waits until the timeout.
+func silentListener(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var conns []net.Conn
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			conns = append(conns, c)
+		}
+	}()
+	t.Cleanup(func() {
+		l.Close()
+		<-done
+		for _, c := range conns {
+			c.Close()
+		}
+	})
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// acceptKey makes srv accept the private key file key too.
+func acceptKey(t *testing.T, srv *sshxtest.Server, key string) {
+	t.Helper()
+	b, err := os.ReadFile(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	signer, err := ssh.ParsePrivateKey(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.OpenFile(filepath.Join(srv.Dir, "authorized_keys"), os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.Write(ssh.MarshalAuthorizedKey(signer.PublicKey())); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func closedPort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+func loadInventory(t *testing.T, dir, yaml string) *plans.Plan {
+	t.Helper()
+	path := filepath.Join(dir, "inventory.yaml")
+	if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p, fs := plans.LoadInventory(path)
+	if p == nil || fs.Errors() > 0 {
+		t.Fatalf("inventory: %v\n%s", fs, yaml)
+	}
+	for _, f := range fs {
+		t.Logf("inventory: %v", f)
+	}
+	return p
+}
+
+// A real collection: a host reached over a real sshd with a real etcd
+// member answering through the SSH tunnel, a member whose port is closed
+// on a reachable host, and hosts that cannot be asked (silent, refused,
+// unknown and changed host keys, refused login), all in about one timeout,
+// nothing written, every connection closed at the end.
+func TestCollect(t *testing.T) {
+	bin := etcdtest.Binary(t)
+	srv := sshxtest.Start(t)
+	other := sshxtest.Start(t) // not in known_hosts
+	srv2 := sshxtest.Start(t)  // one address per host: local2
+	srv3 := sshxtest.Start(t)  // noauth
+	acceptKey(t, srv2, srv.ClientKey)
+	acceptKey(t, srv3, srv.ClientKey)
+	dataDir, _ := stoppedMember(t, bin)
+	m1 := etcdtest.Start(t, etcdtest.Options{Binary: bin, Name: "m1"})
+	m1.WaitHealthy(t)
+
+	dir := t.TempDir()
+	host := filepath.Join(dir, "host")
+	if err := os.MkdirAll(host, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	env := filepath.Join(host, "etcd.env")
+	if err := os.WriteFile(env, []byte("ETCD_NAME=m1\nETCD_INITIAL_CLUSTER=\"m1="+m1.PeerURL+"\"\nETCD_INITIAL_CLUSTER_STATE=new\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// known_hosts: the test sshd, and another key for "localhost" on its port.
+	var kh []byte
+	for _, s := range []*sshxtest.Server{srv, srv2, srv3} {
+		b, err := os.ReadFile(s.KnownHosts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		kh = append(kh, b...)
+	}
+	fake := filepath.Join(dir, "fake_known")
+	sshxtest.WriteKnownHosts(t, fake, fmt.Sprintf("localhost:%d", srv.Port), sshxtest.WriteKey(t, filepath.Join(dir, "fake_key")))
+	fb, _ := os.ReadFile(fake)
+	knownHosts := filepath.Join(dir, "known_hosts")
+	if err := os.WriteFile(knownHosts, append(kh, fb...), 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	free := func() string { return etcdtest.FreeURL(t) }
+	down := free()
+	inv := loadInventory(t, dir, fmt.Sprintf(`cluster:
+  name: t
+  etcdVersion: "3.6"
+  layout: {dataDir: %[1]s, envFile: %[2]s, unit: etcd-rescue-test-none, binDir: %[3]s}
+  members:
+    - {name: m1, host: local, peerURL: %[4]q, clientURL: %[5]q}
+    - {name: m2, host: local2, peerURL: %[6]q, clientURL: %[7]q}
+    - {name: m3, host: silent, peerURL: %[8]q, clientURL: %[9]q}
+    - {name: m4, host: refused, peerURL: %[10]q, clientURL: %[11]q}
+    - {name: m5, host: unknown, peerURL: %[12]q, clientURL: %[13]q}
+    - {name: m6, host: changed, peerURL: %[14]q, clientURL: %[15]q}
+    - {name: m7, host: noauth, peerURL: %[16]q, clientURL: %[17]q}
+hosts:
+  local: {address: 127.0.0.1, port: %[18]d}
+  local2: {address: 127.0.0.1, port: %[25]d}
+  silent: {address: 127.0.0.1, port: %[19]d}
+  refused: {address: 127.0.0.1, port: %[20]d}
+  unknown: {address: 127.0.0.1, port: %[21]d}
+  changed: {address: localhost, port: %[18]d}
+  noauth: {address: 127.0.0.1, port: %[26]d, user: no-such-user-facts}
+ssh: {user: %[22]s, identity: %[23]s, knownHosts: %[24]s}
+`, dataDir, env, filepath.Dir(bin), m1.PeerURL, m1.ClientURL, free(), down, free(), free(), free(), free(), free(), free(),
+		free(), free(), free(), free(), srv.Port, silentListener(t), closedPort(t), other.Port, srv.User, srv.ClientKey, knownHosts, srv2.Port, srv3.Port))
+
+	before := treeState(t, host, dataDir)
+	const timeout = 2 * time.Second
+	start := time.Now()
+	f, err := Collect(context.Background(), inv, Options{Timeout: timeout, Inventory: "inventory.yaml"})
+	took := time.Since(start)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("collection of %d hosts (timeout %s each) took %s (Elapsed %s)", len(f.Hosts), timeout, took, time.Duration(f.Elapsed))
+	if took > 3*timeout {
+		t.Errorf("collection took %s, more than 3 x %s", took, timeout)
+	}
+	sameTree(t, before, treeState(t, host, dataDir))
+
+	if f.Kind != Kind || f.Version != Version || f.Inventory != "inventory.yaml" || f.Timeout != Duration(timeout) || f.Elapsed == 0 || f.CollectedAt.IsZero() {
+		t.Errorf("header: %+v", f)
+	}
+	var names []string
+	for _, h := range f.Hosts {
+		names = append(names, h.Name)
+	}
+	if got := strings.Join(names, " "); got != "changed local local2 noauth refused silent unknown" {
+		t.Errorf("hosts not sorted: %s", got)
+	}
+	for i, m := range f.Members {
+		if want := fmt.Sprintf("m%d", i+1); m.Name != want {
+			t.Errorf("member %d is %s, want %s (inventory order)", i, m.Name, want)
+		}
+	}
+	wantReach := map[string]Reach{"local": ReachOK, "local2": ReachOK, "silent": ReachTimeout, "refused": ReachRefused,
+		"unknown": ReachHostKeyUnknown, "changed": ReachHostKeyChanged, "noauth": ReachAuthFailed}
+	for n, want := range wantReach {
+		h := f.HostByName(n)
+		if h.Reach != want {
+			t.Errorf("host %s: reach %s (%s), want %s", n, h.Reach, h.Error, want)
+		}
+		if want != ReachOK && (h.Error == "" || h.Service != nil) {
+			t.Errorf("host %s: %+v", n, h)
+		}
+	}
+
+	local := f.HostByName("local")
+	if local.Member != "m1" || local.Service == nil || !local.Service.Running || local.Service.Kind != "systemd" || local.Service.Unit != "etcd-rescue-test-none" {
+		t.Errorf("local service: %+v %+v", local, local.Service)
+	}
+	if local.DataDir == nil || !local.DataDir.Present || !local.DataDir.HasMember || local.DataDir.SizeBytes == 0 {
+		t.Errorf("local data dir: %+v", local.DataDir)
+	}
+	if want := etcdVersionOf(t, bin); local.EtcdVersion != want {
+		t.Errorf("local etcd version %q, want %q", local.EtcdVersion, want)
+	}
+	if s := local.Settings; s == nil || s.Source != env || s.Name != "m1" || s.InitialCluster != "m1="+m1.PeerURL || s.InitialClusterState != "new" {
+		t.Errorf("local settings: %+v", s)
+	}
+	if local.PeerPort == nil || !*local.PeerPort || local.ClientPort == nil || !*local.ClientPort {
+		t.Errorf("local ports: peer %v client %v", local.PeerPort, local.ClientPort)
+	}
+	if out, err := exec.Command("ip", "-o", "addr", "show", "scope", "global").Output(); err == nil {
+		if want := parseIPAddrs(string(out)); fmt.Sprint(want) != fmt.Sprint(local.Addresses) {
+			t.Errorf("addresses %v, want %v", local.Addresses, want)
+		}
+	}
+	if l2 := f.HostByName("local2"); l2.ClientPort == nil || *l2.ClientPort {
+		t.Errorf("local2: client port %v, want closed", l2.ClientPort)
+	}
+
+	// m1 answered through the tunnel; compare with asking it directly.
+	cli, err := etcdapi.New(etcdapi.Config{Endpoints: []string{m1.ClientURL}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	st, err := cli.Status(context.Background(), m1.ClientURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mf := f.MemberByName("m1")
+	if mf.API != APIAnswered || mf.Status == nil {
+		t.Fatalf("m1: %+v", mf)
+	}
+	s := mf.Status
+	if s.MemberID != etcdapi.FormatID(st.MemberID) || s.ClusterID != etcdapi.FormatID(st.ClusterID) || s.Leader != s.MemberID ||
+		s.Revision != st.Revision || s.RaftIndex == 0 || s.DBSize == 0 || s.Version == "" || s.IsLearner {
+		t.Errorf("m1 status %+v, direct %+v", s, st)
+	}
+	if len(mf.MemberList) != 1 || mf.MemberList[0].Name != "m1" || mf.MemberList[0].ID != s.MemberID || mf.MemberList[0].PeerURLs[0] != m1.PeerURL {
+		t.Errorf("m1 member list: %+v", mf.MemberList)
+	}
+	if mf.HashKV == nil || mf.HashKV.Revision != s.Revision || mf.HashKV.Hash == 0 {
+		t.Errorf("m1 hashkv: %+v", mf.HashKV)
+	}
+	if m2 := f.MemberByName("m2"); m2.API != APIDown || m2.Status != nil {
+		t.Errorf("m2 (closed port on a reachable host): %+v", m2)
+	}
+	for _, n := range []string{"m3", "m4", "m5", "m6", "m7"} {
+		if m := f.MemberByName(n); m.API != APICouldNotAsk || m.Error == "" {
+			t.Errorf("%s: %+v", n, m)
+		}
+	}
+
+	// Every connection was closed: sshd's per-connection processes end.
+	deadline := time.Now().Add(10 * time.Second)
+	for len(srv.ConnectionPIDs()) > 0 && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if n := len(srv.ConnectionPIDs()); n > 0 {
+		t.Errorf("%d ssh connections still open after Collect", n)
+	}
+}
+
+// With clientAccess: direct the member is asked without SSH, so a member
+// answers even though its host cannot be reached over SSH.
+func TestCollectDirectAccess(t *testing.T) {
+	bin := etcdtest.Binary(t)
+	m1 := etcdtest.Start(t, etcdtest.Options{Binary: bin, Name: "m1"})
+	m1.WaitHealthy(t)
+	dir := t.TempDir()
+	key := filepath.Join(dir, "id")
+	sshxtest.WriteKey(t, key)
+	inv := loadInventory(t, dir, fmt.Sprintf(`cluster:
+  name: t
+  etcdVersion: "3.6"
+  clientAccess: direct
+  members:
+    - {name: m1, host: h1, peerURL: %q, clientURL: %q}
+    - {name: m2, host: h2, peerURL: %q, clientURL: %q}
+hosts:
+  h1: {address: 127.0.0.1, port: %d}
+  h2: {address: 127.0.0.1, port: %d}
+ssh: {identity: %s, knownHosts: %s}
+`, m1.PeerURL, m1.ClientURL, etcdtest.FreeURL(t), etcdtest.FreeURL(t), closedPort(t), closedPort(t), key, filepath.Join(dir, "known_hosts")))
+	f, err := Collect(context.Background(), inv, Options{Timeout: 2 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h := f.HostByName("h1"); h.Reach != ReachRefused {
+		t.Errorf("h1: %+v", h)
+	}
+	if m := f.MemberByName("m1"); m.API != APIAnswered || m.Status == nil || !m.Status.HasLeader() {
+		t.Errorf("m1: %+v", m)
+	}
+	if m := f.MemberByName("m2"); m.API != APIDown {
+		t.Errorf("m2 (refused directly): %+v", m)
+	}
+}
+
+// A missing identity file stops the collection before it starts.
+func TestCollectMissingIdentity(t *testing.T) {
+	dir := t.TempDir()
+	inv := loadInventory(t, dir, `cluster:
+  name: t
+  etcdVersion: "3.6"
+  members:
+    - {name: m1, host: h1, peerURL: "http://10.0.0.1:2380", clientURL: "http://10.0.0.1:2379"}
+hosts:
+  h1: {address: 10.0.0.1}
+ssh: {identity: no-such-key}
+`)
+	f, err := Collect(context.Background(), inv, Options{})
+	if err == nil || f != nil || !strings.Contains(err.Error(), "no-such-key") {
+		t.Errorf("facts %v, err %v", f, err)
+	}
+}

@@ -1,0 +1,300 @@
+package facts
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"reflect"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/etcd-rescue/etcd-rescue/internal/sshx"
+)
+
+func TestParseSections(t *testing.T) {
+	out := "noise before\n@@facts-T begin\nok\n\n@@facts-T-rc 0\n" +
+		"@@facts-T addrs\nline 1\n@@facts-X addrs\nline 2\n\n@@facts-T-rc 3\n" +
+		"@@facts-T datadir\npresent\n" // stopped here: no rc
+	got := parseSections(out, "T")
+	want := map[string]section{
+		"begin":   {Out: "ok", RC: 0},
+		"addrs":   {Out: "line 1\n@@facts-X addrs\nline 2", RC: 3}, // another token is content
+		"datadir": {Out: "present", RC: -1},
+	}
+	if d := diff(want, got); d != "" {
+		t.Errorf("sections (-want +got):\n%s", d)
+	}
+}
+
+func TestParseAddresses(t *testing.T) {
+	ip := `2: eth0    inet 10.0.0.1/24 brd 10.0.0.255 scope global eth0\       valid_lft forever preferred_lft forever
+2: eth0    inet 10.0.0.9/24 scope global secondary eth0\       valid_lft forever preferred_lft forever
+3: eth1    inet6 fd00::2/64 scope global nodad \       valid_lft forever preferred_lft forever
+garbage line`
+	if d := diff([]string{"10.0.0.1", "10.0.0.9", "fd00::2"}, parseIPAddrs(ip)); d != "" {
+		t.Errorf("ip -o addr (-want +got):\n%s", d)
+	}
+	if d := diff([]string{"10.0.0.1", "fd00::2"}, parseHostnameI("10.0.0.1 127.0.0.1 fe80::1 fd00::2 \n")); d != "" {
+		t.Errorf("hostname -I (-want +got):\n%s", d)
+	}
+}
+
+func TestParseSystemctl(t *testing.T) {
+	cases := map[string]struct {
+		active, enabled section
+		wantA, wantE    string
+		notes           int
+	}{
+		"running": {section{Out: "active"}, section{Out: "enabled"}, "active", "enabled", 0},
+		"failed":  {section{Out: "failed", RC: 3}, section{Out: "disabled", RC: 1}, "failed", "disabled", 0},
+		"no unit": {section{Out: "inactive", RC: 3}, section{Out: "Failed to get unit file state for etcd.service: No such file or directory", RC: 1}, "inactive", "not-found", 0},
+		"no systemd": {section{Out: "System has not been booted with systemd as init system (PID 1). Can't operate.\nFailed to connect to bus: Host is down", RC: 1},
+			section{Out: "sh: systemctl: not found", RC: 127}, "unknown", "unknown", 2},
+	}
+	for name, c := range cases {
+		t.Run(name, func(t *testing.T) {
+			a, n1 := parseActive(c.active)
+			e, n2 := parseEnabled(c.enabled)
+			notes := 0
+			for _, n := range []string{n1, n2} {
+				if n != "" {
+					notes++
+				}
+			}
+			if a != c.wantA || e != c.wantE || notes != c.notes {
+				t.Errorf("got %q %q notes %q %q, want %q %q (%d notes)", a, e, n1, n2, c.wantA, c.wantE, c.notes)
+			}
+		})
+	}
+}
+
+func TestParseDataDirAndVersion(t *testing.T) {
+	d, db := parseDataDir("/var/lib/etcd", section{Out: "present\nmember\ndb\nbytes 123456"})
+	if d.Path != "/var/lib/etcd" || !d.Present || !d.HasMember || !db || d.SizeBytes != 123456 {
+		t.Errorf("data dir: %+v db %v", d, db)
+	}
+	d, _ = parseDataDir("/d", section{Out: "present\nkib 4"})
+	if !d.Present || d.HasMember || d.SizeBytes != 4096 {
+		t.Errorf("busybox du -sk: %+v", d)
+	}
+	d, _ = parseDataDir("/d", section{Out: "absent"})
+	if d.Present || d.SizeBytes != 0 {
+		t.Errorf("absent: %+v", d)
+	}
+	if v := parseVersion("bin /usr/local/bin/etcd\netcd Version: 3.5.35\nGit SHA: abc\nGo Version: go1.23\n"); v != "3.5.35" {
+		t.Errorf("version %q", v)
+	}
+	if v := parseVersion("absent"); v != "" {
+		t.Errorf("absent binary: version %q", v)
+	}
+}
+
+func TestParseListening(t *testing.T) {
+	ss := `State  Recv-Q Send-Q Local Address:Port Peer Address:PortProcess
+LISTEN 0      4096       10.0.0.1:2380      0.0.0.0:*
+LISTEN 0      4096      127.0.0.1:2379      0.0.0.0:*
+LISTEN 0      128            [::]:22           [::]:*
+LISTEN 0      128               *:8080            *:*`
+	got := parseListening(ss)
+	for _, p := range []int{2380, 2379, 22, 8080} {
+		if !got[p] {
+			t.Errorf("ss: port %d not seen in %v", p, got)
+		}
+	}
+	if got[2381] {
+		t.Error("ss: port 2381 seen")
+	}
+	netstat := `Active Internet connections (only servers)
+Proto Recv-Q Send-Q Local Address           Foreign Address         State
+tcp        0      0 0.0.0.0:2380            0.0.0.0:*               LISTEN
+tcp6       0      0 :::2379                 :::*                    LISTEN`
+	got = parseListening(netstat)
+	if !got[2380] || !got[2379] || len(got) != 2 {
+		t.Errorf("netstat: %v", got)
+	}
+}
+
+func TestParseOfflineRevision(t *testing.T) {
+	out := "2026-01-01T00:00:00Z\tinfo\tsome log line\n" + `{"hash":3453325113,"revision":42,"totalKey":7,"totalSize":20480,"version":"3.6.0"}`
+	rev, err := parseOfflineRevision(section{Out: out})
+	if err != nil || rev != 42 {
+		t.Errorf("rev %d err %v", rev, err)
+	}
+	if _, err := parseOfflineRevision(section{Out: "Error: timeout", RC: 124}); err == nil || !strings.Contains(err.Error(), "Error: timeout") {
+		t.Errorf("failure not reported: %v", err)
+	}
+}
+
+func TestParseEnvFile(t *testing.T) {
+	env := `# written by hand
+ETCD_NAME=etcd1
+ETCD_DATA_DIR="/var/lib/etcd"
+ETCD_LISTEN_PEER_URLS='https://10.0.0.1:2380'
+ETCD_LISTEN_CLIENT_URLS=https://10.0.0.1:2379,https://127.0.0.1:2379
+ETCD_ADVERTISE_CLIENT_URLS="https://10.0.0.1:2379" # trailing comment
+export ETCD_INITIAL_ADVERTISE_PEER_URLS=https://10.0.0.1:2380
+ETCD_INITIAL_CLUSTER="etcd1=https://10.0.0.1:2380,\
+etcd2=https://10.0.0.2:2380"
+ETCD_INITIAL_CLUSTER_STATE=existing
+ETCD_INITIAL_CLUSTER_TOKEN="tok \"quoted\" 1"
+ETCD_FORCE_NEW_CLUSTER=true
+; other comment
+ETCD_CERT_FILE=/etc/etcd/pki/server.crt
+not a setting
+`
+	got := parseEnvFile("/etc/etcd/etcd.env", env)
+	want := &Settings{
+		Source: "/etc/etcd/etcd.env", Name: "etcd1", DataDir: "/var/lib/etcd",
+		ListenPeerURLs:           []string{"https://10.0.0.1:2380"},
+		ListenClientURLs:         []string{"https://10.0.0.1:2379", "https://127.0.0.1:2379"},
+		AdvertiseClientURLs:      []string{"https://10.0.0.1:2379"},
+		InitialAdvertisePeerURLs: []string{"https://10.0.0.1:2380"},
+		InitialCluster:           "etcd1=https://10.0.0.1:2380,etcd2=https://10.0.0.2:2380",
+		InitialClusterState:      "existing",
+		InitialClusterToken:      `tok "quoted" 1`,
+		ForceNewCluster:          true,
+	}
+	if d := diff(want, got); d != "" {
+		t.Errorf("env file (-want +got):\n%s", d)
+	}
+}
+
+func TestParseManifest(t *testing.T) {
+	manifest := `apiVersion: v1
+kind: Pod
+metadata: {name: etcd, namespace: kube-system}
+spec:
+  containers:
+  - name: sidecar
+    command: ["sleep", "infinity"]
+  - name: etcd
+    image: registry.k8s.io/etcd:3.5.15-0
+    command:
+    - etcd
+    - --name=cp1
+    - --data-dir=/var/lib/etcd
+    - --listen-peer-urls=https://10.0.0.1:2380
+    - --listen-client-urls=https://127.0.0.1:2379,https://10.0.0.1:2379
+    - --advertise-client-urls=https://10.0.0.1:2379
+    - --initial-advertise-peer-urls
+    - https://10.0.0.1:2380
+    - --initial-cluster=cp1=https://10.0.0.1:2380
+    - --initial-cluster-state=new
+    - --force-new-cluster
+    - --snapshot-count=10000
+`
+	got, err := parseManifest("/etc/kubernetes/manifests/etcd.yaml", manifest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := &Settings{
+		Source: "/etc/kubernetes/manifests/etcd.yaml", Name: "cp1", DataDir: "/var/lib/etcd",
+		ListenPeerURLs:           []string{"https://10.0.0.1:2380"},
+		ListenClientURLs:         []string{"https://127.0.0.1:2379", "https://10.0.0.1:2379"},
+		AdvertiseClientURLs:      []string{"https://10.0.0.1:2379"},
+		InitialAdvertisePeerURLs: []string{"https://10.0.0.1:2380"},
+		InitialCluster:           "cp1=https://10.0.0.1:2380",
+		InitialClusterState:      "new",
+		ForceNewCluster:          true,
+	}
+	if d := diff(want, got); d != "" {
+		t.Errorf("manifest (-want +got):\n%s", d)
+	}
+	for name, bad := range map[string]string{"not yaml": "spec: [", "no etcd": "spec: {containers: [{name: x, command: [sleep]}]}"} {
+		if _, err := parseManifest("m.yaml", bad); err == nil || !strings.Contains(err.Error(), "m.yaml") {
+			t.Errorf("%s: error %v", name, err)
+		}
+	}
+}
+
+// A script that did not start (sudo refused, or the transport failed)
+// says why; a script stopped half-way keeps what it printed.
+func TestReadProbeFailures(t *testing.T) {
+	spec := probeSpec{Layout: "systemd", Unit: "etcd", EnvFile: "/etc/etcd/etcd.env", DataDir: "/var/lib/etcd"}
+	h := readProbe(spec, map[string]section{}, "sudo: a password is required\n", nil, true, 2380, 2379)
+	if h.Reach != ReachSudoFailed || h.Error != "sudo: a password is required" {
+		t.Errorf("sudo: %+v", h)
+	}
+	h = readProbe(spec, map[string]section{}, "sh: 1: exec: bad\n", nil, false, 2380, 2379)
+	if h.Reach != ReachError || !strings.Contains(h.Error, "exec: bad") {
+		t.Errorf("no script: %+v", h)
+	}
+	partial := map[string]section{
+		secBegin:   {Out: "ok"},
+		secAddrs:   {Out: "2: eth0 inet 10.0.0.1/24 scope global eth0"},
+		secActive:  {Out: "active"},
+		secEnabled: {Out: "enabled"},
+		secEnvFile: {Out: "present\nETCD_NAME=etcd1"},
+		secRunning: {Out: "pids 123 "},
+		secDataDir: {Out: "present\nmember\ndb", RC: -1},
+	}
+	h = readProbe(spec, partial, "", errors.New("host h: running command: command timed out after 1s"), false, 2380, 2379)
+	if h.Reach != ReachOK || h.Settings == nil || h.Settings.Name != "etcd1" || !h.Service.Running || h.Service.Active != "active" ||
+		!h.DataDir.HasMember || h.PeerPort != nil || h.EtcdVersion != "" {
+		t.Errorf("partial: %+v service %+v", h, h.Service)
+	}
+	joined := strings.Join(h.Notes, "\n")
+	for _, w := range []string{"command timed out", "etcd version: not collected", "listening ports: not collected"} {
+		if !strings.Contains(joined, w) {
+			t.Errorf("notes lack %q:\n%s", w, joined)
+		}
+	}
+}
+
+func TestAlarmsOf(t *testing.T) {
+	got := alarmsOf([]string{"memberID:8e9e05c52164694d alarm:NOSPACE ", "memberID:91bc3c398fb3c146 alarm:NOSPACE", "memberID:1 alarm:CORRUPT", "some other error"})
+	if d := diff([]string{"NOSPACE", "CORRUPT"}, got); d != "" {
+		t.Errorf("alarms (-want +got):\n%s", d)
+	}
+}
+
+func FuzzParseEnvFile(f *testing.F) {
+	f.Add("ETCD_NAME=\"a\\\"b\" # c\nETCD_INITIAL_CLUSTER='x=y'\\\n")
+	f.Add("ETCD_NAME=\"unterminated")
+	f.Fuzz(func(t *testing.T, s string) {
+		_ = parseEnvFile("f", s)
+		_, _ = parseManifest("m", s)
+		_ = parseSections(s, "T")
+		_ = parseListening(s)
+	})
+}
+
+// diff is "" when want and got are deeply equal, else both as JSON.
+func diff(want, got any) string {
+	if reflect.DeepEqual(want, got) {
+		return ""
+	}
+	w, _ := json.MarshalIndent(want, "", "  ")
+	g, _ := json.MarshalIndent(got, "", "  ")
+	return "want:\n" + string(w) + "\ngot:\n" + string(g)
+}
+
+func TestReachOf(t *testing.T) {
+	refused := &net.OpError{Op: "dial", Net: "tcp", Err: &os.SyscallError{Syscall: "connect", Err: syscall.ECONNREFUSED}}
+	unreach := &net.OpError{Op: "dial", Net: "tcp", Err: &os.SyscallError{Syscall: "connect", Err: syscall.EHOSTUNREACH}}
+	cases := map[string]struct {
+		err  error
+		want Reach
+	}{
+		"nil":          {nil, ReachOK},
+		"unknown key":  {fmt.Errorf("host h: %w", &sshx.HostKeyError{Host: "h"}), ReachHostKeyUnknown},
+		"changed key":  {fmt.Errorf("host h: %w", &sshx.HostKeyError{Host: "h", Changed: true}), ReachHostKeyChanged},
+		"refused":      {fmt.Errorf("host h: connecting to h:22: %w", refused), ReachRefused},
+		"no route":     {fmt.Errorf("host h: connecting to h:22: %w", unreach), ReachNoRoute},
+		"dns":          {fmt.Errorf("host h: %w", &net.DNSError{Err: "no such host", Name: "h", IsNotFound: true}), ReachNoRoute},
+		"deadline":     {fmt.Errorf("host h: ssh handshake with h:22: %w", context.DeadlineExceeded), ReachTimeout},
+		"i/o timeout":  {fmt.Errorf("host h: %w", &net.OpError{Op: "dial", Err: os.ErrDeadlineExceeded}), ReachTimeout},
+		"auth":         {errors.New("host h: ssh handshake with h:22 as root: ssh: handshake failed: ssh: unable to authenticate, attempted methods [none publickey], no supported methods remain"), ReachAuthFailed},
+		"cert refused": {errors.New("host h: host key verification failed for h: it presented a certificate"), ReachHostKeyUnknown},
+		"other":        {errors.New("host h: something else"), ReachError},
+	}
+	for name, c := range cases {
+		if got := reachOf(c.err); got != c.want {
+			t.Errorf("%s: reachOf(%v) = %s, want %s", name, c.err, got, c.want)
+		}
+	}
+}

@@ -1,0 +1,429 @@
+package scaffold
+
+import (
+	"bytes"
+	"errors"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/etcd-rescue/etcd-rescue/engine"
+	"github.com/etcd-rescue/etcd-rescue/engine/diagnose"
+	"github.com/etcd-rescue/etcd-rescue/plans"
+)
+
+func loadInv(t *testing.T, path string) *plans.Plan {
+	t.Helper()
+	inv, fs := plans.LoadInventory(path)
+	if inv == nil || fs.Errors() > 0 {
+		t.Fatalf("inventory %s: %v", path, fs)
+	}
+	return inv
+}
+
+// generateFile generates, writes the plan beside the inventory and loads it
+// back through engine.Load, the path of `etcd-rescue validate FILE`.
+func generateFile(t *testing.T, invPath string, o Options) (*engine.Compiled, []byte) {
+	t.Helper()
+	inv := loadInv(t, invPath)
+	dir := t.TempDir()
+	o.Output = filepath.Join(dir, "plan.yaml")
+	o.Inventory = RelInventory(invPath, o.Output)
+	out, err := Generate(inv, o)
+	if err != nil {
+		t.Fatalf("Generate(%s, %+v): %v", invPath, o, err)
+	}
+	if err := os.WriteFile(o.Output, out, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, fs := engine.Load(o.Output, "")
+	if fs.Errors() > 0 || c == nil {
+		t.Fatalf("validate of the written plan: %v\n%s", fs, out)
+	}
+	return c, out
+}
+
+// TestEveryScenarioValidates generates every scenario and route for 1, 3
+// and 5 members, with the chosen member first, in the middle and last, and
+// validates each as `etcd-rescue validate` does (from the written file).
+// Scenarios a cluster size does not allow give a ChoiceError.
+func TestEveryScenarioValidates(t *testing.T) {
+	invs := map[string][]string{
+		"testdata/one.yaml":   {"solo"},
+		"testdata/three.yaml": {"alpha", "bravo", "charlie"},
+		"testdata/five.yaml":  {"cp1", "cp3", "cp5"},
+	}
+	type variant struct {
+		scenario, route string
+	}
+	variants := []variant{{"ip-change", ""}, {"lost-host", ""}, {"quorum-loss", "force-new-cluster"}, {"quorum-loss", "snapshot"},
+		{"restore-all-from-snapshot", ""}, {"single-node-restore", ""}, {"backup", ""}}
+	for path, picks := range invs {
+		n := len(loadInv(t, path).Cluster.Members)
+		for _, v := range variants {
+			for _, pick := range picks {
+				name := filepath.Base(path) + "/" + v.scenario + "/" + v.route + "/" + pick
+				t.Run(name, func(t *testing.T) {
+					o := Options{Scenario: v.scenario, Route: v.route}
+					switch v.scenario {
+					case "ip-change", "lost-host", "backup":
+						o.Member = pick
+					case "quorum-loss":
+						o.Survivor = pick
+					}
+					refused := (n == 1 && (v.scenario == "ip-change" || v.scenario == "lost-host" || v.scenario == "quorum-loss")) ||
+						(n > 1 && v.scenario == "single-node-restore")
+					if refused {
+						inv := loadInv(t, path)
+						o.Inventory = path
+						_, err := Generate(inv, o)
+						var ce *ChoiceError
+						if !errors.As(err, &ce) || len(ce.Hints) == 0 {
+							t.Fatalf("want a ChoiceError with a hint, got %v", err)
+						}
+						return
+					}
+					c, out := generateFile(t, path, o)
+					checkShape(t, c, o, string(out))
+				})
+			}
+		}
+	}
+}
+
+// checkShape checks what each scenario must do with the chosen member.
+func checkShape(t *testing.T, c *engine.Compiled, o Options, out string) {
+	t.Helper()
+	hostsOf := func(id string) []string {
+		n := c.ByID[id]
+		if n == nil {
+			t.Fatalf("no step %q in\n%s", id, out)
+		}
+		return n.Hosts()
+	}
+	memberHost := func(name string) string { return c.Plan.Cluster.MemberByName(name).Host }
+	switch o.Scenario {
+	case "ip-change":
+		if got := hostsOf("new-peer-url"); !reflect.DeepEqual(got, []string{memberHost(o.Member)}) {
+			t.Errorf("member-update on %v, want %s", got, memberHost(o.Member))
+		}
+		if got := c.ByID["quorum"].Step.On; contains(got, o.Member) || len(got) != len(c.Plan.Cluster.Members)-1 {
+			t.Errorf("check-quorum counts on %v", got)
+		}
+	case "lost-host":
+		if got := hostsOf("add"); !reflect.DeepEqual(got, []string{memberHost(o.Member)}) {
+			t.Errorf("member-add on %v", got)
+		}
+	case "quorum-loss":
+		if o.Route == "snapshot" {
+			if got := hostsOf("save"); !reflect.DeepEqual(got, []string{memberHost(o.Survivor)}) {
+				t.Errorf("snapshot-save on %v, want the survivor", got)
+			}
+			if len(hostsOf("restore")) != len(c.Plan.Cluster.Members) {
+				t.Errorf("restore on %v, want every member", hostsOf("restore"))
+			}
+			break
+		}
+		if got := hostsOf("survivor"); !reflect.DeepEqual(got, []string{memberHost(o.Survivor)}) {
+			t.Errorf("force-new-cluster on %v, want the survivor", got)
+		}
+		if contains(hostsOf("fence"), memberHost(o.Survivor)) || len(hostsOf("fence")) != len(c.Plan.Cluster.Members)-1 {
+			t.Errorf("fence on %v", hostsOf("fence"))
+		}
+		// The others come back one at a time, each add after the
+		// previous promote, initialCluster growing to every member.
+		last := ""
+		for _, m := range c.Plan.Cluster.Members {
+			if m.Name == o.Survivor {
+				continue
+			}
+			add := c.ByID["add-"+m.Name]
+			if add == nil {
+				t.Fatalf("no add-%s", m.Name)
+			}
+			if last != "" && !reflect.DeepEqual([]string(add.Step.Needs), []string{"promote-" + last}) {
+				t.Errorf("add-%s needs %v, want promote-%s", m.Name, add.Step.Needs, last)
+			}
+			last = m.Name
+		}
+		var ic struct {
+			InitialCluster []string `yaml:"initialCluster"`
+		}
+		if err := c.ByID["config-"+last].Step.With.Decode(&ic); err != nil {
+			t.Fatal(err)
+		}
+		var all []string
+		for _, m := range c.Plan.Cluster.Members {
+			all = append(all, m.Name)
+		}
+		if !reflect.DeepEqual(ic.InitialCluster, all) {
+			t.Errorf("last joiner's initialCluster %v, want %v", ic.InitialCluster, all)
+		}
+	case "backup":
+		if got := hostsOf("save"); !reflect.DeepEqual(got, []string{memberHost(o.Member)}) {
+			t.Errorf("snapshot-save on %v", got)
+		}
+	}
+	if c.Plan.Cluster.Layout.Service == "static-pod" && c.ByID["restore"] != nil {
+		if c.ByID["stop-apiserver"] == nil || c.ByID["start-apiserver"] == nil {
+			t.Errorf("static-pod restore without kube-apiserver stop/start:\n%s", out)
+		}
+	}
+}
+
+// exampleInventory writes an example's cluster/hosts/ssh/vars as an
+// inventory, so that the scaffold sees exactly the example's cluster.
+func exampleInventory(t *testing.T, example string) (string, *plans.Plan) {
+	t.Helper()
+	raw, err := os.ReadFile(filepath.Join("../../examples", example))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m map[string]any
+	if err := yaml.Unmarshal(raw, &m); err != nil {
+		t.Fatal(err)
+	}
+	inv := map[string]any{}
+	for _, k := range []string{"cluster", "hosts", "ssh", "vars"} {
+		if v, ok := m[k]; ok {
+			inv[k] = v
+		}
+	}
+	b, err := yaml.Marshal(inv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The inventory sits in examples/' place so relative paths (tls,
+	// snapshots) mean the same.
+	path := filepath.Join(t.TempDir(), "inventory.yaml")
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path, loadInv(t, path)
+}
+
+// TestSameDryRunAsExamples: the scaffold for the examples' own clusters
+// renders the same dry-run actions as the hand-written examples.
+func TestSameDryRunAsExamples(t *testing.T) {
+	tests := map[string]struct {
+		example string
+		o       Options
+	}{
+		"ip-change":   {"ip-change.yaml", Options{Scenario: "ip-change", Member: "etcd3"}},
+		"lost-host":   {"lost-host.yaml", Options{Scenario: "lost-host", Member: "etcd2"}},
+		"quorum-loss": {"quorum-loss-force-new-cluster.yaml", Options{Scenario: "quorum-loss", Survivor: "etcd1"}},
+		"quorum-loss-five-members": {"quorum-loss-five-members.yaml",
+			Options{Scenario: "quorum-loss", Route: "force-new-cluster", Survivor: "etcd1"}},
+		"restore-all": {"restore-all-from-snapshot.yaml", Options{Scenario: "restore-all-from-snapshot"}},
+		"single-node": {"single-node-restore.yaml", Options{Scenario: "single-node-restore"}},
+		"backup":      {"backup.yaml", Options{Scenario: "backup", Member: "etcd1", To: "${vars.backupDir}/etcd-${run.id}.db"}},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			invPath, _ := exampleInventory(t, tc.example)
+			got, out := generateFile(t, invPath, tc.o)
+			want, fs := engine.Load(filepath.Join("../../examples", tc.example), invPath)
+			if want == nil || fs.Errors() > 0 {
+				t.Fatalf("example: %v", fs)
+			}
+			// Local files are relative to each plan's directory.
+			if diff := lineDiff(dryRunActions(t, want, "../../examples/"), dryRunActions(t, got, filepath.Dir(got.Plan.File)+"/")); diff != "" {
+				t.Errorf("dry-run differs from %s (-example +scaffold):\n%s\nscaffold:\n%s", tc.example, diff, out)
+			}
+		})
+	}
+}
+
+// dryRunActions is the dry-run's waves as text, without the plan's name and
+// file: "wave N: step TYPE on HOSTS needs ...: ACTION".
+func dryRunActions(t *testing.T, c *engine.Compiled, planDir string) []string {
+	t.Helper()
+	d := engine.BuildDryRun(c)
+	var out []string
+	for _, w := range d.Waves {
+		for _, s := range w.Steps {
+			line := s.ID + " " + s.Type + " on " + strings.Join(s.Hosts, ",") + " needs " + strings.Join(s.Needs, ",")
+			out = append(out, line)
+			for _, a := range s.Actions {
+				out = append(out, "  "+a.Host+": "+strings.ReplaceAll(a.Cmd, planDir, "<plan dir>/"))
+			}
+		}
+	}
+	return out
+}
+
+func TestChoiceErrors(t *testing.T) {
+	tests := map[string]struct {
+		inv      string
+		o        Options
+		msg      string
+		hintHas  string
+		hintFlag string
+	}{
+		"unknown scenario":  {"testdata/three.yaml", Options{Scenario: "ip-chnage"}, `unknown scenario "ip-chnage" (did you mean "ip-change"?)`, "scenarios: ip-change, lost-host", ""},
+		"no member":         {"testdata/three.yaml", Options{Scenario: "ip-change"}, "ip-change needs the moved member", "--member NAME", "--from-facts"},
+		"unknown member":    {"testdata/three.yaml", Options{Scenario: "lost-host", Member: "bravoo"}, `--member "bravoo" is not a member of the inventory (did you mean "bravo"?)`, "alpha, bravo, charlie", ""},
+		"no survivor":       {"testdata/three.yaml", Options{Scenario: "quorum-loss"}, "quorum-loss needs the survivor", "--survivor NAME", "--from-facts"},
+		"bad route":         {"testdata/three.yaml", Options{Scenario: "quorum-loss", Route: "snapshots", Survivor: "alpha"}, `unknown quorum-loss route "snapshots"`, "force-new-cluster, snapshot", ""},
+		"route elsewhere":   {"testdata/three.yaml", Options{Scenario: "backup", Route: "snapshot"}, "backup has no routes", "--route is for quorum-loss", ""},
+		"no old peer URL":   {"testdata/notoken.yaml", Options{Scenario: "lost-host", Member: "e2"}, "lost-host needs the lost member's old peer URL", "--old-peer-url URL", "vars.lostPeerURL"},
+		"no snapshot":       {"testdata/notoken.yaml", Options{Scenario: "restore-all-from-snapshot"}, "restore-all-from-snapshot restores every member from a snapshot and needs cluster.token", "token:", ""},
+		"no token":          {"testdata/notoken.yaml", Options{Scenario: "quorum-loss", Route: "snapshot", Survivor: "e1"}, "needs cluster.token", "token: bare-", ""},
+		"single on three":   {"testdata/three.yaml", Options{Scenario: "single-node-restore"}, "single-node-restore is for a one-member cluster; the inventory has 3 members", "restore-all-from-snapshot", ""},
+		"unused flag":       {"testdata/three.yaml", Options{Scenario: "quorum-loss", Survivor: "alpha", Member: "bravo"}, "quorum-loss does not use --member", "--member is for ip-change, lost-host, backup", ""},
+		"to without route":  {"testdata/three.yaml", Options{Scenario: "quorum-loss", Survivor: "alpha", To: "x.db"}, "does not use --to", "--route snapshot", ""},
+		"facts disagree":    {"testdata/three.yaml", Options{Scenario: "ip-change", Recommend: &diagnose.Recommendation{Scenario: "lost-host"}}, "the facts recommend lost-host, not ip-change", "etcd-rescue new lost-host", ""},
+		"two moved members": {"testdata/three.yaml", Options{Scenario: "ip-change", Recommend: &diagnose.Recommendation{Scenario: "ip-change", Members: []diagnose.MemberChoice{{Name: "alpha"}, {Name: "bravo"}}}}, "the facts name 2 moved members (alpha, bravo)", "--member NAME", ""},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			inv := loadInv(t, tc.inv)
+			tc.o.Inventory = tc.inv
+			_, err := Generate(inv, tc.o)
+			var ce *ChoiceError
+			if !errors.As(err, &ce) {
+				t.Fatalf("want a ChoiceError, got %v", err)
+			}
+			if !strings.Contains(ce.Msg, tc.msg) {
+				t.Errorf("message %q, want it to contain %q", ce.Msg, tc.msg)
+			}
+			hints := strings.Join(ce.Hints, "\n")
+			if !strings.Contains(hints, tc.hintHas) || !strings.Contains(hints, tc.hintFlag) {
+				t.Errorf("hints %q, want %q and %q", hints, tc.hintHas, tc.hintFlag)
+			}
+		})
+	}
+}
+
+// TestFromRecommendation: the facts' choices fill the plan and are written
+// as comments: the header notes, the survivor's lead, the dead member's id
+// and old peer URL.
+func TestFromRecommendation(t *testing.T) {
+	inv := loadInv(t, "testdata/three.yaml")
+	rec := &diagnose.Recommendation{
+		Scenario: "quorum-loss", Route: "force-new-cluster", Survivor: "bravo",
+		Ranking: []diagnose.Rank{{Name: "bravo", RaftIndex: 10234, Source: "status"}, {Name: "alpha", RaftIndex: 10197, Source: "status", Behind: 37}},
+		Fence:   []string{"alpha", "charlie"},
+		Notes:   []string{"survivor bravo: raft index 10234, alpha is 37 entries behind", "charlie: host unreachable"},
+	}
+	out, err := Generate(inv, Options{Scenario: "quorum-loss", Inventory: "three.yaml", Recommend: rec, FactsFile: "f.json"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := string(out)
+	for _, want := range []string{
+		"# From facts file f.json:\n#   survivor bravo: raft index 10234, alpha is 37 entries behind\n#   charlie: host unreachable\n",
+		"  # survivor bravo: raft index 10234, alpha is 37 entries behind (facts: the most advanced member with data)\n  - id: survivor\n    type: force-new-cluster\n    on: bravo\n",
+		"  # the facts name to fence: alpha, charlie\n",
+		"    on: [alpha, charlie]\n",
+		"#   - route force-new-cluster (the facts)\n",
+	} {
+		if !strings.Contains(s, want) {
+			t.Errorf("plan lacks %q:\n%s", want, s)
+		}
+	}
+
+	// An explicit survivor overrides the facts, and says so.
+	out, err = Generate(inv, Options{Scenario: "quorum-loss", Inventory: "three.yaml", Recommend: rec, Survivor: "alpha"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(out), "survivor alpha: raft index 10197, bravo is 37 entries AHEAD (--survivor); the facts named bravo, the most advanced") {
+		t.Errorf("override not said:\n%s", out)
+	}
+
+	lost := &diagnose.Recommendation{Scenario: "lost-host", Members: []diagnose.MemberChoice{
+		{Name: "charlie", ID: "8e9e05c52164694d", Host: "n-c", OldPeerURL: "https://10.0.0.33:2380", NewPeerURL: "https://10.0.0.3:2380", Reason: "host n-c unreachable"}}}
+	out, err = Generate(inv, Options{Scenario: "lost-host", Inventory: "three.yaml", Recommend: lost})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(out), `with: {name: charlie, peerURL: "https://10.0.0.33:2380", id: "8e9e05c52164694d"}`) {
+		t.Errorf("member-remove does not name the facts' member:\n%s", out)
+	}
+	if !strings.Contains(string(out), "(facts: host n-c unreachable)") {
+		t.Errorf("the member choice is not commented:\n%s", out)
+	}
+}
+
+// TestDeterministic: the same input gives the same bytes.
+func TestDeterministic(t *testing.T) {
+	inv := loadInv(t, "testdata/five.yaml")
+	o := Options{Scenario: "quorum-loss", Survivor: "cp3", Inventory: "five.yaml"}
+	a, err := Generate(inv, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 5; i++ {
+		b, err := Generate(inv, o)
+		if err != nil || !bytes.Equal(a, b) {
+			t.Fatalf("run %d differs (%v)", i, err)
+		}
+	}
+}
+
+// TestValidateCatchesBadPlans: Validate is the real check, not a rubber
+// stamp (a plan that restores one member only is refused).
+func TestValidateCatchesBadPlans(t *testing.T) {
+	inv := loadInv(t, "testdata/three.yaml")
+	bad := []byte("version: 1\nname: x\ninventory: three.yaml\nsteps:\n  - id: r\n    type: restore\n    on: alpha\n    with: {snapshot: /s.db}\n")
+	fs := Validate(inv, "x.yaml", bad)
+	if fs.Errors() == 0 || !strings.Contains(fs.Sort()[0].Error()+fs.Err().Error(), "restore") {
+		t.Fatalf("want restore findings, got %v", fs)
+	}
+}
+
+func TestStrQuoting(t *testing.T) {
+	for _, s := range []string{"etcd1", "yes", "no", "1.2", "${vars.x}", "a b", "a:b", "#x", "", "on", `q"uote`, "ü", "Quorum is lost; etcd1 becomes a one-member cluster.", "a: b", "x #y", "it's (ok), yes"} {
+		var back struct {
+			V string `yaml:"v"`
+		}
+		if err := yaml.Unmarshal([]byte("v: "+str(s)), &back); err != nil || back.V != s {
+			t.Errorf("str(%q) = %s reads back as %q (%v)", s, str(s), back.V, err)
+		}
+		if err := yaml.Unmarshal([]byte("v: "+text(s)), &back); err != nil || back.V != s {
+			t.Errorf("text(%q) = %s reads back as %q (%v)", s, text(s), back.V, err)
+		}
+		if err := yaml.Unmarshal([]byte("v: "+list([]string{s, s})), &struct{ V []string }{}); err != nil {
+			t.Errorf("list of %q: %v", s, err)
+		}
+	}
+}
+
+// lineDiff lists the lines only in a (-) or only in b (+), "" if equal.
+func lineDiff(a, b []string) string {
+	if reflect.DeepEqual(a, b) {
+		return ""
+	}
+	count := map[string]int{}
+	for _, l := range b {
+		count[l]++
+	}
+	var out []string
+	for _, l := range a {
+		if count[l] > 0 {
+			count[l]--
+			continue
+		}
+		out = append(out, "- "+l)
+	}
+	count = map[string]int{}
+	for _, l := range a {
+		count[l]++
+	}
+	for _, l := range b {
+		if count[l] > 0 {
+			count[l]--
+			continue
+		}
+		out = append(out, "+ "+l)
+	}
+	if len(out) == 0 {
+		return "same lines, another order"
+	}
+	return strings.Join(out, "\n")
+}
