@@ -84,7 +84,7 @@ func expectFor(t *testing.T, l *lab.Lab, brk string) expect {
 	switch brk {
 	case "ip-change":
 		return expect{situation: "ip-change", scenario: "ip-change", diagnosis: func(t *testing.T, d *framework.DiagnosisDoc) {
-			_, newPeer, _ := l.MemberURLs("etcd3")
+			newPeer, _, _ := l.MemberURLs("etcd3")
 			checkMemberChoice(t, d, "etcd3", framework.InventoryVar(t, l, "oldPeerURL"), newPeer)
 		}}
 	case "lost-host":
@@ -327,7 +327,7 @@ func (e *e2e) factsIsolated(t *testing.T, l *lab.Lab, isolated []string) {
 	rev := framework.ClusterRevision(t, l)
 
 	// everything reachable
-	before := framework.EtcdStates(t, l)
+	before := framework.QuietEtcdStates(t, l)
 	f, r := e.FactsJSON(t, "--inventory", inv, "--timeout", timeout)
 	if r.Code != 0 {
 		t.Errorf("facts on a healthy lab: exit %d\n%s", r.Code, r)
@@ -359,7 +359,7 @@ func (e *e2e) factsIsolated(t *testing.T, l *lab.Lab, isolated []string) {
 		}
 	}()
 	// the members that are left lose their leader (no quorum) before the
-	// "before" picture is taken: nothing may change after it
+	// "before" picture is taken
 	for _, m := range l.Members() {
 		if slices.Contains(isolated, m.Host) {
 			continue
@@ -369,7 +369,7 @@ func (e *e2e) factsIsolated(t *testing.T, l *lab.Lab, isolated []string) {
 			return err == nil && lead == 0
 		})
 	}
-	before = framework.EtcdStates(t, l)
+	before = framework.QuietEtcdStates(t, l)
 	f, r = e.FactsJSON(t, "--inventory", inv, "--timeout", timeout)
 	ratio := r.Wall.Seconds() / factsTimeout.Seconds()
 	t.Logf("facts with %d of %d hosts cut off (%s): wall %.2fs (its own elapsed %s) = %.2f × the %s timeout",

@@ -193,6 +193,30 @@ func EtcdStates(t *testing.T, l *lab.Lab) map[string]string {
 	return out
 }
 
+// QuietEtcdStates is EtcdStates once it has not changed for a second and
+// a half: etcd writes on its own for a while after a start or an election
+// (3.6 updates its storage version in the backend of every member, a
+// follower applies late), and a test that proves a command changes
+// nothing must not take that for the command's doing.
+func QuietEtcdStates(t *testing.T, l *lab.Lab) map[string]string {
+	t.Helper()
+	const quiet = 1500 * time.Millisecond
+	t0 := time.Now()
+	prev := EtcdStates(t, l)
+	for {
+		time.Sleep(quiet)
+		cur := EtcdStates(t, l)
+		if fmt.Sprint(cur) == fmt.Sprint(prev) {
+			t.Logf("the lab's data dirs: unchanged for %s after %.1fs", quiet, time.Since(t0).Seconds())
+			return cur
+		}
+		if time.Since(t0) > SafetyLimit {
+			t.Fatalf("the lab's data dirs still change after the safety limit of %s", SafetyLimit)
+		}
+		prev = cur
+	}
+}
+
 // CompareEtcdStates reports every host whose state changed.
 func CompareEtcdStates(t *testing.T, before, after map[string]string) {
 	t.Helper()
