@@ -472,7 +472,7 @@ func (e *e2e) survivorBehind(t *testing.T, l *lab.Lab) {
 		}
 		t.Logf("diagnose with etcd1 running behind, not answering: %s in %.1fs: %s", d.Situation, r.Wall.Seconds(), d.Summary)
 		t.Logf("etcd1's own raft position, from its journal: %s", strings.TrimSpace(framework.HostRun(t, l, h1,
-			"journalctl -u etcd --no-pager -o cat | grep -o 'logterm: [0-9]*, index: [0-9]*] sent' | tail -1")))
+			"journalctl -u etcd --no-pager -o cat | grep -o 'logterm: [0-9]*, index: [0-9]*] sent' | tail -1 | sed 's/] sent//'")))
 		// what the hint says: stop it, so that its data dir can be read
 		framework.HostRun(t, l, h1, "systemctl stop etcd")
 		return nil
