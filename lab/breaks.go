@@ -32,7 +32,7 @@ func (l *Lab) Break(ctx context.Context, scenario string) error {
 	case "lost-host":
 		err = l.breakLostHost(ctx)
 	case "quorum-loss":
-		err = l.breakQuorumLoss(ctx)
+		err = l.breakQuorumLoss(ctx, nil)
 	case "total-loss":
 		err = l.breakTotalLoss(ctx)
 	default:
@@ -45,6 +45,23 @@ func (l *Lab) Break(ctx context.Context, scenario string) error {
 	if err != nil {
 		return fmt.Errorf("break %s: %w", scenario, err)
 	}
+	return l.recordBreak(scenario)
+}
+
+// BreakQuorumLossOf is the quorum-loss break with the victims chosen:
+// etcd is stopped and the data dir deleted on exactly those members (a
+// majority, not all of them), so that the survivors need not be the first
+// members.  It is recorded and logged as quorum-loss.
+func (l *Lab) BreakQuorumLossOf(ctx context.Context, victims []string) error {
+	if err := l.breakQuorumLoss(ctx, victims); err != nil {
+		return fmt.Errorf("break quorum-loss: %w", err)
+	}
+	return l.recordBreak("quorum-loss")
+}
+
+// recordBreak adds scenario to the lab's breaks and rewrites the
+// inventory.
+func (l *Lab) recordBreak(scenario string) error {
 	l.mu.Lock()
 	l.st.Breaks = append(l.st.Breaks, scenario)
 	l.mu.Unlock()
@@ -200,10 +217,31 @@ func (l *Lab) breakLostHost(ctx context.Context) error {
 	return nil
 }
 
-func (l *Lab) breakQuorumLoss(ctx context.Context) error {
+// breakQuorumLoss stops etcd and deletes the data dir on the members
+// named in chosen, or on the last N/2+1 members when chosen is empty.
+func (l *Lab) breakQuorumLoss(ctx context.Context, chosen []string) error {
 	ms := l.Members()
 	n := len(ms)
 	k := n/2 + 1
+	isVictim := func(i int, m Member) bool { return i >= n-k }
+	if len(chosen) > 0 {
+		known := map[string]bool{}
+		for _, m := range ms {
+			known[m.Name] = true
+		}
+		set := map[string]bool{}
+		for _, v := range chosen {
+			if !known[v] {
+				return fmt.Errorf("victim %s is not a member of the lab", v)
+			}
+			set[v] = true
+		}
+		if len(set) < k || len(set) >= n {
+			return fmt.Errorf("victims %v: a quorum loss of %d members takes %d to %d of them, not %d", chosen, n, k, n-1, len(set))
+		}
+		k = len(set)
+		isVictim = func(_ int, m Member) bool { return set[m.Name] }
+	}
 	var victims, survivors []*Host
 	var vnames, snames []string
 	for i, m := range ms {
@@ -211,7 +249,7 @@ func (l *Lab) breakQuorumLoss(ctx context.Context) error {
 		if !ok {
 			return fmt.Errorf("host %s of member %s is gone", m.Host, m.Name)
 		}
-		if i >= n-k {
+		if isVictim(i, m) {
 			victims = append(victims, h)
 			vnames = append(vnames, m.Name+" on "+h.Name)
 		} else {

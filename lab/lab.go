@@ -122,6 +122,7 @@ type state struct {
 	Breaks    []string          `json:"breaks,omitempty"`
 	Vars      map[string]string `json:"vars,omitempty"` // extra inventory vars left by breaks (lostPeerURL...)
 	Snapshot  *SnapshotInfo     `json:"snapshot,omitempty"`
+	Isolated  []string          `json:"isolated,omitempty"` // hosts cut off the lab network (Isolate)
 	// inventory variants written by WriteInventory (path: options); a break rewrites them
 	Inventories map[string]InventoryOptions `json:"inventories,omitempty"`
 }

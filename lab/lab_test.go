@@ -718,6 +718,10 @@ func TestLightMode(t *testing.T) {
 	if out := sshOut(t, l, "h2", "ls -A /var/lib/etcd; hostname"); strings.Contains(out, "isolation-probe") || !strings.HasSuffix(out, "h2") {
 		t.Errorf("h2 sees h1's /var/lib/etcd or is not h2: %q", out)
 	}
+	// the console (nsenter, no network) is the same host as ssh
+	if out, err := l.RunConsole(ctx, "h2", "hostname; ls -A /var/lib/etcd"); err != nil || strings.Contains(out, "isolation-probe") || !strings.HasPrefix(out, "h2\n") {
+		t.Errorf("console of h2: %q, %v", out, err)
+	}
 	sshOut(t, l, "h1", "rm /var/lib/etcd/isolation-probe-h1; systemctl stop etcd")
 	for h, want := range map[string]string{"h1": "inactive", "h2": "active", "h3": "active"} {
 		if s := etcdState(t, l, h); s != want {

@@ -96,6 +96,7 @@ func setAddr(ctx context.Context, h *Host, addr string) error {
 func netDown(ctx context.Context, h *Host) error {
 	ns := h.Netns()
 	var errs []error
+	unpinNeighbour(ctx, h.Address) // Isolate's, if any: the next host at this address has another MAC
 	if netnsExists(ns) {
 		if err := killNetns(ns); err != nil {
 			errs = append(errs, err)

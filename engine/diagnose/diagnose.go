@@ -116,6 +116,7 @@ type quorum struct {
 	answered     []*view
 	withData     []*view
 	couldNotAsk  []*view      // voters whose data is unknown
+	down         []*view      // voters asked whose client API is down: not in any quorum
 	zombieVoters []*listEntry // voters not in the inventory: never asked
 	leaders      map[string]bool
 }
@@ -132,6 +133,9 @@ func (b *builder) quorum() quorum {
 			if v.mem.Status.HasLeader() {
 				q.leaders[v.mem.Status.Leader] = true
 			}
+		}
+		if v.mem != nil && v.mem.API == facts.APIDown {
+			q.down = append(q.down, v)
 		}
 		switch v.data() {
 		case dataYes:
@@ -167,7 +171,10 @@ func (b *builder) decide() {
 	}
 	q := b.quorum()
 	switch {
-	case len(q.leaders) > 0:
+	// a leader claim counts only while a majority may be up: a leader
+	// whose followers just went down still names itself for an election
+	// timeout (etcd's check-quorum), and a follower its old leader
+	case len(q.leaders) > 0 && q.n-len(q.down) >= q.need:
 		b.quorumHeld(q)
 	case len(q.withData) >= q.need:
 		b.noLeader(q)

@@ -322,6 +322,36 @@ func TestNoLeaderWithData(t *testing.T) {
 	}
 }
 
+// TestStaleLeader: right after a quorum loss the survivor still names a
+// leader (itself, until etcd's check-quorum steps it down; a follower its
+// old leader): with the others asked and down that is no quorum. Seen on
+// the lab, diagnose 0.8 s after the break said lost-host.
+func TestStaleLeader(t *testing.T) {
+	for _, leader := range []string{"self", "etcd2"} {
+		f := load(t, "quorum-loss-3")
+		st := f.MemberByName("etcd1").Status
+		st.Leader = st.MemberID
+		if leader != "self" {
+			st.Leader = "a1b2c3d4e5f60718" // the old leader, now down
+		}
+		d := Diagnose(f, inv)
+		if d.Situation != QuorumLoss || d.Recommend == nil || d.Recommend.Survivor != "etcd1" {
+			t.Errorf("leader %s: situation %s, findings %v, recommendation %+v; want quorum-loss, survivor etcd1", leader, d.Situation, codes(d), d.Recommend)
+		}
+	}
+	// the same leader claim with the others could-not-ask (alive, maybe)
+	// is not overruled
+	f := load(t, "quorum-loss-3")
+	st := f.MemberByName("etcd1").Status
+	st.Leader = st.MemberID
+	for _, name := range []string{"etcd2", "etcd3"} {
+		f.MemberByName(name).API = facts.APICouldNotAsk
+	}
+	if d := Diagnose(f, inv); d.Situation == QuorumLoss {
+		t.Errorf("others could not be asked, survivor names a leader: situation %s, want no quorum-loss verdict", d.Situation)
+	}
+}
+
 // TestRobust: facts with parts missing or nil never crash Diagnose.
 func TestRobust(t *testing.T) {
 	if d := Diagnose(nil, inv); d.Situation != Unknown || len(d.Findings) == 0 {

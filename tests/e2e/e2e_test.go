@@ -102,6 +102,8 @@ func (e *e2e) recoverLab(t *testing.T, l *lab.Lab, sc scenario) (*framework.RunS
 		} else {
 			t.Logf("as expected after the break: %v", err)
 		}
+		// and diagnose names it (every break's name is its situation)
+		e.diagnoseBroken(t, l.InventoryPath(), sc.brk)
 	}
 	before := framework.DataDirs(t, l, lab.DataDir, "")
 	plan := planPath(sc.plan)
@@ -120,21 +122,25 @@ func (e *e2e) recoverLab(t *testing.T, l *lab.Lab, sc scenario) (*framework.RunS
 	return st, stateDir
 }
 
-// applyPlan validates plan with inventory inv, prints its dry-run and
-// applies it with --yes into a fresh state dir; a failure stops the test
-// with the output, the dry-run and the tail of the run's events. what says
-// what the apply ran against.
+// applyPlan validates plan with inventory inv ("": the plan's own, as
+// `new` writes it), prints its dry-run and applies it with --yes into a
+// fresh state dir; a failure stops the test with the output, the dry-run
+// and the tail of the run's events. what says what the apply ran against.
 func (e *e2e) applyPlan(t *testing.T, plan, inv, what string) (stateDir, runID string, r framework.Result) {
 	t.Helper()
-	if r := e.CLI(t, "validate", plan, "--inventory", inv); r.Code != 0 {
-		t.Fatalf("validate %s with inventory %s: %s", plan, inv, r)
+	var invArgs []string
+	if inv != "" {
+		invArgs = []string{"--inventory", inv}
 	}
-	dry := e.CLI(t, "plan", plan, "--inventory", inv)
+	if r := e.CLI(t, append([]string{"validate", plan}, invArgs...)...); r.Code != 0 {
+		t.Fatalf("validate %s with inventory %q: %s", plan, inv, r)
+	}
+	dry := e.CLI(t, append([]string{"plan", plan}, invArgs...)...)
 	if dry.Code != 0 {
-		t.Fatalf("plan (dry-run) %s with inventory %s: %s", plan, inv, dry)
+		t.Fatalf("plan (dry-run) %s with inventory %q: %s", plan, inv, dry)
 	}
 	stateDir = filepath.Join(t.TempDir(), "state")
-	r = e.CLI(t, "apply", plan, "--inventory", inv, "--yes", "--state-dir", stateDir)
+	r = e.CLI(t, append([]string{"apply", plan}, append(invArgs, "--yes", "--state-dir", stateDir)...)...)
 	runID = framework.RunIDOf(r.Stdout)
 	if r.Code != 0 {
 		msg := fmt.Sprintf("apply %s failed %s:\n%s\n--- the dry-run it ran:\n%s", plan, what, r, dry.Stdout)
