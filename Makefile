@@ -30,7 +30,7 @@ test: build lint $(LAB_PREREQS)
 	$(GO) test -short -race -count=1 -timeout 30m ./...
 	$(GO) test -p 1 -count=1 -timeout 60m $(LAB_PKGS)
 
-## demo: bring up the lab, break its quorum, repair it with an example plan, prove every key survived
+## demo: bring up the lab, break its quorum, diagnose it, repair it with a plan scaffolded from the live cluster, prove every key survived
 demo: build $(LAB_PREREQS)
 	lab/demo.sh $(BIN)
 

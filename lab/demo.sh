@@ -3,9 +3,11 @@
 #
 # A guided tour for a newcomer: bring up a real 3-member etcd cluster on this
 # machine (the lab: real sshd, real systemd, real etcd), break its quorum the
-# way a bad day does, and repair it with the example plan
-# examples/quorum-loss-force-new-cluster.yaml — then prove that the cluster
-# is healthy and that every key written before the disaster survived.
+# way a bad day does, and repair it the way the on-call engineer would at
+# 3 a.m.: diagnose, a plan scaffolded from the live cluster (`new
+# --from-facts`, the same recovery as examples/quorum-loss-force-new-cluster.yaml),
+# review, apply — then prove that the cluster is healthy and that every key
+# written before the disaster survived.
 #
 # BINARY is the etcd-rescue to use (default: bin/etcd-rescue, built here if
 # no argument is given). Needs root on Linux; `make demo` installs the lab's
@@ -20,7 +22,6 @@ set -euo pipefail
 
 cd "$(dirname "$0")/.."          # the checkout: examples/ and lab/bin are found from here
 ETCD=${DEMO_ETCD:-3.5}
-PLAN=examples/quorum-loss-force-new-cluster.yaml
 
 if [ -t 1 ]; then B=$'\e[1m' G=$'\e[32m' R=$'\e[31m' N=$'\e[0m'; else B= G= R= N=; fi
 step=0
@@ -94,21 +95,32 @@ say "Verify fails: this is the disaster" "lab verify exits 0 only when every mem
 if run "$BIN" lab verify; then die "lab verify passed right after the break: the lab did not break"; fi
 echo "(lab verify failed, as it must: the reasons are listed above)"
 
-say "Validate the plan against this cluster" \
-	"The example plan describes a production cluster; --inventory replaces its cluster, hosts and ssh" \
-	"with the lab's, so the same file runs here unchanged. validate checks it without touching anything."
-run "$BIN" validate "$PLAN" --inventory "$INV"
+say "Diagnose" \
+	"Read-only: every host over SSH (addresses, etcd service, data dir, settings) and every member" \
+	"through its client API (member list, raft index, revision, leader). It names the situation with" \
+	"its evidence, picks the survivor, and prints the command that writes the plan. Exit 1: broken."
+rc=0
+run "$BIN" diagnose --inventory "$INV" || rc=$?
+[ "$rc" = 1 ] || die "diagnose exited $rc on a broken cluster (want 1)"
 
-say "Review the dry-run" \
-	"Every command that will run, per host, in order; '!' marks what changes data or membership." \
-	"The plan fences etcd2/etcd3, restarts etcd1 once with --force-new-cluster (then without it)," \
-	"moves the others' data dirs aside (never deletes them) and re-adds them one at a time as learners."
-run "$BIN" plan "$PLAN" --inventory "$INV"
+PLAN=$RUNS/quorum-loss.yaml
+say "Write the plan from the live cluster" \
+	"The command diagnose printed, with the plan going to $PLAN. Every choice it made (the survivor," \
+	"the members to fence) is a comment in the file; the plan names the lab's inventory."
+run "$BIN" new quorum-loss --inventory "$INV" --from-facts -o "$PLAN"
+
+say "Validate and review the dry-run" \
+	"validate checks the plan without touching anything. The dry-run shows every command that will run," \
+	"per host, in order; '!' marks what changes data or membership. The plan fences etcd2/etcd3, restarts" \
+	"etcd1 once with --force-new-cluster (then without it), moves the others' data dirs aside (never" \
+	"deletes them) and re-adds them one at a time as learners."
+run "$BIN" validate "$PLAN"
+run "$BIN" plan "$PLAN"
 
 say "Apply it" \
 	"Over SSH, checkpointing every step in $RUNS (kill it at any point and 'resume' continues)." \
 	"At the end it prints the time each step took: the engine's, and the part spent in SSH and the etcd API."
-run "$BIN" apply "$PLAN" --inventory "$INV" --yes --state-dir "$RUNS"
+run "$BIN" apply "$PLAN" --yes --state-dir "$RUNS"
 
 say "The proof: verify passes" "All 3 members healthy with one leader, the member list equals the inventory, all 1000 keys intact."
 run "$BIN" lab verify
