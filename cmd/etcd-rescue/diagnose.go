@@ -56,7 +56,6 @@ recovery. Exit 0 when healthy, 1 otherwise. -o json prints the diagnosis
 			return cmdDiagnose(ctx, inv, factsFile, out, timeout, cmd.OutOrStdout(), cmd.ErrOrStderr())
 		},
 	}
-	c.GroupID = "plan"
 	c.Flags().StringVar(&inv, "inventory", "", "inventory `FILE`: cluster:, hosts:, ssh: as the cluster must be after recovery")
 	_ = c.RegisterFlagCompletionFunc("inventory", completeYAMLFiles)
 	c.Flags().StringVar(&factsFile, "facts", "", "read the facts from `FILE` (etcd-rescue facts -o json) instead of collecting them")

@@ -48,7 +48,6 @@ prerequisite such as the SSH identity file is missing (4).
 			return cmdFacts(ctx, inv, out, timeout, cmd.OutOrStdout(), cmd.ErrOrStderr())
 		},
 	}
-	c.GroupID = "plan"
 	addInventoryFlag(c, &inv)
 	c.Flags().Lookup("inventory").Usage = "inventory `FILE` with cluster:, hosts:, ssh:"
 	addOutputFlag(c, &out, "table", "table", "json")

@@ -81,14 +81,18 @@ Output formats (-o json) are documented in docs/cli.md.
 	completeValues(root, "log-format", "text", "json")
 	completeValues(root, "log-level", "debug", "info", "warn", "error")
 
-	root.AddGroup(&cobra.Group{ID: "plan", Title: "Plans (nothing is run):"},
+	root.AddGroup(&cobra.Group{ID: "live", Title: "The live cluster (read-only; start here at 3 a.m.):"},
+		&cobra.Group{ID: "plan", Title: "Plans (nothing is run):"},
 		&cobra.Group{ID: "run", Title: "Runs:"},
 		&cobra.Group{ID: "lab", Title: "Rehearsal:"})
+	for _, c := range []*cobra.Command{newDiagnoseCmd(), newFactsCmd(), newNewCmd()} {
+		c.GroupID = "live"
+		root.AddCommand(c)
+	}
 	for _, c := range []*cobra.Command{newValidateCmd(), newPlanCmd(), newGraphCmd(), newStepsCmd(), newSchemaCmd()} {
 		c.GroupID = "plan"
 		root.AddCommand(c)
 	}
-	root.AddCommand(newFactsCmd(), newDiagnoseCmd(), newNewCmd()) // each in the plan group
 	for _, c := range []*cobra.Command{newApplyCmd(), newResumeCmd(), newStatusCmd(), newRunsCmd(), newUnlockCmd()} {
 		c.GroupID = "run"
 		root.AddCommand(c)

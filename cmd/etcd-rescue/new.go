@@ -61,7 +61,6 @@ Scenarios and their choices:
 
 With -o FILE the plan is written there (never over an existing file
 without --force); without it, to stdout.`,
-		GroupID:           "plan",
 		Args:              exactArgs(1, "new needs one scenario: "+strings.Join(scaffold.Scenarios, ", ")),
 		ValidArgsFunction: cobra.FixedCompletions(scaffold.Scenarios, cobra.ShellCompDirectiveNoFileComp),
 		RunE: func(cmd *cobra.Command, args []string) error {
