@@ -24,7 +24,7 @@ func (c *Compiled) Bind(runID string) error {
 		for _, t := range n.Targets {
 			params := n.Type.New()
 			if s.HasWith() {
-				expanded, vfs := plans.ExpandNode(c.Plan.File, &s.With, c.Plan.Scope(t.Host, t.Member, runID))
+				expanded, vfs := plans.ExpandParams(c.Plan.File, &s.With, c.Plan.Scope(t.Host, t.Member, runID), params)
 				fs = append(fs, vfs...)
 				d := &plans.Decoder{File: c.Plan.File}
 				d.Decode(expanded, params)
@@ -36,7 +36,7 @@ func (c *Compiled) Bind(runID string) error {
 		}
 	}
 	if fs.Errors() > 0 {
-		return fmt.Errorf("binding run id %s: %w", runID, fs.Sort().Err())
+		return fmt.Errorf("binding run id %s: %w", runID, NewRedactor(c.Plan).Findings(fs).Sort().Err())
 	}
 	return nil
 }

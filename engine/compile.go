@@ -86,12 +86,13 @@ func compileLoaded(p *plans.Plan, fs plans.Findings) (*Compiled, plans.Findings)
 	if p == nil {
 		return nil, fs
 	}
+	red := NewRedactor(p)
 	if fs.Errors() > 0 && (p.Cluster == nil || len(p.Hosts) == 0) {
 		// Without a cluster or hosts, step checks would only add noise.
-		return nil, fs.Sort()
+		return nil, red.Findings(fs).Sort()
 	}
 	c, cfs := Compile(p, steps.Registry())
-	return c, append(fs, cfs...).Sort()
+	return c, red.Findings(append(fs, cfs...)).Sort()
 }
 
 // Compile decodes every step's parameters per host, builds the DAG and runs
@@ -183,7 +184,7 @@ func (c *Compiled) decode(n *Node, t *steps.Target) plans.Findings {
 		host, m = t.Host, t.Member
 	}
 	if s.HasWith() {
-		expanded, vfs := plans.ExpandNode(c.Plan.File, &s.With, c.Plan.Scope(host, m, DryRunID))
+		expanded, vfs := plans.ExpandParams(c.Plan.File, &s.With, c.Plan.Scope(host, m, DryRunID), params)
 		for i := range vfs {
 			vfs[i].Step = s.ID
 		}

@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"encoding/json"
 	"sort"
+	"strconv"
 	"strings"
 
+	"github.com/etcd-rescue/etcd-rescue/internal/shellquote"
 	"github.com/etcd-rescue/etcd-rescue/plans"
 )
 
@@ -52,15 +54,19 @@ func NewRedactor(p *plans.Plan) *Redactor {
 		if v == "" || !IsSecretVar(name) || seen[v] {
 			continue
 		}
-		seen[v] = true
-		r.secrets = append(r.secrets, v)
-		// The same value as encoding/json writes it, with and without HTML
-		// escaping, for the final pass over serialized bytes (quotes,
-		// backslashes, control characters, maybe <>& are escaped there).
-		for _, esc := range jsonForms(v) {
-			if esc != v && !seen[esc] {
-				seen[esc] = true
-				r.secrets = append(r.secrets, esc)
+		// The value as it is, as a finding's %q writes it, as a shell command holds it (exec quotes every
+		// variable it inserts, see plans.ExpandShell), and each form as
+		// encoding/json writes it, with and without HTML escaping, for the
+		// final pass over serialized bytes (quotes, backslashes, control
+		// characters, maybe <>& are escaped there).
+		// %q in a finding's message writes the value Go-quoted.
+		goq := strconv.Quote(v)
+		for _, form := range append([]string{v, goq[1 : len(goq)-1]}, shellquote.Forms(v)...) {
+			for _, esc := range append([]string{form}, jsonForms(form)...) {
+				if !seen[esc] {
+					seen[esc] = true
+					r.secrets = append(r.secrets, esc)
+				}
 			}
 		}
 	}
@@ -105,3 +111,20 @@ func (r *Redactor) Bytes(b []byte) []byte {
 
 // Empty reports whether there is nothing to redact.
 func (r *Redactor) Empty() bool { return r == nil || len(r.secrets) == 0 }
+
+// Findings returns fs with every secret value replaced in each finding's
+// text (message, hint, step, host). Every finding about a plan leaves the
+// engine through it (Load, LoadBytes, resume's reload, Bind): a value that
+// came from a secret variable (a bad duration, an enum, a URL, a path)
+// never reaches validate's output, its JSON or an error.
+func (r *Redactor) Findings(fs plans.Findings) plans.Findings {
+	if r.Empty() {
+		return fs
+	}
+	out := make(plans.Findings, len(fs))
+	for i, f := range fs {
+		f.Msg, f.Hint, f.Step, f.Host = r.String(f.Msg), r.String(f.Hint), r.String(f.Step), r.String(f.Host)
+		out[i] = f
+	}
+	return out
+}

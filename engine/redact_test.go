@@ -3,10 +3,12 @@ package engine
 import (
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 
 	"github.com/etcd-rescue/etcd-rescue/plans"
+	"github.com/etcd-rescue/etcd-rescue/steps"
 )
 
 func TestSecretVarRule(t *testing.T) {
@@ -79,4 +81,56 @@ func TestRedactorJSONForms(t *testing.T) {
 			t.Errorf("%s: %q", enc, got)
 		}
 	}
+}
+
+// TestFindingsRedactSecrets plants a secret variable in every parameter of
+// every step type (a duration, an enum, a bool, a number, a URL, a path, a
+// member name, a shell command ...) and validates: the value reaches many
+// findings' messages, and none of them may show it.
+func TestFindingsRedactSecrets(t *testing.T) {
+	head := `version: 1
+name: secrets
+cluster:
+  name: c
+  token: t-1
+  etcdVersion: "3.5.17"
+  members:
+    - {name: e1, host: h1, peerURL: "http://10.9.0.1:2380", clientURL: "http://10.9.0.1:2379"}
+    - {name: e2, host: h2, peerURL: "http://10.9.0.2:2380", clientURL: "http://10.9.0.2:2379"}
+    - {name: e3, host: h3, peerURL: "http://10.9.0.3:2380", clientURL: "http://10.9.0.3:2379"}
+hosts:
+  h1: {address: 10.9.0.1}
+  h2: {address: 10.9.0.2}
+  h3: {address: 10.9.0.3}
+vars:
+  apiSecret: 'Zq9-s3cr3t''v"@l\x'
+steps:
+`
+	reg := registry()
+	redacted, planted := 0, 0
+	for _, name := range steps.Names(reg) {
+		typ := reg[name]
+		on := "    on: members\n"
+		if typ.Scope == steps.Once {
+			on = ""
+		}
+		for _, f := range plans.FieldsOf(reflect.TypeOf(typ.New())) {
+			planted++
+			src := head + "  - id: s\n    type: " + name + "\n" + on + "    with: {" + f.Key + ": \"${vars.apiSecret}\"}\n"
+			_, fs := LoadBytes("p.yaml", []byte(src), "")
+			for _, x := range fs {
+				text := x.Error()
+				if strings.Contains(text, "s3cr3t") {
+					t.Errorf("%s.%s: finding shows the secret: %s", name, f.Key, text)
+				}
+				if strings.Contains(text, Redacted) {
+					redacted++
+				}
+			}
+		}
+	}
+	if planted < 40 || redacted < planted/4 {
+		t.Fatalf("planted the secret in %d parameters, %d findings redacted it: the test no longer reaches finding messages", planted, redacted)
+	}
+	t.Logf("planted in %d parameters; %d findings redacted it", planted, redacted)
 }

@@ -74,6 +74,7 @@ func Resume(ctx context.Context, runID string, opts Options) (*Result, error) {
 func loadForResume(st *runstate.State, reg map[string]*steps.Type) (*Compiled, error) {
 	hint := "start a new run with etcd-rescue apply, or put back the plan the run began with"
 	p, fs := plans.Load(st.Plan, st.Inventory)
+	fs = NewRedactor(p).Findings(fs)
 	if p == nil {
 		return nil, &StaleError{RunID: st.RunID, Plan: st.Plan, Reason: fmt.Sprintf("its plan %s cannot be read: %v; %s", st.Plan, fs.Err(), hint)}
 	}
@@ -89,7 +90,7 @@ func loadForResume(st *runstate.State, reg map[string]*steps.Type) (*Compiled, e
 	}
 	c, cfs := Compile(p, reg)
 	if c == nil || cfs.Errors() > 0 {
-		return nil, &InvalidPlanError{File: st.Plan, Findings: append(fs, cfs...)}
+		return nil, &InvalidPlanError{File: st.Plan, Findings: append(fs, NewRedactor(p).Findings(cfs)...)}
 	}
 	return c, nil
 }

@@ -185,3 +185,27 @@ func TestDryRunRedactsSecrets(t *testing.T) {
 		t.Errorf("dry-run does not redact the secret:\n%s", b.String())
 	}
 }
+
+// TestMergeKeysSameDryRun: a plan written with anchors and merge keys
+// validates with no finding and renders the same dry-run as the same plan
+// written out.
+func TestMergeKeysSameDryRun(t *testing.T) {
+	var out [2]string
+	for i, f := range []string{"testdata/merge/anchors.yaml", "testdata/merge/written-out.yaml"} {
+		c, fs := Load(f, "")
+		if c == nil || len(fs) > 0 {
+			t.Fatalf("%s: %v", f, fs)
+		}
+		var b bytes.Buffer
+		if err := BuildDryRun(c).WriteText(&b); err != nil {
+			t.Fatal(err)
+		}
+		out[i] = strings.ReplaceAll(b.String(), f, "PLAN")
+	}
+	if out[0] != out[1] {
+		t.Errorf("dry-runs differ:\n%s\n---\n%s", out[0], out[1])
+	}
+	if !strings.Contains(out[0], "etcd2") || !strings.Contains(out[0], "backups/etcd-20261121.db") {
+		t.Errorf("dry-run lacks the merged members or vars:\n%s", out[0])
+	}
+}

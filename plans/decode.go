@@ -29,6 +29,7 @@ type NodeDecoder interface {
 //	rescue:"positive"  a number or duration that, when written, must be more than 0
 //	enum:"a|b|c"       allowed scalar values
 //	default:"..."      value of a key the mapping leaves out (see [SetDefaults])
+//	vars:"shell"       a shell command: variables are expanded quoted (see [ExpandShell])
 //	doc:"..."          documentation (steps catalog, JSON Schema)
 //
 // A field `Pos Pos` receives the node's position and a field
@@ -204,6 +205,7 @@ type Field struct {
 	Index    int
 	Required bool
 	Positive bool
+	Shell    bool // vars:"shell": a shell command; variables are expanded quoted (see ExpandShell)
 	Enum     []string
 	Doc      string
 	Default  string
@@ -225,6 +227,7 @@ func FieldsOf(t reflect.Type) []Field {
 		f := Field{Key: key, Index: i, Doc: sf.Tag.Get("doc"), Default: sf.Tag.Get("default"), Type: sf.Type}
 		f.Required = strings.Contains(sf.Tag.Get("rescue"), "required")
 		f.Positive = strings.Contains(sf.Tag.Get("rescue"), "positive")
+		f.Shell = sf.Tag.Get("vars") == "shell"
 		if e := sf.Tag.Get("enum"); e != "" {
 			f.Enum = strings.Split(e, "|")
 		}

@@ -7,8 +7,6 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-
-	"gopkg.in/yaml.v3"
 )
 
 // Inventory holds the environment-specific part of a plan, so one scenario
@@ -25,9 +23,9 @@ type Inventory struct {
 // only when the file could not be read or parsed at all.
 func Load(path, inventory string) (*Plan, Findings) {
 	var fs Findings
-	raw, err := os.ReadFile(path)
+	raw, err := readSource(path)
 	if err != nil {
-		fs.Add(Pos{File: path}, "cannot read plan: %v", unwrapPathErr(err))
+		fs.Add(Pos{File: path}, "cannot read plan: %v", err)
 		return nil, fs
 	}
 	return LoadBytes(path, raw, inventory)
@@ -60,20 +58,18 @@ func LoadBytes(path string, raw []byte, inventory string) (*Plan, Findings) {
 
 // Parse decodes plan bytes without reading an inventory or applying checks.
 func Parse(file string, raw []byte) (*Plan, Findings) {
-	var fs Findings
-	var root yaml.Node
-	if err := yaml.Unmarshal(raw, &root); err != nil {
-		fs = append(fs, yamlErrFinding(file, err))
+	root, fs := parseSource(file, raw)
+	if root == nil && len(fs) > 0 {
 		return nil, fs
 	}
-	if root.Kind == 0 || len(root.Content) == 0 {
+	if root == nil {
 		fs.Add(Pos{File: file, Line: 1, Col: 1}, "plan file is empty").
 			WithHint("start from an example: etcd-rescue validate examples/restore-all-from-snapshot.yaml")
 		return nil, fs
 	}
-	d := &Decoder{File: file}
+	d := &Decoder{File: file, Findings: fs}
 	p := &Plan{File: file, Raw: raw}
-	d.Decode(&root, p)
+	d.Decode(root, p)
 	if p.Pos.File == "" {
 		// The document is not a mapping (a scalar, a list): the decoder said
 		// so at its position, and there is no plan to check further.
@@ -84,21 +80,6 @@ func Parse(file string, raw []byte) (*Plan, Findings) {
 
 var yamlLineRe = regexp.MustCompile(`line (\d+)(?:, column (\d+))?: (.*)`)
 
-func yamlErrFinding(file string, err error) Finding {
-	msg := strings.TrimPrefix(err.Error(), "yaml: ")
-	if m := yamlLineRe.FindStringSubmatch(msg); m != nil {
-		line, _ := strconv.Atoi(m[1])
-		col := 1
-		if m[2] != "" {
-			col, _ = strconv.Atoi(m[2])
-		}
-		// yaml.v3 reports where the enclosing block starts, not the bad line.
-		return Finding{Pos: Pos{File: file, Line: line, Col: col}, Msg: "YAML syntax error in the block starting here: " + m[3],
-			Hint: "check the indentation and quoting of the lines in this block"}
-	}
-	return Finding{Pos: Pos{File: file, Line: 1, Col: 1}, Msg: "YAML syntax error: " + msg}
-}
-
 func unwrapPathErr(err error) error {
 	if pe, ok := err.(*os.PathError); ok {
 		return pe.Err
@@ -108,23 +89,25 @@ func unwrapPathErr(err error) error {
 
 func (p *Plan) mergeInventory(path string, fromFlag bool) Findings {
 	var fs Findings
-	raw, err := os.ReadFile(path)
+	raw, err := readSource(path)
 	if err != nil {
 		at := p.KeyPos["inventory"]
 		if fromFlag {
 			at = Pos{File: path}
 		}
-		fs.Add(at, "cannot read inventory %s: %v", path, unwrapPathErr(err))
+		fs.Add(at, "cannot read inventory %s: %v", path, err)
 		return fs
 	}
 	p.InvRaw = raw
-	var root yaml.Node
-	if err := yaml.Unmarshal(raw, &root); err != nil {
-		return Findings{yamlErrFinding(path, err)}
+	root, pfs := parseSource(path, raw)
+	if root == nil && len(pfs) > 0 {
+		return pfs
 	}
-	d := &Decoder{File: path}
+	d := &Decoder{File: path, Findings: pfs}
 	var inv Inventory
-	d.Decode(&root, &inv)
+	if root != nil {
+		d.Decode(root, &inv)
+	}
 	fs = append(fs, d.Findings...)
 	take := func(key string, has bool) bool {
 		if !has {

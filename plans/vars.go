@@ -1,11 +1,14 @@
 package plans
 
 import (
+	"reflect"
 	"regexp"
 	"sort"
 	"strings"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/etcd-rescue/etcd-rescue/internal/shellquote"
 )
 
 // Variables are explicit, never a template language: ${vars.NAME},
@@ -40,6 +43,50 @@ func Expand(s string, lookup Lookup) (out string, missing []string) {
 	return out, missing
 }
 
+// ExpandShell is Expand for a shell command written in a plan (exec's
+// command: and unless:): every value is written as literal text of the
+// shell word it stands in, quoted for the quoting around it (none, '...',
+// "..."), so no value (a secret, an address, a member name) can change
+// the command's structure. A reference where no quoting is safe (a
+// here-document, a comment, backquotes, after a backslash) is listed in
+// bad with the reason.
+func ExpandShell(s string, lookup Lookup) (out string, missing, bad []string) {
+	var lx shellquote.Lexer
+	var b strings.Builder
+	last := 0
+	for _, loc := range varRe.FindAllStringIndex(s, -1) {
+		lit := s[last:loc[0]]
+		lx.Feed(lit)
+		b.WriteString(lit)
+		last = loc[1]
+		m := s[loc[0]:loc[1]]
+		if strings.HasPrefix(m, "$$") {
+			lx.Feed(m[1:])
+			b.WriteString(m[1:])
+			continue
+		}
+		name := strings.TrimSpace(m[2 : len(m)-1])
+		v, ok := lookup(name)
+		if !ok {
+			missing = append(missing, name)
+			lx.Feed(m)
+			b.WriteString(m)
+			continue
+		}
+		ctx := lx.Context()
+		w, ok := shellquote.In(ctx, v)
+		if !ok {
+			bad = append(bad, name)
+			b.WriteString(m)
+			continue
+		}
+		b.WriteString(w)
+	}
+	lit := s[last:]
+	b.WriteString(lit)
+	return b.String(), missing, bad
+}
+
 // Refs lists the variable names referenced in s.
 func Refs(s string) []string {
 	var out []string
@@ -55,32 +102,68 @@ func Refs(s string) []string {
 // ExpandNode returns a deep copy of n with variables expanded in every scalar
 // (positions kept), and findings for names lookup does not know.
 func ExpandNode(file string, n *yaml.Node, lookup Lookup) (*yaml.Node, Findings) {
+	return expandNode(file, n, lookup, nil)
+}
+
+// ExpandParams is ExpandNode for a step's with:, to be decoded into params
+// (a pointer to its parameter struct): the values of keys whose field is
+// tagged vars:"shell" are shell commands, expanded with [ExpandShell].
+func ExpandParams(file string, n *yaml.Node, lookup Lookup, params any) (*yaml.Node, Findings) {
+	shell := map[string]bool{}
+	for _, f := range FieldsOf(reflect.TypeOf(params)) {
+		if f.Shell {
+			shell[f.Key] = true
+		}
+	}
+	return expandNode(file, n, lookup, shell)
+}
+
+func expandNode(file string, n *yaml.Node, lookup Lookup, shellKeys map[string]bool) (*yaml.Node, Findings) {
 	var fs Findings
-	var walk func(*yaml.Node) *yaml.Node
-	walk = func(n *yaml.Node) *yaml.Node {
+	// shell is the set of shell keys for the mapping being walked: only
+	// with:'s own keys name parameters.
+	var walk func(n *yaml.Node, key string, shell map[string]bool) *yaml.Node
+	walk = func(n *yaml.Node, key string, shell map[string]bool) *yaml.Node {
 		if n == nil {
 			return nil
 		}
 		c := *n
 		if n.Kind == yaml.ScalarNode {
-			v, missing := Expand(n.Value, lookup)
+			at := Pos{File: file, Line: n.Line, Col: n.Column}
+			var v string
+			var missing, bad []string
+			if key != "" {
+				v, missing, bad = ExpandShell(n.Value, lookup)
+			} else {
+				v, missing = Expand(n.Value, lookup)
+			}
 			for _, name := range missing {
-				f := fs.Add(Pos{File: file, Line: n.Line, Col: n.Column}, "unresolved variable ${%s}", name)
+				f := fs.Add(at, "unresolved variable ${%s}", name)
 				f.Hint = varHint(name, lookup)
+			}
+			for _, name := range bad {
+				fs.Add(at, "%s: ${%s} stands in a here-document, a comment, backquotes or after a backslash, where its value cannot be quoted safely", key, name).
+					WithHint("write ${%s} outside them, unquoted or in \"...\" or '...': its value is always inserted as literal text of one shell word", name)
 			}
 			c.Value = v
 			return &c
 		}
 		c.Content = make([]*yaml.Node, len(n.Content))
 		for i, k := range n.Content {
-			c.Content[i] = walk(k)
+			sub := key
+			if n.Kind == yaml.MappingNode && i%2 == 1 {
+				if kn := resolve(n.Content[i-1]); kn != nil && shell[kn.Value] {
+					sub = kn.Value
+				}
+			}
+			c.Content[i] = walk(k, sub, nil)
 		}
 		if n.Alias != nil {
-			c.Alias = walk(n.Alias)
+			c.Alias = walk(n.Alias, key, shell)
 		}
 		return &c
 	}
-	out := walk(n)
+	out := walk(n, "", shellKeys)
 	return out, fs
 }
 

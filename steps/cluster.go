@@ -372,9 +372,9 @@ func (s *Approve) Describe(c *Ctx, t Target) []Action {
 // Exec is the escape hatch: a shell command, idempotent through creates or
 // unless. It is marked in the dry-run.
 type Exec struct {
-	Command     string `yaml:"command" rescue:"required" doc:"shell command run with sh -c on the host"`
+	Command     string `yaml:"command" rescue:"required" vars:"shell" doc:"shell command run with sh -c on the host; each ${...} is inserted as literal text of one shell word"`
 	Creates     string `yaml:"creates" doc:"a path; if it exists the step is already done"`
-	Unless      string `yaml:"unless" doc:"a shell test; if it exits 0 the step is already done"`
+	Unless      string `yaml:"unless" vars:"shell" doc:"a shell test; if it exits 0 the step is already done; each ${...} is inserted as literal text of one shell word"`
 	Destructive bool   `yaml:"destructive" doc:"the command changes or deletes data; resume never repeats it without --rerun"`
 }
 
