@@ -141,7 +141,7 @@ func newPlanCmd() *cobra.Command {
 		Use:   "plan FILE [--out FILE.plan]",
 		Short: "dry-run: the exact commands per host, in order; nothing is run",
 		Long: `Print the dry-run of a plan: the exact command each host will run, in order,
-grouped in waves that may run in parallel. It opens no connection.
+grouped in waves that may run in parallel. Without --out it opens no connection.
 -o json prints the same for tools (docs/cli.md).
 
 With --out FILE.plan it also writes the reviewed plan: the plan and inventory
