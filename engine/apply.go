@@ -21,8 +21,11 @@ func Apply(ctx context.Context, c *Compiled, opts Options) (*Result, error) {
 	if err := checkApprovals(c, opts.Approve); err != nil {
 		return nil, err
 	}
+	if opts.PlanFile == "" {
+		opts.PlanFile = c.Plan.File
+	}
 	if opts.StateDir == "" {
-		opts.StateDir = runstate.StateDirFor(c.Plan.File)
+		opts.StateDir = runstate.StateDirFor(opts.PlanFile)
 	}
 	store, err := runstate.OpenStore(opts.StateDir)
 	if err != nil {
@@ -50,7 +53,7 @@ func Apply(ctx context.Context, c *Compiled, opts Options) (*Result, error) {
 	if err := c.Bind(runID); err != nil {
 		return nil, err
 	}
-	planPath, _ := filepath.Abs(c.Plan.File)
+	planPath, _ := filepath.Abs(opts.PlanFile)
 	inv := ""
 	if opts.Inventory != "" {
 		inv, _ = filepath.Abs(opts.Inventory)

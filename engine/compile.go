@@ -15,6 +15,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/etcd-rescue/etcd-rescue/engine/reviewed"
 	"github.com/etcd-rescue/etcd-rescue/plans"
 	"github.com/etcd-rescue/etcd-rescue/steps"
 )
@@ -80,6 +81,12 @@ func Load(path, inventory string) (*Compiled, plans.Findings) {
 // LoadBytes is Load for plan bytes already in memory (see plans.LoadBytes).
 func LoadBytes(path string, raw []byte, inventory string) (*Compiled, plans.Findings) {
 	return compileLoaded(plans.LoadBytes(path, raw, inventory))
+}
+
+// LoadReviewed is Load for the plan and inventory a reviewed-plan document
+// holds (plan --out).
+func LoadReviewed(d *reviewed.Document) (*Compiled, plans.Findings) {
+	return compileLoaded(d.LoadPlan())
 }
 
 func compileLoaded(p *plans.Plan, fs plans.Findings) (*Compiled, plans.Findings) {

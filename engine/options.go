@@ -18,6 +18,12 @@ type Options struct {
 	StateDir string
 	// Inventory is the --inventory file, recorded so Resume loads the same.
 	Inventory string
+	// PlanFile is the file Apply records as the run's plan, the one Resume
+	// loads again: default the plan's own file; a reviewed plan
+	// (FILE.plan, engine/reviewed) records itself, so resume reads the
+	// bytes that were reviewed, not whatever the YAML file holds now. The
+	// default state dir is beside it.
+	PlanFile string
 	// Parallelism bounds the step-hosts executing at once (default 4).
 	Parallelism int
 	// Approve lists approve steps answered yes in advance (--approve).

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/etcd-rescue/etcd-rescue/engine/reviewed"
 	"github.com/etcd-rescue/etcd-rescue/engine/runstate"
 	"github.com/etcd-rescue/etcd-rescue/internal/shellquote"
 	"github.com/etcd-rescue/etcd-rescue/plans"
@@ -73,7 +74,7 @@ func Resume(ctx context.Context, runID string, opts Options) (*Result, error) {
 // changed: the checkpoint describes that plan's steps and run-id paths.
 func loadForResume(st *runstate.State, reg map[string]*steps.Type) (*Compiled, error) {
 	hint := "start a new run with etcd-rescue apply, or put back the plan the run began with"
-	p, fs := plans.Load(st.Plan, st.Inventory)
+	p, fs, doc := loadPlanFile(st.Plan, st.Inventory)
 	fs = NewRedactor(p).Findings(fs)
 	if p == nil {
 		return nil, &StaleError{RunID: st.RunID, Plan: st.Plan, Reason: fmt.Sprintf("its plan %s cannot be read: %v; %s", st.Plan, fs.Err(), hint)}
@@ -92,7 +93,38 @@ func loadForResume(st *runstate.State, reg map[string]*steps.Type) (*Compiled, e
 	if c == nil || cfs.Errors() > 0 {
 		return nil, &InvalidPlanError{File: st.Plan, Findings: append(fs, NewRedactor(p).Findings(cfs)...)}
 	}
+	if doc != nil {
+		// The paths a reviewed plan records are not in its hash: they
+		// show in the dry-run, which must still be the reviewed one.
+		var b strings.Builder
+		if err := BuildDryRun(c).WriteText(&b); err != nil {
+			return nil, err
+		}
+		if line, was, now := reviewed.FirstDifference(doc.DryRun, NewRedactor(p).String(b.String())); line > 0 {
+			return nil, &StaleError{RunID: st.RunID, Plan: st.Plan, Reason: fmt.Sprintf("reviewed plan %s renders differently from the dry-run it holds, at line %d: reviewed %q, now %q; %s",
+				st.Plan, line, was, now, hint)}
+		}
+	}
 	return c, nil
+}
+
+// loadPlanFile loads the plan a run records: a YAML plan with its
+// inventory, or a reviewed plan (apply FILE.plan), rebuilt from the bytes
+// it holds. A reviewed plan that cannot be read, or whose bytes do not
+// match its own hash, is a finding at the file.
+func loadPlanFile(path, inventory string) (*plans.Plan, plans.Findings, *reviewed.Document) {
+	if !reviewed.IsFile(path) {
+		p, fs := plans.Load(path, inventory)
+		return p, fs, nil
+	}
+	d, err := reviewed.Read(path)
+	if err != nil {
+		var fs plans.Findings
+		fs.Add(plans.Pos{File: path}, "%s", strings.TrimPrefix(err.Error(), path+": "))
+		return nil, fs, nil
+	}
+	p, fs := d.LoadPlan()
+	return p, fs, d
 }
 
 func checkSelectors(c *Compiled, sels []Selector, flag string) error {

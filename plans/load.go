@@ -87,6 +87,45 @@ func unwrapPathErr(err error) error {
 	return err
 }
 
+// Source is a file a plan is made of: its path and its bytes.
+type Source struct {
+	Path string
+	Raw  []byte
+}
+
+// LoadSources is Load for a plan and its inventory whose bytes are all in
+// memory (a reviewed plan holds them: nothing is read from disk). plan.Path
+// and inv.Path name the files the bytes were read from: relative local
+// paths in them resolve against their directories, as in Load. inv is nil
+// when the plan had no inventory; invFromFlag says whether it was given
+// with --inventory (it replaces the plan's own sections) or named by the
+// plan's inventory: key. A plan whose inventory: key names a file that inv
+// does not hold is a finding, never a read.
+func LoadSources(plan Source, inv *Source, invFromFlag bool) (*Plan, Findings) {
+	var fs Findings
+	p, pfs := Parse(plan.Path, plan.Raw)
+	fs = append(fs, pfs...)
+	if p == nil {
+		return nil, fs
+	}
+	p.SSHBase = filepath.Dir(plan.Path)
+	p.ClusterBase = p.SSHBase
+	switch {
+	case inv != nil:
+		if !invFromFlag && p.Inventory != "" {
+			if want := LocalFile(filepath.Dir(plan.Path), p.Inventory); want != inv.Path {
+				fs.Add(p.KeyPos["inventory"], "inventory: names %s, but the inventory held is %s", want, inv.Path)
+			}
+		}
+		fs = append(fs, p.mergeInventoryBytes(inv.Path, inv.Raw, invFromFlag)...)
+	case p.Inventory != "":
+		fs.Add(p.KeyPos["inventory"], "inventory: names %s, but no inventory bytes are held with the plan", LocalFile(filepath.Dir(plan.Path), p.Inventory))
+	}
+	p.ApplyDefaults()
+	fs = append(fs, p.Check()...)
+	return p, fs.Sort()
+}
+
 func (p *Plan) mergeInventory(path string, fromFlag bool) Findings {
 	var fs Findings
 	raw, err := readSource(path)
@@ -97,6 +136,15 @@ func (p *Plan) mergeInventory(path string, fromFlag bool) Findings {
 		}
 		fs.Add(at, "cannot read inventory %s: %v", path, err)
 		return fs
+	}
+	return p.mergeInventoryBytes(path, raw, fromFlag)
+}
+
+// mergeInventoryBytes merges the inventory read from path.
+func (p *Plan) mergeInventoryBytes(path string, raw []byte, fromFlag bool) Findings {
+	var fs Findings
+	if raw == nil {
+		raw = []byte{}
 	}
 	p.InvRaw = raw
 	root, pfs := parseSource(path, raw)

@@ -94,3 +94,30 @@ func TestSectionNotAMapping(t *testing.T) {
 		t.Errorf("want cluster: expected a mapping at line 3, got %v", fs)
 	}
 }
+
+// LoadSources reads nothing from disk: a plan whose inventory: key names a
+// file the sources do not hold is a finding at that key, and relative
+// paths resolve against the directories the sources name.
+func TestLoadSourcesReadsNothing(t *testing.T) {
+	plan := Source{Path: "/nowhere/plans/p.yaml", Raw: []byte("version: 1\nname: p\ninventory: ../inv/i.yaml\nsteps: []\n")}
+	inv := Source{Path: "/nowhere/inv/i.yaml", Raw: []byte("cluster:\n  name: c\n  etcdVersion: \"3.6\"\n  members:\n    - {name: e1, host: h1, peerURL: \"http://10.0.0.1:2380\", clientURL: \"http://10.0.0.1:2379\"}\nhosts:\n  h1: {address: 10.0.0.1}\nssh: {identity: id}\n")}
+	p, fs := LoadSources(plan, &inv, false)
+	if p == nil || p.Cluster == nil || p.SSHBase != "/nowhere/inv" || p.ClusterBase != "/nowhere/inv" || string(p.InvRaw) != string(inv.Raw) {
+		t.Fatalf("plan %+v findings %v", p, fs)
+	}
+	for _, f := range fs {
+		if strings.Contains(f.Msg, "inventory") {
+			t.Errorf("unexpected finding %v", f)
+		}
+	}
+	_, fs = LoadSources(plan, nil, false)
+	if !strings.Contains(fs.Sort().Err().Error(), "p.yaml:3:12: inventory: names /nowhere/inv/i.yaml, but no inventory bytes are held with the plan") {
+		t.Errorf("findings: %v", fs)
+	}
+	other := inv
+	other.Path = "/elsewhere/i.yaml"
+	_, fs = LoadSources(plan, &other, false)
+	if !strings.Contains(fs.Err().Error(), "inventory: names /nowhere/inv/i.yaml, but the inventory held is /elsewhere/i.yaml") {
+		t.Errorf("findings: %v", fs)
+	}
+}

@@ -34,6 +34,14 @@ func completePlanFile(_ *cobra.Command, args []string, _ string) ([]string, cobr
 	return []string{"yaml", "yml"}, cobra.ShellCompDirectiveFilterFileExt
 }
 
+// completeApplyFile completes apply's file: a plan or a reviewed plan.
+func completeApplyFile(_ *cobra.Command, args []string, _ string) ([]string, cobra.ShellCompDirective) {
+	if len(args) > 0 {
+		return nil, cobra.ShellCompDirectiveNoFileComp
+	}
+	return []string{"yaml", "yml", "plan"}, cobra.ShellCompDirectiveFilterFileExt
+}
+
 // completeYAMLFiles completes a flag that takes a YAML file.
 func completeYAMLFiles(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
 	return []string{"yaml", "yml"}, cobra.ShellCompDirectiveFilterFileExt

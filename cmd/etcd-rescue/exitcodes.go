@@ -40,7 +40,8 @@ var exitCodes = []exitInfo{
 	{exitOK, "ok", "success"},
 	{exitFailed, "failed", "the run, a check or a lab operation failed; for `diagnose`, the cluster is not healthy"},
 	{exitUsage, "invalid-input", "invalid input: usage error or plan findings"},
-	{exitLocked, "locked-or-stale", "the state dir is locked by another run, or stale (plan changed since the run began)"},
+	{exitLocked, "locked-or-stale", "the state dir is locked by another run, or stale: the plan changed since the run began, or, for `apply FILE.plan`, " +
+		"the reviewed plan was edited, renders differently, or the cluster changed since review (nothing was changed)"},
 	{exitPrereq, "missing-prerequisite", "a prerequisite is missing: for `lab`, root, a tool or a binary; for `apply`/`resume`/`facts`/`diagnose`/`new`, " +
 		"an SSH identity, known_hosts or etcd TLS file (checked before anything runs; no checkpoint is written)"},
 	{exitWaiting, "waiting", "stopped, waiting for an operator (an approval, or a step resume will not repeat blindly)"},

@@ -8,10 +8,14 @@ import (
 	"reflect"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/etcd-rescue/etcd-rescue/engine"
+	"github.com/etcd-rescue/etcd-rescue/engine/facts"
+	"github.com/etcd-rescue/etcd-rescue/engine/reviewed"
+	"github.com/etcd-rescue/etcd-rescue/internal/shellquote"
 	"github.com/etcd-rescue/etcd-rescue/plans"
 	"github.com/etcd-rescue/etcd-rescue/steps"
 )
@@ -56,6 +60,9 @@ error. -o json prints the findings as a JSON list on stdout (docs/cli.md).`,
 func cmdValidate(files []string, inv, out string, stdout, stderr io.Writer) error {
 	var all plans.Findings
 	for _, f := range files {
+		if err := notReviewed(f); err != nil {
+			return err
+		}
 		_, fs := engine.Load(f, inv)
 		all = append(all, fs...)
 	}
@@ -99,9 +106,25 @@ func cmdValidate(files []string, inv, out string, stdout, stderr io.Writer) erro
 	return nil
 }
 
+// notReviewed refuses a reviewed plan (FILE.plan) where a YAML plan is
+// expected: validate, plan and graph read the plan file itself.
+func notReviewed(file string) error {
+	if !reviewed.IsFile(file) {
+		return nil
+	}
+	hint := "validate, plan and graph read the YAML plan; apply runs a reviewed plan: etcd-rescue apply " + shellquote.Quote(file)
+	if d, err := reviewed.Read(file); err == nil {
+		hint = "it was reviewed from " + d.Plan.Path + "; " + hint
+	}
+	return withCode(exitUsage, fmt.Errorf("%s is a reviewed plan (etcd-rescue plan --out), not a plan file", file), hint)
+}
+
 // loadValid loads one plan and prints its findings; an invalid plan is a
 // usage error (exit 2).
 func loadValid(file, inv string, stderr io.Writer) (*engine.Compiled, error) {
+	if err := notReviewed(file); err != nil {
+		return nil, err
+	}
 	c, fs := engine.Load(file, inv)
 	printFindings(stderr, fs) // errors, or warnings only
 	if fs.Errors() > 0 || c == nil {
@@ -112,28 +135,52 @@ func loadValid(file, inv string, stderr io.Writer) (*engine.Compiled, error) {
 }
 
 func newPlanCmd() *cobra.Command {
-	var inv, out string
+	var inv, out, save string
+	var timeout time.Duration
 	c := &cobra.Command{
-		Use:   "plan FILE",
+		Use:   "plan FILE [--out FILE.plan]",
 		Short: "dry-run: the exact commands per host, in order; nothing is run",
 		Long: `Print the dry-run of a plan: the exact command each host will run, in order,
-grouped in waves that may run in parallel. It opens no connection.
--o json prints the same for tools (docs/cli.md).`,
+grouped in waves that may run in parallel. Without --out it opens no connection.
+-o json prints the same for tools (docs/cli.md).
+
+With --out FILE.plan it also writes the reviewed plan: the plan and inventory
+bytes, their hash, the dry-run exactly as printed, and the facts of the live
+cluster the plan depends on (cluster ids, member list, which members answer,
+data dirs, leader, revisions, alarms, hosts that could not be asked). To get
+those facts it connects, read-only, to every host over SSH and every member
+through its API (as etcd-rescue facts does), each bounded by --timeout;
+an unreachable host is recorded as such. Local paths in the plan are shown
+absolute, as apply will use them. "etcd-rescue apply FILE.plan" runs exactly
+that plan and refuses (exit 3) if the cluster changed since (docs/cli.md).`,
 		Args:              exactArgs(1, "plan needs exactly one plan file"),
 		ValidArgsFunction: completePlanFile,
 		RunE: func(cmd *cobra.Command, files []string) error {
-			return cmdPlan(files[0], inv, out, cmd.OutOrStdout(), cmd.ErrOrStderr())
+			if save != "" {
+				if out != "text" && out != "table" {
+					return usageError{"--out saves the text dry-run the reviewer reads: leave out -o " + out}
+				}
+				if timeout <= 0 {
+					return usageError{fmt.Sprintf("--timeout must be positive, not %s", timeout)}
+				}
+			}
+			return cmdPlan(files[0], inv, out, save, timeout, cmd.OutOrStdout(), cmd.ErrOrStderr())
 		},
 	}
 	addInventoryFlag(c, &inv)
 	addOutputFlag(c, &out, "text", "text", "json")
+	c.Flags().StringVar(&save, "out", "", "also write the reviewed plan to `FILE` (FILE.plan): plan, inventory, dry-run and the live facts it depends on (connects read-only)")
+	c.Flags().DurationVar(&timeout, "timeout", facts.DefaultTimeout, "with --out: bound per host for collecting the facts; apply collects with the same")
 	return c
 }
 
-func cmdPlan(file, inv, out string, stdout, stderr io.Writer) error {
+func cmdPlan(file, inv, out, save string, timeout time.Duration, stdout, stderr io.Writer) error {
 	c, err := loadValid(file, inv, stderr)
 	if err != nil {
 		return err
+	}
+	if save != "" {
+		return cmdPlanOut(c, file, inv, save, timeout, stdout, stderr)
 	}
 	d := engine.BuildDryRun(c)
 	switch out {

@@ -23,6 +23,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/etcd-rescue/etcd-rescue/engine"
+	"github.com/etcd-rescue/etcd-rescue/engine/reviewed"
 	"github.com/etcd-rescue/etcd-rescue/engine/runstate"
 )
 
@@ -122,21 +123,37 @@ func (rf *runFlags) check(stdout io.Writer, cmd, hint string) (live, tty bool, e
 
 func newApplyCmd() *cobra.Command {
 	var inv string
+	var allowDrift bool
 	var rf *runFlags
 	c := &cobra.Command{
-		Use:   "apply FILE",
+		Use:   "apply FILE|FILE.plan",
 		Short: "run a plan over SSH, checkpointing every step",
 		Long: `Validate the plan, print its dry-run, ask for "yes" on a terminal (or take
 --yes), then run it over SSH, checkpointing every step × host transition in
 the state dir. Without a terminal, --yes is required; approve steps need
---approve STEP.`,
+--approve STEP.
+
+A reviewed plan (written by etcd-rescue plan FILE --out FILE.plan, recognised
+by its content) is run from the bytes it holds: apply renders it again and
+refuses (exit 3) unless the dry-run is the reviewed one byte for byte, then
+collects the facts of the live cluster (read-only) and refuses (exit 3),
+listing every drift, if the cluster changed since review, unless
+--allow-drift. Nothing is changed before both checks pass; the confirmation
+shows the reviewed dry-run (docs/cli.md).`,
 		Args:              exactArgs(1, "apply needs exactly one plan file"),
-		ValidArgsFunction: completePlanFile,
+		ValidArgsFunction: completeApplyFile,
 		RunE: func(cmd *cobra.Command, files []string) error {
+			if reviewed.IsFile(files[0]) {
+				return cmdApplyReviewed(files[0], inv, allowDrift, rf, cmd.OutOrStdout(), cmd.ErrOrStderr())
+			}
+			if allowDrift {
+				return usageError{"--allow-drift is for a reviewed plan (etcd-rescue plan FILE --out FILE.plan); " + files[0] + " is a plan file"}
+			}
 			return cmdApply(files, inv, rf, cmd.OutOrStdout(), cmd.ErrOrStderr())
 		},
 	}
 	addInventoryFlag(c, &inv)
+	c.Flags().BoolVar(&allowDrift, "allow-drift", false, "apply a reviewed plan even though the cluster changed since review (each drift is printed and journalled as accepted)")
 	rf = addRunFlags(c.Flags())
 	_ = c.RegisterFlagCompletionFunc("approve", completePlanApprovals)
 	_ = c.RegisterFlagCompletionFunc("state-dir", completeDirs)
@@ -279,7 +296,11 @@ func runSession(stdout, stderr io.Writer, view *liveView, opts *engine.Options, 
 	})
 	defer release()
 	opts.Stop = stop
+	onStart := opts.OnStart
 	opts.OnStart = func(r *runstate.Run) {
+		if onStart != nil {
+			onStart(r)
+		}
 		fmt.Fprintf(out, "%s run %s, state in %s\n", time.Now().UTC().Format(time.RFC3339), r.ID(), r.Dir())
 		if view != nil {
 			view.attachRun(r)

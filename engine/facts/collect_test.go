@@ -325,7 +325,8 @@ ssh: {user: %[22]s, identity: %[23]s, knownHosts: %[24]s}
 		free(), free(), free(), free(), srv.Port, silentListener(t), closedPort(t), other.Port, srv.User, srv.ClientKey, knownHosts, srv2.Port, srv3.Port))
 
 	before := treeState(t, host, dataDir)
-	const timeout = 2 * time.Second
+	// generous: under -race on a loaded 2-core machine the probes need it
+	const timeout = 6 * time.Second
 	start := time.Now()
 	f, err := Collect(context.Background(), inv, Options{Timeout: timeout, Inventory: "inventory.yaml"})
 	took := time.Since(start)
@@ -455,7 +456,7 @@ hosts:
   h2: {address: 127.0.0.1, port: %d}
 ssh: {identity: %s, knownHosts: %s}
 `, m1.PeerURL, m1.ClientURL, etcdtest.FreeURL(t), etcdtest.FreeURL(t), closedPort(t), closedPort(t), key, filepath.Join(dir, "known_hosts")))
-	f, err := Collect(context.Background(), inv, Options{Timeout: 2 * time.Second})
+	f, err := Collect(context.Background(), inv, Options{Timeout: 6 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
