@@ -37,7 +37,7 @@ func AsideDir(dir, runID string) string {
 func (s *WipeDir) Describe(c *Ctx, t Target) []Action {
 	d := s.dir(c)
 	var acts []Action
-	if m := t.Member; m != nil {
+	if m := t.Member; m != nil && path.Clean(d) == path.Clean(c.DataDir()) {
 		acts = append(acts, Action{Host: t.Name(), Kind: API,
 			Cmd: fmt.Sprintf("refuse if %s is a healthy voter at %s right now, or cannot be asked there", m.Name, m.ClientURL),
 			Run: func(ctx context.Context, env Env) error { return notHealthyVoter(ctx, env, m, d) }})
