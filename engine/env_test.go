@@ -106,6 +106,18 @@ func TestApplyOverRealSSH(t *testing.T) {
 	run := filepath.Join(res.StateDir, "runs", res.RunID)
 	ev := readFile(t, filepath.Join(run, "events.jsonl"))
 	st := readFile(t, filepath.Join(run, "state.json"))
+	// Over SSH the session collects the facts before and after itself;
+	// the journal says what they cost (the added wall time of an apply).
+	for _, f := range []string{"facts-before.json", "facts-after.json", "summary.md"} {
+		if _, err := os.Stat(filepath.Join(run, "evidence", f)); err != nil {
+			t.Errorf("evidence: %v", err)
+		}
+	}
+	for _, l := range strings.Split(ev, "\n") {
+		if strings.Contains(l, `"type":"facts"`) {
+			t.Log(l)
+		}
+	}
 	// The journal says how each host was reached.
 	if want := fmt.Sprintf(`"host":"local","msg":"ssh %s@127.0.0.1:%d, host key known_hosts %s"`, srv.User, srv.Port, srv.KnownHosts); !strings.Contains(ev, want) {
 		t.Errorf("the journal lacks the route of host local (%s):\n%s", want, ev)

@@ -89,7 +89,7 @@ Output formats (-o json) are documented in docs/cli.md.
 		root.AddCommand(c)
 	}
 	root.AddCommand(newFactsCmd(), newDiagnoseCmd(), newNewCmd()) // each in the plan group
-	for _, c := range []*cobra.Command{newApplyCmd(), newResumeCmd(), newStatusCmd(), newRunsCmd(), newUnlockCmd()} {
+	for _, c := range []*cobra.Command{newApplyCmd(), newResumeCmd(), newStatusCmd(), newReportCmd(), newRunsCmd(), newUnlockCmd()} {
 		c.GroupID = "run"
 		root.AddCommand(c)
 	}
