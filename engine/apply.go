@@ -47,6 +47,10 @@ func Apply(ctx context.Context, c *Compiled, opts Options) (*Result, error) {
 	if err := preflight(c, &opts); err != nil {
 		return nil, err
 	}
+	before, err := startFacts(ctx, c, &opts)
+	if err != nil {
+		return nil, err
+	}
 	if err := confirm(ctx, &opts, nil); err != nil {
 		return nil, err
 	}
@@ -71,7 +75,26 @@ func Apply(ctx context.Context, c *Compiled, opts Options) (*Result, error) {
 		run.Event(runstate.Event{Type: "run", Msg: "not recorded in the run index (resume needs --state-dir " + store.Dir + "): " + err.Error()})
 	}
 	defer run.Close()
-	return session(ctx, c, run, &opts)
+	return session(ctx, c, run, &opts, "apply", before)
+}
+
+// startFacts gets the facts a session starts from: Options.Before, or a
+// collection now (bounded by FactsTimeout per host; the first interrupt
+// stops it, before anything ran).
+func startFacts(ctx context.Context, c *Compiled, opts *Options) (*sessionFacts, error) {
+	if opts.Before != nil {
+		return &sessionFacts{f: opts.Before, note: "collected by the caller"}, nil
+	}
+	cctx, cancel := untilStop(ctx, opts.Stop)
+	defer cancel()
+	sf, err := collectFacts(cctx, c, opts, opts.FactsTimeout)
+	if err != nil && cctx.Err() != nil {
+		return nil, &RunError{Interrupted: true}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("collecting the facts of the live cluster before the run: %w", err)
+	}
+	return sf, nil
 }
 
 // confirm asks Options.Confirm, if set; the first interrupt takes the

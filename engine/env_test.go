@@ -16,6 +16,7 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/etcd-rescue/etcd-rescue/engine/facts"
 	"github.com/etcd-rescue/etcd-rescue/engine/runstate"
 	"github.com/etcd-rescue/etcd-rescue/internal/etcdapi"
 	"github.com/etcd-rescue/etcd-rescue/steps"
@@ -106,6 +107,18 @@ func TestApplyOverRealSSH(t *testing.T) {
 	run := filepath.Join(res.StateDir, "runs", res.RunID)
 	ev := readFile(t, filepath.Join(run, "events.jsonl"))
 	st := readFile(t, filepath.Join(run, "state.json"))
+	// Over SSH the session collects the facts before and after itself;
+	// the journal says what they cost (the added wall time of an apply).
+	for _, f := range []string{"facts-before.json", "facts-after.json", "summary.md"} {
+		if _, err := os.Stat(filepath.Join(run, "evidence", f)); err != nil {
+			t.Errorf("evidence: %v", err)
+		}
+	}
+	for _, l := range strings.Split(ev, "\n") {
+		if strings.Contains(l, `"type":"facts"`) {
+			t.Log(l)
+		}
+	}
 	// The journal says how each host was reached.
 	if want := fmt.Sprintf(`"host":"local","msg":"ssh %s@127.0.0.1:%d, host key known_hosts %s"`, srv.User, srv.Port, srv.KnownHosts); !strings.Contains(ev, want) {
 		t.Errorf("the journal lacks the route of host local (%s):\n%s", want, ev)
@@ -272,7 +285,10 @@ func applyAPIPlan(t *testing.T, access string) (*sshxtest.Server, *etcdtest.Memb
 		t.Fatal(err)
 	}
 	var progress strings.Builder
-	res, err := Apply(testCtx(t), loadReal(t, plan), Options{Progress: &syncWriter{w: &progress}})
+	// No session facts: their collection logs in to every host, and these
+	// tests tell from sshd's log whether the etcd API went through it.
+	noFacts := func(context.Context) (*facts.Facts, error) { return nil, nil }
+	res, err := Apply(testCtx(t), loadReal(t, plan), Options{Progress: &syncWriter{w: &progress}, CollectFacts: noFacts})
 	if err != nil {
 		t.Fatalf("apply: %v\n%s", err, progress.String())
 	}
@@ -396,9 +412,16 @@ func TestRestoreInterruptedThenResumed(t *testing.T) {
 	defer cancel()
 	var bumps []string
 	var mu sync.Mutex
+	var stopped sync.Once
 	hook := func(host, cmd string) error {
 		mu.Lock()
 		defer mu.Unlock()
+		if strings.Contains(cmd, "manifests/etcd.yaml") {
+			// parking the manifest stands for stopping etcd: stop the real
+			// one, as the kubelet would (wipe-dir and restore check live
+			// that no member of the cluster being replaced still answers)
+			stopped.Do(orig.Stop)
+		}
 		if i := strings.Index(cmd, "--bump-revision "); i >= 0 {
 			bumps = append(bumps, strings.Fields(cmd[i:])[1])
 		}

@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -22,7 +23,38 @@ type realEtcdBackend struct {
 }
 
 func (b *realEtcdBackend) Etcd(context.Context) (steps.Etcd, error) {
-	return &etcdAdapter{c: b.api}, nil
+	return &plannedMemberStopped{etcdAdapter: &etcdAdapter{c: b.api}, api: b.api}, nil
+}
+
+// plannedMemberStopped answers the live checks about the plan's own member
+// (on h1, which the plan stops before wiping it and is not in the real
+// cluster) as etcd would once stopped: nothing listens there.
+type plannedMemberStopped struct {
+	*etcdAdapter
+	api *etcdapi.Client
+}
+
+func (a *plannedMemberStopped) real(url string) bool {
+	for _, e := range a.api.Endpoints() {
+		if e == url {
+			return true
+		}
+	}
+	return false
+}
+
+func (a *plannedMemberStopped) Health(ctx context.Context, url string) error {
+	if !a.real(url) {
+		return fmt.Errorf("%s: %w", url, steps.ErrNotListening)
+	}
+	return a.etcdAdapter.Health(ctx, url)
+}
+
+func (a *plannedMemberStopped) Status(ctx context.Context, url string) (steps.EndpointStatus, error) {
+	if !a.real(url) {
+		return steps.EndpointStatus{}, fmt.Errorf("%s: %w", url, steps.ErrNotListening)
+	}
+	return a.etcdAdapter.Status(ctx, url)
 }
 
 // TestRefusedMemberAddGivesUp: with a voting member down, etcd refuses every

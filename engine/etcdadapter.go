@@ -2,10 +2,15 @@ package engine
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/url"
+	"strings"
+	"syscall"
+
+	"golang.org/x/crypto/ssh"
 
 	"github.com/etcd-rescue/etcd-rescue/internal/access"
 	"github.com/etcd-rescue/etcd-rescue/internal/etcdapi"
@@ -38,10 +43,20 @@ func newEtcdAdapter(p *plans.Plan, pool *sshx.Pool) (*etcdAdapter, error) {
 		cfg.TLS = access.TLSFiles(p)
 	}
 	if c.ClientAccess != "direct" {
+		var relays []string // member hosts, in plan order
+		for _, m := range c.Members {
+			if !containsString(relays, m.Host) {
+				relays = append(relays, m.Host)
+			}
+		}
 		cfg.Dialer = func(ctx context.Context, addr string) (net.Conn, error) {
 			host, ok := route[addr]
 			if !ok {
-				return nil, fmt.Errorf("ssh-tunnel: %s is no member's client URL", addr)
+				// Not a client URL of cluster.members: a member the plan
+				// removes, on a host that is gone. Ask from a host that
+				// is up, so that "nothing listens" can be told from
+				// "could not ask".
+				return relayDial(ctx, pool, relays, addr)
 			}
 			sc, err := pool.Get(host)
 			if err != nil {
@@ -55,6 +70,73 @@ func newEtcdAdapter(p *plans.Plan, pool *sshx.Pool) (*etcdAdapter, error) {
 		return nil, err
 	}
 	return &etcdAdapter{c: api}, nil
+}
+
+// relayDial dials addr through the first of relays whose SSH connection
+// works; the answer of a relay that was reached (connected, refused, no
+// route from there) is final.
+func relayDial(ctx context.Context, pool *sshx.Pool, relays []string, addr string) (net.Conn, error) {
+	var last error
+	for _, h := range relays {
+		sc, err := pool.Get(h)
+		if err != nil {
+			last = err
+			continue
+		}
+		conn, err := sc.DialContext(ctx, "tcp", addr)
+		var oce *ssh.OpenChannelError
+		switch {
+		case err == nil:
+			return conn, nil
+		case errors.As(err, &oce):
+			return nil, fmt.Errorf("asked from %s: %w", h, err)
+		case ctx.Err() != nil:
+			return nil, err
+		}
+		last = err
+	}
+	return nil, fmt.Errorf("ssh-tunnel: %s is no member's client URL, and no host could relay the question: %w", addr, last)
+}
+
+func containsString(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// liveErr marks an error of Health or Status as steps.ErrNotListening
+// (asked: nothing accepts connections) or steps.ErrCouldNotAsk, keeping
+// its text and chain.
+type liveErr struct {
+	err  error
+	kind error
+}
+
+func (e *liveErr) Error() string   { return e.err.Error() }
+func (e *liveErr) Unwrap() []error { return []error{e.err, e.kind} }
+func classifyLive(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case isRefused(err):
+		return &liveErr{err, steps.ErrNotListening}
+	case etcdapi.IsUnreachable(err), errors.Is(err, context.DeadlineExceeded), errors.Is(err, ErrUnreachable):
+		return &liveErr{err, steps.ErrCouldNotAsk}
+	}
+	return err
+}
+
+// isRefused reports whether nothing accepted the connection to a client
+// URL: refused directly, or refused on the far side of the SSH tunnel.
+func isRefused(err error) bool {
+	if errors.Is(err, syscall.ECONNREFUSED) {
+		return true
+	}
+	var oce *ssh.OpenChannelError
+	return errors.As(err, &oce) && oce.Reason == ssh.ConnectionFailed && strings.Contains(strings.ToLower(oce.Message), "refused")
 }
 
 func defaultPort(scheme string) string {
@@ -103,14 +185,14 @@ func (a *etcdAdapter) MemberPromote(ctx context.Context, id uint64) error {
 func (a *etcdAdapter) Status(ctx context.Context, clientURL string) (steps.EndpointStatus, error) {
 	s, err := a.c.Status(ctx, clientURL)
 	if err != nil {
-		return steps.EndpointStatus{}, err
+		return steps.EndpointStatus{}, classifyLive(err)
 	}
 	return steps.EndpointStatus{MemberID: s.MemberID, Leader: s.Leader, Revision: s.Revision, RaftIndex: s.RaftIndex, IsLearner: s.IsLearner, Version: s.Version}, nil
 }
 
 func (a *etcdAdapter) Health(ctx context.Context, clientURL string) error {
 	_, err := a.c.Health(ctx, clientURL)
-	return err
+	return classifyLive(err)
 }
 
 func (a *etcdAdapter) HashKV(ctx context.Context, clientURL string, rev int64) (uint32, int64, error) {

@@ -62,6 +62,14 @@ type Options struct {
 	// before this session (apply of a reviewed plan collects them for its
 	// drift check); nil: the session collects them itself.
 	Before *facts.Facts
+	// CollectFacts, if set, collects the facts of the live cluster at the
+	// start (unless Before is set) and at the end of a session; nil: with
+	// the SSH backend, facts.Collect over the plan; with another Backend,
+	// none are collected (recorded as "facts not collected").
+	CollectFacts func(ctx context.Context) (*facts.Facts, error)
+	// FactsTimeout bounds each host of a facts collection (default
+	// facts.DefaultTimeout).
+	FactsTimeout time.Duration
 
 	now func() time.Time
 }
@@ -78,6 +86,9 @@ func (o *Options) defaults() {
 	}
 	if o.CheckTimeout <= 0 {
 		o.CheckTimeout = time.Minute
+	}
+	if o.FactsTimeout <= 0 {
+		o.FactsTimeout = facts.DefaultTimeout
 	}
 	if o.now == nil {
 		o.now = time.Now

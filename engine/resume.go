@@ -56,6 +56,10 @@ func Resume(ctx context.Context, runID string, opts Options) (*Result, error) {
 	if err := c.Bind(id); err != nil {
 		return nil, err
 	}
+	before, err := startFacts(ctx, c, &opts)
+	if err != nil {
+		return nil, err
+	}
 	reconcile(st, c)
 	if err := confirm(ctx, &opts, st); err != nil {
 		return nil, err
@@ -67,7 +71,7 @@ func Resume(ctx context.Context, runID string, opts Options) (*Result, error) {
 		return nil, err
 	}
 	defer run.Close()
-	return session(ctx, c, run, &opts)
+	return session(ctx, c, run, &opts, "resume", before)
 }
 
 // loadForResume reads the plan the run began with, and refuses if it

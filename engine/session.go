@@ -4,6 +4,10 @@ import (
 	"context"
 	"fmt"
 	"sort"
+	"strings"
+	"time"
+
+	"github.com/etcd-rescue/etcd-rescue/engine/facts"
 
 	"github.com/etcd-rescue/etcd-rescue/engine/runstate"
 )
@@ -47,12 +51,19 @@ func reconcile(st *runstate.State, c *Compiled) {
 }
 
 // session walks the plan once over an open run and records the outcome.
-func session(ctx context.Context, c *Compiled, run *runstate.Run, opts *Options) (*Result, error) {
+func session(ctx context.Context, c *Compiled, run *runstate.Run, opts *Options, kind string, before *sessionFacts) (res *Result, err error) {
 	start := opts.now()
+	var after *sessionFacts
+	defer func() {
+		// Whatever the outcome: the evidence of this session.
+		writeEvidence(run, opts, kind, start, before, after)
+	}()
+	if before != nil {
+		run.Event(runstate.Event{Type: "facts", Msg: "at session start: " + factsNote(before)})
+	}
 	red := NewRedactor(c.Plan)
 	out := &progress{w: opts.Progress, red: red, now: opts.now}
 	var backend Backend
-	var err error
 	if opts.Backend != nil {
 		backend, err = opts.Backend(c)
 	} else {
@@ -90,6 +101,9 @@ func session(ctx context.Context, c *Compiled, run *runstate.Run, opts *Options)
 	o.Stop = stop
 	w := &walker{c: c, runID: run.ID(), run: run, backend: backend, red: red, opts: &o, out: out,
 		sem: make(chan struct{}, opts.Parallelism)}
+	if before != nil {
+		w.live = liveView(before.f)
+	}
 	run.Event(runstate.Event{Type: "run", Status: "start", Msg: fmt.Sprintf("session %d, parallelism %d", run.Snapshot().Sessions, opts.Parallelism)})
 	w.walk(ctx)
 
@@ -120,7 +134,9 @@ func session(ctx context.Context, c *Compiled, run *runstate.Run, opts *Options)
 	}
 	uerr := run.SetOutcome(outcome)
 	run.Event(runstate.Event{Type: "run", Status: outcome})
-	res := &Result{RunID: run.ID(), StateDir: run.StateDir(), State: run.Snapshot(), Wall: opts.now().Sub(start)}
+	after = endFacts(ctx, c, opts, outcome)
+	run.Event(runstate.Event{Type: "facts", Msg: "at session end: " + factsNote(after)})
+	res = &Result{RunID: run.ID(), StateDir: run.StateDir(), State: run.Snapshot(), Wall: opts.now().Sub(start)}
 	if outcome == runstate.OutcomeDone {
 		return res, uerr
 	}
@@ -147,4 +163,61 @@ func sortStepErrors(c *Compiled, e *RunError) {
 		}
 		return a.Host < b.Host
 	})
+}
+
+// interruptedFactsBound bounds the end-of-session facts after an
+// interrupt: the operator asked to stop, and waits for the exit.
+const interruptedFactsBound = 2 * time.Second
+
+// endFacts collects the facts at the end of a session: bounded by
+// FactsTimeout, by interruptedFactsBound after an interrupt, and skipped
+// when the context is cancelled (a second interrupt).
+func endFacts(ctx context.Context, c *Compiled, opts *Options, outcome string) *sessionFacts {
+	if ctx.Err() != nil {
+		return &sessionFacts{note: "skipped: the session was cancelled (second interrupt)"}
+	}
+	timeout := opts.FactsTimeout
+	note := ""
+	if outcome == runstate.OutcomeInterrupted && timeout > interruptedFactsBound {
+		timeout = interruptedFactsBound
+		note = fmt.Sprintf("interrupted: bounded to %s per host so as not to delay the exit", timeout)
+	}
+	sf, err := collectFacts(ctx, c, opts, timeout)
+	if err != nil {
+		return &sessionFacts{note: "not collected: " + err.Error()}
+	}
+	if note != "" {
+		sf.note = note
+	}
+	return sf
+}
+
+// factsNote says in one line what a collection gave.
+func factsNote(sf *sessionFacts) string {
+	if sf == nil {
+		return "facts not collected"
+	}
+	if sf.f == nil {
+		return sf.note
+	}
+	var notAsked []string
+	for _, h := range sf.f.Hosts {
+		if !h.Reach.Asked() {
+			notAsked = append(notAsked, h.Name+" ("+string(h.Reach)+")")
+		}
+	}
+	answered := 0
+	for _, m := range sf.f.Members {
+		if m.API == facts.APIAnswered {
+			answered++
+		}
+	}
+	msg := fmt.Sprintf("facts collected in %s: %d of %d members answered", sf.took.Round(time.Millisecond), answered, len(sf.f.Members))
+	if len(notAsked) > 0 {
+		msg += "; could not ask host(s) " + strings.Join(notAsked, ", ")
+	}
+	if sf.note != "" {
+		msg += "; " + sf.note
+	}
+	return msg
 }

@@ -31,6 +31,8 @@ var _ steps.Env = (*stepEnv)(nil)
 
 var _ steps.Approver = (*stepEnv)(nil)
 
+var _ steps.LiveEnv = (*stepEnv)(nil)
+
 func (w *walker) newEnv(n *Node, t *Target) *stepEnv {
 	return &stepEnv{w: w, n: n, host: t.Name()}
 }
@@ -50,6 +52,9 @@ func (e *stepEnv) Etcd(ctx context.Context) (steps.Etcd, error) {
 	}
 	return &journalEtcd{env: e, api: api}, nil
 }
+
+// Live is the session-start view of the live cluster (steps.LiveEnv).
+func (e *stepEnv) Live() *steps.Live { return e.w.live }
 
 func (e *stepEnv) Fact(key string) (string, bool) { return e.w.run.Fact(key) }
 

@@ -159,6 +159,13 @@ func (w *walker) settleFailure(n *Node, t *Target, err error, env *stepEnv) (out
 		w.out.line(runstate.Key(n.ID(), host), "skipped: "+oneLine(why))
 		return outOK, true
 	}
+	var ref *steps.Refusal
+	if errors.As(err, &ref) {
+		// A live precondition does not hold: repeating changes nothing
+		// until the world or the plan does.
+		w.run.Event(runstate.Event{Type: "refusal", Step: n.ID(), Host: host, Msg: err.Error()})
+		return w.fail(n, t, err, env), true
+	}
 	var ane *ApprovalNeededError
 	if errors.As(err, &ane) {
 		return w.wait(n, t, "waiting for approval: "+ane.Message,

@@ -5,6 +5,7 @@ import (
 	"sync"
 
 	"github.com/etcd-rescue/etcd-rescue/engine/runstate"
+	"github.com/etcd-rescue/etcd-rescue/steps"
 )
 
 // walker runs one session (apply or resume) of a run over the DAG.
@@ -18,6 +19,9 @@ type walker struct {
 	out     *progress
 	sem     chan struct{}
 	askMu   sync.Mutex
+	// live is the session-start view of the cluster given to steps (nil:
+	// facts not collected).
+	live *steps.Live
 
 	mu          sync.Mutex
 	failed      []*StepError

@@ -834,6 +834,7 @@ type world struct {
 	handler  func(host, cmd string) (stdout string, code int, err error)
 	inflight int
 	maxIn    int
+	etcd     *fakeEtcd // nil: a fake etcd where no member runs
 }
 
 func (w *world) backend(*Compiled) (Backend, error) { return &fakeBackend{w}, nil }
@@ -861,7 +862,14 @@ func (b *fakeBackend) Shell(host string) (steps.Runner, error) {
 	return &fakeRunner{w: b.w, host: host}, nil
 }
 func (b *fakeBackend) Etcd(context.Context) (steps.Etcd, error) {
-	return nil, errors.New("no etcd in this test")
+	b.w.mu.Lock()
+	defer b.w.mu.Unlock()
+	if b.w.etcd == nil {
+		// By default nothing listens on any client URL: every member
+		// is stopped, as in a fake world without etcd.
+		b.w.etcd = newFakeEtcd()
+	}
+	return b.w.etcd, nil
 }
 func (b *fakeBackend) Close() error { return nil }
 

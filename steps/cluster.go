@@ -20,6 +20,7 @@ import (
 // and restarts (leaving it on panics later restarts, etcd #13848).
 type ForceNewCluster struct {
 	AllowMajorityAlive bool           `yaml:"allowMajorityAlive" doc:"DANGEROUS: skip the fencing check that no other member answers"`
+	AllowBehind        bool           `yaml:"allowBehind" doc:"DANGEROUS: go on when another member had newer data at the start of the session; the revisions (and raft entries) it has beyond the survivor are lost"`
 	Within             plans.Duration `yaml:"within" default:"2m" rescue:"positive" doc:"how long to wait for the member to come up"`
 }
 
@@ -61,7 +62,12 @@ func (s *ForceNewCluster) Describe(c *Ctx, t Target) []Action {
 	if c.Cluster.Layout.Service == "static-pod" {
 		start = "true # the kubelet restarts the static pod when its manifest changes"
 	}
+	behind := fmt.Sprintf("refuse if %s is behind another member that had data at session start (its revision and raft index now against theirs)", m.Name)
+	if s.AllowBehind {
+		behind = fmt.Sprintf("compare %s with the other members that had data at session start; allowBehind: a loss is logged, not refused", m.Name)
+	}
 	acts = append(acts,
+		Action{Host: h, Kind: API, Cmd: behind, Run: func(ctx context.Context, env Env) error { return s.notBehind(ctx, env, m) }},
 		Action{Host: h, Kind: Shell, Destructive: true, Cmd: editConfig(c, []kv{{"ETCD_FORCE_NEW_CLUSTER", "true"}}, nil)},
 		Action{Host: h, Kind: Shell, Destructive: true, Cmd: start},
 		wait,
@@ -70,6 +76,101 @@ func (s *ForceNewCluster) Describe(c *Ctx, t Target) []Action {
 		wait,
 	)
 	return acts
+}
+
+// notBehind is force-new-cluster's live precondition: the survivor must
+// hold the newest data of every member that still had data when the
+// session started (those are fenced by now, so their session-start facts
+// are the last word on them).
+func (s *ForceNewCluster) notBehind(ctx context.Context, env Env, m *plans.Member) error {
+	live := LiveOf(env)
+	if live == nil {
+		env.Logf("no facts of the live cluster were collected at session start: %s is compared with no other member", m.Name)
+		return nil
+	}
+	var rev int64
+	var idx uint64
+	from := ""
+	if api, err := env.Etcd(ctx); err == nil {
+		cctx, cancel := context.WithTimeout(ctx, askTimeout)
+		st, err := api.Status(cctx, m.ClientURL)
+		cancel()
+		if err == nil {
+			rev, idx, from = st.Revision, st.RaftIndex, "its status now"
+		} else {
+			env.Logf("%s does not answer status now (%v): using the session-start facts", m.Name, oneLineErr(err))
+		}
+	}
+	if from == "" {
+		if lm := live.Member(m.Name); lm != nil {
+			if r, f, ok := lm.Rev(); ok {
+				rev, from = r, f
+				if lm.API == LiveAnswered {
+					idx = lm.RaftIndex
+				}
+			}
+		}
+	}
+	var ev, newer []string
+	if from != "" {
+		ev = append(ev, fmt.Sprintf("%s (survivor): revision %d, raft index %d (%s)", m.Name, rev, idx, from))
+	} else {
+		ev = append(ev, fmt.Sprintf("%s (survivor): revision unknown (it answers neither now nor at session start, and its data dir had no readable revision)", m.Name))
+	}
+	var lost int64
+	for _, o := range live.Members {
+		if o.Name == m.Name {
+			continue
+		}
+		r, f, ok := o.Rev()
+		if !ok {
+			switch {
+			case o.HostAsked && !o.HasData:
+				ev = append(ev, fmt.Sprintf("%s: no data at session start", o.Name))
+			case !o.HostAsked && o.API != LiveAnswered:
+				ev = append(ev, fmt.Sprintf("%s: could not be asked at session start (%s): whether it holds newer data is unknown, not compared", o.Name, o.Why))
+			default:
+				ev = append(ev, fmt.Sprintf("%s: had data at session start but no readable revision: not compared", o.Name))
+			}
+			continue
+		}
+		line := fmt.Sprintf("%s: revision %d", o.Name, r)
+		if o.API == LiveAnswered {
+			line += fmt.Sprintf(", raft index %d", o.RaftIndex)
+		}
+		ev = append(ev, line+" ("+f+")")
+		switch {
+		case from == "":
+			newer = append(newer, o.Name)
+		case r > rev:
+			newer = append(newer, o.Name)
+			lost = max(lost, r-rev)
+		case o.API == LiveAnswered && idx > 0 && o.RaftIndex > idx:
+			newer = append(newer, o.Name)
+		}
+	}
+	for _, e := range ev {
+		env.Logf("before force-new-cluster: %s", e)
+	}
+	if len(newer) == 0 {
+		env.Logf("concluded: %s is not behind any member that had data at session start", m.Name)
+		return nil
+	}
+	what := fmt.Sprintf("%s is behind %s", m.Name, strings.Join(newer, ", "))
+	if lost > 0 {
+		what += fmt.Sprintf(": up to %d revisions would be lost", lost)
+	} else if from == "" {
+		what = fmt.Sprintf("%s's revision is unknown while %s had data", m.Name, strings.Join(newer, ", "))
+	}
+	if s.AllowBehind {
+		env.Logf("WARNING: %s; going on because allowBehind: true", what)
+		return nil
+	}
+	return &Refusal{
+		Reason:   what + "; a force-new-cluster from it throws their newer data away",
+		Evidence: ev,
+		Hint:     "make the member with the newest data the survivor (etcd-rescue diagnose names it) in a new plan, or, to accept the loss, set allowBehind: true on this step (DANGEROUS)",
+	}
 }
 
 func waitSingle(ctx context.Context, env Env, m *plans.Member, within time.Duration) error {
@@ -111,6 +212,10 @@ func (s *ForceNewCluster) Validate(c *Ctx, at At, fs *plans.Findings) {
 	if s.AllowMajorityAlive {
 		fs.Warn(at("allowMajorityAlive"), "force-new-cluster will not check that the other members are down").
 			WithHint("a force-new-cluster beside live members splits the cluster (etcd #14009)")
+	}
+	if s.AllowBehind {
+		fs.Warn(at("allowBehind"), "force-new-cluster will go on even when another member had newer data: those revisions are lost").
+			WithHint("make the member with the newest data the survivor instead (etcd-rescue diagnose names it)")
 	}
 }
 

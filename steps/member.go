@@ -189,7 +189,7 @@ func (s *MemberRemove) match(list []Member) *Member {
 }
 
 func (s *MemberRemove) Describe(c *Ctx, t Target) []Action {
-	return []Action{{Kind: API, Destructive: true, Cmd: fmt.Sprintf("member remove <id of the member with %s> (Cluster.MemberRemove; absent already counts as done)", s.ident()),
+	return []Action{{Kind: API, Destructive: true, Cmd: fmt.Sprintf("member remove <id of the member with %s> (Cluster.MemberRemove; absent already counts as done; refused if it answers at its client URLs right before)", s.ident()),
 		Run: func(ctx context.Context, env Env) error {
 			api, err := env.Etcd(ctx)
 			if err != nil {
@@ -205,11 +205,60 @@ func (s *MemberRemove) Describe(c *Ctx, t Target) []Action {
 					if m = s.match(list); m == nil {
 						return nil
 					}
+					if err := mustBeGone(ctx, api, env, m); err != nil {
+						return err
+					}
 					env.Logf("removing member %x (%s)", m.ID, m.Name)
 				}
 				return api.MemberRemove(ctx, m.ID)
 			})
 		}}}
+}
+
+// mustBeGone is member-remove's live precondition: the member must not
+// answer at any of its client URLs right now. A member that cannot be
+// asked at all is not proven down: that is said in the log, and it is
+// removed because the plan says it is gone.
+func mustBeGone(ctx context.Context, api Etcd, env Env, m *Member) error {
+	urls := sortedUnique(m.ClientURLs)
+	if len(urls) == 0 {
+		env.Logf("member %x (%s) lists no client URL: it never started, so nothing can answer for it", m.ID, m.Name)
+		return nil
+	}
+	answers := askAll(ctx, api, urls, askTimeout)
+	if err := ctx.Err(); err != nil {
+		return err // interrupted: the questions say nothing
+	}
+	var ev []string
+	alive, down := false, 0
+	for _, a := range answers {
+		ev = append(ev, m.Name+" "+a.String())
+		switch {
+		case a.Alive():
+			alive = true
+		case a.State == LiveDown:
+			down++
+		}
+	}
+	if lm := LiveOf(env).Member(m.Name); lm != nil {
+		ev = append(ev, fmt.Sprintf("at session start %s was %s", m.Name, lm.API))
+	}
+	if alive {
+		return &Refusal{
+			Reason:   fmt.Sprintf("member %x (%s) is alive: it answers at its client URL, and member-remove is for members that are gone", m.ID, m.Name),
+			Evidence: ev,
+			Hint:     "if the plan names the wrong member, fix the plan and start a new run; if this member really must go, stop it first, then resume the run",
+		}
+	}
+	for _, e := range ev {
+		env.Logf("before removing: %s", e)
+	}
+	if down == len(answers) {
+		env.Logf("concluded: %s is down (asked, nothing listens at %s)", m.Name, strings.Join(urls, ", "))
+	} else {
+		env.Logf("concluded: %s could not be asked at every client URL, so it is not proven down; it is removed because the plan says it is gone and nothing answered", m.Name)
+	}
+	return nil
 }
 
 func (s *MemberRemove) Check(ctx context.Context, c *Ctx, env Env, t Target) (bool, string, error) {

@@ -75,7 +75,15 @@ func (s *Restore) Describe(c *Ctx, t Target) []Action {
 		return []Action{{Host: t.Name(), Kind: Shell, Cmd: "# no member of cluster.members runs on this host"}}
 	}
 	h, tmp, d := t.Name(), s.tmpDir(c), c.DataDir()
-	acts := []Action{{Host: h, Kind: Shell, Cmd: join("rm", "-rf", "--", tmp)}}
+	var ms []string
+	for _, m := range c.Cluster.Members {
+		ms = append(ms, m.Name)
+	}
+	acts := []Action{
+		{Host: h, Kind: API, Cmd: fmt.Sprintf("refuse if a member of the cluster being replaced still answers (%s, and any other member listed at session start); warn with the revisions lost when the snapshot is older than the newest revision seen", strings.Join(ms, ", ")),
+			Run: func(ctx context.Context, env Env) error { return s.nothingAnswers(ctx, c, env, t) }},
+		{Host: h, Kind: Shell, Cmd: join("rm", "-rf", "--", tmp)},
+	}
 	switch mode := s.BumpRevision; mode {
 	case "none", "0":
 		acts = append(acts, Action{Host: h, Kind: Shell, Cmd: s.command(c, t, "")})
@@ -116,14 +124,14 @@ func (s *Restore) runAuto(ctx context.Context, c *Ctx, env Env, t Target) error 
 		if err := json.Unmarshal(out, &st); err != nil {
 			return fmt.Errorf("reading snapshot status %q: %w", strings.TrimSpace(string(out)), err)
 		}
-		var pre int64
-		if v, ok := env.Fact(FactPreRevision); ok {
-			pre, _ = strconv.ParseInt(v, 10, 64)
-		} else {
+		// The newest revision seen: recorded by check-quorum, or in the
+		// session-start facts (a stopped member's data dir, read offline).
+		pre, _, _ := newestSeen(c, env)
+		if _, ok := env.Fact(FactPreRevision); !ok || pre > 0 {
 			// Nothing answered before the restore (a total loss): the
-			// snapshot's revision is the newest one known, and verify-data
-			// aboveRecorded checks the bump against it.
-			if err := env.SetFact(FactPreRevision, strconv.FormatInt(st.Revision, 10)); err != nil {
+			// newest revision known is the snapshot's or a data dir's,
+			// and verify-data aboveRecorded checks the bump against it.
+			if err := env.SetFact(FactPreRevision, strconv.FormatInt(max(pre, st.Revision), 10)); err != nil {
 				return err
 			}
 		}
@@ -131,6 +139,7 @@ func (s *Restore) runAuto(ctx context.Context, c *Ctx, env Env, t Target) error 
 		if pre > st.Revision {
 			b += pre - st.Revision
 		}
+		warnLoss(env, c, t, st.Revision)
 		bump = strconv.FormatInt(b, 10)
 		if err := env.SetFact(key, bump); err != nil {
 			return err
@@ -139,6 +148,124 @@ func (s *Restore) runAuto(ctx context.Context, c *Ctx, env Env, t Target) error 
 	}
 	_, err = r.Run(ctx, s.command(c, t, bump), nil)
 	return err
+}
+
+// nothingAnswers is restore's live precondition: no member of the cluster
+// being replaced may still run (a restored member beside a live old one
+// is two clusters claiming the same name and URLs). With bumpRevision
+// other than auto it also warns about the revisions lost (auto warns when
+// it reads the snapshot's revision).
+func (s *Restore) nothingAnswers(ctx context.Context, c *Ctx, env Env, t Target) error {
+	live := LiveOf(env)
+	var urls []string
+	who := map[string]string{}
+	for _, m := range c.Cluster.Members {
+		urls = append(urls, m.ClientURL)
+		who[m.ClientURL] = m.Name
+	}
+	if live != nil {
+		for _, m := range live.Listed {
+			for _, u := range m.ClientURLs {
+				urls = append(urls, u)
+				if who[u] == "" {
+					who[u] = m.Name
+				}
+			}
+		}
+	}
+	urls = sortedUnique(urls)
+	api, err := env.Etcd(ctx)
+	if err != nil {
+		return err
+	}
+	answers := askAll(ctx, api, urls, askTimeout)
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	var ev, alive, unknown []string
+	for _, a := range answers {
+		ev = append(ev, who[a.URL]+" "+a.String())
+		switch {
+		case a.Alive():
+			alive = append(alive, who[a.URL])
+		case a.State == LiveCouldNotAsk:
+			unknown = append(unknown, who[a.URL])
+		}
+	}
+	if len(alive) > 0 {
+		return &Refusal{
+			Reason:   fmt.Sprintf("%s of the cluster being replaced still answer(s): restoring beside a running member makes two clusters", strings.Join(alive, ", ")),
+			Evidence: ev,
+			Hint:     "stop every member first (a stop-service step on all of them, before this restore), then resume the run",
+		}
+	}
+	for _, e := range ev {
+		env.Logf("before restore: %s", e)
+	}
+	if len(unknown) > 0 {
+		env.Logf("concluded: no member answers; %s could not be asked, so it is not proven stopped", strings.Join(unknown, ", "))
+	} else {
+		env.Logf("concluded: no member of the cluster being replaced answers")
+	}
+	mode := s.BumpRevision
+	if mode == "auto" {
+		return nil
+	}
+	if _, _, ok := newestSeen(c, env); !ok {
+		return nil
+	}
+	r, err := env.Shell(t.Name())
+	if err != nil {
+		return err
+	}
+	out, err := r.Run(ctx, s.statusCommand(c), nil)
+	if err != nil {
+		env.Logf("could not read the snapshot's revision (%v): the revisions lost are not known", oneLineErr(err))
+		return nil
+	}
+	var st struct {
+		Revision int64 `json:"revision"`
+	}
+	if json.Unmarshal(out, &st) == nil {
+		warnLoss(env, c, t, st.Revision)
+	}
+	return nil
+}
+
+// newestSeen is the highest revision known before the restore: recorded by
+// check-quorum (FactPreRevision) or in the session-start facts.
+func newestSeen(c *Ctx, env Env) (int64, string, bool) {
+	var best int64
+	from := ""
+	if v, ok := env.Fact(FactPreRevision); ok {
+		if n, err := strconv.ParseInt(v, 10, 64); err == nil && n > 0 {
+			best, from = n, "recorded by check-quorum ("+FactPreRevision+")"
+		}
+	}
+	if live := LiveOf(env); live != nil {
+		for i := range live.Members {
+			m := &live.Members[i]
+			if r, f, ok := m.Rev(); ok && r > best {
+				best, from = r, m.Name+": "+f
+			}
+		}
+	}
+	return best, from, best > 0
+}
+
+// warnLoss logs how many revisions a restore from a snapshot at snapRev
+// loses, and records the snapshot's revision as evidence.
+func warnLoss(env Env, c *Ctx, t Target, snapRev int64) {
+	_ = env.SetFact("restore."+t.Name()+".snapshotRevision", strconv.FormatInt(snapRev, 10))
+	best, from, ok := newestSeen(c, env)
+	switch {
+	case !ok:
+		env.Logf("snapshot at revision %d; no newer revision was seen before the restore", snapRev)
+	case best > snapRev:
+		env.Logf("WARNING: the snapshot is at revision %d, the newest revision seen is %d (%s): %d revisions written after the snapshot will be lost", snapRev, best, from, best-snapRev)
+	default:
+		env.Logf("snapshot at revision %d; the newest revision seen is %d (%s): nothing newer is lost", snapRev, best, from)
+	}
 }
 
 func (s *Restore) Check(ctx context.Context, c *Ctx, env Env, t Target) (bool, string, error) {

@@ -2,6 +2,7 @@ package steps
 
 import (
 	"context"
+	"fmt"
 	"path"
 	"strings"
 
@@ -35,12 +36,58 @@ func AsideDir(dir, runID string) string {
 
 func (s *WipeDir) Describe(c *Ctx, t Target) []Action {
 	d := s.dir(c)
+	var acts []Action
+	if m := t.Member; m != nil && path.Clean(d) == path.Clean(c.DataDir()) {
+		acts = append(acts, Action{Host: t.Name(), Kind: API,
+			Cmd: fmt.Sprintf("refuse if %s is a healthy voter at %s right now, or cannot be asked there", m.Name, m.ClientURL),
+			Run: func(ctx context.Context, env Env) error { return notHealthyVoter(ctx, env, m, d) }})
+	}
 	if s.Delete {
-		return []Action{{Host: t.Name(), Kind: Shell, Destructive: true, Cmd: join("rm", "-rf", "--", d) + s.recreate(c)}}
+		return append(acts, Action{Host: t.Name(), Kind: Shell, Destructive: true, Cmd: join("rm", "-rf", "--", d) + s.recreate(c)})
 	}
 	aside := AsideDir(d, c.RunID)
-	return []Action{{Host: t.Name(), Kind: Shell, Destructive: true,
-		Cmd: "if [ -e " + q(d) + " ]; then " + join("mv", "-T", "--", d, aside) + "; fi" + s.recreate(c)}}
+	return append(acts, Action{Host: t.Name(), Kind: Shell, Destructive: true,
+		Cmd: "if [ -e " + q(d) + " ]; then " + join("mv", "-T", "--", d, aside) + "; fi" + s.recreate(c)})
+}
+
+// notHealthyVoter is wipe-dir's live precondition: the member on the host
+// must not be a healthy voter right now; its data dir is part of the
+// cluster's quorum. A member that cannot be asked is refused too: the host
+// answers SSH (the wipe needs it), so an API that does not answer there is
+// not a stopped etcd.
+func notHealthyVoter(ctx context.Context, env Env, m *plans.Member, dir string) error {
+	api, err := env.Etcd(ctx)
+	if err != nil {
+		return err
+	}
+	cctx, cancel := context.WithTimeout(ctx, askTimeout)
+	a := AskMember(cctx, api, m.ClientURL)
+	cancel()
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	ev := []string{m.Name + " " + a.String()}
+	if lm := LiveOf(env).Member(m.Name); lm != nil {
+		ev = append(ev, fmt.Sprintf("at session start %s was %s", m.Name, lm.API))
+	}
+	switch {
+	case a.State == AnswerHealthy && (a.Status == nil || !a.Status.IsLearner):
+		return &Refusal{
+			Reason:   fmt.Sprintf("%s is a healthy voter right now: moving its data dir %s away takes a working member out of the cluster", m.Name, dir),
+			Evidence: ev,
+			Hint:     "wipe only members that are stopped or being replaced: stop it first (stop-service) and resume, or fix on: if the plan names the wrong host",
+		}
+	case a.State == LiveCouldNotAsk:
+		return &Refusal{
+			Reason:   fmt.Sprintf("%s could not be asked at %s, so it is not known whether its data dir %s belongs to a healthy voter", m.Name, m.ClientURL, dir),
+			Evidence: ev,
+			Hint:     "check the member (etcdctl endpoint health), stop it if it runs, then resume the run",
+		}
+	}
+	for _, e := range ev {
+		env.Logf("before wiping %s: %s", dir, e)
+	}
+	return nil
 }
 
 // recreate leaves an empty data dir owned by the etcd user behind: etcd

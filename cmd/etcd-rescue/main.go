@@ -93,7 +93,7 @@ Output formats (-o json) are documented in docs/cli.md.
 		c.GroupID = "plan"
 		root.AddCommand(c)
 	}
-	for _, c := range []*cobra.Command{newApplyCmd(), newResumeCmd(), newStatusCmd(), newRunsCmd(), newUnlockCmd()} {
+	for _, c := range []*cobra.Command{newApplyCmd(), newResumeCmd(), newStatusCmd(), newReportCmd(), newRunsCmd(), newUnlockCmd()} {
 		c.GroupID = "run"
 		root.AddCommand(c)
 	}

@@ -1,0 +1,140 @@
+package runstate
+
+import (
+	"archive/tar"
+	"compress/gzip"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"time"
+)
+
+// EvidenceDirName is the directory of a run that holds its evidence
+// (runs/<id>/evidence/): the facts of the live cluster before and after each
+// session, a copy of the journal, the evidence document and summary.md.
+const EvidenceDirName = "evidence"
+
+// Names of the files in the evidence dir.
+const (
+	EvidenceFactsBefore = "facts-before.json" // the first session's start
+	EvidenceFactsAfter  = "facts-after.json"  // the end of the latest session
+	EvidenceJournal     = "journal.jsonl"     // events.jsonl as it stood at the end of the latest session
+	EvidenceDoc         = "evidence.json"     // kind etcd-rescue/evidence
+	EvidenceSummary     = "summary.md"        // for humans
+)
+
+// EvidenceFactsSession is the facts file of session n's start (n >= 2).
+func EvidenceFactsSession(n int) string {
+	if n <= 1 {
+		return EvidenceFactsBefore
+	}
+	return fmt.Sprintf("facts-session-%d.json", n)
+}
+
+// EvidenceDir is the evidence directory of run id.
+func (s *Store) EvidenceDir(id string) string {
+	return filepath.Join(s.runDir(id), EvidenceDirName)
+}
+
+// WriteEvidence writes one evidence file atomically, with secrets
+// redacted; name is a plain file name.
+func (r *Run) WriteEvidence(name string, data []byte) error {
+	if name == "" || filepath.Base(name) != name || name == "." || name == ".." {
+		return fmt.Errorf("evidence file name %q", name)
+	}
+	dir := r.store.EvidenceDir(r.ID())
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	return WriteFileAtomic(filepath.Join(dir, name), r.red.Bytes(data), 0o600)
+}
+
+// WriteEvidenceJSON is WriteEvidence of v as indented JSON.
+func (r *Run) WriteEvidenceJSON(name string, v any) error {
+	b, err := marshalJSON(v, "  ")
+	if err != nil {
+		return err
+	}
+	return r.WriteEvidence(name, b)
+}
+
+// ReadEvidence reads an evidence file of the run ("" and no error when it
+// does not exist).
+func (r *Run) ReadEvidence(name string) ([]byte, error) {
+	b, err := os.ReadFile(filepath.Join(r.store.EvidenceDir(r.ID()), name))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	return b, err
+}
+
+// CopyJournal copies the journal into the evidence dir (redacted again:
+// the journal is written redacted, and a copy must never be less so).
+func (r *Run) CopyJournal() error {
+	b, err := os.ReadFile(r.store.EventsPath(r.ID()))
+	if err != nil {
+		return err
+	}
+	return r.WriteEvidence(EvidenceJournal, b)
+}
+
+// Bundle writes a tar.gz of run id's evidence dir and its state.json, for
+// a postmortem. Everything in it was written redacted.
+func (s *Store) Bundle(id string, w io.Writer) error {
+	if !validRunID(id) {
+		return &NoStateError{Dir: s.Dir, Run: id}
+	}
+	run := s.runDir(id)
+	state := filepath.Join(run, "state.json")
+	if _, err := os.Stat(state); err != nil {
+		return &NoStateError{Dir: s.Dir, Run: id, Err: err}
+	}
+	files := []string{"state.json"}
+	ents, err := os.ReadDir(s.EvidenceDir(id))
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	var names []string
+	for _, e := range ents {
+		if e.Type().IsRegular() && e.Name()[0] != '.' {
+			names = append(names, e.Name())
+		}
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		files = append(files, filepath.Join(EvidenceDirName, n))
+	}
+	gz := gzip.NewWriter(w)
+	tw := tar.NewWriter(gz)
+	for _, f := range files {
+		if err := addToTar(tw, filepath.Join(run, f), filepath.ToSlash(filepath.Join(id, f))); err != nil {
+			return err
+		}
+	}
+	if err := tw.Close(); err != nil {
+		return err
+	}
+	return gz.Close()
+}
+
+func addToTar(tw *tar.Writer, path, name string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	hdr := &tar.Header{Name: name, Mode: 0o600, Size: st.Size(), ModTime: st.ModTime().UTC().Truncate(time.Second), Typeflag: tar.TypeReg}
+	if err := tw.WriteHeader(hdr); err != nil {
+		return err
+	}
+	_, err = io.CopyN(tw, f, st.Size())
+	return err
+}
