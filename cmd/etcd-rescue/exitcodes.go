@@ -25,6 +25,7 @@ const (
 	exitLocked      = 3
 	exitPrereq      = 4
 	exitWaiting     = 5
+	exitInternal    = 70
 	exitInterrupted = 130
 )
 
@@ -45,6 +46,7 @@ var exitCodes = []exitInfo{
 	{exitPrereq, "missing-prerequisite", "a prerequisite is missing: for `lab`, root, a tool or a binary; for `apply`/`resume`/`facts`/`diagnose`/`new`, " +
 		"an SSH identity, known_hosts or etcd TLS file (checked before anything runs; no checkpoint is written)"},
 	{exitWaiting, "waiting", "stopped, waiting for an operator (an approval, or a step resume will not repeat blindly)"},
+	{exitInternal, "internal-error", "a bug in etcd-rescue (a panic), never a verdict on your input: the message and stack are on stderr; please report them"},
 	{exitInterrupted, "interrupted", "interrupted"},
 }
 

@@ -73,3 +73,21 @@ func TestReportMapsEveryError(t *testing.T) {
 		t.Error("nil error: not exit 0")
 	}
 }
+
+// A panic is reported as a bug with exit 70, never as exit 2 (findings).
+func TestPanicIsInternalError(t *testing.T) {
+	var stderr strings.Builder
+	code := func() (code int) {
+		defer reportBug(&stderr, &code)
+		var m map[string]int
+		m["boom"]++ // a nil map write: a runtime panic
+		return 0
+	}()
+	if code != exitInternal || code == exitUsage {
+		t.Errorf("exit %d, want %d", code, exitInternal)
+	}
+	if !strings.Contains(stderr.String(), "internal error") || !strings.Contains(stderr.String(), "assignment to entry in nil map") ||
+		!strings.Contains(stderr.String(), "goroutine") {
+		t.Errorf("stderr %q: want the message and the stack", stderr.String())
+	}
+}

@@ -12,6 +12,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"runtime/debug"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -21,12 +22,24 @@ func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
-// run executes the command line args and returns the exit code.
-func run(args []string, stdout, stderr io.Writer) int {
+// run executes the command line args and returns the exit code. A panic
+// is a bug, never a verdict on the input: it exits 70, not 2 as Go's
+// runtime would, which is the code of plan findings.
+func run(args []string, stdout, stderr io.Writer) (code int) {
+	defer reportBug(stderr, &code)
 	root := newRootCmd(stdout, stderr)
 	root.SetArgs(args)
 	_, err := root.ExecuteC()
 	return report(err, stderr)
+}
+
+// reportBug, deferred, turns a panic into exit 70 with its stack.
+func reportBug(stderr io.Writer, code *int) {
+	if r := recover(); r != nil {
+		fmt.Fprintf(stderr, "etcd-rescue: internal error (a bug, not a finding about your input): %v\n%s", r, debug.Stack())
+		fmt.Fprintln(stderr, "hint: please report this message and the command line; nothing after the panic ran")
+		*code = exitInternal
+	}
 }
 
 // globalFlags are the flags of every command.
