@@ -30,6 +30,8 @@ type Node struct {
 	Targets []*Target
 	Needs   []*Node // direct dependencies, in needs: order
 	Wave    int     // 0-based layer: a node's wave is after all its needs
+
+	ord int // index in Compiled.Nodes, for the rules' index (rules.go)
 }
 
 // ID is the step id.
@@ -51,6 +53,8 @@ type Compiled struct {
 	ByID    map[string]*Node
 	Waves   [][]*Node
 	Reg     map[string]*steps.Type
+
+	rix *ruleIndex // built by the first rule that asks (rules.go)
 }
 
 // Ctx builds the steps' context for one node.

@@ -68,12 +68,12 @@ func TestApplyOverRealSSH(t *testing.T) {
   - id: prepare
     type: exec
     on: all
-    with: {command: "mkdir -p ${vars.dir}/data && echo keep > ${vars.dir}/data/f", creates: "${vars.dir}/data/f"}
+    with: {command: "mkdir -p ${vars.dir}/etcd-old && echo keep > ${vars.dir}/etcd-old/f", creates: "${vars.dir}/etcd-old/f"}
   - id: aside
     type: wipe-dir
     on: all
     needs: [prepare]
-    with: {path: "${vars.dir}/data", force: true}
+    with: {path: "${vars.dir}/etcd-old", force: true}
   - id: mark
     type: exec
     on: all
@@ -89,10 +89,10 @@ func TestApplyOverRealSSH(t *testing.T) {
 	if res.StateDir != filepath.Join(dir, runstate.DefaultStateDir) {
 		t.Errorf("state dir %s, want beside the plan", res.StateDir)
 	}
-	if b, err := os.ReadFile(filepath.Join(dir, "data.rescue-"+res.RunID, "f")); err != nil || string(b) != "keep\n" {
+	if b, err := os.ReadFile(filepath.Join(dir, "etcd-old.rescue-"+res.RunID, "f")); err != nil || string(b) != "keep\n" {
 		t.Errorf("moved-aside data: %q %v", b, err)
 	}
-	if _, err := os.Stat(filepath.Join(dir, "data")); !errors.Is(err, os.ErrNotExist) {
+	if _, err := os.Stat(filepath.Join(dir, "etcd-old")); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("data dir still there: %v", err)
 	}
 	if _, err := os.Stat(filepath.Join(dir, "done")); err != nil {
@@ -156,7 +156,7 @@ func TestApplyOverRealSSH(t *testing.T) {
 	if why := res2.State.Find("mark", "local").Why; !strings.Contains(why, "already done") {
 		t.Errorf("second apply re-ran mark: %q", why)
 	}
-	if _, err := os.Stat(filepath.Join(dir, "data.rescue-"+res2.RunID, "f")); err != nil {
+	if _, err := os.Stat(filepath.Join(dir, "etcd-old.rescue-"+res2.RunID, "f")); err != nil {
 		t.Errorf("second run's aside dir: %v", err)
 	}
 }

@@ -56,6 +56,47 @@ func TestBadPlans(t *testing.T) {
 	}
 }
 
+// TestGoodPlans loads the plans that each validation rule must let through
+// (the correct way to write what a bad plan gets wrong): no error, and only
+// the warnings listed as trailing "# warn: LINE:COL: text" comments.
+func TestGoodPlans(t *testing.T) {
+	files, _ := filepath.Glob("testdata/good/*.yaml")
+	if len(files) < 5 {
+		t.Fatalf("only %d good plans found", len(files))
+	}
+	for _, f := range files {
+		t.Run(filepath.Base(f), func(t *testing.T) {
+			raw, err := os.ReadFile(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var warns []string
+			for _, line := range strings.Split(string(raw), "\n") {
+				if w, ok := strings.CutPrefix(line, "# warn: "); ok {
+					warns = append(warns, w)
+				}
+			}
+			c, fs := Load(f, "")
+			if c == nil || fs.Errors() > 0 {
+				t.Fatalf("not valid: %v", fs)
+			}
+			for _, x := range fs {
+				got := strings.TrimPrefix(strings.SplitN(x.Error(), "\n", 2)[0], f+":")
+				listed := false
+				for _, w := range warns {
+					listed = listed || strings.HasPrefix(got, w)
+				}
+				if !listed {
+					t.Errorf("unexpected finding %s", got)
+				}
+			}
+			if len(fs) != len(warns) {
+				t.Errorf("%d findings, %d listed", len(fs), len(warns))
+			}
+		})
+	}
+}
+
 // TestExamplesValid: every example validates with no error and no warning.
 func TestExamplesValid(t *testing.T) {
 	files, _ := filepath.Glob("../examples/*.yaml")

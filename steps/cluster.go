@@ -27,6 +27,9 @@ type ForceNewCluster struct {
 func (*ForceNewCluster) DestroysData() bool { return true }
 func (*ForceNewCluster) NeedsMember() bool  { return true }
 
+// RebuildsCluster: see [RebuildsCluster].
+func (*ForceNewCluster) RebuildsCluster() bool { return true }
+
 // fenceCommand fails if any other member's peer port accepts a connection.
 func fenceCommand(c *Ctx, self *plans.Member) string {
 	var checks []string
@@ -309,6 +312,9 @@ func healthy(ctx context.Context, api Etcd, ms []*plans.Member, allowLearners bo
 type CheckQuorum struct {
 	Expect string `yaml:"expect" enum:"lost|present|any" default:"any" doc:"stop the run unless quorum (a majority of all members answering) is lost / present; with present, the members in on: must answer too"`
 }
+
+// RebuildsCluster: a plan that expects quorum lost is a quorum-loss recovery.
+func (s *CheckQuorum) RebuildsCluster() bool { return s.Expect == "lost" }
 
 func (s *CheckQuorum) Describe(c *Ctx, t Target) []Action {
 	ms := c.Cluster.Members

@@ -121,6 +121,9 @@ type SetConfig struct {
 
 func (*SetConfig) NeedsMember() bool { return true }
 
+// Bootstrap: see [BootstrapsMember].
+func (s *SetConfig) Bootstrap() (string, []string) { return s.ClusterState, s.InitialCluster }
+
 func (s *SetConfig) settings(c *Ctx, t Target) ([]kv, []string) {
 	m := t.Member
 	if m == nil {
@@ -168,6 +171,18 @@ func (s *SetConfig) Validate(c *Ctx, at At, fs *plans.Findings) {
 	for _, n := range s.InitialCluster {
 		if c.Cluster.MemberByName(n) == nil {
 			fs.Add(at("initialCluster"), "initialCluster names %q, which is not in cluster.members", n)
+		}
+	}
+	if s.ClusterState == "new" && len(s.InitialCluster) > 0 {
+		var left []string
+		for _, m := range c.Cluster.Members {
+			if m != nil && !containsStr(s.InitialCluster, m.Name) {
+				left = append(left, m.Name)
+			}
+		}
+		if len(left) > 0 {
+			fs.Add(at("initialCluster"), "initialCluster of a new cluster leaves out %s of cluster.members", strings.Join(left, ", ")).
+				WithHint("a new cluster (clusterState: new) starts with every member: drop initialCluster: (its default is every member of cluster.members); etcd ignores it after a restore, so the mistake would show only at the next bootstrap")
 		}
 	}
 	keys := make([]string, 0, len(s.Set))

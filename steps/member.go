@@ -79,6 +79,12 @@ type MemberAdd struct {
 func (*MemberAdd) DestroysData() bool { return true }
 func (*MemberAdd) SafeToRepeat() bool { return true }
 func (*MemberAdd) NeedsMember() bool  { return true }
+func (*MemberAdd) AddsMember() bool   { return true }
+
+// MustStartAfter: see [MustStart].
+func (*MemberAdd) MustStartAfter() string {
+	return "an added member that never starts raises the quorum (etcd #3505)"
+}
 
 func (s *MemberAdd) learner() bool { return s.Learner == nil || *s.Learner }
 
@@ -153,6 +159,10 @@ type MemberRemove struct {
 
 func (*MemberRemove) DestroysData() bool { return true }
 func (*MemberRemove) SafeToRepeat() bool { return true }
+
+// RemovedMember: see [RemovesMember]. Whether the member it names is one
+// that cluster.members keeps is the engine's rule: the plan may re-add it.
+func (s *MemberRemove) RemovedMember() (name, peerURL, id string) { return s.Name, s.PeerURL, s.ID }
 
 func (s *MemberRemove) ident() string {
 	var parts []string
@@ -279,14 +289,6 @@ func (s *MemberRemove) Validate(c *Ctx, at At, fs *plans.Findings) {
 			fs.Add(at("id"), "id %q is not a hex member id", s.ID)
 		}
 	}
-	if s.PeerURL != "" {
-		for _, m := range c.Cluster.Members {
-			if m.PeerURL == s.PeerURL {
-				fs.Add(at("peerURL"), "member-remove peerURL %s is member %q's peer URL in cluster.members", s.PeerURL, m.Name).
-					WithHint("cluster.members is the cluster after recovery; remove only members that are gone")
-			}
-		}
-	}
 }
 
 // MemberUpdate sets the peer URL the cluster has for the member on the
@@ -343,7 +345,8 @@ type MemberPromote struct {
 	Within plans.Duration `yaml:"within" default:"5m" rescue:"positive" doc:"how long to keep trying while the learner catches up"`
 }
 
-func (*MemberPromote) NeedsMember() bool { return true }
+func (*MemberPromote) NeedsMember() bool     { return true }
+func (*MemberPromote) PromotesLearner() bool { return true }
 
 func (s *MemberPromote) Describe(c *Ctx, t Target) []Action {
 	m := t.Member

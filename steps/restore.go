@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"path"
 	"strconv"
 	"strings"
 
@@ -21,11 +22,45 @@ type Restore struct {
 	BumpRevision  string `yaml:"bumpRevision" default:"auto" doc:"auto (the last revision seen before the disaster, or the snapshot's, plus margin), a number, or none"`
 	Margin        int64  `yaml:"margin" default:"1000000000" doc:"revisions added on top with bumpRevision: auto"`
 	SkipHashCheck bool   `yaml:"skipHashCheck" doc:"DANGEROUS: restore a raw db copy without the sha256 trailer (may miss WAL data)"`
+	// APIServerRunning is the explicit switch for the one case where the
+	// API servers cannot be stopped first (runbook 003: API servers down
+	// first, or they serve and cache the old cluster's data meanwhile).
+	APIServerRunning string `yaml:"apiServerRunning" enum:"refuse|allow" default:"refuse" doc:"static-pod layout: refuse (default) a restore unless earlier steps stop kube-apiserver on every member host; DANGEROUS allow: restore while it may still run"`
 }
 
-func (*Restore) DestroysData() bool { return true }
-func (*Restore) SafeToRepeat() bool { return true }
-func (*Restore) NeedsMember() bool  { return true }
+func (*Restore) DestroysData() bool    { return true }
+func (*Restore) SafeToRepeat() bool    { return true }
+func (*Restore) NeedsMember() bool     { return true }
+func (*Restore) RebuildsCluster() bool { return true }
+
+// RestoredFrom: see [RestoresFromSnapshot].
+func (s *Restore) RestoredFrom() string { return s.Snapshot }
+
+// MustStartAfter: see [MustStart].
+func (*Restore) MustStartAfter() string {
+	return "a restored member that never starts is missing from the new cluster, which then runs without it (or without quorum)"
+}
+
+// apiServerUnit is the static pod of the Kubernetes API server.
+const apiServerUnit = "kube-apiserver"
+
+// NeedsStoppedFirst: in the static-pod layout, kube-apiserver on every
+// control-plane host (every host that runs a member) is stopped before a
+// restore, unless the plan says apiServerRunning: allow.
+func (s *Restore) NeedsStoppedFirst(c *Ctx) []StoppedFirst {
+	if c.Cluster.Layout.Service != "static-pod" || s.APIServerRunning == "allow" {
+		return nil
+	}
+	var hosts []string
+	for _, m := range c.Cluster.Members {
+		if m != nil {
+			hosts = append(hosts, m.Host)
+		}
+	}
+	return []StoppedFirst{{Unit: apiServerUnit, Hosts: hosts, What: "restore in the static-pod layout",
+		Hint: "stop kube-apiserver on every control-plane host first (stop-service with unit: kube-apiserver, on: all) and list it in needs:; " +
+			"an API server that keeps running serves and caches the old data while etcd is replaced. If it really cannot be stopped, set apiServerRunning: allow"}}
+}
 
 // FactPreRevision is the fact key of the highest revision seen before the run
 // changed anything.
@@ -276,6 +311,14 @@ func (s *Restore) Check(ctx context.Context, c *Ctx, env Env, t Target) (bool, s
 }
 
 func (s *Restore) Validate(c *Ctx, at At, fs *plans.Findings) {
+	if s.Snapshot != "" && !path.IsAbs(s.Snapshot) {
+		fs.Add(at("snapshot"), "restore snapshot %q is a relative path: on the host it would depend on the login directory", s.Snapshot).
+			WithHint("use the absolute path snapshot-copy puts the file at (its to:, default /var/tmp/etcd-rescue/snapshot.db)")
+	}
+	if s.APIServerRunning == "allow" && c.Cluster.Layout.Service == "static-pod" {
+		fs.Warn(at("apiServerRunning"), "restore runs while kube-apiserver may still serve the old data on the control-plane hosts").
+			WithHint("stop kube-apiserver on every control-plane host first and drop apiServerRunning: allow")
+	}
 	if c.Cluster.Token == "" {
 		fs.Add(c.Plan.KeyPos["cluster"], "cluster.token is required by restore: every member must restore with the same --initial-cluster-token").
 			WithHint("add token: <name>-<date> under cluster:")

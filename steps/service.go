@@ -43,6 +43,9 @@ type StopService struct {
 // at all is skipped (a dead host runs no service).
 func (s *StopService) SkipsUnreachable() bool { return s.Unreachable == "skip" }
 
+// StopsUnit: see [StopsService].
+func (s *StopService) StopsUnit(c *Ctx) string { return unitOrDefault(c, s.Unit) }
+
 func (s *StopService) Describe(c *Ctx, t Target) []Action {
 	unit := unitOrDefault(c, s.Unit)
 	if c.Cluster.Layout.Service == "static-pod" {
@@ -79,6 +82,9 @@ type StartService struct {
 	// MissingOK is for units that only some hosts have.
 	MissingOK bool `yaml:"missingOK" doc:"a host without this unit is fine (kube-apiserver on dedicated etcd hosts); default: fail"`
 }
+
+// StartsUnit: see [StartsService].
+func (s *StartService) StartsUnit(c *Ctx) string { return unitOrDefault(c, s.Unit) }
 
 func (s *StartService) Describe(c *Ctx, t Target) []Action {
 	unit := unitOrDefault(c, s.Unit)

@@ -164,6 +164,9 @@ type SnapshotCopy struct {
 	To   string `yaml:"to" default:"/var/tmp/etcd-rescue/snapshot.db" doc:"path on the host"`
 }
 
+// PlacedSnapshot: see [PlacesSnapshot].
+func (s *SnapshotCopy) PlacedSnapshot() string { return s.To }
+
 func (s *SnapshotCopy) Describe(c *Ctx, t Target) []Action {
 	from, to := c.LocalPath(s.From), s.To
 	return []Action{
@@ -223,6 +226,9 @@ func staleUploads(f string) string {
 type SnapshotVerify struct {
 	File string `yaml:"file" default:"/var/tmp/etcd-rescue/snapshot.db" doc:"snapshot file on the host"`
 }
+
+// CheckedSnapshot: see [ChecksSnapshot].
+func (s *SnapshotVerify) CheckedSnapshot() string { return s.File }
 
 func (s *SnapshotVerify) Describe(c *Ctx, t Target) []Action {
 	tool := c.Bin("etcdutl")

@@ -109,24 +109,95 @@ func (s *WipeDir) Check(ctx context.Context, c *Ctx, env Env, t Target) (bool, s
 	return remoteTest(ctx, env, t, "! [ -e "+d+" ] || [ -z \"$(ls -A "+d+")\" ]", s.dir(c)+" is absent or empty")
 }
 
+// systemDirs are never a directory to empty, force or not.
+var systemDirs = []string{"/", "/var/lib", "/var", "/etc", "/usr", "/home", "/root", "/opt", "/boot", "/srv", "/tmp",
+	"/bin", "/sbin", "/lib", "/lib64", "/dev", "/proc", "/sys", "/run", "/mnt", "/media", "/usr/local", "/var/tmp", "/var/log"}
+
+// within reports whether p is dir or below it (both clean).
+func within(p, dir string) bool {
+	return p == dir || dir == "/" || strings.HasPrefix(p, dir+"/")
+}
+
+// refused says why wiping clean is never right, or "" when it may be: a
+// system directory, a path of fewer than two components, or an ancestor of
+// the data dir or of the member's configuration.
+func refused(c *Ctx, clean string) string {
+	for _, d := range systemDirs {
+		if clean == d {
+			if d == "/" {
+				return "the root directory"
+			}
+			return "a system directory"
+		}
+	}
+	if strings.Count(clean, "/") < 2 {
+		return "a top-level directory (fewer than 2 path components)"
+	}
+	l := c.Cluster.Layout
+	for _, f := range []struct{ what, path string }{{"the data dir", l.DataDir}, {"the env file", l.EnvFile}, {"the etcd manifest", l.Manifest}, {"binDir", l.BinDir}} {
+		if f.path == "" || !path.IsAbs(f.path) {
+			continue
+		}
+		if p := path.Clean(f.path); p != clean && within(p, clean) {
+			return "a parent of " + f.what + " " + f.path
+		}
+	}
+	return ""
+}
+
+// etcdLike reports whether a path other than the data dir may be emptied
+// with force: true: one inside the data dir (a member/wal) or one named for
+// etcd (/var/lib/etcd-old, /data/etcd, /mnt/etcd-wal).
+func etcdLike(c *Ctx, clean string) bool {
+	if within(clean, path.Clean(c.DataDir())) {
+		return true
+	}
+	for _, part := range strings.Split(clean, "/") {
+		if strings.Contains(strings.ToLower(part), "etcd") {
+			return true
+		}
+	}
+	return false
+}
+
 // Validate rejects paths that would wipe something other than a data dir.
+// Paths are compared cleaned (trailing slashes, //, ..); force: true lifts
+// only the "not the member's data dir" rule, and only for etcd-like paths.
 func (s *WipeDir) Validate(c *Ctx, at At, fs *plans.Findings) {
 	d := s.dir(c)
 	p := at("path")
 	clean := path.Clean(d)
 	_, given := s.KeyPos["path"]
+	why := ""
+	if path.IsAbs(d) && clean != path.Clean(c.DataDir()) {
+		why = refused(c, clean)
+	}
+	shown := fmt.Sprintf("%q", d)
+	if clean != d {
+		shown += " (" + clean + ")"
+	}
 	switch {
 	case strings.TrimSpace(d) == "" || given && strings.TrimSpace(s.Path) == "":
 		fs.Add(p, "wipe-dir path is empty")
 	case !path.IsAbs(d):
 		fs.Add(p, "wipe-dir path %q is relative", d).WithHint("use an absolute path, normally the data dir %s", c.DataDir())
 	case clean == "/":
-		fs.Add(p, "wipe-dir path %q is the root directory", d)
+		fs.Add(p, "wipe-dir path %s is the root directory", shown)
+	case why != "":
+		f := fs.Add(p, "wipe-dir path %s is %s", shown, why)
+		if s.Force {
+			f.WithHint("force: true only allows another etcd directory (inside the data dir or named for etcd), never this; wipe the data dir %s", c.DataDir())
+		} else {
+			f.WithHint("wipe the member's data dir %s (leave path: out)", c.DataDir())
+		}
 	case containsDotDot(d):
 		fs.Add(p, "wipe-dir path %q contains ..", d).WithHint("write the path without ..: %s", clean)
 	case clean != path.Clean(c.DataDir()) && !s.Force:
 		fs.Add(p, "wipe-dir path %q is not the member data dir %s", d, c.DataDir()).
 			WithHint("set force: true if this really is a directory to empty")
+	case clean != path.Clean(c.DataDir()) && !etcdLike(c, clean):
+		fs.Add(p, "wipe-dir path %q is not an etcd directory: force: true only allows a path inside the data dir %s or one named for etcd", d, c.DataDir()).
+			WithHint("check the path; wipe-dir empties etcd data dirs, not other directories")
 	}
 	if s.Delete {
 		fs.Warn(at("delete"), "wipe-dir deletes %s instead of moving it aside: the old data cannot be recovered", d).

@@ -31,7 +31,7 @@ func TestCLIExitCodes(t *testing.T) {
 		"validate bad":       {[]string{"validate", "../../engine/testdata/bad/unknown-param.yaml"}, 2, "", `unknown-param.yaml:27:29: step "restore": unknown key "bumpRevison" (did you mean "bumpRevision"?)`},
 		"validate missing":   {[]string{"validate", "nope.yaml"}, 2, "", "nope.yaml: cannot read plan: no such file or directory"},
 		"validate no file":   {[]string{"validate"}, 2, "", "validate needs at least one plan file"},
-		"validate many bad":  {[]string{"validate", "../../engine/testdata/bad/cycle.yaml", "../../engine/testdata/bad/wipe-paths.yaml"}, 2, "", "6 error(s), 1 warning(s) in 2 file(s)"},
+		"validate many bad":  {[]string{"validate", "../../engine/testdata/bad/cycle.yaml", "../../engine/testdata/bad/wipe-paths.yaml"}, 2, "", "7 error(s), 1 warning(s) in 2 file(s)"},
 		"plan":               {[]string{"plan", "../../examples/restore-all-from-snapshot.yaml"}, 0, "etcdutl snapshot restore", ""},
 		"plan invalid":       {[]string{"plan", "../../engine/testdata/bad/cycle.yaml"}, 2, "", "dependency cycle"},
 		"plan bad output":    {[]string{"plan", "-o", "yaml", "../../examples/backup.yaml"}, 2, "", `unknown output "yaml"`},
