@@ -229,16 +229,6 @@ func acceptKey(t *testing.T, srv *sshxtest.Server, key string) {
 	}
 }
 
-func closedPort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
 func loadInventory(t *testing.T, dir, yaml string) *plans.Plan {
 	t.Helper()
 	path := filepath.Join(dir, "inventory.yaml")
@@ -322,7 +312,7 @@ hosts:
   noauth: {address: 127.0.0.1, port: %[26]d, user: no-such-user-facts}
 ssh: {user: %[22]s, identity: %[23]s, knownHosts: %[24]s}
 `, dataDir, env, filepath.Dir(bin), m1.PeerURL, m1.ClientURL, free(), down, free(), free(), free(), free(), free(), free(),
-		free(), free(), free(), free(), srv.Port, silentListener(t), closedPort(t), other.Port, srv.User, srv.ClientKey, knownHosts, srv2.Port, srv3.Port))
+		free(), free(), free(), free(), srv.Port, silentListener(t), sshxtest.FreePort(t), other.Port, srv.User, srv.ClientKey, knownHosts, srv2.Port, srv3.Port))
 
 	before := treeState(t, host, dataDir)
 	// generous: under -race on a loaded 2-core machine the probes need it
@@ -455,7 +445,7 @@ hosts:
   h1: {address: 127.0.0.1, port: %d}
   h2: {address: 127.0.0.1, port: %d}
 ssh: {identity: %s, knownHosts: %s}
-`, m1.PeerURL, m1.ClientURL, etcdtest.FreeURL(t), etcdtest.FreeURL(t), closedPort(t), closedPort(t), key, filepath.Join(dir, "known_hosts")))
+`, m1.PeerURL, m1.ClientURL, etcdtest.FreeURL(t), etcdtest.FreeURL(t), sshxtest.FreePort(t), sshxtest.FreePort(t), key, filepath.Join(dir, "known_hosts")))
 	f, err := Collect(context.Background(), inv, Options{Timeout: 6 * time.Second})
 	if err != nil {
 		t.Fatal(err)

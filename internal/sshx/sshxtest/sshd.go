@@ -125,7 +125,7 @@ func Start(t testing.TB, opts ...Options) *Server {
 	}
 	var lastErr error
 	for attempt := 0; attempt < 5; attempt++ {
-		s.Port = freePort(t)
+		s.Port = FreePort(t)
 		cfg := fmt.Sprintf(`ListenAddress 127.0.0.1
 Port %d
 HostKey %s
@@ -331,7 +331,8 @@ func WriteKnownHosts(t testing.TB, path, hostport string, key ssh.PublicKey) {
 	}
 }
 
-func freePort(t testing.TB) int {
+// FreePort is a loopback TCP port nothing listens on (just now).
+func FreePort(t testing.TB) int {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
