@@ -391,7 +391,8 @@ func TestRestoreInterruptedThenResumed(t *testing.T) {
   - {id: wipe, type: wipe-dir, on: all, needs: [stop]}
   - {id: ship, type: snapshot-copy, on: all, needs: [save], with: {from: "${vars.dir}/backup/snap.db", to: "${vars.dir}/remote/snap.db"}}
   - {id: check, type: snapshot-verify, on: all, needs: [ship], with: {file: "${vars.dir}/remote/snap.db"}}
-  - {id: restore, type: restore, on: all, needs: [wipe, check], with: {snapshot: "${vars.dir}/remote/snap.db", margin: 1000}}
+  - {id: restore, type: restore, on: all, needs: [wipe, check], with: {snapshot: "${vars.dir}/remote/snap.db", margin: 1000, apiServerRunning: allow}}
+  - {id: start, type: start-service, on: all, needs: [restore], with: {missingOK: true}}
 `)
 	b := readFile(t, plan)
 	b = strings.ReplaceAll(b, "http://127.0.0.1:2379", orig.ClientURL)

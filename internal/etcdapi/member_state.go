@@ -7,6 +7,8 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
+	"strconv"
+	"strings"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -91,18 +93,41 @@ func (c *Client) Health(ctx context.Context, endpoint string) (HealthResult, err
 	if err != nil && etcdDesc(err) != "etcdserver: permission denied" {
 		return HealthResult{}, wrap(err, "etcd member %s unhealthy", endpoint)
 	}
-	alarms, err := p.cli.AlarmList(ctx)
+	// The alarms as the member's status lists them (its copy of the
+	// cluster's alarm list): AlarmList would go through raft and append an
+	// entry to every member's log, and a health check must change nothing.
+	st, err := p.cli.Status(ctx, endpoint)
 	if err != nil {
-		return HealthResult{}, wrap(err, "etcd member %s unhealthy: listing alarms", endpoint)
+		return HealthResult{}, wrap(err, "etcd member %s unhealthy: its status (for alarms)", endpoint)
 	}
-	if len(alarms.Alarms) > 0 {
-		var list []string
-		for _, a := range alarms.Alarms {
-			list = append(list, fmt.Sprintf("%s on member %s", a.Alarm, FormatID(a.MemberID)))
-		}
+	if list := alarmsIn(st.Errors); len(list) > 0 {
 		return HealthResult{}, fmt.Errorf("etcd member %s unhealthy: active alarm %v", endpoint, list)
 	}
 	return HealthResult{Endpoint: endpoint, Took: time.Since(start)}, nil
+}
+
+// alarmsIn picks the alarms out of a status's errors, where etcd lists
+// each active alarm as "memberID:N alarm:NAME", as "NAME on member ID".
+func alarmsIn(errs []string) []string {
+	var out []string
+	for _, e := range errs {
+		_, name, ok := strings.Cut(e, "alarm:")
+		if !ok {
+			continue
+		}
+		name = strings.TrimSpace(name)
+		if f := strings.Fields(name); len(f) > 0 {
+			name = f[0]
+		}
+		a := name
+		if idText, _, ok := strings.Cut(strings.TrimPrefix(strings.TrimSpace(e), "memberID:"), " "); ok && strings.HasPrefix(strings.TrimSpace(e), "memberID:") {
+			if id, err := strconv.ParseUint(idText, 10, 64); err == nil {
+				a += " on member " + FormatID(id)
+			}
+		}
+		out = append(out, a)
+	}
+	return out
 }
 
 // HashKVResult is a member's hash of its key space up to a revision.
