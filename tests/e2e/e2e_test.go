@@ -117,6 +117,7 @@ func (e *e2e) recoverLab(t *testing.T, l *lab.Lab, sc scenario) (*framework.RunS
 	}
 	framework.CheckAsideDirs(t, l, st, before, "")
 	checkNoForceNewCluster(t, l)
+	logLiveChecks(t, stateDir, runID)
 	framework.Record(t, framework.Measurement{Test: t.Name(), Plan: sc.plan, Version: l.Version(), Members: len(l.Members()),
 		Wall: r.Wall, Sessions: st.Sessions, Steps: framework.TimesOf(st), Summary: framework.SummaryOf(r.Stdout)})
 	return st, stateDir
@@ -267,5 +268,22 @@ func checkNoForceNewCluster(t *testing.T, l *lab.Lab) {
 		if strings.TrimSpace(out) != "" {
 			t.Errorf("%s: %s still sets %s after the recovery", h.Name, lab.EnvFile, strings.TrimSpace(out))
 		}
+	}
+}
+
+// logLiveChecks logs what the destructive steps of the run found in the
+// live cluster right before they acted (their "before ...:" and
+// "concluded: ..." journal lines): force-new-cluster's comparison of the
+// survivor with the other members, member-remove's look at the member.
+func logLiveChecks(t *testing.T, stateDir, runID string) {
+	t.Helper()
+	var lines []string
+	for _, ev := range framework.ReadEvents(t, stateDir, runID) {
+		if strings.HasPrefix(ev.Msg, "before ") || strings.HasPrefix(ev.Msg, "concluded: ") {
+			lines = append(lines, fmt.Sprintf("%s@%s: %s", ev.Step, ev.Host, ev.Msg))
+		}
+	}
+	if len(lines) > 0 {
+		t.Logf("live checks of the destructive steps:\n%s", strings.Join(lines, "\n"))
 	}
 }
