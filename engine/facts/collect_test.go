@@ -315,8 +315,9 @@ ssh: {user: %[22]s, identity: %[23]s, knownHosts: %[24]s}
 		free(), free(), free(), free(), srv.Port, silentListener(t), sshxtest.FreePort(t), other.Port, srv.User, srv.ClientKey, knownHosts, srv2.Port, srv3.Port))
 
 	before := treeState(t, host, dataDir)
-	// generous: under -race on a loaded 2-core machine the probes need it
-	const timeout = 6 * time.Second
+	// generous: each slow probe (du, etcd --version) gets about a third of
+	// it, and under -race on a loaded 2-core machine they need seconds
+	const timeout = 12 * time.Second
 	start := time.Now()
 	f, err := Collect(context.Background(), inv, Options{Timeout: timeout, Inventory: "inventory.yaml"})
 	took := time.Since(start)
