@@ -35,7 +35,6 @@ import (
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
-	"gopkg.in/yaml.v3"
 
 	"github.com/etcd-rescue/etcd-rescue/lab"
 	"github.com/etcd-rescue/etcd-rescue/tests/framework"
@@ -505,51 +504,28 @@ func (e *e2e) quorumLossEvidence(t *testing.T, l *lab.Lab) {
 // to be after the member is gone.
 func inventoryWithout(t *testing.T, l *lab.Lab, member string, vars map[string]string) string {
 	t.Helper()
-	b, err := os.ReadFile(l.InventoryPath())
-	if err != nil {
-		t.Fatal(err)
-	}
-	var inv map[string]any
-	if err := yaml.Unmarshal(b, &inv); err != nil {
-		t.Fatalf("decode the lab inventory: %v", err)
-	}
-	cl, _ := inv["cluster"].(map[string]any)
-	ms, _ := cl["members"].([]any)
-	hosts, _ := inv["hosts"].(map[string]any)
-	if cl == nil || ms == nil || hosts == nil {
-		t.Fatalf("the lab inventory has no cluster.members or hosts:\n%s", b)
-	}
-	var keep []any
-	host := ""
-	for _, m := range ms {
-		if mm, _ := m.(map[string]any); mm != nil && mm["name"] == member {
-			host, _ = mm["host"].(string)
-			continue
+	return framework.EditInventory(t, l, vars, func(inv map[string]any) {
+		cl, _ := inv["cluster"].(map[string]any)
+		ms, _ := cl["members"].([]any)
+		hosts, _ := inv["hosts"].(map[string]any)
+		if cl == nil || ms == nil || hosts == nil {
+			t.Fatalf("the lab inventory has no cluster.members or hosts: %v", inv)
 		}
-		keep = append(keep, m)
-	}
-	if host == "" {
-		t.Fatalf("no member %s in the lab inventory", member)
-	}
-	cl["members"] = keep
-	delete(hosts, host)
-	vs, _ := inv["vars"].(map[string]any)
-	if vs == nil {
-		vs = map[string]any{}
-	}
-	for k, v := range vars {
-		vs[k] = v
-	}
-	inv["vars"] = vs
-	out, err := yaml.Marshal(inv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := filepath.Join(t.TempDir(), "inventory.yaml")
-	if err := os.WriteFile(p, out, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return p
+		var keep []any
+		host := ""
+		for _, m := range ms {
+			if mm, _ := m.(map[string]any); mm != nil && mm["name"] == member {
+				host, _ = mm["host"].(string)
+				continue
+			}
+			keep = append(keep, m)
+		}
+		if host == "" {
+			t.Fatalf("no member %s in the lab inventory", member)
+		}
+		cl["members"] = keep
+		delete(hosts, host)
+	})
 }
 
 func clientURLOf(t *testing.T, l *lab.Lab, member string) string {

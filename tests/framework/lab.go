@@ -184,6 +184,14 @@ func GetKey(t *testing.T, l *lab.Lab, key string) (string, bool) {
 // (an operator's choice such as where backups go).
 func InventoryWithVars(t *testing.T, l *lab.Lab, vars map[string]string) string {
 	t.Helper()
+	return EditInventory(t, l, vars, nil)
+}
+
+// EditInventory writes a copy of the lab's inventory, decoded as YAML,
+// with vars added to vars: and then edit applied to the whole document
+// (nil: no edit), and returns its path.
+func EditInventory(t *testing.T, l *lab.Lab, vars map[string]string, edit func(inv map[string]any)) string {
+	t.Helper()
 	b, err := os.ReadFile(l.InventoryPath())
 	if err != nil {
 		t.Fatal(err)
@@ -200,6 +208,9 @@ func InventoryWithVars(t *testing.T, l *lab.Lab, vars map[string]string) string 
 		vs[k] = v
 	}
 	inv["vars"] = vs
+	if edit != nil {
+		edit(inv)
+	}
 	out, err := yaml.Marshal(inv)
 	if err != nil {
 		t.Fatal(err)
