@@ -12,6 +12,7 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
+	"github.com/etcd-rescue/etcd-rescue/engine/facts"
 	"github.com/etcd-rescue/etcd-rescue/internal/access"
 	"github.com/etcd-rescue/etcd-rescue/internal/etcdapi"
 	"github.com/etcd-rescue/etcd-rescue/internal/sshx"
@@ -60,9 +61,16 @@ func newEtcdAdapter(p *plans.Plan, pool *sshx.Pool) (*etcdAdapter, error) {
 			}
 			sc, err := pool.Get(host)
 			if err != nil {
-				return nil, err
+				return nil, &hopError{host: host, err: err}
 			}
-			return sc.DialContext(ctx, "tcp", addr)
+			conn, err := sc.DialContext(ctx, "tcp", addr)
+			var oce *ssh.OpenChannelError
+			if err != nil && !errors.As(err, &oce) && ctx.Err() == nil {
+				// The SSH connection to host itself failed: the
+				// question never reached the member.
+				return nil, &hopError{host: host, err: err}
+			}
+			return conn, err
 		}
 	}
 	api, err := etcdapi.New(cfg)
@@ -117,17 +125,47 @@ type liveErr struct {
 
 func (e *liveErr) Error() string   { return e.err.Error() }
 func (e *liveErr) Unwrap() []error { return []error{e.err, e.kind} }
+
+// The SSH hop of the tunnel comes first: its port refused is no answer of
+// etcd, and a host key, login or sudo failure there is "could not ask",
+// never "down". A host unreachable over the network also matches
+// steps.ErrHostUnreachable.
 func classifyLive(err error) error {
+	var hop *hopError
 	switch {
 	case err == nil:
 		return nil
+	case errors.As(err, &hop):
+		switch r := facts.ReachOf(hop.err); {
+		case r.Network():
+			return &liveErr{err, errors.Join(steps.ErrHostUnreachable, steps.ErrCouldNotAsk)}
+		case r.Trust():
+			return &liveErr{err, errors.Join(steps.ErrNotTrusted, steps.ErrCouldNotAsk)}
+		}
+		return &liveErr{err, steps.ErrCouldNotAsk}
 	case isRefused(err):
 		return &liveErr{err, steps.ErrNotListening}
+	case farSideUnreachable(err):
+		return &liveErr{err, errors.Join(steps.ErrHostUnreachable, steps.ErrCouldNotAsk)}
+	case errors.Is(err, syscall.EHOSTUNREACH), errors.Is(err, syscall.ENETUNREACH):
+		return &liveErr{err, errors.Join(steps.ErrHostUnreachable, steps.ErrCouldNotAsk)}
 	case etcdapi.IsUnreachable(err), errors.Is(err, context.DeadlineExceeded), errors.Is(err, ErrUnreachable):
 		return &liveErr{err, steps.ErrCouldNotAsk}
 	}
-	return err
+	return err // an answer (unhealthy, a refusal): steps.ProbeClass says could not ask
 }
+
+// hopError is the SSH connection of a tunnel failing before the question
+// reached the member (connect, host key, login).
+type hopError struct {
+	host string
+	err  error
+}
+
+func (e *hopError) Error() string {
+	return fmt.Sprintf("ssh-tunnel through host %s (%s): %v", e.host, facts.ReachOf(e.err), e.err)
+}
+func (e *hopError) Unwrap() error { return e.err }
 
 // isRefused reports whether nothing accepted the connection to a client
 // URL: refused directly, or refused on the far side of the SSH tunnel.
@@ -137,6 +175,18 @@ func isRefused(err error) bool {
 	}
 	var oce *ssh.OpenChannelError
 	return errors.As(err, &oce) && oce.Reason == ssh.ConnectionFailed && strings.Contains(strings.ToLower(oce.Message), "refused")
+}
+
+// farSideUnreachable reports whether the host at the far side of the SSH
+// tunnel found no route to the client URL (a relayed question about a
+// member whose machine is gone).
+func farSideUnreachable(err error) bool {
+	var oce *ssh.OpenChannelError
+	if !errors.As(err, &oce) || oce.Reason != ssh.ConnectionFailed {
+		return false
+	}
+	m := strings.ToLower(oce.Message)
+	return strings.Contains(m, "no route") || strings.Contains(m, "unreachable") || strings.Contains(m, "timed out")
 }
 
 func defaultPort(scheme string) string {

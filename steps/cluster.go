@@ -2,6 +2,7 @@ package steps
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/url"
 	"sort"
@@ -309,27 +310,146 @@ func healthy(ctx context.Context, api Etcd, ms []*plans.Member, allowLearners bo
 // Quorum is counted over every member of the cluster, whatever on: says;
 // on: names the members the plan counts on, which must answer when quorum
 // is expected present (the others may be the ones being repaired).
+//
+// Each member is answered, not serving (asked: nothing listens on its
+// client URL), on an unreachable host (SSH to it timed out, no route, its
+// SSH port refused), or could not be asked (host key, login, sudo, TLS, a
+// timeout of etcd itself). "Could not ask" is never "down": expect: lost
+// fails when the members that could not be asked could make a quorum with
+// those that answered. An unreachable host counts as not serving only when
+// the plan fences before it forces anything: a force-new-cluster step
+// (without allowMajorityAlive) checks from the survivor that no other
+// member's peer port answers, right before it acts, so a member that is
+// alive but unreachable from this machine stops the plan there. Without
+// such a fence it counts as could not ask.
 type CheckQuorum struct {
-	Expect string `yaml:"expect" enum:"lost|present|any" default:"any" doc:"stop the run unless quorum (a majority of all members answering) is lost / present; with present, the members in on: must answer too"`
+	Expect string `yaml:"expect" enum:"lost|present|any" default:"any" doc:"stop the run unless quorum (a majority of all members answering) is lost / present; with present, the members in on: must answer too; members that could not be asked (host key, login, sudo) are never counted as down"`
 }
 
 // RebuildsCluster: a plan that expects quorum lost is a quorum-loss recovery.
 func (s *CheckQuorum) RebuildsCluster() bool { return s.Expect == "lost" }
 
+// QuorumCount is what check-quorum established about each member.
+type QuorumCount struct {
+	Quorum   int
+	Answered []string
+	// NotServing: asked, nothing listens; or an unreachable host the plan
+	// fences.
+	NotServing []string
+	// CouldNotAsk: each "NAME could not be asked: CAUSE".
+	CouldNotAsk []string
+	// Unasked are the names in CouldNotAsk.
+	Unasked []string
+}
+
+// CountQuorum sorts the Status errors of members (nil: answered) into a
+// QuorumCount. fenced says the plan fences before forcing anything (an
+// unreachable host then counts as not serving, see CheckQuorum).
+func CountQuorum(members []string, errs []error, fenced bool) QuorumCount {
+	qc := QuorumCount{Quorum: len(members)/2 + 1}
+	for i, name := range members {
+		err := errs[i]
+		switch ProbeClass(err) {
+		case ProbeAnswered:
+			qc.Answered = append(qc.Answered, name)
+		case ProbeNotListening:
+			qc.NotServing = append(qc.NotServing, name)
+		case ProbeUnreachable:
+			if fenced {
+				qc.NotServing = append(qc.NotServing, name)
+				continue
+			}
+			fallthrough
+		default:
+			qc.Unasked = append(qc.Unasked, name)
+			qc.CouldNotAsk = append(qc.CouldNotAsk, name+" could not be asked: "+oneLineErr(err))
+		}
+	}
+	return qc
+}
+
+// Verdict checks the count against expect ("lost", "present", "any");
+// must are the members that must answer with present.
+func (qc QuorumCount) Verdict(expect string, total int, must []string) error {
+	alive := len(qc.Answered)
+	var missing []string
+	for _, m := range must {
+		if !containsName(qc.Answered, m) {
+			missing = append(missing, m)
+		}
+	}
+	unasked := strings.Join(qc.CouldNotAsk, "; ")
+	switch {
+	case expect == "lost" && alive >= qc.Quorum:
+		return fmt.Errorf("%d of %d members answer, so quorum is not lost: this plan is for a quorum loss", alive, total)
+	case expect == "lost" && alive+len(qc.Unasked) >= qc.Quorum:
+		return fmt.Errorf("quorum loss is not proven: %d of %d members answer and %d could not be asked (%s); together they could make quorum %d, so nothing is counted as down\n"+
+			"hint: a host key, login or sudo failure says nothing about etcd: fix the access to those hosts (etcd-rescue facts shows each host's reach), then resume",
+			alive, total, len(qc.Unasked), unasked, qc.Quorum)
+	case expect == "present" && alive < qc.Quorum && len(qc.Unasked) > 0:
+		return fmt.Errorf("only %d of %d members answer and %d could not be asked (%s): quorum %d is not proven present", alive, total, len(qc.Unasked), unasked, qc.Quorum)
+	case expect == "present" && alive < qc.Quorum:
+		return fmt.Errorf("only %d of %d members answer, quorum %d is lost: this plan needs a live quorum", alive, total, qc.Quorum)
+	case expect == "present" && len(missing) > 0:
+		msg := fmt.Sprintf("quorum is there (%d of %d members answer), but %s, which this plan counts on (on:), does not answer", alive, total, strings.Join(missing, ", "))
+		if unasked != "" {
+			msg += " (" + unasked + ")"
+		}
+		return errors.New(msg)
+	}
+	return nil
+}
+
+func containsName(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// PlanFences reports whether p holds a force-new-cluster step that fences
+// (no allowMajorityAlive: true): it checks, from the survivor and right
+// before it acts, that no other member's peer port answers.
+func PlanFences(p *plans.Plan) bool {
+	if p == nil {
+		return false
+	}
+	for _, st := range p.Steps {
+		if st.Type != "force-new-cluster" {
+			continue
+		}
+		w := &st.With
+		allow := false
+		for i := 0; i+1 < len(w.Content); i += 2 {
+			if w.Content[i].Value == "allowMajorityAlive" && w.Content[i+1].Value == "true" {
+				allow = true
+			}
+		}
+		if !allow {
+			return true
+		}
+	}
+	return false
+}
+
 func (s *CheckQuorum) Describe(c *Ctx, t Target) []Action {
 	ms := c.Cluster.Members
-	must := map[string]bool{} // the members in on:, if any
-	var mustNames []string
+	var mustNames []string // the members in on:, if any
 	if len(c.Selected) > 0 {
 		for _, m := range memberTargets(c) {
-			must[m.Name] = true
 			mustNames = append(mustNames, m.Name)
 		}
 	}
 	expect := s.Expect
+	fenced := PlanFences(c.Plan)
 	cmd := fmt.Sprintf("status of %s at once with short timeouts; record the highest revision as %s; quorum is %d of %d; expect quorum %s", names(ms), FactPreRevision, len(ms)/2+1, len(ms), expect)
 	if expect == "present" && len(mustNames) > 0 {
 		cmd += "; " + strings.Join(mustNames, ", ") + " must answer"
+	}
+	if expect == "lost" {
+		cmd += "; a member that could not be asked (host key, login, sudo) is never counted as down"
 	}
 	return []Action{{Kind: API, Cmd: cmd,
 		Run: func(ctx context.Context, env Env) error {
@@ -339,11 +459,8 @@ func (s *CheckQuorum) Describe(c *Ctx, t Target) []Action {
 			}
 			// Every member at once: the dead ones each cost the whole
 			// probe timeout, and in a quorum loss most of them are dead.
-			type answer struct {
-				st  EndpointStatus
-				err error
-			}
-			answers := make([]answer, len(ms))
+			sts := make([]EndpointStatus, len(ms))
+			errs := make([]error, len(ms))
 			var wg sync.WaitGroup
 			for i, m := range ms {
 				wg.Add(1)
@@ -351,26 +468,32 @@ func (s *CheckQuorum) Describe(c *Ctx, t Target) []Action {
 					defer wg.Done()
 					cctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 					defer cancel()
-					answers[i].st, answers[i].err = api.Status(cctx, m.ClientURL)
+					sts[i], errs[i] = api.Status(cctx, m.ClientURL)
 				}()
 			}
 			wg.Wait()
 			if err := ctx.Err(); err != nil {
 				return err // cancelled: the failed probes say nothing about quorum
 			}
-			alive, maxRev := 0, int64(0)
-			var missing []string
+			memberNames := make([]string, len(ms))
+			maxRev := int64(0)
 			for i, m := range ms {
-				if err := answers[i].err; err != nil {
-					env.Logf("%s does not answer: %v", m.Name, err)
-					if must[m.Name] {
-						missing = append(missing, m.Name)
+				memberNames[i] = m.Name
+				switch ProbeClass(errs[i]) {
+				case ProbeAnswered:
+					if sts[i].Revision > maxRev {
+						maxRev = sts[i].Revision
 					}
-					continue
-				}
-				alive++
-				if st := answers[i].st; st.Revision > maxRev {
-					maxRev = st.Revision
+				case ProbeNotListening:
+					env.Logf("%s: asked, nothing listens: not serving (%v)", m.Name, oneLineErr(errs[i]))
+				case ProbeUnreachable:
+					if fenced {
+						env.Logf("%s: host %s unreachable over the network: counted as not serving, because force-new-cluster's fence checks from the survivor that its peer port is silent before anything is forced (%v)", m.Name, m.Host, oneLineErr(errs[i]))
+					} else {
+						env.Logf("%s: host %s unreachable over the network: counted as could not ask, because this plan has no force-new-cluster fence (%v)", m.Name, m.Host, oneLineErr(errs[i]))
+					}
+				default:
+					env.Logf("%s could not be asked (never counted as down): %v", m.Name, oneLineErr(errs[i]))
 				}
 			}
 			// Only ever raise it: a re-run after the damage was repaired (a
@@ -384,17 +507,10 @@ func (s *CheckQuorum) Describe(c *Ctx, t Target) []Action {
 					return err
 				}
 			}
-			quorum := len(c.Cluster.Members)/2 + 1
-			env.Logf("%d of %d members answer (quorum %d); highest revision %d", alive, len(ms), quorum, maxRev)
-			switch {
-			case expect == "lost" && alive >= quorum:
-				return fmt.Errorf("%d of %d members answer, so quorum is not lost: this plan is for a quorum loss", alive, len(ms))
-			case expect == "present" && alive < quorum:
-				return fmt.Errorf("only %d of %d members answer, quorum %d is lost: this plan needs a live quorum", alive, len(ms), quorum)
-			case expect == "present" && len(missing) > 0:
-				return fmt.Errorf("quorum is there (%d of %d members answer), but %s, which this plan counts on (on:), does not answer", alive, len(ms), strings.Join(missing, ", "))
-			}
-			return nil
+			qc := CountQuorum(memberNames, errs, fenced)
+			env.Logf("%d of %d members answer, %d not serving, %d could not be asked (quorum %d); highest revision %d",
+				len(qc.Answered), len(ms), len(qc.NotServing), len(qc.Unasked), qc.Quorum, maxRev)
+			return qc.Verdict(expect, len(ms), mustNames)
 		}}}
 }
 

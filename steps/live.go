@@ -97,6 +97,44 @@ var ErrNotListening = errors.New("nothing listens on the client URL")
 // asked at all (its host unreachable, a timeout, TLS): it may be alive.
 var ErrCouldNotAsk = errors.New("could not ask")
 
+// ErrHostUnreachable matches an Etcd error of a member whose host could
+// not be reached over the network (the SSH connection of the tunnel timed
+// out, found no route, or its SSH port refused; or, with clientAccess:
+// direct, the client URL timed out or had no route). Such an error also
+// matches ErrCouldNotAsk: nothing is known of the member. A host key, login
+// or sudo failure never matches it: that host may be serving.
+var ErrHostUnreachable = errors.New("host unreachable over the network")
+
+// ErrNotTrusted matches an Etcd error of a member that could not be asked
+// because the SSH hop to its host was not trusted or refused us (host key
+// unknown or changed, login or sudo refused). It also matches
+// ErrCouldNotAsk. It is never evidence that the member is gone.
+var ErrNotTrusted = errors.New("host not trusted or login refused")
+
+// What one probe of a member established (ProbeClass).
+const (
+	ProbeAnswered     = "answered"      // it answered
+	ProbeNotListening = "not-listening" // asked: nothing listens on its client URL
+	ProbeUnreachable  = "unreachable"   // its host is unreachable over the network
+	ProbeCouldNotAsk  = "could-not-ask" // host key, login, sudo, TLS, a timeout, anything else
+)
+
+// ProbeClass sorts the error of a Status or Health call: "could not ask"
+// is never "down". Only ProbeNotListening proves that etcd does not serve
+// there; ProbeUnreachable proves it only together with a fence (see
+// CheckQuorum).
+func ProbeClass(err error) string {
+	switch {
+	case err == nil:
+		return ProbeAnswered
+	case errors.Is(err, ErrNotListening):
+		return ProbeNotListening
+	case errors.Is(err, ErrHostUnreachable):
+		return ProbeUnreachable
+	}
+	return ProbeCouldNotAsk
+}
+
 // Refusal is a destructive step that did not act because its precondition
 // does not hold in the live cluster right now. The step changed nothing.
 // It is never retried: the world or the plan must change first.

@@ -2,6 +2,7 @@ package steps
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -239,7 +240,7 @@ func mustBeGone(ctx context.Context, api Etcd, env Env, m *Member) error {
 	if err := ctx.Err(); err != nil {
 		return err // interrupted: the questions say nothing
 	}
-	var ev []string
+	var ev, untrusted []string
 	alive, down := false, 0
 	for _, a := range answers {
 		ev = append(ev, m.Name+" "+a.String())
@@ -248,6 +249,8 @@ func mustBeGone(ctx context.Context, api Etcd, env Env, m *Member) error {
 			alive = true
 		case a.State == LiveDown:
 			down++
+		case errors.Is(a.Err, ErrNotTrusted):
+			untrusted = append(untrusted, a.URL)
 		}
 	}
 	if lm := LiveOf(env).Member(m.Name); lm != nil {
@@ -258,6 +261,15 @@ func mustBeGone(ctx context.Context, api Etcd, env Env, m *Member) error {
 			Reason:   fmt.Sprintf("member %x (%s) is alive: it answers at its client URL, and member-remove is for members that are gone", m.ID, m.Name),
 			Evidence: ev,
 			Hint:     "if the plan names the wrong member, fix the plan and start a new run; if this member really must go, stop it first, then resume the run",
+		}
+	}
+	if len(untrusted) > 0 {
+		// A host key or login failure says nothing about etcd: the member
+		// may be serving behind it.
+		return &Refusal{
+			Reason:   fmt.Sprintf("member %x (%s) could not be asked at %s: the SSH hop was not trusted or refused the login, which is no proof that the member is gone", m.ID, m.Name, strings.Join(untrusted, ", ")),
+			Evidence: ev,
+			Hint:     "fix the host key or login of that host (etcd-rescue facts shows each host's reach), then resume the run",
 		}
 	}
 	for _, e := range ev {

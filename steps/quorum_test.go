@@ -7,6 +7,10 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/etcd-rescue/etcd-rescue/plans"
 )
 
 // barrierEtcd answers Status only once every member's probe is in flight at
@@ -34,7 +38,7 @@ func (b *barrierEtcd) Status(ctx context.Context, url string) (EndpointStatus, e
 		return EndpointStatus{}, fmt.Errorf("probe of %s alone: %w", url, ctx.Err())
 	}
 	if b.dead[url] {
-		return EndpointStatus{}, errors.New("connection refused")
+		return EndpointStatus{}, fmt.Errorf("connection refused: %w", ErrNotListening)
 	}
 	return EndpointStatus{Revision: int64(100 + len(url))}, nil
 }
@@ -64,9 +68,9 @@ func TestCheckQuorumProbesMembersAtOnce(t *testing.T) {
 		wantErr string
 		wantLog string
 	}{
-		{"lost", []int{1, 2}, "", "1 of 3 members answer (quorum 2)"},
+		{"lost", []int{1, 2}, "", "1 of 3 members answer, 2 not serving, 0 could not be asked (quorum 2)"},
 		{"lost", []int{2}, "2 of 3 members answer, so quorum is not lost", ""},
-		{"present", nil, "", "3 of 3 members answer (quorum 2)"},
+		{"present", nil, "", "3 of 3 members answer, 0 not serving, 0 could not be asked (quorum 2)"},
 		{"present", []int{0, 1}, "only 1 of 3 members answer", ""},
 	}
 	for _, tc := range cases {
@@ -134,6 +138,88 @@ func TestCheckQuorumCountsEveryMember(t *testing.T) {
 			t.Errorf("e%d dead: %v", tc.dead+1, err)
 		case tc.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tc.wantErr)):
 			t.Errorf("e%d dead: error %v, want %q", tc.dead+1, err, tc.wantErr)
+		}
+	}
+}
+
+// classEtcd answers Status per URL with a fixed error (nil: answers).
+type classEtcd struct {
+	Etcd
+	errs map[string]error
+}
+
+func (c *classEtcd) Status(_ context.Context, url string) (EndpointStatus, error) {
+	if err := c.errs[url]; err != nil {
+		return EndpointStatus{}, err
+	}
+	return EndpointStatus{Revision: 42}, nil
+}
+
+// "Could not ask" is never "down": check-quorum tells answered, not
+// listening, unreachable host and could not ask apart, and a quorum loss
+// must be proven.
+func TestCheckQuorumCouldNotAskIsNotDown(t *testing.T) {
+	notListening := fmt.Errorf("connecting to 10.9.0.2:2379: connection refused: %w", ErrNotListening)
+	hostKey := fmt.Errorf("connecting to 10.9.0.1:2379: host key verification failed for h1: unknown host, not in known_hosts: %w", ErrCouldNotAsk)
+	unreachable := fmt.Errorf("ssh h3: i/o timeout: %w", errors.Join(ErrHostUnreachable, ErrCouldNotAsk))
+	other := errors.New("tls: bad certificate")
+	for name, tc := range map[string]struct {
+		expect  string
+		errs    [3]error // e1, e2, e3
+		fenced  bool
+		wantErr string // "" = passes
+		wantLog string
+	}{
+		"lost: two not listening":                   {expect: "lost", errs: [3]error{nil, notListening, notListening}, wantLog: "e2: asked, nothing listens"},
+		"lost: host key + one answer is a quorum":   {expect: "lost", errs: [3]error{hostKey, nil, notListening}, wantErr: "quorum loss is not proven: 1 of 3 members answer and 1 could not be asked (e1 could not be asked: connecting to 10.9.0.1:2379: host key verification failed"},
+		"lost: host key alone is no quorum":         {expect: "lost", errs: [3]error{hostKey, notListening, notListening}, wantLog: "e1 could not be asked (never counted as down)"},
+		"lost: other error counts as could not ask": {expect: "lost", errs: [3]error{nil, other, notListening}, wantErr: "e2 could not be asked: tls: bad certificate"},
+		"lost: unreachable, fenced":                 {expect: "lost", errs: [3]error{nil, notListening, unreachable}, fenced: true, wantLog: "counted as not serving, because force-new-cluster's fence"},
+		"lost: unreachable, not fenced":             {expect: "lost", errs: [3]error{nil, notListening, unreachable}, wantErr: "e3 could not be asked: ssh h3: i/o timeout", wantLog: "counted as could not ask, because this plan has no force-new-cluster fence"},
+		"lost: quorum answers":                      {expect: "lost", errs: [3]error{nil, nil, hostKey}, wantErr: "2 of 3 members answer, so quorum is not lost"},
+		"present: could not ask is not 'lost'":      {expect: "present", errs: [3]error{nil, hostKey, unreachable}, wantErr: "only 1 of 3 members answer and 2 could not be asked"},
+		"present: two down is lost":                 {expect: "present", errs: [3]error{nil, notListening, notListening}, wantErr: "quorum 2 is lost"},
+		"any: never fails":                          {expect: "any", errs: [3]error{hostKey, unreachable, other}},
+	} {
+		t.Run(name, func(t *testing.T) {
+			c, ts := testCtx(t, t.TempDir(), "systemd")
+			if tc.fenced {
+				c.Plan.Steps = []*plans.Step{{ID: "survivor", Type: "force-new-cluster"}}
+			}
+			e := &classEtcd{errs: map[string]error{}}
+			for i := range ts {
+				e.errs[ts[i].Member.ClientURL] = tc.errs[i]
+			}
+			env := &quorumEnv{api: e, facts: map[string]string{}}
+			err := (&CheckQuorum{Expect: tc.expect}).Describe(c, Target{})[0].Run(context.Background(), env)
+			switch {
+			case tc.wantErr == "" && err != nil:
+				t.Fatalf("want pass, got %v", err)
+			case tc.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tc.wantErr)):
+				t.Fatalf("error %v, want %q", err, tc.wantErr)
+			}
+			if err != nil && strings.Contains(err.Error(), "quorum 2 is lost") && tc.expect == "lost" {
+				t.Errorf("could-not-ask read as a loss: %v", err)
+			}
+			if logs := strings.Join(env.logs, "\n"); tc.wantLog != "" && !strings.Contains(logs, tc.wantLog) {
+				t.Errorf("log lacks %q:\n%s", tc.wantLog, logs)
+			}
+		})
+	}
+}
+
+func TestPlanFences(t *testing.T) {
+	allow := yaml.Node{Kind: yaml.MappingNode, Content: []*yaml.Node{{Kind: yaml.ScalarNode, Value: "allowMajorityAlive"}, {Kind: yaml.ScalarNode, Value: "true"}}}
+	for name, tc := range map[string]struct {
+		steps []*plans.Step
+		want  bool
+	}{
+		"no force-new-cluster":     {steps: []*plans.Step{{Type: "stop-service"}}},
+		"force-new-cluster":        {steps: []*plans.Step{{Type: "force-new-cluster"}}, want: true},
+		"allowMajorityAlive: true": {steps: []*plans.Step{{Type: "force-new-cluster", With: allow}}},
+	} {
+		if got := PlanFences(&plans.Plan{Steps: tc.steps}); got != tc.want {
+			t.Errorf("%s: PlanFences = %v, want %v", name, got, tc.want)
 		}
 	}
 }

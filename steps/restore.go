@@ -3,6 +3,7 @@ package steps
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"path"
 	"strconv"
@@ -217,7 +218,7 @@ func (s *Restore) nothingAnswers(ctx context.Context, c *Ctx, env Env, t Target)
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	var ev, alive, unknown []string
+	var ev, alive, unknown, untrusted []string
 	for _, a := range answers {
 		ev = append(ev, who[a.URL]+" "+a.String())
 		switch {
@@ -225,6 +226,16 @@ func (s *Restore) nothingAnswers(ctx context.Context, c *Ctx, env Env, t Target)
 			alive = append(alive, who[a.URL])
 		case a.State == LiveCouldNotAsk:
 			unknown = append(unknown, who[a.URL])
+			if errors.Is(a.Err, ErrNotTrusted) {
+				untrusted = append(untrusted, who[a.URL])
+			}
+		}
+	}
+	if len(untrusted) > 0 && len(alive) == 0 {
+		return &Refusal{
+			Reason:   fmt.Sprintf("%s could not be asked: the SSH hop to its host was not trusted or refused the login, so it is not known to be stopped", strings.Join(untrusted, ", ")),
+			Evidence: ev,
+			Hint:     "fix the host key or login of that host (etcd-rescue facts shows each host's reach), then resume the run",
 		}
 	}
 	if len(alive) > 0 {

@@ -452,10 +452,10 @@ func (b *builder) lostHost(q quorum, lost, moves []*view) {
 		var reason string
 		if !v.asked() {
 			f.Summary = fmt.Sprintf("%s's host %s could not be asked (%s): the host may be alive, check it is really gone; the cluster still lists %s at %s",
-				v.inv.Name, v.inv.Host, reachOf(v), v.inv.Name, oldURL)
+				v.inv.Name, v.inv.Host, ReachOf(v), v.inv.Name, oldURL)
 			f.Hint = fmt.Sprintf("could not ask is not gone: check %s from its console or cloud panel; if it is only unreachable, fix SSH and run diagnose again; "+
 				"if it is gone, the lost-host plan removes %s and adds it back on the inventory's host", v.inv.Host, v.inv.Name)
-			reason = fmt.Sprintf("%s could not be asked (%s); assumed gone: check it", v.inv.Host, reachOf(v))
+			reason = fmt.Sprintf("%s could not be asked (%s); assumed gone: check it", v.inv.Host, ReachOf(v))
 		} else {
 			f.Summary = fmt.Sprintf("%s's host %s answers but has no etcd data (a blank or replacement host); the cluster still lists %s at %s",
 				v.inv.Name, v.inv.Host, v.inv.Name, oldURL)
@@ -482,13 +482,13 @@ func (b *builder) lostHost(q quorum, lost, moves []*view) {
 		if v.asked() {
 			why = append(why, fmt.Sprintf("%s is blank", v.inv.Host))
 		} else {
-			why = append(why, fmt.Sprintf("%s could not be asked: %s", v.inv.Host, reachOf(v)))
+			why = append(why, fmt.Sprintf("%s could not be asked: %s", v.inv.Host, ReachOf(v)))
 		}
 	}
 	b.d.Summary = fmt.Sprintf("%s lost (%s); quorum held by %s", and(names(lost)), strings.Join(why, "; "), and(names(q.answered)))
 }
 
-func reachOf(v *view) string {
+func ReachOf(v *view) string {
 	if v.host == nil {
 		return "no facts"
 	}
@@ -614,7 +614,7 @@ func (b *builder) quorumLoss(q quorum) {
 		}
 	}
 	for _, v := range q.couldNotAsk {
-		r.Notes = append(r.Notes, fmt.Sprintf("%s could not be asked (%s): if its data dir survived it may be more advanced than %s; check it before applying", v.inv.Name, reachOf(v), surv.Name))
+		r.Notes = append(r.Notes, fmt.Sprintf("%s could not be asked (%s): if its data dir survived it may be more advanced than %s; check it before applying", v.inv.Name, ReachOf(v), surv.Name))
 	}
 	r.Notes = append(r.Notes,
 		fmt.Sprintf("route force-new-cluster: %s restarts alone with --force-new-cluster, keeping its data and cluster id, then the others are re-added one at a time", surv.Name),

@@ -255,7 +255,7 @@ func (c *collector) askHost(ctx context.Context, name string, h *plans.Host, j *
 		c.onClose(func() { _ = client.Close() })
 		err = client.Connect(ctx)
 	}
-	reach := reachOf(err)
+	reach := ReachOf(err)
 	j.set(func(hs *Host, _ []*Member) {
 		hs.Reach, hs.Error = reach, oneLine(err)
 		if client != nil && client.HostKeyCheckDisabled() {
@@ -411,7 +411,7 @@ func readProbe(spec probeSpec, secs map[string]section, stderr string, runErr er
 	if _, ok := secs[secBegin]; !ok {
 		switch {
 		case runErr != nil:
-			h.Reach, h.Error = reachOf(runErr), "probe script: "+oneLine(runErr)
+			h.Reach, h.Error = ReachOf(runErr), "probe script: "+oneLine(runErr)
 			if h.Reach == ReachError && errors.Is(runErr, sshx.ErrTimeout) {
 				h.Reach = ReachTimeout
 			}

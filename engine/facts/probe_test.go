@@ -293,8 +293,8 @@ func TestReachOf(t *testing.T) {
 		"other":        {errors.New("host h: something else"), ReachError},
 	}
 	for name, c := range cases {
-		if got := reachOf(c.err); got != c.want {
-			t.Errorf("%s: reachOf(%v) = %s, want %s", name, c.err, got, c.want)
+		if got := ReachOf(c.err); got != c.want {
+			t.Errorf("%s: ReachOf(%v) = %s, want %s", name, c.err, got, c.want)
 		}
 	}
 }

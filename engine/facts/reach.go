@@ -11,9 +11,9 @@ import (
 	"github.com/etcd-rescue/etcd-rescue/internal/sshx"
 )
 
-// reachOf sorts an SSH connect error into a Reach. Host key problems come
+// ReachOf sorts an SSH connect error into a Reach. Host key problems come
 // first: such a host was never trusted, so nothing it said is used.
-func reachOf(err error) Reach {
+func ReachOf(err error) Reach {
 	if err == nil {
 		return ReachOK
 	}
@@ -61,4 +61,18 @@ func oneLine(err error) string {
 	}
 	l, _, _ := strings.Cut(err.Error(), "\n")
 	return l
+}
+
+// Network reports whether r is a host that could not be reached over the
+// network (timeout, no route, SSH port refused), as opposed to one that
+// answered and was not trusted or refused us (host key, login, sudo).
+func (r Reach) Network() bool {
+	return r == ReachTimeout || r == ReachNoRoute || r == ReachRefused
+}
+
+// Trust reports whether r is a host that answered but could not be
+// trusted or logged into: host key unknown or changed, login or sudo
+// refused.
+func (r Reach) Trust() bool {
+	return r == ReachHostKeyUnknown || r == ReachHostKeyChanged || r == ReachAuthFailed || r == ReachSudoFailed
 }
