@@ -51,6 +51,11 @@ func Apply(ctx context.Context, c *Compiled, opts Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
+	// No run is created before every host is proven reachable and
+	// trusted: a refusal leaves nothing behind.
+	if before.gate, err = gate(c, nil, &opts, before, "apply", ""); err != nil {
+		return nil, err
+	}
 	if err := confirm(ctx, &opts, nil); err != nil {
 		return nil, err
 	}

@@ -215,8 +215,9 @@ func TestDroppedConnectionIsProbed(t *testing.T) {
 	}
 }
 
-// A host key that known_hosts does not hold stops the step; it is never
-// treated as an unreachable host.
+// A host key that known_hosts does not hold stops apply before its first
+// change, even for a step that skips unreachable hosts: it is never
+// treated as an unreachable host, and no run is created.
 func TestUnknownHostKeyFails(t *testing.T) {
 	srv := sshxtest.Start(t)
 	dir := t.TempDir()
@@ -227,10 +228,22 @@ func TestUnknownHostKeyFails(t *testing.T) {
 	plan := sshPlan(t, srv, dir, `
   - {id: stop-api, type: stop-service, on: all, with: {unit: kube-apiserver, unreachable: skip}}
 `)
-	_, err := Apply(testCtx(t), loadReal(t, plan), Options{RetryDelay: -1})
-	re := runErrOf(t, err)
-	if len(re.Failed) != 1 || !strings.Contains(err.Error(), "host key verification failed") {
-		t.Fatalf("want a host key failure, got %v", err)
+	state := filepath.Join(dir, "state")
+	_, err := Apply(testCtx(t), loadReal(t, plan), Options{RetryDelay: -1, StateDir: state})
+	var ge *HostGateError
+	if !errors.As(err, &ge) {
+		t.Fatalf("want a *HostGateError, got %v", err)
+	}
+	for _, want := range []string{"host key unknown", "host key verification failed", "nothing was changed on any host", "ssh-keyscan -p", "needed by step stop-api"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error lacks %q:\n%v", want, err)
+		}
+	}
+	if len(ge.Hosts) != 1 || ge.Hosts[0].Reach != facts.ReachHostKeyUnknown {
+		t.Errorf("hosts: %+v", ge.Hosts)
+	}
+	if runs, _ := os.ReadDir(filepath.Join(state, "runs")); len(runs) != 0 {
+		t.Errorf("a run was created: %v", runs)
 	}
 }
 

@@ -118,6 +118,7 @@ type sessionFacts struct {
 	f    *facts.Facts
 	note string // why f is nil
 	took time.Duration
+	gate string // what the host gate said (journalled at session start)
 }
 
 // collectFacts gets the facts of the live cluster for the start or end of

@@ -25,6 +25,9 @@ type liveMember struct {
 	hasData    bool
 	offlineRev int64
 	learner    bool
+	// reach of a host not asked (default timeout): ok is a host that
+	// answered SSH whose member's API could not be asked.
+	reach facts.Reach
 }
 
 func factsOf(ms ...liveMember) *facts.Facts {
@@ -32,6 +35,9 @@ func factsOf(ms ...liveMember) *facts.Facts {
 	for i, m := range ms {
 		host := "h" + m.name[1:]
 		h := &facts.Host{Name: host, Reach: facts.ReachTimeout, Error: "no answer within the timeout"}
+		if m.reach != "" {
+			h.Reach, h.Error = m.reach, ""
+		}
 		if m.hostAsked {
 			h.Reach, h.Error = facts.ReachOK, ""
 			h.DataDir = &facts.DataDir{Path: "/var/lib/etcd", Present: true, HasMember: m.hasData, OfflineRevision: m.offlineRev}
@@ -120,7 +126,7 @@ func TestMemberRemoveLive(t *testing.T) {
 }
 
 func TestForceNewClusterLive(t *testing.T) {
-	const plan = "  - {id: fence, type: stop-service, on: [m2, m3], with: {disable: true}}\n  - {id: fnc, type: force-new-cluster, on: m1, needs: [fence], with: {within: 1s%s}}\n"
+	const plan = "  - {id: fence, type: stop-service, on: [m2, m3], with: {disable: true, unreachable: skip}}\n  - {id: fnc, type: force-new-cluster, on: m1, needs: [fence], with: {within: 1s%s}}\n"
 	for name, tc := range map[string]struct {
 		now       string // m1's state now
 		rev       int64
@@ -195,7 +201,7 @@ func TestRestoreLive(t *testing.T) {
 	})
 	t.Run("all stopped: restores and warns about the revisions lost", func(t *testing.T) {
 		f := factsOf(liveMember{name: "m1", api: "down", hostAsked: true, hasData: true, offlineRev: 5000},
-			liveMember{name: "m2", api: "down", hostAsked: true}, liveMember{name: "m3", api: "could-not-ask"})
+			liveMember{name: "m2", api: "down", hostAsked: true}, liveMember{name: "m3", api: "could-not-ask", reach: facts.ReachOK})
 		e := newFakeEtcd()
 		h, o := liveHarness(t, plan, f, e)
 		h.w.handler = func(host, cmd string) (string, int, error) {

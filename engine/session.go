@@ -60,6 +60,9 @@ func session(ctx context.Context, c *Compiled, run *runstate.Run, opts *Options,
 	}()
 	if before != nil {
 		run.Event(runstate.Event{Type: "facts", Msg: "at session start: " + factsNote(before)})
+		if before.gate != "" {
+			run.Event(runstate.Event{Type: "gate", Msg: before.gate})
+		}
 	}
 	red := NewRedactor(c.Plan)
 	out := &progress{w: opts.Progress, red: red, now: opts.now}

@@ -448,9 +448,6 @@ func (s *CheckQuorum) Describe(c *Ctx, t Target) []Action {
 	if expect == "present" && len(mustNames) > 0 {
 		cmd += "; " + strings.Join(mustNames, ", ") + " must answer"
 	}
-	if expect == "lost" {
-		cmd += "; a member that could not be asked (host key, login, sudo) is never counted as down"
-	}
 	return []Action{{Kind: API, Cmd: cmd,
 		Run: func(ctx context.Context, env Env) error {
 			api, err := env.Etcd(ctx)

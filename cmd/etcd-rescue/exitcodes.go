@@ -44,7 +44,8 @@ var exitCodes = []exitInfo{
 	{exitLocked, "locked-or-stale", "the state dir is locked by another run, or stale: the plan changed since the run began, or, for `apply FILE.plan`, " +
 		"the reviewed plan was edited, renders differently, or the cluster changed since review (nothing was changed)"},
 	{exitPrereq, "missing-prerequisite", "a prerequisite is missing: for `lab`, root, a tool or a binary; for `apply`/`resume`/`facts`/`diagnose`/`new`, " +
-		"an SSH identity, known_hosts or etcd TLS file (checked before anything runs; no checkpoint is written)"},
+		"an SSH identity, known_hosts or etcd TLS file (checked before anything runs; no checkpoint is written); for `apply`/`resume`, a host the session touches " +
+		"whose host key, login or sudo fails, or that a step needs and cannot be reached, checked on every host before the first change (nothing was changed on any host)"},
 	{exitWaiting, "waiting", "stopped, waiting for an operator (an approval, or a step resume will not repeat blindly)"},
 	{exitInternal, "internal-error", "a bug in etcd-rescue (a panic), never a verdict on your input: the message and stack are on stderr; please report them"},
 	{exitInterrupted, "interrupted", "interrupted"},
@@ -152,6 +153,7 @@ func classify(err error, stderr io.Writer) (code int, detail, hints []string, qu
 		eue *engine.UsageError
 		ns  *runstate.NoStateError
 		pe  *engine.PrereqError
+		ge  *engine.HostGateError
 		re  *engine.RunError
 		lpe *lab.PrereqError
 		lve *lab.VerifyError
@@ -178,6 +180,12 @@ func classify(err error, stderr io.Writer) (code int, detail, hints []string, qu
 		return exitUsage, nil, nil, false
 	case errors.As(err, &pe):
 		return exitPrereq, nil, []string{"nothing was run and no checkpoint was written; fix the above (the plan's ssh: and cluster.tls: sections name the files), then run the same command again"}, false
+	case errors.As(err, &ge):
+		after := "no run was created"
+		if ge.RunID != "" {
+			after = "run " + ge.RunID + " is as it was"
+		}
+		return exitPrereq, nil, []string{"nothing was changed on any host and " + after + "; fix each host above, then run the same command again"}, false
 	case errors.As(err, &ns):
 		return exitUsage, nil, []string{"etcd-rescue runs lists the runs apply started as this user on this machine; with --state-dir DIR, the runs in DIR"}, false
 	case errors.Is(err, engine.ErrNotConfirmed):

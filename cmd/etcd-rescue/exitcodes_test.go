@@ -30,6 +30,7 @@ func TestReportMapsEveryError(t *testing.T) {
 		"invalid plan":   {&engine.InvalidPlanError{File: "p.yaml"}, exitUsage, []string{"hint: etcd-rescue validate p.yaml"}},
 		"no state":       {&runstate.NoStateError{Dir: "/s"}, exitUsage, []string{"hint: etcd-rescue runs lists the runs"}},
 		"prereq":         {&engine.PrereqError{Problems: []string{"no identity"}}, exitPrereq, []string{"etcd-rescue: error: missing prerequisite: no identity", "hint: nothing was run"}},
+		"host gate":      {&engine.HostGateError{Command: "resume", RunID: "r1", Hosts: []engine.GateHost{{Host: "h1", Address: "10.0.0.1:22", Reach: "host-key-unknown", Cause: "host key verification failed for 10.0.0.1", Uses: "step fence", Hints: []string{"ssh-keyscan"}}}}, exitPrereq, []string{"etcd-rescue: error: resume stopped before the first change: 1 host(s) not proven reachable and trusted; nothing was changed on any host", "  - h1 (10.0.0.1:22): host key unknown: host key verification failed for 10.0.0.1; needed by step fence", "hint: ssh-keyscan", "hint: nothing was changed on any host and run r1 is as it was"}},
 		"not confirmed":  {engine.ErrNotConfirmed, exitFailed, nil},
 		"run failed":     {&engine.RunError{RunID: "r1", StateDir: "/s", Failed: []*engine.StepError{{Step: "a", Err: errors.New("x")}}}, exitFailed, []string{"hint: fix the cause, then continue: etcd-rescue resume r1 --state-dir /s"}},
 		"run waiting":    {&engine.RunError{RunID: "r1", Waiting: []*engine.OperatorError{{Step: "ok", Hints: []string{"--approve ok"}}}}, exitWaiting, []string{"hint: --approve ok"}},

@@ -171,25 +171,39 @@ func TestRunCommandsLockedAndStale(t *testing.T) {
 	}
 }
 
-// On a terminal, apply asks after the dry-run; anything but yes stops
-// before a run is created.
+// On a terminal, apply asks after the dry-run (and after the host gate:
+// its host is reachable and trusted); anything but yes stops before a run
+// is created.
 func TestApplyAsksOnTTY(t *testing.T) {
 	old := terminal
 	t.Cleanup(func() { terminal = old })
 	terminal.isTTY = func() bool { return true }
 	terminal.in = strings.NewReader("no\n")
-	// The plan's ~/.ssh/id_ed25519 must exist, or apply stops (exit 4)
-	// before it asks.
-	home := t.TempDir()
-	t.Setenv("HOME", home)
-	if err := os.Mkdir(filepath.Join(home, ".ssh"), 0o700); err != nil {
+	srv := sshxtest.Start(t)
+	dir := t.TempDir()
+	plan := filepath.Join(dir, "plan.yaml")
+	body := fmt.Sprintf(`version: 1
+name: tty
+cluster:
+  name: tty
+  token: tty-1
+  etcdVersion: "3.6"
+  clientAccess: direct
+  layout: {dataDir: %[1]s/etcd-data}
+  members:
+    - {name: m1, host: local, peerURL: "http://127.0.0.1:2380", clientURL: "http://127.0.0.1:1"}
+hosts:
+  local: {address: 127.0.0.1, port: %[2]d}
+ssh: {user: %[3]s, identity: %[4]s, knownHosts: %[5]s}
+steps:
+  - {id: aside, type: exec, on: all, with: {command: "mv %[1]s/etcd %[1]s/etcd.old", destructive: true, creates: "%[1]s/etcd.old"}}
+`, dir, srv.Port, srv.User, srv.ClientKey, srv.KnownHosts)
+	if err := os.WriteFile(plan, []byte(body), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	sshxtest.WriteKey(t, filepath.Join(home, ".ssh", "id_ed25519"))
-	plan := copyExample(t, "restore-all-from-snapshot.yaml")
 	state := filepath.Join(t.TempDir(), "state")
 	code, out, errs := runCLI("apply", "--state-dir", state, plan)
-	if code != 1 || !strings.Contains(out, "etcdutl snapshot restore") || !strings.Contains(errs, `only "yes" proceeds`) || !strings.Contains(errs, "nothing was run") {
+	if code != 1 || !strings.Contains(out, "etcd.old") || !strings.Contains(errs, `only "yes" proceeds`) || !strings.Contains(errs, "nothing was run") {
 		t.Errorf("exit %d\nstdout: %s\nstderr: %s", code, out, errs)
 	}
 	if ents, _ := os.ReadDir(filepath.Join(state, "runs")); len(ents) != 0 {

@@ -3,6 +3,7 @@ package runstate
 import (
 	"bytes"
 	"encoding/json"
+	"os"
 	"time"
 )
 
@@ -60,4 +61,20 @@ func marshalJSON(v any, indent string) ([]byte, error) {
 		return nil, err
 	}
 	return buf.Bytes(), nil
+}
+
+// AppendEvent appends one line to the journal of run id without opening
+// the run (its checkpoint is not written): a session that was refused
+// before it began says so.
+func (s *Store) AppendEvent(id string, red Redactor, now func() time.Time, ev Event) {
+	if red == nil {
+		red = noRedaction{}
+	}
+	f, err := os.OpenFile(s.EventsPath(id), os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return
+	}
+	defer f.Close()
+	r := &Run{store: s, red: red, events: f, now: now}
+	r.Event(ev)
 }
