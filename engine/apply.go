@@ -56,6 +56,12 @@ func Apply(ctx context.Context, c *Compiled, opts Options) (*Result, error) {
 	if before.gate, err = gate(c, nil, &opts, before, "apply", ""); err != nil {
 		return nil, err
 	}
+	// One recovery per cluster: the hosts it changes are locked for the
+	// session, before the first change (and before any run is created).
+	if opts.locks, err = takeHostLocks(ctx, c, nil, &opts, before, runID, store.Dir); err != nil {
+		return nil, err
+	}
+	defer opts.locks.release()
 	if err := confirm(ctx, &opts, nil); err != nil {
 		return nil, err
 	}

@@ -16,6 +16,9 @@ func TestMain(m *testing.M) {
 		panic(err)
 	}
 	os.Setenv("XDG_STATE_HOME", dir)
+	// The hosts of these tests are this machine: their run lock is a
+	// file of this test binary, not /run/etcd-rescue.lock.
+	os.Setenv(HostLockFileEnv, filepath.Join(dir, "host.lock"))
 	code := m.Run()
 	os.RemoveAll(dir)
 	os.Exit(code)

@@ -7,6 +7,7 @@ import (
 
 	"github.com/etcd-rescue/etcd-rescue/engine/facts"
 	"github.com/etcd-rescue/etcd-rescue/engine/runstate"
+	"github.com/etcd-rescue/etcd-rescue/internal/hostlock"
 	"github.com/etcd-rescue/etcd-rescue/steps"
 )
 
@@ -70,6 +71,12 @@ type Options struct {
 	// FactsTimeout bounds each host of a facts collection (default
 	// facts.DefaultTimeout).
 	FactsTimeout time.Duration
+	// HostLock tunes the run lock taken on every host the session changes
+	// (SSH backend only); nil: the defaults of internal/hostlock (lock file
+	// /run/etcd-rescue.lock, freed 30 s after the holder falls silent).
+	HostLock *hostlock.Options
+
+	locks *hostLocks // held by this session (set by Apply and Resume)
 
 	now func() time.Time
 }

@@ -67,6 +67,11 @@ func Resume(ctx context.Context, runID string, opts Options) (*Result, error) {
 		store.AppendEvent(id, NewRedactor(c.Plan), opts.now, runstate.Event{Type: "run", Status: "refused", Error: err.Error()})
 		return nil, err
 	}
+	if opts.locks, err = takeHostLocks(ctx, c, st, &opts, before, id, store.Dir); err != nil {
+		store.AppendEvent(id, NewRedactor(c.Plan), opts.now, runstate.Event{Type: "run", Status: "refused", Error: err.Error()})
+		return nil, err
+	}
+	defer opts.locks.release()
 	if err := confirm(ctx, &opts, st); err != nil {
 		return nil, err
 	}

@@ -74,6 +74,11 @@ func session(ctx context.Context, c *Compiled, run *runstate.Run, opts *Options,
 		b, err = NewSSHBackend(c.Plan)
 		if err == nil {
 			backend = b
+			b.locks = opts.locks
+			if hs := opts.locks.hosts(); len(hs) > 0 {
+				opts.locks.setEvent(func(host, msg string) { run.Event(runstate.Event{Type: "lock", Host: host, Msg: msg}) })
+				run.Event(runstate.Event{Type: "lock", Msg: "run lock " + hostlockPath(opts) + " held on " + strings.Join(hs, ", ") + " for this session"})
+			}
 			for _, r := range b.Routes() {
 				run.Event(runstate.Event{Type: "run", Host: r.Host, Msg: r.String()})
 			}

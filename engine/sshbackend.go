@@ -34,6 +34,8 @@ type SSHBackend struct {
 
 	mu   sync.Mutex
 	etcd *etcdAdapter
+
+	locks *hostLocks // the run locks of the session, checked before every command
 }
 
 // NewSSHBackend builds the pool for p's hosts. It does not connect: each
@@ -103,7 +105,7 @@ func (b *SSHBackend) Shell(host string) (steps.Runner, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &sshRunner{c: c}, nil
+	return &sshRunner{c: c, locks: b.locks}, nil
 }
 
 // Etcd returns the API client, created on first use.
@@ -139,7 +141,8 @@ func (b *SSHBackend) Close() error {
 // ErrOutcomeUnknown, and a host that cannot be reached at all matches
 // ErrUnreachable (a host key mismatch never does: that must stop the run).
 type sshRunner struct {
-	c *sshx.Client
+	c     *sshx.Client
+	locks *hostLocks
 }
 
 func (r *sshRunner) connect(ctx context.Context) error {
@@ -161,6 +164,9 @@ func (r *sshRunner) connect(ctx context.Context) error {
 
 func (r *sshRunner) Run(ctx context.Context, cmd string, stdin io.Reader) ([]byte, error) {
 	if err := r.connect(ctx); err != nil {
+		return nil, err
+	}
+	if err := r.locks.ensure(ctx, r.c.Name()); err != nil {
 		return nil, err
 	}
 	remote := cmd
@@ -188,6 +194,9 @@ func (r *sshRunner) Upload(ctx context.Context, local, remote string, mode os.Fi
 	if err := r.connect(ctx); err != nil {
 		return "", err
 	}
+	if err := r.locks.ensure(ctx, r.c.Name()); err != nil {
+		return "", err
+	}
 	t, err := r.c.UploadFile(ctx, local, remote, mode)
 	if err != nil {
 		if errors.Is(err, sshx.ErrConnectionLost) {
@@ -204,7 +213,7 @@ func (b *SSHBackend) Reap(ctx context.Context, host, mark string) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	r := &sshRunner{c: c}
+	r := &sshRunner{c: c, locks: b.locks}
 	out, err := r.Run(ctx, reapCommand(mark), nil)
 	if err != nil {
 		return 0, err

@@ -9,6 +9,8 @@ import (
 	"testing"
 
 	"github.com/rogpeppe/go-internal/testscript"
+
+	"github.com/etcd-rescue/etcd-rescue/engine"
 )
 
 func runCLI(args ...string) (code int, stdout, stderr string) {
@@ -111,6 +113,9 @@ func (im indexedM) Run() int {
 		panic(err)
 	}
 	os.Setenv("XDG_STATE_HOME", dir)
+	// The hosts of these tests are this machine: their run lock is a
+	// file of this test binary, not /run/etcd-rescue.lock.
+	os.Setenv(engine.HostLockFileEnv, filepath.Join(dir, "host.lock"))
 	code := im.m.Run()
 	os.RemoveAll(dir)
 	return code

@@ -41,11 +41,11 @@ var exitCodes = []exitInfo{
 	{exitOK, "ok", "success"},
 	{exitFailed, "failed", "the run, a check or a lab operation failed; for `diagnose`, the cluster is not healthy"},
 	{exitUsage, "invalid-input", "invalid input: usage error or plan findings"},
-	{exitLocked, "locked-or-stale", "the state dir is locked by another run, or stale: the plan changed since the run began, or, for `apply FILE.plan`, " +
+	{exitLocked, "locked-or-stale", "the state dir is locked by another run, or a host the run changes is locked by another run (one recovery per cluster; checked before the first change), or stale: the plan changed since the run began, or, for `apply FILE.plan`, " +
 		"the reviewed plan was edited, renders differently, or the cluster changed since review (nothing was changed)"},
 	{exitPrereq, "missing-prerequisite", "a prerequisite is missing: for `lab`, root, a tool or a binary; for `apply`/`resume`/`facts`/`diagnose`/`new`, " +
 		"an SSH identity, known_hosts or etcd TLS file (checked before anything runs; no checkpoint is written); for `apply`/`resume`, a host the session touches " +
-		"whose host key, login or sudo fails, or that a step needs and cannot be reached, checked on every host before the first change (nothing was changed on any host)"},
+		"whose host key, login or sudo fails, or that a step needs and cannot be reached, or that cannot hold the run lock (no flock), checked on every host before the first change (nothing was changed on any host)"},
 	{exitWaiting, "waiting", "stopped, waiting for an operator (an approval, or a step resume will not repeat blindly)"},
 	{exitInternal, "internal-error", "a bug in etcd-rescue (a panic), never a verdict on your input: the message and stack are on stderr; please report them"},
 	{exitInterrupted, "interrupted", "interrupted"},
@@ -154,6 +154,8 @@ func classify(err error, stderr io.Writer) (code int, detail, hints []string, qu
 		ns  *runstate.NoStateError
 		pe  *engine.PrereqError
 		ge  *engine.HostGateError
+		hle *engine.HostLockedError
+		hme *engine.HostLockMissingError
 		re  *engine.RunError
 		lpe *lab.PrereqError
 		lve *lab.VerifyError
@@ -186,6 +188,14 @@ func classify(err error, stderr io.Writer) (code int, detail, hints []string, qu
 			after = "run " + ge.RunID + " is as it was"
 		}
 		return exitPrereq, nil, []string{"nothing was changed on any host and " + after + "; fix each host above, then run the same command again"}, false
+	case errors.As(err, &hle):
+		hints = []string{"nothing was changed; wait for that run to finish, or ask its operator"}
+		if hle.Owner.HolderPID > 0 {
+			hints = append(hints, fmt.Sprintf("if that run is gone, the lock frees itself within 30 s; to stop a live holder: etcd-rescue unlock --help (on %s: kill %d)", hle.Host, hle.Owner.HolderPID))
+		}
+		return exitLocked, nil, hints, false
+	case errors.As(err, &hme):
+		return exitPrereq, nil, []string{"nothing was changed on any host; install util-linux (flock) and bash on " + hme.Host + ", or let the plan log in as root or with ssh.sudo"}, false
 	case errors.As(err, &ns):
 		return exitUsage, nil, []string{"etcd-rescue runs lists the runs apply started as this user on this machine; with --state-dir DIR, the runs in DIR"}, false
 	case errors.Is(err, engine.ErrNotConfirmed):

@@ -10,6 +10,7 @@ import (
 
 	"github.com/etcd-rescue/etcd-rescue/engine"
 	"github.com/etcd-rescue/etcd-rescue/engine/runstate"
+	"github.com/etcd-rescue/etcd-rescue/internal/hostlock"
 	"github.com/etcd-rescue/etcd-rescue/lab"
 )
 
@@ -31,6 +32,8 @@ func TestReportMapsEveryError(t *testing.T) {
 		"no state":       {&runstate.NoStateError{Dir: "/s"}, exitUsage, []string{"hint: etcd-rescue runs lists the runs"}},
 		"prereq":         {&engine.PrereqError{Problems: []string{"no identity"}}, exitPrereq, []string{"etcd-rescue: error: missing prerequisite: no identity", "hint: nothing was run"}},
 		"host gate":      {&engine.HostGateError{Command: "resume", RunID: "r1", Hosts: []engine.GateHost{{Host: "h1", Address: "10.0.0.1:22", Reach: "host-key-unknown", Cause: "host key verification failed for 10.0.0.1", Uses: "step fence", Hints: []string{"ssh-keyscan"}}}}, exitPrereq, []string{"etcd-rescue: error: resume stopped before the first change: 1 host(s) not proven reachable and trusted; nothing was changed on any host", "  - h1 (10.0.0.1:22): host key unknown: host key verification failed for 10.0.0.1; needed by step fence", "hint: ssh-keyscan", "hint: nothing was changed on any host and run r1 is as it was"}},
+		"host locked":    {&engine.HostLockedError{Host: "h1", Owner: hostlock.Owner{RunID: "R0", Operator: "ann@lap", PID: 9, StateDir: "/s0", HolderPID: 77}}, exitLocked, []string{"etcd-rescue: error: h1 is locked by run R0 of ann@lap (pid 9, state dir /s0): another recovery", "hint: nothing was changed", "hint: if that run is gone, the lock frees itself within 30 s; to stop a live holder: etcd-rescue unlock --help (on h1: kill 77)"}},
+		"host no flock":  {&engine.HostLockMissingError{Host: "h1", What: "flock (util-linux) is not installed"}, exitPrereq, []string{"etcd-rescue: error: host h1 cannot hold the run lock: flock (util-linux) is not installed", "hint: nothing was changed on any host"}},
 		"not confirmed":  {engine.ErrNotConfirmed, exitFailed, nil},
 		"run failed":     {&engine.RunError{RunID: "r1", StateDir: "/s", Failed: []*engine.StepError{{Step: "a", Err: errors.New("x")}}}, exitFailed, []string{"hint: fix the cause, then continue: etcd-rescue resume r1 --state-dir /s"}},
 		"run waiting":    {&engine.RunError{RunID: "r1", Waiting: []*engine.OperatorError{{Step: "ok", Hints: []string{"--approve ok"}}}}, exitWaiting, []string{"hint: --approve ok"}},

@@ -633,7 +633,20 @@ func newUnlockCmd() *cobra.Command {
 		Use:   "unlock [RUN]",
 		Short: "remove a stale run lock (--force)",
 		Long: `Remove the lock of a state dir whose holder is gone (killed, a crashed
-machine). It refuses while a live process holds the lock (exit 3).`,
+machine). It refuses while a live process holds the lock (exit 3).
+
+It breaks only the state dir's lock (STATE/lock, one apply or resume per
+state dir). The run locks on the hosts (/run/etcd-rescue.lock, one recovery
+per cluster) are not files it can remove: each is held by an SSH session of
+the running etcd-rescue and frees itself when that ends: at once when its
+connection closes (the process exits or is killed), within 30 s when the
+connection is half-open (the operator's machine lost power or its network).
+To stop a holder that is alive but must be stopped, stop its etcd-rescue
+(Ctrl-C) where it runs; if that is out of reach, on each host:
+  sudo cat /run/etcd-rescue.lock.owner      # run, operator, pid, holderPid
+  sudo kill HOLDERPID                        # frees that host's lock
+The killed run stops before its next change on that host (it cannot take
+the lock again while another run holds it).`,
 		Args:              maxArgs(1, "unlock takes at most one run id"),
 		ValidArgsFunction: completeRunIDs,
 		RunE: func(cmd *cobra.Command, rest []string) error {

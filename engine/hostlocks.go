@@ -1,0 +1,242 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/user"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/etcd-rescue/etcd-rescue/engine/facts"
+	"github.com/etcd-rescue/etcd-rescue/engine/runstate"
+	"github.com/etcd-rescue/etcd-rescue/internal/access"
+	"github.com/etcd-rescue/etcd-rescue/internal/hostlock"
+	"github.com/etcd-rescue/etcd-rescue/internal/sshx"
+)
+
+// One recovery of a cluster at a time: after the host gate and before the
+// first change, a session takes the run lock (internal/hostlock) on every
+// host it changes (the hosts of its remaining step-hosts that answered at
+// session start), through one SSH connection per host of its own, and holds
+// it until the session ends. A lock held by another run refuses the session
+// with a *hostlock.HeldError (exit 3) before anything ran.
+//
+// If a lock's session dies mid-run (its connection dropped, or someone
+// killed the script on the host), the next command on that host takes it
+// again first (the same run id waits for the old one to go); if that fails,
+// the command fails and nothing more is changed on that host.
+
+// HostLockFileEnv, when set, replaces the lock file /run/etcd-rescue.lock
+// on every host (tests whose hosts are all this machine use a file of
+// their own).
+const HostLockFileEnv = "ETCD_RESCUE_HOST_LOCK_FILE"
+
+// HostLockedError is the refusal of a session whose host lock is held by
+// another run.
+type HostLockedError = hostlock.HeldError
+
+// HostLockMissingError is a host that cannot hold the run lock (no flock,
+// no bash, /run not writable): a prerequisite (exit 4).
+type HostLockMissingError = hostlock.MissingError
+
+// hostLocks are the run locks a session holds.
+type hostLocks struct {
+	owner hostlock.Owner
+	o     hostlock.Options
+	event func(host, msg string)
+
+	mu   sync.Mutex
+	held map[string]*heldLock
+}
+
+type heldLock struct {
+	client *sshx.Client
+	lock   *hostlock.Lock
+}
+
+// operatorName is user@machine of this process.
+func operatorName() string {
+	name := os.Getenv("USER")
+	if u, err := user.Current(); err == nil && u.Username != "" {
+		name = u.Username
+	}
+	host, _ := os.Hostname()
+	return name + "@" + host
+}
+
+// lockHosts are the hosts a session changes that answered at session
+// start, sorted.
+func lockHosts(c *Compiled, st *runstate.State, opts *Options, f *facts.Facts) []string {
+	uses, _ := gateHosts(c, st, opts.MarkDone)
+	var out []string
+	for h := range uses {
+		if fh := f.HostByName(h); fh != nil && fh.Reach == facts.ReachOK && c.Plan.Hosts[h] != nil {
+			out = append(out, h)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// takeHostLocks takes the run lock on the hosts the session changes; none
+// with a backend other than SSH or without facts. On an error, the locks
+// taken are released.
+func takeHostLocks(ctx context.Context, c *Compiled, st *runstate.State, opts *Options, before *sessionFacts, runID, stateDir string) (*hostLocks, error) {
+	if opts.Backend != nil || before == nil || before.f == nil {
+		return nil, nil
+	}
+	hl := &hostLocks{
+		owner: hostlock.Owner{RunID: runID, Operator: operatorName(), PID: os.Getpid(), StateDir: stateDir, Started: opts.now().UTC()},
+		held:  map[string]*heldLock{},
+	}
+	if opts.HostLock != nil {
+		hl.o = *opts.HostLock
+	}
+	if hl.o.Path == "" {
+		hl.o.Path = os.Getenv(HostLockFileEnv)
+	}
+	hosts := lockHosts(c, st, opts, before.f)
+	type result struct {
+		host string
+		h    *heldLock
+		err  error
+	}
+	results := make(chan result, len(hosts))
+	for _, name := range hosts {
+		go func() {
+			h, err := hl.take(ctx, c, name)
+			results <- result{name, h, err}
+		}()
+	}
+	var errs []error
+	for range hosts {
+		r := <-results
+		if r.err != nil {
+			errs = append(errs, r.err)
+			continue
+		}
+		hl.held[r.host] = r.h
+	}
+	if len(errs) > 0 {
+		hl.release()
+		// The most telling first: held by another run, then a missing
+		// prerequisite, then anything else.
+		sort.SliceStable(errs, func(i, j int) bool { return lockErrRank(errs[i]) < lockErrRank(errs[j]) })
+		return nil, errs[0]
+	}
+	return hl, nil
+}
+
+func lockErrRank(err error) int {
+	switch err.(type) {
+	case *hostlock.HeldError:
+		return 0
+	case *hostlock.MissingError:
+		return 1
+	}
+	return 2
+}
+
+// take connects to host and takes its lock.
+func (hl *hostLocks) take(ctx context.Context, c *Compiled, name string) (*heldLock, error) {
+	cfg, err := access.SSHConfig(c.Plan, c.Plan.Hosts[name])
+	if err != nil {
+		return nil, fmt.Errorf("host %s: %w", name, err)
+	}
+	client, err := sshx.New(name, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("host %s: %w", name, err)
+	}
+	l, err := hostlock.Acquire(ctx, name, client, hl.owner, hl.o)
+	if err != nil {
+		_ = client.Close()
+		return nil, err
+	}
+	return &heldLock{client: client, lock: l}, nil
+}
+
+// hosts lists the hosts locked.
+func (hl *hostLocks) hosts() []string {
+	if hl == nil {
+		return nil
+	}
+	hl.mu.Lock()
+	defer hl.mu.Unlock()
+	var out []string
+	for h := range hl.held {
+		out = append(out, h)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// ensure is called before every command on host: a lock whose session died
+// is taken again first; if it cannot be, nothing more runs there.
+func (hl *hostLocks) ensure(ctx context.Context, host string) error {
+	if hl == nil {
+		return nil
+	}
+	hl.mu.Lock()
+	defer hl.mu.Unlock()
+	h := hl.held[host]
+	if h == nil {
+		return nil
+	}
+	lost, why := h.lock.Lost()
+	if !lost {
+		return nil
+	}
+	tctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	l, err := hostlock.Acquire(tctx, host, h.client, hl.owner, hl.o)
+	if err != nil {
+		return fmt.Errorf("the run lock on %s was lost (%v) and could not be taken again: %w; nothing more is changed on %s by this session", host, why, err, host)
+	}
+	h.lock = l
+	if hl.event != nil {
+		hl.event(host, fmt.Sprintf("run lock taken again (it was lost: %v)", why))
+	}
+	return nil
+}
+
+// release frees every lock.
+func (hl *hostLocks) release() {
+	if hl == nil {
+		return
+	}
+	hl.mu.Lock()
+	defer hl.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, h := range hl.held {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			h.lock.Release()
+			_ = h.client.Close()
+		}()
+	}
+	wg.Wait()
+	hl.held = map[string]*heldLock{}
+}
+
+// setEvent sets where re-takes are journalled.
+func (hl *hostLocks) setEvent(fn func(host, msg string)) {
+	if hl == nil {
+		return
+	}
+	hl.mu.Lock()
+	hl.event = fn
+	hl.mu.Unlock()
+}
+
+func hostlockPath(opts *Options) string {
+	switch {
+	case opts.HostLock != nil && opts.HostLock.Path != "":
+		return opts.HostLock.Path
+	case os.Getenv(HostLockFileEnv) != "":
+		return os.Getenv(HostLockFileEnv)
+	}
+	return hostlock.Path
+}
