@@ -49,7 +49,7 @@ func editConfig(c *Ctx, set []kv, unset []string) string {
 			args = append(args, flagName(s.Key)+"="+s.Value)
 		}
 		return manifestVar(c) + " && awk -v drop=" + q(strings.Join(pat, ",")) + " " + q(awk) +
-			" " + join(args...) + ` < "$f" > "$f.rescue-tmp" && mv "$f.rescue-tmp" "$f"`
+			" " + join(args...) + ` < "$f" > "$f.rescue-tmp-"` + q(c.RunID) + ` && mv "$f.rescue-tmp-"` + q(c.RunID) + ` "$f"`
 	}
 	f := c.Cluster.Layout.EnvFile
 	sort.Strings(drop)
@@ -57,7 +57,7 @@ func editConfig(c *Ctx, set []kv, unset []string) string {
 	for _, s := range set {
 		lines = append(lines, s.Key+"="+s.Value)
 	}
-	tmp := f + ".rescue-tmp"
+	tmp := f + ".rescue-tmp-" + c.RunID // never shared by two runs
 	// cp -p keeps the file's mode and owner for the rewritten copy.
 	cmd := "{ [ ! -e " + q(f) + " ] || " + join("cp", "-p", f, tmp) + "; } && { grep -v -E " + q("^("+strings.Join(drop, "|")+")=") + " " + q(f) + " 2>/dev/null || true"
 	if len(lines) > 0 {

@@ -169,14 +169,15 @@ func (s *SnapshotCopy) PlacedSnapshot() string { return s.To }
 
 func (s *SnapshotCopy) Describe(c *Ctx, t Target) []Action {
 	from, to := c.LocalPath(s.From), s.To
+	part := uploadtmp.RunPrefix(to, c.RunID) + "TOKEN" + uploadtmp.Suffix // the upload's temp file: this run's own
 	return []Action{
 		{Kind: Local, Cmd: "verify the sha256 trailer of " + q(from) + " and compute its sha256"},
-		{Host: t.Name(), Kind: Shell, Cmd: join("mkdir", "-p", "-m", "0700", filepath.Dir(to)) + " && " + staleUploads(to) + " && cat > " + q(to+".part") + " < " + q(from) + " && sha256sum " + q(to+".part") + " && " + join("mv", to+".part", to),
-			Run: func(ctx context.Context, env Env) error { return s.copy(ctx, env, t, from) }},
+		{Host: t.Name(), Kind: Shell, Cmd: join("mkdir", "-p", "-m", "0700", filepath.Dir(to)) + " && " + staleUploads(to, c.RunID) + " && cat > " + q(part) + " < " + q(from) + " && sha256sum " + q(part) + " && " + join("mv", part, to),
+			Run: func(ctx context.Context, env Env) error { return s.copy(uploadtmp.WithRun(ctx, c.RunID), env, t, from, c.RunID) }},
 	}
 }
 
-func (s *SnapshotCopy) copy(ctx context.Context, env Env, t Target, from string) error {
+func (s *SnapshotCopy) copy(ctx context.Context, env Env, t Target, from, runID string) error {
 	sum, err := VerifySnapshotFile(from)
 	if err != nil {
 		return err
@@ -185,7 +186,7 @@ func (s *SnapshotCopy) copy(ctx context.Context, env Env, t Target, from string)
 	if err != nil {
 		return err
 	}
-	if _, err := r.Run(ctx, join("mkdir", "-p", "-m", "0700", filepath.Dir(s.To))+" && "+staleUploads(s.To), nil); err != nil {
+	if _, err := r.Run(ctx, join("mkdir", "-p", "-m", "0700", filepath.Dir(s.To))+" && "+staleUploads(s.To, runID), nil); err != nil {
 		return err
 	}
 	got, err := r.Upload(ctx, from, s.To, 0o600)
@@ -217,8 +218,11 @@ func (s *SnapshotCopy) Validate(c *Ctx, at At, fs *plans.Findings) {
 
 // staleUploads removes the temp files of uploads to f that an interrupted
 // run left behind (the transport writes one beside f and renames it).
-func staleUploads(f string) string {
-	return "rm -f -- " + q(uploadtmp.Prefix(f)) + "*" + uploadtmp.Suffix
+//
+// Only this run's: another run's upload may be in flight (its temp files
+// carry its run id).
+func staleUploads(f, runID string) string {
+	return "rm -f -- " + q(uploadtmp.RunPrefix(f, runID)) + "*" + uploadtmp.Suffix
 }
 
 // SnapshotVerify checks a snapshot on a host: the sha256 trailer and

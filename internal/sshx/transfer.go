@@ -34,7 +34,7 @@ func (c *Client) Upload(ctx context.Context, r io.Reader, remotePath string, per
 	if base == "" || remotePath == "" {
 		return Transfer{}, fmt.Errorf("host %s: upload: invalid remote path %q", c.name, remotePath)
 	}
-	tmp := uploadtmp.Name(remotePath, randomToken())
+	tmp := uploadtmp.NameFor(ctx, remotePath, randomToken())
 	h := sha256.New()
 	cr := &countingReader{r: io.TeeReader(r, h)}
 	script := "umask 077 && cat > " + Quote(tmp) + " && chmod " + fmt.Sprintf("%04o", perm.Perm()) + " " + Quote(tmp) +

@@ -1,6 +1,7 @@
 package uploadtmp
 
 import (
+	"context"
 	"path"
 	"strings"
 	"testing"
@@ -27,4 +28,25 @@ func TestNameMatchesPrefixGlob(t *testing.T) {
 func globEscape(s string) string {
 	r := strings.NewReplacer(`*`, `\*`, `?`, `\?`, `[`, `\[`, `\`, `\\`)
 	return r.Replace(s)
+}
+
+// A run's temporary names carry its run id and match only its own glob:
+// a run's cleanup never removes another run's upload in flight.
+func TestRunNames(t *testing.T) {
+	const target = "/var/tmp/etcd-rescue/snapshot.db"
+	a := NameFor(WithRun(context.Background(), "20261202T030000Z-aaaa"), target, "tok1")
+	b := NameFor(WithRun(context.Background(), "20261202T030001Z-bbbb"), target, "tok2")
+	if !strings.Contains(a, "20261202T030000Z-aaaa") {
+		t.Errorf("%s lacks the run id", a)
+	}
+	globA := globEscape(RunPrefix(target, "20261202T030000Z-aaaa")) + "*" + Suffix
+	if ok, _ := path.Match(globA, a); !ok {
+		t.Errorf("%s does not match its run's glob %s", a, globA)
+	}
+	if ok, _ := path.Match(globA, b); ok {
+		t.Errorf("another run's %s matches %s", b, globA)
+	}
+	if n := NameFor(context.Background(), target, "tok"); n != Name(target, "tok") {
+		t.Errorf("untagged name %s, want %s", n, Name(target, "tok"))
+	}
 }
