@@ -173,7 +173,9 @@ func (s *SnapshotCopy) Describe(c *Ctx, t Target) []Action {
 	return []Action{
 		{Kind: Local, Cmd: "verify the sha256 trailer of " + q(from) + " and compute its sha256"},
 		{Host: t.Name(), Kind: Shell, Cmd: join("mkdir", "-p", "-m", "0700", filepath.Dir(to)) + " && " + staleUploads(to, c.RunID) + " && cat > " + q(part) + " < " + q(from) + " && sha256sum " + q(part) + " && " + join("mv", part, to),
-			Run: func(ctx context.Context, env Env) error { return s.copy(uploadtmp.WithRun(ctx, c.RunID), env, t, from, c.RunID) }},
+			Run: func(ctx context.Context, env Env) error {
+				return s.copy(uploadtmp.WithRun(ctx, c.RunID), env, t, from, c.RunID)
+			}},
 	}
 }
 
