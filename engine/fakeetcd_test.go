@@ -20,7 +20,7 @@ type fakeEtcd struct {
 }
 
 type fakeMember struct {
-	state string // healthy | running (no quorum) | down | unreachable
+	state string // healthy | running (no quorum) | down | unreachable | untrusted (host key of the tunnel's host)
 	st    steps.EndpointStatus
 }
 
@@ -54,6 +54,8 @@ func (f *fakeEtcd) member(url string) (*fakeMember, error) {
 		return m, &fakeLiveErr{"connecting to " + url + ": connection refused", steps.ErrNotListening}
 	case "unreachable":
 		return m, &fakeLiveErr{"connecting to " + url + ": i/o timeout", steps.ErrCouldNotAsk}
+	case "untrusted":
+		return m, &fakeLiveErr{"connecting to " + url + ": host h9: host key verification failed for 10.0.0.9: unknown host", errors.Join(steps.ErrNotTrusted, steps.ErrCouldNotAsk)}
 	}
 	return m, nil
 }

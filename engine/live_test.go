@@ -92,6 +92,7 @@ func TestMemberRemoveLive(t *testing.T) {
 		"runs without quorum: refused":     {state: "running", wantRefus: true},
 		"nothing listens: removed":         {state: "down", wantLog: "concluded: old is down"},
 		"could not ask: removed, and said": {state: "unreachable", wantLog: "not proven down"},
+		"host key of its host: refused":    {state: "untrusted", wantRefus: true},
 	} {
 		t.Run(name, func(t *testing.T) {
 			e := newFakeEtcd()
@@ -192,6 +193,22 @@ func TestRestoreLive(t *testing.T) {
 		ref := refusalOf(t, err)
 		if !strings.Contains(ref.Reason, "m3") {
 			t.Errorf("reason does not name m3: %v", ref)
+		}
+		for _, host := range []string{"h1", "h2", "h3"} {
+			if n := h.w.ranPrefix(host, "rm -rf -- /var/lib/etcd.restoring"); n != 0 {
+				t.Errorf("restore began on %s despite the refusal: %v", host, h.w.commands())
+			}
+		}
+	})
+	t.Run("a member behind an untrusted host: refused", func(t *testing.T) {
+		e := newFakeEtcd().set("http://10.0.0.3:2379", "untrusted", steps.EndpointStatus{})
+		h, o := liveHarness(t, plan, nil, e)
+		_, err := h.apply(o)
+		ref := refusalOf(t, err)
+		// wipe-dir on h3 refuses first (it refuses any "could not ask");
+		// restore would too: nothing is restored anywhere.
+		if !strings.Contains(ref.Reason, "m3 could not be asked") {
+			t.Errorf("reason: %v", ref)
 		}
 		for _, host := range []string{"h1", "h2", "h3"} {
 			if n := h.w.ranPrefix(host, "rm -rf -- /var/lib/etcd.restoring"); n != 0 {

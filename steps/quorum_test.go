@@ -223,3 +223,39 @@ func TestPlanFences(t *testing.T) {
 		}
 	}
 }
+
+// healthEtcd answers Health and Status per URL with a fixed error (nil:
+// healthy).
+type healthEtcd struct{ classEtcd }
+
+func (h *healthEtcd) Health(_ context.Context, url string) error { return h.errs[url] }
+
+// Restore refuses when a member could not be asked because its host was
+// not trusted (it may be running), and goes on when members are only not
+// listening or unreachable.
+func TestRestoreRefusesUntrustedHost(t *testing.T) {
+	c, ts := testCtx(t, t.TempDir(), "systemd")
+	notListening := fmt.Errorf("connection refused: %w", ErrNotListening)
+	untrusted := fmt.Errorf("host h2: host key verification failed: %w", errors.Join(ErrNotTrusted, ErrCouldNotAsk))
+	unreachable := fmt.Errorf("i/o timeout: %w", errors.Join(ErrHostUnreachable, ErrCouldNotAsk))
+	for name, tc := range map[string]struct {
+		e2      error
+		wantErr string
+	}{
+		"untrusted: refused":     {e2: untrusted, wantErr: "e2 could not be asked: the SSH hop to its host was not trusted"},
+		"unreachable: goes on":   {e2: unreachable},
+		"not listening: goes on": {e2: notListening},
+	} {
+		t.Run(name, func(t *testing.T) {
+			e := &healthEtcd{classEtcd{errs: map[string]error{ts[0].Member.ClientURL: notListening, ts[1].Member.ClientURL: tc.e2, ts[2].Member.ClientURL: notListening}}}
+			env := &quorumEnv{api: e, facts: map[string]string{}}
+			err := (&Restore{BumpRevision: "auto"}).nothingAnswers(context.Background(), c, env, ts[0])
+			switch {
+			case tc.wantErr == "" && err != nil:
+				t.Fatalf("want pass, got %v", err)
+			case tc.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tc.wantErr)):
+				t.Fatalf("error %v, want %q", err, tc.wantErr)
+			}
+		})
+	}
+}
