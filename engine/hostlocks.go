@@ -14,6 +14,7 @@ import (
 	"github.com/etcd-rescue/etcd-rescue/internal/access"
 	"github.com/etcd-rescue/etcd-rescue/internal/hostlock"
 	"github.com/etcd-rescue/etcd-rescue/internal/sshx"
+	"github.com/etcd-rescue/etcd-rescue/plans"
 )
 
 // One recovery of a cluster at a time: after the host gate and before the
@@ -239,4 +240,47 @@ func hostlockPath(opts *Options) string {
 		return os.Getenv(HostLockFileEnv)
 	}
 	return hostlock.Path
+}
+
+// HostLockBreak is what BreakHostLocks did on one host.
+type HostLockBreak struct {
+	Host   string
+	Broken hostlock.Broken
+	Err    error
+}
+
+// BreakHostLocks frees the run locks of live holders on every host of inv
+// (unlock --force --inventory): on each host whose lock is held it kills
+// the holder's lock script. The holder's run stops before its next change
+// on that host.
+func BreakHostLocks(ctx context.Context, inv *plans.Plan) []HostLockBreak {
+	var names []string
+	for n := range inv.Hosts {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	out := make([]HostLockBreak, len(names))
+	o := hostlock.Options{Path: os.Getenv(HostLockFileEnv)}
+	var wg sync.WaitGroup
+	for i, name := range names {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			out[i].Host = name
+			cfg, err := access.SSHConfig(inv, inv.Hosts[name])
+			if err != nil {
+				out[i].Err = err
+				return
+			}
+			c, err := sshx.New(name, cfg)
+			if err != nil {
+				out[i].Err = err
+				return
+			}
+			defer c.Close()
+			out[i].Broken, out[i].Err = hostlock.Break(ctx, c, o)
+		}()
+	}
+	wg.Wait()
+	return out
 }

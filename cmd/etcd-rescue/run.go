@@ -627,7 +627,7 @@ func cmdRuns(stateDir, out string, stdout, stderr io.Writer) error {
 }
 
 func newUnlockCmd() *cobra.Command {
-	var stateDir string
+	var stateDir, inventory string
 	var force bool
 	c := &cobra.Command{
 		Use:   "unlock [RUN]",
@@ -642,17 +642,24 @@ the running etcd-rescue and frees itself when that ends: at once when its
 connection closes (the process exits or is killed), within 30 s when the
 connection is half-open (the operator's machine lost power or its network).
 To stop a holder that is alive but must be stopped, stop its etcd-rescue
-(Ctrl-C) where it runs; if that is out of reach, on each host:
-  sudo cat /run/etcd-rescue.lock.owner      # run, operator, pid, holderPid
-  sudo kill HOLDERPID                        # frees that host's lock
-The killed run stops before its next change on that host (it cannot take
-the lock again while another run holds it).`,
+(Ctrl-C) where it runs; if that is out of reach, break the host locks:
+  etcd-rescue unlock --force --inventory INV
+kills the lock holder recorded in /run/etcd-rescue.lock.owner on every host
+of the inventory whose lock is held (by hand: sudo cat that file, then
+sudo kill its holderPid). The run that held them stops before its next
+change on those hosts (it cannot take a lock again once another run holds
+it), but a command it is running at that moment runs to its end: break a
+live run's locks only when its operator cannot stop it.`,
 		Args:              maxArgs(1, "unlock takes at most one run id"),
 		ValidArgsFunction: completeRunIDs,
 		RunE: func(cmd *cobra.Command, rest []string) error {
+			if inventory != "" {
+				return cmdUnlockHosts(cmd.Context(), inventory, force, rest, stateDir, cmd.OutOrStdout(), cmd.ErrOrStderr())
+			}
 			return cmdUnlock(stateDir, force, rest, cmd.OutOrStdout())
 		},
 	}
+	c.Flags().StringVar(&inventory, "inventory", "", "break the run locks on the hosts of this inventory `FILE` instead (kills their live holders)")
 	c.Flags().StringVar(&stateDir, "state-dir", "", "state `DIR` (default: that of RUN, or of the latest run, found through the run index)")
 	c.Flags().BoolVar(&force, "force", false, "remove the lock of a process that is gone")
 	_ = c.RegisterFlagCompletionFunc("state-dir", completeDirs)
@@ -693,4 +700,46 @@ func cmdUnlock(stateDir string, force bool, rest []string, stdout io.Writer) err
 		fmt.Fprintln(stdout, "no lock held")
 	}
 	return nil
+}
+
+// cmdUnlockHosts breaks the run locks on the hosts of an inventory.
+func cmdUnlockHosts(ctx context.Context, inventory string, force bool, rest []string, stateDir string, stdout, stderr io.Writer) error {
+	if !force {
+		return withCode(exitUsage, errors.New("unlock --inventory kills the live holders of the host locks; it needs --force"),
+			"make sure the run holding them must be stopped and its operator cannot stop it, then: etcd-rescue unlock --force --inventory "+inventory)
+	}
+	if len(rest) > 0 || stateDir != "" {
+		return usageError{"unlock --inventory breaks host locks; it takes no run id and no --state-dir"}
+	}
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	inv, err := loadInventory(inventory, stderr)
+	if err != nil {
+		return err
+	}
+	failed := 0
+	for _, b := range engine.BreakHostLocks(ctx, inv) {
+		switch {
+		case b.Err != nil:
+			failed++
+			fmt.Fprintf(stdout, "%s: could not ask: %v\n", b.Host, firstLine(b.Err))
+		case b.Broken.Killed:
+			fmt.Fprintf(stdout, "%s: was locked by %s: holder killed, lock free\n", b.Host, b.Broken.Owner)
+		case b.Broken.Held:
+			failed++
+			fmt.Fprintf(stdout, "%s: locked by %s, but its holder could not be killed\n", b.Host, b.Broken.Owner)
+		default:
+			fmt.Fprintf(stdout, "%s: not locked\n", b.Host)
+		}
+	}
+	if failed > 0 {
+		return fmt.Errorf("%d host(s) not unlocked", failed)
+	}
+	return nil
+}
+
+func firstLine(err error) string {
+	l, _, _ := strings.Cut(err.Error(), "\n")
+	return l
 }

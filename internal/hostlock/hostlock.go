@@ -368,3 +368,41 @@ func (w *lineWriter) close() {
 		close(w.ch)
 	}
 }
+
+// Broken is what Break found on a host.
+type Broken struct {
+	Held   bool  // the lock was held
+	Owner  Owner // its record (zero when none)
+	Killed bool  // the holder's script was killed
+}
+
+// Break frees the lock of a live holder on the host behind r: it kills the
+// holder's script (HolderPID of the owner record) when the lock is held,
+// and removes the record. The holder's etcd-rescue then stops before its
+// next change on that host (it cannot take the lock again while another
+// run holds it).
+func Break(ctx context.Context, r Runner, o Options) (Broken, error) {
+	o = o.withDefaults()
+	script := "L=" + shellquote.Quote(o.Path) + `
+cat "$L.owner" 2>/dev/null; echo
+if [ ! -e "$L" ] || flock -n "$L" true 2>/dev/null; then echo "` + tag + ` free"; exit 0; fi
+echo "` + tag + ` held"
+p=$(sed -n 's/^holderPid=//p' "$L.owner" 2>/dev/null)
+if [ -n "$p" ] && kill -9 "$p" 2>/dev/null; then rm -f "$L.owner"; echo "` + tag + ` killed"; fi
+exit 0
+`
+	res, err := r.Run(ctx, "exec bash -c "+shellquote.Quote(script), sshx.RunOpts{Display: "etcd-rescue: break the host lock " + o.Path})
+	if err != nil {
+		return Broken{}, err
+	}
+	if res.ExitCode != 0 {
+		return Broken{}, fmt.Errorf("breaking the lock: exit %d: %s", res.ExitCode, strings.TrimSpace(string(res.Stderr)))
+	}
+	out := string(res.Stdout)
+	var b Broken
+	rec, _, _ := strings.Cut(out, tag+" ")
+	b.Owner = ParseOwner(rec)
+	b.Held = strings.Contains(out, tag+" held")
+	b.Killed = strings.Contains(out, tag+" killed")
+	return b, nil
+}

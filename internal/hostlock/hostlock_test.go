@@ -253,3 +253,33 @@ func TestSameProcessShares(t *testing.T) {
 		t.Errorf("the sharer's release removed the holder's record: %v", err)
 	}
 }
+
+// Break kills a live holder: its lock is free at once, and the holder
+// sees it lost.
+func TestBreak(t *testing.T) {
+	srv := sshxtest.Start(t)
+	o := hostlock.Options{Path: filepath.Join(t.TempDir(), "etcd-rescue.lock"), Heartbeat: 200 * time.Millisecond}
+	b, err := hostlock.Break(ctx(t), client(t, srv), o)
+	if err != nil || b.Held || b.Killed {
+		t.Fatalf("break of a free lock: %+v %v", b, err)
+	}
+	l, err := hostlock.Acquire(ctx(t), "h1", client(t, srv), owner("RUN1"), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err = hostlock.Break(ctx(t), client(t, srv), o)
+	if err != nil || !b.Held || !b.Killed || b.Owner.RunID != "RUN1" {
+		t.Fatalf("break: %+v %v", b, err)
+	}
+	waitFree(t, client(t, srv), o, 3*time.Second)
+	deadline := time.Now().Add(3 * time.Second)
+	for {
+		if lost, _ := l.Lost(); lost {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the holder did not see its lock lost")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
