@@ -53,7 +53,7 @@ func Apply(ctx context.Context, c *Compiled, opts Options) (*Result, error) {
 	}
 	// No run is created before every host is proven reachable and
 	// trusted: a refusal leaves nothing behind.
-	if before.gate, err = gate(c, nil, &opts, before, "apply", ""); err != nil {
+	if before.gate, err = gate(ctx, c, nil, &opts, before, "apply", ""); err != nil {
 		return nil, err
 	}
 	// One recovery per cluster: the hosts it changes are locked for the

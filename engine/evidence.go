@@ -119,6 +119,9 @@ type sessionFacts struct {
 	note string // why f is nil
 	took time.Duration
 	gate string // what the host gate said (journalled at session start)
+	// answeredLater are the hosts the facts could not reach that answered
+	// the gate's second try.
+	answeredLater map[string]bool
 }
 
 // collectFacts gets the facts of the live cluster for the start or end of

@@ -1,14 +1,18 @@
 package engine
 
 import (
+	"context"
 	"fmt"
 	"sort"
 	"strings"
+	"sync"
+	"time"
 
 	"github.com/etcd-rescue/etcd-rescue/engine/facts"
 	"github.com/etcd-rescue/etcd-rescue/engine/runstate"
 	"github.com/etcd-rescue/etcd-rescue/internal/access"
 	"github.com/etcd-rescue/etcd-rescue/internal/shellquote"
+	"github.com/etcd-rescue/etcd-rescue/internal/sshx"
 )
 
 // The host gate runs at the start of every apply and resume session, on
@@ -119,7 +123,7 @@ func gateHosts(c *Compiled, st *runstate.State, markDone []Selector) (uses map[s
 
 // gate checks the session-start facts against the hosts the session
 // touches. It returns a line for the journal, or a *HostGateError.
-func gate(c *Compiled, st *runstate.State, opts *Options, before *sessionFacts, command, runID string) (string, error) {
+func gate(ctx context.Context, c *Compiled, st *runstate.State, opts *Options, before *sessionFacts, command, runID string) (string, error) {
 	if before == nil || before.f == nil {
 		if opts.Backend != nil {
 			return "host gate skipped: a backend other than SSH, without facts of the hosts", nil
@@ -140,6 +144,7 @@ func gate(c *Compiled, st *runstate.State, opts *Options, before *sessionFacts, 
 	}
 	sort.Strings(sorted)
 
+	rechecked := recheckAll(ctx, c, opts, before.f, sorted, uses)
 	var bad []GateHost
 	var notes []string
 	ok := 0
@@ -172,6 +177,24 @@ func gate(c *Compiled, st *runstate.State, opts *Options, before *sessionFacts, 
 		case h.Reach.Network() && allSkip:
 			notes = append(notes, fmt.Sprintf("%s %s (its remaining steps %s skip an unreachable host)", name, h.Reach, strings.Join(sortedSet(stepIDs), ", ")))
 			continue
+		case h.Reach.Network() && opts.Backend == nil:
+			// The facts give each host a few seconds; a slow host gets
+			// one more try with the plan's SSH connect timeout before it
+			// stops the session.
+			r := rechecked[name]
+			again, why := r.reach, r.why
+			if again == facts.ReachOK {
+				if before.answeredLater == nil {
+					before.answeredLater = map[string]bool{}
+				}
+				before.answeredLater[name] = true
+				ok++
+				notes = append(notes, fmt.Sprintf("%s answered SSH on a second try (the facts said %s)", name, h.Reach))
+				continue
+			}
+			if again != "" {
+				h = &facts.Host{Name: h.Name, Address: h.Address, Reach: again, Error: why}
+			}
 		}
 		bad = append(bad, gateHost(c, name, h, what))
 	}
@@ -246,4 +269,75 @@ func gateHost(c *Compiled, name string, h *facts.Host, uses string) GateHost {
 		g.Hints = []string{"etcd-rescue facts shows what each host says"}
 	}
 	return g
+}
+
+type recheckResult struct {
+	reach facts.Reach
+	why   string
+}
+
+// recheckAll tries again, at once, every host the facts found unreachable
+// over the network that a remaining step needs without skipping it.
+func recheckAll(ctx context.Context, c *Compiled, opts *Options, f *facts.Facts, hosts []string, uses map[string][]gateUse) map[string]recheckResult {
+	out := map[string]recheckResult{}
+	if opts.Backend != nil {
+		return out
+	}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for _, name := range hosts {
+		h := f.HostByName(name)
+		if h == nil || !h.Reach.Network() || len(uses[name]) == 0 {
+			continue
+		}
+		allSkip := true
+		for _, u := range uses[name] {
+			allSkip = allSkip && u.skips
+		}
+		if allSkip {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r, why := recheck(ctx, c, name)
+			mu.Lock()
+			out[name] = recheckResult{r, why}
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	return out
+}
+
+// recheckBound bounds the second try of a host the facts could not reach.
+const recheckBound = 15 * time.Second
+
+// recheck connects to host once more (host key and login checked); ""
+// when it cannot even try.
+func recheck(ctx context.Context, c *Compiled, name string) (facts.Reach, string) {
+	ph := c.Plan.Hosts[name]
+	if ph == nil {
+		return "", ""
+	}
+	cfg, err := access.SSHConfig(c.Plan, ph)
+	if err != nil {
+		return "", ""
+	}
+	if cfg.ConnectTimeout <= 0 || cfg.ConnectTimeout > recheckBound {
+		cfg.ConnectTimeout = recheckBound
+	}
+	cl, err := sshx.New(name, cfg)
+	if err != nil {
+		return "", ""
+	}
+	defer cl.Close()
+	cctx, cancel := context.WithTimeout(ctx, recheckBound)
+	defer cancel()
+	err = cl.Connect(cctx)
+	if err != nil {
+		l, _, _ := strings.Cut(err.Error(), "\n")
+		return facts.ReachOf(err), l
+	}
+	return facts.ReachOK, ""
 }

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/etcd-rescue/etcd-rescue/engine/facts"
+	"github.com/etcd-rescue/etcd-rescue/internal/sshx/sshxtest"
 )
 
 // hostFacts are facts whose hosts h1..h3 have the given reach (default ok).
@@ -189,5 +190,27 @@ func TestGateSkippedWithoutFacts(t *testing.T) {
 	ev := readFile(t, filepath.Join(res.StateDir, "runs", res.RunID, "events.jsonl"))
 	if !strings.Contains(ev, "host gate skipped: a backend other than SSH") {
 		t.Errorf("journal lacks the skipped gate:\n%s", ev)
+	}
+}
+
+// A host the facts found unreachable gets one more try before it stops
+// the session: a slow host that answers goes on.
+func TestGateRechecksUnreachable(t *testing.T) {
+	srv := sshxtest.Start(t)
+	dir := t.TempDir()
+	plan := sshPlan(t, srv, dir, `
+  - {id: touch, type: exec, on: all, with: {command: "touch ${vars.dir}/changed", creates: "${vars.dir}/changed"}}
+`)
+	f := &facts.Facts{Kind: facts.Kind, Version: facts.Version, Hosts: []*facts.Host{{Name: "local", Address: "127.0.0.1", Reach: facts.ReachTimeout, Error: "no answer within the timeout"}}}
+	o := Options{RetryDelay: -1, StateDir: filepath.Join(dir, "state"), CollectFacts: func(context.Context) (*facts.Facts, error) { return f, nil }}
+	res, err := Apply(testCtx(t), loadReal(t, plan), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev := readFile(t, filepath.Join(res.StateDir, "runs", res.RunID, "events.jsonl"))
+	for _, want := range []string{"local answered SSH on a second try (the facts said timeout)", "held on local for this session"} {
+		if !strings.Contains(ev, want) {
+			t.Errorf("journal lacks %q:\n%s", want, ev)
+		}
 	}
 }

@@ -69,11 +69,12 @@ func operatorName() string {
 
 // lockHosts are the hosts a session changes that answered at session
 // start, sorted.
-func lockHosts(c *Compiled, st *runstate.State, opts *Options, f *facts.Facts) []string {
+func lockHosts(c *Compiled, st *runstate.State, opts *Options, sf *sessionFacts) []string {
 	uses, _ := gateHosts(c, st, opts.MarkDone)
 	var out []string
 	for h := range uses {
-		if fh := f.HostByName(h); fh != nil && fh.Reach == facts.ReachOK && c.Plan.Hosts[h] != nil {
+		fh := sf.f.HostByName(h)
+		if fh != nil && (fh.Reach == facts.ReachOK || sf.answeredLater[h]) && c.Plan.Hosts[h] != nil {
 			out = append(out, h)
 		}
 	}
@@ -98,7 +99,7 @@ func takeHostLocks(ctx context.Context, c *Compiled, st *runstate.State, opts *O
 	if hl.o.Path == "" {
 		hl.o.Path = os.Getenv(HostLockFileEnv)
 	}
-	hosts := lockHosts(c, st, opts, before.f)
+	hosts := lockHosts(c, st, opts, before)
 	type result struct {
 		host string
 		h    *heldLock

@@ -61,7 +61,7 @@ func Resume(ctx context.Context, runID string, opts Options) (*Result, error) {
 		return nil, err
 	}
 	reconcile(st, c)
-	if before.gate, err = gate(c, st, &opts, before, "resume", id); err != nil {
+	if before.gate, err = gate(ctx, c, st, &opts, before, "resume", id); err != nil {
 		// The run stays as it was; the journal says why this session
 		// did not start.
 		store.AppendEvent(id, NewRedactor(c.Plan), opts.now, runstate.Event{Type: "run", Status: "refused", Error: err.Error()})
