@@ -25,7 +25,9 @@ func (w *walker) check(ctx context.Context, n *Node, t *Target) (bool, string, e
 	defer cancel()
 	env := w.newEnv(n, t)
 	start := w.opts.now()
-	done, why, err := ck.Check(cctx, w.c.Ctx(n, w.runID, w.run.Facts()), env, t.Target)
+	sctx := w.c.Ctx(n, w.runID, w.run.Facts())
+	done, why, err := ck.Check(cctx, sctx, env, t.Target)
+	err = steps.FindCause(ctx, sctx, env, err)
 	elapsed := w.opts.now().Sub(start)
 	// The probe is part of the step's cost: its time counts with the
 	// attempts' in the per-step figures.
@@ -93,6 +95,10 @@ func (w *walker) attempt(ctx context.Context, n *Node, t *Target) (*stepEnv, err
 	if err != nil && actx.Err() != nil && ctx.Err() == nil && n.Step.Timeout > 0 {
 		err = fmt.Errorf("timed out after %s (timeout: of the step): %w", n.Step.Timeout, err)
 	}
+	// A deadline or "unavailable" says nothing of why: ask the members and
+	// their hosts now, and name the cause (quorum lost, a host unreachable,
+	// a host key refused).
+	err = steps.FindCause(ctx, sctx, env, err)
 	elapsed := w.opts.now().Sub(start)
 	if err == nil {
 		if ferr := w.finish(n, host, runstate.StatusDone, "", env, elapsed); ferr != nil {
