@@ -385,7 +385,7 @@ func TestRealTypesResumeProperties(t *testing.T) {
 	c := compileTest(t, h.plan)
 	type props struct{ destructive, check, safe bool }
 	want := map[string]props{
-		"stop": {false, true, false}, "wipe": {true, true, true}, "fnc": {true, true, false},
+		"stop": {false, true, false}, "wipe": {true, true, true}, "fnc": {true, true, true},
 		"x1": {true, false, false}, "x2": {true, true, true}, "x3": {false, false, false},
 	}
 	for id, p := range want {
