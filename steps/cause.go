@@ -53,7 +53,7 @@ func IsStall(err error) bool {
 		return true
 	}
 	msg := strings.ToLower(err.Error())
-	for _, s := range []string{"deadline exceeded", "code = unavailable", "etcdserver: no leader", "etcdserver: request timed out", "i/o timeout"} {
+	for _, s := range []string{"deadline exceeded", "code = unavailable", "etcdserver: no leader", "etcdserver: request timed out", "etcdserver: unhealthy cluster", "i/o timeout"} {
 		if strings.Contains(msg, s) {
 			return true
 		}

@@ -72,7 +72,7 @@ func (s *ForceNewCluster) Describe(c *Ctx, t Target) []Action {
 		Run: func(ctx context.Context, env Env) error {
 			p, why, err := s.decide(ctx, c, env, t)
 			if err != nil {
-				return fmt.Errorf("%w\nhint: look at %s on %s (etcdctl member list, endpoint status), then resume with --rerun or --mark-done", err, m.Name, h)
+				return fmt.Errorf("%w\nhint: look at %s on %s (etcdctl member list, endpoint status); if it is as it should be, resume with --mark-done for this step on %s, else repair it first", err, m.Name, h, h)
 			}
 			r.phase, r.seen = p, true
 			if p == fncFresh {
