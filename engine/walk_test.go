@@ -667,8 +667,8 @@ func (*factStep) Describe(c *steps.Ctx, t steps.Target) []steps.Action {
 }
 
 // wipe-dir and restore are destructive but written to be repeated after a
-// Check says "not done": a crash in the middle re-applies them; force-new-
-// cluster is not, and waits for the operator.
+// Check says "not done": a crash in the middle re-applies them
+// (force-new-cluster: TestForceNewClusterKilledMidStepResumes).
 func TestResumeRealDestructiveTypes(t *testing.T) {
 	for name, tc := range map[string]struct {
 		dirGone   bool // what wipe-dir's Check finds on resume
