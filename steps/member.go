@@ -354,7 +354,9 @@ func (s *MemberPromote) Describe(c *Ctx, t Target) []Action {
 		return nil
 	}
 	within := s.Within.D()
-	return []Action{{Host: t.Name(), Kind: Wait, Cmd: fmt.Sprintf("member promote <id of %s> (Cluster.MemberPromote), polled for up to %s while the learner catches up", m.Name, within),
+	// The learner's service is watched beside the poll: an etcd that
+	// cannot start fails the step within seconds (see [Watched]).
+	return Watched(c, []Action{{Host: t.Name(), Kind: Wait, Cmd: fmt.Sprintf("member promote <id of %s> (Cluster.MemberPromote), polled for up to %s while the learner catches up", m.Name, within),
 		Run: func(ctx context.Context, env Env) error {
 			api, err := env.Etcd(ctx)
 			if err != nil {
@@ -372,36 +374,32 @@ func (s *MemberPromote) Describe(c *Ctx, t Target) []Action {
 			// list and promote alternating would always send the
 			// promote to the learner.
 			var id uint64
-			// The learner's service is watched beside the poll: an etcd
-			// that cannot start fails the step within seconds.
-			return WaitWatching(ctx, env, c, []string{t.Name()}, func(ctx context.Context) error {
-				return poll(ctx, env, "promote "+m.Name, 2*time.Second, func() (bool, error) {
-					if id == 0 {
-						list, err := api.MemberList(ctx, false)
-						if err != nil {
-							env.Logf("promote %s: %v", m.Name, err)
-							return false, nil
-						}
-						got := findMember(list, "", m.PeerURL)
-						if got == nil {
-							return false, fmt.Errorf("%s (%s) is not a member: add it first", m.Name, m.PeerURL)
-						}
-						if !got.IsLearner {
-							return true, nil
-						}
-						id = got.ID
-					}
-					if err := api.MemberPromote(ctx, id); err != nil {
+			return poll(ctx, env, "promote "+m.Name, 2*time.Second, func() (bool, error) {
+				if id == 0 {
+					list, err := api.MemberList(ctx, false)
+					if err != nil {
 						env.Logf("promote %s: %v", m.Name, err)
-						if !api.IsRetryable(err) {
-							id = 0
-						}
 						return false, nil
 					}
-					return true, nil
-				})
+					got := findMember(list, "", m.PeerURL)
+					if got == nil {
+						return false, fmt.Errorf("%s (%s) is not a member: add it first", m.Name, m.PeerURL)
+					}
+					if !got.IsLearner {
+						return true, nil
+					}
+					id = got.ID
+				}
+				if err := api.MemberPromote(ctx, id); err != nil {
+					env.Logf("promote %s: %v", m.Name, err)
+					if !api.IsRetryable(err) {
+						id = 0
+					}
+					return false, nil
+				}
+				return true, nil
 			})
-		}}}
+		}}})
 }
 
 func (s *MemberPromote) Check(ctx context.Context, c *Ctx, env Env, t Target) (bool, string, error) {

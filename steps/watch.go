@@ -380,3 +380,19 @@ func UnitFailure(ctx context.Context, env Env, host, unit string) *ServiceError 
 	}
 	return e
 }
+
+// Watched makes every Wait action among acts watch the service on its own
+// host while it runs (see [WaitWatching]).
+func Watched(c *Ctx, acts []Action) []Action {
+	for i := range acts {
+		a := &acts[i]
+		if a.Kind != Wait || a.Run == nil || a.Host == "" {
+			continue
+		}
+		run, host := a.Run, a.Host
+		a.Run = func(ctx context.Context, env Env) error {
+			return WaitWatching(ctx, env, c, []string{host}, func(ctx context.Context) error { return run(ctx, env) })
+		}
+	}
+	return acts
+}
