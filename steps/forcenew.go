@@ -112,7 +112,7 @@ func decideFNC(name string, seen fncSeen, recorded []fncRecorded, allowBehind bo
 func observeCommand(c *Ctx) string {
 	cmd := "if " + configTest(c, nil, []string{"ETCD_FORCE_NEW_CLUSTER"}) + "; then :; else echo flag; fi"
 	if c.Cluster.Layout.Service != "static-pod" {
-		cmd += "; pid=$(systemctl show -p MainPID --value " + q(c.Cluster.Layout.Unit) + " 2>/dev/null); " +
+		cmd += "; pid=$(systemctl show -p MainPID " + q(c.Cluster.Layout.Unit) + " 2>/dev/null); pid=${pid#MainPID=}; " +
 			`if [ -n "$pid" ] && [ "$pid" != 0 ] && { tr '\000' '\n' < "/proc/$pid/environ"; tr '\000' '\n' < "/proc/$pid/cmdline"; } 2>/dev/null | ` +
 			"grep -q -x -e 'ETCD_FORCE_NEW_CLUSTER=true' -e '--force-new-cluster' -e '--force-new-cluster=true'; then echo running-with-flag; fi"
 	}
