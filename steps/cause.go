@@ -218,6 +218,10 @@ func askHost(ctx context.Context, env Env, host string) HostReach {
 		if errors.As(err, &ee) {
 			return HostReach{Host: host, OK: true} // it ran something
 		}
+		if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
+			// The connection is open but nothing comes back: a link down.
+			return HostReach{Host: host, Why: fmt.Sprintf("no answer over SSH within %s", causeTimeout)}
+		}
 		return HostReach{Host: host, Why: strings.TrimPrefix(oneLineErr(err), ErrUnreachableText+": ")}
 	}
 	return HostReach{Host: host, OK: true}
