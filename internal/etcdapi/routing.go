@@ -65,6 +65,14 @@ func (c *Client) noteMembers(list []Member) {
 	}
 }
 
+// NoteLearner records what another source (a status read elsewhere, the
+// facts of a session's start) knows of the member at endpoint: a learner is
+// not sent cluster calls until a member list or its Status says it is a
+// voter.
+func (c *Client) NoteLearner(endpoint string, learner bool) {
+	c.learners.set(hostPort(endpoint), learner)
+}
+
 // KnownLearners returns the configured endpoints known to be learners.
 func (c *Client) KnownLearners() []string {
 	var out []string
