@@ -165,10 +165,13 @@ func newRaw(cfg Config, endpoints []string, tlsCfg *tls.Config) (*clientv3.Clien
 		Backoff:           backoff.Config{BaseDelay: 100 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: time.Second},
 		MinConnectTimeout: 2 * time.Second,
 	}))
-	// Every connection remembers the address it was dialled at, so that
-	// the endpoint that answered a call (grpc.Peer) is known even through
-	// an SSH tunnel: a learner's refusal names the learner.
-	ccfg.DialOptions = append(ccfg.DialOptions, grpc.WithContextDialer(dialRemembering(cfg.Dialer)))
+	// The endpoint that answered a call (grpc.Peer) names the learner
+	// that refused it. Through a dialer (an SSH tunnel) every connection
+	// remembers the address it was dialled at; a direct connection keeps
+	// gRPC's own dialer (and its TCP settings) and reports its peer's IP.
+	if cfg.Dialer != nil {
+		ccfg.DialOptions = append(ccfg.DialOptions, grpc.WithContextDialer(dialRemembering(cfg.Dialer)))
+	}
 	cli, err := clientv3.New(ccfg)
 	if err != nil {
 		return nil, fmt.Errorf("etcd client for %s: %w", strings.Join(endpoints, ","), err)

@@ -3,6 +3,7 @@ package etcdapi_test
 import (
 	"context"
 	"errors"
+	"net"
 	"testing"
 	"time"
 
@@ -79,6 +80,21 @@ func TestLearnerNeverAsked(t *testing.T) {
 		}
 		if got := etcdapi.LearnerRefusals(c2); got != 0 {
 			t.Fatalf("a learner known from its status was asked %d times", got)
+		}
+
+		// Through a dialer (as through an SSH tunnel) the refusing
+		// endpoint is known by the address it was dialled at.
+		var d net.Dialer
+		c3 := newClient(t, etcdapi.Config{Endpoints: learnerFirst, Dialer: func(ctx context.Context, addr string) (net.Conn, error) {
+			return d.DialContext(ctx, "tcp", addr)
+		}})
+		for i := 0; i < 4; i++ {
+			if _, err := c3.MemberList(ctx(t), false); err != nil {
+				t.Fatalf("member list %d through a dialer: %v", i+1, err)
+			}
+		}
+		if kl := c3.KnownLearners(); etcdapi.LearnerRefusals(c3) > 1 || len(kl) != 1 || kl[0] != client3 {
+			t.Fatalf("through a dialer: %d refusals, known learners %v", etcdapi.LearnerRefusals(c3), kl)
 		}
 
 		// A client of the learner alone says so instead of asking it.

@@ -117,10 +117,6 @@ type rememberingConn struct {
 func (c rememberingConn) RemoteAddr() net.Addr { return c.addr }
 
 func dialRemembering(d func(ctx context.Context, addr string) (net.Conn, error)) func(ctx context.Context, addr string) (net.Conn, error) {
-	if d == nil {
-		var nd net.Dialer
-		d = func(ctx context.Context, addr string) (net.Conn, error) { return nd.DialContext(ctx, "tcp", addr) }
-	}
 	return func(ctx context.Context, addr string) (net.Conn, error) {
 		conn, err := d(ctx, addr)
 		if err != nil {
@@ -197,7 +193,8 @@ func (c *Client) clusterCall(ctx context.Context, call func(ctx context.Context,
 }
 
 // learnRefusal records the learner that refused a call, from the address
-// the call went to or, when that is unknown, by asking each endpoint's
+// the call went to or, when that names no endpoint (a direct connection to
+// an endpoint given by host name reports an IP), by asking each endpoint's
 // Status (which learners answer); it reports whether a learner was learned.
 func (c *Client) learnRefusal(ctx context.Context, from net.Addr, eps []string) bool {
 	if from != nil {
