@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/etcd-rescue/etcd-rescue/engine/runstate"
@@ -25,13 +26,60 @@ func (w *walker) check(ctx context.Context, n *Node, t *Target) (bool, string, e
 	defer cancel()
 	env := w.newEnv(n, t)
 	start := w.opts.now()
-	done, why, err := ck.Check(cctx, w.c.Ctx(n, w.runID, w.run.Facts()), env, t.Target)
+	sctx := w.c.Ctx(n, w.runID, w.run.Facts())
+	done, why, err := ck.Check(cctx, sctx, env, t.Target)
+	err = steps.FindCause(ctx, sctx, env, err)
 	elapsed := w.opts.now().Sub(start)
 	// The probe is part of the step's cost: its time counts with the
 	// attempts' in the per-step figures.
 	_, _ = w.run.UpdateHost(n.ID(), t.Name(), func(h *runstate.HostState) { env.addTo(h, elapsed) })
 	w.run.Event(runstate.Event{Type: "check", Step: n.ID(), Host: t.Name(), Msg: fmt.Sprintf("done=%v %s", done, why), Error: errString(err)})
 	return done, why, err
+}
+
+// deadline is the time limit of one attempt of a step-host and where it
+// comes from.
+type deadline struct {
+	d time.Duration
+	// basis is how a type's default is made ("within: 5m + 1m"); empty
+	// for the step's timeout:.
+	basis   string
+	setting bool // the step's timeout:
+}
+
+// deadlineOf is the step's timeout:, or else its type's default deadline
+// (steps.Deadline): no step-host runs without a limit.
+func deadlineOf(n *Node, t *Target) deadline {
+	if n.Step.Timeout > 0 {
+		return deadline{d: n.Step.Timeout.D(), setting: true}
+	}
+	var params steps.Step
+	if t != nil {
+		params = t.Params
+	} else if len(n.Targets) > 0 {
+		params = n.Targets[0].Params
+	}
+	d, basis := steps.Deadline(params)
+	return deadline{d: d, basis: basis}
+}
+
+// why says which limit was hit and how to change it, for the timeout error.
+func (l deadline) why(n *Node) string {
+	if l.setting {
+		return "the step's timeout:; raise it in the plan to allow more"
+	}
+	basis := ""
+	if l.basis != "" {
+		basis = ", " + l.basis
+	}
+	return fmt.Sprintf("the default deadline of %s %s step%s; set timeout: on the step to change it", article(n.Type.Name), n.Type.Name, basis)
+}
+
+func article(word string) string {
+	if word != "" && strings.ContainsRune("aeiou", rune(word[0])) {
+		return "an"
+	}
+	return "a"
 }
 
 func errString(err error) string {
@@ -59,12 +107,9 @@ func (w *walker) attempt(ctx context.Context, n *Node, t *Target) (*stepEnv, err
 		return nil, err
 	}
 	w.out.line(key, "running")
-	actx := ctx
-	if n.Step.Timeout > 0 {
-		var cancel context.CancelFunc
-		actx, cancel = context.WithTimeout(ctx, n.Step.Timeout.D())
-		defer cancel()
-	}
+	limit := deadlineOf(n, t)
+	actx, cancel := context.WithTimeout(ctx, limit.d)
+	defer cancel()
 	env := w.newEnv(n, t)
 	sctx := w.c.Ctx(n, w.runID, w.run.Facts())
 	var err error
@@ -90,9 +135,13 @@ func (w *walker) attempt(ctx context.Context, n *Node, t *Target) (*stepEnv, err
 			break
 		}
 	}
-	if err != nil && actx.Err() != nil && ctx.Err() == nil && n.Step.Timeout > 0 {
-		err = fmt.Errorf("timed out after %s (timeout: of the step): %w", n.Step.Timeout, err)
+	if err != nil && actx.Err() != nil && ctx.Err() == nil {
+		err = fmt.Errorf("timed out after %s (%s): %w", steps.FormatDuration(limit.d), limit.why(n), err)
 	}
+	// A deadline or "unavailable" says nothing of why: ask the members and
+	// their hosts now, and name the cause (quorum lost, a host unreachable,
+	// a host key refused).
+	err = steps.FindCause(ctx, sctx, env, err)
 	elapsed := w.opts.now().Sub(start)
 	if err == nil {
 		if ferr := w.finish(n, host, runstate.StatusDone, "", env, elapsed); ferr != nil {

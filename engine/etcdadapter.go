@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/url"
 	"strings"
+	"sync"
 	"syscall"
 
 	"golang.org/x/crypto/ssh"
@@ -22,7 +23,25 @@ import (
 
 // etcdAdapter adapts etcdapi to steps.Etcd.
 type etcdAdapter struct {
-	c *etcdapi.Client
+	c    *etcdapi.Client
+	seed sync.Once
+}
+
+// seedLearners tells the client, once, which members answered as learners
+// when the session started, so that even its first cluster call goes to a
+// voter (a resume killed during member-promote finds the learner there).
+// Later member lists and statuses keep it current.
+func (a *etcdAdapter) seedLearners(l *steps.Live) {
+	a.seed.Do(func() {
+		if l == nil {
+			return
+		}
+		for _, m := range l.Members {
+			if m.API == steps.LiveAnswered && m.Learner {
+				a.c.NoteLearner(m.ClientURL, true)
+			}
+		}
+	})
 }
 
 func newEtcdAdapter(p *plans.Plan, pool *sshx.Pool) (*etcdAdapter, error) {

@@ -29,12 +29,15 @@ type DryRunWave struct {
 
 // DryRunStep is one step with its actions per host.
 type DryRunStep struct {
-	ID          string         `json:"id"`
-	Type        string         `json:"type"`
-	Needs       []string       `json:"needs,omitempty"`
-	Hosts       []string       `json:"hosts,omitempty"`
-	Destructive bool           `json:"destructive,omitempty"`
-	Timeout     string         `json:"timeout,omitempty"`
+	ID          string   `json:"id"`
+	Type        string   `json:"type"`
+	Needs       []string `json:"needs,omitempty"`
+	Hosts       []string `json:"hosts,omitempty"`
+	Destructive bool     `json:"destructive,omitempty"`
+	// Timeout is the time limit of each step-host, and TimeoutFrom where
+	// it comes from: the step's timeout:, or its type's default.
+	Timeout     string         `json:"timeout"`
+	TimeoutFrom string         `json:"timeoutFrom"`
 	Retries     int            `json:"retries,omitempty"`
 	Actions     []steps.Action `json:"actions"`
 }
@@ -58,8 +61,11 @@ func BuildDryRun(c *Compiled) *DryRun {
 
 func (c *Compiled) describe(n *Node, runID string, facts map[string]string) DryRunStep {
 	s := DryRunStep{ID: n.ID(), Type: n.Type.Name, Needs: n.Step.Needs, Hosts: n.Hosts(), Retries: n.Step.Retries}
-	if n.Step.Timeout > 0 {
-		s.Timeout = n.Step.Timeout.String()
+	limit := deadlineOf(n, nil)
+	s.Timeout = steps.FormatDuration(limit.d)
+	s.TimeoutFrom = "timeout:"
+	if !limit.setting {
+		s.TimeoutFrom = strings.TrimSuffix("default: "+limit.basis, ": ")
 	}
 	ctx := c.Ctx(n, runID, facts)
 	red := NewRedactor(c.Plan)
@@ -97,7 +103,7 @@ func (d *DryRun) WriteText(w io.Writer) error {
 			if s.Destructive {
 				b.WriteString(" [DESTRUCTIVE]")
 			}
-			b.WriteString("\n")
+			fmt.Fprintf(&b, ", deadline %s (%s)\n", s.Timeout, s.TimeoutFrom)
 			for _, a := range s.Actions {
 				mark := " "
 				if a.Destructive {

@@ -50,6 +50,9 @@ func (e *stepEnv) Etcd(ctx context.Context) (steps.Etcd, error) {
 	if err != nil {
 		return nil, err
 	}
+	if s, ok := api.(interface{ seedLearners(*steps.Live) }); ok {
+		s.seedLearners(e.w.live)
+	}
 	return &journalEtcd{env: e, api: api}, nil
 }
 

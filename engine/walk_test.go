@@ -385,7 +385,7 @@ func TestRealTypesResumeProperties(t *testing.T) {
 	c := compileTest(t, h.plan)
 	type props struct{ destructive, check, safe bool }
 	want := map[string]props{
-		"stop": {false, true, false}, "wipe": {true, true, true}, "fnc": {true, true, false},
+		"stop": {false, true, false}, "wipe": {true, true, true}, "fnc": {true, true, true},
 		"x1": {true, false, false}, "x2": {true, true, true}, "x3": {false, false, false},
 	}
 	for id, p := range want {
@@ -667,8 +667,8 @@ func (*factStep) Describe(c *steps.Ctx, t steps.Target) []steps.Action {
 }
 
 // wipe-dir and restore are destructive but written to be repeated after a
-// Check says "not done": a crash in the middle re-applies them; force-new-
-// cluster is not, and waits for the operator.
+// Check says "not done": a crash in the middle re-applies them
+// (force-new-cluster: TestForceNewClusterKilledMidStepResumes).
 func TestResumeRealDestructiveTypes(t *testing.T) {
 	for name, tc := range map[string]struct {
 		dirGone   bool // what wipe-dir's Check finds on resume
@@ -750,6 +750,33 @@ func TestStepTimeout(t *testing.T) {
 	wantStatuses(t, res.State, map[string]string{"stuck@h1": "failed", "other@h2": "done"})
 }
 
+// With no timeout:, a step-host is bounded by its type's default deadline,
+// and the failure says which limit it hit and how to change it.
+func TestStepDefaultDeadline(t *testing.T) {
+	h := newHarness(t, "", `
+  - {id: stuck, type: slow, on: h1, with: {cmd: hang, within: 20ms}}
+  - {id: other, type: run, on: h2, with: {cmd: other}}
+`)
+	res, err := h.apply(h.opts())
+	re := runErrOf(t, err)
+	want := "timed out after 20ms (the default deadline of a slow step, within: 20ms; set timeout: on the step to change it)"
+	if len(re.Failed) != 1 || !strings.Contains(err.Error(), want) || !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("want %q: %v", want, err)
+	}
+	wantStatuses(t, res.State, map[string]string{"stuck@h1": "failed", "other@h2": "done"})
+	// The dry-run shows each step's deadline and where it comes from.
+	d := BuildDryRun(compileTest(t, h.plan))
+	got := map[string]string{}
+	for _, w := range d.Waves {
+		for _, s := range w.Steps {
+			got[s.ID] = s.Timeout + " " + s.TimeoutFrom
+		}
+	}
+	if got["stuck"] != "20ms default: within: 20ms" || got["other"] != "10m default" {
+		t.Fatalf("dry-run deadlines %v", got)
+	}
+}
+
 // Test doubles: fake step types and a fake world of hosts.
 
 // Fake step types for walk tests. Each runs its cmd: on its host; the
@@ -765,6 +792,20 @@ func (s *fakeRun) DestroysData() bool { return s.destroys }
 
 func (s *fakeRun) Describe(c *steps.Ctx, t steps.Target) []steps.Action {
 	return []steps.Action{{Host: t.Name(), Kind: steps.Shell, Cmd: s.Cmd}}
+}
+
+// fakeSlow is fakeRun with a default deadline of its within:.
+type fakeSlow struct {
+	Cmd    string         `yaml:"cmd" doc:"command"`
+	Within plans.Duration `yaml:"within" doc:"default deadline"`
+}
+
+func (s *fakeSlow) Describe(c *steps.Ctx, t steps.Target) []steps.Action {
+	return []steps.Action{{Host: t.Name(), Kind: steps.Shell, Cmd: s.Cmd}}
+}
+
+func (s *fakeSlow) DefaultTimeout() (time.Duration, string) {
+	return s.Within.D(), "within: " + steps.FormatDuration(s.Within.D())
 }
 
 type fakeChecked struct {
@@ -814,6 +855,7 @@ func testRegistry() map[string]*steps.Type {
 	reg := steps.Registry()
 	for _, t := range []*steps.Type{
 		{Name: "run", New: func() steps.Step { return &fakeRun{} }},
+		{Name: "slow", New: func() steps.Step { return &fakeSlow{} }},
 		{Name: "checked", New: func() steps.Step { return &fakeChecked{} }},
 		{Name: "destroy", New: func() steps.Step { return &fakeRun{destroys: true} }},
 		{Name: "destroy-checked", New: func() steps.Step { return &fakeChecked{destroys: true} }},

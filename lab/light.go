@@ -223,7 +223,7 @@ ENVF=/etc/etcd/etcd.env
 UNITF=/etc/systemd/system/etcd.service
 WANTS=/etc/systemd/system/multi-user.target.wants/etcd.service
 LOG=/var/log/etcd/etcd.log
-noblock=0 quiet=0 now=0 sig=TERM prop=
+noblock=0 quiet=0 now=0 sig=TERM prop= value=0
 args=()
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -234,6 +234,7 @@ while [ $# -gt 0 ]; do
     --signal=*) sig=${1#--signal=}; sig=${sig#SIG} ;;
     -p) prop=$2; shift ;;
     --property=*) prop=${1#--property=} ;;
+    --value) value=1 ;;
     -*) ;;
     *) args+=("$1") ;;
   esac
@@ -284,13 +285,17 @@ supervise() {
     wait $mp; rc=$?
     kill $wp $sp 2>/dev/null; wait $wp $sp 2>/dev/null
     rm -f $S/main.pid $S/ready
+    echo $rc > $S/rc
     echo "etcd.service: main process exited, status=$rc" >>$LOG
     [ -e $S/stopping ] && break
     [ $rc = 0 ] && { rm -f $S/result; break; }
     echo failed > $S/result
     [ -e $S/everready ] || touch $S/startfail
+    touch $S/autorestart
     for _ in $(seq 50); do [ -e $S/stopping ] && break; sleep 0.1; done
+    rm -f $S/autorestart
     [ -e $S/stopping ] && break
+    echo $(( $(cat $S/nrestarts 2>/dev/null || echo 0) + 1 )) > $S/nrestarts
     echo "etcd.service: scheduled restart" >>$LOG
   done
   rm -f $S/sup.pid
@@ -300,7 +305,7 @@ do_start() {
   [ -f $UNITF ] || { echo "Failed to start $unit.service: Unit $unit.service not found." >&2; return 5; }
   if [ -z "$(suppid)" ]; then
     mkdir -p /var/log/etcd
-    rm -f $S/ready $S/result $S/stopping $S/startfail $S/everready
+    rm -f $S/ready $S/result $S/stopping $S/startfail $S/everready $S/nrestarts $S/rc $S/autorestart
     setsid "$0" __supervise </dev/null >/dev/null 2>&1 &
     for _ in $(seq 100); do [ -n "$(suppid)" ] && break; sleep 0.02; done
   fi
@@ -360,11 +365,28 @@ case "$verb" in
   is-enabled) if [ -L $WANTS ]; then echo enabled; exit 0; else echo disabled; exit 1; fi ;;
   reset-failed) rm -f $S/result; exit 0 ;;
   show)
-    case "$prop" in
-      MainPID) echo "MainPID=$(mainpid || echo 0)" ;;
-      ActiveState) echo "ActiveState=$(state)" ;;
-      *) echo "MainPID=$(mainpid || echo 0)"; echo "ActiveState=$(state)" ;;
-    esac; exit 0 ;;
+    # The properties the tool reads, as systemd names them (one per line,
+    # KEY=VALUE, or the value alone with --value).
+    s=$(state); rc=$(cat $S/rc 2>/dev/null)
+    case $s in active) sub=running ;; failed) sub=failed ;; inactive) sub=dead ;; *) sub=start ;; esac
+    [ -e $S/autorestart ] && sub=auto-restart
+    res=success; [ -n "$rc" ] && [ "$rc" != 0 ] && res=exit-code
+    for k in ${prop//,/ }; do
+      case "$k" in
+        MainPID) v=$(mainpid || echo 0) ;;
+        ActiveState) v=$s ;;
+        SubState) v=$sub ;;
+        Result) v=$res ;;
+        LoadState) v=loaded; [ -f $UNITF ] || v=not-found ;;
+        NRestarts) v=$(cat $S/nrestarts 2>/dev/null || echo 0) ;;
+        ExecMainStatus) v=${rc:-0} ;;
+        ExecMainCode) v=0; [ -n "$rc" ] && v=1 ;;
+        *) continue ;;
+      esac
+      if [ $value = 1 ]; then echo "$v"; else echo "$k=$v"; fi
+    done
+    [ -n "$prop" ] || { echo "MainPID=$(mainpid || echo 0)"; echo "ActiveState=$s"; }
+    exit 0 ;;
   status)
     s=$(state); en=disabled; [ -L $WANTS ] && en=enabled; p=$(mainpid)
     echo "● etcd.service - etcd key-value store (etcd-rescue lab)"

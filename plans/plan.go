@@ -117,7 +117,7 @@ type Step struct {
 	On          Strings   `yaml:"on" doc:"hosts: all, members, a host name, a member name, or a list"`
 	Needs       Strings   `yaml:"needs" doc:"ids of steps that must be done first"`
 	With        yaml.Node `yaml:"with" doc:"parameters of the step type, decoded strictly"`
-	Timeout     Duration  `yaml:"timeout" rescue:"positive" doc:"time limit per host (none when left out)"`
+	Timeout     Duration  `yaml:"timeout" rescue:"positive" doc:"time limit per host; when left out, the step type's default deadline (10m; longer for types that wait or transfer: see the dry-run)"`
 	Retries     int       `yaml:"retries" doc:"extra attempts after a failure (only for steps safe to repeat)"`
 
 	Pos    Pos            `yaml:"-"`

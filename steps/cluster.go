@@ -28,6 +28,11 @@ type ForceNewCluster struct {
 func (*ForceNewCluster) DestroysData() bool { return true }
 func (*ForceNewCluster) NeedsMember() bool  { return true }
 
+// SafeToRepeat: every attempt observes the survivor first and goes on from
+// where an earlier one stopped; --force-new-cluster is only ever restarted
+// after the fence held again (see decideFNC).
+func (*ForceNewCluster) SafeToRepeat() bool { return true }
+
 // RebuildsCluster: see [RebuildsCluster].
 func (*ForceNewCluster) RebuildsCluster() bool { return true }
 
@@ -56,12 +61,29 @@ func (s *ForceNewCluster) Describe(c *Ctx, t Target) []Action {
 		return nil
 	}
 	h, unit := t.Name(), c.Cluster.Layout.Unit
-	var acts []Action
-	if !s.AllowMajorityAlive {
-		acts = append(acts, Action{Host: h, Kind: Shell, Cmd: fenceCommand(c, m)})
+	r := &fncRun{}
+	where := c.Cluster.Layout.EnvFile
+	if c.Cluster.Layout.Service == "static-pod" {
+		where = "the etcd manifest"
 	}
+	acts := []Action{{Host: h, Kind: API,
+		Cmd: fmt.Sprintf("look first (read-only): is ETCD_FORCE_NEW_CLUSTER in %s, does %s answer as a one-member cluster (revision not below the recorded ones)? "+
+			"After a kill the step goes on from there: once %s is a one-member cluster, only removing the flag and restarting are left", where, m.Name, m.Name),
+		Run: func(ctx context.Context, env Env) error {
+			p, why, err := s.decide(ctx, c, env, t)
+			if err != nil {
+				return fmt.Errorf("%w\nhint: look at %s on %s (etcdctl member list, endpoint status); if it is as it should be, resume with --mark-done for this step on %s, else repair it first", err, m.Name, h, h)
+			}
+			r.phase, r.seen = p, true
+			if p == fncFresh {
+				env.Logf("force-new-cluster on %s: nothing done yet: %s", m.Name, why)
+			} else {
+				env.Logf("resumed force-new-cluster on %s from: %s", m.Name, why)
+			}
+			return nil
+		}}}
 	wait := Action{Host: h, Kind: Wait, Cmd: fmt.Sprintf("wait up to %s until %s answers health as a one-member cluster", s.Within.D(), m.ClientURL),
-		Run: func(ctx context.Context, env Env) error { return waitSingle(ctx, env, m, s.Within.D()) }}
+		Run: func(ctx context.Context, env Env) error { return waitSingle(ctx, c, env, t, s.Within.D()) }}
 	start := join("systemctl", "restart", unit)
 	if c.Cluster.Layout.Service == "static-pod" {
 		start = "true # the kubelet restarts the static pod when its manifest changes"
@@ -70,14 +92,22 @@ func (s *ForceNewCluster) Describe(c *Ctx, t Target) []Action {
 	if s.AllowBehind {
 		behind = fmt.Sprintf("compare %s with the other members that had data at session start; allowBehind: a loss is logged, not refused", m.Name)
 	}
+	// Before the survivor is forced (fresh, or the flag written but not
+	// yet in effect), the fence and the live check hold the run back; once
+	// it is a one-member cluster only the flag is left to remove.
+	before := []fncPhase{fncFresh, fncFlagWritten}
+	after := []fncPhase{fncFresh, fncFlagWritten, fncForced}
+	if !s.AllowMajorityAlive {
+		acts = append(acts, r.only(Action{Host: h, Kind: Shell, Cmd: fenceCommand(c, m)}, before...))
+	}
 	acts = append(acts,
-		Action{Host: h, Kind: API, Cmd: behind, Run: func(ctx context.Context, env Env) error { return s.notBehind(ctx, env, m) }},
-		Action{Host: h, Kind: Shell, Destructive: true, Cmd: editConfig(c, []kv{{"ETCD_FORCE_NEW_CLUSTER", "true"}}, nil)},
-		Action{Host: h, Kind: Shell, Destructive: true, Cmd: start},
-		wait,
-		Action{Host: h, Kind: Shell, Cmd: editConfig(c, nil, []string{"ETCD_FORCE_NEW_CLUSTER"})},
-		Action{Host: h, Kind: Shell, Cmd: start},
-		wait,
+		r.only(Action{Host: h, Kind: API, Cmd: behind, Run: func(ctx context.Context, env Env) error { return s.notBehind(ctx, env, m) }}, before...),
+		r.only(Action{Host: h, Kind: Shell, Destructive: true, Cmd: editConfig(c, []kv{{"ETCD_FORCE_NEW_CLUSTER", "true"}}, nil)}, before...),
+		r.only(Action{Host: h, Kind: Shell, Destructive: true, Cmd: start}, before...),
+		r.only(wait, before...),
+		r.only(Action{Host: h, Kind: Shell, Cmd: editConfig(c, nil, []string{"ETCD_FORCE_NEW_CLUSTER"})}, after...),
+		r.only(Action{Host: h, Kind: Shell, Cmd: start}, after...),
+		r.only(wait, after...),
 	)
 	return acts
 }
@@ -90,6 +120,14 @@ func (s *ForceNewCluster) notBehind(ctx context.Context, env Env, m *plans.Membe
 	live := LiveOf(env)
 	if live == nil {
 		env.Logf("no facts of the live cluster were collected at session start: %s is compared with no other member", m.Name)
+		if api, err := env.Etcd(ctx); err == nil {
+			cctx, cancel := context.WithTimeout(ctx, askTimeout)
+			st, err := api.Status(cctx, m.ClientURL)
+			cancel()
+			if err == nil {
+				return raiseRevisionFact(env, fncRevisionFact(m.Name), st.Revision)
+			}
+		}
 		return nil
 	}
 	var rev int64
@@ -113,6 +151,20 @@ func (s *ForceNewCluster) notBehind(ctx context.Context, env Env, m *plans.Membe
 					idx = lm.RaftIndex
 				}
 			}
+		}
+	}
+	if v, ok := env.Fact(fncRevisionFact(m.Name)); ok && from == "" {
+		// An earlier attempt of this step recorded the survivor's
+		// revision before it wrote the flag: after a kill the survivor
+		// may not answer (etcd between restarts) and its data dir may not
+		// be readable offline, but its data did not shrink since.
+		if r, err := strconv.ParseInt(v, 10, 64); err == nil && r > 0 {
+			rev, idx, from = r, 0, "recorded by an earlier attempt of this step"
+		}
+	}
+	if from != "" {
+		if err := raiseRevisionFact(env, fncRevisionFact(m.Name), rev); err != nil {
+			return err
 		}
 	}
 	var ev, newer []string
@@ -177,39 +229,39 @@ func (s *ForceNewCluster) notBehind(ctx context.Context, env Env, m *plans.Membe
 	}
 }
 
-func waitSingle(ctx context.Context, env Env, m *plans.Member, within time.Duration) error {
+func waitSingle(ctx context.Context, c *Ctx, env Env, t Target, within time.Duration) error {
+	m := t.Member
 	api, err := env.Etcd(ctx)
 	if err != nil {
 		return err
 	}
 	ctx, cancel := context.WithTimeout(ctx, within)
 	defer cancel()
-	return poll(ctx, env, "wait for "+m.Name, time.Second, func() (bool, error) {
-		if err := api.Health(ctx, m.ClientURL); err != nil {
-			return false, nil
-		}
-		list, err := api.MemberList(ctx, true)
-		if err != nil {
-			return false, nil
-		}
-		if len(list) != 1 {
-			return false, fmt.Errorf("%s answers but the cluster has %d members: force-new-cluster did not take effect", m.Name, len(list))
-		}
-		return true, nil
+	return WaitWatching(ctx, env, c, []string{t.Name()}, func(ctx context.Context) error {
+		return poll(ctx, env, "wait for "+m.Name, time.Second, func() (bool, error) {
+			if err := api.Health(ctx, m.ClientURL); err != nil {
+				return false, nil
+			}
+			list, err := api.MemberList(ctx, true)
+			if err != nil {
+				return false, nil
+			}
+			if len(list) != 1 {
+				return false, fmt.Errorf("%s answers but the cluster has %d members: force-new-cluster did not take effect", m.Name, len(list))
+			}
+			return true, nil
+		})
 	})
 }
 
+// Check observes the survivor as the step's first action does: done when
+// the flag is gone and it answers as a one-member cluster with its data.
 func (s *ForceNewCluster) Check(ctx context.Context, c *Ctx, env Env, t Target) (bool, string, error) {
-	done, _, err := remoteTest(ctx, env, t, configTest(c, nil, []string{"ETCD_FORCE_NEW_CLUSTER"})+" && systemctl is-active --quiet "+q(c.Cluster.Layout.Unit), "")
-	if err != nil || !done {
-		return false, "", err
+	p, why, err := s.decide(ctx, c, env, t)
+	if err != nil || p != fncDone {
+		return false, why, err
 	}
-	return apiCheck(ctx, env, func(list []Member) (bool, string) {
-		if len(list) >= 1 && findMember(list, t.Member.Name, "") != nil {
-			return true, fmt.Sprintf("%s runs without --force-new-cluster in a %d-member cluster", t.Member.Name, len(list))
-		}
-		return false, ""
-	})
+	return true, why, nil
 }
 
 func (s *ForceNewCluster) Validate(c *Ctx, at At, fs *plans.Findings) {
@@ -264,14 +316,24 @@ func (s *WaitHealthy) Describe(c *Ctx, t Target) []Action {
 			ctx, cancel := context.WithTimeout(ctx, within)
 			defer cancel()
 			var last string
-			err = poll(ctx, env, "wait-healthy", time.Second, func() (bool, error) {
-				why := healthy(ctx, api, ms, s.AllowLearners)
-				if why != "" && why != last {
-					env.Logf("not healthy yet: %s", why)
-					last = why
-				}
-				return why == "", nil
+			var hosts []string
+			for _, m := range ms {
+				hosts = append(hosts, m.Host)
+			}
+			err = WaitWatching(ctx, env, c, hosts, func(ctx context.Context) error {
+				return poll(ctx, env, "wait-healthy", time.Second, func() (bool, error) {
+					why := healthy(ctx, api, ms, s.AllowLearners)
+					if why != "" && why != last {
+						env.Logf("not healthy yet: %s", why)
+						last = why
+					}
+					return why == "", nil
+				})
 			})
+			var se *ServiceError
+			if errors.As(err, &se) {
+				return err
+			}
 			if err != nil {
 				return fmt.Errorf("%w: %s", err, last)
 			}

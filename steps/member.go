@@ -19,15 +19,28 @@ var refusalWindow = 20 * time.Second
 
 // retry calls f until it succeeds, fails with an error that is not a
 // transient refusal (Etcd.IsRetryable), refusalWindow has passed, or ctx ends.
-// It is the only retry of a membership change inside a step: the etcd client
-// makes one attempt per call, and each call goes through env.Etcd, which
-// journals it; repeating a failed step is the engine's (retries:).
+//
+// Who retries what (one owner per kind of failure; nothing else loops):
+//   - a transient refusal of etcd ("unhealthy cluster", no leader, leader
+//     changed, too many requests): this function, within refusalWindow, for
+//     membership changes and the member list they read;
+//   - a learner's "rpc not supported for learner": nobody; the etcd client
+//     (internal/etcdapi) never sends a cluster call to a known learner and
+//     sends a call a learner refused once more to the other members;
+//   - a state that takes time (a learner catching up, a member starting):
+//     the step's poll, within its within:;
+//   - a failed step: the engine, up to the step's retries: (engine/target.go),
+//     and a dropped SSH connection up to three times, each after a Check;
+//   - an SSH connection: internal/sshx replaces a dead connection once when
+//     it opens a session (which runs nothing remotely), and asks again for a
+//     session the server refused for lack of slots (MaxSessions).
+//
+// The etcd client makes one attempt per call (its own retry interceptor is
+// off), and each call goes through env.Etcd, which journals it. Every step
+// ends by its deadline (timeout:, or its type's default).
 //
 // A refusal comes before the change is acted on, so the callers read the
-// member list once and then send only the change again: with two members
-// answering, the client's round-robin balancer would otherwise send every
-// change to the same member, which may be a learner that refuses it ("rpc
-// not supported for learner", etcd 3.5).
+// member list once and then send only the change again.
 func retry(ctx context.Context, api Etcd, env Env, what string, f func() error) error {
 	deadline := time.Now().Add(refusalWindow)
 	delay := 500 * time.Millisecond
@@ -366,7 +379,9 @@ func (s *MemberPromote) Describe(c *Ctx, t Target) []Action {
 		return nil
 	}
 	within := s.Within.D()
-	return []Action{{Host: t.Name(), Kind: Wait, Cmd: fmt.Sprintf("member promote <id of %s> (Cluster.MemberPromote), polled for up to %s while the learner catches up", m.Name, within),
+	// The learner's service is watched beside the poll: an etcd that
+	// cannot start fails the step within seconds (see [Watched]).
+	return Watched(c, []Action{{Host: t.Name(), Kind: Wait, Cmd: fmt.Sprintf("member promote <id of %s> (Cluster.MemberPromote), polled for up to %s while the learner catches up", m.Name, within),
 		Run: func(ctx context.Context, env Env) error {
 			api, err := env.Etcd(ctx)
 			if err != nil {
@@ -374,15 +389,11 @@ func (s *MemberPromote) Describe(c *Ctx, t Target) []Action {
 			}
 			ctx, cancel := context.WithTimeout(ctx, within)
 			defer cancel()
-			// The member list is read again after every refusal but a
-			// transient one: after "not in sync yet" or any other answer
-			// it says whether the learner is a voter by now. After a
-			// transient refusal the promote alone is sent again, so that
-			// it goes to the next member the balancer picks: a 3.5
-			// learner asked to promote itself refuses with "rpc not
-			// supported for learner", and with two members answering,
-			// list and promote alternating would always send the
-			// promote to the learner.
+			// The member list is read again after every refusal of the
+			// promote: "not in sync yet", or "not a learner" once it is a
+			// voter. Neither call reaches the learner itself (the etcd
+			// client sends cluster calls to voting members only), so no
+			// pause is spent on a learner's "rpc not supported".
 			var id uint64
 			return poll(ctx, env, "promote "+m.Name, 2*time.Second, func() (bool, error) {
 				if id == 0 {
@@ -393,7 +404,7 @@ func (s *MemberPromote) Describe(c *Ctx, t Target) []Action {
 					}
 					got := findMember(list, "", m.PeerURL)
 					if got == nil {
-						return false, fmt.Errorf("%s (%s) is not a member: add it first", m.Name, m.PeerURL)
+						return false, notAMember(m)
 					}
 					if !got.IsLearner {
 						return true, nil
@@ -409,17 +420,39 @@ func (s *MemberPromote) Describe(c *Ctx, t Target) []Action {
 				}
 				return true, nil
 			})
-		}}}
+		}}})
 }
 
+func notAMember(m *plans.Member) error {
+	return fmt.Errorf("%s (peer URL %s) is not a member of the cluster: there is nothing to promote\n"+
+		"hint: add it first (a member-add step before this one, or etcdctl member add %s --peer-urls=%s --learner), start it, then resume the run",
+		m.Name, m.PeerURL, m.Name, m.PeerURL)
+}
+
+// Check asks the voting members (linearizable): a voter is done, a learner
+// is not (the promote runs), a member that is not in the list at all or a
+// list no voting member can give is an error that names it.
 func (s *MemberPromote) Check(ctx context.Context, c *Ctx, env Env, t Target) (bool, string, error) {
-	return apiCheck(ctx, env, func(list []Member) (bool, string) {
-		got := findMember(list, "", t.Member.PeerURL)
-		if got != nil && !got.IsLearner {
-			return true, t.Member.Name + " is a voting member"
-		}
-		return false, ""
-	})
+	m := t.Member
+	api, err := env.Etcd(ctx)
+	if err != nil {
+		return false, "", err
+	}
+	var list []Member
+	if err := retry(ctx, api, env, "member list", func() (err error) {
+		list, err = api.MemberList(ctx, false)
+		return err
+	}); err != nil {
+		return false, "", fmt.Errorf("could not tell whether %s is a voting member: the voting members did not give the member list: %w", m.Name, err)
+	}
+	got := findMember(list, "", m.PeerURL)
+	switch {
+	case got == nil:
+		return false, "", notAMember(m)
+	case got.IsLearner:
+		return false, m.Name + " is still a learner: the promote runs", nil
+	}
+	return true, m.Name + " is a voting member", nil
 }
 
 // poll calls f until it reports done, fails, or ctx ends, pausing 250ms

@@ -10,45 +10,36 @@ import (
 	"github.com/etcd-rescue/etcd-rescue/plans"
 )
 
-var errRefused = errors.New("etcdserver: rpc not supported for learner")
+var errRefused = errors.New("etcdserver: unhealthy cluster")
 
-// roundRobinEtcd models the client's balancer over two members that answer:
-// each call goes to the next one. The learner refuses everything
-// (transiently); the voter says "not in sync yet" notReady times, then
-// promotes.
-type roundRobinEtcd struct {
+// votersEtcd answers as the etcd client does, from voting members only: e2
+// is a learner until promoted; the promote says "not in sync yet" notReady
+// times. listErr, when set, is every member list's answer.
+type votersEtcd struct {
 	Etcd
-	next     int
 	notReady int
-	calls    []string
 	promoted bool
+	member   bool // e2 is in the list at all
+	listErr  error
+	calls    []string
 }
 
-func (r *roundRobinEtcd) to(call string) (learner bool) {
-	learner = r.next%2 == 1
-	r.next++
-	who := "voter"
-	if learner {
-		who = "learner"
+func (r *votersEtcd) IsRetryable(err error) bool { return errors.Is(err, errRefused) }
+
+func (r *votersEtcd) MemberList(context.Context, bool) ([]Member, error) {
+	r.calls = append(r.calls, "list")
+	if r.listErr != nil {
+		return nil, r.listErr
 	}
-	r.calls = append(r.calls, call+"@"+who)
-	return learner
+	l := []Member{{ID: 1, Name: "e1", PeerURLs: []string{"http://10.9.0.1:2380"}}}
+	if r.member {
+		l = append(l, Member{ID: 2, Name: "e2", PeerURLs: []string{"http://10.9.0.2:2380"}, IsLearner: !r.promoted})
+	}
+	return l, nil
 }
 
-func (r *roundRobinEtcd) IsRetryable(err error) bool { return errors.Is(err, errRefused) }
-
-func (r *roundRobinEtcd) MemberList(context.Context, bool) ([]Member, error) {
-	if r.to("list") {
-		return nil, errRefused
-	}
-	return []Member{{ID: 1, Name: "e1", PeerURLs: []string{"http://10.9.0.1:2380"}},
-		{ID: 2, Name: "e2", PeerURLs: []string{"http://10.9.0.2:2380"}, IsLearner: !r.promoted}}, nil
-}
-
-func (r *roundRobinEtcd) MemberPromote(_ context.Context, id uint64) error {
-	if r.to("promote") {
-		return errRefused
-	}
+func (r *votersEtcd) MemberPromote(_ context.Context, id uint64) error {
+	r.calls = append(r.calls, "promote")
 	if r.notReady > 0 {
 		r.notReady--
 		return errors.New("etcdserver: can only promote a learner member which is in sync with leader")
@@ -57,22 +48,50 @@ func (r *roundRobinEtcd) MemberPromote(_ context.Context, id uint64) error {
 	return nil
 }
 
-// TestPromoteReachesTheVoter: with the learner and one voter answering, a
-// promote refused by the learner is sent again at once, so it reaches the
-// voter; alternating list and promote would send every promote to the
-// learner until within: ran out.
-func TestPromoteReachesTheVoter(t *testing.T) {
+// TestPromotePollsOnlyWhileCatchingUp: the promote is sent at once, and
+// polled only while the learner is not in sync.
+func TestPromotePollsOnlyWhileCatchingUp(t *testing.T) {
 	c, ts := testCtx(t, t.TempDir(), "systemd")
-	api := &roundRobinEtcd{notReady: 1}
-	env := &quorumEnv{api: api, facts: map[string]string{}}
-	acts := (&MemberPromote{Within: plans.Duration(20 * time.Second)}).Describe(c, ts[1])
-	if err := acts[0].Run(context.Background(), env); err != nil {
-		t.Fatalf("promote: %v\ncalls %v\nlogs %v", err, api.calls, env.logs)
+	for _, notReady := range []int{0, 1} {
+		api := &votersEtcd{member: true, notReady: notReady}
+		env := &quorumEnv{api: api, facts: map[string]string{}}
+		acts := (&MemberPromote{Within: plans.Duration(20 * time.Second)}).Describe(c, ts[1])
+		start := time.Now()
+		if err := acts[0].Run(context.Background(), env); err != nil {
+			t.Fatalf("promote: %v\ncalls %v\nlogs %v", err, api.calls, env.logs)
+		}
+		took := time.Since(start)
+		if !api.promoted || len(api.calls) != 2+2*notReady {
+			t.Fatalf("not ready %d times: promoted %v, calls %v", notReady, api.promoted, api.calls)
+		}
+		if notReady == 0 && took > 100*time.Millisecond {
+			t.Errorf("a learner in sync was promoted after %s", took)
+		}
 	}
-	if !api.promoted {
-		t.Fatalf("not promoted; calls %v", api.calls)
+}
+
+// TestPromoteCheckIsDecisive: voter: done; learner: not done; not a
+// member, or no list: an error that names the member and the cause.
+func TestPromoteCheckIsDecisive(t *testing.T) {
+	c, ts := testCtx(t, t.TempDir(), "systemd")
+	noVoter := errors.New("etcd member list via http://10.9.0.2:2379: no voting member among the endpoints")
+	tests := map[string]struct {
+		api      *votersEtcd
+		done     bool
+		why, err string
+	}{
+		"voter":      {&votersEtcd{member: true, promoted: true}, true, "e2 is a voting member", ""},
+		"learner":    {&votersEtcd{member: true}, false, "e2 is still a learner: the promote runs", ""},
+		"not member": {&votersEtcd{}, false, "", "e2 (peer URL http://10.9.0.2:2380) is not a member of the cluster: there is nothing to promote\nhint: add it first"},
+		"no list":    {&votersEtcd{listErr: noVoter}, false, "", "could not tell whether e2 is a voting member: the voting members did not give the member list: " + noVoter.Error()},
 	}
-	t.Logf("calls: %v", api.calls)
+	for name, tc := range tests {
+		env := &quorumEnv{api: tc.api, facts: map[string]string{}}
+		done, why, err := (&MemberPromote{}).Check(context.Background(), c, env, ts[1])
+		if done != tc.done || why != tc.why || (tc.err == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), tc.err)) {
+			t.Errorf("%s: done=%v why=%q err=%v; want done=%v why=%q err containing %q", name, done, why, err, tc.done, tc.why, tc.err)
+		}
+	}
 }
 
 // refusingEtcd refuses every member add transiently.

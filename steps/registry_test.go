@@ -28,7 +28,7 @@ func TestCatalogTraits(t *testing.T) {
 		"destructive zero values": {with(func(s Step) bool { d, ok := s.(Destructive); return ok && d.DestroysData() }),
 			"force-new-cluster member-add member-remove restore wipe-dir"},
 		"repeat-safe zero values": {with(func(s Step) bool { r, ok := s.(RepeatSafe); return ok && r.SafeToRepeat() }),
-			"member-add member-remove restore wipe-dir"},
+			"force-new-cluster member-add member-remove restore wipe-dir"},
 		"check first": {with(func(s Step) bool { c, ok := s.(CheckFirst); return ok && c.CheckFirst() }),
 			"exec"},
 		"ask approval": {with(func(s Step) bool { a, ok := s.(AsksApproval); return ok && a.AsksApproval() }),

@@ -2,6 +2,8 @@ package steps
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"path"
 
 	"github.com/etcd-rescue/etcd-rescue/internal/shellquote"
@@ -111,7 +113,22 @@ func (s *StartService) Describe(c *Ctx, t Target) []Action {
 	if s.MissingOK {
 		cmd += " || { [ $? = 5 ] && echo " + q(unit+" is not installed here: nothing to start") + "; }"
 	}
-	return append(acts, Action{Host: t.Name(), Kind: Shell, Cmd: cmd})
+	h := t.Name()
+	return append(acts, Action{Host: h, Kind: Shell, Cmd: cmd, Run: func(ctx context.Context, env Env) error {
+		r, err := env.Shell(h)
+		if err != nil {
+			return err
+		}
+		_, err = r.Run(ctx, cmd, nil)
+		var ee *ExitError
+		if errors.As(err, &ee) && ctx.Err() == nil {
+			// A blocking start that failed: say why, from the unit.
+			if se := UnitFailure(ctx, env, h, unit); se != nil {
+				return fmt.Errorf("%w\n  (%w)", se, err)
+			}
+		}
+		return err
+	}})
 }
 
 func (s *StartService) Check(ctx context.Context, c *Ctx, env Env, t Target) (bool, string, error) {

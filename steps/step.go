@@ -104,9 +104,9 @@ type Destructive interface {
 // RepeatSafe is implemented by destructive steps written to run again after
 // their Check said "not done": wipe-dir moves aside only an existing dir,
 // restore writes into a run-specific temp dir and renames it into place
-// last, member-add and member-remove read the member list first.
-// force-new-cluster is not: once its first actions ran, the member may
-// already be a one-member cluster whose Check still says "not done".
+// last, member-add and member-remove read the member list first,
+// force-new-cluster observes its survivor first and goes on from the phase
+// it finds (flag written or not, one-member cluster or not).
 type RepeatSafe interface {
 	SafeToRepeat() bool
 }

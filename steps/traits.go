@@ -1,5 +1,11 @@
 package steps
 
+import (
+	"fmt"
+	"strings"
+	"time"
+)
+
 // The interfaces below tell the engine's cross-step rules what a step does
 // to the cluster, so that the rules (engine/rules*.go) need no list of step
 // types: a new type that stops a service, reads a snapshot or adds a member
@@ -92,4 +98,98 @@ type StoppedFirst struct {
 // every kube-apiserver down first).
 type NeedsStoppedFirst interface {
 	NeedsStoppedFirst(c *Ctx) []StoppedFirst
+}
+
+// DefaultDeadline is the time limit of a step-host whose step sets no
+// timeout: and whose type has no default of its own ([DefaultTimeout]).
+// Every step ends: a call that hangs, or a refusal that never clears, fails
+// the step by then with the limit it hit.
+const DefaultDeadline = 10 * time.Minute
+
+// DefaultTimeout is implemented by step types whose work may take longer
+// than [DefaultDeadline]: those that wait up to their within: (the default
+// is within: plus a margin for the rest of their work) and those that move
+// or rewrite a whole database. Basis says how the limit is made, for the
+// dry-run ("within: 5m + 1m").
+type DefaultTimeout interface {
+	DefaultTimeout() (limit time.Duration, basis string)
+}
+
+// Deadline returns the default time limit of a step-host with parameters s
+// and how it is made ("" for DefaultDeadline).
+func Deadline(s Step) (time.Duration, string) {
+	if d, ok := s.(DefaultTimeout); ok {
+		if limit, basis := d.DefaultTimeout(); limit > 0 {
+			return limit, basis
+		}
+	}
+	return DefaultDeadline, ""
+}
+
+// withinPlus is the default deadline of a step that waits up to within
+// n times, with margin for the rest of its work.
+func withinPlus(within time.Duration, n int, margin time.Duration) (time.Duration, string) {
+	basis := fmt.Sprintf("within: %s + %s", fmtDuration(within), fmtDuration(margin))
+	if n > 1 {
+		basis = fmt.Sprintf("%d waits of within: %s + %s", n, fmtDuration(within), fmtDuration(margin))
+	}
+	return time.Duration(n)*within + margin, basis
+}
+
+// fmtDuration prints 10m rather than 10m0s.
+func fmtDuration(d time.Duration) string {
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = strings.TrimSuffix(s, "0s")
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = strings.TrimSuffix(s, "0m")
+	}
+	return s
+}
+
+// FormatDuration prints a deadline as the dry-run and errors show it (10m,
+// 1h, 2m30s).
+func FormatDuration(d time.Duration) string { return fmtDuration(d) }
+
+// Long transfers and rewrites: a snapshot of etcd's largest database (8 GiB)
+// over a slow link, a restore of it on a slow disk.
+const (
+	transferDeadline = time.Hour
+	restoreDeadline  = 30 * time.Minute
+)
+
+func (s *WaitHealthy) DefaultTimeout() (time.Duration, string) {
+	return withinPlus(s.Within.D(), 1, time.Minute)
+}
+
+func (s *MemberPromote) DefaultTimeout() (time.Duration, string) {
+	return withinPlus(s.Within.D(), 1, time.Minute)
+}
+
+// DefaultTimeout: force-new-cluster waits up to within: twice (after the
+// start with the flag, and after the restart without it).
+func (s *ForceNewCluster) DefaultTimeout() (time.Duration, string) {
+	return withinPlus(s.Within.D(), 2, 5*time.Minute)
+}
+
+func (*SnapshotSave) DefaultTimeout() (time.Duration, string) {
+	return transferDeadline, "a snapshot transfer"
+}
+
+func (*SnapshotCopy) DefaultTimeout() (time.Duration, string) {
+	return transferDeadline, "a snapshot transfer"
+}
+
+func (*SnapshotVerify) DefaultTimeout() (time.Duration, string) {
+	return restoreDeadline, "reads a whole snapshot"
+}
+
+func (*Restore) DefaultTimeout() (time.Duration, string) {
+	return restoreDeadline, "rewrites a whole database"
+}
+
+// DefaultTimeout: an approve step waits for a person at the terminal.
+func (*Approve) DefaultTimeout() (time.Duration, string) {
+	return 24 * time.Hour, "waits for an operator"
 }

@@ -138,6 +138,9 @@ func report(err error, stderr io.Writer) int {
 	for _, h := range hints {
 		fmt.Fprintf(stderr, "hint: %s\n", h)
 	}
+	for _, l := range lastLines(err) {
+		fmt.Fprintln(stderr, l)
+	}
 	return code
 }
 

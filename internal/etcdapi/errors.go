@@ -87,11 +87,10 @@ var retryable = map[string]bool{
 	rpctypes.ErrTooManyRequests.Error(): true,
 	rpctypes.ErrStopped.Error():         true,
 	rpctypes.ErrNotCapable.Error():      true,
-	// A learner refuses what only voters serve, before acting on it; the
-	// round-robin balancer sends the retry to another member. (A 3.5
-	// server sends it as Unavailable, which the 3.6 client does not
-	// recognise as the learner refusal it retries itself.)
-	rpctypes.ErrorDesc(rpctypes.ErrGRPCNotSupportedForLearner): true,
+	// Not the learner refusal ("rpc not supported for learner"): the
+	// client routes around it (see the package doc), and sending the same
+	// call to the same learner again would be refused again. It is
+	// Permanent.
 }
 
 // Class is how a failed call may be followed up. The client makes one attempt
@@ -107,8 +106,7 @@ const (
 	// Retryable: etcd answered with a transient refusal given before the request
 	// was acted on: "unhealthy cluster" (for ~5 s after a member restarts, and
 	// for as long as a voting member is down), no leader, leader changed, too
-	// many requests, a stopping server, a learner asked what only voters serve.
-	// Sending the same request again is safe.
+	// many requests, a stopping server. Sending the same request again is safe.
 	Retryable
 	// Unreachable: the member could not be asked at all (connection refused,
 	// no route, TLS handshake failed, gRPC Unavailable): nothing is known of
@@ -135,7 +133,8 @@ var ErrUnreachable = errors.New("etcd member unreachable")
 // Permanent (there is nothing to retry).
 func Classify(err error) Class {
 	switch {
-	case err == nil:
+	case err == nil, IsLearnerRefusal(err):
+		// A 3.5 learner sends its refusal as Unavailable: it was asked.
 		return Permanent
 	case retryable[etcdDesc(err)]:
 		return Retryable

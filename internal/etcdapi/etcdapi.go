@@ -9,7 +9,15 @@
 // pinned to that single endpoint, so the answer is that member's.
 //
 // Every call is one attempt, bounded by the request (or probe) timeout; the
-// package retries nothing. Its errors are sorted by [Classify]: a transient
+// package retries nothing, and clientv3's own retry interceptor is turned
+// off (MaxUnaryRetries 1), so a refused call is sent once. The one exception
+// is routing, not retrying: cluster RPCs (membership, linearizable reads)
+// never go to a member known to be a learner, which refuses them ("rpc not
+// supported for learner" on 3.5, 3.6 and 3.7: a learner answers only Status,
+// serializable Range and the Snapshot stream). The client learns learners
+// from every member list and Status answer and from every learner refusal;
+// a refusal from an endpoint not yet known as a learner sends the same call
+// once more, to the remaining endpoints. Its errors are sorted by [Classify]: a transient
 // refusal such as the "unhealthy cluster" answer given for about five seconds
 // after any member restarts ([Retryable]), a member that could not be asked
 // ([Unreachable]), or a final answer ([Permanent]). Polling belongs to the
@@ -29,6 +37,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -84,8 +93,16 @@ type Client struct {
 	tls *tls.Config
 	cli *clientv3.Client
 
+	// learners is shared by a client and its pinned clients.
+	learners *learnerSet
+	// refusals counts the learner refusals routed around (for tests).
+	refusals atomic.Int64
+
 	mu     sync.Mutex
 	pinned map[string]*Client
+	// voters holds clients for the endpoints that are no known learner,
+	// keyed by the endpoints joined with ",".
+	voters map[string]*clientv3.Client
 	closed bool
 }
 
@@ -110,12 +127,21 @@ func New(cfg Config) (*Client, error) {
 			return nil, err
 		}
 	}
-	return newClient(cfg, tlsCfg)
+	return newClient(cfg, tlsCfg, &learnerSet{m: map[string]bool{}})
 }
 
-func newClient(cfg Config, tlsCfg *tls.Config) (*Client, error) {
+func newClient(cfg Config, tlsCfg *tls.Config, learners *learnerSet) (*Client, error) {
+	cli, err := newRaw(cfg, cfg.Endpoints, tlsCfg)
+	if err != nil {
+		return nil, err
+	}
+	return &Client{cfg: cfg, tls: tlsCfg, cli: cli, learners: learners, pinned: map[string]*Client{}, voters: map[string]*clientv3.Client{}}, nil
+}
+
+// newRaw builds the clientv3 client of endpoints.
+func newRaw(cfg Config, endpoints []string, tlsCfg *tls.Config) (*clientv3.Client, error) {
 	ccfg := clientv3.Config{
-		Endpoints:            cfg.Endpoints,
+		Endpoints:            endpoints,
 		DialTimeout:          cfg.DialTimeout,
 		DialKeepAliveTime:    10 * time.Second,
 		DialKeepAliveTimeout: 5 * time.Second,
@@ -125,6 +151,11 @@ func newClient(cfg Config, tlsCfg *tls.Config) (*Client, error) {
 		// The engine reports errors itself; the client's own warnings would only
 		// clutter the operator's terminal.
 		Logger: zap.NewNop(),
+		// One attempt per call: the caller owns retries (see the package
+		// doc). clientv3 retries read-only calls answered Unavailable up to
+		// 100 times, and on 3.6+ any call a learner refused, inside the
+		// caller's deadline and out of its journal.
+		MaxUnaryRetries: 1,
 	}
 	// A recovery talks to members that are down and then come back: gRPC's
 	// default reconnect backoff grows to 120 s, so a member that was dead
@@ -134,14 +165,18 @@ func newClient(cfg Config, tlsCfg *tls.Config) (*Client, error) {
 		Backoff:           backoff.Config{BaseDelay: 100 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: time.Second},
 		MinConnectTimeout: 2 * time.Second,
 	}))
+	// The endpoint that answered a call (grpc.Peer) names the learner
+	// that refused it. Through a dialer (an SSH tunnel) every connection
+	// remembers the address it was dialled at; a direct connection keeps
+	// gRPC's own dialer (and its TCP settings) and reports its peer's IP.
 	if cfg.Dialer != nil {
-		ccfg.DialOptions = append(ccfg.DialOptions, grpc.WithContextDialer(cfg.Dialer))
+		ccfg.DialOptions = append(ccfg.DialOptions, grpc.WithContextDialer(dialRemembering(cfg.Dialer)))
 	}
 	cli, err := clientv3.New(ccfg)
 	if err != nil {
-		return nil, fmt.Errorf("etcd client for %s: %w", strings.Join(cfg.Endpoints, ","), err)
+		return nil, fmt.Errorf("etcd client for %s: %w", strings.Join(endpoints, ","), err)
 	}
-	return &Client{cfg: cfg, tls: tlsCfg, cli: cli, pinned: map[string]*Client{}}, nil
+	return cli, nil
 }
 
 func loadTLS(f TLSFiles) (*tls.Config, error) {
@@ -236,7 +271,7 @@ func (c *Client) At(endpoint string) (*Client, error) {
 	}
 	cfg := c.cfg
 	cfg.Endpoints = []string{endpoint}
-	p, err := newClient(cfg, c.tls)
+	p, err := newClient(cfg, c.tls, c.learners)
 	if err != nil {
 		return nil, err
 	}
@@ -248,12 +283,17 @@ func (c *Client) At(endpoint string) (*Client, error) {
 func (c *Client) Close() error {
 	c.mu.Lock()
 	c.closed = true
-	pinned := c.pinned
-	c.pinned = map[string]*Client{}
+	pinned, voters := c.pinned, c.voters
+	c.pinned, c.voters = map[string]*Client{}, map[string]*clientv3.Client{}
 	c.mu.Unlock()
 	var errs []error
 	for _, p := range pinned {
-		if err := p.cli.Close(); err != nil {
+		if err := p.Close(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	for _, v := range voters {
+		if err := v.Close(); err != nil && !errors.Is(err, context.Canceled) {
 			errs = append(errs, err)
 		}
 	}

@@ -321,15 +321,16 @@ func TestClassify(t *testing.T) {
 		err  error
 		want etcdapi.Class
 	}{
-		"nil":             {nil, etcdapi.Permanent},
-		"unhealthy":       {rpctypes.ErrGRPCUnhealthy, etcdapi.Retryable},
-		"no leader":       {rpctypes.ErrGRPCNoLeader, etcdapi.Retryable},
-		"learner refusal": {rpctypes.ErrGRPCNotSupportedForLearner, etcdapi.Retryable},
-		"not ready":       {rpctypes.ErrGRPCLearnerNotReady, etcdapi.Permanent},
-		"not found":       {rpctypes.ErrGRPCMemberNotFound, etcdapi.Permanent},
-		"unavailable":     {status.Error(codes.Unavailable, "connection error"), etcdapi.Unreachable},
-		"deadline":        {context.DeadlineExceeded, etcdapi.Permanent},
-		"wrapped":         {fmt.Errorf("etcd member add: %w", rpctypes.ErrGRPCUnhealthy), etcdapi.Retryable},
+		"nil":                 {nil, etcdapi.Permanent},
+		"unhealthy":           {rpctypes.ErrGRPCUnhealthy, etcdapi.Retryable},
+		"no leader":           {rpctypes.ErrGRPCNoLeader, etcdapi.Retryable},
+		"learner refusal":     {rpctypes.ErrGRPCNotSupportedForLearner, etcdapi.Permanent},
+		"learner refusal 3.5": {status.Error(codes.Unavailable, "etcdserver: rpc not supported for learner"), etcdapi.Permanent},
+		"not ready":           {rpctypes.ErrGRPCLearnerNotReady, etcdapi.Permanent},
+		"not found":           {rpctypes.ErrGRPCMemberNotFound, etcdapi.Permanent},
+		"unavailable":         {status.Error(codes.Unavailable, "connection error"), etcdapi.Unreachable},
+		"deadline":            {context.DeadlineExceeded, etcdapi.Permanent},
+		"wrapped":             {fmt.Errorf("etcd member add: %w", rpctypes.ErrGRPCUnhealthy), etcdapi.Retryable},
 	}
 	for name, tc := range tests {
 		if got := etcdapi.Classify(tc.err); got != tc.want {

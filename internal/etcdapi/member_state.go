@@ -11,7 +11,8 @@ import (
 	"strings"
 	"time"
 
-	clientv3 "go.etcd.io/etcd/client/v3"
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"google.golang.org/grpc"
 )
 
 // Status is one member's view of itself (etcdctl endpoint status).
@@ -64,6 +65,7 @@ func (c *Client) Status(ctx context.Context, endpoint string) (Status, error) {
 	if h := resp.Header; h != nil {
 		s.MemberID, s.ClusterID, s.Revision = h.MemberId, h.ClusterId, h.Revision
 	}
+	c.learners.set(hostPort(endpoint), s.IsLearner)
 	return s, nil
 }
 
@@ -174,14 +176,14 @@ type KeyStats struct {
 
 // KeyCount counts every key and returns the revision it was counted at
 // (linearizable, or from the answering member's state when serializable).
+// It goes to voting members only, like every cluster call.
 func (c *Client) KeyCount(ctx context.Context, serializable bool) (KeyStats, error) {
-	ctx, cancel := c.request(ctx)
-	defer cancel()
-	opts := []clientv3.OpOption{clientv3.WithFromKey(), clientv3.WithCountOnly()}
-	if serializable {
-		opts = append(opts, clientv3.WithSerializable())
-	}
-	resp, err := c.cli.Get(ctx, "\x00", opts...)
+	var resp *pb.RangeResponse
+	err := c.clusterCall(ctx, func(ctx context.Context, conn *grpc.ClientConn, opts ...grpc.CallOption) (err error) {
+		// Every key: from "\x00" to the end of the key space ("\x00").
+		resp, err = pb.NewKVClient(conn).Range(ctx, &pb.RangeRequest{Key: []byte{0}, RangeEnd: []byte{0}, CountOnly: true, Serializable: serializable}, opts...)
+		return err
+	})
 	if err != nil {
 		return KeyStats{}, wrap(err, "etcd key count via %s", c.endpointsText())
 	}
