@@ -261,6 +261,10 @@ func (e *e2e) crashAtEveryPoint(t *testing.T, l *lab.Lab, inv, plan string, extr
 		}
 		walls = append(walls, r.Wall)
 		last = r
+		// what this session decided about the step-hosts it found begun
+		if probes := probeLines(r.Stdout); probes != "" {
+			t.Logf("session %d (%s) found:\n%s", session, args[0], probes)
+		}
 		if runID == "" {
 			if runID = framework.RunIDOf(r.Stdout); runID == "" {
 				t.Fatalf("no run id in apply's output:\n%s", r)
@@ -286,6 +290,7 @@ func (e *e2e) crashAtEveryPoint(t *testing.T, l *lab.Lab, inv, plan string, extr
 			running := stepsIn(st, "running", "failed")
 			res.failures = append(res.failures, fmt.Sprintf("after the kill %s: %s exit %d: %s", lastPoint, args[0], r.Code, lastLines(r.Stderr, 3)))
 			t.Errorf("FAILED KILL POINT %s: the next plain %s did not complete: exit %d\n%s", lastPoint, args[0], r.Code, framework.TailLines(r.Stderr, 15))
+			logRecoveries(t, stateDir, runID)
 			if len(args) > 3 && strings.Contains(strings.Join(args, " "), "--rerun") {
 				t.Fatalf("resume --rerun failed too; the chain stops:\n%s", r)
 			}
@@ -338,6 +343,19 @@ func (e *e2e) crashAtEveryPoint(t *testing.T, l *lab.Lab, inv, plan string, extr
 	t.Logf("crash chain: %d sessions, %.1fs of etcd-rescue in all, %.1fs with the checks", len(walls), total.Seconds(), time.Since(t0).Seconds())
 	recordSessions(t, l, filepath.Base(plan), st, walls, last.Stdout)
 	return res
+}
+
+// probeLines are a session's progress lines about step-hosts it found
+// begun by an earlier session: "found running: ...", "done (found ...)",
+// "waiting for the operator: ...".
+func probeLines(stdout string) string {
+	var out []string
+	for _, line := range strings.Split(stdout, "\n") {
+		if strings.Contains(line, " found ") || strings.Contains(line, " done (found") || strings.Contains(line, "waiting for the operator") {
+			out = append(out, "  "+line)
+		}
+	}
+	return strings.Join(out, "\n")
 }
 
 func countPrefix(xs []string, p string) int {

@@ -61,7 +61,10 @@ func TestE2ECrash(t *testing.T) {
 				} else {
 					inv, plan = e.reviewed(t, l, sc.plan)
 				}
-				res := e.crashAtEveryPoint(t, l, inv, plan)
+				// --parallelism 1: one step-host at a time, so that no kill
+				// lands while a parallel branch runs, whose boundary and
+				// middle a later session could then only probe
+				res := e.crashAtEveryPoint(t, l, inv, plan, "--parallelism", "1")
 				if sc.restore {
 					checkRevisionAbove(t, l, preRev)
 				}

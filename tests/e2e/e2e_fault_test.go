@@ -44,22 +44,26 @@ func TestE2EFault(t *testing.T) {
 		t.Fatalf("lab break lost-host: %v", err)
 	}
 	newHost := func() string { return memberHost(t, l, "etcd2") }
-	if !t.Run("host-key-unknown", func(t *testing.T) { e.hostKeyRefused(t, l, "h1", false) }) {
-		t.FailNow()
-	}
-	if !t.Run("host-key-changed", func(t *testing.T) { e.hostKeyRefused(t, l, newHost(), true) }) {
-		t.FailNow()
-	}
+	// The host-key refusals change nothing (that is what they check), so
+	// the later subtests run even if one failed; each later one needs the
+	// lab recovered by the one before (lab verify), or stops the test.
+	t.Run("host-key-unknown", func(t *testing.T) { e.hostKeyRefused(t, l, "h1", false) })
+	t.Run("host-key-changed", func(t *testing.T) { e.hostKeyRefused(t, l, newHost(), true) })
 	// the same broken lab, repaired by one operator while a second tries
-	if !t.Run("second-operator", func(t *testing.T) { e.secondOperator(t, l) }) {
-		t.FailNow()
+	t.Run("second-operator", func(t *testing.T) { e.secondOperator(t, l) })
+	needVerified := func(what string) {
+		c, cancel := context.WithTimeout(ctx, time.Minute)
+		defer cancel()
+		if err := l.Verify(c); err != nil {
+			t.Fatalf("the lab is not recovered after %s, the next fault test cannot start from it: %v", what, err)
+		}
 	}
+	needVerified("second-operator")
 	if err := l.Break(ctx, "lost-host"); err != nil {
 		t.Fatalf("lab break lost-host (the second): %v", err)
 	}
-	if !t.Run("link-down-during-member-add", func(t *testing.T) { e.linkDownDuringAdd(t, l) }) {
-		t.FailNow()
-	}
+	t.Run("link-down-during-member-add", func(t *testing.T) { e.linkDownDuringAdd(t, l) })
+	needVerified("link-down-during-member-add")
 	if err := l.Break(ctx, "lost-host"); err != nil {
 		t.Fatalf("lab break lost-host (the third): %v", err)
 	}
@@ -305,7 +309,10 @@ func (e *e2e) linkDownDuringAdd(t *testing.T, l *lab.Lab) {
 		t.Fatalf("the apply ended before remove-dead was done:\n%s", p.Wait(t))
 	}
 	t.Logf("%s cut off the network right after remove-dead was done, before add", victim)
-	r := p.Wait(t)
+	r, killed := waitAtMost(t, p, 3*time.Minute)
+	if killed {
+		t.Errorf("the apply was still running 3 minutes after the link went down: killed")
+	}
 	runID := framework.RunIDOf(r.Stdout)
 	t.Logf("apply with %s's link down: exit %d in %.1fs:\n%s", victim, r.Code, r.Wall.Seconds(), r.Stderr)
 	if r.Code != 1 {
@@ -365,8 +372,11 @@ func (e *e2e) etcdCannotStart(t *testing.T, l *lab.Lab, host string) {
 			mu.Unlock()
 		}
 	}, "apply", plan, "--inventory", inv, "--yes", "--state-dir", stateDir)
-	r := p.Wait(t)
+	r, cut := waitAtMost(t, p, 2*time.Minute)
 	end := time.Now()
+	if cut {
+		t.Errorf("the apply was still running 2 minutes after it began, etcd unable to start on %s: killed", host)
+	}
 	runID := framework.RunIDOf(r.Stdout)
 	t.Logf("apply with etcd unable to start on %s: exit %d in %.1fs:\n%s", host, r.Code, r.Wall.Seconds(), r.Stderr)
 	if runID == "" {
@@ -416,4 +426,16 @@ func (e *e2e) etcdCannotStart(t *testing.T, l *lab.Lab, host string) {
 	}
 	checkRunDone(t, e.StatusJSON(t, stateDir, runID))
 	verifyLab(t, l)
+}
+
+// waitAtMost waits for p to end, or kills it (kill -9) after limit; cut
+// says it was killed.
+func waitAtMost(t *testing.T, p *framework.Proc, limit time.Duration) (framework.Result, bool) {
+	t.Helper()
+	select {
+	case <-p.Exited():
+		return p.Wait(t), false
+	case <-time.After(limit):
+		return p.Kill9(t), true
+	}
 }
