@@ -10,6 +10,7 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -91,9 +92,11 @@ type pointsResult struct {
 }
 
 // crashAtEveryPoint applies plan (reviewed against inv) to the broken lab l
-// and kills every session at the next point not yet visited: right after a
-// step-host's "done" line (its checkpoint is written), or in the middle of a
-// destructive or polling step (see midOf). A session that ends by itself
+// and kills every session at the next point not yet visited: at a step
+// boundary (the "done" line after which every step-host of the step is done:
+// the checkpoint is written before the line), or in the middle of a
+// destructive or polling step (see midOf; the first of its step-hosts to
+// run). E2E_CRASH_EVERY_HOST=1 takes both points per step-host instead. A session that ends by itself
 // must end with exit 0 and the recovery complete. A session that fails
 // instead (exit != 0 without a kill) is a failure of the point before it:
 // it is reported, and the chain goes on with `resume --rerun KEY` of the
@@ -101,6 +104,9 @@ type pointsResult struct {
 // later points), or stops when even that fails.
 func (e *e2e) crashAtEveryPoint(t *testing.T, l *lab.Lab, inv, plan string, extra ...string) pointsResult {
 	t0 := time.Now()
+	// E2E_CRASH_EVERY_HOST=1: the points of every step-host, not of every
+	// step (about twice the kills on 3 hosts; too slow for CI)
+	perHost := os.Getenv("E2E_CRASH_EVERY_HOST") == "1"
 	data, err := os.ReadFile(filepath.Join(e.Repo, plan))
 	if err != nil {
 		data, err = os.ReadFile(plan)
@@ -168,7 +174,17 @@ func (e *e2e) crashAtEveryPoint(t *testing.T, l *lab.Lab, inv, plan string, extr
 				mu.Lock()
 				doneSeen[m[1]] = true
 				mu.Unlock()
-				if claim("after " + m[1]) {
+				step, _, _ := strings.Cut(m[1], "@")
+				after := "after " + m[1]
+				if !perHost {
+					// a step boundary: every step-host of the step done
+					// (the checkpoint is written before the line)
+					if !stepDone(stateDir, step) {
+						return
+					}
+					after = "after " + step
+				}
+				if claim(after) {
 					_ = p.Signal(syscall.SIGSTOP)
 				}
 				return
@@ -179,22 +195,26 @@ func (e *e2e) crashAtEveryPoint(t *testing.T, l *lab.Lab, inv, plan string, extr
 			}
 			key := m[1]
 			step, host, _ := strings.Cut(key, "@")
+			mk := key // the mid point's name: per step-host, or per step
+			if !perHost {
+				mk = step
+			}
 			ty := typeOf[step]
 			kind := midOf[ty]
 			if kind == midNone || kind == midCall {
 				return
 			}
 			mu.Lock()
-			taken := point != "" || visited["in "+key]
+			taken := point != "" || visited["in "+mk]
 			if ty == "force-new-cluster" && point == "" {
-				taken = visited["in "+key] && visited["in "+key+" (flag written)"]
+				taken = visited["in "+mk] && visited["in "+mk+" (flag written)"]
 			}
 			mu.Unlock()
 			if taken {
 				return
 			}
 			mu.Lock()
-			fncSecond := ty == "force-new-cluster" && visited["in "+key]
+			fncSecond := ty == "force-new-cluster" && visited["in "+mk]
 			mu.Unlock()
 			go func() {
 				<-started
@@ -205,7 +225,7 @@ func (e *e2e) crashAtEveryPoint(t *testing.T, l *lab.Lab, inv, plan string, extr
 					if !waitFor(proc, 30*time.Second, func() bool { return fncFlagWritten(l, host) }) {
 						return
 					}
-					if !claim("in " + key + " (flag written)") {
+					if !claim("in " + mk + " (flag written)") {
 						return
 					}
 					how = "ETCD_FORCE_NEW_CLUSTER=true in the env file"
@@ -213,7 +233,7 @@ func (e *e2e) crashAtEveryPoint(t *testing.T, l *lab.Lab, inv, plan string, extr
 					if host == "" || !waitFor(proc, 30*time.Second, func() bool { return len(markedProcs(l, host, runID+"/"+key)) > 0 }) {
 						return
 					}
-					if !claim("in " + key) {
+					if !claim("in " + mk) {
 						return
 					}
 					how = "its remote command running"
@@ -225,11 +245,11 @@ func (e *e2e) crashAtEveryPoint(t *testing.T, l *lab.Lab, inv, plan string, extr
 					if d {
 						mu.Lock()
 						res.missed = append(res.missed, "in "+key)
-						visited["in "+key] = true
+						visited["in "+mk] = true
 						mu.Unlock()
 						return
 					}
-					if !claim("in " + key) {
+					if !claim("in " + mk) {
 						return
 					}
 					how = fmt.Sprintf("%s after it began", pollDelay)
@@ -343,6 +363,34 @@ func (e *e2e) crashAtEveryPoint(t *testing.T, l *lab.Lab, inv, plan string, extr
 	t.Logf("crash chain: %d sessions, %.1fs of etcd-rescue in all, %.1fs with the checks", len(walls), total.Seconds(), time.Since(t0).Seconds())
 	recordSessions(t, l, filepath.Base(plan), st, walls, last.Stdout)
 	return res
+}
+
+// stepDone: the only run in stateDir has every step-host of step done.
+func stepDone(stateDir, step string) bool {
+	files, _ := filepath.Glob(filepath.Join(stateDir, "runs", "*", "state.json"))
+	if len(files) != 1 {
+		return false
+	}
+	b, err := os.ReadFile(files[0])
+	if err != nil {
+		return false
+	}
+	var st framework.RunState
+	if json.Unmarshal(b, &st) != nil {
+		return false
+	}
+	for _, s := range st.Steps {
+		if s.ID != step {
+			continue
+		}
+		for _, h := range s.Hosts {
+			if h.Status != "done" {
+				return false
+			}
+		}
+		return len(s.Hosts) > 0
+	}
+	return false
 }
 
 // probeLines are a session's progress lines about step-hosts it found
