@@ -34,30 +34,54 @@ import (
 
 func TestE2ECrash(t *testing.T) {
 	e := newE2E(t)
-	// (a) kill -9 between two steps, at several boundaries of one run: each
-	// kill is followed by a resume, which is killed at the next boundary.
-	t.Run("between-steps/ip-change/etcd3.5", func(t *testing.T) {
-		l := framework.UpLab(t, lab.Options{Members: 3, Version: "3.5"})
-		e.crashBetweenSteps(t, l, scenario{plan: "ip-change", brk: "ip-change", members: 3},
-			[]string{"stop-etcd3@h3", "new-peer-url@h3", "config@h3"})
-	})
-	t.Run("between-steps/quorum-loss/etcd3.6", func(t *testing.T) {
-		l := framework.UpLab(t, lab.Options{Members: 3, Version: "3.6"})
-		e.crashBetweenSteps(t, l, scenario{plan: "quorum-loss-force-new-cluster", brk: "quorum-loss", members: 3},
-			[]string{"survivor@h1", "add-etcd2@h2", "promote-etcd2@h2"})
-	})
-	// (a) again, at every boundary: each session is killed right after the
-	// first step-host it completes, until a session completes the run.
-	t.Run("every-boundary/lost-host/etcd3.5", func(t *testing.T) {
-		l := framework.UpLab(t, lab.Options{Members: 3, Version: "3.5"})
-		e.crashEveryBoundary(t, l, scenario{plan: "lost-host", brk: "lost-host", members: 3})
-	})
+	t0 := time.Now()
+	// Kill -9 at every step boundary and in the middle of every destructive
+	// and polling step (crashAtEveryPoint), each scenario on a fresh lab,
+	// on etcd 3.5 and 3.6; every session after a kill is a plain resume.
+	// In quorum-loss-force-new-cluster, force-new-cluster is also killed
+	// between its restarts (the flag in the env file).
+	for _, v := range []string{"3.5", "3.6"} {
+		for _, sc := range []scenario{
+			{plan: "ip-change", brk: "ip-change", members: 3},
+			{plan: "lost-host", brk: "lost-host", members: 3},
+			{plan: "quorum-loss-force-new-cluster", brk: "quorum-loss", members: 3},
+			{plan: "quorum-loss-snapshot", brk: "quorum-loss", members: 3},
+			{plan: "restore-all-from-snapshot", brk: "total-loss", members: 3, restore: true},
+		} {
+			t.Run("every-point/"+sc.plan+"/etcd"+v, func(t *testing.T) {
+				t1 := time.Now()
+				l := framework.UpLab(t, lab.Options{Members: sc.members, Version: v})
+				preRev := framework.ClusterRevision(t, l)
+				if err := l.Break(context.Background(), sc.brk); err != nil {
+					t.Fatalf("lab break %s: %v", sc.brk, err)
+				}
+				var inv, plan string
+				if sc.plan == "quorum-loss-snapshot" {
+					inv, plan = e.snapshotRoutePlan(t, l)
+				} else {
+					inv, plan = e.reviewed(t, l, sc.plan)
+				}
+				// --parallelism 1: one step-host at a time, so that no kill
+				// lands while a parallel branch runs, whose boundary and
+				// middle a later session could then only probe
+				res := e.crashAtEveryPoint(t, l, inv, plan, "--parallelism", "1")
+				if sc.restore {
+					checkRevisionAbove(t, l, preRev)
+				}
+				if len(res.failures) > 0 {
+					t.Errorf("%d kill point(s) after which a plain resume did not complete:\n  %s", len(res.failures), strings.Join(res.failures, "\n  "))
+				}
+				t.Logf("KILL POINTS %s etcd%s: %d (wall %.0fs with lab up)", sc.plan, v, len(res.kills), time.Since(t1).Seconds())
+			})
+		}
+	}
 	// ... and on 5 members with etcd 3.7, one step-host at a time
 	// (--parallelism 1), so that every kill lands between two step-hosts:
 	// 28 of them, among them right after the member adds and promotes.
 	t.Run("every-boundary/quorum-loss-five-members/etcd3.7", func(t *testing.T) {
 		l := framework.UpLab(t, lab.Options{Members: 5, Version: "3.7"})
-		e.crashEveryBoundary(t, l, scenario{plan: "quorum-loss-five-members", brk: "quorum-loss", members: 5}, "--parallelism", "1")
+		n := e.crashEveryBoundary(t, l, scenario{plan: "quorum-loss-five-members", brk: "quorum-loss", members: 5}, "--parallelism", "1")
+		killPoints.Add(int64(n))
 	})
 	// (c) killed in the instant between a membership change etcd accepted
 	// and its checkpoint (the ETCD_RESCUE_CRASH_AFTER failpoint): member
@@ -69,16 +93,11 @@ func TestE2ECrash(t *testing.T) {
 			"member add":     "add@h4",
 			"member promote": "promote@h4",
 		}, []string{"member remove", "member add", "member promote"})
+		killPoints.Add(3)
 		// and the backup, on the repaired cluster: killed right after
 		// the snapshot arrived, before it was renamed and hashed
 		e.crashAfterSnapshotSave(t, l)
-	})
-	// (b) kill -9 in the middle of force-new-cluster, a destructive step
-	// that is not safe to repeat blindly: resume must stop for the operator
-	// (exit 5) with the --rerun/--mark-done hints, and --rerun completes it.
-	t.Run("mid-step/force-new-cluster/etcd3.6", func(t *testing.T) {
-		l := framework.UpLab(t, lab.Options{Members: 3, Version: "3.6"})
-		e.crashForceNewCluster(t, l)
+		killPoints.Add(1)
 	})
 	// (b) kill -9 in the middle of long steps and a dropped SSH connection
 	// mid-command, on a restore of ~100 MB of data (a planned roll-back of a
@@ -98,45 +117,37 @@ func TestE2ECrash(t *testing.T) {
 			{session: 1, step: "healthy", act: kill9},
 		})
 	})
+	t.Run("kill-points-total", func(t *testing.T) {
+		t.Logf("KILL POINTS IN ALL: %d kills -9 (plus the dropped SSH connections), in %.0fs", killPoints.Load(), time.Since(t0).Seconds())
+	})
+}
+
+// snapshotRoutePlan writes the quorum-loss plan of the snapshot route
+// (`new quorum-loss --route snapshot`: a snapshot saved from the survivor
+// restores every member) for the broken lab, reviewed with `plan`.
+func (e *e2e) snapshotRoutePlan(t *testing.T, l *lab.Lab) (inv, plan string) {
+	t.Helper()
+	inv = l.InventoryPath()
+	dir := t.TempDir()
+	plan = filepath.Join(dir, "quorum-loss-snapshot.yaml")
+	r := e.CLI(t, "new", "quorum-loss", "--inventory", inv, "--route", "snapshot", "--survivor", "etcd1",
+		"--to", filepath.Join(dir, "survivor.db"), "-o", plan)
+	if r.Code != 0 {
+		t.Fatalf("new quorum-loss --route snapshot:\n%s", r)
+	}
+	dry := e.CLI(t, "plan", plan, "--inventory", inv)
+	if dry.Code != 0 {
+		t.Fatalf("plan: %s", dry)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("the dry-run of the plan:\n%s", dry.Stdout)
+		}
+	})
+	return inv, plan
 }
 
 // --- (a) between steps -----------------------------------------------------
-
-// doneLine matches the progress line of a step-host finishing an attempt
-// ("<time> KEY done 1.2s"), not "done earlier" nor a probe's "done (...)".
-func doneLine(key string) *regexp.Regexp {
-	return regexp.MustCompile(`^\S+ ` + regexp.QuoteMeta(key) + ` done [0-9]`)
-}
-
-// freezeAfter runs etcd-rescue and stops it (SIGSTOP) the moment key prints
-// its "done" line: the engine writes the checkpoint before that line, and
-// the next step cannot have got far. The frozen process still holds the
-// run lock; the caller kills it.
-func (e *e2e) freezeAfter(t *testing.T, key string, args ...string) *framework.Proc {
-	t.Helper()
-	re := doneLine(key)
-	frozen := make(chan struct{})
-	var once sync.Once
-	p := e.StartHook(t, func(p *framework.Proc, line string) {
-		if re.MatchString(line) {
-			once.Do(func() {
-				_ = p.Signal(syscall.SIGSTOP)
-				close(frozen)
-			})
-		}
-	}, args...)
-	select {
-	case <-frozen:
-		return p
-	case <-p.Exited():
-		r := p.Wait(t)
-		t.Fatalf("etcd-rescue ended before %s printed done:\n%s", key, r)
-	case <-time.After(framework.SafetyLimit):
-		r := p.Kill9(t)
-		t.Fatalf("%s did not get done within the safety limit:\n%s", key, r)
-	}
-	return nil
-}
 
 // checkLocked: while p holds the state dir's lock, a second apply and a
 // resume are refused with exit 3 and create no run.
@@ -200,84 +211,6 @@ func stepsIn(st *framework.RunState, statuses ...string) []string {
 		}
 	}
 	return out
-}
-
-func (e *e2e) crashBetweenSteps(t *testing.T, l *lab.Lab, sc scenario, points []string) {
-	ctx := context.Background()
-	if err := l.Break(ctx, sc.brk); err != nil {
-		t.Fatalf("lab break %s: %v", sc.brk, err)
-	}
-	if err := l.Verify(ctx); err == nil {
-		t.Fatalf("after lab break %s, lab verify still passes", sc.brk)
-	}
-	before := framework.DataDirs(t, l, lab.DataDir, "")
-	inv, plan := l.InventoryPath(), planPath(sc.plan)
-	if dry := e.CLI(t, "plan", plan, "--inventory", inv); dry.Code != 0 {
-		t.Fatalf("plan: %s", dry)
-	} else {
-		t.Cleanup(func() {
-			if t.Failed() {
-				t.Logf("the dry-run of the plan:\n%s", dry.Stdout)
-			}
-		})
-	}
-	stateDir := filepath.Join(t.TempDir(), "state")
-	runID := ""
-	doneAt := map[string]int{} // step-host done at a kill -> its attempts then
-	between := 0
-	var walls []time.Duration
-	for i, key := range points {
-		args := []string{"apply", plan, "--inventory", inv, "--yes", "--state-dir", stateDir}
-		if i > 0 {
-			args = []string{"resume", runID, "--yes", "--state-dir", stateDir}
-		}
-		p := e.freezeAfter(t, key, args...)
-		if runID == "" {
-			out, _ := p.Output()
-			if runID = framework.RunIDOf(out); runID == "" {
-				p.Kill9(t)
-				t.Fatalf("no run id in apply's output:\n%s", out)
-			}
-			e.checkLocked(t, plan, inv, stateDir, runID)
-		}
-		r := p.Kill9(t)
-		walls = append(walls, r.Wall)
-		st := e.afterKill(t, r, stateDir, runID)
-		step, host, _ := strings.Cut(key, "@")
-		if h := st.Find(step, host); h == nil || h.Status != "done" {
-			t.Fatalf("kill %d after %s done: the checkpoint does not have it done: %+v", i+1, key, h)
-		}
-		running := stepsIn(st, "running")
-		if len(running) == 0 {
-			between++
-			t.Logf("crash point %d: kill -9 of %s right after %s was done, before the next step began (pending: %s)",
-				i+1, args[0], key, strings.Join(stepsIn(st, "pending"), ", "))
-		} else {
-			t.Logf("crash point %d: kill -9 of %s after %s was done; the kill landed inside %s", i+1, args[0], key, strings.Join(running, ", "))
-		}
-		for _, s := range st.Steps {
-			for _, h := range s.Hosts {
-				if h.Status == "done" {
-					doneAt[s.ID+"@"+h.Host] = h.Attempts
-				}
-			}
-		}
-	}
-	if between == 0 {
-		t.Errorf("none of the kills landed between two steps: (a) was not tested")
-	}
-	r := e.CLI(t, "resume", runID, "--yes", "--state-dir", stateDir)
-	walls = append(walls, r.Wall)
-	if r.Code != 0 {
-		t.Fatalf("the final resume did not complete the recovery:\n%s", r)
-	}
-	t.Logf("final resume: exit 0 in %.1fs; summary:\n%s", r.Wall.Seconds(), framework.SummaryOf(r.Stdout))
-	st := e.checkResumed(t, l, stateDir, runID, doneAt)
-	if st.Sessions != len(points)+1 {
-		t.Errorf("the run has %d sessions, want %d (one apply, %d resumes)", st.Sessions, len(points)+1, len(points))
-	}
-	framework.CheckAsideDirs(t, l, st, before, "")
-	recordSessions(t, l, sc.plan, st, walls, r.Stdout)
 }
 
 // reviewed returns the lab's inventory and the example plan name, after
@@ -762,7 +695,7 @@ func logRecoveries(t *testing.T, stateDir, runID string) {
 // anyDoneLine matches the progress line of any step-host finishing an attempt.
 var anyDoneLine = regexp.MustCompile(`^\S+ (\S+) done [0-9]`)
 
-func (e *e2e) crashEveryBoundary(t *testing.T, l *lab.Lab, sc scenario, extra ...string) {
+func (e *e2e) crashEveryBoundary(t *testing.T, l *lab.Lab, sc scenario, extra ...string) int {
 	ctx := context.Background()
 	if err := l.Break(ctx, sc.brk); err != nil {
 		t.Fatalf("lab break %s: %v", sc.brk, err)
@@ -844,6 +777,7 @@ func (e *e2e) crashEveryBoundary(t *testing.T, l *lab.Lab, sc scenario, extra ..
 	st := e.checkResumed(t, l, stateDir, runID, doneAt)
 	framework.CheckAsideDirs(t, l, st, before, "")
 	recordSessions(t, l, sc.plan, st, walls, last.Stdout)
+	return len(points)
 }
 
 // --- (c) right after etcd accepted a change ---------------------------------------
@@ -970,61 +904,4 @@ func countEvents(t *testing.T, stateDir, runID, call string) int {
 		}
 	}
 	return n
-}
-
-// --- force-new-cluster ----------------------------------------------------------
-
-func (e *e2e) crashForceNewCluster(t *testing.T, l *lab.Lab) {
-	ctx := context.Background()
-	if err := l.Break(ctx, "quorum-loss"); err != nil {
-		t.Fatalf("lab break quorum-loss: %v", err)
-	}
-	inv, plan := l.InventoryPath(), planPath("quorum-loss-force-new-cluster")
-	stateDir := filepath.Join(t.TempDir(), "state")
-	p := e.Start(t, "apply", plan, "--inventory", inv, "--yes", "--state-dir", stateDir)
-	// Kill while etcd1 runs with --force-new-cluster: after the step wrote
-	// the flag, before it removed it again.
-	framework.Poll(t, "etcd1 restarted with ETCD_FORCE_NEW_CLUSTER=true", 20*time.Millisecond, func() bool {
-		select {
-		case <-p.Exited():
-			return true
-		default:
-		}
-		c, cancel := context.WithTimeout(ctx, 5*time.Second)
-		defer cancel()
-		out, _ := l.Run(c, "h1", "grep -q '^ETCD_FORCE_NEW_CLUSTER=true' /etc/etcd/etcd.env && echo yes", nil)
-		return strings.TrimSpace(out) == "yes"
-	})
-	r := p.Kill9(t)
-	runID := framework.RunIDOf(r.Stdout)
-	if runID == "" {
-		t.Fatalf("no run id:\n%s", r)
-	}
-	st := e.afterKill(t, r, stateDir, runID)
-	if h := st.Find("survivor", "h1"); h == nil || h.Status != "running" {
-		t.Fatalf("the kill did not land inside survivor@h1: %+v", h)
-	}
-	t.Logf("kill -9 while survivor@h1 (force-new-cluster) ran, its flag written")
-
-	// resume will not repeat it blindly: exit 5 with the operator's choices
-	r = e.CLI(t, "resume", runID, "--yes", "--state-dir", stateDir)
-	if r.Code != 5 || !strings.Contains(r.Stderr, "--rerun survivor@h1") || !strings.Contains(r.Stderr, "--mark-done survivor@h1") {
-		t.Fatalf("resume after a kill inside force-new-cluster: want exit 5 with --rerun/--mark-done hints:\n%s", r)
-	}
-	t.Logf("resume stopped for the operator: exit 5: %s", firstLine(r.Stderr))
-	if st := framework.ReadState(t, stateDir, runID); st.Outcome != "waiting" {
-		t.Errorf("outcome after the operator stop: %q, want waiting", st.Outcome)
-	}
-	// The operator looked (etcd1 is a one-member cluster or on its way):
-	// applying it again is safe, so --rerun.
-	r = e.CLI(t, "resume", runID, "--yes", "--state-dir", stateDir, "--rerun", "survivor@h1")
-	if r.Code != 0 {
-		t.Fatalf("resume --rerun survivor@h1:\n%s", r)
-	}
-	t.Logf("resume --rerun survivor@h1: exit 0 in %.1fs", r.Wall.Seconds())
-	st = e.StatusJSON(t, stateDir, runID)
-	checkRunDone(t, st)
-	logRecoveries(t, stateDir, runID)
-	verifyLab(t, l)
-	checkNoForceNewCluster(t, l)
 }
