@@ -275,3 +275,9 @@ func (a *etcdAdapter) SnapshotSave(ctx context.Context, clientURL string, w io.W
 }
 
 func (a *etcdAdapter) IsRetryable(err error) bool { return etcdapi.IsRetryable(err) }
+
+// IsTransientRead: see [steps.TransientReads]. A host that is not trusted
+// (host key, login) stays that way: asking again will not help.
+func (a *etcdAdapter) IsTransientRead(err error) bool {
+	return !errors.Is(err, steps.ErrNotTrusted) && etcdapi.IsTransientRead(err)
+}

@@ -42,11 +42,44 @@ var refusalWindow = 20 * time.Second
 // A refusal comes before the change is acted on, so the callers read the
 // member list once and then send only the change again.
 func retry(ctx context.Context, api Etcd, env Env, what string, f func() error) error {
+	return retryWhile(ctx, env, what, api.IsRetryable, f)
+}
+
+// TransientReads is the optional part of Etcd that tells apart a failed
+// read that may simply be asked again: a transient refusal, an endpoint
+// that could not be reached, a request that timed out. A read changes
+// nothing, so a timeout is as safe to repeat as a refusal.
+type TransientReads interface {
+	IsTransientRead(err error) bool
+}
+
+func transientRead(api Etcd) func(error) bool {
+	if tr, ok := api.(TransientReads); ok {
+		return tr.IsTransientRead
+	}
+	return api.IsRetryable
+}
+
+// listMembers reads the member list, asked again within refusalWindow while
+// the failure is transient (see [TransientReads]): the one retry owner of a
+// step's member-list reads. etcd's client makes one attempt per call, so a
+// list sent while a member is cut off or restarting ("request timed out")
+// would otherwise fail the step at once.
+func listMembers(ctx context.Context, api Etcd, env Env, serializable bool) ([]Member, error) {
+	var list []Member
+	err := retryWhile(ctx, env, "member list", transientRead(api), func() (err error) {
+		list, err = api.MemberList(ctx, serializable)
+		return err
+	})
+	return list, err
+}
+
+func retryWhile(ctx context.Context, env Env, what string, transient func(error) bool, f func() error) error {
 	deadline := time.Now().Add(refusalWindow)
 	delay := 500 * time.Millisecond
 	for attempt := 1; ; attempt++ {
 		err := f()
-		if err == nil || !api.IsRetryable(err) {
+		if err == nil || !transient(err) {
 			return err
 		}
 		if time.Now().Add(delay).After(deadline) {
@@ -117,20 +150,16 @@ func (s *MemberAdd) Describe(c *Ctx, t Target) []Action {
 			if err != nil {
 				return err
 			}
-			listed := false
+			// The list is read once; then only the refused add is sent
+			// again (see retry).
+			list, err := listMembers(ctx, api, env, false)
+			if err != nil {
+				return err
+			}
+			if got := findMember(list, "", m.PeerURL); got != nil {
+				return env.SetFact(memberFact(m.Name), strconv.FormatUint(got.ID, 10))
+			}
 			return retry(ctx, api, env, "member add "+m.Name, func() error {
-				// The list is read until it answers once; then only the
-				// refused add is sent again (see retry).
-				if !listed {
-					list, err := api.MemberList(ctx, false)
-					if err != nil {
-						return err
-					}
-					listed = true
-					if got := findMember(list, "", m.PeerURL); got != nil {
-						return env.SetFact(memberFact(m.Name), strconv.FormatUint(got.ID, 10))
-					}
-				}
 				added, err := api.MemberAdd(ctx, []string{m.PeerURL}, s.learner())
 				if err != nil {
 					return err
@@ -155,7 +184,7 @@ func apiCheck(ctx context.Context, env Env, f func([]Member) (bool, string)) (bo
 	if err != nil {
 		return false, "", err
 	}
-	list, err := api.MemberList(ctx, true)
+	list, err := listMembers(ctx, api, env, true)
 	if err != nil {
 		return false, "", err
 	}
@@ -219,21 +248,21 @@ func (s *MemberRemove) Describe(c *Ctx, t Target) []Action {
 			if err != nil {
 				return err
 			}
-			var m *Member
+			// The list is read once; then only the refused remove is
+			// sent again (see retry).
+			list, err := listMembers(ctx, api, env, false)
+			if err != nil {
+				return err
+			}
+			m := s.match(list)
+			if m == nil {
+				return nil
+			}
+			if err := mustBeGone(ctx, api, env, m); err != nil {
+				return err
+			}
+			env.Logf("removing member %x (%s)", m.ID, m.Name)
 			return retry(ctx, api, env, "member remove", func() error {
-				if m == nil {
-					list, err := api.MemberList(ctx, false)
-					if err != nil {
-						return err
-					}
-					if m = s.match(list); m == nil {
-						return nil
-					}
-					if err := mustBeGone(ctx, api, env, m); err != nil {
-						return err
-					}
-					env.Logf("removing member %x (%s)", m.ID, m.Name)
-				}
 				return api.MemberRemove(ctx, m.ID)
 			})
 		}}}
@@ -335,20 +364,20 @@ func (s *MemberUpdate) Describe(c *Ctx, t Target) []Action {
 			if err != nil {
 				return err
 			}
-			var got *Member
+			// The list is read once; then only the refused update is
+			// sent again (see retry).
+			list, err := listMembers(ctx, api, env, false)
+			if err != nil {
+				return err
+			}
+			got := findMember(list, m.Name, "")
+			if got == nil {
+				return fmt.Errorf("no member named %s in the cluster", m.Name)
+			}
+			if len(got.PeerURLs) == 1 && got.PeerURLs[0] == m.PeerURL {
+				return nil
+			}
 			return retry(ctx, api, env, "member update "+m.Name, func() error {
-				if got == nil {
-					list, err := api.MemberList(ctx, false)
-					if err != nil {
-						return err
-					}
-					if got = findMember(list, m.Name, ""); got == nil {
-						return fmt.Errorf("no member named %s in the cluster", m.Name)
-					}
-					if len(got.PeerURLs) == 1 && got.PeerURLs[0] == m.PeerURL {
-						return nil
-					}
-				}
 				return api.MemberUpdate(ctx, got.ID, []string{m.PeerURL})
 			})
 		}}}
@@ -438,11 +467,8 @@ func (s *MemberPromote) Check(ctx context.Context, c *Ctx, env Env, t Target) (b
 	if err != nil {
 		return false, "", err
 	}
-	var list []Member
-	if err := retry(ctx, api, env, "member list", func() (err error) {
-		list, err = api.MemberList(ctx, false)
-		return err
-	}); err != nil {
+	list, err := listMembers(ctx, api, env, false)
+	if err != nil {
 		return false, "", fmt.Errorf("could not tell whether %s is a voting member: the voting members did not give the member list: %w", m.Name, err)
 	}
 	got := findMember(list, "", m.PeerURL)

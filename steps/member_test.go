@@ -133,3 +133,61 @@ func TestMemberAddGivesUp(t *testing.T) {
 		t.Errorf("%d lists, %d adds, %d logged retries", api.lists, api.adds, len(env.logs))
 	}
 }
+
+var errReadTimeout = errors.New("etcdserver: request timed out")
+
+// slowListEtcd times out its first member lists (a member cut off: the
+// linearizable read cannot be confirmed), then answers; adds are accepted.
+type slowListEtcd struct {
+	refusingEtcd
+	timeouts int
+}
+
+func (s *slowListEtcd) IsTransientRead(err error) bool { return errors.Is(err, errReadTimeout) }
+func (s *slowListEtcd) MemberList(ctx context.Context, ser bool) ([]Member, error) {
+	if s.timeouts > 0 {
+		s.timeouts--
+		s.lists++
+		return nil, errReadTimeout
+	}
+	return s.refusingEtcd.MemberList(ctx, ser)
+}
+func (s *slowListEtcd) MemberAdd(context.Context, []string, bool) (Member, error) {
+	s.adds++
+	return Member{ID: 9}, nil
+}
+
+// TestMemberListReadAgain: a member list that timed out is a read, asked
+// again within the refusal window (a write that timed out is not: its
+// outcome is unknown); the add is sent once.
+func TestMemberListReadAgain(t *testing.T) {
+	defer func(w time.Duration) { refusalWindow = w }(refusalWindow)
+	refusalWindow = 5 * time.Second
+	c, ts := testCtx(t, t.TempDir(), "systemd")
+	api := &slowListEtcd{timeouts: 2}
+	env := &quorumEnv{api: api, facts: map[string]string{}}
+	if err := (&MemberAdd{}).Describe(c, ts[1])[0].Run(context.Background(), env); err != nil {
+		t.Fatalf("member add after two timed-out lists: %v", err)
+	}
+	if api.lists != 3 || api.adds != 1 {
+		t.Errorf("%d lists, %d adds: want 3 lists (2 timed out) and 1 add", api.lists, api.adds)
+	}
+	// Without the read test (an Etcd that only knows IsRetryable), the
+	// timeout fails the step at once: nothing is retried blindly.
+	api2 := &refusingEtcd{}
+	plain := &timeoutOnce{refusingEtcd: api2}
+	env2 := &quorumEnv{api: plain, facts: map[string]string{}}
+	if err := (&MemberAdd{}).Describe(c, ts[1])[0].Run(context.Background(), env2); !errors.Is(err, errReadTimeout) {
+		t.Errorf("err %v, want the read timeout at once", err)
+	}
+	if api2.lists != 1 {
+		t.Errorf("%d lists, want 1", api2.lists)
+	}
+}
+
+type timeoutOnce struct{ *refusingEtcd }
+
+func (s *timeoutOnce) MemberList(context.Context, bool) ([]Member, error) {
+	s.lists++
+	return nil, errReadTimeout
+}

@@ -1,6 +1,7 @@
 package etcdapi
 
 import (
+	"context"
 	"errors"
 	"fmt"
 
@@ -152,3 +153,28 @@ func IsRetryable(err error) bool { return Classify(err) == Retryable }
 // IsUnreachable reports whether the member could not be asked at all
 // ([Unreachable]).
 func IsUnreachable(err error) bool { return Classify(err) == Unreachable }
+
+// transientRead are etcd's answers to a read that say nothing about the
+// data: the request did not complete in time (no quorum to confirm a
+// linearizable read while a member is cut off or restarting).
+var transientRead = map[string]bool{
+	rpctypes.ErrTimeout.Error():                    true,
+	rpctypes.ErrTimeoutDueToLeaderFail.Error():     true,
+	rpctypes.ErrTimeoutDueToConnectionLost.Error(): true,
+}
+
+// IsTransientRead reports whether a failed READ (a member list, a status)
+// may simply be asked again: a transient refusal, a member that could not
+// be reached, or a request that timed out. A read changes nothing, so what
+// [IsRetryable] keeps apart for writes (the outcome of a timed-out write is
+// unknown) is safe here. A learner's refusal is not: the client routes it.
+func IsTransientRead(err error) bool {
+	if err == nil || IsLearnerRefusal(err) {
+		return false
+	}
+	switch Classify(err) {
+	case Retryable, Unreachable:
+		return true
+	}
+	return transientRead[etcdDesc(err)] || grpcCode(err) == codes.DeadlineExceeded || errors.Is(err, context.DeadlineExceeded)
+}

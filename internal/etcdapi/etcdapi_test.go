@@ -342,6 +342,31 @@ func TestClassify(t *testing.T) {
 	}
 }
 
+// TestIsTransientRead: a read may be asked again after a timeout or an
+// unreachable endpoint (it changes nothing), never after a learner's refusal
+// (the client routes that) or a permanent answer.
+func TestIsTransientRead(t *testing.T) {
+	tests := map[string]struct {
+		err  error
+		want bool
+	}{
+		"nil":               {nil, false},
+		"unhealthy":         {rpctypes.ErrGRPCUnhealthy, true},
+		"request timed out": {fmt.Errorf("etcd member list via a,b: %w", rpctypes.ErrGRPCTimeout), true},
+		"leader fail":       {rpctypes.ErrGRPCTimeoutDueToLeaderFail, true},
+		"call deadline":     {status.Error(codes.DeadlineExceeded, "context deadline exceeded"), true},
+		"ctx deadline":      {fmt.Errorf("etcd member list: %w", context.DeadlineExceeded), true},
+		"unavailable":       {status.Error(codes.Unavailable, "connection error"), true},
+		"learner 3.5":       {status.Error(codes.Unavailable, "etcdserver: rpc not supported for learner"), false},
+		"not found":         {rpctypes.ErrGRPCMemberNotFound, false},
+	}
+	for name, tc := range tests {
+		if got := etcdapi.IsTransientRead(tc.err); got != tc.want {
+			t.Errorf("%s: IsTransientRead(%v) = %v, want %v", name, tc.err, got, tc.want)
+		}
+	}
+}
+
 func TestIDs(t *testing.T) {
 	for _, s := range []string{"8e9e05c52164694d", "0x8e9e05c52164694d", "ffffffffffffffff"} {
 		id, err := etcdapi.ParseID(s)
