@@ -142,3 +142,19 @@ func (j *journalEtcd) SnapshotSave(ctx context.Context, clientURL string, w io.W
 }
 
 func (j *journalEtcd) IsRetryable(err error) bool { return j.api.IsRetryable(err) }
+
+// IsTransientRead passes [steps.TransientReads] through when the wrapped
+// client has it (else a read is only asked again after a refusal).
+func (j *journalEtcd) IsTransientRead(err error) bool {
+	if tr, ok := j.api.(steps.TransientReads); ok {
+		return tr.IsTransientRead(err)
+	}
+	return j.api.IsRetryable(err)
+}
+
+// The steps ask for TransientReads by a type assertion: keep both layers
+// answering it.
+var (
+	_ steps.TransientReads = (*journalEtcd)(nil)
+	_ steps.TransientReads = (*etcdAdapter)(nil)
+)
