@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -22,8 +23,13 @@ import (
 // nothing.
 var watchEvery = 3 * time.Second
 
-// journalLines is how many of the service's last log lines a failure shows.
-const journalLines = 15
+// journalLines is how many of the service's log lines a failure shows;
+// journalRead how many of the last ones are read to pick them from (see
+// [PickLogLines]).
+const (
+	journalLines = 15
+	journalRead  = 200
+)
 
 // ServiceError is a watched service that failed or keeps restarting while a
 // step waited on it.
@@ -157,6 +163,9 @@ func (u UnitState) failing(base UnitState) string {
 		}
 		return "the unit failed (result " + r + ")"
 	case u.SubState == "auto-restart":
+		if u.NRestarts == 0 {
+			return "the unit exited and systemd is about to start it again (auto-restart)"
+		}
 		return "the unit exits and is restarted again and again (auto-restart, " + strconv.Itoa(u.NRestarts) + " restarts so far)"
 	case u.NRestarts > base.NRestarts:
 		return fmt.Sprintf("the unit exited and was restarted %d time(s) while waiting", u.NRestarts-base.NRestarts)
@@ -222,6 +231,36 @@ func SplitLogLines(out string, n int) []string {
 	return lines
 }
 
+// errorLine matches a log line that says what went wrong.
+var errorLine = regexp.MustCompile(`(?i)\b(error|fatal|panic|unknown flag|invalid|permission denied|no such file|cannot|failed to|mismatch)\b`)
+
+// PickLogLines keeps n lines of a log: its last lines, and before them up
+// to a third of n of the latest lines that say what went wrong, when those
+// are further up. A process that prints its usage after the error (etcd
+// given an unknown flag) would otherwise bury the one line that matters.
+func PickLogLines(out string, n int) []string {
+	all := SplitLogLines(out, len(out)+1)
+	if len(all) <= n {
+		return all
+	}
+	// k error lines leave n-1-k lines of tail (one line marks the gap); a
+	// shorter k lengthens the tail, which may swallow some of them.
+	for k := n / 3; k > 0; {
+		tailFrom := len(all) - (n - 1 - k)
+		var picked []string
+		for i := tailFrom - 1; i >= 0 && len(picked) < k; i-- {
+			if errorLine.MatchString(all[i]) {
+				picked = append([]string{all[i]}, picked...)
+			}
+		}
+		if len(picked) == k {
+			return append(append(picked, "..."), all[tailFrom:]...)
+		}
+		k = len(picked)
+	}
+	return all[len(all)-n:]
+}
+
 // crictlCommand prints "absent", "none", or the newest container of the
 // static pod's etcd as `crictl inspect` JSON.
 func crictlCommand(unit string) string {
@@ -268,8 +307,8 @@ func (w *serviceWatch) look(ctx context.Context) error {
 		return nil
 	}
 	e := &ServiceError{Host: w.host, Unit: w.unit, State: why, Status: u.Status()}
-	if lo, err := r.Run(ctx, join("journalctl", "-u", w.unit, "-n", strconv.Itoa(journalLines), "--no-pager", "-o", "cat"), nil); err == nil {
-		e.Lines = SplitLogLines(string(lo), journalLines)
+	if lo, err := r.Run(ctx, join("journalctl", "-u", w.unit, "-n", strconv.Itoa(journalRead), "--no-pager", "-o", "cat"), nil); err == nil {
+		e.Lines = PickLogLines(string(lo), journalLines)
 	}
 	return e
 }
@@ -308,8 +347,8 @@ func (w *serviceWatch) lookPod(ctx context.Context, r Runner) error {
 		}
 		e.Status += ")"
 	}
-	if lo, err := r.Run(ctx, "crictl logs --tail "+strconv.Itoa(journalLines)+" "+q(strings.TrimSpace(id))+" 2>&1", nil); err == nil {
-		e.Lines = SplitLogLines(string(lo), journalLines)
+	if lo, err := r.Run(ctx, "crictl logs --tail "+strconv.Itoa(journalRead)+" "+q(strings.TrimSpace(id))+" 2>&1", nil); err == nil {
+		e.Lines = PickLogLines(string(lo), journalLines)
 	}
 	return e
 }
@@ -375,8 +414,8 @@ func UnitFailure(ctx context.Context, env Env, host, unit string) *ServiceError 
 		why = fmt.Sprintf("systemctl start failed (the unit is %s/%s)", u.ActiveState, u.SubState)
 	}
 	e := &ServiceError{Host: host, Unit: unit, State: why, Status: u.Status()}
-	if lo, err := r.Run(ctx, join("journalctl", "-u", unit, "-n", strconv.Itoa(journalLines), "--no-pager", "-o", "cat"), nil); err == nil {
-		e.Lines = SplitLogLines(string(lo), journalLines)
+	if lo, err := r.Run(ctx, join("journalctl", "-u", unit, "-n", strconv.Itoa(journalRead), "--no-pager", "-o", "cat"), nil); err == nil {
+		e.Lines = PickLogLines(string(lo), journalLines)
 	}
 	return e
 }

@@ -101,6 +101,29 @@ func TestSplitLogLines(t *testing.T) {
 	}
 }
 
+// TestPickLogLines: etcd given an unknown flag prints the error, then its
+// whole usage: the error line is kept ahead of the tail.
+func TestPickLogLines(t *testing.T) {
+	var b strings.Builder
+	b.WriteString("old start line\nError: unknown flag: --bogus\n")
+	for i := 0; i < 40; i++ {
+		b.WriteString("  usage line\n")
+	}
+	b.WriteString("etcd.service: Main process exited, code=exited, status=2/INVALIDARGUMENT\n")
+	got := PickLogLines(b.String(), 15)
+	if len(got) != 15 || got[0] != "Error: unknown flag: --bogus" || got[1] != "..." || got[14] != "etcd.service: Main process exited, code=exited, status=2/INVALIDARGUMENT" {
+		t.Errorf("%q", got)
+	}
+	// no error line further up: just the last n
+	if got := PickLogLines(strings.Repeat("x\n", 30), 15); len(got) != 15 || got[0] != "x" {
+		t.Errorf("%q", got)
+	}
+	// a short log is kept whole
+	if got := PickLogLines("a\nb\n", 15); len(got) != 2 {
+		t.Errorf("%q", got)
+	}
+}
+
 // unitHost answers the watch's commands like a host whose etcd unit
 // cannot start.
 type unitHost struct {
