@@ -232,7 +232,7 @@ func SplitLogLines(out string, n int) []string {
 }
 
 // errorLine matches a log line that says what went wrong.
-var errorLine = regexp.MustCompile(`(?i)\b(error|fatal|panic|unknown flag|invalid|permission denied|no such file|cannot|failed to|mismatch)\b`)
+var errorLine = regexp.MustCompile(`(?i)\b(error|fatal|panic|unknown|not defined|invalid|denied|no such file|cannot|failed to|mismatch|refused)\b`)
 
 // PickLogLines keeps n lines of a log: its last lines, and before them up
 // to a third of n of the latest lines that say what went wrong, when those

@@ -114,6 +114,11 @@ func TestPickLogLines(t *testing.T) {
 	if len(got) != 15 || got[0] != "Error: unknown flag: --bogus" || got[1] != "..." || got[14] != "etcd.service: Main process exited, code=exited, status=2/INVALIDARGUMENT" {
 		t.Errorf("%q", got)
 	}
+	// etcd's own words for an unknown flag (3.5-3.7)
+	out, _ := os.ReadFile("testdata/etcd-unknown-flag.log")
+	if got := PickLogLines(string(out), 15); got[0] != "flag provided but not defined: -e2e-no-such-flag" {
+		t.Errorf("the flag error is not kept: %q", got)
+	}
 	// no error line further up: just the last n
 	if got := PickLogLines(strings.Repeat("x\n", 30), 15); len(got) != 15 || got[0] != "x" {
 		t.Errorf("%q", got)
