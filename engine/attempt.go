@@ -138,6 +138,9 @@ func (w *walker) attempt(ctx context.Context, n *Node, t *Target) (*stepEnv, err
 	if err != nil && actx.Err() != nil && ctx.Err() == nil {
 		err = fmt.Errorf("timed out after %s (%s): %w", steps.FormatDuration(limit.d), limit.why(n), err)
 	}
+	// The command that failed, before the cause is looked for: its probes
+	// run commands of their own.
+	cmd := env.failedCmd()
 	// A deadline or "unavailable" says nothing of why: ask the members and
 	// their hosts now, and name the cause (quorum lost, a host unreachable,
 	// a host key refused).
@@ -161,7 +164,6 @@ func (w *walker) attempt(ctx context.Context, n *Node, t *Target) (*stepEnv, err
 		}
 		return env, err
 	}
-	cmd := env.failedCmd()
 	if cmd == "" && failed != nil {
 		cmd = failed.Cmd
 	}

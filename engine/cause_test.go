@@ -44,4 +44,8 @@ func TestStallNamesItsCause(t *testing.T) {
 			t.Errorf("%q lacks %q", msg, want)
 		}
 	}
+	// the failed command is the step's, not one of the probes' ("true")
+	if cmd := re.Failed[0].Cmd; cmd != "stall" {
+		t.Errorf("failed command %q, want stall", cmd)
+	}
 }

@@ -42,8 +42,15 @@ var refusalWindow = 20 * time.Second
 // A refusal comes before the change is acted on, so the callers read the
 // member list once and then send only the change again.
 func retry(ctx context.Context, api Etcd, env Env, what string, f func() error) error {
-	return retryWhile(ctx, env, what, api.IsRetryable, f)
+	return retryWhile(ctx, env, what, api.IsRetryable, "etcd still refused it", refusedHint, f)
 }
+
+const (
+	refusedHint = "etcd refuses membership changes for a few seconds after a member restarts, and for as long as a voting member is down or there is no leader; " +
+		"check every member (etcdctl endpoint health --cluster), then resume the run"
+	readHint = "the member list needs a leader and a quorum of members answering; " +
+		"check every member (etcdctl endpoint health --cluster) and the network between them, then resume the run"
+)
 
 // TransientReads is the optional part of Etcd that tells apart a failed
 // read that may simply be asked again: a transient refusal, an endpoint
@@ -67,14 +74,17 @@ func transientRead(api Etcd) func(error) bool {
 // would otherwise fail the step at once.
 func listMembers(ctx context.Context, api Etcd, env Env, serializable bool) ([]Member, error) {
 	var list []Member
-	err := retryWhile(ctx, env, "member list", transientRead(api), func() (err error) {
+	err := retryWhile(ctx, env, "member list", transientRead(api), "still no answer", readHint, func() (err error) {
 		list, err = api.MemberList(ctx, serializable)
 		return err
 	})
 	return list, err
 }
 
-func retryWhile(ctx context.Context, env Env, what string, transient func(error) bool, f func() error) error {
+// retryWhile calls f until it succeeds, fails with an error transient does
+// not accept, refusalWindow has passed (the error then says gaveUp and
+// hint), or ctx ends.
+func retryWhile(ctx context.Context, env Env, what string, transient func(error) bool, gaveUp, hint string, f func() error) error {
 	deadline := time.Now().Add(refusalWindow)
 	delay := 500 * time.Millisecond
 	for attempt := 1; ; attempt++ {
@@ -83,9 +93,7 @@ func retryWhile(ctx context.Context, env Env, what string, transient func(error)
 			return err
 		}
 		if time.Now().Add(delay).After(deadline) {
-			return fmt.Errorf("%s: etcd still refused it after %d attempts within %s: %w\n"+
-				"hint: etcd refuses membership changes for a few seconds after a member restarts, and for as long as a voting member is down or there is no leader; "+
-				"check every member (etcdctl endpoint health --cluster), then resume the run", what, attempt, refusalWindow, err)
+			return fmt.Errorf("%s: %s after %d attempts within %s: %w\nhint: %s", what, gaveUp, attempt, refusalWindow, err, hint)
 		}
 		env.Logf("%s: %v; retrying in %s", what, err, delay)
 		select {
