@@ -48,8 +48,10 @@ func editConfig(c *Ctx, set []kv, unset []string) string {
 		for _, s := range set {
 			args = append(args, flagName(s.Key)+"="+s.Value)
 		}
-		return manifestVar(c) + " && awk -v drop=" + q(strings.Join(pat, ",")) + " " + q(awk) +
-			" " + join(args...) + ` < "$f" > "$f.rescue-tmp-"` + q(c.RunID) + ` && mv "$f.rescue-tmp-"` + q(c.RunID) + ` "$f"`
+		// The temp file is hidden (a leading dot): the kubelet reads every
+		// other file in its manifest dir as a pod. It carries the run id.
+		return manifestVar(c) + ` && t="${f%/*}/.${f##*/}.rescue-tmp-"` + q(c.RunID) + " && awk -v drop=" + q(strings.Join(pat, ",")) + " " + q(awk) +
+			" " + join(args...) + ` < "$f" > "$t" && mv "$t" "$f"`
 	}
 	f := c.Cluster.Layout.EnvFile
 	sort.Strings(drop)

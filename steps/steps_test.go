@@ -105,6 +105,28 @@ func TestSetConfigStaticPodForReal(t *testing.T) {
 	if out, err := sh(t, configTest(c, set, unset)); err != nil {
 		t.Errorf("check says not done: %v %s", err, out)
 	}
+	// Edited where the kubelet reads it (not parked), the temp file is
+	// hidden from the kubelet (a leading dot) and carries the run id: an mv
+	// shim records what was renamed.
+	if err := os.Rename(parked, c.Cluster.Layout.Manifest); err != nil {
+		t.Fatal(err)
+	}
+	shim := filepath.Join(dir, "shim")
+	os.MkdirAll(shim, 0o755)
+	os.WriteFile(filepath.Join(shim, "mv"), []byte("#!/bin/sh\necho \"$1\" >> "+filepath.Join(dir, "moved")+"\nexec /bin/mv \"$@\"\n"), 0o755)
+	for _, a := range (&SetConfig{ClusterState: "existing"}).Describe(c, ts[0]) {
+		if out, err := sh(t, "PATH="+shim+":$PATH; "+a.Cmd); err != nil {
+			t.Fatalf("%s: %v %s", a.Cmd, err, out)
+		}
+	}
+	moved, _ := os.ReadFile(filepath.Join(dir, "moved"))
+	want := filepath.Join(filepath.Dir(c.Cluster.Layout.Manifest), "."+filepath.Base(c.Cluster.Layout.Manifest)+".rescue-tmp-"+c.RunID)
+	if strings.TrimSpace(string(moved)) != want {
+		t.Errorf("renamed %q into place, want the hidden run temp %q", moved, want)
+	}
+	if b, _ := os.ReadFile(c.Cluster.Layout.Manifest); !strings.Contains(string(b), "--initial-cluster-state=existing") {
+		t.Errorf("manifest not edited in place:\n%s", b)
+	}
 }
 
 func TestWipeDirMovesAsideForReal(t *testing.T) {
