@@ -61,11 +61,11 @@ lint:
 	echo "$(STATICCHECK) ./..."; $(STATICCHECK) ./...
 
 ## fuzz: every fuzz target (the plan parser and compiler, the two shell quotings, the
-## facts' env-file parser, diagnose over any facts file), for a bounded time each. Fails when a target finds a
+## facts' env-file parser, diagnose over any facts file, what hosts print to the service watch), for a bounded time each. Fails when a target finds a
 ## crasher: go test writes it under the package's testdata/fuzz/, and once committed it
 ## runs as a seed in every ordinary go test.
 FUZZTIME ?= 60s
-FUZZ_DIRS := engine/testdata/fuzz internal/shellquote/testdata/fuzz internal/sshx/testdata/fuzz engine/facts/testdata/fuzz engine/diagnose/testdata/fuzz
+FUZZ_DIRS := engine/testdata/fuzz internal/shellquote/testdata/fuzz internal/sshx/testdata/fuzz engine/facts/testdata/fuzz engine/diagnose/testdata/fuzz steps/testdata/fuzz
 fuzz:
 	@fail=0; \
 	$(GO) test -run '^$$' -fuzz '^FuzzParseCompile$$' -fuzztime $(FUZZTIME) ./engine/ || fail=1; \
@@ -73,6 +73,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzQuote$$' -fuzztime $(FUZZTIME) ./internal/sshx/ || fail=1; \
 	$(GO) test -run '^$$' -fuzz '^FuzzParseEnvFile$$' -fuzztime $(FUZZTIME) ./engine/facts/ || fail=1; \
 	$(GO) test -run '^$$' -fuzz '^FuzzDiagnose$$' -fuzztime $(FUZZTIME) ./engine/diagnose/ || fail=1; \
+	$(GO) test -run '^$$' -fuzz '^FuzzHostOutput$$' -fuzztime $(FUZZTIME) ./steps/ || fail=1; \
 	new=$$(git status --porcelain --untracked-files=all -- $(FUZZ_DIRS) 2>/dev/null); \
 	if [ -n "$$new" ]; then \
 	  echo "fuzz: crashers not committed yet:"; echo "$$new"; \
