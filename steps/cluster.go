@@ -240,11 +240,11 @@ func waitSingle(ctx context.Context, c *Ctx, env Env, t Target, within time.Dura
 	return WaitWatching(ctx, env, c, []string{t.Name()}, func(ctx context.Context) error {
 		return poll(ctx, env, "wait for "+m.Name, time.Second, func() (bool, error) {
 			if err := api.Health(ctx, m.ClientURL); err != nil {
-				return false, nil
+				return false, untrusted(m.Name, err)
 			}
 			list, err := api.MemberList(ctx, true)
 			if err != nil {
-				return false, nil
+				return false, untrusted(m.Name, err)
 			}
 			if len(list) != 1 {
 				return false, fmt.Errorf("%s answers but the cluster has %d members: force-new-cluster did not take effect", m.Name, len(list))
@@ -322,7 +322,10 @@ func (s *WaitHealthy) Describe(c *Ctx, t Target) []Action {
 			}
 			err = WaitWatching(ctx, env, c, hosts, func(ctx context.Context) error {
 				return poll(ctx, env, "wait-healthy", time.Second, func() (bool, error) {
-					why := healthy(ctx, api, ms, s.AllowLearners)
+					why, err := healthy(ctx, api, ms, s.AllowLearners)
+					if err != nil {
+						return false, err
+					}
 					if why != "" && why != last {
 						env.Logf("not healthy yet: %s", why)
 						last = why
@@ -331,7 +334,7 @@ func (s *WaitHealthy) Describe(c *Ctx, t Target) []Action {
 				})
 			})
 			var se *ServiceError
-			if errors.As(err, &se) {
+			if errors.As(err, &se) || errors.Is(err, ErrNotTrusted) {
 				return err
 			}
 			if err != nil {
@@ -342,28 +345,39 @@ func (s *WaitHealthy) Describe(c *Ctx, t Target) []Action {
 }
 
 // healthy returns "" when every member is healthy, else why not.
-func healthy(ctx context.Context, api Etcd, ms []*plans.Member, allowLearners bool) string {
+func healthy(ctx context.Context, api Etcd, ms []*plans.Member, allowLearners bool) (string, error) {
 	leaders := map[uint64]bool{}
 	for _, m := range ms {
 		if err := api.Health(ctx, m.ClientURL); err != nil {
-			return fmt.Sprintf("%s: %v", m.Name, err)
+			return fmt.Sprintf("%s: %v", m.Name, err), untrusted(m.Name, err)
 		}
 		st, err := api.Status(ctx, m.ClientURL)
 		if err != nil {
-			return fmt.Sprintf("%s: %v", m.Name, err)
+			return fmt.Sprintf("%s: %v", m.Name, err), untrusted(m.Name, err)
 		}
 		if st.Leader == 0 {
-			return m.Name + " sees no leader"
+			return m.Name + " sees no leader", nil
 		}
 		if st.IsLearner && !allowLearners {
-			return m.Name + " is still a learner"
+			return m.Name + " is still a learner", nil
 		}
 		leaders[st.Leader] = true
 	}
 	if len(leaders) > 1 {
-		return "members disagree about the leader"
+		return "members disagree about the leader", nil
 	}
-	return ""
+	return "", nil
+}
+
+// untrusted stops a wait that meets a member behind a host that is not
+// trusted (host key, login): waiting will not change a host key, and the
+// member may be running. Any other failure is for the wait to ride out.
+func untrusted(name string, err error) error {
+	if !errors.Is(err, ErrNotTrusted) {
+		return nil
+	}
+	return fmt.Errorf("%s could not be asked, and waiting will not change that: %w\n"+
+		"hint: a host key, login or sudo failure says nothing about etcd: fix the access to that host (etcd-rescue facts shows each host's reach), then resume the run", name, err)
 }
 
 // CheckQuorum looks at the cluster as it is and records the highest revision

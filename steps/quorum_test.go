@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"gopkg.in/yaml.v3"
 
@@ -258,4 +259,46 @@ func TestRestoreRefusesUntrustedHost(t *testing.T) {
 			}
 		})
 	}
+}
+
+// A wait that meets a member behind an untrusted host stops at once
+// (waiting will not change a host key; the member may be running); one
+// that is only not listening is waited for until within: ends.
+func TestWaitHealthyStopsOnUntrustedHost(t *testing.T) {
+	c, ts := testCtx(t, t.TempDir(), "systemd")
+	notListening := fmt.Errorf("connection refused: %w", ErrNotListening)
+	untrusted := fmt.Errorf("host h2: host key verification failed: %w", errors.Join(ErrNotTrusted, ErrCouldNotAsk))
+	for name, tc := range map[string]struct {
+		e2      error
+		wantErr string
+		atLeast time.Duration
+		atMost  time.Duration
+	}{
+		"untrusted: stops at once": {e2: untrusted, wantErr: "e2 could not be asked, and waiting will not change that", atMost: time.Second},
+		"not listening: waits":     {e2: notListening, wantErr: "wait-healthy: gave up", atLeast: 1500 * time.Millisecond, atMost: 5 * time.Second},
+	} {
+		t.Run(name, func(t *testing.T) {
+			e := &ledEtcd{healthEtcd{classEtcd{errs: map[string]error{ts[1].Member.ClientURL: tc.e2}}}}
+			env := &quorumEnv{api: e, facts: map[string]string{}}
+			w := &WaitHealthy{Within: plans.Duration(2 * time.Second)}
+			start := time.Now()
+			err := w.Describe(c, Target{})[0].Run(context.Background(), env)
+			took := time.Since(start)
+			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Fatalf("error %v, want %q", err, tc.wantErr)
+			}
+			if took < tc.atLeast || took > tc.atMost {
+				t.Errorf("gave up after %s, want between %s and %s", took, tc.atLeast, tc.atMost)
+			}
+		})
+	}
+}
+
+// ledEtcd is healthEtcd whose answering members see leader 1.
+type ledEtcd struct{ healthEtcd }
+
+func (l *ledEtcd) Status(ctx context.Context, url string) (EndpointStatus, error) {
+	st, err := l.healthEtcd.Status(ctx, url)
+	st.Leader = 1
+	return st, err
 }
