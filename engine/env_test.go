@@ -89,6 +89,11 @@ func TestApplyOverRealSSH(t *testing.T) {
 	if res.StateDir != filepath.Join(dir, runstate.DefaultStateDir) {
 		t.Errorf("state dir %s, want beside the plan", res.StateDir)
 	}
+	// TestMain moves the host lock file (all hosts here are this machine):
+	// every session says so, loudly.
+	if !strings.Contains(progress.String(), "WARNING: "+HostLockFileEnv+"=") {
+		t.Errorf("no warning that the host lock file is moved:\n%s", progress.String())
+	}
 	if b, err := os.ReadFile(filepath.Join(dir, "etcd-old.rescue-"+res.RunID, "f")); err != nil || string(b) != "keep\n" {
 		t.Errorf("moved-aside data: %q %v", b, err)
 	}

@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"fmt"
+	"os"
 	"sort"
 	"strings"
 	"time"
@@ -10,6 +11,7 @@ import (
 	"github.com/etcd-rescue/etcd-rescue/engine/facts"
 
 	"github.com/etcd-rescue/etcd-rescue/engine/runstate"
+	"github.com/etcd-rescue/etcd-rescue/internal/hostlock"
 )
 
 // reconcile makes the state hold one record per step-host of c, in plan
@@ -97,6 +99,10 @@ func session(ctx context.Context, c *Compiled, run *runstate.Run, opts *Options,
 	if crashAfter != "" {
 		out.printf("WARNING: %s=%q is set: this process kills itself after the first successful command or etcd call containing it (a crash-test failpoint)", CrashAfterEnv, crashAfter)
 		run.Event(runstate.Event{Type: "run", Msg: "WARNING: crash-test failpoint " + CrashAfterEnv + "=" + crashAfter})
+	}
+	if f := os.Getenv(HostLockFileEnv); f != "" && opts.Backend == nil {
+		out.printf("WARNING: %s=%q is set: the run lock on every host is that file, not %s, so a run started without it is not kept out (for tests)", HostLockFileEnv, f, hostlock.Path)
+		run.Event(runstate.Event{Type: "run", Msg: "WARNING: host lock file moved by " + HostLockFileEnv + "=" + f})
 	}
 	if opts.OnStart != nil {
 		opts.OnStart(run)
