@@ -2,7 +2,9 @@ package lab
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"os"
 	"strings"
 	"time"
 )
@@ -157,6 +159,14 @@ func (l *Lab) breakIPChange(ctx context.Context) error {
 	l.logf("ip-change: %s moved from %s to %s (same host key; known_hosts and ssh config updated)", h.Name, old, addr)
 	l.logf("ip-change: etcd on %s was restarted with its old %s: it cannot bind %s and fails (Restart=on-failure retries)", h.Name, EnvFile, l.peerURL(old))
 	l.logf("ip-change: the cluster's member list still has %s at %s; the inventory now says %s", m.Name, l.peerURL(old), l.peerURL(addr))
+	switch {
+	case l.TLSSharedCert():
+		l.logf("ip-change: %s keeps the shared member certificate %s, valid for every lab address (%s too): no new certificate needed", h.Name, HostServerCert, addr)
+	case l.st.TLS:
+		ips, _ := memberSANs(h.Name, old)
+		l.logf("ip-change: %s keeps its member certificate %s, valid for %s, not %s: peers and clients refuse etcd at the new address (\"x509: certificate is valid for %s, not %s\") until a new certificate is issued for it",
+			h.Name, HostServerCert, old, addr, sanList(ips, nil), addr)
+	}
 	return nil
 }
 
@@ -190,13 +200,23 @@ func (l *Lab) breakLostHost(ctx context.Context) error {
 	if err := l.writeSSHFiles(); err != nil {
 		return err
 	}
+	if l.st.TLS && !l.st.TLSSharedCert {
+		// the lost host's certificate went with it
+		for _, p := range []string{l.MemberCertPath(h.Name), l.MemberKeyPath(h.Name)} {
+			if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
+				return err
+			}
+		}
+	}
 	t := time.Now()
-	if err := l.createHost(ctx, nh); err != nil {
+	// a freshly provisioned host: its own member certificate is not made
+	// yet (with a shared certificate, that one is installed)
+	if err := l.createHost(ctx, nh, l.TLSSharedCert()); err != nil {
 		return err
 	}
 	if l.st.TLS {
 		// as the configuration management that installed it would leave it:
-		// the certificates, and an env file that only says where they are
+		// the CA, and an env file that only says where the certificates are
 		env := "# " + EnvFile + ": written by etcd-rescue lab (a blank host: TLS settings only)\n" + tlsEnv()
 		if err := l.WriteFile(ctx, nh.Name, EnvFile, []byte(env), 0o644); err != nil {
 			return err
@@ -206,10 +226,16 @@ func (l *Lab) breakLostHost(ctx context.Context) error {
 		return err
 	}
 	l.updateEtcHosts(ctx)
-	if l.st.TLS {
-		l.logf("lost-host: blank replacement host %s at %s made in %.1fs: sshd, etcd %s binaries, user etcd, empty %s, %s and an %s with only the TLS settings, etcd not started",
+	switch {
+	case l.TLSSharedCert():
+		l.logf("lost-host: blank replacement host %s at %s made in %.1fs: sshd, etcd %s binaries, user etcd, empty %s, %s with the shared member certificate and an %s with only the TLS settings, etcd not started",
 			nh.Name, nh.Address, time.Since(t).Seconds(), l.Version(), DataDir, HostPKIDir, EnvFile)
-	} else {
+	case l.st.TLS:
+		l.logf("lost-host: blank replacement host %s at %s made in %.1fs: sshd, etcd %s binaries, user etcd, empty %s, the lab CA %s and an %s with only the TLS settings, etcd not started",
+			nh.Name, nh.Address, time.Since(t).Seconds(), l.Version(), DataDir, HostCACert, EnvFile)
+		l.logf("lost-host: %s has no member certificate yet (no %s, %s): etcd cannot start there until one is issued for %s",
+			nh.Name, HostServerCert, HostServerKey, nh.Address)
+	default:
 		l.logf("lost-host: blank replacement host %s at %s made in %.1fs: sshd, etcd %s binaries, user etcd, empty %s, no %s, etcd not started",
 			nh.Name, nh.Address, time.Since(t).Seconds(), l.Version(), DataDir, EnvFile)
 	}

@@ -607,6 +607,7 @@ type MemberStatus struct {
 type Status struct {
 	StateDir, Mode, Version string
 	TLS                     bool // https URLs, client certificates required
+	TLSSharedCert           bool // one member certificate for every address (Options.TLSSharedCert)
 	Hosts                   []HostStatus
 	Members                 []MemberStatus
 	MemberList              []string // from the cluster: "name peerURL" (empty without a leader)
@@ -619,7 +620,7 @@ type Status struct {
 // Status collects the state of every host and member (never fails: what
 // cannot be read is reported as such).
 func (l *Lab) Status(ctx context.Context) *Status {
-	s := &Status{StateDir: l.dir, Mode: string(l.st.Mode), Version: l.Version(), TLS: l.st.TLS, Keys: -1, Breaks: append([]string(nil), l.st.Breaks...)}
+	s := &Status{StateDir: l.dir, Mode: string(l.st.Mode), Version: l.Version(), TLS: l.st.TLS, TLSSharedCert: l.TLSSharedCert(), Keys: -1, Breaks: append([]string(nil), l.st.Breaks...)}
 	hosts := l.hostPtrs()
 	s.Hosts = make([]HostStatus, len(hosts))
 	_ = parallel(hosts, func(h *Host) error {

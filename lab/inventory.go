@@ -185,6 +185,11 @@ func (l *Lab) inventory(o InventoryOptions) ([]byte, error) {
 	}
 	fmt.Fprintf(&b, ", identity: %s, knownHosts: %s}\n", q(l.ClientKeyPath()), q(l.KnownHostsPath()))
 	fmt.Fprintf(&b, "vars:\n  snapshot: %s    # where total-loss leaves its snapshot\n", q(l.SnapshotPath()))
+	if l.st.TLS {
+		// for a plan that issues member certificates: ca: {cert: "${vars.caCert}", key: "${vars.caKey}"}
+		fmt.Fprintf(&b, "  caCert: %s    # the lab's CA (operator side), for a plan that issues member certificates\n", q(l.CACertPath()))
+		fmt.Fprintf(&b, "  caKey: %s\n", q(l.CAKeyPath()))
+	}
 	l.mu.Lock()
 	for _, k := range sortedKeys(l.st.Vars) {
 		fmt.Fprintf(&b, "  %s: %s\n", k, q(l.st.Vars[k]))

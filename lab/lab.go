@@ -71,10 +71,17 @@ type Options struct {
 	// instead of failing at once (for test binaries running in parallel).
 	WaitBusy time.Duration
 	// TLS: etcd with https client and peer URLs and client certificates
-	// required on both; a CA, one member certificate for every lab address
-	// and an operator client certificate are made under <state>/pki (see
-	// PKIDir), and the inventory gets cluster.tls.
+	// required on both; a CA and an operator client certificate are made
+	// under <state>/pki (see PKIDir), every host gets a member certificate
+	// of its own, valid only for its address at the time (and loopback,
+	// localhost, its name), as a real cluster has: an IP change or a
+	// replacement host needs a new one (IssueMemberCert).  The inventory
+	// gets cluster.tls and vars.caCert, vars.caKey.
 	TLS bool
+	// TLSSharedCert (with TLS): one member certificate, valid for every
+	// address a lab host can ever have, on every host instead (no new
+	// certificate is ever needed).
+	TLSSharedCert bool
 }
 
 // Host is one lab machine.
@@ -107,22 +114,24 @@ type SnapshotInfo struct {
 }
 
 type state struct {
-	Mode      Mode              `json:"mode"`
-	TLS       bool              `json:"tls,omitempty"` // https URLs, certificates in <state>/pki
-	Version   string            `json:"version"`       // full, with v: v3.5.35
-	BinDir    string            `json:"binDir"`
-	RootfsDir string            `json:"rootfsDir,omitempty"`
-	SeedToken string            `json:"seedToken"` // --initial-cluster-token the lab's cluster was made with
-	Token     string            `json:"token"`     // token for a new cluster made by a plan (inventory)
-	Keys      int               `json:"keys"`
-	Hosts     []*Host           `json:"hosts"`
-	Members   []*Member         `json:"members"`
-	NextIndex int               `json:"nextIndex"`
-	Created   time.Time         `json:"created"`
-	Breaks    []string          `json:"breaks,omitempty"`
-	Vars      map[string]string `json:"vars,omitempty"` // extra inventory vars left by breaks (lostPeerURL...)
-	Snapshot  *SnapshotInfo     `json:"snapshot,omitempty"`
-	Isolated  []string          `json:"isolated,omitempty"` // hosts cut off the lab network (Isolate)
+	Mode Mode `json:"mode"`
+	TLS  bool `json:"tls,omitempty"` // https URLs, certificates in <state>/pki
+	// one member certificate for every address (Options.TLSSharedCert)
+	TLSSharedCert bool              `json:"tlsSharedCert,omitempty"`
+	Version       string            `json:"version"` // full, with v: v3.5.35
+	BinDir        string            `json:"binDir"`
+	RootfsDir     string            `json:"rootfsDir,omitempty"`
+	SeedToken     string            `json:"seedToken"` // --initial-cluster-token the lab's cluster was made with
+	Token         string            `json:"token"`     // token for a new cluster made by a plan (inventory)
+	Keys          int               `json:"keys"`
+	Hosts         []*Host           `json:"hosts"`
+	Members       []*Member         `json:"members"`
+	NextIndex     int               `json:"nextIndex"`
+	Created       time.Time         `json:"created"`
+	Breaks        []string          `json:"breaks,omitempty"`
+	Vars          map[string]string `json:"vars,omitempty"` // extra inventory vars left by breaks (lostPeerURL...)
+	Snapshot      *SnapshotInfo     `json:"snapshot,omitempty"`
+	Isolated      []string          `json:"isolated,omitempty"` // hosts cut off the lab network (Isolate)
 	// inventory variants written by WriteInventory (path: options); a break rewrites them
 	Inventories map[string]InventoryOptions `json:"inventories,omitempty"`
 }
@@ -313,6 +322,9 @@ func Up(ctx context.Context, o Options) (*Lab, error) {
 	if o.RootfsDir == "" {
 		o.RootfsDir = DefaultRootfsDir
 	}
+	if o.TLSSharedCert && !o.TLS {
+		return nil, fmt.Errorf("a shared member certificate (TLSSharedCert) needs TLS")
+	}
 	if o.Mode != ModeAuto && o.Mode != ModeNspawn && o.Mode != ModeLight {
 		return nil, fmt.Errorf("unknown host mode %q (want nspawn or light)", o.Mode)
 	}
@@ -344,14 +356,15 @@ func Up(ctx context.Context, o Options) (*Lab, error) {
 	}
 	l := &Lab{dir: dir, log: o.Log}
 	l.st = state{
-		Mode:      pre.mode,
-		Version:   pre.version,
-		BinDir:    pre.binDir,
-		RootfsDir: o.RootfsDir,
-		Keys:      o.Keys,
-		TLS:       o.TLS,
-		Created:   time.Now().UTC(),
-		NextIndex: o.Members + 1,
+		Mode:          pre.mode,
+		Version:       pre.version,
+		BinDir:        pre.binDir,
+		RootfsDir:     o.RootfsDir,
+		Keys:          o.Keys,
+		TLS:           o.TLS,
+		TLSSharedCert: o.TLSSharedCert,
+		Created:       time.Now().UTC(),
+		NextIndex:     o.Members + 1,
 	}
 	stamp := time.Now().UTC().Format("20060102-150405") + "-" + randHex(2)
 	l.st.SeedToken = "lab-seed-" + stamp
@@ -386,7 +399,10 @@ func Up(ctx context.Context, o Options) (*Lab, error) {
 	}
 	tlsNote := ""
 	if l.st.TLS {
-		tlsNote = ", TLS (certificates in " + l.PKIDir() + ")"
+		tlsNote = ", TLS (a member certificate per host, valid for its address only; certificates in " + l.PKIDir() + ")"
+		if l.st.TLSSharedCert {
+			tlsNote = ", TLS (one shared member certificate for every lab address; certificates in " + l.PKIDir() + ")"
+		}
 	}
 	l.logf("lab up: %d members, etcd %s, %s mode, %d keys%s, in %.1fs", o.Members, l.Version(), l.st.Mode, o.Keys, tlsNote, time.Since(t0).Seconds())
 	l.logf("inventory: %s", l.InventoryPath())
@@ -435,7 +451,7 @@ func (l *Lab) up(ctx context.Context, o Options) error {
 		return err
 	}
 	hosts := l.hostPtrs()
-	if err := parallel(hosts, func(h *Host) error { return l.createHost(ctx, h) }); err != nil {
+	if err := parallel(hosts, func(h *Host) error { return l.createHost(ctx, h, true) }); err != nil {
 		return err
 	}
 	l.logf("%d hosts up and reachable over ssh in %.1fs", len(hosts), time.Since(t).Seconds())
@@ -466,8 +482,9 @@ func (l *Lab) hostPtrs() []*Host {
 
 // createHost makes host h (network, disk, boot), waits for its sshd and
 // provisions it (user etcd, /var/lib/etcd, /etc/etcd, user rescue; in a
-// TLS lab also /etc/etcd/pki).
-func (l *Lab) createHost(ctx context.Context, h *Host) error {
+// TLS lab also /etc/etcd/pki with the CA, and with memberCert the host's
+// member certificate and key).
+func (l *Lab) createHost(ctx context.Context, h *Host, memberCert bool) error {
 	if err := l.ensureHostKey(h); err != nil {
 		return err
 	}
@@ -486,7 +503,7 @@ func (l *Lab) createHost(ctx context.Context, h *Host) error {
 		}
 		return fmt.Errorf("%w%s", err, l.drv.diag(h))
 	}
-	return l.provision(ctx, h)
+	return l.provision(ctx, h, memberCert)
 }
 
 // OperatorUser is the lab hosts' operator account besides root: a normal
@@ -531,7 +548,7 @@ visudo -cqf /etc/sudoers.d/.rescue.tmp
 mv -f /etc/sudoers.d/.rescue.tmp /etc/sudoers.d/rescue
 `
 
-func (l *Lab) provision(ctx context.Context, h *Host) error {
+func (l *Lab) provision(ctx context.Context, h *Host, memberCert bool) error {
 	pub, err := os.ReadFile(l.ClientKeyPath() + ".pub")
 	if err != nil {
 		return fmt.Errorf("provision %s: %w", h.Name, err)
@@ -539,10 +556,15 @@ func (l *Lab) provision(ctx context.Context, h *Host) error {
 	if out, err := l.Run(ctx, h.Name, provisionScript, bytes.NewReader(bytes.TrimSpace(pub))); err != nil {
 		return withOutput(fmt.Errorf("provision %s: %w", h.Name, err), out)
 	}
-	if l.st.TLS {
-		return l.installPKI(ctx, h)
+	if !l.st.TLS {
+		return nil
 	}
-	return nil
+	if memberCert && !l.st.TLSSharedCert {
+		if _, err := l.issueMemberFiles(h); err != nil {
+			return fmt.Errorf("provision %s: %w", h.Name, err)
+		}
+	}
+	return l.installPKI(ctx, h, memberCert)
 }
 
 // parallel runs f for every host at once and joins the errors.

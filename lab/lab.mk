@@ -16,9 +16,9 @@ LAB_BIN := $(LAB_DIR)/bin
 LAB_ROOTFS ?= /var/cache/etcd-rescue-lab/rootfs
 DEBIAN_MIRROR ?= http://deb.debian.org/debian
 # keep in sync with RootfsPackages in lab/nspawn.go (TestMakefileInSync checks it)
-LAB_ROOTFS_PACKAGES := systemd,systemd-sysv,dbus,openssh-server,iproute2,procps,sudo
+LAB_ROOTFS_PACKAGES := systemd,systemd-sysv,dbus,openssh-server,iproute2,procps,sudo,openssl
 # gcc and libc6-dev: the race detector of `make test` needs cgo
-LAB_APT_PACKAGES := openssh-server openssh-client systemd-container debootstrap iproute2 util-linux socat ca-certificates sudo procps gcc libc6-dev
+LAB_APT_PACKAGES := openssh-server openssh-client systemd-container debootstrap iproute2 util-linux socat ca-certificates sudo openssl procps gcc libc6-dev
 LAB_TEST_TIMEOUT ?= 20m
 # what the top-level Makefile's test target depends on
 LAB_PREREQS := lab-prereqs

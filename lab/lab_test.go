@@ -581,7 +581,7 @@ stat -c %U:%G:%a /var/lib/etcd; ls -A /var/lib/etcd | wc -l; etcd --version | he
 		verifyFails(t, l, "etcd2")
 
 		// repair: remove the lost member, add the replacement, start it
-		replaceLostMember(t, l)
+		replaceLostMember(t, l, nil)
 	})
 
 	t.Run("total-loss", func(t *testing.T) {
@@ -1021,8 +1021,9 @@ sudo -n true && echo sudo-ok; sudo -n id -u; sudo -n grep -c '^root:' /etc/shado
 
 // replaceLostMember repairs a lost-host break by hand: remove etcd2, add
 // it back at the replacement's URL (retried: "unhealthy cluster" for ~5 s
-// after a membership change), write its env file and start it on h4.
-func replaceLostMember(t *testing.T, l *Lab) {
+// after a membership change), write its env file and start it on h4 (or
+// let start do that).
+func replaceLostMember(t *testing.T, l *Lab, start func()) {
 	t.Helper()
 	ctx := context.Background()
 	cli := client(t, l, "etcd1", "etcd3")
@@ -1042,7 +1043,11 @@ func replaceLostMember(t *testing.T, l *Lab) {
 		time.Sleep(500 * time.Millisecond)
 	}
 	writeEnv(t, l, "etcd2", "existing")
-	sshOut(t, l, "h4", "systemctl enable --now etcd")
+	if start != nil {
+		start()
+	} else {
+		sshOut(t, l, "h4", "systemctl enable --now etcd")
+	}
 	mustVerify(t, l)
 }
 

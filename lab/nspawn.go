@@ -44,7 +44,7 @@ func newDriver(l *Lab, m Mode) driver {
 // another package list (an older checkout's) is debootstrapped again.
 const (
 	RootfsSuite    = "bookworm"
-	RootfsPackages = "systemd,systemd-sysv,dbus,openssh-server,iproute2,procps,sudo"
+	RootfsPackages = "systemd,systemd-sysv,dbus,openssh-server,iproute2,procps,sudo,openssl"
 	RootfsStamp    = RootfsSuite + " minbase " + RootfsPackages
 	rootfsMarker   = ".etcd-rescue-lab-rootfs"
 )

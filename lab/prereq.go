@@ -184,6 +184,10 @@ func lightMissing() []Missing {
 			miss = append(miss, aptMissing(p+" (the hosts' operator account "+OperatorUser+")", "sudo"))
 		}
 	}
+	if _, ok := lookPath("openssl"); !ok {
+		// light hosts run this machine's programs: openssl x509 on a host
+		miss = append(miss, aptMissing("openssl (to read certificates on the hosts)", "openssl"))
+	}
 	return miss
 }
 

@@ -24,11 +24,15 @@ A disposable etcd cluster on real SSH hosts on this machine (root, Linux),
 for rehearsing recovery plans.
 
 commands:
-  up [--members N] [--etcd 3.5|3.6|3.7|x.y.z] [--keys K] [--mode auto|nspawn|light] [--tls]
+  up [--members N] [--etcd 3.5|3.6|3.7|x.y.z] [--keys K] [--mode auto|nspawn|light] [--tls [--tls-shared-cert]]
                       create hosts h1..hN, start a healthy N-member cluster, write K keys,
                       record their fingerprint and write the inventory; --tls: https client
-                      and peer URLs with client certificates required, a CA, member and
-                      operator certificates in STATE/pki (the inventory gets cluster.tls)
+                      and peer URLs with client certificates required, a CA and operator
+                      certificate in STATE/pki, and on each host a member certificate valid
+                      only for its own address, so that an IP change or a replacement host
+                      needs a new one, as in production (the inventory gets cluster.tls and
+                      vars.caCert, vars.caKey); --tls-shared-cert: one member certificate
+                      valid for every lab address on all hosts instead
   break SCENARIO      damage the lab; SCENARIO is one of:
 %s  reboot HOST [--hard]  clean reboot of HOST (disk kept), or a power cut with --hard
   status              hosts, addresses, etcd state, members, revision, keys vs the fingerprint
@@ -66,6 +70,7 @@ type labOpts struct {
 	keys     int
 	mode     string
 	tls      bool
+	shared   bool
 	hard     bool
 	inv      lab.InventoryOptions
 	invOut   string
@@ -118,14 +123,28 @@ func newLabCmd() *cobra.Command {
 		return labUp(ctx, o, cmd.OutOrStdout())
 	})
 	up.Long = `Create hosts h1..hN, start a healthy N-member cluster, write K keys, record
-their fingerprint and write the inventory. --tls: https client and peer URLs
-with client certificates required, a CA, member and operator certificates in
-STATE/pki (the inventory gets cluster.tls).`
+their fingerprint and write the inventory.
+
+--tls: https client and peer URLs with client certificates required on both.
+A CA (STATE/pki/ca.crt, ca.key) and the operator's client certificate are
+made in STATE/pki, and every host gets a member certificate of its own in
+/etc/etcd/pki (server.crt, server.key; for the client and the peer port),
+valid only for that host's address, 127.0.0.1, ::1, localhost and its name:
+as in production, a member whose address changes (lab break ip-change) or a
+replacement host (lab break lost-host, which gets the CA but no member
+certificate) needs a new certificate before its peers accept it. The
+inventory gets cluster.tls and vars.caCert, vars.caKey (the CA, for a plan
+that issues member certificates).
+
+--tls-shared-cert (with --tls): one member certificate, valid for every address
+a lab host can ever have, on every host instead: no new certificate is ever
+needed.`
 	up.Flags().IntVar(&o.members, "members", 3, "cluster size (1-9)")
 	up.Flags().StringVar(&o.version, "etcd", "3.5", "etcd version: 3.5, 3.6, 3.7 or a full x.y.z")
 	up.Flags().IntVar(&o.keys, "keys", lab.DefaultKeys, "keys to write and fingerprint (0: none)")
 	up.Flags().StringVar(&o.mode, "mode", "auto", "host mode: auto, nspawn or light")
-	up.Flags().BoolVar(&o.tls, "tls", false, "https client and peer URLs, client certificates required")
+	up.Flags().BoolVar(&o.tls, "tls", false, "https client and peer URLs, client certificates required, a member certificate per host valid for its address only")
+	up.Flags().BoolVar(&o.shared, "tls-shared-cert", false, "with --tls: one member certificate valid for every lab address on all hosts")
 	completeValues(up, "etcd", "3.5", "3.6", "3.7")
 	completeValues(up, "mode", "auto", string(lab.ModeNspawn), string(lab.ModeLight))
 
@@ -226,6 +245,8 @@ func labUp(ctx context.Context, o *labOpts, stdout io.Writer) error {
 		return usage(fmt.Sprintf("--mode %q: want auto, nspawn or light", o.mode))
 	case o.keys < 0:
 		return usage("--keys must not be negative")
+	case o.shared && !o.tls:
+		return usage("--tls-shared-cert needs --tls")
 	}
 	m := lab.Mode(o.mode)
 	if o.mode == "auto" {
@@ -235,7 +256,7 @@ func labUp(ctx context.Context, o *labOpts, stdout io.Writer) error {
 	if k == 0 {
 		k = -1
 	}
-	l, err := lab.Up(ctx, lab.Options{Members: o.members, Version: o.version, Keys: k, StateDir: o.stateDir, Log: stdout, Mode: m, TLS: o.tls})
+	l, err := lab.Up(ctx, lab.Options{Members: o.members, Version: o.version, Keys: k, StateDir: o.stateDir, Log: stdout, Mode: m, TLS: o.tls, TLSSharedCert: o.shared})
 	if err != nil {
 		return err
 	}
@@ -326,7 +347,10 @@ func knownScenario(name string) bool {
 func printLabStatus(w io.Writer, s *lab.Status) {
 	tlsNote := ""
 	if s.TLS {
-		tlsNote = ", TLS (https, client certificates required)"
+		tlsNote = ", TLS (https, client certificates required; a member certificate per host, valid for its address only)"
+		if s.TLSSharedCert {
+			tlsNote = ", TLS (https, client certificates required; one shared member certificate for every lab address)"
+		}
 	}
 	fmt.Fprintf(w, "lab %s: %s mode, etcd %s%s\n\n", s.StateDir, s.Mode, s.Version, tlsNote)
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
@@ -398,6 +422,7 @@ type labStatus struct {
 	Mode        string           `json:"mode"`
 	Version     string           `json:"etcdVersion"`
 	TLS         bool             `json:"tls"`
+	SharedCert  bool             `json:"tlsSharedCert"`
 	Hosts       []labHost        `json:"hosts"`
 	Members     []labMember      `json:"members"`
 	MemberList  []string         `json:"memberList"`
@@ -444,7 +469,7 @@ func labStatusJSON(s *lab.Status) labStatus {
 		}
 		return fmt.Sprintf("%x", id)
 	}
-	j := labStatus{StateDir: s.StateDir, Mode: s.Mode, Version: s.Version, TLS: s.TLS, Hosts: []labHost{}, Members: []labMember{},
+	j := labStatus{StateDir: s.StateDir, Mode: s.Mode, Version: s.Version, TLS: s.TLS, SharedCert: s.TLSSharedCert, Hosts: []labHost{}, Members: []labMember{},
 		MemberList: nonNil(s.MemberList), Keys: s.Keys, Fingerprint: s.Fingerprint, Breaks: nonNil(s.Breaks),
 		Healthy: len(s.Problems) == 0, Problems: nonNil(s.Problems)}
 	for _, h := range s.Hosts {

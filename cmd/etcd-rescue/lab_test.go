@@ -27,6 +27,7 @@ func TestCmdLabUsage(t *testing.T) {
 		{[]string{"up", "--members", "12", "--state-dir", dir}, 2, "--members must be between 1 and 9"},
 		{[]string{"up", "--etcd", "banana", "--state-dir", dir}, 2, "--etcd"},
 		{[]string{"up", "--mode", "vm", "--state-dir", dir}, 2, "--mode"},
+		{[]string{"up", "--tls-shared-cert", "--state-dir", dir}, 2, "--tls-shared-cert needs --tls"},
 		{[]string{"up", "--bogus"}, 2, "unknown flag: --bogus"},
 		{[]string{"status", "extra", "--state-dir", dir}, 2, `unexpected argument "extra"`},
 		{[]string{"verify", "--state-dir", dir}, 1, "no lab is up"},
