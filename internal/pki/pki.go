@@ -487,12 +487,42 @@ func NamesFor(urls []string, extra []string) (ips []net.IP, dns []string) {
 	return ips, dns
 }
 
+// ValidDNSName reports whether s may be a DNS SAN: letters, digits,
+// hyphens and dots, optionally one leading "*." label (a wildcard). Nothing
+// else passes, so a name can never carry syntax into openssl's
+// configuration (commas, newlines).
+func ValidDNSName(s string) bool {
+	s = strings.TrimPrefix(s, "*.")
+	if s == "" || len(s) > 253 {
+		return false
+	}
+	for _, label := range strings.Split(s, ".") {
+		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
+			return false
+		}
+		for _, r := range label {
+			if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_') {
+				return false
+			}
+		}
+	}
+	return true
+}
+
 func (r Request) check() error {
 	if r.CommonName == "" {
 		return errors.New("certificate request without a common name")
 	}
 	if len(r.IPs)+len(r.DNSNames) == 0 {
 		return errors.New("certificate request without a name (no IP or DNS SAN)")
+	}
+	for _, d := range r.DNSNames {
+		if !ValidDNSName(d) {
+			return fmt.Errorf("%q is not a DNS name", d)
+		}
+	}
+	if strings.ContainsAny(r.CommonName, "\n\r/") {
+		return fmt.Errorf("common name %q has a line break or a slash", r.CommonName)
 	}
 	if r.Valid <= 0 {
 		return errors.New("certificate request with no validity")
