@@ -245,21 +245,26 @@ func (s *CertIssue) Describe(c *Ctx, t Target) []Action {
 	}
 	local := fmt.Sprintf("issue a %s and certificate CN=%s, %s, server+client auth, %d days, signed by the CA %s (%s)",
 		kt, m.Name, sans, s.ValidDays, s.caWhere(c), signer)
-	var files string
+	var files, bundles string
 	l := c.Cluster.Layout
 	if l.Service == "static-pod" {
-		files = fmt.Sprintf("the files named by --cert-file/--key-file/--peer-cert-file/--peer-key-file in %s (else %s{server,peer}.{crt,key})", l.Manifest, kubeadmPKI)
+		files = "the files named by --cert-file/--key-file/--peer-cert-file/--peer-key-file in " + l.Manifest
+		bundles = "--trusted-ca-file, --peer-trusted-ca-file"
 	} else {
 		files = "the files named by ETCD_CERT_FILE/ETCD_KEY_FILE/ETCD_PEER_CERT_FILE/ETCD_PEER_KEY_FILE in " + l.EnvFile
+		bundles = "ETCD_TRUSTED_CA_FILE, ETCD_PEER_TRUSTED_CA_FILE"
 	}
 	if p := l.PKI; p != nil && (p.ServerCert != "" || p.PeerCert != "") {
 		files += fmt.Sprintf("; where it names none, layout.pki's: server %s, %s; peer %s, %s", orDash(p.ServerCert), orDash(p.ServerKey), orDash(p.PeerCert), orDash(p.PeerKey))
 	}
+	if l.Service == "static-pod" {
+		files += "; else kubeadm's " + kubeadmPKI + "{server,peer}.{crt,key}"
+	}
 	keyOwner := keyOwnerOf(c)
 	shell := fmt.Sprintf("write the new key and certificate into %s: each old file kept as FILE.rescue-%s, owner and mode as before "+
 		"(new files: certificate root:root 0644, key %s 0600), each key before its certificate; "+
-		"append the CA certificate to the trusted CA bundle(s) (ETCD_TRUSTED_CA_FILE, ETCD_PEER_TRUSTED_CA_FILE) if missing; key bytes come on stdin, never in a command",
-		files, c.RunID, keyOwner)
+		"append the CA certificate to the trusted CA bundle(s) (%s) if missing; key bytes come on stdin, never in a command",
+		files, c.RunID, keyOwner, bundles)
 	h := t.Name()
 	return []Action{
 		{Kind: Local, Cmd: local},
