@@ -65,7 +65,7 @@ lint:
 ## crasher: go test writes it under the package's testdata/fuzz/, and once committed it
 ## runs as a seed in every ordinary go test.
 FUZZTIME ?= 60s
-FUZZ_DIRS := engine/testdata/fuzz internal/shellquote/testdata/fuzz internal/sshx/testdata/fuzz engine/facts/testdata/fuzz engine/diagnose/testdata/fuzz steps/testdata/fuzz
+FUZZ_DIRS := engine/testdata/fuzz internal/shellquote/testdata/fuzz internal/sshx/testdata/fuzz engine/facts/testdata/fuzz engine/diagnose/testdata/fuzz steps/testdata/fuzz internal/pki/testdata/fuzz
 fuzz:
 	@fail=0; \
 	$(GO) test -run '^$$' -fuzz '^FuzzParseCompile$$' -fuzztime $(FUZZTIME) ./engine/ || fail=1; \
@@ -74,6 +74,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzParseEnvFile$$' -fuzztime $(FUZZTIME) ./engine/facts/ || fail=1; \
 	$(GO) test -run '^$$' -fuzz '^FuzzDiagnose$$' -fuzztime $(FUZZTIME) ./engine/diagnose/ || fail=1; \
 	$(GO) test -run '^$$' -fuzz '^FuzzHostOutput$$' -fuzztime $(FUZZTIME) ./steps/ || fail=1; \
+	$(GO) test -run '^$$' -fuzz '^FuzzParseCerts$$' -fuzztime $(FUZZTIME) ./internal/pki/ || fail=1; \
 	new=$$(git status --porcelain --untracked-files=all -- $(FUZZ_DIRS) 2>/dev/null); \
 	if [ -n "$$new" ]; then \
 	  echo "fuzz: crashers not committed yet:"; echo "$$new"; \

@@ -3,6 +3,8 @@ package engine
 import (
 	"strings"
 
+	"gopkg.in/yaml.v3"
+
 	"github.com/etcd-rescue/etcd-rescue/plans"
 	"github.com/etcd-rescue/etcd-rescue/steps"
 )
@@ -240,17 +242,53 @@ func (c *Compiled) ruleLearners() plans.Findings {
 	return fs
 }
 
+// ruleCerts: certsChecked is a leftover (apply checks the certificates
+// itself); cert-issue needs https URLs, and the member must not start
+// before its new certificate is in place.
 func (c *Compiled) ruleCerts() plans.Findings {
 	var fs plans.Findings
 	for _, n := range c.byType("member-update") {
+		if p, ok := withKeyPos(c.Plan.File, n.Step, "certsChecked"); ok {
+			fs.Warn(p, "certsChecked is no longer needed: apply checks the member's certificates on its host before the first change").ForStep(n.ID()).
+				WithHint("remove certsChecked; when a certificate lacks the new address, add a cert-issue step (docs/plan-format.md, Certificates)")
+		}
+	}
+	x := c.ix()
+	for _, n := range c.byType("cert-issue") {
 		for _, t := range n.Targets {
-			if strings.HasPrefix(t.Member.PeerURL, "https://") && !t.Params.(*steps.MemberUpdate).CertsChecked {
-				fs.Warn(n.Step.Pos, "member %s gets peer URL %s: its peer and server certificates must list the new address", t.Member.Name, t.Member.PeerURL).ForStep(n.ID()).
-					WithHint("check with openssl x509 -noout -ext subjectAltName -in <cert>, then set certsChecked: true (else: x509: certificate is valid for X, not Y)")
+			if t.Member == nil || t.Host == nil {
+				continue
+			}
+			m := t.Member
+			if !strings.HasPrefix(m.PeerURL, "https://") && !strings.HasPrefix(m.ClientURL, "https://") {
+				fs.Add(n.Step.At("on"), "cert-issue on member %s: its URLs %s and %s are http, so etcd uses no certificate there: nothing to issue", m.Name, m.ClientURL, m.PeerURL).ForStep(n.ID()).
+					WithHint("remove the step, or give the member https URLs in cluster.members")
+			}
+			for _, st := range x.starts[t.Host.Name] {
+				if !c.before(n, st) {
+					fs.Warn(st.Step.Pos, "the member starts before its new certificate is in place: step %q starts %s without needing cert-issue step %q", st.ID(), m.Name, n.ID()).ForStep(st.ID()).
+						WithHint("make %s need %s (needs: [%s]), so etcd starts with the new certificate", st.ID(), n.ID(), n.ID())
+				}
 			}
 		}
 	}
 	return fs
+}
+
+// withKeyPos is the position of key's value under a step's with:, if the
+// step sets it.
+func withKeyPos(file string, s *plans.Step, key string) (plans.Pos, bool) {
+	w := &s.With
+	if w.Kind != yaml.MappingNode {
+		return plans.Pos{}, false
+	}
+	for i := 0; i+1 < len(w.Content); i += 2 {
+		if w.Content[i].Value == key {
+			v := w.Content[i+1]
+			return plans.Pos{File: file, Line: v.Line, Col: v.Column}, true
+		}
+	}
+	return plans.Pos{}, false
 }
 
 // memberNamed is the member of cluster.members named name, or nil.

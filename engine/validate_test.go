@@ -111,11 +111,14 @@ func TestExamplesValid(t *testing.T) {
 	}
 }
 
-// TestDryRunGolden renders every example's dry-run (text and JSON) and
-// compares it with testdata/golden; UPDATE_GOLDEN=1 rewrites them.
+// TestDryRunGolden renders every example's dry-run (text and JSON), and
+// those of testdata/dryrun, and compares it with testdata/golden;
+// UPDATE_GOLDEN=1 rewrites them.
 func TestDryRunGolden(t *testing.T) {
 	files, _ := filepath.Glob("../examples/*.yaml")
-	for _, f := range files {
+	// Plans that are not examples but whose dry-run is worth pinning.
+	more, _ := filepath.Glob("testdata/dryrun/*.yaml")
+	for _, f := range append(files, more...) {
 		name := strings.TrimSuffix(filepath.Base(f), ".yaml")
 		t.Run(name, func(t *testing.T) {
 			c, fs := Load(f, "")

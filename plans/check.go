@@ -60,6 +60,18 @@ func (p *Plan) checkCluster() Findings {
 	if l.Owner != "" && !ownerOK(l.Owner) {
 		fs.Add(layoutPos(c, "owner"), "layout.owner %q is not user or user:group", l.Owner)
 	}
+	if k := l.PKI; k != nil {
+		for _, f := range []struct{ key, val string }{{"serverCert", k.ServerCert}, {"serverKey", k.ServerKey}, {"trustedCA", k.TrustedCA},
+			{"peerCert", k.PeerCert}, {"peerKey", k.PeerKey}, {"peerTrustedCA", k.PeerTrustedCA}} {
+			if f.val != "" && !path.IsAbs(f.val) {
+				fs.Add(pkiPos(k, f.key), "layout.pki.%s %q must be an absolute path on the hosts", f.key, f.val)
+			}
+		}
+		if d := k.MinValidDays; d != nil && (*d < 0 || *d > 3650) {
+			fs.Add(pkiPos(k, "minValidDays"), "layout.pki.minValidDays %d is not between 0 and 3650", *d).
+				WithHint("the number of days a member certificate must still be valid; 0 turns the margin off")
+		}
+	}
 	names := map[string]*Member{}
 	peers := map[string]*Member{}
 	clients := map[string]*Member{}
@@ -118,6 +130,13 @@ func (p *Plan) checkCluster() Findings {
 			WithHint("use an odd member count (3 or 5)")
 	}
 	return fs
+}
+
+func pkiPos(k *PKI, key string) Pos {
+	if p, ok := k.KeyPos[key]; ok {
+		return p
+	}
+	return k.Pos
 }
 
 func layoutPos(c *Cluster, key string) Pos {

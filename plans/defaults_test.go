@@ -3,6 +3,7 @@ package plans
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 )
@@ -74,7 +75,7 @@ steps: []
 
 func TestSetDefaultsEveryPlanType(t *testing.T) {
 	// A bad tag panics; decode every struct type that has tags.
-	for _, v := range []any{&Plan{}, &Cluster{}, &Layout{}, &TLS{}, &Member{}, &Host{}, &SSH{}, &Step{}, &Inventory{}} {
+	for _, v := range []any{&Plan{}, &Cluster{}, &Layout{}, &PKI{}, &TLS{}, &Member{}, &Host{}, &SSH{}, &Step{}, &Inventory{}} {
 		SetDefaults(v)
 	}
 	if DefaultOf(SSH{}, "knownHosts") != "~/.ssh/known_hosts" || DefaultOf(&Host{}, "port") != "22" || DefaultOf(SSH{}, "identity") != "" {
@@ -101,5 +102,53 @@ func TestLocalFile(t *testing.T) {
 	}
 	if _, err := os.Stat(home); err != nil {
 		t.Fatal(err)
+	}
+}
+
+func TestLayoutPKI(t *testing.T) {
+	plan := func(pki string) string {
+		return "version: 1\nname: d\ncluster:\n  name: c\n  etcdVersion: \"3.5\"\n  layout:\n    pki: " + pki +
+			"\n  members: [{name: e1, host: h1, peerURL: \"https://10.0.0.1:2380\", clientURL: \"https://10.0.0.1:2379\"}]\nhosts: {h1: {address: 10.0.0.1}}\nsteps: []\n"
+	}
+	cases := map[string]struct {
+		pki     string
+		want    string // a finding's text, "" for none
+		line    int
+		minDays time.Duration
+	}{
+		"absent":       {"", "", 0, 7},
+		"paths":        {"{serverCert: /etc/etcd/pki/s.crt, serverKey: /etc/etcd/pki/s.key, trustedCA: /etc/etcd/pki/ca.crt, peerCert: /p.crt, peerKey: /p.key, peerTrustedCA: /ca.crt, minValidDays: 30}", "", 0, 30},
+		"margin off":   {"{minValidDays: 0}", "", 0, 0},
+		"unknown key":  {"{serverCrt: /x}", `unknown key "serverCrt" (did you mean "serverCert"?)`, 7, 7},
+		"relative":     {"{peerKey: pki/peer.key}", `layout.pki.peerKey "pki/peer.key" must be an absolute path on the hosts`, 7, 7},
+		"negative":     {"{minValidDays: -1}", "layout.pki.minValidDays -1 is not between 0 and 3650", 7, 7},
+		"not a number": {"{minValidDays: week}", "expected a whole number", 7, 7},
+		"not mapping":  {"[a]", "expected a mapping", 7, 7},
+	}
+	for name, c := range cases {
+		p, fs := Parse("plan.yaml", []byte(plan(c.pki)))
+		if p != nil && fs.Errors() == 0 {
+			fs = append(fs, p.Check()...)
+		}
+		if c.want == "" {
+			if fs.Errors() > 0 {
+				t.Errorf("%s: %v", name, fs)
+				continue
+			}
+			p.ApplyDefaults()
+			if got := p.Cluster.Layout.MinValid(); got != c.minDays*24*time.Hour {
+				t.Errorf("%s: MinValid %s", name, got)
+			}
+			continue
+		}
+		found := false
+		for _, f := range fs {
+			if strings.Contains(f.Msg, c.want) && f.Pos.Line == c.line {
+				found = true
+			}
+		}
+		if !found {
+			t.Errorf("%s: no finding %q at line %d in %v", name, c.want, c.line, fs)
+		}
 	}
 }

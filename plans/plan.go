@@ -1,6 +1,8 @@
 package plans
 
 import (
+	"time"
+
 	"gopkg.in/yaml.v3"
 )
 
@@ -56,9 +58,40 @@ type Layout struct {
 	DataDir  string `yaml:"dataDir" default:"/var/lib/etcd" doc:"etcd data directory on every member"`
 	Owner    string `yaml:"owner" default:"etcd:etcd" doc:"user:group that owns the data dir; \"\" for none"`
 	BinDir   string `yaml:"binDir" doc:"directory of etcd, etcdctl and etcdutl on the hosts; empty means PATH"`
+	PKI      *PKI   `yaml:"pki" doc:"etcd's certificate files on the hosts, where the env file or manifest does not name them, and the expiry margin"`
 
 	Pos    Pos            `yaml:"-"`
 	KeyPos map[string]Pos `yaml:"-"`
+}
+
+// PKI says where etcd's certificate files are on the hosts when the env
+// file or manifest does not name them, and how long a certificate must
+// still be valid.
+type PKI struct {
+	ServerCert    string `yaml:"serverCert" doc:"server (client URL) certificate, as --cert-file"`
+	ServerKey     string `yaml:"serverKey" doc:"its private key, as --key-file (never read by etcd-rescue)"`
+	TrustedCA     string `yaml:"trustedCA" doc:"CA bundle for clients, as --trusted-ca-file"`
+	PeerCert      string `yaml:"peerCert" doc:"peer certificate, as --peer-cert-file"`
+	PeerKey       string `yaml:"peerKey" doc:"its private key, as --peer-key-file (never read by etcd-rescue)"`
+	PeerTrustedCA string `yaml:"peerTrustedCA" doc:"CA bundle for peers, as --peer-trusted-ca-file"`
+	MinValidDays  *int   `yaml:"minValidDays" doc:"a member certificate must stay valid this many more days (default 7; 0: no margin, an expired certificate is always refused)"`
+
+	Pos    Pos            `yaml:"-"`
+	KeyPos map[string]Pos `yaml:"-"`
+}
+
+// DefaultMinValidDays is the expiry margin when layout.pki.minValidDays is
+// not set.
+const DefaultMinValidDays = 7
+
+// MinValid is how long a member certificate must still be valid: 7 days
+// unless layout.pki.minValidDays says otherwise.
+func (l *Layout) MinValid() time.Duration {
+	d := DefaultMinValidDays
+	if l.PKI != nil && l.PKI.MinValidDays != nil {
+		d = *l.PKI.MinValidDays
+	}
+	return time.Duration(d) * 24 * time.Hour
 }
 
 // TLS files for the etcd client API, on the operator machine.

@@ -46,6 +46,7 @@ func Registry() map[string]*Type {
 			New: func() Step { return &CheckQuorum{} }},
 		&Type{Name: "verify-data", Summary: "check revision and HashKV agree on every member", Scope: Once, New: func() Step { return &VerifyData{} }},
 		&Type{Name: "approve", Summary: "stop until an operator approves", Scope: Once, New: func() Step { return &Approve{} }},
+		&Type{Name: "cert-issue", Summary: "issue new member certificates for the plan's URLs from your CA; old files kept aside", New: func() Step { return &CertIssue{} }},
 		&Type{Name: "exec", Summary: "escape hatch: a shell command with creates/unless", New: func() Step { return &Exec{} }},
 	)
 }

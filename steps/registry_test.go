@@ -28,13 +28,15 @@ func TestCatalogTraits(t *testing.T) {
 		"destructive zero values": {with(func(s Step) bool { d, ok := s.(Destructive); return ok && d.DestroysData() }),
 			"force-new-cluster member-add member-remove restore wipe-dir"},
 		"repeat-safe zero values": {with(func(s Step) bool { r, ok := s.(RepeatSafe); return ok && r.SafeToRepeat() }),
-			"force-new-cluster member-add member-remove restore wipe-dir"},
+			"cert-issue force-new-cluster member-add member-remove restore wipe-dir"},
 		"check first": {with(func(s Step) bool { c, ok := s.(CheckFirst); return ok && c.CheckFirst() }),
 			"exec"},
 		"ask approval": {with(func(s Step) bool { a, ok := s.(AsksApproval); return ok && a.AsksApproval() }),
 			"approve"},
 		"need a member": {with(func(s Step) bool { m, ok := s.(NeedsMember); return ok && m.NeedsMember() }),
-			"force-new-cluster member-add member-promote member-update restore set-config snapshot-save"},
+			"cert-issue force-new-cluster member-add member-promote member-update restore set-config snapshot-save"},
+		"start on the plan's URLs": {with(func(s Step) bool { u, ok := s.(StartsOnPlanURLs); return ok && u.StartsOnPlanURLs() }),
+			"cert-issue member-add member-update restore set-config"},
 	}
 	for name, c := range cases {
 		if c.got != c.want {

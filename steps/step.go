@@ -147,6 +147,11 @@ type NeedsMember interface {
 	NeedsMember() bool
 }
 
+// StartsOnPlanURLs is implemented by step types after which the member on their host serves on the
+// URLs of cluster.members (member-add, member-update, restore, set-config, cert-issue): the certificate
+// gate checks, before the first change, that the member's certificates are valid for those URLs.
+type StartsOnPlanURLs interface{ StartsOnPlanURLs() bool }
+
 // Env is what a running step may use.
 type Env interface {
 	Shell(host string) (Runner, error)

@@ -193,3 +193,10 @@ func (*Restore) DefaultTimeout() (time.Duration, string) {
 func (*Approve) DefaultTimeout() (time.Duration, string) {
 	return 24 * time.Hour, "waits for an operator"
 }
+
+// StartsOnPlanURLs: see [StartsOnPlanURLs]. The member of the host serves
+// on its URLs of cluster.members after these steps.
+func (*MemberAdd) StartsOnPlanURLs() bool    { return true }
+func (*MemberUpdate) StartsOnPlanURLs() bool { return true }
+func (*Restore) StartsOnPlanURLs() bool      { return true }
+func (*SetConfig) StartsOnPlanURLs() bool    { return true }

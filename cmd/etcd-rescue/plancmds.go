@@ -345,6 +345,8 @@ func typeName(t reflect.Type) string {
 		return "map of " + typeName(t.Elem())
 	case reflect.Int, reflect.Int64:
 		return "number"
+	case reflect.Struct:
+		return "mapping"
 	}
 	return t.Kind().String()
 }

@@ -132,6 +132,13 @@ type Settings struct {
 	InitialClusterState      string   `json:"initialClusterState,omitempty"`
 	InitialClusterToken      string   `json:"initialClusterToken,omitempty"`
 	ForceNewCluster          bool     `json:"forceNewCluster,omitempty"`
+	// The TLS files etcd will use (paths on the host).
+	CertFile          string `json:"certFile,omitempty"`
+	KeyFile           string `json:"keyFile,omitempty"`
+	TrustedCAFile     string `json:"trustedCAFile,omitempty"`
+	PeerCertFile      string `json:"peerCertFile,omitempty"`
+	PeerKeyFile       string `json:"peerKeyFile,omitempty"`
+	PeerTrustedCAFile string `json:"peerTrustedCAFile,omitempty"`
 }
 
 // APIState says whether a member's client API could be asked.

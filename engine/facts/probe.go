@@ -16,8 +16,7 @@ import (
 	"strconv"
 	"strings"
 
-	"gopkg.in/yaml.v3"
-
+	"github.com/etcd-rescue/etcd-rescue/internal/etcdconf"
 	"github.com/etcd-rescue/etcd-rescue/internal/shellquote"
 )
 
@@ -336,8 +335,8 @@ func portOf(u string) int {
 	return n
 }
 
-// settingKeys maps ETCD_* variables (and, lowercased without ETCD_ and with
-// dashes, the manifest's flags) to Settings fields.
+// settingKeys maps ETCD_* settings (etcdconf's form of both the env file
+// and the manifest's flags) to Settings fields.
 var settingKeys = map[string]func(s *Settings, v string){
 	"ETCD_NAME":                        func(s *Settings, v string) { s.Name = v },
 	"ETCD_DATA_DIR":                    func(s *Settings, v string) { s.DataDir = v },
@@ -349,6 +348,12 @@ var settingKeys = map[string]func(s *Settings, v string){
 	"ETCD_INITIAL_CLUSTER_STATE":       func(s *Settings, v string) { s.InitialClusterState = v },
 	"ETCD_INITIAL_CLUSTER_TOKEN":       func(s *Settings, v string) { s.InitialClusterToken = v },
 	"ETCD_FORCE_NEW_CLUSTER":           func(s *Settings, v string) { s.ForceNewCluster = strings.EqualFold(v, "true") || v == "1" },
+	"ETCD_CERT_FILE":                   func(s *Settings, v string) { s.CertFile = v },
+	"ETCD_KEY_FILE":                    func(s *Settings, v string) { s.KeyFile = v },
+	"ETCD_TRUSTED_CA_FILE":             func(s *Settings, v string) { s.TrustedCAFile = v },
+	"ETCD_PEER_CERT_FILE":              func(s *Settings, v string) { s.PeerCertFile = v },
+	"ETCD_PEER_KEY_FILE":               func(s *Settings, v string) { s.PeerKeyFile = v },
+	"ETCD_PEER_TRUSTED_CA_FILE":        func(s *Settings, v string) { s.PeerTrustedCAFile = v },
 }
 
 func splitList(v string) []string {
@@ -361,124 +366,28 @@ func splitList(v string) []string {
 	return out
 }
 
-// parseEnvFile reads a systemd EnvironmentFile: KEY=VALUE lines, # and ;
-// comments, values in double quotes (backslash escapes) or single quotes,
-// a trailing backslash continuing the line. Only the ETCD_* settings of
-// Settings are kept.
-func parseEnvFile(source, content string) *Settings {
+// settingsOf keeps the settings of Settings from etcdconf's ETCD_* map.
+func settingsOf(source string, kv map[string]string) *Settings {
 	s := &Settings{Source: source}
-	lines := strings.Split(content, "\n")
-	for i := 0; i < len(lines); i++ {
-		line := strings.TrimSpace(lines[i])
-		for strings.HasSuffix(line, `\`) && i+1 < len(lines) {
-			i++
-			line = strings.TrimSuffix(line, `\`) + strings.TrimSpace(lines[i])
-		}
-		if line == "" || line[0] == '#' || line[0] == ';' {
-			continue
-		}
-		line = strings.TrimPrefix(line, "export ")
-		k, v, ok := strings.Cut(line, "=")
-		if !ok {
-			continue
-		}
-		if set := settingKeys[strings.TrimSpace(k)]; set != nil {
-			set(s, unquoteEnv(strings.TrimSpace(v)))
+	for k, v := range kv {
+		if set := settingKeys[k]; set != nil {
+			set(s, v)
 		}
 	}
 	return s
 }
 
-// unquoteEnv reads one value of an environment file.
-func unquoteEnv(v string) string {
-	var b strings.Builder
-	for i := 0; i < len(v); i++ {
-		switch c := v[i]; c {
-		case '\'':
-			j := strings.IndexByte(v[i+1:], '\'')
-			if j < 0 {
-				b.WriteString(v[i+1:])
-				return b.String()
-			}
-			b.WriteString(v[i+1 : i+1+j])
-			i += j + 1
-		case '"':
-			for i++; i < len(v) && v[i] != '"'; i++ {
-				if v[i] == '\\' && i+1 < len(v) {
-					i++
-				}
-				b.WriteByte(v[i])
-			}
-		case '\\':
-			if i+1 < len(v) {
-				i++
-				b.WriteByte(v[i])
-			}
-		case '#':
-			// An unquoted # after a blank starts a comment.
-			if i > 0 && (v[i-1] == ' ' || v[i-1] == '\t') {
-				return strings.TrimRight(b.String(), " \t")
-			}
-			b.WriteByte(c)
-		default:
-			b.WriteByte(c)
-		}
-	}
-	return b.String()
+// parseEnvFile reads a systemd EnvironmentFile (see etcdconf.ParseEnvFile).
+func parseEnvFile(source, content string) *Settings {
+	return settingsOf(source, etcdconf.ParseEnvFile(content))
 }
 
-// parseManifest reads a static pod manifest: the etcd container's command
-// and args flags (--name=x or --name x).
+// parseManifest reads a static pod manifest's etcd flags (see
+// etcdconf.ParseManifest).
 func parseManifest(source, content string) (*Settings, error) {
-	var pod struct {
-		Spec struct {
-			Containers []struct {
-				Name    string   `yaml:"name"`
-				Command []string `yaml:"command"`
-				Args    []string `yaml:"args"`
-			} `yaml:"containers"`
-		} `yaml:"spec"`
+	kv, err := etcdconf.ParseManifest(source, content)
+	if err != nil {
+		return nil, err
 	}
-	if err := yaml.Unmarshal([]byte(content), &pod); err != nil {
-		return nil, fmt.Errorf("manifest %s: %w", source, err)
-	}
-	var argv []string
-	for _, c := range pod.Spec.Containers {
-		cmd := append(append([]string(nil), c.Command...), c.Args...)
-		isEtcd := c.Name == "etcd" || (len(cmd) > 0 && (cmd[0] == "etcd" || strings.HasSuffix(cmd[0], "/etcd")))
-		if isEtcd {
-			argv = cmd
-			break
-		}
-	}
-	if argv == nil {
-		return nil, fmt.Errorf("manifest %s: no etcd container", source)
-	}
-	s := &Settings{Source: source}
-	for i := 0; i < len(argv); i++ {
-		a := argv[i]
-		if !strings.HasPrefix(a, "--") {
-			continue
-		}
-		k, v, hasV := strings.Cut(strings.TrimPrefix(a, "--"), "=")
-		key := "ETCD_" + strings.ToUpper(strings.ReplaceAll(k, "-", "_"))
-		set := settingKeys[key]
-		if set == nil {
-			continue
-		}
-		if !hasV {
-			if key == "ETCD_FORCE_NEW_CLUSTER" {
-				v = "true"
-				if i+1 < len(argv) && (argv[i+1] == "true" || argv[i+1] == "false") {
-					i++
-					v = argv[i]
-				}
-			} else if i+1 < len(argv) && !strings.HasPrefix(argv[i+1], "--") {
-				i++
-				v = argv[i]
-			}
-		}
-		set(s, v)
-	}
-	return s, nil
+	return settingsOf(source, kv), nil
 }

@@ -129,85 +129,48 @@ func TestParseOfflineRevision(t *testing.T) {
 	}
 }
 
-func TestParseEnvFile(t *testing.T) {
-	env := `# written by hand
-ETCD_NAME=etcd1
-ETCD_DATA_DIR="/var/lib/etcd"
-ETCD_LISTEN_PEER_URLS='https://10.0.0.1:2380'
-ETCD_LISTEN_CLIENT_URLS=https://10.0.0.1:2379,https://127.0.0.1:2379
-ETCD_ADVERTISE_CLIENT_URLS="https://10.0.0.1:2379" # trailing comment
-export ETCD_INITIAL_ADVERTISE_PEER_URLS=https://10.0.0.1:2380
-ETCD_INITIAL_CLUSTER="etcd1=https://10.0.0.1:2380,\
-etcd2=https://10.0.0.2:2380"
-ETCD_INITIAL_CLUSTER_STATE=existing
-ETCD_INITIAL_CLUSTER_TOKEN="tok \"quoted\" 1"
-ETCD_FORCE_NEW_CLUSTER=true
-; other comment
-ETCD_CERT_FILE=/etc/etcd/pki/server.crt
-not a setting
-`
-	got := parseEnvFile("/etc/etcd/etcd.env", env)
+// The env file and manifest are parsed by internal/etcdconf (its tests
+// cover the syntax); facts keep the settings of Settings, the TLS paths
+// among them, from either.
+func TestSettingsFromEnvFileAndManifest(t *testing.T) {
+	env := "ETCD_NAME=etcd1\nETCD_LISTEN_CLIENT_URLS=https://10.0.0.1:2379, https://127.0.0.1:2379\nETCD_FORCE_NEW_CLUSTER=1\n" +
+		"ETCD_CERT_FILE=/etc/etcd/pki/server.crt\nETCD_KEY_FILE=/etc/etcd/pki/server.key\nETCD_TRUSTED_CA_FILE=/etc/etcd/pki/ca.crt\n" +
+		"ETCD_PEER_CERT_FILE=/etc/etcd/pki/peer.crt\nETCD_PEER_KEY_FILE=/etc/etcd/pki/peer.key\nETCD_PEER_TRUSTED_CA_FILE=/etc/etcd/pki/ca.crt\n" +
+		"ETCD_SNAPSHOT_COUNT=10000\n"
 	want := &Settings{
-		Source: "/etc/etcd/etcd.env", Name: "etcd1", DataDir: "/var/lib/etcd",
-		ListenPeerURLs:           []string{"https://10.0.0.1:2380"},
-		ListenClientURLs:         []string{"https://10.0.0.1:2379", "https://127.0.0.1:2379"},
-		AdvertiseClientURLs:      []string{"https://10.0.0.1:2379"},
-		InitialAdvertisePeerURLs: []string{"https://10.0.0.1:2380"},
-		InitialCluster:           "etcd1=https://10.0.0.1:2380,etcd2=https://10.0.0.2:2380",
-		InitialClusterState:      "existing",
-		InitialClusterToken:      `tok "quoted" 1`,
-		ForceNewCluster:          true,
+		Source: "/etc/etcd/etcd.env", Name: "etcd1",
+		ListenClientURLs: []string{"https://10.0.0.1:2379", "https://127.0.0.1:2379"},
+		ForceNewCluster:  true,
+		CertFile:         "/etc/etcd/pki/server.crt", KeyFile: "/etc/etcd/pki/server.key", TrustedCAFile: "/etc/etcd/pki/ca.crt",
+		PeerCertFile: "/etc/etcd/pki/peer.crt", PeerKeyFile: "/etc/etcd/pki/peer.key", PeerTrustedCAFile: "/etc/etcd/pki/ca.crt",
 	}
-	if d := diff(want, got); d != "" {
+	if d := diff(want, parseEnvFile("/etc/etcd/etcd.env", env)); d != "" {
 		t.Errorf("env file (-want +got):\n%s", d)
 	}
-}
-
-func TestParseManifest(t *testing.T) {
-	manifest := `apiVersion: v1
-kind: Pod
-metadata: {name: etcd, namespace: kube-system}
-spec:
+	manifest := `spec:
   containers:
-  - name: sidecar
-    command: ["sleep", "infinity"]
   - name: etcd
-    image: registry.k8s.io/etcd:3.5.15-0
     command:
     - etcd
     - --name=cp1
-    - --data-dir=/var/lib/etcd
-    - --listen-peer-urls=https://10.0.0.1:2380
-    - --listen-client-urls=https://127.0.0.1:2379,https://10.0.0.1:2379
-    - --advertise-client-urls=https://10.0.0.1:2379
-    - --initial-advertise-peer-urls
-    - https://10.0.0.1:2380
-    - --initial-cluster=cp1=https://10.0.0.1:2380
     - --initial-cluster-state=new
     - --force-new-cluster
-    - --snapshot-count=10000
+    - --cert-file=/etc/kubernetes/pki/etcd/server.crt
+    - --peer-key-file
+    - /etc/kubernetes/pki/etcd/peer.key
+    - --client-cert-auth
 `
 	got, err := parseManifest("/etc/kubernetes/manifests/etcd.yaml", manifest)
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := &Settings{
-		Source: "/etc/kubernetes/manifests/etcd.yaml", Name: "cp1", DataDir: "/var/lib/etcd",
-		ListenPeerURLs:           []string{"https://10.0.0.1:2380"},
-		ListenClientURLs:         []string{"https://127.0.0.1:2379", "https://10.0.0.1:2379"},
-		AdvertiseClientURLs:      []string{"https://10.0.0.1:2379"},
-		InitialAdvertisePeerURLs: []string{"https://10.0.0.1:2380"},
-		InitialCluster:           "cp1=https://10.0.0.1:2380",
-		InitialClusterState:      "new",
-		ForceNewCluster:          true,
-	}
+	want = &Settings{Source: "/etc/kubernetes/manifests/etcd.yaml", Name: "cp1", InitialClusterState: "new", ForceNewCluster: true,
+		CertFile: "/etc/kubernetes/pki/etcd/server.crt", PeerKeyFile: "/etc/kubernetes/pki/etcd/peer.key"}
 	if d := diff(want, got); d != "" {
 		t.Errorf("manifest (-want +got):\n%s", d)
 	}
-	for name, bad := range map[string]string{"not yaml": "spec: [", "no etcd": "spec: {containers: [{name: x, command: [sleep]}]}"} {
-		if _, err := parseManifest("m.yaml", bad); err == nil || !strings.Contains(err.Error(), "m.yaml") {
-			t.Errorf("%s: error %v", name, err)
-		}
+	if _, err := parseManifest("m.yaml", "spec: ["); err == nil || !strings.Contains(err.Error(), "m.yaml") {
+		t.Errorf("bad manifest: %v", err)
 	}
 }
 

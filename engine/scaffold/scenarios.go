@@ -39,10 +39,10 @@ func (g *gen) ipChange() error {
 	s := g.add(&step{id: "new-peer-url", typ: "member-update", on: []string{m.Name}, needs: []string{"stop-" + m.Name}})
 	if strings.HasPrefix(m.PeerURL, "https:") {
 		s.comments = []string{
-			fmt.Sprintf("%s's peer and server certificates must list its new address (%s);", m.Name, m.PeerURL),
-			"check their SANs, then set certsChecked: true (validate warns until then)",
+			fmt.Sprintf("%s's peer and server certificates must list its new address (%s):", m.Name, m.PeerURL),
+			"apply checks them on the host before the first change; when they do not,",
+			"add a cert-issue step before this one (docs/plan-format.md, Certificates)",
 		}
-		s.with = []kv{{"certsChecked", flag(false)}}
 	}
 	g.add(&step{id: "config", typ: "set-config", on: []string{m.Name}, needs: []string{"new-peer-url"}, with: []kv{{"clusterState", "existing"}}})
 	g.add(&step{id: "start-" + m.Name, typ: "start-service", on: []string{m.Name}, needs: []string{"config"}})
