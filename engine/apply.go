@@ -56,6 +56,11 @@ func Apply(ctx context.Context, c *Compiled, opts Options) (*Result, error) {
 	if before.gate, err = gate(ctx, c, nil, &opts, before, "apply", ""); err != nil {
 		return nil, err
 	}
+	// Nor before the certificates of every member the plan starts on its
+	// URLs are valid for them (certgate.go).
+	if before.certGate, err = certGate(ctx, c, nil, &opts, before, "apply", ""); err != nil {
+		return nil, err
+	}
 	// One recovery per cluster: the hosts it changes are locked for the
 	// session, before the first change (and before any run is created).
 	if opts.locks, err = takeHostLocks(ctx, c, nil, &opts, before, runID, store.Dir); err != nil {

@@ -119,6 +119,8 @@ type sessionFacts struct {
 	note string // why f is nil
 	took time.Duration
 	gate string // what the host gate said (journalled at session start)
+	// certGate is what the certificate gate said (journalled after gate).
+	certGate string
 	// answeredLater are the hosts the facts could not reach that answered
 	// the gate's second try.
 	answeredLater map[string]bool

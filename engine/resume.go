@@ -67,6 +67,16 @@ func Resume(ctx context.Context, runID string, opts Options) (*Result, error) {
 		store.AppendEvent(id, NewRedactor(c.Plan), opts.now, runstate.Event{Type: "run", Status: "refused", Error: err.Error()})
 		return nil, err
 	}
+	if before.certGate, err = certGate(ctx, c, st, &opts, before, "resume", id); err != nil {
+		ev := runstate.Event{Type: "run", Status: "refused", Error: err.Error()}
+		var cge *CertGateError
+		if errors.As(err, &cge) {
+			// One line: member, file, certificate, problem kinds.
+			ev.Error = cge.Journal()
+		}
+		store.AppendEvent(id, NewRedactor(c.Plan), opts.now, ev)
+		return nil, err
+	}
 	if opts.locks, err = takeHostLocks(ctx, c, st, &opts, before, id, store.Dir); err != nil {
 		store.AppendEvent(id, NewRedactor(c.Plan), opts.now, runstate.Event{Type: "run", Status: "refused", Error: err.Error()})
 		return nil, err

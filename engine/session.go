@@ -65,6 +65,9 @@ func session(ctx context.Context, c *Compiled, run *runstate.Run, opts *Options,
 		if before.gate != "" {
 			run.Event(runstate.Event{Type: "gate", Msg: before.gate})
 		}
+		if before.certGate != "" {
+			run.Event(runstate.Event{Type: "gate", Msg: before.certGate})
+		}
 	}
 	red := NewRedactor(c.Plan)
 	out := &progress{w: opts.Progress, red: red, now: opts.now}
