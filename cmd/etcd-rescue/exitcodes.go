@@ -39,7 +39,7 @@ type exitInfo struct {
 // exitCodes is the exit-code table, in the order of the codes.
 var exitCodes = []exitInfo{
 	{exitOK, "ok", "success"},
-	{exitFailed, "failed", "the run, a check or a lab operation failed; for `diagnose`, the cluster is not healthy"},
+	{exitFailed, "failed", "the run, a check or a lab operation failed; for `diagnose`, the cluster is not healthy; for `apply`/`resume`, the certificate check before the first change: a member the plan starts on https URLs has certificates not valid for them, not trusted by the other members, expiring, or not found (nothing was changed on any host)"},
 	{exitUsage, "invalid-input", "invalid input: usage error or plan findings"},
 	{exitLocked, "locked-or-stale", "the state dir is locked by another run, or a host the run changes is locked by another run (one recovery per cluster; checked before the first change), or stale: the plan changed since the run began, or, for `apply FILE.plan`, " +
 		"the reviewed plan was edited, renders differently, or the cluster changed since review (nothing was changed)"},
@@ -157,6 +157,7 @@ func classify(err error, stderr io.Writer) (code int, detail, hints []string, qu
 		ns  *runstate.NoStateError
 		pe  *engine.PrereqError
 		ge  *engine.HostGateError
+		cge *engine.CertGateError
 		hle *engine.HostLockedError
 		hme *engine.HostLockMissingError
 		re  *engine.RunError
@@ -191,6 +192,12 @@ func classify(err error, stderr io.Writer) (code int, detail, hints []string, qu
 			after = "run " + ge.RunID + " is as it was"
 		}
 		return exitPrereq, nil, []string{"nothing was changed on any host and " + after + "; fix each host above, then run the same command again"}, false
+	case errors.As(err, &cge):
+		after := "no run was created"
+		if cge.RunID != "" {
+			after = "run " + cge.RunID + " is as it was"
+		}
+		return exitFailed, nil, []string{"nothing was changed on any host and " + after + "; fix each certificate above, then run the same command again"}, false
 	case errors.As(err, &hle):
 		hints = []string{"nothing was changed; wait for that run to finish, or ask its operator"}
 		if hle.Owner.HolderPID > 0 {
