@@ -7,15 +7,20 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/pem"
 	"errors"
+	"fmt"
 	"math/big"
 	"net"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/etcd-rescue/etcd-rescue/engine/runstate"
 	"github.com/etcd-rescue/etcd-rescue/internal/pki"
+	"github.com/etcd-rescue/etcd-rescue/internal/sshx/sshxtest"
 	"github.com/etcd-rescue/etcd-rescue/plans"
 	"github.com/etcd-rescue/etcd-rescue/steps"
 )
@@ -474,5 +479,101 @@ func TestCertGateHTTPPlanReadsNothing(t *testing.T) {
 	msg, err = certGate(testCtx(t), c, nil, &o, &sessionFacts{f: hostFacts(nil)}, "apply", "")
 	if err != nil || msg != "certificate check: no member this session starts has an https URL: nothing to check" {
 		t.Errorf("ssh backend, http plan: %q %v", msg, err)
+	}
+}
+
+// writePEM writes certificates as a PEM file.
+func writePEM(t *testing.T, path string, certs ...*x509.Certificate) {
+	t.Helper()
+	var b []byte
+	for _, c := range certs {
+		b = append(b, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})...)
+	}
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// tlsSSHPlan is a plan whose one member, on the test sshd, is started by
+// set-config on https://127.0.0.1 (its "new" address); its env file names
+// certificate files in dir.
+func tlsSSHPlan(t *testing.T, srv *sshxtest.Server, dir string) string {
+	t.Helper()
+	env := fmt.Sprintf("ETCD_NAME=m1\nETCD_CERT_FILE=%[1]s/server.crt\nETCD_KEY_FILE=%[1]s/server.key\nETCD_TRUSTED_CA_FILE=%[1]s/ca.crt\n"+
+		"ETCD_PEER_CERT_FILE=%[1]s/server.crt\nETCD_PEER_KEY_FILE=%[1]s/server.key\nETCD_PEER_TRUSTED_CA_FILE=%[1]s/ca.crt\n", dir)
+	if err := os.WriteFile(filepath.Join(dir, "etcd.env"), []byte(env), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	plan := fmt.Sprintf(`version: 1
+name: tls-smoke
+cluster:
+  name: smoke
+  token: smoke-1
+  etcdVersion: "3.5.17"
+  layout: {dataDir: %[1]s/etcd-data, envFile: %[1]s/etcd.env}
+  members:
+    - {name: m1, host: local, peerURL: "https://127.0.0.1:2380", clientURL: "https://127.0.0.1:2379"}
+hosts:
+  local: {address: 127.0.0.1, port: %[2]d}
+ssh: {user: %[3]s, identity: %[4]s, knownHosts: %[5]s}
+steps:
+  - {id: config, type: set-config, on: all, with: {clusterState: existing}}
+`, dir, srv.Port, srv.User, srv.ClientKey, srv.KnownHosts)
+	path := filepath.Join(dir, "plan.yaml")
+	if err := os.WriteFile(path, []byte(plan), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// Over real SSH: a certificate for the old address refuses apply before
+// the first change (the env file set-config would rewrite is untouched, no
+// run is created); once the certificate lists the new address, apply runs
+// and the journal says what was checked.
+func TestCertGateOverRealSSH(t *testing.T) {
+	srv := sshxtest.Start(t)
+	dir := t.TempDir()
+	ca := newTestCA(t, "smoke-ca")
+	old := ca.leaf(t, "m1", 50*year, "10.0.0.9", "node-old") // the old address
+	writePEM(t, filepath.Join(dir, "ca.crt"), ca.cert)
+	writePEM(t, filepath.Join(dir, "server.crt"), old)
+	plan := tlsSSHPlan(t, srv, dir)
+	envBefore := readFile(t, filepath.Join(dir, "etcd.env"))
+	state := filepath.Join(dir, "state")
+
+	_, err := Apply(testCtx(t), loadReal(t, plan), Options{RetryDelay: -1, StateDir: state})
+	var cge *CertGateError
+	if !errors.As(err, &cge) {
+		t.Fatalf("want a *CertGateError, got %v", err)
+	}
+	msg := err.Error()
+	for _, want := range []string{"apply stopped before the first change: the certificates of 1 member are not valid for the addresses the plan starts it on; nothing was changed on any host",
+		"  - m1 on local: " + dir + "/server.crt (ETCD_CERT_FILE in " + dir + "/etcd.env): not valid for 127.0.0.1",
+		"(ETCD_PEER_CERT_FILE in " + dir + "/etcd.env): not valid for 127.0.0.1",
+		"hint: add a cert-issue step on m1 before it starts"} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("error lacks %q:\n%s", want, msg)
+		}
+	}
+	if got := readFile(t, filepath.Join(dir, "etcd.env")); got != envBefore {
+		t.Errorf("the env file changed:\n%s", got)
+	}
+	if runs, _ := os.ReadDir(filepath.Join(state, "runs")); len(runs) != 0 {
+		t.Errorf("a run was created: %v", runs)
+	}
+
+	writePEM(t, filepath.Join(dir, "server.crt"), ca.leaf(t, "m1", 50*year, "127.0.0.1", "localhost"))
+	res, err := Apply(testCtx(t), loadReal(t, plan), Options{RetryDelay: -1, StateDir: state})
+	if err != nil {
+		t.Fatalf("apply with a certificate for the new address: %v", err)
+	}
+	ev := readFile(t, filepath.Join(res.StateDir, "runs", res.RunID, "events.jsonl"))
+	for _, want := range []string{"certificate check: 1 member(s) checked: m1 on local: server certificate " + dir + "/server.crt (CN=m1", "valid for 127.0.0.1"} {
+		if !strings.Contains(ev, want) {
+			t.Errorf("journal lacks %q:\n%s", want, ev)
+		}
+	}
+	if strings.Contains(ev, "BEGIN CERTIFICATE") {
+		t.Error("PEM in the journal")
 	}
 }
