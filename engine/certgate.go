@@ -930,3 +930,47 @@ func (e *certGateEnv) Logf(format string, args ...any) {
 	e.logs = append(e.logs, fmt.Sprintf(format, args...))
 	e.mu.Unlock()
 }
+
+// certPlanLines say, for the dry-run, what the gate will check of each
+// member the plan starts on https URLs.
+func certPlanLines(c *Compiled) []string {
+	var out []string
+	days := 0
+	if cl := c.Plan.Cluster; cl != nil {
+		days = int(cl.Layout.MinValid().Hours() / 24)
+	}
+	for _, t := range certTargets(c, nil, nil) {
+		m := t.Member
+		var others []string
+		for _, o := range c.Plan.Cluster.Members {
+			if o.Name != m.Name {
+				others = append(others, o.Name)
+			}
+		}
+		peers := "the peer trusted CA bundles of " + strings.Join(others, ", ")
+		if len(others) == 0 {
+			peers = "its own peer trusted CA bundle"
+		}
+		var parts []string
+		if t.Issue != nil {
+			parts = append(parts, fmt.Sprintf("the CA step %s issues from: trusted by %s, valid for at least %d more days", t.Issue.ID(), peers, days))
+			if len(others) > 0 {
+				parts = append(parts, "its peer CA bundle with that CA must accept the peer certificates of "+strings.Join(others, ", "))
+			}
+		} else {
+			if isHTTPS(m.ClientURL) {
+				anchor := "its trusted CA bundle"
+				if cl := c.Plan.Cluster; cl.TLS != nil && cl.TLS.CA != "" {
+					anchor = "cluster.tls.ca"
+				}
+				parts = append(parts, fmt.Sprintf("server certificate valid for %s, signed by a CA in %s", hostOfURL(m.ClientURL), anchor))
+			}
+			if isHTTPS(m.PeerURL) {
+				parts = append(parts, fmt.Sprintf("peer certificate valid for %s, accepted by %s", hostOfURL(m.PeerURL), peers))
+			}
+			parts = append(parts, fmt.Sprintf("valid for at least %d more days", days))
+		}
+		out = append(out, fmt.Sprintf("%s on %s (started by %s): %s", m.Name, m.Host, strings.Join(t.Starts, ", "), strings.Join(parts, "; ")))
+	}
+	return out
+}

@@ -12,13 +12,16 @@ import (
 // DryRun is the reviewable form of a compiled plan. Building it never opens
 // a connection or runs anything: Describe only renders text.
 type DryRun struct {
-	Plan        string       `json:"plan"`
-	File        string       `json:"file"`
-	Cluster     string       `json:"cluster"`
-	EtcdVersion string       `json:"etcdVersion"`
-	Token       string       `json:"token,omitempty"`
-	Members     []string     `json:"members"`
-	Waves       []DryRunWave `json:"waves"`
+	Plan        string   `json:"plan"`
+	File        string   `json:"file"`
+	Cluster     string   `json:"cluster"`
+	EtcdVersion string   `json:"etcdVersion"`
+	Token       string   `json:"token,omitempty"`
+	Members     []string `json:"members"`
+	// CertChecks say, one per member, which certificates apply checks
+	// before the first change, and against what (certgate.go).
+	CertChecks []string     `json:"certChecks,omitempty"`
+	Waves      []DryRunWave `json:"waves"`
 }
 
 // DryRunWave is a set of steps that may run in parallel.
@@ -49,6 +52,7 @@ func BuildDryRun(c *Compiled) *DryRun {
 	for _, m := range p.Cluster.Members {
 		d.Members = append(d.Members, fmt.Sprintf("%s on %s (%s)", m.Name, m.Host, m.PeerURL))
 	}
+	d.CertChecks = certPlanLines(c)
 	for i, wave := range c.Waves {
 		w := DryRunWave{Wave: i + 1}
 		for _, n := range wave {
@@ -86,6 +90,12 @@ func (d *DryRun) WriteText(w io.Writer) error {
 	fmt.Fprintf(&b, "cluster %s, etcd %s, token %s\n", d.Cluster, d.EtcdVersion, orNone(d.Token))
 	for _, m := range d.Members {
 		fmt.Fprintf(&b, "  member %s\n", m)
+	}
+	if len(d.CertChecks) > 0 {
+		b.WriteString("before the first change, apply checks the certificates on the hosts (paths from the env file or manifest, else cluster.layout.pki):\n")
+		for _, l := range d.CertChecks {
+			fmt.Fprintf(&b, "  %s\n", l)
+		}
 	}
 	b.WriteString("nothing below has run; <run-id> is set when the plan is applied\n")
 	n := 0
