@@ -568,6 +568,7 @@ func checkCurrent(in *certInput, t *certTarget, r *certRead, f fileField, others
 		switch p.Kind {
 		case pki.ProblemMissingSAN:
 			if !strings.Contains(p.Text, urlWord) {
+				p.Text = strings.Replace(p.Text, "(the URL "+url+")", "(the "+urlWord+" "+url+")", 1)
 				p.Text = strings.Replace(p.Text, "("+url+")", "(the "+urlWord+" "+url+")", 1)
 			}
 			problem(p, fmt.Sprintf("%s, or install a certificate that lists %s, and run again", reissue, addr))
