@@ -203,6 +203,9 @@ func (s *CertIssue) caWhere(c *Ctx) string {
 	if s.CAHost != "" {
 		return fmt.Sprintf("%s on host %s", s.CA.Cert, s.CAHost)
 	}
+	if strings.HasPrefix(s.CA.Cert, "~") {
+		return s.CA.Cert // as written: the same for every reader of the dry-run
+	}
 	return c.LocalPath(s.CA.Cert)
 }
 
