@@ -104,6 +104,8 @@ func (e *CertGateError) Error() string {
 // line is the problem after "MEMBER on HOST: ".
 func (p CertProblem) line() string {
 	switch {
+	case p.Kind == CertAbsent && p.Origin != "":
+		return p.Text + " (named by " + p.Origin + ")"
 	case p.Kind == CertAbsent || p.Kind == CertUnknownPaths || p.File == "":
 		return p.Text
 	case p.Origin != "":
@@ -551,11 +553,7 @@ func checkCurrent(in *certInput, t *certTarget, r *certRead, f fileField, others
 			Hint: fmt.Sprintf("put a PEM certificate for %s there, or %s, and run again", addr, reissue)})
 		return nil
 	case !file.Present || file.leaf() == nil:
-		named := ""
-		if org != "" {
-			named = " (named by " + org + ")"
-		}
-		add(CertProblem{File: path, Origin: org, Kind: CertAbsent, Text: fmt.Sprintf("no certificate at %s on %s%s", path, c.Host, named),
+		add(CertProblem{File: path, Origin: org, Kind: CertAbsent, Text: fmt.Sprintf("no certificate at %s on %s", path, c.Host),
 			Hint: fmt.Sprintf("%s, or install a certificate that lists %s there, and run again", reissue, addr)})
 		return nil
 	}

@@ -1,49 +1,276 @@
 package e2e
 
-// End-to-end over TLS: a lab whose etcd has https client and peer URLs and
-// requires client certificates on both (lab.Options.TLS; the inventory's
-// cluster.tls names the lab's CA and the operator's client certificate).
-// The real binary repairs it with the example plans, unchanged: the
-// restore of every member from the snapshot after total-loss, and the
-// replacement of a lost host (which the lab provisions with the
-// certificates). Besides recoverLab's checks, the run must really have
-// spoken TLS: every etcd API call in its events.jsonl names an https URL
-// (none plain http), calls to every member succeeded, and the members'
-// env files still have https and client-cert-auth afterwards.
+// End-to-end over TLS: a lab whose etcd has https client and peer URLs,
+// requires client certificates on both, and gives every member a
+// certificate of its own, valid only for its host's address (lab.Options.TLS;
+// the inventory's cluster.tls names the lab's CA and the operator's client
+// certificate, its vars caCert and caKey the lab CA). One lab, three
+// recoveries in a row:
+//
+//   - ip-change: examples/ip-change.yaml (no new certificate) is refused
+//     before any change, exit 1, naming the new address its certificate
+//     lacks; examples/ip-change-new-certificate.yaml, killed with -9 right
+//     after its certificate went in place and resumed, repairs it;
+//   - lost-host: examples/lost-host.yaml is refused (the replacement host
+//     has no certificate yet); lost-host-new-certificate.yaml, with the CA
+//     key on another host (caHost:, signed there by openssl), repairs it;
+//   - total-loss: restore-all-from-snapshot, unchanged, passes the check
+//     (same addresses) and repairs it.
+//
+// Besides recoverLab's checks: `openssl x509 -ext subjectAltName` on the
+// host lists the new address, the old certificate is kept aside, no PEM
+// block is in the run's files, every etcd API call went to an https URL,
+// and the members' env files still have https and client-cert-auth.
 //
 //	go test ./tests/e2e/ -run TestE2ETLS -v
 
 import (
+	"context"
 	"os"
+	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/etcd-rescue/etcd-rescue/engine"
 	"github.com/etcd-rescue/etcd-rescue/lab"
 	"github.com/etcd-rescue/etcd-rescue/tests/framework"
 )
 
 func TestE2ETLS(t *testing.T) {
 	e := newE2E(t)
-	for _, sc := range []scenario{
-		{plan: "restore-all-from-snapshot", brk: "total-loss", members: 3, restore: true},
-		{plan: "lost-host", brk: "lost-host", members: 3},
-	} {
-		t.Run(sc.plan, func(t *testing.T) {
-			l := framework.UpLab(t, lab.Options{Members: sc.members, Version: "3.6", TLS: true})
-			if !l.TLS() {
-				t.Fatal("the lab was asked for TLS but says it has none")
-			}
-			checkInventoryTLS(t, l)
-			st, stateDir := e.recoverLab(t, l, sc)
-			checkInventoryTLS(t, l) // as the break rewrote it
-			checkEnvTLS(t, l)
-			checkRunTLS(t, l, framework.ReadEvents(t, stateDir, st.RunID), sc)
+	l := framework.UpLab(t, lab.Options{Members: 3, Version: "3.6", TLS: true})
+	if !l.TLS() {
+		t.Fatal("the lab was asked for TLS but says it has none")
+	}
+	checkInventoryTLS(t, l)
+	for _, h := range l.Hosts() {
+		if san := hostSANs(t, l, h.Name); !strings.Contains(san, "IP Address:"+h.Address) {
+			t.Fatalf("%s: its certificate does not list its address %s: %s", h.Name, h.Address, san)
+		}
+	}
+	steps := []struct {
+		brk, refused, plan, member string
+		caHost, crash                bool
+	}{
+		{brk: "ip-change", refused: "ip-change", plan: "ip-change-new-certificate", member: "etcd3", crash: true},
+		{brk: "lost-host", refused: "lost-host", plan: "lost-host-new-certificate", member: "etcd2", caHost: true},
+	}
+	for _, s := range steps {
+		ok := t.Run(s.brk, func(t *testing.T) {
+			e.newCertificate(t, l, s.brk, s.refused, s.plan, s.member, s.caHost, s.crash)
 		})
+		if !ok {
+			t.Fatalf("%s failed: the lab is not in a state for the next recovery", s.brk)
+		}
+	}
+	t.Run("total-loss", func(t *testing.T) {
+		sc := scenario{plan: "restore-all-from-snapshot", brk: "total-loss", members: 3, restore: true}
+		st, stateDir := e.recoverLab(t, l, sc)
+		checkInventoryTLS(t, l)
+		checkEnvTLS(t, l)
+		checkRunTLS(t, l, framework.ReadEvents(t, stateDir, st.RunID), sc)
+		noPEM(t, stateDir)
+	})
+}
+
+// newCertificate breaks the lab (brk), applies the example refused (whose
+// member has no certificate for its new address) and expects exit 1 with
+// nothing changed, then repairs the lab with plan, which issues member's
+// certificate: with the CA key on h1 (caHost), and killed with -9 right
+// after the new certificate went in place, then resumed (crash).
+func (e *e2e) newCertificate(t *testing.T, l *lab.Lab, brk, refused, plan, member string, caHost, crash bool) {
+	ctx := context.Background()
+	if err := l.Break(ctx, brk); err != nil {
+		t.Fatalf("lab break %s: %v", brk, err)
+	}
+	host := memberHost(t, l, member)
+	h, _ := l.Host(host)
+	inv := l.InventoryPath()
+
+	// 1. without a new certificate: refused before any change
+	before, beforeCerts := hostsState(t, l), certFiles(t, l)
+	stateDir := filepath.Join(t.TempDir(), "state")
+	r := e.CLI(t, "apply", planPath(refused), "--inventory", inv, "--yes", "--state-dir", stateDir)
+	if r.Code != 1 {
+		t.Fatalf("apply %s on the %s lab (no certificate for %s's new address): exit %d, want 1:\n%s", refused, brk, member, r.Code, r)
+	}
+	for _, want := range []string{"nothing was changed on any host", member + " on " + host, "cert-issue"} {
+		if !strings.Contains(r.Stderr, want) {
+			t.Errorf("the refusal does not say %q:\n%s", want, r.Stderr)
+		}
+	}
+	if brk == "ip-change" && !strings.Contains(r.Stderr, "not valid for "+h.Address) {
+		t.Errorf("the refusal does not name the missing address %s:\n%s", h.Address, r.Stderr)
+	}
+	if brk == "lost-host" && !strings.Contains(r.Stderr, "no certificate at "+lab.HostServerCert) {
+		t.Errorf("the refusal does not say that %s has no certificate at %s:\n%s", host, lab.HostServerCert, r.Stderr)
+	}
+	t.Logf("apply %s refused, exit 1:\n%s", refused, r.Stderr)
+	sameState(t, "by the refused apply", before, hostsState(t, l))
+	if after := certFiles(t, l); !reflect.DeepEqual(after, beforeCerts) {
+		t.Errorf("the refused apply changed certificate files:\n  before: %q\n  after:  %q", beforeCerts, after)
+	} else {
+		t.Logf("unchanged by the refused apply: every file in %s on the %d hosts", lab.HostPKIDir, len(after))
+	}
+	noStepRan(t, stateDir)
+
+	// 2. with a new certificate
+	planFile := planPath(plan)
+	if caHost {
+		planFile = e.caOnHost(t, l, planFile, "h1")
+	}
+	stateDir = filepath.Join(t.TempDir(), "state")
+	var runID string
+	if crash {
+		// kill -9 right after the certificate and key went in place on the
+		// host (the one command that installs them splits its stdin at
+		// "@@etcd-rescue-file N" lines), before the checkpoint says so
+		pr := e.StartProc(t, nil, []string{engine.CrashAfterEnv + "=@@etcd-rescue-file"},
+			"apply", planFile, "--inventory", inv, "--yes", "--state-dir", stateDir).Wait(t)
+		if runID = framework.RunIDOf(pr.Stdout); runID == "" {
+			t.Fatalf("no run id in apply's output:\n%s", pr)
+		}
+		st := e.afterKill(t, pr, stateDir, runID)
+		if hs := st.Find("new-cert", host); hs == nil || hs.Status != "running" {
+			t.Fatalf("after the kill during the reissue, new-cert@%s is %+v, want running", host, hs)
+		}
+		aside := strings.TrimSpace(framework.HostRun(t, l, host, "ls "+lab.HostPKIDir+"/*.rescue-"+runID+" 2>/dev/null; true"))
+		if !strings.Contains(aside, lab.HostServerCert+".rescue-"+runID) {
+			t.Errorf("after the kill during the reissue, the old certificate is not kept aside on %s: %q", host, aside)
+		}
+		noPEM(t, stateDir)
+		r = e.CLI(t, "resume", runID, "--yes", "--state-dir", stateDir)
+		if r.Code != 0 {
+			t.Fatalf("resume after the kill during the reissue:\n%s", r)
+		}
+		t.Logf("killed -9 during the reissue (right after the new key and certificate went in place), resumed: exit 0; kept aside: %s", aside)
+	} else {
+		stateDir, runID, r = e.applyPlan(t, planFile, inv, "to issue "+member+" a new certificate")
+	}
+	st := e.StatusJSON(t, stateDir, runID)
+	checkRunDone(t, st)
+	if crash {
+		// the resumed session found the certificate in place: not issued again
+		if hs := st.Find("new-cert", host); hs == nil || hs.Attempts != 1 {
+			t.Errorf("new-cert@%s after the resume: %+v, want 1 attempt (found done by its check)", host, hs)
+		} else {
+			t.Logf("new-cert@%s: found done by its check after the kill, not issued again: %s", host, hs.Why)
+		}
+	}
+	verifyLab(t, l)
+	san := hostSANs(t, l, host)
+	if !strings.Contains(san, "IP Address:"+h.Address) {
+		t.Errorf("openssl x509 -ext subjectAltName on %s does not list its address %s:\n%s", host, h.Address, san)
+	}
+	t.Logf("%s: %s", host, san)
+	if brk == "ip-change" {
+		old := framework.HostRun(t, l, host, "openssl x509 -noout -ext subjectAltName -in "+lab.HostServerCert+".rescue-"+runID)
+		if strings.Contains(old, "IP Address:"+h.Address) || !strings.Contains(old, "IP Address:") {
+			t.Errorf("the certificate kept aside on %s is not the old one:\n%s", host, old)
+		}
+	}
+	noPEM(t, stateDir)
+	checkEnvTLS(t, l)
+}
+
+// hostSANs is what openssl on host says of the member certificate's SANs.
+func hostSANs(t *testing.T, l *lab.Lab, host string) string {
+	t.Helper()
+	return strings.TrimSpace(framework.HostRun(t, l, host, "openssl x509 -noout -ext subjectAltName -in "+lab.HostServerCert))
+}
+
+// certFiles: per host, the sha256 of every file in the PKI dir.
+func certFiles(t *testing.T, l *lab.Lab) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	for _, h := range l.Hosts() {
+		out[h.Name] = strings.TrimSpace(framework.HostRun(t, l, h.Name, "cd "+lab.HostPKIDir+" 2>/dev/null && sha256sum * 2>/dev/null; true"))
+	}
+	return out
+}
+
+// noPEM: no PEM block (certificate or key) in any file of the state dir:
+// checkpoints, journal, evidence.
+func noPEM(t *testing.T, stateDir string) {
+	t.Helper()
+	n := 0
+	err := filepath.Walk(stateDir, func(p string, fi os.FileInfo, err error) error {
+		if err != nil || fi.IsDir() {
+			return err
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		n++
+		for _, hdr := range []string{"-----BEGIN", "PRIVATE KEY"} {
+			if strings.Contains(string(b), hdr) {
+				t.Errorf("%s holds %q", p, hdr)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n == 0 {
+		t.Fatalf("no file under %s to look into", stateDir)
 	}
 }
 
+// caOnHost copies the lab CA's certificate and key to /root/etcd-ca on
+// host (as a kubeadm control-plane node keeps its etcd CA) and writes a
+// copy of plan whose cert-issue steps sign there: caHost: host.
+func (e *e2e) caOnHost(t *testing.T, l *lab.Lab, plan, host string) string {
+	t.Helper()
+	ctx := context.Background()
+	for _, f := range []struct {
+		local, remote string
+		mode          os.FileMode
+	}{{l.CACertPath(), "/root/etcd-ca/ca.crt", 0o644}, {filepath.Join(l.PKIDir(), "ca.key"), "/root/etcd-ca/ca.key", 0o600}} {
+		b, err := os.ReadFile(f.local)
+		if err != nil {
+			t.Fatal(err)
+		}
+		framework.HostRun(t, l, host, "install -d -m 0700 /root/etcd-ca")
+		if err := l.WriteFile(ctx, host, f.remote, b, f.mode); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b, err := os.ReadFile(filepath.Join(e.Repo, plan))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc map[string]any
+	if err := yaml.Unmarshal(b, &doc); err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, s := range doc["steps"].([]any) {
+		st := s.(map[string]any)
+		if st["type"] == "cert-issue" {
+			w := st["with"].(map[string]any)
+			w["caHost"] = host
+			w["ca"] = map[string]any{"cert": "/root/etcd-ca/ca.crt", "key": "/root/etcd-ca/ca.key"}
+			n++
+		}
+	}
+	if n == 0 {
+		t.Fatalf("%s has no cert-issue step", plan)
+	}
+	out, err := yaml.Marshal(doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(t.TempDir(), filepath.Base(plan))
+	if err := os.WriteFile(p, out, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
 // checkInventoryTLS: the inventory the run used has https member URLs and
 // cluster.tls with the lab's files.
 func checkInventoryTLS(t *testing.T, l *lab.Lab) {
