@@ -53,7 +53,7 @@ func TestE2ETLS(t *testing.T) {
 	}
 	steps := []struct {
 		brk, refused, plan, member string
-		caHost, crash                bool
+		caHost, crash              bool
 	}{
 		{brk: "ip-change", refused: "ip-change", plan: "ip-change-new-certificate", member: "etcd3", crash: true},
 		{brk: "lost-host", refused: "lost-host", plan: "lost-host-new-certificate", member: "etcd2", caHost: true},
@@ -271,6 +271,7 @@ func (e *e2e) caOnHost(t *testing.T, l *lab.Lab, plan, host string) string {
 	}
 	return p
 }
+
 // checkInventoryTLS: the inventory the run used has https member URLs and
 // cluster.tls with the lab's files.
 func checkInventoryTLS(t *testing.T, l *lab.Lab) {
