@@ -356,7 +356,7 @@ func (s *MemberRemove) Validate(c *Ctx, at At, fs *plans.Findings) {
 // MemberUpdate sets the peer URL the cluster has for the member on the
 // target host to the one in cluster.members (after an IP change).
 type MemberUpdate struct {
-	CertsChecked bool `yaml:"certsChecked" doc:"the member's peer and server certificates were checked to list the new address (silences the warning for https URLs)"`
+	CertsChecked bool `yaml:"certsChecked" doc:"no longer read (a warning): apply checks the member's certificates on its host before the first change"`
 }
 
 func (*MemberUpdate) NeedsMember() bool { return true }
