@@ -118,6 +118,7 @@ func (e *e2e) newCertificate(t *testing.T, l *lab.Lab, brk, refused, plan, membe
 	noStepRan(t, stateDir)
 
 	// 2. with a new certificate
+	modesBefore := pkiModes(t, l, host)
 	planFile := planPath(plan)
 	if caHost {
 		planFile = e.caOnHost(t, l, planFile, "h1")
@@ -174,6 +175,31 @@ func (e *e2e) newCertificate(t *testing.T, l *lab.Lab, brk, refused, plan, membe
 	}
 	noPEM(t, stateDir)
 	checkEnvTLS(t, l)
+	// owner and mode as before; a file that was not there gets the
+	// defaults (certificate root:root 0644, key the layout's owner 0600)
+	modes := pkiModes(t, l, host)
+	for _, f := range []string{lab.HostServerCert, lab.HostServerKey, lab.HostCACert} {
+		want := modesBefore[f]
+		if want == "" {
+			want = map[string]string{lab.HostServerCert: "root:root 644", lab.HostServerKey: "etcd:etcd 600"}[f]
+		}
+		if modes[f] != want {
+			t.Errorf("%s on %s after the reissue: owner and mode %q, want %q", f, host, modes[f], want)
+		}
+	}
+	t.Logf("owner and mode on %s: before %v, after %v", host, modesBefore, modes)
+}
+
+// pkiModes: owner:group and mode of each file in the PKI dir of host.
+func pkiModes(t *testing.T, l *lab.Lab, host string) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	for _, line := range strings.Split(framework.HostRun(t, l, host, "stat -c '%n %U:%G %a' "+lab.HostPKIDir+"/* 2>/dev/null; true"), "\n") {
+		if f, rest, ok := strings.Cut(strings.TrimSpace(line), " "); ok {
+			out[f] = rest
+		}
+	}
+	return out
 }
 
 // hostSANs is what openssl on host says of the member certificate's SANs.
