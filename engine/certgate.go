@@ -168,45 +168,28 @@ func certTargets(c *Compiled, st *runstate.State, markDone []Selector) []*certTa
 		return nil
 	}
 	by := map[string]*certTarget{}
-	for _, n := range c.Nodes {
-	targets:
-		for _, t := range n.Targets {
-			host := t.Name()
-			if host == "" {
-				continue
-			}
-			if st != nil {
-				if hs := st.Find(n.ID(), host); hs != nil && (hs.Status == runstate.StatusDone || hs.Status == runstate.StatusSkipped) {
-					continue
-				}
-			}
-			for _, sel := range markDone {
-				if sel.matches(n.ID(), host) {
-					continue targets
-				}
-			}
-			s, ok := t.Params.(steps.StartsOnPlanURLs)
-			if !ok || !s.StartsOnPlanURLs() {
-				continue
-			}
-			m := t.Member
-			if m == nil {
-				m = cl.MemberOnHost(host)
-			}
-			if m == nil || !(isHTTPS(m.PeerURL) || isHTTPS(m.ClientURL)) {
-				continue
-			}
-			ct := by[m.Name]
-			if ct == nil {
-				ct = &certTarget{Member: m}
-				by[m.Name] = ct
-			}
-			ct.Starts = append(ct.Starts, n.ID())
-			if _, ok := t.Params.(certIssuer); ok && ct.Issue == nil {
-				ct.Issue, ct.Target = n, t
-			}
+	eachRemaining(c, st, markDone, func(n *Node, t *Target) {
+		s, ok := t.Params.(steps.StartsOnPlanURLs)
+		if !ok || !s.StartsOnPlanURLs() {
+			return
 		}
-	}
+		m := t.Member
+		if m == nil {
+			m = cl.MemberOnHost(t.Name())
+		}
+		if m == nil || !(isHTTPS(m.PeerURL) || isHTTPS(m.ClientURL)) {
+			return
+		}
+		ct := by[m.Name]
+		if ct == nil {
+			ct = &certTarget{Member: m}
+			by[m.Name] = ct
+		}
+		ct.Starts = append(ct.Starts, n.ID())
+		if _, ok := t.Params.(certIssuer); ok && ct.Issue == nil {
+			ct.Issue, ct.Target = n, t
+		}
+	})
 	var out []*certTarget
 	for _, m := range cl.Members {
 		if ct := by[m.Name]; ct != nil {

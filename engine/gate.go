@@ -91,6 +91,23 @@ type gateUse struct {
 func gateHosts(c *Compiled, st *runstate.State, markDone []Selector) (uses map[string][]gateUse, tunnels map[string]bool) {
 	uses = map[string][]gateUse{}
 	tunnels = map[string]bool{}
+	eachRemaining(c, st, markDone, func(n *Node, t *Target) {
+		uses[t.Name()] = append(uses[t.Name()], gateUse{step: n.ID(), skips: skipsUnreachable(t)})
+	})
+	if cl := c.Plan.Cluster; cl != nil && cl.ClientAccess != "direct" {
+		for _, m := range cl.Members {
+			if c.Plan.Hosts[m.Host] != nil {
+				tunnels[m.Host] = true
+			}
+		}
+	}
+	return uses, tunnels
+}
+
+// eachRemaining calls fn for every step-host on a host that the session
+// still has to run: not done or skipped in st (nil: every one), not marked
+// done.
+func eachRemaining(c *Compiled, st *runstate.State, markDone []Selector, fn func(n *Node, t *Target)) {
 	for _, n := range c.Nodes {
 	targets:
 		for _, t := range n.Targets {
@@ -108,17 +125,9 @@ func gateHosts(c *Compiled, st *runstate.State, markDone []Selector) (uses map[s
 					continue targets
 				}
 			}
-			uses[host] = append(uses[host], gateUse{step: n.ID(), skips: skipsUnreachable(t)})
+			fn(n, t)
 		}
 	}
-	if cl := c.Plan.Cluster; cl != nil && cl.ClientAccess != "direct" {
-		for _, m := range cl.Members {
-			if c.Plan.Hosts[m.Host] != nil {
-				tunnels[m.Host] = true
-			}
-		}
-	}
-	return uses, tunnels
 }
 
 // gate checks the session-start facts against the hosts the session
