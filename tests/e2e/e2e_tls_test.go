@@ -108,7 +108,7 @@ func (e *e2e) newCertificate(t *testing.T, l *lab.Lab, brk, refused, plan, membe
 	if brk == "lost-host" && !strings.Contains(r.Stderr, "no certificate at "+lab.HostServerCert) {
 		t.Errorf("the refusal does not say that %s has no certificate at %s:\n%s", host, lab.HostServerCert, r.Stderr)
 	}
-	t.Logf("apply %s refused, exit 1:\n%s", refused, r.Stderr)
+	t.Logf("apply %s refused, exit 1 in %.1fs:\n%s", refused, r.Wall.Seconds(), r.Stderr)
 	sameState(t, "by the refused apply", before, hostsState(t, l))
 	if after := certFiles(t, l); !reflect.DeepEqual(after, beforeCerts) {
 		t.Errorf("the refused apply changed certificate files:\n  before: %q\n  after:  %q", beforeCerts, after)
