@@ -36,6 +36,9 @@ type newFlags struct {
 	survivor   string
 	snapshot   string
 	to         string
+	caCert     string
+	caKey      string
+	caHost     string
 }
 
 func newNewCmd() *cobra.Command {
@@ -53,6 +56,8 @@ Scenarios and their choices:
   ip-change                  --member NAME (the member whose host moved)
   lost-host                  --member NAME (the lost member), --old-peer-url URL
                              (or the inventory's vars.lostPeerURL)
+  ip-change, lost-host       on TLS, new certificates for the member (cert-issue):
+                             --ca-cert FILE --ca-key FILE [--ca-host HOST]
   quorum-loss                --survivor NAME; --route force-new-cluster (default)
                              or snapshot (save from the survivor, restore all)
   restore-all-from-snapshot  --snapshot FILE (or the inventory's vars.snapshot)
@@ -87,6 +92,9 @@ without --force); without it, to stdout.`,
 	fl.StringVar(&f.survivor, "survivor", "", "quorum-loss: the member `NAME` whose data becomes the cluster")
 	fl.StringVar(&f.snapshot, "snapshot", "", "restores: snapshot `FILE` on this machine (relative to the plan)")
 	fl.StringVar(&f.to, "to", "", "backup, quorum-loss --route snapshot: snapshot-save target `FILE` (relative to the plan)")
+	fl.StringVar(&f.caCert, "ca-cert", "", "ip-change, lost-host on TLS: certificate `FILE` of the CA that issues the member's new certificates (relative to the plan, or on --ca-host; with --ca-key)")
+	fl.StringVar(&f.caKey, "ca-key", "", "ip-change, lost-host on TLS: the CA's private key `FILE` (relative to the plan, or on --ca-host; with --ca-cert)")
+	fl.StringVar(&f.caHost, "ca-host", "", "ip-change, lost-host: the inventory `HOST` that holds the CA files and signs there (default: this machine)")
 	return c
 }
 
@@ -118,6 +126,7 @@ func cmdNew(ctx context.Context, scenario string, f newFlags, stdout, stderr io.
 		Scenario: scenario, Route: f.route, Output: f.out,
 		Inventory: scaffold.RelInventory(f.inventory, f.out),
 		Member:    f.member, OldPeerURL: f.oldPeerURL, Survivor: f.survivor, Snapshot: f.snapshot, To: f.to,
+		CACert: f.caCert, CAKey: f.caKey, CAHost: f.caHost,
 		Command: newCommandLine(scenario, f),
 	}
 	if (f.fromFacts || f.factsFile != "") && scenario == "backup" {
@@ -244,6 +253,9 @@ func newCommandLine(scenario string, f newFlags) string {
 	add("--survivor", f.survivor)
 	add("--snapshot", f.snapshot)
 	add("--to", f.to)
+	add("--ca-cert", f.caCert)
+	add("--ca-key", f.caKey)
+	add("--ca-host", f.caHost)
 	if f.fromFacts && scenario != "backup" {
 		parts = append(parts, "--from-facts")
 	}

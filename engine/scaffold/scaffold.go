@@ -14,6 +14,7 @@ package scaffold
 import (
 	"fmt"
 	"path/filepath"
+	"sort"
 	"strings"
 	"time"
 
@@ -55,6 +56,12 @@ type Options struct {
 	Survivor   string // quorum-loss
 	Snapshot   string // restores: snapshot file on the operator machine
 	To         string // backup, quorum-loss snapshot route: where snapshot-save writes
+
+	// ip-change, lost-host on TLS: the CA that issues the member's new
+	// certificate (cert-issue). CACert and CAKey come together; they are
+	// written into the plan's vars as given, like Snapshot (relative paths
+	// are relative to the plan), or are paths on CAHost (a key of hosts:).
+	CACert, CAKey, CAHost string
 }
 
 // ChoiceError is a choice Generate cannot make or a scenario the inventory
@@ -104,6 +111,9 @@ func Generate(inv *plans.Plan, o Options) ([]byte, error) {
 	if err := unusedChoices(o); err != nil {
 		return nil, err
 	}
+	if err := caChoices(inv, o); err != nil {
+		return nil, err
+	}
 	if r := o.Recommend; r != nil && r.Scenario != o.Scenario && o.Scenario != "backup" {
 		return nil, choiceErr([]string{"etcd-rescue new " + r.Scenario + " --from-facts"}, "the facts recommend %s, not %s", r.Scenario, o.Scenario)
 	}
@@ -145,15 +155,46 @@ func unusedChoices(o Options) error {
 		"--survivor":     {"quorum-loss"},
 		"--snapshot":     {"restore-all-from-snapshot", "single-node-restore"},
 		"--to":           {"backup", "quorum-loss"},
+		"--ca-cert":      {"ip-change", "lost-host"},
+		"--ca-key":       {"ip-change", "lost-host"},
+		"--ca-host":      {"ip-change", "lost-host"},
 	}
-	given := map[string]string{"--member": o.Member, "--old-peer-url": o.OldPeerURL, "--survivor": o.Survivor, "--snapshot": o.Snapshot, "--to": o.To}
-	for _, f := range []string{"--member", "--old-peer-url", "--survivor", "--snapshot", "--to"} {
+	given := map[string]string{"--member": o.Member, "--old-peer-url": o.OldPeerURL, "--survivor": o.Survivor, "--snapshot": o.Snapshot, "--to": o.To,
+		"--ca-cert": o.CACert, "--ca-key": o.CAKey, "--ca-host": o.CAHost}
+	for _, f := range []string{"--member", "--old-peer-url", "--survivor", "--snapshot", "--to", "--ca-cert", "--ca-key", "--ca-host"} {
 		if given[f] != "" && !contains(uses[f], o.Scenario) {
 			return choiceErr([]string{f + " is for " + strings.Join(uses[f], ", ")}, "%s does not use %s", o.Scenario, f)
 		}
 	}
 	if o.To != "" && o.Scenario == "quorum-loss" && o.Route != "snapshot" && (o.Recommend == nil || o.Recommend.Route != "snapshot") {
 		return choiceErr([]string{"--to is where --route snapshot saves the survivor's snapshot"}, "quorum-loss --route force-new-cluster does not use --to")
+	}
+	return nil
+}
+
+// caChoices checks --ca-cert, --ca-key and --ca-host among themselves and
+// against the inventory; the member's URLs are checked once it is known
+// (certStep).
+func caChoices(inv *plans.Plan, o Options) error {
+	both := "cert-issue signs with the CA's certificate and its key: give --ca-cert PATH and --ca-key PATH together (or neither)"
+	switch {
+	case o.CACert == "" && o.CAKey == "" && o.CAHost != "":
+		return choiceErr([]string{"--ca-host names the host that holds the CA of --ca-cert PATH --ca-key PATH; " + both},
+			"--ca-host needs --ca-cert and --ca-key")
+	case o.CACert != "" && o.CAKey == "":
+		return choiceErr([]string{both}, "--ca-cert needs --ca-key")
+	case o.CACert == "" && o.CAKey != "":
+		return choiceErr([]string{both}, "--ca-key needs --ca-cert")
+	}
+	if o.CAHost != "" && inv.Hosts[o.CAHost] == nil {
+		names := make([]string, 0, len(inv.Hosts))
+		for n := range inv.Hosts {
+			names = append(names, n)
+		}
+		sort.Strings(names)
+		return choiceErr([]string{"the inventory's hosts: " + strings.Join(names, ", "),
+			"leave out --ca-host when the CA's files are on this machine"},
+			"--ca-host %q is not a host of the inventory%s", o.CAHost, plans.Suggest(o.CAHost, names))
 	}
 	return nil
 }
@@ -179,6 +220,8 @@ type gen struct {
 	name, description string
 	story             []string // what happened and what the plan does
 	choices           []string // one line per choice, for the header
+	vars              []kv     // the plan's own vars: (defaults the inventory's override)
+	varsC             []string // comment above vars:
 	steps             []*step
 }
 
@@ -305,6 +348,8 @@ func (g *gen) doc() *doc {
 		description: g.description,
 		inventory:   g.o.Inventory,
 		inventoryC:  "cluster:, hosts:, ssh: and vars: come from the inventory; --inventory FILE replaces it",
+		vars:        g.vars,
+		varsC:       g.varsC,
 		steps:       g.steps,
 	}
 }

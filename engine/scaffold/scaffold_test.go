@@ -13,6 +13,7 @@ import (
 
 	"github.com/etcd-rescue/etcd-rescue/engine"
 	"github.com/etcd-rescue/etcd-rescue/engine/diagnose"
+	"github.com/etcd-rescue/etcd-rescue/internal/golden"
 	"github.com/etcd-rescue/etcd-rescue/plans"
 )
 
@@ -221,6 +222,10 @@ func TestSameDryRunAsExamples(t *testing.T) {
 		"restore-all": {"restore-all-from-snapshot.yaml", Options{Scenario: "restore-all-from-snapshot"}},
 		"single-node": {"single-node-restore.yaml", Options{Scenario: "single-node-restore"}},
 		"backup":      {"backup.yaml", Options{Scenario: "backup", Member: "etcd1", To: "${vars.backupDir}/etcd-${run.id}.db"}},
+		"ip-change-new-certificate": {"ip-change-new-certificate.yaml",
+			Options{Scenario: "ip-change", Member: "etcd3", CACert: "~/etcd-ca/ca.crt", CAKey: "~/etcd-ca/ca.key"}},
+		"lost-host-new-certificate": {"lost-host-new-certificate.yaml",
+			Options{Scenario: "lost-host", Member: "etcd2", CACert: "~/etcd-ca/ca.crt", CAKey: "~/etcd-ca/ca.key"}},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -277,6 +282,13 @@ func TestChoiceErrors(t *testing.T) {
 		"unused flag":       {"testdata/three.yaml", Options{Scenario: "quorum-loss", Survivor: "alpha", Member: "bravo"}, "quorum-loss does not use --member", "--member is for ip-change, lost-host, backup", ""},
 		"to without route":  {"testdata/three.yaml", Options{Scenario: "quorum-loss", Survivor: "alpha", To: "x.db"}, "does not use --to", "--route snapshot", ""},
 		"facts disagree":    {"testdata/three.yaml", Options{Scenario: "ip-change", Recommend: &diagnose.Recommendation{Scenario: "lost-host"}}, "the facts recommend lost-host, not ip-change", "etcd-rescue new lost-host", ""},
+		"ca-cert alone":     {"testdata/three.yaml", Options{Scenario: "ip-change", Member: "charlie", CACert: "ca.crt"}, "--ca-cert needs --ca-key", "give --ca-cert PATH and --ca-key PATH together", ""},
+		"ca-key alone":      {"testdata/three.yaml", Options{Scenario: "lost-host", Member: "bravo", CAKey: "ca.key"}, "--ca-key needs --ca-cert", "give --ca-cert PATH and --ca-key PATH together", ""},
+		"ca-host alone":     {"testdata/three.yaml", Options{Scenario: "ip-change", Member: "charlie", CAHost: "n-a"}, "--ca-host needs --ca-cert and --ca-key", "--ca-cert PATH --ca-key PATH", ""},
+		"ca-host unknown":   {"testdata/three.yaml", Options{Scenario: "ip-change", Member: "charlie", CACert: "ca.crt", CAKey: "ca.key", CAHost: "n-aa"}, `--ca-host "n-aa" is not a host of the inventory (did you mean "n-a"?)`, "the inventory's hosts: n-a, n-b, n-c", "leave out --ca-host"},
+		"ca on http":        {"testdata/notoken.yaml", Options{Scenario: "ip-change", Member: "e2", CACert: "ca.crt", CAKey: "ca.key"}, "cert-issue: nothing to issue on http: member e2's URLs http://10.9.0.2:2379 and http://10.9.0.2:2380 use no certificate", "leave out --ca-cert, --ca-key and --ca-host", ""},
+		"ca on http lost":   {"testdata/notoken.yaml", Options{Scenario: "lost-host", Member: "e2", OldPeerURL: "http://10.9.0.9:2380", CACert: "ca.crt", CAKey: "ca.key"}, "cert-issue: nothing to issue on http", "for a member on https", ""},
+		"ca elsewhere":      {"testdata/three.yaml", Options{Scenario: "quorum-loss", Survivor: "alpha", CACert: "ca.crt", CAKey: "ca.key"}, "quorum-loss does not use --ca-cert", "--ca-cert is for ip-change, lost-host", ""},
 		"two moved members": {"testdata/three.yaml", Options{Scenario: "ip-change", Recommend: &diagnose.Recommendation{Scenario: "ip-change", Members: []diagnose.MemberChoice{{Name: "alpha"}, {Name: "bravo"}}}}, "the facts name 2 moved members (alpha, bravo)", "--member NAME", ""},
 	}
 	for name, tc := range tests {
@@ -347,6 +359,135 @@ func TestFromRecommendation(t *testing.T) {
 	}
 	if !strings.Contains(string(out), "(facts: host n-c unreachable)") {
 		t.Errorf("the member choice is not commented:\n%s", out)
+	}
+}
+
+// TestCertIssue: with --ca-cert and --ca-key, ip-change and lost-host on a
+// TLS cluster get the cert-issue step where the *-new-certificate examples
+// place it, the CA in the plan's vars; the plan validates without a single
+// finding and the dry-run issues the certificate before etcd starts. The
+// plans are pinned as goldens (UPDATE_GOLDEN=1 rewrites them).
+func TestCertIssue(t *testing.T) {
+	tests := map[string]struct {
+		inv      string
+		o        Options
+		certNext string // the step that needs new-cert
+		needs    []string
+	}{
+		"ip-change-ca-local": {"testdata/three.yaml", Options{Scenario: "ip-change", Member: "charlie", CACert: "ca/etcd-ca.crt", CAKey: "ca/etcd-ca.key"},
+			"new-peer-url", []string{"new-cert"}},
+		"lost-host-ca-on-host": {"testdata/three.yaml", Options{Scenario: "lost-host", Member: "bravo", CACert: "/etc/etcd/pki/ca.crt", CAKey: "/etc/etcd/pki/ca.key", CAHost: "n-a"},
+			"add", []string{"remove-dead", "wipe-new", "new-cert"}},
+		"ip-change-static-pod": {"testdata/five.yaml", Options{Scenario: "ip-change", Member: "cp3", CACert: "/etc/kubernetes/pki/etcd/ca.crt", CAKey: "/etc/kubernetes/pki/etcd/ca.key", CAHost: "api6"},
+			"new-peer-url", []string{"new-cert"}},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			inv := loadInv(t, tc.inv)
+			o := tc.o
+			o.Inventory, o.Output = filepath.Base(tc.inv), "plan.yaml"
+			out, err := Generate(inv, o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			golden.Check(t, filepath.Join("testdata", "golden", name+".yaml"), out)
+			if fs := Validate(inv, filepath.Join(filepath.Dir(tc.inv), "plan.yaml"), out); len(fs) > 0 {
+				t.Fatalf("findings (want none, warnings included):\n%v", fs)
+			}
+			c, _ := generateFile(t, tc.inv, tc.o)
+			checkShape(t, c, tc.o, string(out))
+			cert := c.ByID["new-cert"]
+			if cert == nil || cert.Step.Type != "cert-issue" || !reflect.DeepEqual(cert.Hosts(), []string{c.Plan.Cluster.MemberByName(o.Member).Host}) {
+				t.Fatalf("no cert-issue new-cert on %s's host:\n%s", o.Member, out)
+			}
+			stop := "stop-" + o.Member
+			if o.Scenario == "lost-host" {
+				stop = "stop-new"
+			}
+			if !reflect.DeepEqual([]string(cert.Step.Needs), []string{stop}) {
+				t.Errorf("new-cert needs %v, want [%s]", cert.Step.Needs, stop)
+			}
+			if got := []string(c.ByID[tc.certNext].Step.Needs); !reflect.DeepEqual(got, tc.needs) {
+				t.Errorf("%s needs %v, want %v", tc.certNext, got, tc.needs)
+			}
+			var w struct {
+				CA     struct{ Cert, Key string }
+				CAHost string `yaml:"caHost"`
+			}
+			if err := cert.Step.With.Decode(&w); err != nil {
+				t.Fatal(err)
+			}
+			if w.CA.Cert != "${vars.caCert}" || w.CA.Key != "${vars.caKey}" || w.CAHost != o.CAHost {
+				t.Errorf("with: %+v", w)
+			}
+			if c.Plan.Vars["caCert"] != o.CACert || c.Plan.Vars["caKey"] != o.CAKey {
+				t.Errorf("vars %v, want caCert %s, caKey %s", c.Plan.Vars, o.CACert, o.CAKey)
+			}
+			// The dry-run issues the certificate before anything starts etcd.
+			lines := dryRunActions(t, c, filepath.Dir(c.Plan.File)+"/")
+			certAt, startAt := -1, -1
+			for i, l := range lines {
+				if strings.HasPrefix(l, "new-cert cert-issue on ") {
+					certAt = i
+				}
+				if strings.Contains(l, " start-service on ") && startAt < 0 {
+					startAt = i
+				}
+			}
+			if certAt < 0 || startAt < 0 || certAt > startAt {
+				t.Errorf("dry-run: cert-issue at %d, first start-service at %d:\n%s", certAt, startAt, strings.Join(lines, "\n"))
+			}
+		})
+	}
+}
+
+// TestCertIssueInventoryVars: the inventory's vars.caCert and vars.caKey
+// override the flags' paths, and the plan's header says so.
+func TestCertIssueInventoryVars(t *testing.T) {
+	raw, err := os.ReadFile("testdata/three.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "inv.yaml")
+	if err := os.WriteFile(path, append(raw, "  caCert: /srv/ca/ca.crt\n"...), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	o := Options{Scenario: "ip-change", Member: "alpha", CACert: "ca.crt", CAKey: "ca.key"}
+	c, out := generateFile(t, path, o)
+	if !strings.Contains(string(out), "; the inventory's vars.caCert = /srv/ca/ca.crt overrides it\n") {
+		t.Errorf("the override is not said:\n%s", out)
+	}
+	if c.Plan.Vars["caCert"] != "/srv/ca/ca.crt" || c.Plan.Vars["caKey"] != "ca.key" {
+		t.Errorf("vars %v", c.Plan.Vars)
+	}
+}
+
+// TestCertComment: without --ca-cert, a member on https gets the comment
+// that apply checks its certificates and names the flags; on http nothing.
+func TestCertComment(t *testing.T) {
+	for _, tc := range []struct {
+		inv string
+		o   Options
+		tls bool
+	}{
+		{"testdata/three.yaml", Options{Scenario: "ip-change", Member: "bravo"}, true},
+		{"testdata/three.yaml", Options{Scenario: "lost-host", Member: "bravo"}, true},
+		{"testdata/notoken.yaml", Options{Scenario: "ip-change", Member: "e1"}, false},
+		{"testdata/notoken.yaml", Options{Scenario: "lost-host", Member: "e1", OldPeerURL: "http://10.9.0.9:2380"}, false},
+	} {
+		inv := loadInv(t, tc.inv)
+		tc.o.Inventory = tc.inv
+		out, err := Generate(inv, tc.o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := "etcd-rescue new " + tc.o.Scenario + " ... --ca-cert PATH --ca-key PATH\n"
+		if got := strings.Contains(string(out), want) && strings.Contains(string(out), "apply checks them on the host before the first change"); got != tc.tls {
+			t.Errorf("%s %s: comment naming --ca-cert present %v, want %v:\n%s", tc.inv, tc.o.Scenario, got, tc.tls, out)
+		}
+		if strings.Contains(string(out), "cert-issue\n") || strings.Contains(string(out), "\nvars:") {
+			t.Errorf("%s %s: a cert-issue step or vars without --ca-cert:\n%s", tc.inv, tc.o.Scenario, out)
+		}
 	}
 }
 

@@ -33,17 +33,27 @@ func (g *gen) ipChange() error {
 		"member restarts with its settings derived from the inventory.",
 	}
 	g.choose("%s", why)
+	cert, err := g.certStep(m, "stop-"+m.Name)
+	if err != nil {
+		return err
+	}
 	g.add(&step{comments: []string{"the members that keep quorum while " + m.Name + " is stopped"},
 		id: "quorum", typ: "check-quorum", on: others, with: []kv{{"expect", "present"}}})
 	g.add(&step{comments: []string{why}, id: "stop-" + m.Name, typ: "stop-service", on: []string{m.Name}, needs: []string{"quorum"}})
-	s := g.add(&step{id: "new-peer-url", typ: "member-update", on: []string{m.Name}, needs: []string{"stop-" + m.Name}})
-	if strings.HasPrefix(m.PeerURL, "https:") {
+	s := &step{id: "new-peer-url", typ: "member-update", on: []string{m.Name}, needs: []string{"stop-" + m.Name}}
+	if cert != nil {
+		g.story = append(g.story, "Its new certificates, for the new address, are issued before it starts (cert-issue).")
+		g.add(cert)
+		s.needs = []string{cert.id}
+	} else if g.tls(m) {
 		s.comments = []string{
 			fmt.Sprintf("%s's peer and server certificates must list its new address (%s):", m.Name, m.PeerURL),
 			"apply checks them on the host before the first change; when they do not,",
-			"add a cert-issue step before this one (docs/plan-format.md, Certificates)",
+			"add a cert-issue step before this one (docs/plan-format.md, Certificates),",
+			"or scaffold it: etcd-rescue new ip-change ... --ca-cert PATH --ca-key PATH",
 		}
 	}
+	g.add(s)
 	g.add(&step{id: "config", typ: "set-config", on: []string{m.Name}, needs: []string{"new-peer-url"}, with: []kv{{"clusterState", "existing"}}})
 	g.add(&step{id: "start-" + m.Name, typ: "start-service", on: []string{m.Name}, needs: []string{"config"}})
 	g.add(&step{id: "healthy", typ: "wait-healthy", needs: []string{"start-" + m.Name}})
@@ -79,17 +89,81 @@ func (g *gen) lostHost() error {
 	}
 	g.choose("%s", why)
 	g.choose("%s", rmWhy)
+	cert, err := g.certStep(m, "stop-new")
+	if err != nil {
+		return err
+	}
 	g.add(&step{comments: []string{"the members that keep quorum"}, id: "quorum", typ: "check-quorum", on: others, with: []kv{{"expect", "present"}}})
 	g.add(&step{comments: []string{rmWhy}, id: "remove-dead", typ: "member-remove", needs: []string{"quorum"}, with: rm})
 	g.add(&step{comments: []string{why}, id: "stop-new", typ: "stop-service", on: []string{m.Name}})
 	g.add(&step{id: "wipe-new", typ: "wipe-dir", on: []string{m.Name}, needs: []string{"stop-new"}})
-	g.add(&step{id: "add", typ: "member-add", on: []string{m.Name}, needs: []string{"remove-dead", "wipe-new"}, with: []kv{{"learner", flag(true)}}})
+	add := &step{id: "add", typ: "member-add", on: []string{m.Name}, needs: []string{"remove-dead", "wipe-new"}, with: []kv{{"learner", flag(true)}}}
+	if cert != nil {
+		g.story = append(g.story, fmt.Sprintf("Host %s gets its own certificates for member %s before it starts (cert-issue).", m.Host, m.Name))
+		g.add(cert)
+		add.needs = append(add.needs, cert.id)
+	} else if g.tls(m) {
+		add.comments = []string{
+			fmt.Sprintf("%s's certificates on %s must list its URLs (%s):", m.Name, m.Host, m.PeerURL),
+			"apply checks them on the host before the first change; when they do not",
+			"(a new host often has none yet), add a cert-issue step before this one",
+			"(docs/plan-format.md, Certificates), or scaffold it:",
+			"etcd-rescue new lost-host ... --ca-cert PATH --ca-key PATH",
+		}
+	}
+	g.add(add)
 	g.add(&step{id: "config", typ: "set-config", on: []string{m.Name}, needs: []string{"add"}, with: []kv{{"clusterState", "existing"}}})
 	g.add(&step{id: "start", typ: "start-service", on: []string{m.Name}, needs: []string{"config"}, with: []kv{{"enable", flag(true)}}})
 	g.add(&step{id: "promote", typ: "member-promote", on: []string{m.Name}, needs: []string{"start"}})
 	g.add(&step{id: "healthy", typ: "wait-healthy", needs: []string{"promote"}})
 	g.add(&step{id: "same-data", typ: "verify-data", needs: []string{"healthy"}})
 	return nil
+}
+
+// tls says whether etcd uses certificates on the member: its peer or
+// client URL is https.
+func (g *gen) tls(m *memberRef) bool {
+	pm := g.c.MemberByName(m.Name)
+	return strings.HasPrefix(pm.PeerURL, "https:") || strings.HasPrefix(pm.ClientURL, "https:")
+}
+
+// certStep is the cert-issue step on m after the step that stops it, as
+// examples/ip-change-new-certificate.yaml and lost-host-new-certificate.yaml
+// place it, when --ca-cert and --ca-key are given (nil without them). The
+// CA's paths go into the plan's vars, as given, so that the inventory's
+// vars.caCert and vars.caKey override them.
+func (g *gen) certStep(m *memberRef, after string) (*step, error) {
+	o := g.o
+	if o.CACert == "" {
+		return nil, nil
+	}
+	if !g.tls(m) {
+		pm := g.c.MemberByName(m.Name)
+		return nil, choiceErr([]string{"leave out --ca-cert, --ca-key and --ca-host: they are for a member on https"},
+			"cert-issue: nothing to issue on http: member %s's URLs %s and %s use no certificate", m.Name, pm.ClientURL, pm.PeerURL)
+	}
+	where := "files on this machine (a relative path is relative to this plan)"
+	if o.CAHost != "" {
+		where = fmt.Sprintf("files on host %s (--ca-host), which signs there: the CA key never leaves it", o.CAHost)
+	}
+	why := fmt.Sprintf("new certificates for %s by cert-issue from the CA %s, key %s (--ca-cert, --ca-key), %s", m.Name, o.CACert, o.CAKey, where)
+	for _, v := range []struct{ name, given string }{{"caCert", o.CACert}, {"caKey", o.CAKey}} {
+		if x := g.inv.Vars[v.name]; x != "" && x != v.given {
+			why += fmt.Sprintf("; the inventory's vars.%s = %s overrides it", v.name, x)
+		}
+	}
+	g.choose("%s", why)
+	g.varsC = []string{"the CA of step new-cert (--ca-cert, --ca-key), " + where + ";",
+		"the inventory's vars.caCert and vars.caKey override these"}
+	g.vars = append(g.vars, kv{"caCert", str(o.CACert)}, kv{"caKey", str(o.CAKey)})
+	with := []kv{{"ca", `{cert: "${vars.caCert}", key: "${vars.caKey}"}`}}
+	if o.CAHost != "" {
+		with = append(with, kv{"caHost", str(o.CAHost)})
+	}
+	return &step{comments: []string{why,
+		"the old files stay beside the new ones as FILE.rescue-<run-id>; before the first",
+		"change, apply checks that the other members trust this CA"},
+		id: "new-cert", typ: "cert-issue", on: []string{m.Name}, needs: []string{after}, with: with}, nil
 }
 
 // removeParams names the dead member for member-remove: its name, its old

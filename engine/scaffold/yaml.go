@@ -33,7 +33,9 @@ type doc struct {
 	name        string
 	description string
 	inventory   string
-	inventoryC  string // comment after inventory:
+	inventoryC  string   // comment after inventory:
+	vars        []kv     // vars: NAME: VALUE, in this order
+	varsC       []string // comment lines above vars:
 	steps       []*step
 }
 
@@ -51,6 +53,15 @@ func (d *doc) bytes() []byte {
 		comment(&b, "", d.inventoryC)
 	}
 	fmt.Fprintf(&b, "inventory: %s\n", str(d.inventory))
+	if len(d.vars) > 0 {
+		for _, c := range d.varsC {
+			comment(&b, "", c)
+		}
+		b.WriteString("vars:\n")
+		for _, v := range d.vars {
+			fmt.Fprintf(&b, "  %s: %s\n", v.k, v.v)
+		}
+	}
 	b.WriteString("steps:\n")
 	for i, s := range d.steps {
 		if s.gap && i > 0 {
