@@ -275,6 +275,15 @@ func (c *collector) askHost(ctx context.Context, name string, h *plans.Host, j *
 			hs.Settings, hs.PeerPort, hs.ClientPort = probed.Settings, probed.PeerPort, probed.ClientPort
 			hs.Notes = append(hs.Notes, probed.Notes...)
 		})
+		if probed.Reach.Asked() && probed.Settings != nil {
+			certs, note := c.readCerts(ctx, client, probed.Settings)
+			j.set(func(hs *Host, _ []*Member) {
+				hs.Certificates = certs
+				if note != "" {
+					hs.Notes = append(hs.Notes, note)
+				}
+			})
+		}
 	}
 
 	for i, m := range j.members {

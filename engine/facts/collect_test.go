@@ -18,6 +18,7 @@ import (
 
 	"github.com/etcd-rescue/etcd-rescue/internal/etcdapi"
 	"github.com/etcd-rescue/etcd-rescue/internal/etcdapi/etcdtest"
+	"github.com/etcd-rescue/etcd-rescue/internal/pki"
 	"github.com/etcd-rescue/etcd-rescue/internal/sshx/sshxtest"
 	"github.com/etcd-rescue/etcd-rescue/plans"
 )
@@ -267,8 +268,20 @@ func TestCollect(t *testing.T) {
 	if err := os.MkdirAll(host, 0o700); err != nil {
 		t.Fatal(err)
 	}
+	// the certificate files the settings name: the server's is there (with
+	// its key after it), the peer's is not
+	certPEM, keyPEM, err := pki.Issue(testCA(t), pki.Request{CommonName: "m1", IPs: []net.IP{net.IPv4(127, 0, 0, 1).To4()},
+		KeyType: pki.ECDSAP256, Valid: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	serverCrt, peerCrt := filepath.Join(host, "server.crt"), filepath.Join(host, "peer.crt")
+	if err := os.WriteFile(serverCrt, append(certPEM, keyPEM...), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	env := filepath.Join(host, "etcd.env")
-	if err := os.WriteFile(env, []byte("ETCD_NAME=m1\nETCD_INITIAL_CLUSTER=\"m1="+m1.PeerURL+"\"\nETCD_INITIAL_CLUSTER_STATE=new\n"), 0o600); err != nil {
+	if err := os.WriteFile(env, []byte("ETCD_NAME=m1\nETCD_INITIAL_CLUSTER=\"m1="+m1.PeerURL+"\"\nETCD_INITIAL_CLUSTER_STATE=new\n"+
+		"ETCD_CERT_FILE="+serverCrt+"\nETCD_PEER_CERT_FILE="+peerCrt+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	// known_hosts: the test sshd, and another key for "localhost" on its port.
@@ -369,6 +382,12 @@ ssh: {user: %[22]s, identity: %[23]s, knownHosts: %[24]s}
 	}
 	if s := local.Settings; s == nil || s.Source != env || s.Name != "m1" || s.InitialCluster != "m1="+m1.PeerURL || s.InitialClusterState != "new" {
 		t.Errorf("local settings: %+v", s)
+	}
+	// read over the host's SSH connection; nothing of the key
+	if c := local.Certificates; len(c) != 2 || c[0].Path != serverCrt || c[0].Setting != "ETCD_CERT_FILE" || !c[0].Present || c[0].Error != "" ||
+		c[0].Subject != "CN=m1" || fmt.Sprint(c[0].SANs) != "[IP:127.0.0.1]" || c[0].KeyType != "ecdsa-p256" ||
+		c[1].Path != peerCrt || c[1].Setting != "ETCD_PEER_CERT_FILE" || c[1].Present || c[1].Error != "" {
+		t.Errorf("local certificates: %+v", c)
 	}
 	if local.PeerPort == nil || !*local.PeerPort || local.ClientPort == nil || !*local.ClientPort {
 		t.Errorf("local ports: peer %v client %v", local.PeerPort, local.ClientPort)

@@ -93,7 +93,10 @@ type Host struct {
 	Settings    *Settings `json:"settings,omitempty"`            // what etcd will start with; nil if no env file / manifest
 	PeerPort    *bool     `json:"peerPortListening,omitempty"`   // something listens on the member's peer port
 	ClientPort  *bool     `json:"clientPortListening,omitempty"` // something listens on the member's client port
-	Notes       []string  `json:"notes,omitempty"`               // a probe that failed on the host, with its reason
+	// Certificates are the certificate files the settings name (server,
+	// peer), as read on the host; nil when the settings name none.
+	Certificates []Certificate `json:"certificates,omitempty"`
+	Notes        []string      `json:"notes,omitempty"` // a probe that failed on the host, with its reason
 }
 
 // Service is the state of etcd's systemd unit or static pod manifest.

@@ -42,6 +42,19 @@ func (f *Facts) WriteTable(w io.Writer) error {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d/%d\t%d\t%s\t%s\t%s\t%s\n", m.Name, m.Host, m.API, leader, s.RaftTerm, s.RaftIndex,
 			s.Revision, bytesText(s.DBSize), yesNo(s.IsLearner), orDash(strings.Join(s.Alarms, ",")), s.ClusterID)
 	}
+	var certs [][2]string
+	for _, h := range f.Hosts {
+		for _, c := range h.Certificates {
+			certs = append(certs, [2]string{h.Name, certText(c)})
+		}
+	}
+	if len(certs) > 0 {
+		fmt.Fprintln(tw)
+		fmt.Fprintf(tw, "HOST\tCERTIFICATE\n")
+		for _, c := range certs {
+			fmt.Fprintf(tw, "%s\t%s\n", c[0], c[1])
+		}
+	}
 	if err := tw.Flush(); err != nil {
 		return err
 	}
@@ -86,6 +99,16 @@ func (f *Facts) Odd() []string {
 		}
 		if h.Settings != nil && h.Settings.ForceNewCluster {
 			add("host %s: %s still sets force-new-cluster", h.Name, h.Settings.Source)
+		}
+		for _, c := range h.Certificates {
+			switch {
+			case !c.Present:
+				add("host %s: no certificate at %s (%s)", h.Name, c.Path, c.Setting)
+			case c.Error != "":
+				add("host %s: certificate %s (%s): %s", h.Name, c.Path, c.Setting, c.Error)
+			case !c.NotAfter.IsZero() && c.NotAfter.Before(f.CollectedAt):
+				add("host %s: certificate %s (%s) expired on %s", h.Name, c.Path, c.Setting, c.NotAfter.Format(time.RFC3339))
+			}
 		}
 		for _, n := range h.Notes {
 			add("host %s: %s", h.Name, n)
@@ -135,6 +158,23 @@ func containsIP(addrs []string, ip net.IP) bool {
 		}
 	}
 	return false
+}
+
+// certText is one certificate for people: path, settings, then what it
+// says, or why it says nothing.
+func certText(c Certificate) string {
+	s := c.Path + " (" + c.Setting + "): "
+	switch {
+	case !c.Present:
+		return s + "ABSENT"
+	case c.Error != "":
+		return s + c.Error
+	}
+	sans := "no SANs"
+	if len(c.SANs) > 0 {
+		sans = "SANs " + strings.Join(c.SANs, ", ")
+	}
+	return s + fmt.Sprintf("%s, %s, valid until %s, %s, issuer %s", c.Subject, sans, c.NotAfter.Format("2006-01-02"), orDash(c.KeyType), c.Issuer)
 }
 
 func serviceText(s *Service) string {
