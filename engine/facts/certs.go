@@ -121,7 +121,7 @@ func readCertSections(files []Certificate, secs map[string]section) []Certificat
 					f.Error = fmt.Sprintf("reading it failed (head exit %d)", s.RC)
 					break
 				}
-				describeCert(&f, []byte(body))
+				f = CertificateFromPEM(f.Setting, f.Path, []byte(body))
 			default:
 				f.Error = "unexpected output: " + firstLine(s)
 			}
@@ -131,21 +131,24 @@ func readCertSections(files []Certificate, secs map[string]section) []Certificat
 	return out
 }
 
-// describeCert fills f from the PEM of its file (the first certificate).
-func describeCert(f *Certificate, data []byte) {
+// CertificateFromPEM is the Certificate of a present file with content
+// data (its first certificate); a file that does not parse gets Error.
+func CertificateFromPEM(setting, path string, data []byte) Certificate {
+	f := Certificate{Setting: setting, Path: path, Present: true}
 	if len(data) > pki.MaxPEM {
 		f.Error = fmt.Sprintf("larger than %d bytes: not a certificate file", pki.MaxPEM)
-		return
+		return f
 	}
 	certs, err := pki.ParseCerts(data)
 	if err != nil {
 		f.Error = oneLine(err)
-		return
+		return f
 	}
 	c := certs[0]
 	f.Subject, f.Issuer, f.SANs = c.Subject.String(), c.Issuer.String(), pki.SANs(c)
 	f.NotBefore, f.NotAfter = c.NotBefore.UTC(), c.NotAfter.UTC()
 	f.KeyType = keyTypeOf(c)
+	return f
 }
 
 func keyTypeOf(c *x509.Certificate) string {
