@@ -11,7 +11,7 @@ import (
 
 // common adds the findings of any situation: members listed but not in the
 // inventory and the reverse, learners, alarms, versions, settings, failed
-// services, leaders that disagree.
+// services, leaders that disagree, certificates.
 func (b *builder) common() {
 	if !b.split {
 		b.extraMembers()
@@ -28,6 +28,7 @@ func (b *builder) common() {
 	b.settings()
 	b.services()
 	b.otherHosts()
+	b.certificates()
 }
 
 func (b *builder) extraMembers() {

@@ -76,9 +76,12 @@ func TestFixtures(t *testing.T) {
 			absent: []string{"version-skew", "settings-differ", "service-failed"}},
 		"healthy-5-v3.6": {situation: Healthy, codes: []string{"healthy"}},
 		"ip-change-etcd3": {situation: IPChange, scenario: "ip-change", members: []string{"etcd3"},
-			codes: []string{"quorum-held", "member-moved", "service-failed"}, absent: []string{"member-lost", "settings-differ"}},
+			codes:  []string{"quorum-held", "member-moved", "service-failed", "cert-missing-san"},
+			absent: []string{"member-lost", "settings-differ", "cert-absent", "cert-expired", "cert-expiring"}},
 		"lost-host-blank-h4": {situation: LostHost, scenario: "lost-host", members: []string{"etcd2"},
 			codes: []string{"member-lost"}, absent: []string{"member-moved", "member-not-in-inventory", "member-not-listed"}},
+		"lost-host-tls-h4": {situation: LostHost, scenario: "lost-host", members: []string{"etcd2"},
+			codes: []string{"member-lost", "cert-absent"}, absent: []string{"member-moved", "cert-missing-san", "cert-expiring"}},
 		"lost-host-unreachable": {situation: LostHost, scenario: "lost-host", members: []string{"etcd2"},
 			codes: []string{"member-lost"}, absent: []string{"member-moved"}},
 		"quorum-loss-3": {situation: QuorumLoss, scenario: "quorum-loss", survivor: "etcd1",
@@ -423,7 +426,7 @@ func TestNextCommand(t *testing.T) {
 // TestGolden pins the JSON and text output of a few diagnoses
 // (-update rewrites testdata/golden).
 func TestGolden(t *testing.T) {
-	for _, name := range []string{"healthy-3-v3.5", "ip-change-etcd3", "lost-host-blank-h4", "quorum-loss-survivor-behind", "quorum-unknown", "total-loss-3"} {
+	for _, name := range []string{"healthy-3-v3.5", "ip-change-etcd3", "lost-host-blank-h4", "lost-host-tls-h4", "quorum-loss-survivor-behind", "quorum-unknown", "total-loss-3"} {
 		t.Run(name, func(t *testing.T) {
 			d := Diagnose(load(t, name), inv)
 			var js, txt bytes.Buffer
