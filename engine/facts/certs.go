@@ -86,7 +86,8 @@ func certFiles(s *Settings) []Certificate {
 func certSection(i int) string { return "cert-" + strconv.Itoa(i) }
 
 // certScript prints, for each file, a section with "present" and at most
-// pki.MaxPEM+1 bytes of it, "absent", or "not-a-file". It only reads.
+// pki.MaxPEM+1 bytes of it, "absent", "unreadable" or "not-a-file". It
+// only reads.
 func certScript(token string, files []Certificate) string {
 	q := shellquote.Quote
 	mark := "@@facts-" + token
@@ -95,8 +96,9 @@ func certScript(token string, files []Certificate) string {
 	fmt.Fprintf(&b, "rc() { printf '\\n%s-rc %%s\\n' \"$1\"; }\n", mark)
 	for i, f := range files {
 		p := q(f.Path)
-		fmt.Fprintf(&b, "sec %s; if [ -f %s ]; then echo present; head -c %d -- %s 2>/dev/null; rc $?; elif [ -e %s ]; then echo not-a-file; rc 0; else echo absent; rc 0; fi\n",
-			certSection(i), p, pki.MaxPEM+1, p, p)
+		fmt.Fprintf(&b, "sec %s; if [ -f %s ] && [ -r %s ]; then echo present; head -c %d -- %s 2>/dev/null; rc $?; "+
+			"elif [ -f %s ]; then echo unreadable; rc 0; elif [ -e %s ]; then echo not-a-file; rc 0; else echo absent; rc 0; fi\n",
+			certSection(i), p, p, pki.MaxPEM+1, p, p, p)
 	}
 	return b.String()
 }
@@ -113,6 +115,8 @@ func readCertSections(files []Certificate, secs map[string]section) []Certificat
 			first, body, _ := strings.Cut(s.Out, "\n")
 			switch strings.TrimSpace(first) {
 			case "absent":
+			case "unreadable":
+				f.Present, f.Error = true, "permission denied (ssh.sudo: true reads it as root)"
 			case "not-a-file":
 				f.Present, f.Error = true, "not a regular file"
 			case "present":

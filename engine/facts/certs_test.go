@@ -90,6 +90,10 @@ func TestCertScript(t *testing.T) {
 	good := write("it's server.crt", append(append([]byte{}, keyPEM...), certPEM...))
 	garbage := write("garbage.crt", []byte("not a certificate\n"))
 	huge := write("huge.crt", bytes.Repeat([]byte("A"), pki.MaxPEM+10))
+	locked := write("locked.crt", certPEM)
+	if err := os.Chmod(locked, 0); err != nil {
+		t.Fatal(err)
+	}
 	sub := filepath.Join(dir, "a-dir.crt")
 	if err := os.Mkdir(sub, 0o700); err != nil {
 		t.Fatal(err)
@@ -100,6 +104,7 @@ func TestCertScript(t *testing.T) {
 		{Setting: "ETCD_CERT_FILE", Path: garbage},
 		{Setting: "ETCD_PEER_CERT_FILE", Path: sub},
 		{Setting: "ETCD_PEER_CERT_FILE", Path: huge},
+		{Setting: "ETCD_CERT_FILE", Path: locked},
 	}
 	out, err := exec.Command("sh", "-c", certScript("tok", files)).Output()
 	if err != nil {
@@ -128,6 +133,9 @@ func TestCertScript(t *testing.T) {
 	}
 	if c := got[4]; !c.Present || !strings.Contains(c.Error, "larger than") {
 		t.Errorf("huge: %+v", c)
+	}
+	if c := got[5]; os.Geteuid() != 0 && (!c.Present || c.Error != "permission denied (ssh.sudo: true reads it as root)") {
+		t.Errorf("mode 0 (not root): %+v", c)
 	}
 
 	// nothing of the PEM (the key above all) gets into the facts
