@@ -1,13 +1,12 @@
 package diagnose
 
 import (
+	"crypto/x509"
 	"fmt"
 	"net"
 	"net/url"
 	"strings"
 	"time"
-
-	"crypto/x509"
 
 	"github.com/etcd-rescue/etcd-rescue/engine/facts"
 	"github.com/etcd-rescue/etcd-rescue/internal/pki"
