@@ -7,12 +7,13 @@ package e2e
 // certificate, its vars caCert and caKey the lab CA). One lab, three
 // recoveries in a row:
 //
-//   - ip-change: examples/ip-change.yaml (no new certificate) is refused
+//   - ip-change: diagnose says the certificate lacks the new address;
+//     examples/ip-change.yaml (no new certificate) is refused
 //     before any change, exit 1, naming the new address its certificate
 //     lacks; examples/ip-change-new-certificate.yaml, killed with -9 right
 //     after its certificate went in place and resumed, repairs it;
-//   - lost-host: examples/lost-host.yaml is refused (the replacement host
-//     has no certificate yet); lost-host-new-certificate.yaml, with the CA
+//   - lost-host: diagnose says the replacement has no certificate;
+//     examples/lost-host.yaml is refused; lost-host-new-certificate.yaml, with the CA
 //     key on another host (caHost:, signed there by openssl), repairs it;
 //   - total-loss: restore-all-from-snapshot, unchanged, passes the check
 //     (same addresses) and repairs it.
@@ -89,6 +90,24 @@ func (e *e2e) newCertificate(t *testing.T, l *lab.Lab, brk, refused, plan, membe
 	host := memberHost(t, l, member)
 	h, _ := l.Host(host)
 	inv := l.InventoryPath()
+
+	// 0. diagnose says, besides the situation, that the certificate must
+	// be made anew
+	d := e.diagnoseBroken(t, inv, brk)
+	code, want := "cert-missing-san", "but not "+h.Address
+	if brk == "lost-host" {
+		code, want = "cert-absent", "no certificate at "+lab.HostServerCert+" on "+host
+	}
+	found := false
+	for _, f := range d.Findings {
+		if f.Code == code && strings.Contains(f.Summary, want) {
+			found = true
+			t.Logf("diagnose: %s (%s): %s", f.Code, f.Severity, f.Summary)
+		}
+	}
+	if !found {
+		t.Errorf("diagnose after %s on the TLS lab has no %s finding saying %q: %v", brk, code, want, d.Findings)
+	}
 
 	// 1. without a new certificate: refused before any change
 	before, beforeCerts := hostsState(t, l), certFiles(t, l)
