@@ -169,6 +169,7 @@ func (e *e2e) newCertificate(t *testing.T, l *lab.Lab, brk, refused, plan, membe
 		t.Logf("killed -9 during the reissue (right after the new key and certificate went in place), resumed: exit 0; kept aside: %s", aside)
 	} else {
 		stateDir, runID, r = e.applyPlan(t, planFile, inv, "to issue "+member+" a new certificate")
+		t.Logf("apply %s: exit 0 in %.1fs", plan, r.Wall.Seconds())
 	}
 	st := e.StatusJSON(t, stateDir, runID)
 	checkRunDone(t, st)
