@@ -315,26 +315,6 @@ func fileOf(r *certRead, f fileField) certFile {
 	return r.PeerTrustedCA
 }
 
-// hostOfURL is the host part of a URL, for messages and hints.
-func hostOfURL(u string) string {
-	s := u
-	if i := strings.Index(s, "://"); i >= 0 {
-		s = s[i+3:]
-	}
-	if i := strings.IndexAny(s, "/?#"); i >= 0 {
-		s = s[:i]
-	}
-	if strings.HasPrefix(s, "[") {
-		if i := strings.Index(s, "]"); i > 0 {
-			return s[1:i]
-		}
-	}
-	if i := strings.LastIndex(s, ":"); i >= 0 && !strings.Contains(s[:i], ":") {
-		s = s[:i]
-	}
-	return s
-}
-
 // decideCerts checks every target against what was read. It does no I/O.
 func decideCerts(in certInput) certVerdict {
 	var v certVerdict
@@ -529,7 +509,7 @@ func checkCurrent(in *certInput, t *certTarget, r *certRead, f fileField, others
 		url, urlWord = c.PeerURL, "peer URL"
 		usages = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}
 	}
-	addr := hostOfURL(url)
+	addr := pki.HostOf(url)
 	switch {
 	case file.Err != nil:
 		add(CertProblem{File: path, Origin: org, Kind: CertUnreadable, Text: errLine(file.Err),
@@ -945,10 +925,10 @@ func certPlanLines(c *Compiled) []string {
 				if cl := c.Plan.Cluster; cl.TLS != nil && cl.TLS.CA != "" {
 					anchor = "cluster.tls.ca"
 				}
-				parts = append(parts, fmt.Sprintf("server certificate valid for %s, signed by a CA in %s", hostOfURL(m.ClientURL), anchor))
+				parts = append(parts, fmt.Sprintf("server certificate valid for %s, signed by a CA in %s", pki.HostOf(m.ClientURL), anchor))
 			}
 			if isHTTPS(m.PeerURL) {
-				parts = append(parts, fmt.Sprintf("peer certificate valid for %s, accepted by %s", hostOfURL(m.PeerURL), peers))
+				parts = append(parts, fmt.Sprintf("peer certificate valid for %s, accepted by %s", pki.HostOf(m.PeerURL), peers))
 			}
 			parts = append(parts, fmt.Sprintf("valid for at least %d more days", days))
 		}

@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"net/url"
 	"os"
 	"path"
 	"strings"
@@ -220,14 +219,6 @@ func sanList(ips []net.IP, dns []string) string {
 	return strings.Join(out, ", ")
 }
 
-func urlHost(u string) string {
-	p, err := url.Parse(u)
-	if err != nil {
-		return u
-	}
-	return p.Hostname()
-}
-
 func (s *CertIssue) Describe(c *Ctx, t Target) []Action {
 	m := t.Member
 	if m == nil {
@@ -239,7 +230,7 @@ func (s *CertIssue) Describe(c *Ctx, t Target) []Action {
 	}
 	ips, dns := pki.NamesFor([]string{m.ClientURL, m.PeerURL}, s.ExtraNames)
 	sans := "SANs " + sanList(ips, dns)
-	if ch, ph := urlHost(m.ClientURL), urlHost(m.PeerURL); ch != ph {
+	if ch, ph := pki.HostOf(m.ClientURL), pki.HostOf(m.PeerURL); ch != ph {
 		sans += fmt.Sprintf(" (one certificate when the server and peer files are the same; else a server certificate for %s and a peer certificate for %s, each with the loopback names and extraNames)", ch, ph)
 	}
 	signer := "its key stays on this machine"

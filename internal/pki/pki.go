@@ -129,9 +129,9 @@ type Want struct {
 	MinValid      time.Duration       // ProblemExpiring when NotAfter - Now < MinValid
 }
 
-// hostOf returns the host a name stands for: the host of a URL, or the
-// name itself (brackets of an IPv6 literal dropped).
-func hostOf(name string) string {
+// HostOf is the host of a URL (https://10.0.0.3:2380 → 10.0.0.3, IPv6
+// without brackets), or name itself, without brackets, when it is no URL.
+func HostOf(name string) string {
 	if strings.Contains(name, "://") {
 		if u, err := url.Parse(name); err == nil {
 			return u.Hostname()
@@ -151,7 +151,7 @@ func Check(c *x509.Certificate, w Want) []Problem {
 	var hosts []string
 	urls := map[string][]string{}
 	for _, n := range w.Names {
-		h := hostOf(n)
+		h := HostOf(n)
 		if h == "" {
 			continue
 		}
@@ -455,7 +455,7 @@ func NamesFor(urls []string, extra []string) (ips []net.IP, dns []string) {
 	seenIP := map[string]bool{}
 	seenDNS := map[string]bool{}
 	add := func(h string) {
-		h = hostOf(strings.TrimSpace(h))
+		h = HostOf(strings.TrimSpace(h))
 		if h == "" {
 			return
 		}
