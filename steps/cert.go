@@ -323,19 +323,14 @@ func readLocal(p string) ([]byte, error) {
 // from the CA host through env), so the gate can check that the other members trust it.
 func (s *CertIssue) Issuer(ctx context.Context, c *Ctx, env Env) (*x509.Certificate, error) {
 	if s.CAHost == "" {
-		p := c.LocalPath(s.CA.Cert)
-		b, err := readLocal(p)
+		// the whole CA, key included (read into memory only, and
+		// dropped): a missing or mismatched key stops the session at the
+		// certificate check, before the first change, not at this step
+		ca, err := s.loadCA(c)
 		if err != nil {
-			return nil, fmt.Errorf("the CA certificate: %w", err)
+			return nil, err
 		}
-		certs, err := pki.ParseCerts(b)
-		if err != nil {
-			return nil, fmt.Errorf("the CA certificate %s: %w", p, err)
-		}
-		if err := pki.IsCA(certs[0]); err != nil {
-			return nil, fmt.Errorf("the CA certificate %s: %w", p, err)
-		}
-		return certs[0], nil
+		return ca.Cert, nil
 	}
 	r, err := env.Shell(s.CAHost)
 	if err != nil {
@@ -350,6 +345,18 @@ func (s *CertIssue) Issuer(ctx context.Context, c *Ctx, env Env) (*x509.Certific
 	}
 	if err := pki.IsCA(certs[0]); err != nil {
 		return nil, fmt.Errorf("the CA certificate %s on host %s: %w", s.CA.Cert, s.CAHost, err)
+	}
+	// what signing there needs, asked before the first change: the key
+	// readable (never read by us) and openssl
+	out, err := r.Run(ctx, "if [ ! -r "+q(s.CA.Key)+" ]; then echo no-key; elif ! command -v openssl >/dev/null 2>&1; then echo no-openssl; else echo ok; fi", nil)
+	if err != nil {
+		return nil, fmt.Errorf("host %s: checking the CA key and openssl: %w", s.CAHost, err)
+	}
+	switch strings.TrimSpace(string(out)) {
+	case "no-key":
+		return nil, fmt.Errorf("the CA key %s is not readable on host %s\nhint: ca.key is a path on caHost (read there by openssl, as the plan's SSH user or sudo)", s.CA.Key, s.CAHost)
+	case "no-openssl":
+		return nil, fmt.Errorf("host %s has no openssl to sign with\nhint: install openssl (1.1.1 or later) on %s, or keep the CA on this machine (no caHost)", s.CAHost, s.CAHost)
 	}
 	return certs[0], nil
 }

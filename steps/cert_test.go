@@ -357,3 +357,41 @@ func TestReadCertsBounded(t *testing.T) {
 		t.Errorf("key file: %v", err)
 	}
 }
+
+// TestCertIssueIssuerNeedsTheWholeCA: what the certificate check asks of a
+// pending cert-issue before the first change fails on a CA that could not
+// sign: a local key that is missing or belongs to another CA; on caHost a
+// key that is not there. Each error names the file, never a key byte.
+func TestCertIssueIssuerNeedsTheWholeCA(t *testing.T) {
+	c, _, _ := certWorld(t, "systemd")
+	ca, other := makeCA(t, "etcd-ca"), makeCA(t, "other-ca")
+	dir := t.TempDir()
+	caCert, caKey := ca.write(t, dir)
+	_, otherKey := other.write(t, dir)
+	env := &localEnv{}
+	for name, tc := range map[string]struct {
+		s    *CertIssue
+		want string
+	}{
+		"local, fine":           {&CertIssue{CA: CAFiles{Cert: caCert, Key: caKey}}, ""},
+		"local, key missing":    {&CertIssue{CA: CAFiles{Cert: caCert, Key: filepath.Join(dir, "nope.key")}}, "the CA key"},
+		"local, another's key":  {&CertIssue{CA: CAFiles{Cert: caCert, Key: otherKey}}, caCert},
+		"caHost, fine":          {&CertIssue{CA: CAFiles{Cert: caCert, Key: caKey}, CAHost: "h1"}, ""},
+		"caHost, key not there": {&CertIssue{CA: CAFiles{Cert: caCert, Key: filepath.Join(dir, "nope.key")}, CAHost: "h1"}, "is not readable on host h1"},
+	} {
+		if _, err := exec.LookPath("openssl"); err != nil && tc.s.CAHost != "" && tc.want == "" {
+			continue // signing there needs openssl; the refusal is tested below
+		}
+		got, err := tc.s.Issuer(context.Background(), c, env)
+		switch {
+		case tc.want == "" && err != nil:
+			t.Errorf("%s: %v", name, err)
+		case tc.want == "" && got.Subject.CommonName != "etcd-ca":
+			t.Errorf("%s: issuer %s, want etcd-ca", name, got.Subject.CommonName)
+		case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+			t.Errorf("%s: error %v, want one naming %q", name, err, tc.want)
+		case err != nil && strings.Contains(err.Error(), "PRIVATE KEY"):
+			t.Errorf("%s: the error quotes a key: %v", name, err)
+		}
+	}
+}
