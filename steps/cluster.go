@@ -238,7 +238,7 @@ func waitSingle(ctx context.Context, c *Ctx, env Env, t Target, within time.Dura
 	ctx, cancel := context.WithTimeout(ctx, within)
 	defer cancel()
 	return WaitWatching(ctx, env, c, []string{t.Name()}, func(ctx context.Context) error {
-		return poll(ctx, env, "wait for "+m.Name, time.Second, func() (bool, error) {
+		return poll(ctx, env, "wait for "+m.Name, func(ctx context.Context) (bool, error) {
 			if err := api.Health(ctx, m.ClientURL); err != nil {
 				return false, untrusted(m.Name, err)
 			}
@@ -321,7 +321,7 @@ func (s *WaitHealthy) Describe(c *Ctx, t Target) []Action {
 				hosts = append(hosts, m.Host)
 			}
 			err = WaitWatching(ctx, env, c, hosts, func(ctx context.Context) error {
-				return poll(ctx, env, "wait-healthy", time.Second, func() (bool, error) {
+				return poll(ctx, env, "wait-healthy", func(ctx context.Context) (bool, error) {
 					why, err := healthy(ctx, api, ms, s.AllowLearners)
 					if err != nil {
 						return false, err
@@ -344,13 +344,14 @@ func (s *WaitHealthy) Describe(c *Ctx, t Target) []Action {
 		}}}
 }
 
-// healthy returns "" when every member is healthy, else why not.
+// healthy returns "" when every member is healthy, else why not. Each
+// member is asked its status first: it answers without a leader, so "no
+// leader yet" costs one quick call; the health read (linearizable, which
+// etcd holds while there is no leader and asks again only every 500 ms)
+// is sent once the member names a leader.
 func healthy(ctx context.Context, api Etcd, ms []*plans.Member, allowLearners bool) (string, error) {
 	leaders := map[uint64]bool{}
 	for _, m := range ms {
-		if err := api.Health(ctx, m.ClientURL); err != nil {
-			return fmt.Sprintf("%s: %v", m.Name, err), untrusted(m.Name, err)
-		}
 		st, err := api.Status(ctx, m.ClientURL)
 		if err != nil {
 			return fmt.Sprintf("%s: %v", m.Name, err), untrusted(m.Name, err)
@@ -360,6 +361,9 @@ func healthy(ctx context.Context, api Etcd, ms []*plans.Member, allowLearners bo
 		}
 		if st.IsLearner && !allowLearners {
 			return m.Name + " is still a learner", nil
+		}
+		if err := api.Health(ctx, m.ClientURL); err != nil {
+			return fmt.Sprintf("%s: %v", m.Name, err), untrusted(m.Name, err)
 		}
 		leaders[st.Leader] = true
 	}

@@ -83,26 +83,25 @@ func listMembers(ctx context.Context, api Etcd, env Env, serializable bool) ([]M
 
 // retryWhile calls f until it succeeds, fails with an error transient does
 // not accept, refusalWindow has passed (the error then says gaveUp and
-// hint), or ctx ends.
+// hint), or ctx ends. The attempts are paced like every wait (see
+// [pauseAfter]): etcd's "unhealthy cluster" window ends about five seconds
+// after a member connected, and the change goes through within 100 ms of
+// its end.
 func retryWhile(ctx context.Context, env Env, what string, transient func(error) bool, gaveUp, hint string, f func() error) error {
-	deadline := time.Now().Add(refusalWindow)
-	delay := 500 * time.Millisecond
+	p := newPacer()
 	for attempt := 1; ; attempt++ {
 		err := f()
 		if err == nil || !transient(err) {
 			return err
 		}
-		if time.Now().Add(delay).After(deadline) {
+		if p.elapsed()+pauseAfter(p.elapsed()) > refusalWindow {
 			return fmt.Errorf("%s: %s after %d attempts within %s: %w\nhint: %s", what, gaveUp, attempt, refusalWindow, err, hint)
 		}
-		env.Logf("%s: %v; retrying in %s", what, err, delay)
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("%s: %w (last error: %w)", what, ctx.Err(), err)
-		case <-time.After(delay):
+		if msg := err.Error(); p.worthLogging(msg) {
+			env.Logf("%s: %v; asking again every %s (attempt %d)", what, err, pauseAfter(p.elapsed()), attempt)
 		}
-		if delay < 5*time.Second {
-			delay *= 2
+		if perr := p.pause(ctx); perr != nil {
+			return fmt.Errorf("%s: %w (last error: %w)", what, perr, err)
 		}
 	}
 }
@@ -432,11 +431,14 @@ func (s *MemberPromote) Describe(c *Ctx, t Target) []Action {
 			// client sends cluster calls to voting members only), so no
 			// pause is spent on a learner's "rpc not supported".
 			var id uint64
-			return poll(ctx, env, "promote "+m.Name, 2*time.Second, func() (bool, error) {
+			pl := newPacer()
+			return poll(ctx, env, "promote "+m.Name, func(ctx context.Context) (bool, error) {
 				if id == 0 {
 					list, err := api.MemberList(ctx, false)
 					if err != nil {
-						env.Logf("promote %s: %v", m.Name, err)
+						if pl.worthLogging(err.Error()) {
+							env.Logf("promote %s: %v", m.Name, err)
+						}
 						return false, nil
 					}
 					got := findMember(list, "", m.PeerURL)
@@ -449,7 +451,9 @@ func (s *MemberPromote) Describe(c *Ctx, t Target) []Action {
 					id = got.ID
 				}
 				if err := api.MemberPromote(ctx, id); err != nil {
-					env.Logf("promote %s: %v", m.Name, err)
+					if pl.worthLogging(err.Error()) {
+						env.Logf("promote %s: %v", m.Name, err)
+					}
 					if !api.IsRetryable(err) {
 						id = 0
 					}
@@ -489,22 +493,20 @@ func (s *MemberPromote) Check(ctx context.Context, c *Ctx, env Env, t Target) (b
 	return true, m.Name + " is a voting member", nil
 }
 
-// poll calls f until it reports done, fails, or ctx ends, pausing 250ms
-// at first and doubling the pause up to interval.
-func poll(ctx context.Context, env Env, what string, interval time.Duration, f func() (bool, error)) error {
-	// The first pauses are short, doubling up to interval: most waits
-	// (a learner catching up, a restarted member) end within a second.
-	pause := min(interval, 250*time.Millisecond)
+// poll calls f until it reports done, fails, or ctx ends, paced like
+// every wait (see [pauseAfter]). Each attempt gets its own context of at
+// most attemptTimeout, so that one call that hangs does not hold the wait.
+func poll(ctx context.Context, env Env, what string, f func(ctx context.Context) (bool, error)) error {
+	p := newPacer()
 	for {
-		done, err := f()
+		actx, cancel := context.WithTimeout(ctx, attemptTimeout)
+		done, err := f(actx)
+		cancel()
 		if err != nil || done {
 			return err
 		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("%s: gave up: %w", what, ctx.Err())
-		case <-time.After(pause):
+		if perr := p.pause(ctx); perr != nil {
+			return fmt.Errorf("%s: gave up: %w", what, perr)
 		}
-		pause = min(2*pause, interval)
 	}
 }

@@ -114,22 +114,23 @@ func (r *refusingEtcd) MemberAdd(context.Context, []string, bool) (Member, error
 // refusal window has passed, with the refusal, the attempts and a hint; the
 // list is read once and the add alone is repeated.
 func TestMemberAddGivesUp(t *testing.T) {
-	defer func(w time.Duration) { refusalWindow = w }(refusalWindow)
-	refusalWindow = 2 * time.Second
+	f := useFakeClock(t)
+	start := f.now
 	c, ts := testCtx(t, t.TempDir(), "systemd")
 	api := &refusingEtcd{}
 	env := &quorumEnv{api: api, facts: map[string]string{}}
 	acts := (&MemberAdd{}).Describe(c, ts[1])
-	start := time.Now()
 	err := acts[0].Run(context.Background(), env)
-	took := time.Since(start)
+	took := f.now.Sub(start)
 	if err == nil || !errors.Is(err, errRefused) || !strings.Contains(err.Error(), "still refused it after") || !strings.Contains(err.Error(), "hint:") {
 		t.Fatalf("err %v, want the refusal with the attempts and a hint", err)
 	}
-	if took > 10*time.Second {
+	if took > refusalWindow || took < refusalWindow-slowPause {
 		t.Errorf("gave up after %s, window %s", took, refusalWindow)
 	}
-	if api.lists != 1 || api.adds < 2 || len(env.logs) != api.adds-1 {
+	// Asked every 50 ms for 2 s, then every 100 ms; the same refusal is
+	// logged once a second.
+	if api.lists != 1 || api.adds != 1+40+180 || len(env.logs) != 20 {
 		t.Errorf("%d lists, %d adds, %d logged retries", api.lists, api.adds, len(env.logs))
 	}
 }

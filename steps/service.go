@@ -54,7 +54,7 @@ func (s *StopService) Describe(c *Ctx, t Target) []Action {
 		m, parked := staticManifest(c, unit), parkedManifest(c, unit)
 		return []Action{
 			{Host: t.Name(), Kind: Shell, Cmd: join("mkdir", "-p", path.Dir(parked)) + " && if [ -e " + q(m) + " ]; then " + join("mv", m, parked) + "; fi"},
-			{Host: t.Name(), Kind: Wait, Cmd: "until ! crictl ps -q --name " + q("^"+unit) + " | grep -q .; do sleep 2; done"},
+			{Host: t.Name(), Kind: Wait, Cmd: "until ! crictl ps -q --name " + q("^"+unit) + " | grep -q .; do sleep 0.1; done"},
 		}
 	}
 	// Exit 5 is systemctl's "unit not loaded": a unit that is not installed
