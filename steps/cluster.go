@@ -17,8 +17,22 @@ import (
 // ForceNewCluster turns the one surviving member into a single-member
 // cluster: it checks that no other member answers on its peer port (a
 // force-new-cluster beside live members splits the brain, etcd #14009),
-// starts etcd once with --force-new-cluster, waits for it, removes the flag
-// and restarts (leaving it on panics later restarts, etcd #13848).
+// starts etcd once with --force-new-cluster, waits for it, and removes the
+// flag from the config (left on, every later restart would force the
+// membership back to this member alone, etcd #13848).
+//
+// With systemd the flag is removed without a second restart. etcd reads
+// --force-new-cluster only while it bootstraps the server at start, to
+// rewrite the membership in its WAL (3.5: NewServer in
+// server/etcdserver/server.go, "if !cfg.ForceNewCluster { restartNode }
+// else { restartAsStandaloneNode }"; 3.6 and 3.7: bootstrapWALFromSnapshot
+// in server/etcdserver/bootstrap.go, "if cfg.ForceNewCluster"); nothing
+// reads it afterwards. The running etcd is therefore a one-member cluster
+// that stays one, and any later start (a crash, a reboot, an operator)
+// reads the config without the flag and replays the one-member membership
+// from the WAL. A static pod is restarted by the kubelet whenever its
+// manifest changes, so there removing the flag is a second restart, and
+// the step waits for it.
 type ForceNewCluster struct {
 	AllowMajorityAlive bool           `yaml:"allowMajorityAlive" doc:"DANGEROUS: skip the fencing check that no other member answers"`
 	AllowBehind        bool           `yaml:"allowBehind" doc:"DANGEROUS: go on when another member had newer data at the start of the session; the revisions (and raft entries) it has beyond the survivor are lost"`
@@ -68,7 +82,7 @@ func (s *ForceNewCluster) Describe(c *Ctx, t Target) []Action {
 	}
 	acts := []Action{{Host: h, Kind: API,
 		Cmd: fmt.Sprintf("look first (read-only): is ETCD_FORCE_NEW_CLUSTER in %s, does %s answer as a one-member cluster (revision not below the recorded ones)? "+
-			"After a kill the step goes on from there: once %s is a one-member cluster, only removing the flag and restarting are left", where, m.Name, m.Name),
+			"After a kill the step goes on from there: once %s is a one-member cluster, only removing the flag is left", where, m.Name, m.Name),
 		Run: func(ctx context.Context, env Env) error {
 			p, why, err := s.decide(ctx, c, env, t)
 			if err != nil {
@@ -85,7 +99,8 @@ func (s *ForceNewCluster) Describe(c *Ctx, t Target) []Action {
 	wait := Action{Host: h, Kind: Wait, Cmd: fmt.Sprintf("wait up to %s until %s answers health as a one-member cluster", s.Within.D(), m.ClientURL),
 		Run: func(ctx context.Context, env Env) error { return waitSingle(ctx, c, env, t, s.Within.D()) }}
 	start := join("systemctl", "restart", unit)
-	if c.Cluster.Layout.Service == "static-pod" {
+	pod := c.Cluster.Layout.Service == "static-pod"
+	if pod {
 		start = "true # the kubelet restarts the static pod when its manifest changes"
 	}
 	behind := fmt.Sprintf("refuse if %s is behind another member that had data at session start (its revision and raft index now against theirs)", m.Name)
@@ -105,11 +120,19 @@ func (s *ForceNewCluster) Describe(c *Ctx, t Target) []Action {
 		r.only(Action{Host: h, Kind: Shell, Destructive: true, Cmd: editConfig(c, []kv{{"ETCD_FORCE_NEW_CLUSTER", "true"}}, nil)}, before...),
 		r.only(Action{Host: h, Kind: Shell, Destructive: true, Cmd: start}, before...),
 		r.only(wait, before...),
-		r.only(Action{Host: h, Kind: Shell, Cmd: editConfig(c, nil, []string{"ETCD_FORCE_NEW_CLUSTER"})}, after...),
+	)
+	unset := Action{Host: h, Kind: Shell, Cmd: editConfig(c, nil, []string{"ETCD_FORCE_NEW_CLUSTER"})}
+	if !pod {
+		// No restart: etcd reads the flag only at start (see
+		// [ForceNewCluster]); the next start reads the config without it.
+		unset.Cmd += " # no restart: etcd reads --force-new-cluster only when it starts"
+		return append(acts, r.only(unset, after...))
+	}
+	return append(acts,
+		r.only(unset, after...),
 		r.only(Action{Host: h, Kind: Shell, Cmd: start}, after...),
 		r.only(wait, after...),
 	)
-	return acts
 }
 
 // notBehind is force-new-cluster's live precondition: the survivor must

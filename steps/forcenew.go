@@ -24,10 +24,13 @@ const (
 	// the flag, restart with it, then remove it.
 	fncFlagWritten
 	// fncForced: the flag is in the config and the survivor answers as a
-	// one-member cluster: only removing the flag and restarting are left.
+	// one-member cluster: only removing the flag is left (and, for a
+	// static pod, the restart that follows it).
 	fncForced
-	// fncDone: no flag, the survivor answers as a one-member cluster with
-	// its data: nothing is left.
+	// fncDone: no flag in the config, the survivor answers as a one-member
+	// cluster with its data: nothing is left. The etcd running may still
+	// be the one started with the flag: etcd reads it only at start, so
+	// the next start reads the config without it (see [ForceNewCluster]).
 	fncDone
 )
 
@@ -94,11 +97,14 @@ func decideFNC(name string, seen fncSeen, recorded []fncRecorded, allowBehind bo
 	}
 	switch {
 	case !seen.FlagSet && seen.single() && seen.RunsWithFlag:
-		return fncForced, fmt.Sprintf("flag removed, %s but still runs with the flag → restarting without it", state), nil
+		// Safe to build on: a restart of any kind reads the config, which
+		// no longer has the flag, so members added from here on are not
+		// forced out again.
+		return fncDone, fmt.Sprintf("flag removed, %s; the etcd running was started with the flag, which etcd reads only at start: done", state), nil
 	case !seen.FlagSet && seen.single():
 		return fncDone, fmt.Sprintf("%s, %s: done", flag, state), nil
 	case seen.FlagSet && seen.single():
-		return fncForced, fmt.Sprintf("%s, %s → removing the flag and restarting", flag, state), nil
+		return fncForced, fmt.Sprintf("%s, %s → removing the flag", flag, state), nil
 	case seen.FlagSet:
 		return fncFlagWritten, fmt.Sprintf("%s, %s → checking the fence again, restarting with the flag, then removing it", flag, state), nil
 	}

@@ -154,21 +154,25 @@ func TestForceNewClusterResumesFromEveryKillPoint(t *testing.T) {
 		wantErr                string
 	}{
 		"nothing written yet, etcd without quorum": {etcd: "old", fenceOK: true,
-			want: []string{"fence", "write flag", "restart", "remove flag", "restart"}, wantLog: "flag not written, e1 answers as a member of a 3-member cluster → the whole step"},
+			want: []string{"fence", "write flag", "restart", "remove flag"}, wantLog: "flag not written, e1 answers as a member of a 3-member cluster → the whole step"},
 		"nothing written yet, another member answers on its peer port": {etcd: "old", fenceOK: false,
 			want: []string{"fence"}, wantErr: "exited with status 1"},
 		"flag written, etcd not restarted yet": {flag: true, etcd: "old", fenceOK: true,
-			want: []string{"fence", "write flag", "restart", "remove flag", "restart"}, wantLog: "flag written, e1 answers as a member of a 3-member cluster → checking the fence again"},
+			want: []string{"fence", "write flag", "restart", "remove flag"}, wantLog: "flag written, e1 answers as a member of a 3-member cluster → checking the fence again"},
 		"flag written, killed inside the restart (etcd down)": {flag: true, etcd: "down", fenceOK: true,
-			want: []string{"fence", "write flag", "restart", "remove flag", "restart"}, wantLog: "flag written, e1 does not answer"},
+			want: []string{"fence", "write flag", "restart", "remove flag"}, wantLog: "flag written, e1 does not answer"},
 		"flag written, the fence no longer holds": {flag: true, etcd: "old", fenceOK: false,
 			want: []string{"fence"}, wantErr: "exited with status 1"},
 		"flag written, etcd a one-member cluster": {flag: true, withFlag: true, forced: true, etcd: "single", fenceOK: false,
-			want: []string{"remove flag", "restart"}, wantLog: "flag written, e1 answers as a one-member cluster at revision 500 → removing the flag"},
+			want: []string{"remove flag"}, wantLog: "flag written, e1 answers as a one-member cluster at revision 500 → removing the flag"},
+		// The step's own end state: no second restart.
 		"flag removed, etcd still runs with it": {withFlag: true, forced: true, etcd: "single", fenceOK: false,
-			want: []string{"remove flag", "restart"}, wantLog: "flag removed, e1 answers as a one-member cluster at revision 500 but still runs with the flag"},
-		"flag removed, killed inside the last restart": {forced: true, etcd: "down", fenceOK: true,
-			want: []string{"fence", "write flag", "restart", "remove flag", "restart"}, wantLog: "flag not written, e1 does not answer"},
+			want: nil, wantLog: "flag removed, e1 answers as a one-member cluster at revision 500; the etcd running was started with the flag, which etcd reads only at start: done"},
+		// etcd crashed after the flag was removed and is not back: the
+		// step forces again; nothing was added to the cluster yet (every
+		// member-add needs this step done).
+		"flag removed, etcd down": {forced: true, etcd: "down", fenceOK: true,
+			want: []string{"fence", "write flag", "restart", "remove flag"}, wantLog: "flag not written, e1 does not answer"},
 		"done": {forced: true, etcd: "single", fenceOK: false,
 			want: nil, wantLog: "flag not written, e1 answers as a one-member cluster at revision 500: done"},
 	} {
@@ -205,13 +209,25 @@ func TestForceNewClusterResumesFromEveryKillPoint(t *testing.T) {
 				return
 			}
 			// Whatever the kill point, the step ends with the survivor a
-			// one-member cluster, the flag gone from file and process,
-			// and the Check agrees.
-			if s.flagInFile() || s.withFlag || s.etcd != "single" {
-				t.Errorf("ended with flag in file %v, in process %v, etcd %s", s.flagInFile(), s.withFlag, s.etcd)
+			// one-member cluster and the flag gone from its config, and
+			// the Check agrees.
+			if s.flagInFile() || s.etcd != "single" {
+				t.Errorf("ended with flag in file %v, etcd %s", s.flagInFile(), s.etcd)
 			}
 			if done, why, err := step.Check(ctx, c, s, ts[0]); !done || err != nil {
 				t.Errorf("check after the attempt: done %v (%s), %v", done, why, err)
+			}
+			// Any later restart (a crash, a reboot) starts etcd without
+			// the flag, still a one-member cluster, and the step stays
+			// done: nothing is forced again once members are added.
+			if _, err := s.Run(ctx, "systemctl restart etcd", nil); err != nil {
+				t.Fatal(err)
+			}
+			if s.withFlag || s.etcd != "single" {
+				t.Errorf("after a later restart: runs with the flag %v, etcd %s", s.withFlag, s.etcd)
+			}
+			if done, why, err := step.Check(ctx, c, s, ts[0]); !done || err != nil {
+				t.Errorf("check after a later restart: done %v (%s), %v", done, why, err)
 			}
 			if b, _ := os.ReadFile(filepath.Join(dir, "etcd.env")); !strings.Contains(string(b), "ETCD_NAME=e1") {
 				t.Errorf("env file lost its other settings: %q", b)
@@ -236,7 +252,8 @@ func TestDecideFNC(t *testing.T) {
 		"flag, member of three":           {seen: fncSeen{FlagSet: true, Answers: true, Members: 3}, want: fncFlagWritten},
 		"flag, not answering":             {seen: fncSeen{FlagSet: true}, want: fncFlagWritten},
 		"flag, one-member":                {seen: fncSeen{FlagSet: true, Answers: true, Members: 1, Self: true, Revision: 100}, recorded: rec, want: fncForced},
-		"no flag, one-member, runs with":  {seen: fncSeen{RunsWithFlag: true, Answers: true, Members: 1, Self: true, Revision: 100}, want: fncForced},
+		"no flag, one-member, runs with":  {seen: fncSeen{RunsWithFlag: true, Answers: true, Members: 1, Self: true, Revision: 100}, want: fncDone},
+		"no flag, runs with, not single":  {seen: fncSeen{RunsWithFlag: true, NoAnswer: "refused"}, want: fncFresh},
 		"done":                            {seen: single, recorded: rec, want: fncDone},
 		"done at the recorded revision":   {seen: single, recorded: []fncRecorded{{100, "recorded"}}, want: fncDone},
 		"one-member below the recorded":   {seen: single, recorded: []fncRecorded{{90, "a"}, {120, "pre-disaster"}}, wantErr: "below revision 120 (pre-disaster)"},
@@ -255,5 +272,26 @@ func TestDecideFNC(t *testing.T) {
 				t.Errorf("got %v (%q), %v; want %v", got, why, err, tc.want)
 			}
 		})
+	}
+}
+
+// TestForceNewClusterRestartsOnce: with systemd the survivor is restarted
+// once (with the flag), and the flag is then removed without a restart; a
+// static pod's manifest edit restarts it, so there the step waits again.
+func TestForceNewClusterRestartsOnce(t *testing.T) {
+	for layout, want := range map[string][2]int{"systemd": {1, 1}, "static-pod": {2, 2}} {
+		c, ts := testCtx(t, t.TempDir(), layout)
+		restarts, waits := 0, 0
+		for _, a := range (&ForceNewCluster{Within: 2e9}).Describe(c, ts[0]) {
+			if a.Cmd == "systemctl restart etcd" || strings.HasPrefix(a.Cmd, "true # the kubelet restarts") {
+				restarts++
+			}
+			if a.Kind == Wait {
+				waits++
+			}
+		}
+		if restarts != want[0] || waits != want[1] {
+			t.Errorf("%s: %d restarts and %d waits, want %v", layout, restarts, waits, want)
+		}
 	}
 }

@@ -167,8 +167,9 @@ func (s *MemberPromote) DefaultTimeout() (time.Duration, string) {
 	return withinPlus(s.Within.D(), 1, time.Minute)
 }
 
-// DefaultTimeout: force-new-cluster waits up to within: twice (after the
-// start with the flag, and after the restart without it).
+// DefaultTimeout: force-new-cluster waits up to within: once with systemd
+// (after the start with the flag) and twice for a static pod (also after
+// the kubelet restarts it without the flag); the default covers both.
 func (s *ForceNewCluster) DefaultTimeout() (time.Duration, string) {
 	return withinPlus(s.Within.D(), 2, 5*time.Minute)
 }
