@@ -209,9 +209,9 @@ func (g *gen) removeParams(m *memberRef) ([]kv, string, error) {
 }
 
 // quorumLoss follows examples/quorum-loss-force-new-cluster.yaml and
-// quorum-loss-five-members.yaml (route force-new-cluster), or saves a
-// snapshot from the survivor and restores every member from it like
-// restore-all-from-snapshot.yaml (route snapshot).
+// quorum-loss-five-members.yaml (route force-new-cluster), or
+// quorum-loss-from-survivor-snapshot.yaml (route snapshot: a snapshot of the
+// survivor restores every member, like restore-all-from-snapshot.yaml).
 func (g *gen) quorumLoss() error {
 	if len(g.names) < 2 {
 		return choiceErr([]string{"restore the one member: etcd-rescue new single-node-restore"}, "quorum-loss needs at least 2 members; the inventory has one")
@@ -263,12 +263,13 @@ func (g *gen) quorumLoss() error {
 		in = append(in, o)
 		var c []string
 		if i == 0 {
-			c = []string{"re-added one at a time (one learner at a time); initialCluster lists the members already in the cluster plus the one joining"}
+			c = []string{"re-added one at a time (etcd allows one learner at a time); initialCluster lists the members already in the cluster plus the one joining",
+				"the configs are written right after the wipe, off the path that waits on etcd; each member-add waits only for the promote before it"}
 		}
 		g.add(&step{gap: true, comments: c, id: "add-" + o, typ: "member-add", on: []string{o}, needs: prev})
-		g.add(&step{id: "config-" + o, typ: "set-config", on: []string{o}, needs: []string{"add-" + o},
+		g.add(&step{id: "config-" + o, typ: "set-config", on: []string{o}, needs: []string{"wipe-others"},
 			with: []kv{{"clusterState", "existing"}, {"initialCluster", list(g.inOrder(in))}}})
-		g.add(&step{id: "start-" + o, typ: "start-service", on: []string{o}, needs: []string{"config-" + o}, with: []kv{{"enable", flag(true)}}})
+		g.add(&step{id: "start-" + o, typ: "start-service", on: []string{o}, needs: []string{"add-" + o, "config-" + o}, with: []kv{{"enable", flag(true)}}})
 		g.add(&step{id: "promote-" + o, typ: "member-promote", on: []string{o}, needs: []string{"start-" + o}})
 		prev = []string{"promote-" + o}
 	}
@@ -290,7 +291,7 @@ func (g *gen) quorumLossSnapshot(s, why string) error {
 	}
 	g.choose("snapshot saved to %s (%s)", to, toWhy)
 	others := g.others(s)
-	g.name = "quorum-loss-snapshot"
+	g.name = "quorum-loss-from-survivor-snapshot"
 	g.description = fmt.Sprintf("Quorum is lost; a snapshot of %s is restored on every member into a new cluster.", s)
 	g.story = []string{
 		"quorum-loss, route snapshot: fewer than a majority of members answer.",
@@ -298,6 +299,9 @@ func (g *gen) quorumLossSnapshot(s, why string) error {
 		"the client API (with its sha256 trailer), and every member, the survivor",
 		"included, is rebuilt from that ONE snapshot with the same token and a",
 		"bumped revision, then they start together (restore-all-from-snapshot).",
+		"No member-add, so no \"unhealthy cluster\" window: the fastest route. The data",
+		"is the survivor's (revision bumped); the cluster ID and member IDs are new",
+		"when cluster.token is one the cluster never had (docs/cli.md: which route).",
 	}
 	saveC := []string{why}
 	if r := g.o.Recommend; r != nil {
