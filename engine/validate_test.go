@@ -100,8 +100,8 @@ func TestGoodPlans(t *testing.T) {
 // TestExamplesValid: every example validates with no error and no warning.
 func TestExamplesValid(t *testing.T) {
 	files, _ := filepath.Glob("../examples/*.yaml")
-	if len(files) != 10 {
-		t.Fatalf("want the 7 seed scenarios, the 5-member quorum loss and the two new-certificate plans in examples/, found %d", len(files))
+	if len(files) != 11 {
+		t.Fatalf("want the 7 seed scenarios, the 5-member quorum loss, the quorum loss from the survivor's snapshot and the two new-certificate plans in examples/, found %d", len(files))
 	}
 	for _, f := range files {
 		c, fs := Load(f, "")

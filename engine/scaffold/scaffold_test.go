@@ -219,6 +219,8 @@ func TestSameDryRunAsExamples(t *testing.T) {
 		"quorum-loss": {"quorum-loss-force-new-cluster.yaml", Options{Scenario: "quorum-loss", Survivor: "etcd1"}},
 		"quorum-loss-five-members": {"quorum-loss-five-members.yaml",
 			Options{Scenario: "quorum-loss", Route: "force-new-cluster", Survivor: "etcd1"}},
+		"quorum-loss-from-survivor-snapshot": {"quorum-loss-from-survivor-snapshot.yaml",
+			Options{Scenario: "quorum-loss", Route: "snapshot", Survivor: "etcd1", To: "backups/${cluster.name}-quorum-loss-${run.id}.db"}},
 		"restore-all": {"restore-all-from-snapshot.yaml", Options{Scenario: "restore-all-from-snapshot"}},
 		"single-node": {"single-node-restore.yaml", Options{Scenario: "single-node-restore"}},
 		"backup":      {"backup.yaml", Options{Scenario: "backup", Member: "etcd1", To: "${vars.backupDir}/etcd-${run.id}.db"}},
