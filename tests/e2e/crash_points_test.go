@@ -54,7 +54,7 @@ var midOf = map[string]midKind{
 	"restore":           midRemote,
 	"set-config":        midRemote,
 	"snapshot-copy":     midRemote,
-	"force-new-cluster": midRemote, // and between its restarts: see fncFlagWritten
+	"force-new-cluster": midRemote, // and while the flag is written: see fncFlagWritten
 	"exec":              midRemote,
 	"wait-healthy":      midPoll,
 	"verify-data":       midPoll,
@@ -221,7 +221,7 @@ func (e *e2e) crashAtEveryPoint(t *testing.T, l *lab.Lab, inv, plan string, extr
 				var how string
 				switch {
 				case fncSecond:
-					// second visit: between its restarts
+					// second visit: while the flag is written
 					if !waitFor(proc, 30*time.Second, func() bool { return fncFlagWritten(l, host) }) {
 						return
 					}
@@ -438,7 +438,9 @@ func waitFor(p *framework.Proc, limit time.Duration, f func() bool) bool {
 }
 
 // fncFlagWritten: host's env file sets ETCD_FORCE_NEW_CLUSTER=true (the
-// force-new-cluster step is between its restarts).
+// force-new-cluster step restarts the survivor with it, or waits for it;
+// the flag is removed, without a restart, once the survivor is a
+// one-member cluster).
 func fncFlagWritten(l *lab.Lab, host string) bool {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()

@@ -39,7 +39,8 @@ func TestE2ECrash(t *testing.T) {
 	// and polling step (crashAtEveryPoint), each scenario on a fresh lab;
 	// every session after a kill is a plain resume. In
 	// quorum-loss-force-new-cluster, force-new-cluster is also killed
-	// between its restarts (the flag in the env file). `make test` runs
+	// while the flag is in the env file (its restart with the flag, and
+	// the wait that follows). `make test` runs
 	// each scenario on one etcd version, 3.5 and 3.6 alternating, and
 	// force-new-cluster (whose restarts differ most between versions) on
 	// both; E2E_CRASH_ALL_VERSIONS=1 runs every scenario on both (about 4
