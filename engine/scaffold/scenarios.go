@@ -322,7 +322,7 @@ func (g *gen) quorumLossSnapshot(s, why string) error {
 	g.add(&step{id: "stop-survivor", typ: "stop-service", on: []string{s}, needs: []string{"save"}})
 	g.add(&step{id: "set-aside", typ: "wipe-dir", on: []string{"members"}, needs: []string{"fence", "stop-survivor"}})
 	g.add(&step{id: "ship", typ: "snapshot-copy", on: []string{"members"}, needs: []string{"save"}, with: []kv{{"from", str(to)}}})
-	g.restoreTail(bump, bumpWhy, []string{"set-aside", "check-snapshot"}, true)
+	g.restoreTail(bump, bumpWhy, []string{"set-aside", "check-snapshot"}, true, []string{"set-aside"})
 	return nil
 }
 
@@ -352,14 +352,16 @@ func (g *gen) restoreAll() error {
 	g.add(&step{id: "stop-etcd", typ: "stop-service", on: []string{"members"}, needs: []string{"record", "stop-apiserver"}})
 	g.add(&step{id: "set-aside", typ: "wipe-dir", on: []string{"members"}, needs: []string{"stop-etcd"}})
 	g.add(&step{comments: []string{why}, id: "ship", typ: "snapshot-copy", on: []string{"members"}, with: []kv{{"from", str(snap)}}})
-	g.restoreTail(bump, bumpWhy, []string{"set-aside", "check-snapshot"}, false)
+	g.restoreTail(bump, bumpWhy, []string{"set-aside", "check-snapshot"}, false, nil)
 	return nil
 }
 
 // restoreTail is the end every restore-all shares: verify the shipped
 // snapshot, restore, derive the settings, start together, check, and
-// start kube-apiserver again.
-func (g *gen) restoreTail(bump, bumpWhy string, restoreNeeds []string, enable bool) {
+// start kube-apiserver again. With configNeeds the settings are written
+// beside the restore (they are read only when etcd starts), once those
+// steps are done; without, after the restore.
+func (g *gen) restoreTail(bump, bumpWhy string, restoreNeeds []string, enable bool, configNeeds []string) {
 	g.add(&step{id: "check-snapshot", typ: "snapshot-verify", on: []string{"members"}, needs: []string{"ship"}})
 	r := &step{id: "restore", typ: "restore", on: []string{"members"}, needs: restoreNeeds,
 		with: []kv{{"snapshot", "/var/tmp/etcd-rescue/snapshot.db"}, {"bumpRevision", bump}}}
@@ -367,8 +369,15 @@ func (g *gen) restoreTail(bump, bumpWhy string, restoreNeeds []string, enable bo
 		r.comments = []string{bumpWhy}
 	}
 	g.add(r)
-	g.add(&step{id: "config", typ: "set-config", on: []string{"members"}, needs: []string{"restore"}, with: []kv{{"clusterState", "new"}}})
-	st := &step{id: "start", typ: "start-service", on: []string{"members"}, needs: []string{"config"}}
+	cfg := &step{id: "config", typ: "set-config", on: []string{"members"}, needs: []string{"restore"}, with: []kv{{"clusterState", "new"}}}
+	startNeeds := []string{"config"}
+	if configNeeds != nil {
+		cfg.needs = configNeeds
+		cfg.comments = []string{"written beside the restore: etcd reads its settings only when it starts"}
+		startNeeds = []string{"restore", "config"}
+	}
+	g.add(cfg)
+	st := &step{id: "start", typ: "start-service", on: []string{"members"}, needs: startNeeds}
 	if enable {
 		st.comments = []string{"enable: the fence disabled the unit on the other members"}
 		st.with = []kv{{"enable", flag(true)}}
