@@ -98,10 +98,6 @@ func (s *StartService) Describe(c *Ctx, t Target) []Action {
 		}
 		return []Action{{Host: t.Name(), Kind: Shell, Cmd: cmd}}
 	}
-	var acts []Action
-	if s.Enable {
-		acts = append(acts, Action{Host: t.Name(), Kind: Shell, Cmd: join("systemctl", "enable", unit)})
-	}
 	block := unit != c.Cluster.Layout.Unit
 	if s.Block != nil {
 		block = *s.Block
@@ -114,7 +110,7 @@ func (s *StartService) Describe(c *Ctx, t Target) []Action {
 		cmd += " || { [ $? = 5 ] && echo " + q(unit+" is not installed here: nothing to start") + "; }"
 	}
 	h := t.Name()
-	return append(acts, Action{Host: h, Kind: Shell, Cmd: cmd, Run: func(ctx context.Context, env Env) error {
+	acts := []Action{{Host: h, Kind: Shell, Cmd: cmd, Run: func(ctx context.Context, env Env) error {
 		r, err := env.Shell(h)
 		if err != nil {
 			return err
@@ -128,7 +124,14 @@ func (s *StartService) Describe(c *Ctx, t Target) []Action {
 			}
 		}
 		return err
-	}})
+	}}}
+	if s.Enable {
+		// Enabled after the start: systemctl enable reloads systemd's
+		// units (a few hundred ms), which need not delay the start; the
+		// Check asks for both, so a run killed in between enables it.
+		acts = append(acts, Action{Host: h, Kind: Shell, Cmd: join("systemctl", "enable", unit)})
+	}
+	return acts
 }
 
 func (s *StartService) Check(ctx context.Context, c *Ctx, env Env, t Target) (bool, string, error) {
@@ -137,10 +140,15 @@ func (s *StartService) Check(ctx context.Context, c *Ctx, env Env, t Target) (bo
 		return remoteTest(ctx, env, t, "[ -e "+q(staticManifest(c, unit))+" ]", unit+" manifest is in place")
 	}
 	test := "systemctl is-active --quiet " + q(unit) + " || [ \"$(systemctl show -p ActiveState --value " + q(unit) + ")\" = activating ]"
-	if s.MissingOK {
-		test += " || [ \"$(systemctl show -p LoadState --value " + q(unit) + ")\" = not-found ]"
+	why := unit + " is active or activating"
+	if s.Enable {
+		test = "{ " + test + "; } && systemctl is-enabled --quiet " + q(unit)
+		why += ", and enabled"
 	}
-	return remoteTest(ctx, env, t, test, unit+" is active or activating")
+	if s.MissingOK {
+		test = "{ " + test + "; } || [ \"$(systemctl show -p LoadState --value " + q(unit) + ")\" = not-found ]"
+	}
+	return remoteTest(ctx, env, t, test, why)
 }
 
 // remoteTest runs a read-only test on t's host: exit 0 means done.
