@@ -3,6 +3,11 @@ package steps
 import (
 	"context"
 	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"strings"
 	"testing"
 	"time"
 
@@ -180,4 +185,69 @@ func count(xs []string, x string) int {
 		}
 	}
 	return n
+}
+
+// cmdShell records the commands it is given and answers them from a
+// function.
+type cmdShell struct {
+	ran    []string
+	answer func(cmd string) error
+}
+
+func (s *cmdShell) Run(_ context.Context, cmd string, _ io.Reader) ([]byte, error) {
+	s.ran = append(s.ran, cmd)
+	if s.answer != nil {
+		return nil, s.answer(cmd)
+	}
+	return nil, nil
+}
+func (s *cmdShell) Upload(context.Context, string, string, os.FileMode) (string, error) {
+	return "", errors.New("no upload")
+}
+
+type shellEnv struct {
+	quorumEnv
+	sh *cmdShell
+}
+
+func (e *shellEnv) Shell(string) (Runner, error) { return e.sh, nil }
+
+// TestStartServiceEnablesAfterStart: with enable, etcd is started first
+// and enabled after (the enable's reload of systemd does not delay the
+// start), and the Check is done only when the unit is active AND enabled,
+// so a run killed between the two enables it on resume.
+func TestStartServiceEnablesAfterStart(t *testing.T) {
+	c, ts := testCtx(t, t.TempDir(), "systemd")
+	s := &StartService{Enable: true}
+	var cmds []string
+	for _, a := range s.Describe(c, ts[1]) {
+		cmds = append(cmds, a.Cmd)
+	}
+	if want := []string{"systemctl start --no-block etcd", "systemctl enable etcd"}; strings.Join(cmds, "|") != strings.Join(want, "|") {
+		t.Fatalf("actions %q, want %q", cmds, want)
+	}
+	for name, tc := range map[string]struct {
+		active, enabled, done bool
+	}{
+		"active, not enabled (killed between)": {true, false, false},
+		"active and enabled":                   {true, true, true},
+		"enabled, not active":                  {false, true, false},
+	} {
+		sh := &cmdShell{answer: func(cmd string) error {
+			// The check run by sh, with systemctl a shell function
+			// that answers for this case.
+			fake := fmt.Sprintf(`systemctl() { case "$1" in is-active) [ %v = true ];; is-enabled) [ %v = true ];; show) echo inactive;; esac; }; `, tc.active, tc.enabled)
+			if out, err := exec.Command("sh", "-c", fake+cmd).CombinedOutput(); err != nil {
+				return &ExitError{Host: "h2", Cmd: cmd, Code: 1, Stderr: string(out)}
+			}
+			return nil
+		}}
+		done, _, err := s.Check(context.Background(), c, &shellEnv{sh: sh}, ts[1])
+		if err != nil || done != tc.done {
+			t.Errorf("%s: done %v, %v; want %v (check %q)", name, done, err, tc.done, sh.ran)
+		}
+		if !strings.Contains(sh.ran[0], "systemctl is-enabled --quiet etcd") {
+			t.Errorf("%s: the check does not ask whether etcd is enabled: %q", name, sh.ran[0])
+		}
+	}
 }
