@@ -21,16 +21,25 @@ const (
 // runTarget takes one step-host from whatever its record says to done,
 // failed or blocked.
 func (w *walker) runTarget(ctx context.Context, n *Node, t *Target) outcome {
+	t0 := w.opts.now()
 	hs := w.hostState(n, t.Name())
 	if o, settled := w.settledEarlier(n, t, hs); settled {
 		return o
 	}
+	if w.haltedByFailure(n, t) {
+		return outFailed
+	}
+	w.addEngine(w.opts.now().Sub(t0))
 	// The semaphore is taken only here, around execution: a node waiting
 	// for its needs holds nothing.
 	if !w.acquire(ctx) {
 		return w.notStarted(runstate.Key(n.ID(), t.Name()))
 	}
 	defer w.release()
+	// A failure may have come while this one waited for a slot.
+	if w.haltedByFailure(n, t) {
+		return outFailed
+	}
 	if o, settled := w.beforeFirstAttempt(ctx, n, t, hs); settled {
 		return o
 	}
@@ -218,6 +227,10 @@ func (w *walker) settleDone(n *Node, t *Target, why string) outcome {
 	return outOK
 }
 
+// rootCauseRecorded, when set (by tests), is called once fail has recorded
+// a root cause, which stops new destructive step-hosts.
+var rootCauseRecorded func()
+
 // fail records a root cause. err may already be checkpointed by attempt.
 func (w *walker) fail(n *Node, t *Target, err error, env *stepEnv) outcome {
 	host := ""
@@ -244,6 +257,9 @@ func (w *walker) fail(n *Node, t *Target, err error, env *stepEnv) outcome {
 	w.mu.Lock()
 	w.failed = append(w.failed, se)
 	w.mu.Unlock()
+	if rootCauseRecorded != nil {
+		rootCauseRecorded()
+	}
 	return outFailed
 }
 
