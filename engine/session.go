@@ -149,15 +149,40 @@ func session(ctx context.Context, c *Compiled, run *runstate.Run, opts *Options,
 			}
 		}
 	}
-	uerr := run.SetOutcome(outcome)
-	run.Event(runstate.Event{Type: "run", Status: outcome})
+	engine := w.engineTime()
+	uerr := run.EndSession(outcome, engine)
+	run.Event(runstate.Event{Type: "run", Status: outcome, Msg: "engine time " + engineLine(engine, c.LoadTime+opts.now().Sub(opts.began))})
 	after = endFacts(ctx, c, opts, outcome)
 	run.Event(runstate.Event{Type: "facts", Msg: "at session end: " + factsNote(after)})
-	res = &Result{RunID: run.ID(), StateDir: run.StateDir(), State: run.Snapshot(), Wall: opts.now().Sub(start)}
+	res = &Result{RunID: run.ID(), StateDir: run.StateDir(), State: run.Snapshot(), Wall: opts.now().Sub(start),
+		Engine: engine, EngineWall: c.LoadTime + opts.now().Sub(opts.began)}
 	if outcome == runstate.OutcomeDone {
 		return res, uerr
 	}
 	return res, rerr
+}
+
+// engineTime is the engine's own time in this session, summed over
+// step-hosts (an upper bound where they overlap): loading the plan, the
+// preflight, the walk's scheduling and preparing (walk.go, attempt.go), and
+// every checkpoint and journal write of the run.
+func (w *walker) engineTime() time.Duration {
+	cp, jn := w.run.IOTime()
+	return w.c.LoadTime + w.opts.setup + time.Duration(w.engineNs.Load()) + cp + jn
+}
+
+// EngineLine is the summary line of the engine's own time, in the form
+// benchmarks parse: "engine time: 0.123 s (2.1% of 3.456 s wall)".
+func EngineLine(engine, wall time.Duration) string {
+	return "engine time: " + engineLine(engine, wall)
+}
+
+func engineLine(engine, wall time.Duration) string {
+	pct := 0.0
+	if wall > 0 {
+		pct = 100 * engine.Seconds() / wall.Seconds()
+	}
+	return fmt.Sprintf("%.3f s (%.1f%% of %.3f s wall)", engine.Seconds(), pct, wall.Seconds())
 }
 
 // sortStepErrors orders root causes by plan position, then host.

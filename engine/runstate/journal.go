@@ -37,6 +37,8 @@ func (r *Run) Event(ev Event) {
 	if r.events == nil {
 		return
 	}
+	t0 := time.Now()
+	defer func() { r.journalNs.Add(int64(time.Since(t0))) }()
 	if ev.Time.IsZero() {
 		ev.Time = r.now().UTC() // under the lock: lines are in time order
 	}

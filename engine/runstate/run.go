@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -36,6 +37,17 @@ type Run struct {
 	// on disk (guarded by wmu).
 	wmu   sync.Mutex
 	saved uint64
+
+	// checkpointNs and journalNs add up the time spent writing the
+	// checkpoint and the journal: the engine's own time (IOTime).
+	checkpointNs, journalNs atomic.Int64
+}
+
+// IOTime returns the time spent so far writing checkpoints (marshal,
+// fsync, rename, fsync of the dir) and journal lines. Writes are one at a
+// time, so neither exceeds the wall time.
+func (r *Run) IOTime() (checkpoint, journal time.Duration) {
+	return time.Duration(r.checkpointNs.Load()), time.Duration(r.journalNs.Load())
 }
 
 // ID is the run id.
@@ -138,6 +150,8 @@ func (r *Run) flush(mine uint64) error {
 	if r.saved >= mine {
 		return nil
 	}
+	t0 := time.Now()
+	defer func() { r.checkpointNs.Add(int64(time.Since(t0))) }()
 	r.mu.Lock()
 	r.st.Updated = r.now().UTC()
 	b, err := marshalJSON(r.st, "  ")
@@ -174,6 +188,15 @@ func (r *Run) Approve(id string, a Approval) error {
 // SetOutcome records durably how the run's session ended.
 func (r *Run) SetOutcome(outcome string) error {
 	return r.Update(func(s *State) { s.Outcome = outcome })
+}
+
+// EndSession records durably how the run's session ended and adds the
+// session's engine time to the run's, in one checkpoint.
+func (r *Run) EndSession(outcome string, engine time.Duration) error {
+	return r.Update(func(s *State) {
+		s.Outcome = outcome
+		s.EngineSeconds = float64((time.Duration(s.EngineSeconds*float64(time.Second)) + engine).Milliseconds()) / 1000
+	})
 }
 
 // Fact returns a recorded fact.
