@@ -149,9 +149,9 @@ func session(ctx context.Context, c *Compiled, run *runstate.Run, opts *Options,
 			}
 		}
 	}
-	engine := w.engineTime()
+	engine, parts := w.engineTime()
 	uerr := run.EndSession(outcome, engine)
-	run.Event(runstate.Event{Type: "run", Status: outcome, Msg: "engine time " + engineLine(engine, c.LoadTime+opts.now().Sub(opts.began))})
+	run.Event(runstate.Event{Type: "run", Status: outcome, Msg: "engine time " + engineLine(engine, c.LoadTime+opts.now().Sub(opts.began)) + ": " + parts})
 	after = endFacts(ctx, c, opts, outcome)
 	run.Event(runstate.Event{Type: "facts", Msg: "at session end: " + factsNote(after)})
 	res = &Result{RunID: run.ID(), StateDir: run.StateDir(), State: run.Snapshot(), Wall: opts.now().Sub(start),
@@ -165,10 +165,15 @@ func session(ctx context.Context, c *Compiled, run *runstate.Run, opts *Options,
 // engineTime is the engine's own time in this session, summed over
 // step-hosts (an upper bound where they overlap): loading the plan, the
 // preflight, the walk's scheduling and preparing (walk.go, attempt.go), and
-// every checkpoint and journal write of the run.
-func (w *walker) engineTime() time.Duration {
-	cp, jn := w.run.IOTime()
-	return w.c.LoadTime + w.opts.setup + time.Duration(w.engineNs.Load()) + cp + jn
+// every checkpoint and journal write of the run; and its parts, for the
+// journal.
+func (w *walker) engineTime() (time.Duration, string) {
+	io := w.run.IOStats()
+	sched := time.Duration(w.engineNs.Load())
+	setup := w.c.LoadTime + w.opts.setup
+	parts := fmt.Sprintf("checkpoints %.3f s in %d writes, journal %.3f s in %d lines, scheduling %.3f s, load and preflight %.3f s",
+		io.Checkpoint.Seconds(), io.Checkpoints, io.Journal.Seconds(), io.Lines, sched.Seconds(), setup.Seconds())
+	return setup + sched + io.Checkpoint + io.Journal, parts
 }
 
 // EngineLine is the summary line of the engine's own time, in the form
