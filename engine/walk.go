@@ -180,7 +180,14 @@ func (w *walker) haltedByFailure(n *Node, t *Target) bool {
 	if first.Host != "" {
 		at += " on " + first.Host
 	}
-	w.skip(n, t.Name(), "not run: "+at+" failed, and no destructive step starts after a failure")
+	why := "not run: " + at + " failed, and no destructive step starts after a failure"
+	if hs := w.hostState(n, t.Name()); hs.Status == runstate.StatusRunning || hs.Status == runstate.StatusFailed {
+		// Began in an earlier session: the record stays for a later
+		// resume to probe.
+		w.out.line(runstate.Key(n.ID(), t.Name()), "not started ("+why+"; left "+hs.Status+")")
+		return true
+	}
+	w.skip(n, t.Name(), why)
 	return true
 }
 
