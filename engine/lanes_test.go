@@ -2,6 +2,8 @@ package engine
 
 import (
 	"context"
+	"encoding/json"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -242,4 +244,52 @@ func TestResumeAfterKillMidLane(t *testing.T) {
 		t.Errorf("resume ran %v, want only h1's check of b and h1's c", got)
 	}
 	wantStatuses(t, res.State, map[string]string{"b@h1": "done", "c@h1": "done"})
+}
+
+// A destructive step-host left running by a killed session keeps that
+// record when a failure in the resumed session stops new starts: the next
+// resume must still probe it.
+func TestFailureKeepsRunningRecord(t *testing.T) {
+	h := newHarness(t, "", `
+  - {id: g, type: lane, on: all, with: {cmd: g}}
+  - {id: wipe, type: lane-destroy, on: h1, needs: [g], with: {cmd: wipe}}
+  - {id: f, type: run, on: h2, with: {cmd: f}}
+`)
+	runID := crashAt(t, h, "h1", "wipe")
+	// As if g@h1 had not been recorded done: the resume runs it again
+	// before it reaches wipe@h1.
+	store := &runstate.Store{Dir: h.stateDir}
+	st, err := store.Load(runID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.Find("g", "h1").Status = runstate.StatusPending
+	st.Find("f", "h2").Status = runstate.StatusPending
+	b, _ := json.Marshal(st)
+	if err := runstate.WriteFileAtomic(filepath.Join(h.stateDir, "runs", runID, "state.json"), b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	recorded := make(chan struct{})
+	var once sync.Once
+	rootCauseRecorded = func() { once.Do(func() { close(recorded) }) }
+	t.Cleanup(func() { rootCauseRecorded = nil })
+	h.w = &world{handler: func(host, cmd string) (string, int, error) {
+		switch cmd {
+		case "f":
+			return "", 3, nil
+		case "g":
+			if host == "h1" {
+				<-recorded
+			}
+		}
+		return "", 0, nil
+	}}
+	res, err := h.resume(runID, h.opts())
+	if re := runErrOf(t, err); len(re.Failed) != 1 || re.Failed[0].Step != "f" {
+		t.Fatalf("want f@h2 as the one root cause: %v", err)
+	}
+	if h.w.ran("h1", "wipe")+h.w.ran("h1", "check wipe") != 0 {
+		t.Error("wipe was touched after f failed")
+	}
+	wantStatuses(t, res.State, map[string]string{"g@h1": "done", "wipe@h1": "running", "f@h2": "failed"})
 }
