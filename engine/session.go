@@ -117,7 +117,7 @@ func session(ctx context.Context, c *Compiled, run *runstate.Run, opts *Options,
 	o := *opts
 	o.Stop = stop
 	w := &walker{c: c, runID: run.ID(), run: run, backend: backend, red: red, opts: &o, out: out,
-		sem: make(chan struct{}, opts.Parallelism)}
+		sem: newSlots(opts.Parallelism), ranks: ranks(c)}
 	if before != nil {
 		w.live = liveView(before.f)
 	}

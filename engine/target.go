@@ -32,7 +32,7 @@ func (w *walker) runTarget(ctx context.Context, n *Node, t *Target) outcome {
 	w.addEngine(w.opts.now().Sub(t0))
 	// The semaphore is taken only here, around execution: a node waiting
 	// for its needs holds nothing.
-	if !w.acquire(ctx) {
+	if !w.acquire(ctx, n, t) {
 		return w.notStarted(runstate.Key(n.ID(), t.Name()))
 	}
 	defer w.release()
@@ -62,15 +62,13 @@ func (w *walker) settledEarlier(n *Node, t *Target, hs *runstate.HostState) (out
 }
 
 // acquire takes a parallelism slot; false when the run is stopping.
-func (w *walker) acquire(ctx context.Context) bool {
+func (w *walker) acquire(ctx context.Context, n *Node, t *Target) bool {
 	if w.stopRequested() {
 		return false
 	}
-	select {
-	case w.sem <- struct{}{}:
-	case <-ctx.Done():
-		return false
-	case <-w.opts.Stop:
+	r := w.ranks[n]
+	r.host = t.Name()
+	if !w.sem.acquire(ctx, w.opts.Stop, r) {
 		return false
 	}
 	if w.stopRequested() {
@@ -80,7 +78,7 @@ func (w *walker) acquire(ctx context.Context) bool {
 	return true
 }
 
-func (w *walker) release() { <-w.sem }
+func (w *walker) release() { w.sem.release() }
 
 // beforeFirstAttempt decides what a step-host's record calls for before
 // it is applied: the operator's --rerun, the resume table for one that

@@ -19,8 +19,10 @@ type walker struct {
 	red     *Redactor
 	opts    *Options
 	out     *progress
-	sem     chan struct{}
-	askMu   sync.Mutex
+	sem     *slots
+	// ranks order the step-hosts waiting for a slot (slots.go).
+	ranks map[*Node]slotRank
+	askMu sync.Mutex
 	// live is the session-start view of the cluster given to steps (nil:
 	// facts not collected).
 	live *steps.Live
