@@ -2,7 +2,9 @@
 // a DAG of typed step instances (compile.go, dag.go), checks the etcd
 // recovery rules across steps (rules.go), and renders the dry-run, graphs
 // and schema (render.go, schema.go). The run side applies and resumes plans
-// (apply.go, resume.go, session.go): the walk over the DAG (walk.go), one
+// (apply.go, resume.go, session.go): the walk over the DAG (walk.go) along
+// the lanes and barriers the compile chose (lanes.go), with the parallelism
+// slots (slots.go), one
 // step-host from its record to an outcome (target.go) and its attempts
 // (attempt.go), with every command journalled (stepenv.go, journal.go) over
 // a Backend (sshbackend.go, etcdadapter.go). What a run leaves on disk is
