@@ -4,12 +4,11 @@
 // and schema (render.go, schema.go). The run side applies and resumes plans
 // (apply.go, resume.go, session.go): the walk over the DAG (walk.go) along
 // the lanes and barriers the compile chose (lanes.go), with the parallelism
-// slots (slots.go), one
-// step-host from its record to an outcome (target.go) and its attempts
-// (attempt.go), with every command journalled (stepenv.go, journal.go) over
-// a Backend (sshbackend.go, etcdadapter.go). What a run leaves on disk is
-// package runstate's; what the engine needs to know of a step type it asks
-// the type (steptype.go).
+// slots (slots.go), one step-host from its record to an outcome
+// (target.go) and its attempts (attempt.go), with every command journalled
+// (stepenv.go, journal.go) over a Backend (sshbackend.go, etcdadapter.go).
+// What a run leaves on disk is package runstate's; what the engine needs to
+// know of a step type it asks the type (steptype.go).
 package engine
 
 import (
