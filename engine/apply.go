@@ -15,6 +15,7 @@ import (
 // interrupted), or another error that kept the run from starting.
 func Apply(ctx context.Context, c *Compiled, opts Options) (*Result, error) {
 	opts.defaults()
+	opts.began = opts.now()
 	if len(opts.Rerun) > 0 || len(opts.MarkDone) > 0 {
 		return nil, &UsageError{"--rerun and --mark-done are for resume"}
 	}
@@ -44,9 +45,11 @@ func Apply(ctx context.Context, c *Compiled, opts Options) (*Result, error) {
 		return nil, err
 	}
 	defer lock.Release()
+	t0 := opts.now()
 	if err := preflight(c, &opts); err != nil {
 		return nil, err
 	}
+	opts.setup += opts.now().Sub(t0)
 	before, err := startFacts(ctx, c, &opts)
 	if err != nil {
 		return nil, err

@@ -107,6 +107,7 @@ func (w *walker) attempt(ctx context.Context, n *Node, t *Target) (*stepEnv, err
 		return nil, err
 	}
 	w.out.line(key, "running")
+	prep := w.opts.now()
 	limit := deadlineOf(n, t)
 	actx, cancel := context.WithTimeout(ctx, limit.d)
 	defer cancel()
@@ -114,7 +115,11 @@ func (w *walker) attempt(ctx context.Context, n *Node, t *Target) (*stepEnv, err
 	sctx := w.c.Ctx(n, w.runID, w.run.Facts())
 	var err error
 	var failed *steps.Action
-	for _, a := range t.Params.Describe(sctx, t.Target) {
+	acts := t.Params.Describe(sctx, t.Target)
+	// Preparing the first action and settling after the last are the
+	// engine's own time.
+	w.addEngine(w.opts.now().Sub(prep))
+	for _, a := range acts {
 		a := a
 		env.noteFailed("") // report a command of the failing action only
 		switch {
@@ -135,6 +140,7 @@ func (w *walker) attempt(ctx context.Context, n *Node, t *Target) (*stepEnv, err
 			break
 		}
 	}
+	settle := w.opts.now()
 	if err != nil && actx.Err() != nil && ctx.Err() == nil {
 		err = fmt.Errorf("timed out after %s (%s): %w", steps.FormatDuration(limit.d), limit.why(n), err)
 	}
@@ -147,6 +153,7 @@ func (w *walker) attempt(ctx context.Context, n *Node, t *Target) (*stepEnv, err
 	err = steps.FindCause(ctx, sctx, env, err)
 	elapsed := w.opts.now().Sub(start)
 	if err == nil {
+		w.addEngine(w.opts.now().Sub(settle))
 		if ferr := w.finish(n, host, runstate.StatusDone, "", env, elapsed); ferr != nil {
 			return env, ferr
 		}

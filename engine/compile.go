@@ -2,16 +2,18 @@
 // a DAG of typed step instances (compile.go, dag.go), checks the etcd
 // recovery rules across steps (rules.go), and renders the dry-run, graphs
 // and schema (render.go, schema.go). The run side applies and resumes plans
-// (apply.go, resume.go, session.go): the walk over the DAG (walk.go), one
-// step-host from its record to an outcome (target.go) and its attempts
-// (attempt.go), with every command journalled (stepenv.go, journal.go) over
-// a Backend (sshbackend.go, etcdadapter.go). What a run leaves on disk is
-// package runstate's; what the engine needs to know of a step type it asks
-// the type (steptype.go).
+// (apply.go, resume.go, session.go): the walk over the DAG (walk.go) along
+// the lanes and barriers the compile chose (lanes.go), with the parallelism
+// slots (slots.go), one step-host from its record to an outcome
+// (target.go) and its attempts (attempt.go), with every command journalled
+// (stepenv.go, journal.go) over a Backend (sshbackend.go, etcdadapter.go).
+// What a run leaves on disk is package runstate's; what the engine needs to
+// know of a step type it asks the type (steptype.go).
 package engine
 
 import (
 	"sort"
+	"time"
 
 	"gopkg.in/yaml.v3"
 
@@ -29,7 +31,10 @@ type Node struct {
 	Type    *steps.Type
 	Targets []*Target
 	Needs   []*Node // direct dependencies, in needs: order
-	Wave    int     // 0-based layer: a node's wave is after all its needs
+	// Edges are Needs with how the step waits for each: on the same host
+	// only (a lane) or on every host (a barrier); see lanes.go.
+	Edges []Edge
+	Wave  int // 0-based layer: a node's wave is after all its needs
 
 	ord int // index in Compiled.Nodes, for the rules' index (rules.go)
 }
@@ -53,6 +58,9 @@ type Compiled struct {
 	ByID    map[string]*Node
 	Waves   [][]*Node
 	Reg     map[string]*steps.Type
+
+	// LoadTime is how long reading, checking and compiling the plan took.
+	LoadTime time.Duration
 
 	rix *ruleIndex // built by the first rule that asks (rules.go)
 }
@@ -79,18 +87,32 @@ func (c *Compiled) Ctx(n *Node, runID string, facts map[string]string) *steps.Ct
 
 // Load reads, checks and compiles a plan: every finding of every stage.
 func Load(path, inventory string) (*Compiled, plans.Findings) {
-	return compileLoaded(plans.Load(path, inventory))
+	t0 := time.Now()
+	return timed(t0)(compileLoaded(plans.Load(path, inventory)))
 }
 
 // LoadBytes is Load for plan bytes already in memory (see plans.LoadBytes).
 func LoadBytes(path string, raw []byte, inventory string) (*Compiled, plans.Findings) {
-	return compileLoaded(plans.LoadBytes(path, raw, inventory))
+	t0 := time.Now()
+	return timed(t0)(compileLoaded(plans.LoadBytes(path, raw, inventory)))
 }
 
 // LoadReviewed is Load for the plan and inventory a reviewed-plan document
 // holds (plan --out).
 func LoadReviewed(d *reviewed.Document) (*Compiled, plans.Findings) {
-	return compileLoaded(d.LoadPlan())
+	t0 := time.Now()
+	return timed(t0)(compileLoaded(d.LoadPlan()))
+}
+
+// timed records in the compiled plan how long loading it took since t0
+// (the engine's own time, counted in the run's engine time).
+func timed(t0 time.Time) func(*Compiled, plans.Findings) (*Compiled, plans.Findings) {
+	return func(c *Compiled, fs plans.Findings) (*Compiled, plans.Findings) {
+		if c != nil {
+			c.LoadTime = time.Since(t0)
+		}
+		return c, fs
+	}
 }
 
 func compileLoaded(p *plans.Plan, fs plans.Findings) (*Compiled, plans.Findings) {
@@ -145,6 +167,7 @@ func Compile(p *plans.Plan, reg map[string]*steps.Type) (*Compiled, plans.Findin
 		return nil, fs
 	}
 	c.layer()
+	c.edges()
 	fs = append(fs, c.rules()...)
 	if fs.Errors() > 0 {
 		return nil, fs

@@ -77,6 +77,10 @@ type Options struct {
 	HostLock *hostlock.Options
 
 	locks *hostLocks // held by this session (set by Apply and Resume)
+	// began is when Apply or Resume was called, and setup the engine's
+	// own time from then to the session (preflight; resume's load).
+	began time.Time
+	setup time.Duration
 
 	now func() time.Time
 }
@@ -111,4 +115,9 @@ type Result struct {
 	StateDir string
 	State    *runstate.State // the final checkpoint
 	Wall     time.Duration
+	// Engine is the engine's own time in this session (EngineTime), and
+	// EngineWall the wall time it is a part of: from loading the plan to
+	// the end of the session.
+	Engine     time.Duration
+	EngineWall time.Duration
 }

@@ -39,10 +39,23 @@ type DryRunStep struct {
 	Destructive bool     `json:"destructive,omitempty"`
 	// Timeout is the time limit of each step-host, and TimeoutFrom where
 	// it comes from: the step's timeout:, or its type's default.
-	Timeout     string         `json:"timeout"`
-	TimeoutFrom string         `json:"timeoutFrom"`
-	Retries     int            `json:"retries,omitempty"`
-	Actions     []steps.Action `json:"actions"`
+	Timeout     string `json:"timeout"`
+	TimeoutFrom string `json:"timeoutFrom"`
+	Retries     int    `json:"retries,omitempty"`
+	// Edges say, per need, how the step's hosts wait for it (lanes.go).
+	Edges   []DryRunEdge   `json:"edges,omitempty"`
+	Actions []steps.Action `json:"actions"`
+}
+
+// DryRunEdge is one need of a step: lane (each host waits for the need on
+// the same host) or barrier (every host of the need first), and why.
+type DryRunEdge struct {
+	Need string   `json:"need"`
+	Kind EdgeKind `json:"kind"`
+	Why  string   `json:"why,omitempty"`
+	// Whole lists this step's hosts where the need has no instance: they
+	// wait for every host of the need (lane edges only).
+	Whole []string `json:"whole,omitempty"`
 }
 
 // BuildDryRun renders every step's actions with the dry-run placeholders.
@@ -70,6 +83,17 @@ func (c *Compiled) describe(n *Node, runID string, facts map[string]string) DryR
 	s.TimeoutFrom = "timeout:"
 	if !limit.setting {
 		s.TimeoutFrom = strings.TrimSuffix("default: "+limit.basis, ": ")
+	}
+	for _, e := range n.Edges {
+		de := DryRunEdge{Need: e.Need.ID(), Kind: e.Kind, Why: e.Why}
+		if e.Kind == EdgeLane {
+			for _, h := range n.Hosts() {
+				if laneOf(e.Need, h) == nil {
+					de.Whole = append(de.Whole, h)
+				}
+			}
+		}
+		s.Edges = append(s.Edges, de)
 	}
 	ctx := c.Ctx(n, runID, facts)
 	red := NewRedactor(c.Plan)
@@ -114,6 +138,9 @@ func (d *DryRun) WriteText(w io.Writer) error {
 				b.WriteString(" [DESTRUCTIVE]")
 			}
 			fmt.Fprintf(&b, ", deadline %s (%s)\n", s.Timeout, s.TimeoutFrom)
+			if l := s.waitsLine(); l != "" {
+				fmt.Fprintf(&b, "     runs per host, each waits for: %s\n", l)
+			}
 			for _, a := range s.Actions {
 				mark := " "
 				if a.Destructive {
@@ -130,6 +157,29 @@ func (d *DryRun) WriteText(w io.Writer) error {
 	fmt.Fprintf(&b, "\n%d steps in %d waves; \"!\" marks actions that change or remove data or membership\n", n, len(d.Waves))
 	_, err := io.WriteString(w, b.String())
 	return err
+}
+
+// waitsLine says how each host of a per-host step waits for its needs:
+// "ship on the same host (lane); all of record (barrier: ...)".
+// Empty for a step that runs once or needs nothing.
+func (s DryRunStep) waitsLine() string {
+	if len(s.Hosts) == 0 || len(s.Edges) == 0 {
+		return ""
+	}
+	var parts []string
+	for _, e := range s.Edges {
+		switch e.Kind {
+		case EdgeLane:
+			p := e.Need + " on the same host (lane)"
+			if len(e.Whole) > 0 {
+				p = fmt.Sprintf("%s on the same host (lane; all of it on %s, where it does not run)", e.Need, strings.Join(e.Whole, ", "))
+			}
+			parts = append(parts, p)
+		default:
+			parts = append(parts, "all of "+e.Need+" (barrier: "+e.Why+")")
+		}
+	}
+	return strings.Join(parts, "; ")
 }
 
 // WriteJSON prints the dry-run as JSON.
@@ -167,8 +217,12 @@ func WriteGraph(c *Compiled, w io.Writer, format string) error {
 			fmt.Fprintf(&b, "  %q [label=\"%s\"%s];\n", n.ID(), label(n), attr)
 		}
 		for _, n := range c.Nodes {
-			for _, d := range n.Needs {
-				fmt.Fprintf(&b, "  %q -> %q;\n", d.ID(), n.ID())
+			for _, e := range n.Edges {
+				attr := ""
+				if e.Kind == EdgeLane {
+					attr = " [style=dashed, label=\"per host\"]"
+				}
+				fmt.Fprintf(&b, "  %q -> %q%s;\n", e.Need.ID(), n.ID(), attr)
 			}
 		}
 		b.WriteString("}\n")
@@ -180,8 +234,12 @@ func WriteGraph(c *Compiled, w io.Writer, format string) error {
 			fmt.Fprintf(&b, "  %s[\"%s\"]\n", ids[n], strings.ReplaceAll(label(n), "\\n", "<br/>"))
 		}
 		for _, n := range c.Nodes {
-			for _, d := range n.Needs {
-				fmt.Fprintf(&b, "  %s --> %s\n", ids[d], ids[n])
+			for _, e := range n.Edges {
+				arrow := "-->"
+				if e.Kind == EdgeLane {
+					arrow = "-.->|per host|"
+				}
+				fmt.Fprintf(&b, "  %s %s %s\n", ids[e.Need], arrow, ids[n])
 			}
 		}
 	default:

@@ -19,6 +19,7 @@ import (
 // *InvalidPlanError and *runstate.NoStateError.
 func Resume(ctx context.Context, runID string, opts Options) (*Result, error) {
 	opts.defaults()
+	opts.began = opts.now()
 	store, id, err := runstate.LocateRun(opts.StateDir, runID)
 	if err != nil {
 		return nil, err
@@ -37,10 +38,12 @@ func Resume(ctx context.Context, runID string, opts Options) (*Result, error) {
 		// Nothing to do, but say so rather than fail: resume is idempotent.
 		return &Result{RunID: id, StateDir: store.Dir, State: st}, nil
 	}
+	t0 := opts.now()
 	c, err := loadForResume(st, opts.Registry)
 	if err != nil {
 		return nil, err
 	}
+	c.LoadTime = opts.now().Sub(t0)
 	if err := checkSelectors(c, opts.Rerun, "--rerun"); err != nil {
 		return nil, err
 	}
@@ -50,9 +53,11 @@ func Resume(ctx context.Context, runID string, opts Options) (*Result, error) {
 	if err := checkApprovals(c, opts.Approve); err != nil {
 		return nil, err
 	}
+	t0 = opts.now()
 	if err := preflight(c, &opts); err != nil {
 		return nil, err
 	}
+	opts.setup += opts.now().Sub(t0)
 	if err := c.Bind(id); err != nil {
 		return nil, err
 	}

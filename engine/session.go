@@ -117,7 +117,7 @@ func session(ctx context.Context, c *Compiled, run *runstate.Run, opts *Options,
 	o := *opts
 	o.Stop = stop
 	w := &walker{c: c, runID: run.ID(), run: run, backend: backend, red: red, opts: &o, out: out,
-		sem: make(chan struct{}, opts.Parallelism)}
+		sem: newSlots(opts.Parallelism), ranks: ranks(c)}
 	if before != nil {
 		w.live = liveView(before.f)
 	}
@@ -149,15 +149,45 @@ func session(ctx context.Context, c *Compiled, run *runstate.Run, opts *Options,
 			}
 		}
 	}
-	uerr := run.SetOutcome(outcome)
-	run.Event(runstate.Event{Type: "run", Status: outcome})
+	engine, parts := w.engineTime()
+	uerr := run.EndSession(outcome, engine)
+	run.Event(runstate.Event{Type: "run", Status: outcome, Msg: "engine time " + engineLine(engine, c.LoadTime+opts.now().Sub(opts.began)) + ": " + parts})
 	after = endFacts(ctx, c, opts, outcome)
 	run.Event(runstate.Event{Type: "facts", Msg: "at session end: " + factsNote(after)})
-	res = &Result{RunID: run.ID(), StateDir: run.StateDir(), State: run.Snapshot(), Wall: opts.now().Sub(start)}
+	res = &Result{RunID: run.ID(), StateDir: run.StateDir(), State: run.Snapshot(), Wall: opts.now().Sub(start),
+		Engine: engine, EngineWall: c.LoadTime + opts.now().Sub(opts.began)}
 	if outcome == runstate.OutcomeDone {
 		return res, uerr
 	}
 	return res, rerr
+}
+
+// engineTime is the engine's own time in this session, summed over
+// step-hosts (an upper bound where they overlap): loading the plan, the
+// preflight, the walk's scheduling and preparing (walk.go, attempt.go), and
+// every checkpoint and journal write of the run; and its parts, for the
+// journal.
+func (w *walker) engineTime() (time.Duration, string) {
+	io := w.run.IOStats()
+	sched := time.Duration(w.engineNs.Load())
+	setup := w.c.LoadTime + w.opts.setup
+	parts := fmt.Sprintf("checkpoints %.3f s in %d writes, journal %.3f s in %d lines, scheduling %.3f s, load and preflight %.3f s",
+		io.Checkpoint.Seconds(), io.Checkpoints, io.Journal.Seconds(), io.Lines, sched.Seconds(), setup.Seconds())
+	return setup + sched + io.Checkpoint + io.Journal, parts
+}
+
+// EngineLine is the summary line of the engine's own time, in the form
+// benchmarks parse: "engine time: 0.123 s (2.1% of 3.456 s wall)".
+func EngineLine(engine, wall time.Duration) string {
+	return "engine time: " + engineLine(engine, wall)
+}
+
+func engineLine(engine, wall time.Duration) string {
+	pct := 0.0
+	if wall > 0 {
+		pct = 100 * engine.Seconds() / wall.Seconds()
+	}
+	return fmt.Sprintf("%.3f s (%.1f%% of %.3f s wall)", engine.Seconds(), pct, wall.Seconds())
 }
 
 // sortStepErrors orders root causes by plan position, then host.

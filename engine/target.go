@@ -21,16 +21,25 @@ const (
 // runTarget takes one step-host from whatever its record says to done,
 // failed or blocked.
 func (w *walker) runTarget(ctx context.Context, n *Node, t *Target) outcome {
+	t0 := w.opts.now()
 	hs := w.hostState(n, t.Name())
 	if o, settled := w.settledEarlier(n, t, hs); settled {
 		return o
 	}
+	if w.haltedByFailure(n, t) {
+		return outFailed
+	}
+	w.addEngine(w.opts.now().Sub(t0))
 	// The semaphore is taken only here, around execution: a node waiting
 	// for its needs holds nothing.
-	if !w.acquire(ctx) {
+	if !w.acquire(ctx, n, t) {
 		return w.notStarted(runstate.Key(n.ID(), t.Name()))
 	}
 	defer w.release()
+	// A failure may have come while this one waited for a slot.
+	if w.haltedByFailure(n, t) {
+		return outFailed
+	}
 	if o, settled := w.beforeFirstAttempt(ctx, n, t, hs); settled {
 		return o
 	}
@@ -53,15 +62,13 @@ func (w *walker) settledEarlier(n *Node, t *Target, hs *runstate.HostState) (out
 }
 
 // acquire takes a parallelism slot; false when the run is stopping.
-func (w *walker) acquire(ctx context.Context) bool {
+func (w *walker) acquire(ctx context.Context, n *Node, t *Target) bool {
 	if w.stopRequested() {
 		return false
 	}
-	select {
-	case w.sem <- struct{}{}:
-	case <-ctx.Done():
-		return false
-	case <-w.opts.Stop:
+	r := w.ranks[n]
+	r.host = t.Name()
+	if !w.sem.acquire(ctx, w.opts.Stop, r) {
 		return false
 	}
 	if w.stopRequested() {
@@ -71,7 +78,7 @@ func (w *walker) acquire(ctx context.Context) bool {
 	return true
 }
 
-func (w *walker) release() { <-w.sem }
+func (w *walker) release() { w.sem.release() }
 
 // beforeFirstAttempt decides what a step-host's record calls for before
 // it is applied: the operator's --rerun, the resume table for one that
@@ -218,6 +225,10 @@ func (w *walker) settleDone(n *Node, t *Target, why string) outcome {
 	return outOK
 }
 
+// rootCauseRecorded, when set (by tests), is called once fail has recorded
+// a root cause, which stops new destructive step-hosts.
+var rootCauseRecorded func()
+
 // fail records a root cause. err may already be checkpointed by attempt.
 func (w *walker) fail(n *Node, t *Target, err error, env *stepEnv) outcome {
 	host := ""
@@ -244,6 +255,9 @@ func (w *walker) fail(n *Node, t *Target, err error, env *stepEnv) outcome {
 	w.mu.Lock()
 	w.failed = append(w.failed, se)
 	w.mu.Unlock()
+	if rootCauseRecorded != nil {
+		rootCauseRecorded()
+	}
 	return outFailed
 }
 

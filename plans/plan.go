@@ -152,6 +152,7 @@ type Step struct {
 	With        yaml.Node `yaml:"with" doc:"parameters of the step type, decoded strictly"`
 	Timeout     Duration  `yaml:"timeout" rescue:"positive" doc:"time limit per host; when left out, the step type's default deadline (10m; longer for types that wait or transfer: see the dry-run)"`
 	Retries     int       `yaml:"retries" doc:"extra attempts after a failure (only for steps safe to repeat)"`
+	Barrier     bool      `yaml:"barrier" doc:"true: on every host, wait until each need is done on ALL its hosts, even where the engine would let this step go on per host (see the dry-run's runs per host line)"`
 
 	Pos    Pos            `yaml:"-"`
 	KeyPos map[string]Pos `yaml:"-"`

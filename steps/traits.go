@@ -201,3 +201,43 @@ func (*MemberAdd) StartsOnPlanURLs() bool    { return true }
 func (*MemberUpdate) StartsOnPlanURLs() bool { return true }
 func (*Restore) StartsOnPlanURLs() bool      { return true }
 func (*SetConfig) StartsOnPlanURLs() bool    { return true }
+
+// LaneSafe is implemented by step types whose work on a host reads and
+// changes only that host: the step on host h may go on as soon as its needs
+// are done on h, without waiting for the other hosts (a lane; see
+// engine/lanes.go). The engine draws a lane between two steps only when
+// both are per host and neither is cluster-level; any other need is a
+// barrier (every host of the need first), which is also what a type that
+// does not implement LaneSafe gets. Not per host, on purpose: membership
+// changes, force-new-cluster, start-service (restored members start
+// together: a Type=notify etcd blocks until it has a quorum), exec (its
+// command may do anything), and every step that runs once.
+type LaneSafe interface {
+	LaneSafe() bool
+}
+
+// LaneSafe: stopping a unit on a host is host-local. The engine still makes
+// the need a barrier when the unit stopped is not the cluster's etcd unit
+// (stopping kube-apiserver everywhere before anything else is the
+// runbooks' order).
+func (*StopService) LaneSafe() bool    { return true }
+func (*WipeDir) LaneSafe() bool        { return true }
+func (*Chown) LaneSafe() bool          { return true }
+func (*SnapshotCopy) LaneSafe() bool   { return true }
+func (*SnapshotVerify) LaneSafe() bool { return true }
+func (*Restore) LaneSafe() bool        { return true }
+func (*SetConfig) LaneSafe() bool      { return true }
+func (*CertIssue) LaneSafe() bool      { return true }
+
+// NoLane is implemented by per-host step types that are never in a
+// lane, to say why in the dry-run.
+type NoLane interface {
+	NoLane() string
+}
+
+func (*StartService) NoLane() string    { return "members start together" }
+func (*Exec) NoLane() string            { return "its command may reach other hosts" }
+func (*MemberAdd) NoLane() string       { return "it changes the membership" }
+func (*MemberUpdate) NoLane() string    { return "it changes the membership" }
+func (*MemberPromote) NoLane() string   { return "it changes the membership" }
+func (*ForceNewCluster) NoLane() string { return "it rebuilds the cluster" }

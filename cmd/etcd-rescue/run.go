@@ -325,6 +325,10 @@ func writeSummary(w io.Writer, res *engine.Result) {
 	fmt.Fprintf(w, "run %s: %s; step-hosts: %d done, %d failed, %d skipped, %d pending, %d running; wall %s\n",
 		st.RunID, st.Outcome, n[runstate.StatusDone], n[runstate.StatusFailed], n[runstate.StatusSkipped], n[runstate.StatusPending], n[runstate.StatusRunning],
 		dur(runstate.Millis(res.Wall.Milliseconds())))
+	if res.EngineWall > 0 {
+		// Parsed by benchmarks: keep the form.
+		fmt.Fprintln(w, engine.EngineLine(res.Engine, res.EngineWall))
+	}
 	writeTimes(w, st)
 }
 

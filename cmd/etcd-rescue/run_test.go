@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -260,6 +261,10 @@ steps:
 		if !strings.Contains(out, want) {
 			t.Errorf("resume output lacks %q:\n%s", want, out)
 		}
+	}
+	// The engine's own time, in the form benchmarks parse.
+	if !regexp.MustCompile(`(?m)^engine time: [0-9]+\.[0-9]{3} s \([0-9]+\.[0-9]% of [0-9]+\.[0-9]{3} s wall\)$`).MatchString(out) {
+		t.Errorf("resume output lacks the engine time line:\n%s", out)
 	}
 	if _, err := os.Stat(filepath.Join(dir, "etcd.rescue-"+runID, "member")); err != nil {
 		t.Errorf("not moved aside: %v", err)

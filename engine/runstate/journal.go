@@ -24,10 +24,17 @@ type Event struct {
 	Msg        string `json:"msg,omitempty"`
 }
 
-// Event appends one line to the journal and syncs it. The journal is a
-// record, not the checkpoint: a failed write is dropped rather than
-// failing the step (a full disk fails the next checkpoint instead, which
-// does stop the run), so the journal may lack lines the state implies.
+// Event appends one line to the journal. The line is synced with the next
+// checkpoint (flush syncs the journal before it writes the state) or when
+// the run is closed, not on its own: a killed process loses none (the
+// kernel has it), and a crash of the machine loses at most the lines after
+// the last checkpoint, whose state says what ran (a step-host left running
+// is probed on resume). Syncing each line cost about as much as the
+// checkpoints themselves, under the lock every step-host takes. The
+// journal is a record, not the checkpoint: a failed write is dropped
+// rather than failing the step (a full disk fails the next checkpoint
+// instead, which does stop the run), so the journal may lack lines the
+// state implies.
 func (r *Run) Event(ev Event) {
 	ev.Cmd = r.red.String(ev.Cmd)
 	ev.Error = r.red.String(ev.Error)
@@ -37,6 +44,8 @@ func (r *Run) Event(ev Event) {
 	if r.events == nil {
 		return
 	}
+	t0 := time.Now()
+	defer func() { r.journalNs.Add(int64(time.Since(t0))); r.lines.Add(1) }()
 	if ev.Time.IsZero() {
 		ev.Time = r.now().UTC() // under the lock: lines are in time order
 	}
@@ -46,7 +55,7 @@ func (r *Run) Event(ev Event) {
 	}
 	b = r.red.Bytes(b)
 	if _, err := r.events.Write(b); err == nil {
-		_ = r.events.Sync()
+		r.unsynced.Store(true)
 	}
 }
 
@@ -77,4 +86,5 @@ func (s *Store) AppendEvent(id string, red Redactor, now func() time.Time, ev Ev
 	defer f.Close()
 	r := &Run{store: s, red: red, events: f, now: now}
 	r.Event(ev)
+	_ = f.Sync()
 }

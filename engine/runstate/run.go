@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -36,6 +37,29 @@ type Run struct {
 	// on disk (guarded by wmu).
 	wmu   sync.Mutex
 	saved uint64
+
+	// checkpointNs and journalNs add up the time spent writing the
+	// checkpoint and the journal, checkpoints and lines count the writes:
+	// the engine's own time (IOStats).
+	checkpointNs, journalNs atomic.Int64
+	checkpoints, lines      atomic.Int64
+	// unsynced: journal lines were written since the journal's last sync.
+	unsynced atomic.Bool
+}
+
+// IOStats is what writing a run's files has cost so far.
+type IOStats struct {
+	Checkpoint  time.Duration // sync of the journal's new lines, marshal, write, fsync, rename, fsync of the dir
+	Checkpoints int64
+	Journal     time.Duration // marshal and write of journal lines (synced with the checkpoints)
+	Lines       int64
+}
+
+// IOStats returns the time spent so far writing checkpoints and journal
+// lines. Writes of each are one at a time, so neither exceeds the wall time.
+func (r *Run) IOStats() IOStats {
+	return IOStats{Checkpoint: time.Duration(r.checkpointNs.Load()), Checkpoints: r.checkpoints.Load(),
+		Journal: time.Duration(r.journalNs.Load()), Lines: r.lines.Load()}
 }
 
 // ID is the run id.
@@ -104,16 +128,37 @@ func (s *Store) Open(st *State, red Redactor, now func() time.Time) (*Run, error
 	return r, nil
 }
 
-// Close closes the journal.
+// Close syncs and closes the journal.
 func (r *Run) Close() error {
 	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.events == nil {
+	f := r.events
+	r.events = nil
+	r.mu.Unlock()
+	if f == nil {
 		return nil
 	}
-	err := r.events.Close()
-	r.events = nil
+	// A flush syncing the journal holds wmu: let it finish first.
+	r.wmu.Lock()
+	defer r.wmu.Unlock()
+	err := f.Sync()
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
 	return err
+}
+
+// syncJournal makes the journal lines written so far durable, before a
+// checkpoint that follows them (called with wmu held).
+func (r *Run) syncJournal() {
+	if !r.unsynced.Swap(false) {
+		return
+	}
+	r.mu.Lock()
+	f := r.events
+	r.mu.Unlock()
+	if f != nil {
+		_ = f.Sync()
+	}
 }
 
 // Update applies f to the state and returns once a checkpoint holding the
@@ -138,6 +183,11 @@ func (r *Run) flush(mine uint64) error {
 	if r.saved >= mine {
 		return nil
 	}
+	t0 := time.Now()
+	defer func() { r.checkpointNs.Add(int64(time.Since(t0))); r.checkpoints.Add(1) }()
+	// The journal is durable whenever a checkpoint is: its lines up to
+	// now first.
+	r.syncJournal()
 	r.mu.Lock()
 	r.st.Updated = r.now().UTC()
 	b, err := marshalJSON(r.st, "  ")
@@ -174,6 +224,15 @@ func (r *Run) Approve(id string, a Approval) error {
 // SetOutcome records durably how the run's session ended.
 func (r *Run) SetOutcome(outcome string) error {
 	return r.Update(func(s *State) { s.Outcome = outcome })
+}
+
+// EndSession records durably how the run's session ended and adds the
+// session's engine time to the run's, in one checkpoint.
+func (r *Run) EndSession(outcome string, engine time.Duration) error {
+	return r.Update(func(s *State) {
+		s.Outcome = outcome
+		s.EngineSeconds = float64((time.Duration(s.EngineSeconds*float64(time.Second)) + engine).Milliseconds()) / 1000
+	})
 }
 
 // Fact returns a recorded fact.

@@ -48,10 +48,14 @@ type State struct {
 	Created    time.Time `json:"created"`
 	Updated    time.Time `json:"updated"`
 	// Sessions counts apply + resumes of this run.
-	Sessions  int                  `json:"sessions"`
-	Steps     []*StepState         `json:"steps"`
-	Facts     map[string]string    `json:"facts"`
-	Approvals map[string]*Approval `json:"approvals,omitempty"`
+	Sessions int `json:"sessions"`
+	// EngineSeconds is the engine's own time over all sessions: checkpoint
+	// and journal writes, scheduling, compile and preflight; not the time
+	// spent waiting for hosts, etcd or the operator.
+	EngineSeconds float64              `json:"engineSeconds,omitempty"`
+	Steps         []*StepState         `json:"steps"`
+	Facts         map[string]string    `json:"facts"`
+	Approvals     map[string]*Approval `json:"approvals,omitempty"`
 }
 
 // StepState is one step of the plan in the checkpoint.
