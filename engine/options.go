@@ -25,7 +25,7 @@ type Options struct {
 	// bytes that were reviewed, not whatever the YAML file holds now. The
 	// default state dir is beside it.
 	PlanFile string
-	// Parallelism bounds the step-hosts executing at once (default 4).
+	// Parallelism bounds the step-hosts executing at once (default 10).
 	Parallelism int
 	// Approve lists approve steps answered yes in advance (--approve).
 	Approve []string
@@ -87,7 +87,7 @@ type Options struct {
 
 func (o *Options) defaults() {
 	if o.Parallelism <= 0 {
-		o.Parallelism = 4
+		o.Parallelism = 10
 	}
 	switch {
 	case o.RetryDelay == 0:

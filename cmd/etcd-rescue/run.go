@@ -94,7 +94,7 @@ type runFlags struct {
 func addRunFlags(fl *pflag.FlagSet) *runFlags {
 	rf := &runFlags{
 		stateDir:    fl.String("state-dir", "", "state `DIR` (default: .etcd-rescue beside the plan; resume finds the run through the run index)"),
-		parallelism: fl.Int("parallelism", 4, "step-hosts executing at once"),
+		parallelism: fl.Int("parallelism", 10, "step-hosts executing at once"),
 		yes:         fl.Bool("yes", false, "do not ask for confirmation (required without a terminal)"),
 		progress: fl.String("progress", progressAuto, "progress output `MODE`: auto (a live step × host table if stdout is a terminal "+
 			"and TERM is not dumb, else timestamped lines), plain (the lines), live (the table; exit 2 without a terminal); NO_COLOR turns colours off"),
