@@ -99,7 +99,7 @@ bench: lab-deps
 ## etcd-rescue beside the seed runbook typed by hand and Ansible, interleaved, BENCH_RUNS (3) runs
 ## each; prints medians, ratios, the runbook's critical-path limit and the goals (bench/rto/README.md).
 ## Root; installs ansible and bc when missing (under CI=true a missing one fails). BENCH_SCENARIOS,
-## BENCH_OUT (default /var/tmp/etcd-rescue-bench/DATE). About 25 min for 3 runs.
+## BENCH_OUT (default /var/tmp/etcd-rescue-bench/DATE). About 45 min for 3 runs on 2 cores.
 .PHONY: bench-rto
 bench-rto: build $(LAB_PREREQS)
 	@if ! command -v ansible-playbook >/dev/null || ! command -v bc >/dev/null; then \

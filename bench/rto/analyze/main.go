@@ -540,7 +540,7 @@ func (rep *report) stepTable(s, k, c string) {
 	if e, ok := parseEngineLine(string(out)); ok {
 		eng = fmt.Sprintf("engine time %.2f s = %.1f%% of its %.2f s wall", e.Sec, e.Pct, e.Wall)
 	}
-	fmt.Fprintf(w, "### %s, %s keys, %s: run %s, wall %s s (the run's checkpoints span %.2f s; the rest is process start, plan and inventory load, SSH dials before the first step, exit); %s\n\n",
+	fmt.Fprintf(w, "### %s, %s keys, %s: run %s, wall %s s (the run's checkpoints span %.2f s; the rest is outside its steps: process start, plan and inventory load, the live checks before the first step and after the last, exit); %s\n\n",
 		s, k, c, r.Run, f2(r.Wall), st.Updated.Sub(st.Created).Seconds(), eng)
 	fmt.Fprintln(w, "| step | hosts | span (s) | engine (ms) | ssh (ms, cmds) | etcd api (ms) | other (ms) |")
 	fmt.Fprintln(w, "|---|---|---|---|---|---|---|")
