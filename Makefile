@@ -95,6 +95,21 @@ bench: lab-deps
 	  END{ if (a && b) printf "walk, 24 step-hosts of 5 ms: parallelism 4 takes %.2fx less time than parallelism 1 (baseline)\n", a/b; \
 	       if (d && o) printf "ssh: a command on the open connection takes %.1fx less time than dial+run (baseline)\n", d/o }'
 
+## bench-rto: recovery time on the lab (total loss 10k and 200k keys, quorum loss, lost host) of
+## etcd-rescue beside the seed runbook typed by hand and Ansible, interleaved, BENCH_RUNS (3) runs
+## each; prints medians, ratios, the runbook's critical-path limit and the goals (bench/rto/README.md).
+## Root; installs ansible and bc when missing (under CI=true a missing one fails). BENCH_SCENARIOS,
+## BENCH_OUT (default /var/tmp/etcd-rescue-bench/DATE). About 45 min for 3 runs on 2 cores.
+.PHONY: bench-rto
+bench-rto: build $(LAB_PREREQS)
+	@if ! command -v ansible-playbook >/dev/null || ! command -v bc >/dev/null; then \
+	  if [ "$$CI" = true ]; then echo "bench-rto: ansible or bc missing (apt-get install -y ansible bc)" >&2; exit 1; fi; \
+	  echo "bench-rto: apt-get install -y ansible bc"; \
+	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q ansible bc || exit 1; \
+	fi
+	$(GO) build -o bin/bench-rto-analyze ./bench/rto/analyze
+	bench/rto/bench.sh
+
 ## golden: rewrite the dry-run golden files after checking the change
 golden:
 	UPDATE_GOLDEN=1 $(GO) test -count=1 -run TestDryRunGolden ./engine/

@@ -336,8 +336,13 @@ func (e *e2e) factsIsolated(t *testing.T, l *lab.Lab, isolated []string) {
 	timeout := factsTimeout.String()
 	rev := framework.ClusterRevision(t, l)
 
-	// everything reachable
-	before := framework.QuietEtcdStates(t, l)
+	// everything reachable. What facts must not change on a host: etcd's
+	// unit state, its env file, the data dir's files with their owners and
+	// modes (and sizes and mtimes where etcd is stopped); see
+	// framework.UntouchedStates: etcd writing its own db or WAL while facts
+	// runs is not facts' doing. The cluster revision, compared at the end,
+	// says that nothing wrote through etcd.
+	before := framework.UntouchedStates(t, l)
 	f, r := e.FactsJSON(t, "--inventory", inv, "--timeout", timeout)
 	if r.Code != 0 {
 		t.Errorf("facts on a healthy lab: exit %d\n%s", r.Code, r)
@@ -352,7 +357,7 @@ func (e *e2e) factsIsolated(t *testing.T, l *lab.Lab, isolated []string) {
 			t.Errorf("healthy lab: member %s api %q (%s), status %+v, want answered at revision %d", m.Name, m.API, m.Error, m.Status, rev)
 		}
 	}
-	framework.CompareEtcdStates(t, before, framework.EtcdStates(t, l))
+	framework.CompareEtcdStates(t, before, framework.UntouchedStates(t, l))
 	t.Logf("facts on the healthy lab: %.2fs, every host ok, every member answered at revision %d; nothing changed", r.Wall.Seconds(), rev)
 
 	// 3 of 5 cut off
@@ -379,7 +384,7 @@ func (e *e2e) factsIsolated(t *testing.T, l *lab.Lab, isolated []string) {
 			return err == nil && lead == 0
 		})
 	}
-	before = framework.QuietEtcdStates(t, l)
+	before = framework.UntouchedStates(t, l)
 	f, r = e.FactsJSON(t, "--inventory", inv, "--timeout", timeout)
 	ratio := r.Wall.Seconds() / factsTimeout.Seconds()
 	t.Logf("facts with %d of %d hosts cut off (%s): wall %.2fs (its own elapsed %s) = %.2f × the %s timeout",
@@ -410,7 +415,7 @@ func (e *e2e) factsIsolated(t *testing.T, l *lab.Lab, isolated []string) {
 			t.Errorf("member %s on the reachable %s: api %q (%s), status %+v, want answered without a leader", m.Name, m.Host, m.API, m.Error, m.Status)
 		}
 	}
-	framework.CompareEtcdStates(t, before, framework.EtcdStates(t, l))
+	framework.CompareEtcdStates(t, before, framework.UntouchedStates(t, l))
 	if t.Failed() {
 		t.Logf("facts output:\n%s", r.Stdout)
 	}

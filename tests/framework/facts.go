@@ -217,6 +217,58 @@ func QuietEtcdStates(t *testing.T, l *lab.Lab) map[string]string {
 	}
 }
 
+// UntouchedStates is, for every lab host, what a read-only command of the
+// tool must leave as it was, read through the host's console (it works on
+// isolated hosts too): etcd's unit state (active, enabled), the env file's
+// content (sha256), and every file and directory under the data dir with
+// its type, owner and mode; with its size and mtime too, except in
+// member/ while etcd runs. A running etcd writes its own files at any time
+// (the backend member/snap/db after an election or a lease revoke, the raft
+// log member/wal on a leader change, the WAL's preallocated *.tmp), and that
+// is not the tool's change: a test that compared their sizes and mtimes
+// failed when etcd wrote in the middle of a facts collection. What the tool
+// could do to a host — write the env file, create, remove, chown or chmod a
+// file, stop, start or disable etcd — still shows; and with etcd stopped
+// nothing writes the data dir, so then every file's size and mtime are
+// compared as well. Whether etcd's data changed is for the caller to ask
+// etcd (the cluster revision, the member list).
+func UntouchedStates(t *testing.T, l *lab.Lab) map[string]string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	out := map[string]string{}
+	for _, h := range l.Hosts() {
+		s, err := l.RunConsole(ctx, h.Name, fmt.Sprintf(`echo "etcd: $(systemctl is-active etcd) $(systemctl is-enabled etcd 2>&1)"; echo "env: $(sha256sum %s 2>&1 | cut -d' ' -f1)"; find %s -printf '%%y %%p %%u:%%g %%m %%s %%T@\n' 2>&1 | sort`, lab.EnvFile, lab.DataDir))
+		if err != nil {
+			t.Fatalf("state of %s: %v", h.Name, err)
+		}
+		out[h.Name] = maskEtcdWrites(s)
+	}
+	return out
+}
+
+// maskEtcdWrites drops the size and mtime of the files under the data
+// dir's member/ from an UntouchedStates listing when its first line says
+// etcd is active or activating, and the WAL's preallocated *.tmp files.
+func maskEtcdWrites(s string) string {
+	lines := strings.Split(s, "\n")
+	if len(lines) == 0 || !strings.HasPrefix(lines[0], "etcd: active") && !strings.HasPrefix(lines[0], "etcd: activating") {
+		return s
+	}
+	var out []string
+	for _, line := range lines {
+		f := strings.Fields(line)
+		if len(f) == 6 && f[0] == "f" && strings.HasPrefix(f[1], lab.DataDir+"/member/") {
+			if strings.HasPrefix(f[1], lab.DataDir+"/member/wal/") && strings.HasSuffix(f[1], ".tmp") {
+				continue
+			}
+			line = strings.Join(f[:4], " ") + " (size, mtime: etcd runs)"
+		}
+		out = append(out, line)
+	}
+	return strings.Join(out, "\n")
+}
+
 // CompareEtcdStates reports every host whose state changed.
 func CompareEtcdStates(t *testing.T, before, after map[string]string) {
 	t.Helper()
