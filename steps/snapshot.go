@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path"
 	"path/filepath"
 	"strings"
 	"time"
@@ -16,11 +17,8 @@ import (
 	"github.com/etcd-rescue/etcd-rescue/plans"
 )
 
-// VerifySnapshotFile checks the sha256 trailer etcd appends to a snapshot
-// saved through the client API, and returns the sha256 of the whole file.
-// A raw member/snap/db copy or a truncated .part file fails here
-// (k3s #8824, etcd #18340).
-func VerifySnapshotFile(path string) (fileSHA string, err error) {
+// verifySnapshotFile reads path once: see [VerifySnapshotFile].
+func verifySnapshotFile(path string) (fileSHA string, err error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return "", err
@@ -171,13 +169,30 @@ func (s *SnapshotCopy) Describe(c *Ctx, t Target) []Action {
 	from, to := c.LocalPath(s.From), s.To
 	part := uploadtmp.RunPrefix(to, c.RunID) + "TOKEN" + uploadtmp.Suffix // the upload's temp file: this run's own
 	return []Action{
-		{Kind: Local, Cmd: "verify the sha256 trailer of " + q(from) + " and compute its sha256"},
-		{Host: t.Name(), Kind: Shell, Cmd: join("mkdir", "-p", "-m", "0700", filepath.Dir(to)) + " && " + staleUploads(to, c.RunID) + " && cat > " + q(part) + " < " + q(from) + " && sha256sum " + q(part) + " && " + join("mv", part, to),
+		{Kind: Local, Cmd: "verify the sha256 trailer of " + q(from) + " and compute its sha256 (once per file and session, for every host)"},
+		{Host: t.Name(), Kind: Shell, Cmd: uploadtmp.Script(to, part, s.checked(c.RunID, "<sha256 of "+from+">")) + " < " + q(from),
 			Run: func(ctx context.Context, env Env) error {
 				return s.copy(uploadtmp.WithRun(ctx, c.RunID), env, t, from, c.RunID)
 			}},
 	}
 }
+
+func (s *SnapshotCopy) checked(runID, sum string) uploadtmp.Checked {
+	return uploadtmp.Checked{SHA256: sum, Perm: 0o600, DirPerm: 0o700, RemoveStale: true, RunID: runID}
+}
+
+// UploadChecker is implemented by Runners that can upload a file in one
+// remote command that checks the expected sha256 on arrival (the SSH
+// runner); snapshot-copy falls back to Runner.Upload otherwise.
+type UploadChecker interface {
+	UploadChecked(ctx context.Context, local, remote string, c uploadtmp.Checked) (placed string, err error)
+}
+
+// FactPlaced is the fact under which snapshot-copy records a file it placed
+// on host: "SHA256 IDENTITY", the identity being uploadtmp.StatFormat of the
+// file right after the rename. snapshot-verify trusts the file's trailer
+// while the identity is unchanged.
+func FactPlaced(host, file string) string { return "snapshot.placed." + host + ":" + path.Clean(file) }
 
 func (s *SnapshotCopy) copy(ctx context.Context, env Env, t Target, from, runID string) error {
 	sum, err := VerifySnapshotFile(from)
@@ -187,6 +202,13 @@ func (s *SnapshotCopy) copy(ctx context.Context, env Env, t Target, from, runID 
 	r, err := env.Shell(t.Name())
 	if err != nil {
 		return err
+	}
+	if u, ok := r.(UploadChecker); ok {
+		placed, err := u.UploadChecked(ctx, from, s.To, s.checked(runID, sum))
+		if err != nil {
+			return err
+		}
+		return env.SetFact(FactPlaced(t.Name(), s.To), sum+" "+placed)
 	}
 	if _, err := r.Run(ctx, join("mkdir", "-p", "-m", "0700", filepath.Dir(s.To))+" && "+staleUploads(s.To, runID), nil); err != nil {
 		return err
