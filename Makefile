@@ -15,7 +15,7 @@ STATICCHECK := $(TOOLS_BIN)/staticcheck
 
 -include lab/lab.mk
 
-.PHONY: all build test unit e2e lint fuzz bench demo golden clean
+.PHONY: all build test unit e2e lint fuzz bench bench-ship demo golden clean
 
 all: build
 
@@ -94,6 +94,14 @@ bench: lab-deps
 	  /^BenchmarkDialAndRun/{d=$$3} /^BenchmarkRunOnOpenConn/{o=$$3} \
 	  END{ if (a && b) printf "walk, 24 step-hosts of 5 ms: parallelism 4 takes %.2fx less time than parallelism 1 (baseline)\n", a/b; \
 	       if (d && o) printf "ssh: a command on the open connection takes %.1fx less time than dial+run (baseline)\n", d/o }'
+
+## bench-ship: snapshot shipping against OpenSSH scp on the lab, both in the same run: a
+## SHIP_MIB snapshot to h1 and to h1..h3, interleaved rounds, medians and ratios (bench/ship).
+## Brings a lab up (3 members, 0 keys) and down; needs root like the lab.
+SHIP_MIB ?= 1024
+SHIP_ROUNDS ?= 3
+bench-ship: build $(LAB_PREREQS)
+	$(BIN) lab up --members 3 --keys 0 && { $(GO) run ./bench/ship -bin $(BIN) -size-mib $(SHIP_MIB) -rounds $(SHIP_ROUNDS); rc=$$?; $(BIN) lab down; exit $$rc; }
 
 ## golden: rewrite the dry-run golden files after checking the change
 golden:
