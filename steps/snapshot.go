@@ -297,7 +297,9 @@ func placedID(v string) string {
 // FactSnapStatus is the fact under which snapshot-verify records what
 // `snapshot status` said of file on host: "REVISION KEYS IDENTITY". restore
 // reuses the revision while the file's identity is unchanged.
-func FactSnapStatus(host, file string) string { return "snapshot.status." + host + ":" + path.Clean(file) }
+func FactSnapStatus(host, file string) string {
+	return "snapshot.status." + host + ":" + path.Clean(file)
+}
 
 func (s *SnapshotVerify) verify(ctx context.Context, c *Ctx, env Env, t Target) error {
 	r, err := env.Shell(t.Name())
