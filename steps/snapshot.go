@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -32,12 +33,21 @@ func verifySnapshotFile(path string) (fileSHA string, err error) {
 	if st.Size() <= sha256.Size {
 		return "", fmt.Errorf("%s is %d bytes: too small to be an etcd snapshot", path, st.Size())
 	}
-	whole, body := sha256.New(), sha256.New()
-	if _, err := io.Copy(io.MultiWriter(whole, body), io.LimitReader(f, st.Size()-sha256.Size)); err != nil {
+	// One hash pass: the whole file's digest continues the body's state.
+	body := sha256.New()
+	if _, err := io.CopyBuffer(body, io.LimitReader(f, st.Size()-sha256.Size), make([]byte, 1<<20)); err != nil {
 		return "", err
 	}
 	trailer := make([]byte, sha256.Size)
 	if _, err := io.ReadFull(f, trailer); err != nil {
+		return "", err
+	}
+	state, err := body.(encoding.BinaryMarshaler).MarshalBinary()
+	if err != nil {
+		return "", err
+	}
+	whole := sha256.New()
+	if err := whole.(encoding.BinaryUnmarshaler).UnmarshalBinary(state); err != nil {
 		return "", err
 	}
 	whole.Write(trailer)

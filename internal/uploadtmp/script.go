@@ -33,15 +33,22 @@ type Checked struct {
 }
 
 // Script is the one remote command of a checked upload of its standard input
-// to target through the temporary file tmp: it writes the file while hashing
-// the same bytes (tee into `openssl dgst -sha256`, or sha256sum where there is
-// no openssl: coreutils' is 3x slower on this kind of machine), compares the
-// digest with the expected one, and only then chmods, syncs and renames it
-// over target. It prints "sha256 DIGEST SIZE" after hashing and, once placed,
+// to target through the temporary file tmp: it writes the file (cat), hashes
+// it (`openssl dgst -sha256`, or sha256sum where there is no openssl:
+// coreutils' has no SHA extensions and is 3x slower), compares the digest
+// with the expected one, and only then chmods, syncs and renames it over
+// target.
+//
+// The hash reads the file back from the page cache right after writing it
+// rather than hashing the stream on its way in (tee FILE | openssl): tee
+// moves the data in 8 KiB reads and writes, and with the hosts' CPU as the
+// limit that pipeline cost twice the time of write-then-hash on the lab
+// (docs/measurements.md). On a link slower than the host's hashing the
+// streamed form would hide the hash behind the transfer instead; at
+// ~1 GB/s for openssl the read-back adds about 1 s per GiB. It prints "sha256 DIGEST SIZE" after hashing and, once placed,
 // "placed " + [StatFormat] of the target. On every failure the temporary file
 // is removed and target is left as it was; the exit code says which failure
-// (ExitMkdir, ExitWrite, ExitMismatch, ExitRename). POSIX sh: no pipefail,
-// so tee's status comes back on fd 3.
+// (ExitMkdir, ExitWrite, ExitMismatch, ExitRename). POSIX sh.
 func Script(target, tmp string, c Checked) string {
 	q := shellquote.Quote
 	dir := path.Dir(target)
@@ -53,10 +60,9 @@ func Script(target, tmp string, c Checked) string {
 		s += "rm -f -- " + q(RunPrefix(target, c.RunID)) + "*" + Suffix + "; "
 	}
 	s += "if command -v openssl >/dev/null 2>&1; then h='openssl dgst -sha256 -r'; else h=sha256sum; fi; " +
-		"o=$( { { tee -- \"$t\" 3>&-; echo \"tee $?\" >&3; } | $h; } 3>&1 ); " +
-		fmt.Sprintf("case \"$o\" in *'tee 0'*) ;; *) rm -f -- \"$t\"; echo \"writing $t failed: $o\" >&2; exit %d;; esac; ", ExitWrite) +
-		"g=$(printf '%s\\n' \"$o\" | sed -n 's/^\\([0-9a-f]\\{64\\}\\).*/\\1/p'); n=$(stat -c %s -- \"$t\"); " +
-		fmt.Sprintf("[ -n \"$g\" ] || { rm -f -- \"$t\"; echo \"no digest of $t: $o\" >&2; exit %d; }; ", ExitWrite) +
+		fmt.Sprintf("cat > \"$t\" || { rm -f -- \"$t\"; exit %d; }; ", ExitWrite) +
+		"g=$($h < \"$t\" | sed -n 's/^\\([0-9a-f]\\{64\\}\\).*/\\1/p'); n=$(stat -c %s -- \"$t\"); " +
+		fmt.Sprintf("[ -n \"$g\" ] || { rm -f -- \"$t\"; echo \"no digest of $t\" >&2; exit %d; }; ", ExitWrite) +
 		"echo \"sha256 $g $n\"; " +
 		fmt.Sprintf("[ \"$g\" = %s ] || { rm -f -- \"$t\"; exit %d; }; ", q(c.SHA256), ExitMismatch) +
 		fmt.Sprintf("chmod %04o -- \"$t\" || { rm -f -- \"$t\"; exit %d; }; ", c.Perm.Perm(), ExitWrite) +
