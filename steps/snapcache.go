@@ -25,10 +25,10 @@ var verified = struct {
 var verifyReads atomic.Int64
 
 type fileID struct {
-	path             string
-	size             int64
-	dev, ino         uint64
-	mtimeNs, ctimeNs int64
+	path     string
+	size     int64
+	dev, ino uint64
+	mtimeNs  int64
 }
 
 type verifyCall struct {
