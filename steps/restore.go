@@ -105,6 +105,9 @@ func (s *Restore) tmpDir(c *Ctx) string {
 // (FactSnapStatus): the revision it recorded is used then, and the file is
 // not read again.
 func (s *Restore) revisionCommand(c *Ctx, recorded string) string {
+	if recorded == "" {
+		return s.statusCommand(c)
+	}
 	return "[ \"$(stat -c " + q(uploadtmp.StatFormat) + " -- " + q(s.Snapshot) + " 2>/dev/null)\" = " + q(recorded) + " ] || " + s.statusCommand(c)
 }
 
