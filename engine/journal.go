@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/etcd-rescue/etcd-rescue/engine/runstate"
+	"github.com/etcd-rescue/etcd-rescue/internal/uploadtmp"
 	"github.com/etcd-rescue/etcd-rescue/steps"
 )
 
@@ -57,6 +58,23 @@ func (j *journalRunner) Upload(ctx context.Context, local, remote string, mode o
 		j.env.noteFailed(cmd)
 	}
 	return sum, err
+}
+
+// journalCheckedRunner is a journalRunner whose runner also uploads in
+// one checked command (steps.UploadChecker).
+type journalCheckedRunner struct{ *journalRunner }
+
+func (j *journalCheckedRunner) UploadChecked(ctx context.Context, local, remote string, c uploadtmp.Checked) (string, error) {
+	start := time.Now()
+	placed, err := j.r.(steps.UploadChecker).UploadChecked(ctx, local, remote, c)
+	d := time.Since(start)
+	j.env.addRemote(d, false)
+	cmd := fmt.Sprintf("upload %s to %s:%s (mode %04o, checked on arrival)", local, j.host, remote, c.Perm.Perm())
+	j.env.w.run.Event(runstate.Event{Type: "upload", Step: j.env.n.ID(), Host: j.host, Cmd: cmd, DurationMs: ms(d), Error: errString(err), Msg: "sha256 " + c.SHA256})
+	if err != nil {
+		j.env.noteFailed(cmd)
+	}
+	return placed, err
 }
 
 func ms(d time.Duration) *int64 { v := d.Milliseconds(); return &v }

@@ -186,9 +186,18 @@ func TestRestoreLive(t *testing.T) {
   - {id: config, type: set-config, on: all, needs: [restore], with: {clusterState: new}}
   - {id: start, type: start-service, on: all, needs: [config]}
 `
+	// What the hosts print for snapshot-verify's check (its file identity,
+	// then the status) and for restore's revision read.
+	status := func(host, cmd string) (string, int, error) {
+		if strings.Contains(cmd, "snapshot status") {
+			return "id 100 64769 12 1.5 1.5\n" + `{"hash":1,"revision":4000,"totalKey":3,"totalSize":100}`, 0, nil
+		}
+		return "", 0, nil
+	}
 	t.Run("a member still answers: refused", func(t *testing.T) {
 		e := newFakeEtcd().set("http://10.0.0.3:2379", "running", steps.EndpointStatus{MemberID: 3})
 		h, o := liveHarness(t, plan, nil, e)
+		h.w.handler = status
 		_, err := h.apply(o)
 		ref := refusalOf(t, err)
 		if !strings.Contains(ref.Reason, "m3") {
@@ -225,10 +234,7 @@ func TestRestoreLive(t *testing.T) {
 			if host == "h3" && strings.HasPrefix(cmd, "if [ -e /var/lib/etcd ]") {
 				e.set("http://10.0.0.3:2379", "unreachable", steps.EndpointStatus{}) // h3's link fails after the wipe
 			}
-			if strings.Contains(cmd, "snapshot status") {
-				return `{"hash":1,"revision":4000,"totalKey":3,"totalSize":100}`, 0, nil
-			}
-			return "", 0, nil
+			return status(host, cmd)
 		}
 		res, err := h.apply(o)
 		if err != nil {

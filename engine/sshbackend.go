@@ -13,6 +13,7 @@ import (
 
 	"github.com/etcd-rescue/etcd-rescue/internal/shellquote"
 	"github.com/etcd-rescue/etcd-rescue/internal/sshx"
+	"github.com/etcd-rescue/etcd-rescue/internal/uploadtmp"
 	"github.com/etcd-rescue/etcd-rescue/plans"
 	"github.com/etcd-rescue/etcd-rescue/steps"
 )
@@ -205,6 +206,29 @@ func (r *sshRunner) Upload(ctx context.Context, local, remote string, mode os.Fi
 		return "", err
 	}
 	return t.SHA256, nil
+}
+
+// UploadChecked: see [steps.UploadChecker].
+func (r *sshRunner) UploadChecked(ctx context.Context, local, remote string, ck uploadtmp.Checked) (string, error) {
+	if err := r.connect(ctx); err != nil {
+		return "", err
+	}
+	if err := r.locks.ensure(ctx, r.c.Name()); err != nil {
+		return "", err
+	}
+	f, err := os.Open(local)
+	if err != nil {
+		return "", fmt.Errorf("upload to %s:%s: %w", r.c.Name(), remote, err)
+	}
+	defer f.Close()
+	t, err := r.c.UploadChecked(ctx, f, remote, ck)
+	if err != nil {
+		if errors.Is(err, sshx.ErrConnectionLost) {
+			return "", fmt.Errorf("%w: %w", ErrOutcomeUnknown, err)
+		}
+		return "", err
+	}
+	return t.Placed, nil
 }
 
 // Reap kills what an earlier attempt of a step-host left running on host.

@@ -42,7 +42,11 @@ func (e *stepEnv) Shell(host string) (steps.Runner, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &journalRunner{env: e, host: host, r: r}, nil
+	j := &journalRunner{env: e, host: host, r: r}
+	if _, ok := r.(steps.UploadChecker); ok {
+		return &journalCheckedRunner{j}, nil
+	}
+	return j, nil
 }
 
 func (e *stepEnv) Etcd(ctx context.Context) (steps.Etcd, error) {

@@ -32,7 +32,7 @@ func Registry() map[string]*Type {
 		&Type{Name: "chown", Summary: "give a directory tree to the etcd user", New: func() Step { return &Chown{} }},
 		&Type{Name: "snapshot-save", Summary: "stream a snapshot from a member to the operator machine, with sha256", New: func() Step { return &SnapshotSave{} }},
 		&Type{Name: "snapshot-copy", Summary: "upload a snapshot to hosts and check its sha256 on arrival", New: func() Step { return &SnapshotCopy{} }},
-		&Type{Name: "snapshot-verify", Summary: "check a snapshot's sha256 trailer and etcdutl snapshot status on hosts", New: func() Step { return &SnapshotVerify{} }},
+		&Type{Name: "snapshot-verify", Summary: "check a snapshot on hosts: its sha256 trailer (unless this run's snapshot-copy placed it and it is unchanged) and etcdutl snapshot status, whose revision and key count are recorded", New: func() Step { return &SnapshotVerify{} }},
 		&Type{Name: "restore", Summary: "restore a member's data dir from a snapshot with derived flags", New: func() Step { return &Restore{} }},
 		&Type{Name: "set-config", Summary: "write the member's derived etcd settings to its env file or manifest", New: func() Step { return &SetConfig{} }},
 		&Type{Name: "member-add", Summary: "add the member on a host to the cluster (learner by default)", New: func() Step { return &MemberAdd{} }},

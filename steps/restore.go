@@ -1,14 +1,15 @@
 package steps
 
 import (
+	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"path"
 	"strconv"
 	"strings"
 
+	"github.com/etcd-rescue/etcd-rescue/internal/uploadtmp"
 	"github.com/etcd-rescue/etcd-rescue/plans"
 )
 
@@ -99,6 +100,50 @@ func (s *Restore) tmpDir(c *Ctx) string {
 	return strings.TrimSuffix(c.DataDir(), "/") + ".restoring-" + c.RunID
 }
 
+// revisionCommand prints the snapshot's `snapshot status -w json`, or
+// nothing when the file's identity is still the one snapshot-verify recorded
+// (FactSnapStatus): the revision it recorded is used then, and the file is
+// not read again.
+func (s *Restore) revisionCommand(c *Ctx, recorded string) string {
+	if recorded == "" {
+		return s.statusCommand(c)
+	}
+	return "[ \"$(stat -c " + q(uploadtmp.StatFormat) + " -- " + q(s.Snapshot) + " 2>/dev/null)\" = " + q(recorded) + " ] || " + s.statusCommand(c)
+}
+
+// recordedStatus splits a FactSnapStatus value.
+func recordedStatus(v string) (rev int64, id string) {
+	f := strings.SplitN(v, " ", 3)
+	if len(f) != 3 {
+		return 0, ""
+	}
+	rev, err := strconv.ParseInt(f[0], 10, 64)
+	if err != nil {
+		return 0, ""
+	}
+	return rev, f[2]
+}
+
+// snapshotRevision is the revision of the snapshot on the host: the one
+// snapshot-verify recorded when the file is unchanged, else read now.
+func (s *Restore) snapshotRevision(ctx context.Context, c *Ctx, env Env, t Target, r Runner) (int64, error) {
+	v, _ := env.Fact(FactSnapStatus(t.Name(), s.Snapshot))
+	rec, id := recordedStatus(v)
+	out, err := r.Run(ctx, s.revisionCommand(c, id), nil)
+	if err != nil {
+		return 0, fmt.Errorf("reading snapshot status: %w", err)
+	}
+	if len(bytes.TrimSpace(out)) == 0 && id != "" {
+		env.Logf("%s: %s unchanged since snapshot-verify read its status: revision %d", t.Name(), s.Snapshot, rec)
+		return rec, nil
+	}
+	st, err := parseSnapStatus(out)
+	if err != nil {
+		return 0, fmt.Errorf("reading snapshot status %q: %w", strings.TrimSpace(string(out)), err)
+	}
+	return st.Revision, nil
+}
+
 func (s *Restore) statusCommand(c *Ctx) string {
 	if c.Version.Minor <= 4 {
 		return "ETCDCTL_API=3 " + c.Bin("etcdctl") + " " + join("snapshot", "status", "-w", "json", s.Snapshot)
@@ -125,10 +170,27 @@ func (s *Restore) Describe(c *Ctx, t Target) []Action {
 		acts = append(acts, Action{Host: h, Kind: Shell, Cmd: s.command(c, t, "")})
 	case "auto":
 		shown := fmt.Sprintf("<auto: max(0, %s - snapshot revision) + %d>", FactPreRevision, s.Margin)
+		recorded := "<identity snapshot-verify recorded of " + s.Snapshot + ", if any>"
+		if !c.DryRun {
+			_, recorded = recordedStatus(c.Facts[FactSnapStatus(h, s.Snapshot)])
+		}
+		var rev *int64 // read by the first action, used by the second
 		acts = append(acts,
-			Action{Host: h, Kind: Shell, Cmd: s.statusCommand(c)},
+			Action{Host: h, Kind: Shell, Cmd: s.revisionCommand(c, recorded),
+				Run: func(ctx context.Context, env Env) error {
+					if _, ok := env.Fact(bumpFact); ok {
+						return nil // a resumed run restores with the bump it chose
+					}
+					r, err := env.Shell(h)
+					if err != nil {
+						return err
+					}
+					v, err := s.snapshotRevision(ctx, c, env, t, r)
+					rev = &v
+					return err
+				}},
 			Action{Host: h, Kind: Shell, Cmd: s.command(c, t, shown),
-				Run: func(ctx context.Context, env Env) error { return s.runAuto(ctx, c, env, t) }})
+				Run: func(ctx context.Context, env Env) error { return s.runAuto(ctx, c, env, t, rev) }})
 	default:
 		acts = append(acts, Action{Host: h, Kind: Shell, Cmd: s.command(c, t, mode)})
 	}
@@ -142,24 +204,25 @@ func (s *Restore) Describe(c *Ctx, t Target) []Action {
 
 // runAuto reads the snapshot's revision on the host, computes the bump and
 // restores. The bump is recorded as a fact so a resumed run uses the same.
-func (s *Restore) runAuto(ctx context.Context, c *Ctx, env Env, t Target) error {
+// bumpFact records the bump a restore chose, so a resumed run uses the same.
+const bumpFact = "restore.bump"
+
+func (s *Restore) runAuto(ctx context.Context, c *Ctx, env Env, t Target, rev *int64) error {
 	r, err := env.Shell(t.Name())
 	if err != nil {
 		return err
 	}
-	key := "restore.bump"
+	key := bumpFact
 	bump, ok := env.Fact(key)
 	if !ok {
-		out, err := r.Run(ctx, s.statusCommand(c), nil)
-		if err != nil {
-			return fmt.Errorf("reading snapshot status: %w", err)
+		if rev == nil {
+			v, err := s.snapshotRevision(ctx, c, env, t, r)
+			if err != nil {
+				return err
+			}
+			rev = &v
 		}
-		var st struct {
-			Revision int64 `json:"revision"`
-		}
-		if err := json.Unmarshal(out, &st); err != nil {
-			return fmt.Errorf("reading snapshot status %q: %w", strings.TrimSpace(string(out)), err)
-		}
+		st := snapStatus{Revision: *rev}
 		// The newest revision seen: recorded by check-quorum, or in the
 		// session-start facts (a stopped member's data dir, read offline).
 		pre, _, _ := newestSeen(c, env)
@@ -264,17 +327,12 @@ func (s *Restore) nothingAnswers(ctx context.Context, c *Ctx, env Env, t Target)
 	if err != nil {
 		return err
 	}
-	out, err := r.Run(ctx, s.statusCommand(c), nil)
+	rev, err := s.snapshotRevision(ctx, c, env, t, r)
 	if err != nil {
 		env.Logf("could not read the snapshot's revision (%v): the revisions lost are not known", oneLineErr(err))
 		return nil
 	}
-	var st struct {
-		Revision int64 `json:"revision"`
-	}
-	if json.Unmarshal(out, &st) == nil {
-		warnLoss(env, c, t, st.Revision)
-	}
+	warnLoss(env, c, t, rev)
 	return nil
 }
 

@@ -4,10 +4,13 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"io"
 	"os"
+	"path"
 	"path/filepath"
 	"strings"
 	"time"
@@ -16,11 +19,8 @@ import (
 	"github.com/etcd-rescue/etcd-rescue/plans"
 )
 
-// VerifySnapshotFile checks the sha256 trailer etcd appends to a snapshot
-// saved through the client API, and returns the sha256 of the whole file.
-// A raw member/snap/db copy or a truncated .part file fails here
-// (k3s #8824, etcd #18340).
-func VerifySnapshotFile(path string) (fileSHA string, err error) {
+// verifySnapshotFile reads path once: see [VerifySnapshotFile].
+func verifySnapshotFile(path string) (fileSHA string, err error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return "", err
@@ -33,12 +33,21 @@ func VerifySnapshotFile(path string) (fileSHA string, err error) {
 	if st.Size() <= sha256.Size {
 		return "", fmt.Errorf("%s is %d bytes: too small to be an etcd snapshot", path, st.Size())
 	}
-	whole, body := sha256.New(), sha256.New()
-	if _, err := io.Copy(io.MultiWriter(whole, body), io.LimitReader(f, st.Size()-sha256.Size)); err != nil {
+	// One hash pass: the whole file's digest continues the body's state.
+	body := sha256.New()
+	if _, err := io.CopyBuffer(body, io.LimitReader(f, st.Size()-sha256.Size), make([]byte, 1<<20)); err != nil {
 		return "", err
 	}
 	trailer := make([]byte, sha256.Size)
 	if _, err := io.ReadFull(f, trailer); err != nil {
+		return "", err
+	}
+	state, err := body.(encoding.BinaryMarshaler).MarshalBinary()
+	if err != nil {
+		return "", err
+	}
+	whole := sha256.New()
+	if err := whole.(encoding.BinaryUnmarshaler).UnmarshalBinary(state); err != nil {
 		return "", err
 	}
 	whole.Write(trailer)
@@ -171,13 +180,30 @@ func (s *SnapshotCopy) Describe(c *Ctx, t Target) []Action {
 	from, to := c.LocalPath(s.From), s.To
 	part := uploadtmp.RunPrefix(to, c.RunID) + "TOKEN" + uploadtmp.Suffix // the upload's temp file: this run's own
 	return []Action{
-		{Kind: Local, Cmd: "verify the sha256 trailer of " + q(from) + " and compute its sha256"},
-		{Host: t.Name(), Kind: Shell, Cmd: join("mkdir", "-p", "-m", "0700", filepath.Dir(to)) + " && " + staleUploads(to, c.RunID) + " && cat > " + q(part) + " < " + q(from) + " && sha256sum " + q(part) + " && " + join("mv", part, to),
+		{Kind: Local, Cmd: "verify the sha256 trailer of " + q(from) + " and compute its sha256 (once per file and session, for every host)"},
+		{Host: t.Name(), Kind: Shell, Cmd: uploadtmp.Script(to, part, s.checked(c.RunID, "<sha256 of "+from+">")) + " < " + q(from),
 			Run: func(ctx context.Context, env Env) error {
 				return s.copy(uploadtmp.WithRun(ctx, c.RunID), env, t, from, c.RunID)
 			}},
 	}
 }
+
+func (s *SnapshotCopy) checked(runID, sum string) uploadtmp.Checked {
+	return uploadtmp.Checked{SHA256: sum, Perm: 0o600, DirPerm: 0o700, RemoveStale: true, RunID: runID}
+}
+
+// UploadChecker is implemented by Runners that can upload a file in one
+// remote command that checks the expected sha256 on arrival (the SSH
+// runner); snapshot-copy falls back to Runner.Upload otherwise.
+type UploadChecker interface {
+	UploadChecked(ctx context.Context, local, remote string, c uploadtmp.Checked) (placed string, err error)
+}
+
+// FactPlaced is the fact under which snapshot-copy records a file it placed
+// on host: "SHA256 IDENTITY", the identity being uploadtmp.StatFormat of the
+// file right after the rename. snapshot-verify trusts the file's trailer
+// while the identity is unchanged.
+func FactPlaced(host, file string) string { return "snapshot.placed." + host + ":" + path.Clean(file) }
 
 func (s *SnapshotCopy) copy(ctx context.Context, env Env, t Target, from, runID string) error {
 	sum, err := VerifySnapshotFile(from)
@@ -187,6 +213,13 @@ func (s *SnapshotCopy) copy(ctx context.Context, env Env, t Target, from, runID 
 	r, err := env.Shell(t.Name())
 	if err != nil {
 		return err
+	}
+	if u, ok := r.(UploadChecker); ok {
+		placed, err := u.UploadChecked(ctx, from, s.To, s.checked(runID, sum))
+		if err != nil {
+			return err
+		}
+		return env.SetFact(FactPlaced(t.Name(), s.To), sum+" "+placed)
 	}
 	if _, err := r.Run(ctx, join("mkdir", "-p", "-m", "0700", filepath.Dir(s.To))+" && "+staleUploads(s.To, runID), nil); err != nil {
 		return err
@@ -237,12 +270,89 @@ type SnapshotVerify struct {
 func (s *SnapshotVerify) CheckedSnapshot() string { return s.File }
 
 func (s *SnapshotVerify) Describe(c *Ctx, t Target) []Action {
+	placed := "<identity recorded by this run's snapshot-copy of " + s.File + ", if any>"
+	if !c.DryRun {
+		placed = placedID(c.Facts[FactPlaced(t.Name(), s.File)])
+	}
+	return []Action{{Host: t.Name(), Kind: Shell, Cmd: s.command(c, placed),
+		Run: func(ctx context.Context, env Env) error { return s.verify(ctx, c, env, t) }}}
+}
+
+// command checks the file and reads its status in one remote command. The
+// trailer check (a whole read) is skipped when the file is still the one
+// this run's snapshot-copy placed: that upload compared the digest of the
+// bytes that arrived with the digest of the operator's file, whose trailer
+// was verified, and the identity (size, device, inode, mtime and ctime in
+// ns, taken right after the rename) shows nothing wrote to or replaced it
+// since. `snapshot status` (revision, keys) runs always, once.
+func (s *SnapshotVerify) command(c *Ctx, placed string) string {
 	tool := c.Bin("etcdutl")
 	if c.Version.Minor <= 4 {
 		tool = "ETCDCTL_API=3 " + c.Bin("etcdctl")
 	}
-	return []Action{
-		{Host: t.Name(), Kind: Shell, Cmd: trailerCheck(s.File)},
-		{Host: t.Name(), Kind: Shell, Cmd: tool + " " + join("snapshot", "status", "-w", "table", s.File)},
+	f := q(s.File)
+	return "id=$(stat -c " + q(uploadtmp.StatFormat) + " -- " + f + ") && " +
+		"{ [ \"$id\" = " + q(placed) + " ] || { " + trailerCheck(s.File) + "; } || { echo " + q(s.File+": no valid sha256 trailer: not a snapshot saved through the etcd API, or truncated") + " >&2; exit 1; }; } && " +
+		"echo \"id $id\" && " + tool + " " + join("snapshot", "status", "-w", "json", s.File)
+}
+
+// placedID is the identity in a FactPlaced value ("SHA256 IDENTITY").
+func placedID(v string) string {
+	if _, id, ok := strings.Cut(v, " "); ok {
+		return id
 	}
+	return ""
+}
+
+// FactSnapStatus is the fact under which snapshot-verify records what
+// `snapshot status` said of file on host: "REVISION KEYS IDENTITY". restore
+// reuses the revision while the file's identity is unchanged.
+func FactSnapStatus(host, file string) string {
+	return "snapshot.status." + host + ":" + path.Clean(file)
+}
+
+func (s *SnapshotVerify) verify(ctx context.Context, c *Ctx, env Env, t Target) error {
+	r, err := env.Shell(t.Name())
+	if err != nil {
+		return err
+	}
+	placed, _ := env.Fact(FactPlaced(t.Name(), s.File))
+	out, err := r.Run(ctx, s.command(c, placedID(placed)), nil)
+	if err != nil {
+		return err
+	}
+	var id string
+	for _, l := range strings.Split(string(out), "\n") {
+		if v, ok := strings.CutPrefix(l, "id "); ok {
+			id = strings.TrimSpace(v)
+			break
+		}
+	}
+	st, err := parseSnapStatus(out)
+	if err != nil || id == "" {
+		return fmt.Errorf("%s: reading the snapshot status of %s: %v (%q)", t.Name(), s.File, err, strings.TrimSpace(string(out)))
+	}
+	how := "trailer checked on the host"
+	if placed != "" && placedID(placed) == id {
+		how = "placed by this run's snapshot-copy with the verified sha256, unchanged since"
+	}
+	env.Logf("%s: %s at revision %d, %d keys (%s)", t.Name(), s.File, st.Revision, st.TotalKey, how)
+	return env.SetFact(FactSnapStatus(t.Name(), s.File), fmt.Sprintf("%d %d %s", st.Revision, st.TotalKey, id))
+}
+
+type snapStatus struct {
+	Revision int64 `json:"revision"`
+	TotalKey int64 `json:"totalKey"`
+}
+
+// parseSnapStatus reads `snapshot status -w json` from out, after any
+// lines before it.
+func parseSnapStatus(out []byte) (snapStatus, error) {
+	var st snapStatus
+	i := bytes.IndexByte(out, '{')
+	if i < 0 {
+		return st, fmt.Errorf("no json in the output")
+	}
+	err := json.Unmarshal(bytes.TrimSpace(out[i:]), &st)
+	return st, err
 }

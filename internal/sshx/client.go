@@ -279,6 +279,7 @@ func dial(ctx context.Context, cfg Config) (*conn, error) {
 	// The handshake does not take a context: closing the socket ends it.
 	stop := context.AfterFunc(ctx, func() { _ = nc.Close() })
 	sc, chans, reqs, err := ssh.NewClientConn(nc, hostport, &ssh.ClientConfig{
+		Config:            ssh.Config{Ciphers: preferredCiphers},
 		User:              cfg.User,
 		Auth:              auth,
 		HostKeyCallback:   hkcb,
@@ -317,6 +318,17 @@ func dial(ctx context.Context, cfg Config) (*conn, error) {
 		go keepAlive(cn, cfg.KeepAlive, cfg.KeepAliveTimeout)
 	}
 	return cn, nil
+}
+
+// preferredCiphers puts AES-GCM first (the snapshot transfer's cost is the
+// cipher: with AES-NI, Go's aes128-gcm moves about twice the bytes per CPU
+// second of chacha20-poly1305, the default of OpenSSH's scp), then
+// chacha20-poly1305 for hosts without AES-GCM, then the CTR modes. This is
+// x/crypto/ssh's own default order today, written here so that it does not
+// change under us.
+var preferredCiphers = []string{
+	ssh.CipherAES128GCM, ssh.CipherAES256GCM, ssh.CipherChaCha20Poly1305,
+	ssh.CipherAES128CTR, ssh.CipherAES192CTR, ssh.CipherAES256CTR,
 }
 
 func keepAlive(cn *conn, every, timeout time.Duration) {

@@ -1,6 +1,7 @@
 package sshx
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/sha256"
@@ -11,6 +12,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"strconv"
 	"strings"
 
 	"github.com/etcd-rescue/etcd-rescue/internal/uploadtmp"
@@ -65,6 +67,96 @@ func (c *Client) Upload(ctx context.Context, r io.Reader, remotePath string, per
 	}
 	return Transfer{SHA256: sum, Size: cr.n}, nil
 }
+
+// Checked is a [Client.UploadChecked] result.
+type Checked struct {
+	Transfer
+	// Placed is the placed file's identity on the host ([uploadtmp.StatFormat]),
+	// for later steps that trust it while it is unchanged.
+	Placed string
+}
+
+// MismatchError is a checked upload whose bytes arrived with another sha256
+// than the one expected; the target was left as it was.
+type MismatchError struct {
+	Host, Path string
+	// Want is the expected digest, Arrived the host's, Sent the digest of the
+	// bytes read locally while sending.
+	Want, Arrived, Sent string
+	Size                int64
+}
+
+func (e *MismatchError) Error() string {
+	why := "changed on the way or on the host's disk"
+	if e.Sent != e.Want {
+		why = "the local file changed after it was verified (sent sha256 " + e.Sent + ")"
+	}
+	return fmt.Sprintf("upload to %s:%s: checksum mismatch: want sha256 %s, %d bytes arrived with %s: %s; the target was left as it was",
+		e.Host, e.Path, e.Want, e.Size, e.Arrived, why)
+}
+
+// UploadChecked streams r to remotePath in ONE remote command
+// ([uploadtmp.Script]): the host makes the directory and removes this run's
+// stale temporary files when c says so, writes a temporary file beside
+// remotePath while hashing the same bytes, compares the digest with c.SHA256
+// and only then renames it into place. r is hashed here too while it is sent,
+// so that a mismatch says whether the local file changed. On any failure the
+// temporary file is removed and remotePath is left as it was. c.RunID is
+// taken from ctx ([uploadtmp.WithRun]).
+func (c *Client) UploadChecked(ctx context.Context, r io.Reader, remotePath string, ck uploadtmp.Checked) (Checked, error) {
+	_, base := path.Split(remotePath)
+	if base == "" || remotePath == "" {
+		return Checked{}, fmt.Errorf("host %s: upload: invalid remote path %q", c.name, remotePath)
+	}
+	if len(ck.SHA256) != 64 {
+		return Checked{}, fmt.Errorf("host %s: upload to %s: expected sha256 %q is not a hex digest", c.name, remotePath, ck.SHA256)
+	}
+	ck.RunID = uploadtmp.RunOf(ctx)
+	tmp := uploadtmp.NameFor(ctx, remotePath, randomToken())
+	h := sha256.New()
+	cr := &countingReader{r: io.TeeReader(r, h)}
+	res, err := c.Run(ctx, uploadtmp.Script(remotePath, tmp, ck), RunOpts{Stdin: bufio.NewReaderSize(cr, uploadBuf), Display: "upload " + remotePath + " (write " + tmp + ", check sha256 " + ck.SHA256 + ", rename)"})
+	sent := hex.EncodeToString(h.Sum(nil))
+	fail := func(e error) (Checked, error) {
+		// Best effort: the script removes its temporary file itself, unless it
+		// was killed (a timeout, a lost connection).
+		_, _ = c.Run(context.WithoutCancel(ctx), "rm -f -- "+Quote(tmp), RunOpts{Timeout: killGrace, Display: "upload cleanup " + tmp})
+		return Checked{}, e
+	}
+	if err != nil {
+		return fail(fmt.Errorf("upload to %s:%s: %w", c.name, remotePath, err))
+	}
+	var arrived, placed string
+	var size int64 = -1
+	for _, l := range strings.Split(string(res.Stdout), "\n") {
+		if f := strings.Fields(l); len(f) == 3 && f[0] == "sha256" {
+			arrived = f[1]
+			size, _ = strconv.ParseInt(f[2], 10, 64)
+		} else if rest, ok := strings.CutPrefix(l, "placed "); ok {
+			placed = strings.TrimSpace(rest)
+		}
+	}
+	switch res.ExitCode {
+	case 0:
+	case uploadtmp.ExitMismatch:
+		return fail(&MismatchError{Host: c.name, Path: remotePath, Want: ck.SHA256, Arrived: arrived, Sent: sent, Size: size})
+	case uploadtmp.ExitMkdir:
+		return fail(fmt.Errorf("upload to %s:%s: making its directory failed: %s", c.name, remotePath, tail(res.Stderr)))
+	case uploadtmp.ExitRename:
+		return fail(fmt.Errorf("upload to %s:%s: rename failed: %s", c.name, remotePath, tail(res.Stderr)))
+	default:
+		return fail(fmt.Errorf("upload to %s:%s: remote write exited %d: %s", c.name, remotePath, res.ExitCode, tail(res.Stderr)))
+	}
+	if arrived != ck.SHA256 || sent != ck.SHA256 || placed == "" {
+		// Cannot happen with the script above; refuse rather than trust it.
+		return Checked{}, fmt.Errorf("upload to %s:%s: placed, but the host reported sha256 %q (sent %s, want %s) and identity %q", c.name, remotePath, arrived, sent, ck.SHA256, placed)
+	}
+	return Checked{Transfer: Transfer{SHA256: sent, Size: cr.n}, Placed: placed}, nil
+}
+
+// uploadBuf is the size of the reads that feed an upload's channel: bigger
+// than x/crypto/ssh's 32 KiB packets, so a write fills several of them.
+const uploadBuf = 1 << 20
 
 // UploadFile is [Client.Upload] of a local file.
 func (c *Client) UploadFile(ctx context.Context, localPath, remotePath string, perm fs.FileMode) (Transfer, error) {
