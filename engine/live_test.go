@@ -212,6 +212,7 @@ func TestRestoreLive(t *testing.T) {
 	t.Run("a member behind an untrusted host: refused", func(t *testing.T) {
 		e := newFakeEtcd().set("http://10.0.0.3:2379", "untrusted", steps.EndpointStatus{})
 		h, o := liveHarness(t, plan, nil, e)
+		h.w.handler = status // check runs beside stop and wipe: it must pass for the refusal to be the cause
 		_, err := h.apply(o)
 		ref := refusalOf(t, err)
 		// wipe-dir on h3 refuses first (it refuses any "could not ask");
