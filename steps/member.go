@@ -303,7 +303,10 @@ func mustBeGone(ctx context.Context, api Etcd, env Env, m *Member) error {
 			untrusted = append(untrusted, a.URL)
 		}
 	}
-	if lm := LiveOf(env).Member(m.Name); lm != nil {
+	// The session-start view is of cluster.members: its entry of the
+	// same name is the replacement when the plan re-adds the name (another
+	// client URL), and says nothing of the member removed here.
+	if lm := LiveOf(env).Member(m.Name); lm != nil && containsStr(urls, lm.ClientURL) {
 		ev = append(ev, fmt.Sprintf("at session start %s was %s", m.Name, lm.API))
 	}
 	if alive {
