@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/etcd-rescue/etcd-rescue/plans"
@@ -285,7 +286,7 @@ func mustBeGone(ctx context.Context, api Etcd, env Env, m *Member) error {
 		env.Logf("member %x (%s) lists no client URL: it never started, so nothing can answer for it", m.ID, m.Name)
 		return nil
 	}
-	answers := askAll(ctx, api, urls, askTimeout)
+	answers := askAllGone(ctx, api, urls, askTimeout)
 	if err := ctx.Err(); err != nil {
 		return err // interrupted: the questions say nothing
 	}
@@ -302,7 +303,10 @@ func mustBeGone(ctx context.Context, api Etcd, env Env, m *Member) error {
 			untrusted = append(untrusted, a.URL)
 		}
 	}
-	if lm := LiveOf(env).Member(m.Name); lm != nil {
+	// The session-start view is of cluster.members: its entry of the
+	// same name is the replacement when the plan re-adds the name (another
+	// client URL), and says nothing of the member removed here.
+	if lm := LiveOf(env).Member(m.Name); lm != nil && containsStr(urls, lm.ClientURL) {
 		ev = append(ev, fmt.Sprintf("at session start %s was %s", m.Name, lm.API))
 	}
 	if alive {
@@ -509,4 +513,98 @@ func poll(ctx context.Context, env Env, what string, f func(ctx context.Context)
 			return fmt.Errorf("%s: gave up: %w", what, perr)
 		}
 	}
+}
+
+// askAllGone asks every url at once (see [askGone]), each bounded by per.
+func askAllGone(ctx context.Context, api Etcd, urls []string, per time.Duration) []Answer {
+	out := make([]Answer, len(urls))
+	var wg sync.WaitGroup
+	for i, u := range urls {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			cctx, cancel := context.WithTimeout(ctx, per)
+			defer cancel()
+			out[i] = askGone(cctx, api, u)
+		}()
+	}
+	wg.Wait()
+	return out
+}
+
+// askGone is member-remove's question to the member it is about to
+// remove: does anything answer at url right now? It asks the same two
+// questions as [AskMember], health and status, but at once rather than one
+// after the other, so that a member whose host is gone costs one probe
+// timeout (the etcd client's, 3 s) instead of two in sequence (3 s of
+// health, then the 2 s left for status).
+//
+// Why this proves no less than AskMember: the member counts as alive only
+// if health or status answers, and health itself ends with a status call,
+// so "alive" rests on a status answer either way. Here status gets the
+// whole probe timeout (AskMember gave it what health left over), and
+// health gets the same as before. The one early end is an answer that
+// nothing listens at url (connection refused, on either question): that is
+// what AskMember concludes from the same answer to health, and what the
+// other question would hear too. A timeout, no route to the host or an
+// untrusted SSH hop is never "down" (see [goneAnswer]); the refusal rules
+// of [mustBeGone] are unchanged.
+func askGone(ctx context.Context, api Etcd, url string) Answer {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	type reply struct {
+		health bool
+		err    error
+		st     EndpointStatus
+	}
+	ch := make(chan reply, 2)
+	go func() { ch <- reply{health: true, err: api.Health(ctx, url)} }()
+	go func() {
+		st, err := api.Status(ctx, url)
+		ch <- reply{err: err, st: st}
+	}()
+	var herr, serr error
+	var st *EndpointStatus
+	for range 2 {
+		r := <-ch
+		if r.health {
+			herr = r.err
+		} else {
+			serr = r.err
+			if r.err == nil {
+				st = &r.st
+			}
+		}
+		if errors.Is(r.err, ErrNotListening) {
+			break // nothing listens: the other question would hear the same
+		}
+	}
+	return goneAnswer(url, herr, serr, st)
+}
+
+// goneAnswer is the verdict of [askGone] from the two answers it has: an
+// error left nil by a question that was not waited for counts as no answer
+// only when the other one said that nothing listens.
+func goneAnswer(url string, herr, serr error, st *EndpointStatus) Answer {
+	a := Answer{URL: url, Status: st}
+	switch {
+	case errors.Is(herr, ErrNotListening):
+		a.State, a.Err, a.Status = LiveDown, herr, nil
+	case errors.Is(serr, ErrNotListening):
+		a.State, a.Err, a.Status = LiveDown, serr, nil
+	case herr == nil && serr == nil:
+		a.State = AnswerHealthy
+	case herr == nil:
+		// Health answered (and it ends with a status of its own): alive.
+		a.State, a.Err = AnswerHealthy, nil
+	case serr == nil:
+		a.State, a.Err = AnswerRunning, herr
+	case errors.Is(herr, ErrNotTrusted):
+		a.State, a.Err = LiveCouldNotAsk, herr
+	case errors.Is(serr, ErrNotTrusted):
+		a.State, a.Err = LiveCouldNotAsk, serr
+	default:
+		a.State, a.Err = LiveCouldNotAsk, herr
+	}
+	return a
 }

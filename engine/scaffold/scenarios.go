@@ -112,8 +112,9 @@ func (g *gen) lostHost() error {
 		}
 	}
 	g.add(add)
-	g.add(&step{id: "config", typ: "set-config", on: []string{m.Name}, needs: []string{"add"}, with: []kv{{"clusterState", "existing"}}})
-	g.add(&step{id: "start", typ: "start-service", on: []string{m.Name}, needs: []string{"config"}, with: []kv{{"enable", flag(true)}}})
+	g.add(&step{comments: []string{"written while the dead member is removed: etcd reads it only at the start, which waits for the add"},
+		id: "config", typ: "set-config", on: []string{m.Name}, needs: []string{"wipe-new"}, with: []kv{{"clusterState", "existing"}}})
+	g.add(&step{id: "start", typ: "start-service", on: []string{m.Name}, needs: []string{"add", "config"}, with: []kv{{"enable", flag(true)}}})
 	g.add(&step{id: "promote", typ: "member-promote", on: []string{m.Name}, needs: []string{"start"}})
 	g.add(&step{id: "healthy", typ: "wait-healthy", needs: []string{"promote"}})
 	g.add(&step{id: "same-data", typ: "verify-data", needs: []string{"healthy"}})
