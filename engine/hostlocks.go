@@ -20,8 +20,8 @@ import (
 // One recovery of a cluster at a time: after the host gate and before the
 // first change, a session takes the run lock (internal/hostlock) on every
 // host it changes (the hosts of its remaining step-hosts that answered at
-// session start), through one SSH connection per host of its own, and holds
-// it until the session ends. A lock held by another run refuses the session
+// session start), through an SSH session of its own on the session's one
+// connection to the host, and holds it until the session ends. A lock held by another run refuses the session
 // with a *hostlock.HeldError (exit 3) before anything ran.
 //
 // If a lock's session dies mid-run (its connection dropped, or someone
