@@ -50,6 +50,14 @@ func Apply(ctx context.Context, c *Compiled, opts Options) (*Result, error) {
 		return nil, err
 	}
 	opts.setup += opts.now().Sub(t0)
+	// One connection per host for the whole session, closed last (after
+	// the host locks are released).
+	if opts.Backend == nil {
+		if opts.conns, err = hostPool(c.Plan); err != nil {
+			return nil, err
+		}
+		defer opts.conns.Close()
+	}
 	before, err := startFacts(ctx, c, &opts)
 	if err != nil {
 		return nil, err

@@ -741,6 +741,15 @@ func answered(before *sessionFacts, host string) (bool, string) {
 	return false, fmt.Sprintf("%s did not answer at session start (%s)", host, h.Reach)
 }
 
+// certGateBackend runs the certificate reads over the session's
+// connections, or connections of their own without them.
+func certGateBackend(c *Compiled, opts *Options) (*SSHBackend, error) {
+	if opts.conns != nil {
+		return sshBackendOn(c.Plan, opts.conns), nil
+	}
+	return NewSSHBackend(c.Plan)
+}
+
 // readCerts reads, one host at a time per member and hosts in parallel,
 // what decideCerts needs.
 func readCerts(ctx context.Context, c *Compiled, st *runstate.State, opts *Options, before *sessionFacts, targets []*certTarget, runID string) (*certInput, error) {
@@ -750,7 +759,7 @@ func readCerts(ctx context.Context, c *Compiled, st *runstate.State, opts *Optio
 	if ca, from, err := operatorCA(c.Plan); err == nil {
 		in.OperatorCA, in.OperatorCAFrom = ca, from
 	}
-	backend, err := NewSSHBackend(c.Plan)
+	backend, err := certGateBackend(c, opts)
 	if err != nil {
 		return nil, err
 	}

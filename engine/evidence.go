@@ -140,7 +140,11 @@ func collectFacts(ctx context.Context, c *Compiled, opts *Options, timeout time.
 	case opts.Backend != nil:
 		return &sessionFacts{note: "facts not collected (a backend other than SSH, without a facts collector)"}, nil
 	default:
-		f, err = facts.Collect(ctx, c.Plan, facts.Options{Timeout: timeout, Inventory: opts.Inventory})
+		fo := facts.Options{Timeout: timeout, Inventory: opts.Inventory}
+		if opts.conns != nil {
+			fo.Client = opts.conns.Get
+		}
+		f, err = facts.Collect(ctx, c.Plan, fo)
 	}
 	if err != nil {
 		return nil, err

@@ -20,8 +20,8 @@ import (
 // One recovery of a cluster at a time: after the host gate and before the
 // first change, a session takes the run lock (internal/hostlock) on every
 // host it changes (the hosts of its remaining step-hosts that answered at
-// session start), through one SSH connection per host of its own, and holds
-// it until the session ends. A lock held by another run refuses the session
+// session start), through an SSH session of its own on the session's one
+// connection to the host, and holds it until the session ends. A lock held by another run refuses the session
 // with a *hostlock.HeldError (exit 3) before anything ran.
 //
 // If a lock's session dies mid-run (its connection dropped, or someone
@@ -54,6 +54,7 @@ type hostLocks struct {
 
 type heldLock struct {
 	client *sshx.Client
+	own    bool // the client is the lock's own, closed on release
 	lock   *hostlock.Lock
 }
 
@@ -108,7 +109,7 @@ func takeHostLocks(ctx context.Context, c *Compiled, st *runstate.State, opts *O
 	results := make(chan result, len(hosts))
 	for _, name := range hosts {
 		go func() {
-			h, err := hl.take(ctx, c, name)
+			h, err := hl.take(ctx, c, opts.conns, name)
 			results <- result{name, h, err}
 		}()
 	}
@@ -141,8 +142,21 @@ func lockErrRank(err error) int {
 	return 2
 }
 
-// take connects to host and takes its lock.
-func (hl *hostLocks) take(ctx context.Context, c *Compiled, name string) (*heldLock, error) {
+// take takes the lock of host name through the session's connection to
+// it (a session of its own on that connection), or a connection of its
+// own without conns.
+func (hl *hostLocks) take(ctx context.Context, c *Compiled, conns *sshx.Pool, name string) (*heldLock, error) {
+	if conns != nil {
+		client, err := conns.Get(name)
+		if err != nil {
+			return nil, fmt.Errorf("host %s: %w", name, err)
+		}
+		l, err := hostlock.Acquire(ctx, name, client, hl.owner, hl.o)
+		if err != nil {
+			return nil, err
+		}
+		return &heldLock{client: client, lock: l}, nil
+	}
 	cfg, err := access.SSHConfig(c.Plan, c.Plan.Hosts[name])
 	if err != nil {
 		return nil, fmt.Errorf("host %s: %w", name, err)
@@ -156,7 +170,7 @@ func (hl *hostLocks) take(ctx context.Context, c *Compiled, name string) (*heldL
 		_ = client.Close()
 		return nil, err
 	}
-	return &heldLock{client: client, lock: l}, nil
+	return &heldLock{client: client, own: true, lock: l}, nil
 }
 
 // hosts lists the hosts locked.
@@ -216,7 +230,9 @@ func (hl *hostLocks) release() {
 		go func() {
 			defer wg.Done()
 			h.lock.Release()
-			_ = h.client.Close()
+			if h.own {
+				_ = h.client.Close()
+			}
 		}()
 	}
 	wg.Wait()

@@ -89,3 +89,35 @@ func TestHostLockedByAnotherRun(t *testing.T) {
 		t.Errorf("a run was created: %v", runs)
 	}
 }
+
+// An apply session connects to each host once: the facts at its start,
+// the host gate, its run lock, its steps and the facts at its end share
+// that connection (sshd logs one accepted login).
+func TestApplyConnectsOncePerHost(t *testing.T) {
+	srv := sshxtest.Start(t)
+	dir := t.TempDir()
+	lock := filepath.Join(dir, "host.lock")
+	plan := sshPlan(t, srv, dir, `
+  - {id: one, type: exec, on: all, with: {command: "cat `+lock+`.owner > ${vars.dir}/one", creates: "${vars.dir}/one"}}
+  - {id: two, type: exec, on: all, needs: [one], with: {command: "touch ${vars.dir}/two", creates: "${vars.dir}/two"}}
+`)
+	res, err := Apply(testCtx(t), loadReal(t, plan), Options{RetryDelay: -1, StateDir: filepath.Join(dir, "state"), HostLock: &hostlock.Options{Path: lock}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if one := readFile(t, filepath.Join(dir, "one")); !strings.Contains(one, "run="+res.RunID+"\n") {
+		t.Errorf("the step did not run under the session's lock:\n%s", one)
+	}
+	ev := readFile(t, filepath.Join(res.StateDir, "runs", res.RunID, "events.jsonl"))
+	for _, want := range []string{"at session start: facts collected", "at session end: facts collected", "host gate: 1 host(s) reachable and trusted"} {
+		if !strings.Contains(ev, want) {
+			t.Errorf("journal lacks %q:\n%s", want, ev)
+		}
+	}
+	if n := strings.Count(srv.Log(), "Accepted publickey"); n != 1 {
+		t.Errorf("sshd accepted %d logins during one apply session, want 1:\n%s", n, srv.Log())
+	}
+	if _, err := os.Stat(lock + ".owner"); !os.IsNotExist(err) {
+		t.Errorf("owner record left after the session: %v", err)
+	}
+}

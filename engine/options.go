@@ -8,6 +8,7 @@ import (
 	"github.com/etcd-rescue/etcd-rescue/engine/facts"
 	"github.com/etcd-rescue/etcd-rescue/engine/runstate"
 	"github.com/etcd-rescue/etcd-rescue/internal/hostlock"
+	"github.com/etcd-rescue/etcd-rescue/internal/sshx"
 	"github.com/etcd-rescue/etcd-rescue/steps"
 )
 
@@ -81,6 +82,11 @@ type Options struct {
 	// own time from then to the session (preflight; resume's load).
 	began time.Time
 	setup time.Duration
+	// conns are the session's SSH connections, one per host (set by Apply
+	// and Resume for the SSH backend): the facts at its start, its host
+	// locks, its steps and the facts at its end all use them, so each host
+	// is connected to once per session.
+	conns *sshx.Pool
 
 	now func() time.Time
 }

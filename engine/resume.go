@@ -58,6 +58,14 @@ func Resume(ctx context.Context, runID string, opts Options) (*Result, error) {
 		return nil, err
 	}
 	opts.setup += opts.now().Sub(t0)
+	// One connection per host for the whole session, closed last (after
+	// the host locks are released).
+	if opts.Backend == nil {
+		if opts.conns, err = hostPool(c.Plan); err != nil {
+			return nil, err
+		}
+		defer opts.conns.Close()
+	}
 	if err := c.Bind(id); err != nil {
 		return nil, err
 	}

@@ -76,7 +76,11 @@ func session(ctx context.Context, c *Compiled, run *runstate.Run, opts *Options,
 		backend, err = opts.Backend(c)
 	} else {
 		var b *SSHBackend
-		b, err = NewSSHBackend(c.Plan)
+		if opts.conns != nil {
+			b = sshBackendOn(c.Plan, opts.conns)
+		} else {
+			b, err = NewSSHBackend(c.Plan)
+		}
 		if err == nil {
 			backend = b
 			b.locks = opts.locks

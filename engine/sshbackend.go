@@ -30,8 +30,9 @@ func reapCommand(mark string) string {
 // etcd API either through those connections (clientAccess: ssh-tunnel) or
 // directly.
 type SSHBackend struct {
-	plan *plans.Plan
-	pool *sshx.Pool
+	plan    *plans.Plan
+	pool    *sshx.Pool
+	ownPool bool // closed by Close; a session's pool is closed by its Apply or Resume
 
 	mu   sync.Mutex
 	etcd *etcdAdapter
@@ -43,10 +44,26 @@ type SSHBackend struct {
 // host is dialled on first use, so a dead host fails only the steps that
 // need it.
 func NewSSHBackend(p *plans.Plan) (*SSHBackend, error) {
+	pool, err := hostPool(p)
+	if err != nil {
+		return nil, err
+	}
+	return &SSHBackend{plan: p, pool: pool, ownPool: true}, nil
+}
+
+// sshBackendOn runs p over the connections of pool, which its owner
+// closes after Close.
+func sshBackendOn(p *plans.Plan, pool *sshx.Pool) *SSHBackend {
+	return &SSHBackend{plan: p, pool: pool}
+}
+
+// hostPool builds one client per host of p; it does not connect.
+func hostPool(p *plans.Plan) (*sshx.Pool, error) {
 	pool := sshx.NewPool()
 	for name, h := range p.Hosts {
 		cfg, err := SSHConfig(p, h)
 		if err != nil {
+			pool.Close()
 			return nil, fmt.Errorf("host %s: %w", name, err)
 		}
 		if _, err := pool.Add(name, cfg); err != nil {
@@ -54,7 +71,7 @@ func NewSSHBackend(p *plans.Plan) (*SSHBackend, error) {
 			return nil, err
 		}
 	}
-	return &SSHBackend{plan: p, pool: pool}, nil
+	return pool, nil
 }
 
 // InsecureHosts lists the hosts whose host key is not verified.
@@ -133,7 +150,9 @@ func (b *SSHBackend) Close() error {
 		b.etcd = nil
 	}
 	b.mu.Unlock()
-	errs = append(errs, b.pool.Close())
+	if b.ownPool {
+		errs = append(errs, b.pool.Close())
+	}
 	return errors.Join(errs...)
 }
 

@@ -34,6 +34,12 @@ type Options struct {
 	Timeout time.Duration
 	// Inventory is the inventory path, recorded in Facts.Inventory.
 	Inventory string
+	// Client, if set, gives the SSH client of a host: a connection the
+	// caller keeps for what follows (an apply session's host locks and
+	// steps), which the collection uses, connecting it if needed, and
+	// leaves open. Nil: one connection per host of the collection's own,
+	// closed at its end.
+	Client func(host string) (*sshx.Client, error)
 }
 
 // Collect asks every host and member of inv (an inventory loaded with
@@ -61,7 +67,7 @@ func Collect(ctx context.Context, inv *plans.Plan, o Options) (*Facts, error) {
 		Timeout:     Duration(timeout),
 		Cluster:     clusterOf(inv),
 	}
-	c := &collector{inv: inv, timeout: timeout, deadline: start.Add(timeout), token: randomToken()}
+	c := &collector{inv: inv, timeout: timeout, deadline: start.Add(timeout), token: randomToken(), client: o.Client}
 	if inv.Cluster.TLS != nil {
 		c.tls = access.TLSFiles(inv)
 	}
@@ -139,6 +145,7 @@ type collector struct {
 	deadline time.Time
 	token    string
 	tls      *etcdapi.TLSFiles
+	client   func(host string) (*sshx.Client, error) // Options.Client
 
 	mu      sync.Mutex
 	closers []func()
@@ -243,16 +250,9 @@ func (c *collector) askHost(ctx context.Context, name string, h *plans.Host, j *
 		askAPIs(nil)
 	}
 
-	cfg, err := access.SSHConfig(c.inv, h)
-	var client *sshx.Client
+	client, err := c.sshClient(name, h)
 	if err == nil {
-		if cfg.ConnectTimeout <= 0 || cfg.ConnectTimeout > c.timeout {
-			cfg.ConnectTimeout = c.timeout
-		}
-		client, err = sshx.New(name, cfg)
-	}
-	if err == nil {
-		c.onClose(func() { _ = client.Close() })
+		// Bounded by ctx (the collection's deadline) either way.
 		err = client.Connect(ctx)
 	}
 	reach := ReachOf(err)
@@ -299,6 +299,28 @@ func (c *collector) askHost(ctx context.Context, name string, h *plans.Host, j *
 			out.API, out.Error, out.Status, out.MemberList, out.HashKV = mf.API, mf.Error, mf.Status, mf.MemberList, mf.HashKV
 		})
 	}
+}
+
+// sshClient returns the client of host name: the caller's (Options.Client),
+// or one of the collection's own, closed at its end, whose connect is
+// bounded by the collection's timeout.
+func (c *collector) sshClient(name string, h *plans.Host) (*sshx.Client, error) {
+	if c.client != nil {
+		return c.client(name)
+	}
+	cfg, err := access.SSHConfig(c.inv, h)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.ConnectTimeout <= 0 || cfg.ConnectTimeout > c.timeout {
+		cfg.ConnectTimeout = c.timeout
+	}
+	client, err := sshx.New(name, cfg)
+	if err != nil {
+		return nil, err
+	}
+	c.onClose(func() { _ = client.Close() })
+	return client, nil
 }
 
 // memberFacts decides a member's API state: answered; down when asked

@@ -16,9 +16,11 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
+	"github.com/etcd-rescue/etcd-rescue/internal/access"
 	"github.com/etcd-rescue/etcd-rescue/internal/etcdapi"
 	"github.com/etcd-rescue/etcd-rescue/internal/etcdapi/etcdtest"
 	"github.com/etcd-rescue/etcd-rescue/internal/pki"
+	"github.com/etcd-rescue/etcd-rescue/internal/sshx"
 	"github.com/etcd-rescue/etcd-rescue/internal/sshx/sshxtest"
 	"github.com/etcd-rescue/etcd-rescue/plans"
 )
@@ -496,5 +498,70 @@ ssh: {identity: no-such-key}
 	f, err := Collect(context.Background(), inv, Options{})
 	if err == nil || f != nil || !strings.Contains(err.Error(), "no-such-key") {
 		t.Errorf("facts %v, err %v", f, err)
+	}
+}
+
+// With Options.Client the collection uses the caller's connection (an
+// apply session's, kept for its host locks and steps): two collections
+// and the tunnel to the member cost one SSH connection, which stays open
+// afterwards; a host without a client is could not ask.
+func TestCollectOnCallersConnection(t *testing.T) {
+	bin := etcdtest.Binary(t)
+	srv := sshxtest.Start(t)
+	m1 := etcdtest.Start(t, etcdtest.Options{Binary: bin, Name: "m1"})
+	m1.WaitHealthy(t)
+	dir := t.TempDir()
+	inv := loadInventory(t, dir, fmt.Sprintf(`cluster:
+  name: t
+  etcdVersion: "3.6"
+  layout: {dataDir: %[1]s, envFile: %[1]s/etcd.env, unit: etcd-rescue-test-none, binDir: %[2]s}
+  members:
+    - {name: m1, host: local, peerURL: %[3]q, clientURL: %[4]q}
+    - {name: m2, host: gone, peerURL: %[5]q, clientURL: %[6]q}
+hosts:
+  local: {address: 127.0.0.1, port: %[7]d}
+  gone: {address: 127.0.0.1, port: %[8]d}
+ssh: {user: %[9]s, identity: %[10]s, knownHosts: %[11]s}
+`, dir, filepath.Dir(bin), m1.PeerURL, m1.ClientURL, etcdtest.FreeURL(t), etcdtest.FreeURL(t), srv.Port, sshxtest.FreePort(t),
+		srv.User, srv.ClientKey, srv.KnownHosts))
+	cfg, err := access.SSHConfig(inv, inv.Hosts["local"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	client, err := sshx.New("local", cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	clients := func(host string) (*sshx.Client, error) {
+		if host == "local" {
+			return client, nil
+		}
+		return nil, fmt.Errorf("no client for host %s", host)
+	}
+	for i := range 2 {
+		f, err := Collect(context.Background(), inv, Options{Timeout: 12 * time.Second, Client: clients})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if h := f.HostByName("local"); h.Reach != ReachOK || h.Service == nil || h.DataDir == nil {
+			t.Errorf("collection %d: local: %+v", i, h)
+		}
+		if m := f.MemberByName("m1"); m.API != APIAnswered || m.Status == nil {
+			t.Errorf("collection %d: m1 (through the caller's tunnel): %+v", i, m)
+		}
+		if h := f.HostByName("gone"); h.Reach.Asked() || !strings.Contains(h.Error, "no client for host gone") {
+			t.Errorf("collection %d: gone: %+v", i, h)
+		}
+		if m := f.MemberByName("m2"); m.API != APICouldNotAsk {
+			t.Errorf("collection %d: m2 (its host not asked): %+v", i, m)
+		}
+	}
+	if n := client.Dials(); n != 1 {
+		t.Errorf("the caller's client dialled %d times for two collections, want 1", n)
+	}
+	// still the caller's: open after the collections
+	if _, err := client.Run(context.Background(), "true", sshx.RunOpts{}); err != nil || client.Dials() != 1 {
+		t.Errorf("the caller's connection after the collections: err %v, dials %d", err, client.Dials())
 	}
 }

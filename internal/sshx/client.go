@@ -176,6 +176,12 @@ func (c *Client) DialContext(ctx context.Context, network, addr string) (net.Con
 		if ctx.Err() != nil {
 			return nil, fmt.Errorf("host %s: tunnel to %s: %w", c.name, addr, ctx.Err())
 		}
+		// The host refused the channel (nothing listens at addr, no route from
+		// there): its answer, over a connection that works; no ping needed.
+		var oce *ssh.OpenChannelError
+		if errors.As(err, &oce) {
+			return nil, fmt.Errorf("host %s: tunnel to %s: %w", c.name, addr, err)
+		}
 		// Opening a channel never starts anything remote, so a dead connection is
 		// simply replaced once.
 		if attempt == 0 && !c.checkAlive(cn) {
