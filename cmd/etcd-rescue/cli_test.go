@@ -37,7 +37,7 @@ func TestCLIExitCodes(t *testing.T) {
 		"plan":               {[]string{"plan", "../../examples/restore-all-from-snapshot.yaml"}, 0, "etcdutl snapshot restore", ""},
 		"plan invalid":       {[]string{"plan", "../../engine/testdata/bad/cycle.yaml"}, 2, "", "dependency cycle"},
 		"plan bad output":    {[]string{"plan", "-o", "yaml", "../../examples/backup.yaml"}, 2, "", `unknown output "yaml"`},
-		"graph dot":          {[]string{"graph", "../../examples/lost-host.yaml"}, 0, `"add" -> "config";`, ""},
+		"graph dot":          {[]string{"graph", "../../examples/lost-host.yaml"}, 0, `"add" -> "start";`, ""},
 		"graph mermaid":      {[]string{"graph", "-o", "mermaid", "../../examples/lost-host.yaml"}, 0, "flowchart TD", ""},
 		"steps":              {[]string{"steps"}, 0, "force-new-cluster", ""},
 		"steps one":          {[]string{"steps", "wipe-dir"}, 0, "delete", ""},
