@@ -219,8 +219,9 @@ func AskMember(ctx context.Context, api Etcd, url string) Answer {
 	return a
 }
 
-// askAll asks every url at once, each bounded by per.
-func askAll(ctx context.Context, api Etcd, urls []string, per time.Duration) []Answer {
+// askAll asks every url at once with ask ([AskMember], or member-remove's
+// [askGone]), each bounded by per.
+func askAll(ctx context.Context, api Etcd, urls []string, per time.Duration, ask func(context.Context, Etcd, string) Answer) []Answer {
 	out := make([]Answer, len(urls))
 	var wg sync.WaitGroup
 	for i, u := range urls {
@@ -229,7 +230,7 @@ func askAll(ctx context.Context, api Etcd, urls []string, per time.Duration) []A
 			defer wg.Done()
 			cctx, cancel := context.WithTimeout(ctx, per)
 			defer cancel()
-			out[i] = AskMember(cctx, api, u)
+			out[i] = ask(cctx, api, u)
 		}()
 	}
 	wg.Wait()

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/etcd-rescue/etcd-rescue/plans"
@@ -286,7 +285,7 @@ func mustBeGone(ctx context.Context, api Etcd, env Env, m *Member) error {
 		env.Logf("member %x (%s) lists no client URL: it never started, so nothing can answer for it", m.ID, m.Name)
 		return nil
 	}
-	answers := askAllGone(ctx, api, urls, askTimeout)
+	answers := askAll(ctx, api, urls, askTimeout, askGone)
 	if err := ctx.Err(); err != nil {
 		return err // interrupted: the questions say nothing
 	}
@@ -513,23 +512,6 @@ func poll(ctx context.Context, env Env, what string, f func(ctx context.Context)
 			return fmt.Errorf("%s: gave up: %w", what, perr)
 		}
 	}
-}
-
-// askAllGone asks every url at once (see [askGone]), each bounded by per.
-func askAllGone(ctx context.Context, api Etcd, urls []string, per time.Duration) []Answer {
-	out := make([]Answer, len(urls))
-	var wg sync.WaitGroup
-	for i, u := range urls {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			cctx, cancel := context.WithTimeout(ctx, per)
-			defer cancel()
-			out[i] = askGone(cctx, api, u)
-		}()
-	}
-	wg.Wait()
-	return out
 }
 
 // askGone is member-remove's question to the member it is about to

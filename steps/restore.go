@@ -277,7 +277,7 @@ func (s *Restore) nothingAnswers(ctx context.Context, c *Ctx, env Env, t Target)
 	if err != nil {
 		return err
 	}
-	answers := askAll(ctx, api, urls, askTimeout)
+	answers := askAll(ctx, api, urls, askTimeout, AskMember)
 	if err := ctx.Err(); err != nil {
 		return err
 	}
