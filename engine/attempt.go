@@ -32,7 +32,7 @@ func (w *walker) check(ctx context.Context, n *Node, t *Target) (bool, string, e
 	elapsed := w.opts.now().Sub(start)
 	// The probe is part of the step's cost: its time counts with the
 	// attempts' in the per-step figures.
-	_, _ = w.run.UpdateHost(n.ID(), t.Name(), func(h *runstate.HostState) { env.addTo(h, elapsed) })
+	_, _ = w.run.UpdateHost(n.ID(), t.Name(), runstate.Lazy, func(h *runstate.HostState) { env.addTo(h, elapsed) })
 	w.run.Event(runstate.Event{Type: "check", Step: n.ID(), Host: t.Name(), Msg: fmt.Sprintf("done=%v %s", done, why), Error: errString(err)})
 	return done, why, err
 }
@@ -89,13 +89,29 @@ func errString(err error) string {
 	return err.Error()
 }
 
+// runningDurability says whether the "running" of step-host t must survive
+// a power loss. Lost, the record goes back to pending (or to the failed of
+// an earlier attempt, which a resume probes like running). A pending
+// step-host is applied without its Check unless it is check-first, so the
+// "running" of a destructive one is durable unless its Check is consulted
+// first and it is safe to repeat: then pending and running lead to the
+// same Check and the same decision (decideResume). Any other step-host is
+// applied again either way.
+func runningDurability(t *Target) runstate.Durability {
+	if destructive(t) && !(checkFirst(t) && isRepeatSafe(t)) {
+		return runstate.Durable
+	}
+	return runstate.Lazy
+}
+
 // attempt runs the step-host's actions once, checkpointing running before
-// and done or failed after.
+// (durably where runningDurability says) and done or failed after (lazily:
+// lost, they leave it running, which a resume probes).
 func (w *walker) attempt(ctx context.Context, n *Node, t *Target) (*stepEnv, error) {
 	host := t.Name()
 	key := runstate.Key(n.ID(), host)
 	start := w.opts.now()
-	if err := w.transition(n, host, func(h *runstate.HostState) {
+	if err := w.transition(n, host, runningDurability(t), func(h *runstate.HostState) {
 		h.Status, h.Error, h.Cmd, h.Why = runstate.StatusRunning, "", "", ""
 		h.Attempts++
 		if h.Started == nil {
@@ -163,7 +179,7 @@ func (w *walker) attempt(ctx context.Context, n *Node, t *Target) (*stepEnv, err
 	var ane *ApprovalNeededError
 	if errors.As(err, &ane) {
 		// Not a failure: the step waits for the operator, as if never run.
-		if ferr := w.transition(n, host, func(h *runstate.HostState) {
+		if ferr := w.transition(n, host, runstate.Lazy, func(h *runstate.HostState) {
 			h.Status, h.Why, h.Error, h.Cmd, h.Finished = runstate.StatusPending, "waiting for approval", "", "", nil
 			env.addTo(h, elapsed)
 		}); ferr != nil {
@@ -184,7 +200,7 @@ func (w *walker) attempt(ctx context.Context, n *Node, t *Target) (*stepEnv, err
 
 func (w *walker) finish(n *Node, host, status, why string, env *stepEnv, elapsed time.Duration) error {
 	now := w.opts.now().UTC()
-	return w.transition(n, host, func(h *runstate.HostState) {
+	return w.transition(n, host, runstate.Lazy, func(h *runstate.HostState) {
 		h.Status, h.Why, h.Error, h.Cmd = status, why, "", ""
 		h.Finished = &now
 		env.addTo(h, elapsed)
@@ -193,7 +209,7 @@ func (w *walker) finish(n *Node, host, status, why string, env *stepEnv, elapsed
 
 func (w *walker) finishFailed(n *Node, host string, err error, cmd string, env *stepEnv, elapsed time.Duration) error {
 	now := w.opts.now().UTC()
-	return w.transition(n, host, func(h *runstate.HostState) {
+	return w.transition(n, host, runstate.Lazy, func(h *runstate.HostState) {
 		h.Status, h.Error, h.Cmd = runstate.StatusFailed, err.Error(), cmd
 		h.Finished = &now
 		env.addTo(h, elapsed)

@@ -23,6 +23,9 @@ type journalRunner struct {
 }
 
 func (j *journalRunner) Run(ctx context.Context, cmd string, stdin io.Reader) ([]byte, error) {
+	if err := j.env.factsDurable(); err != nil {
+		return nil, err
+	}
 	start := time.Now()
 	ctx = context.WithValue(ctx, markKey{}, j.env.w.mark(j.env.n, j.env.host))
 	out, err := j.r.Run(ctx, cmd, stdin)
@@ -48,6 +51,9 @@ func (j *journalRunner) Run(ctx context.Context, cmd string, stdin io.Reader) ([
 }
 
 func (j *journalRunner) Upload(ctx context.Context, local, remote string, mode os.FileMode) (string, error) {
+	if err := j.env.factsDurable(); err != nil {
+		return "", err
+	}
 	start := time.Now()
 	sum, err := j.r.Upload(ctx, local, remote, mode)
 	d := time.Since(start)
@@ -65,6 +71,9 @@ func (j *journalRunner) Upload(ctx context.Context, local, remote string, mode o
 type journalCheckedRunner struct{ *journalRunner }
 
 func (j *journalCheckedRunner) UploadChecked(ctx context.Context, local, remote string, c uploadtmp.Checked) (string, error) {
+	if err := j.env.factsDurable(); err != nil {
+		return "", err
+	}
 	start := time.Now()
 	placed, err := j.r.(steps.UploadChecker).UploadChecked(ctx, local, remote, c)
 	d := time.Since(start)
@@ -104,6 +113,9 @@ func (j *journalEtcd) MemberList(ctx context.Context, serializable bool) ([]step
 }
 
 func (j *journalEtcd) MemberAdd(ctx context.Context, peerURLs []string, learner bool) (steps.Member, error) {
+	if err := j.env.factsDurable(); err != nil {
+		return steps.Member{}, err
+	}
 	start := time.Now()
 	m, err := j.api.MemberAdd(ctx, peerURLs, learner)
 	j.done(start, fmt.Sprintf("member add %s (learner=%v) -> %x", strings.Join(peerURLs, ","), learner, m.ID), err)
@@ -111,6 +123,9 @@ func (j *journalEtcd) MemberAdd(ctx context.Context, peerURLs []string, learner 
 }
 
 func (j *journalEtcd) MemberRemove(ctx context.Context, id uint64) error {
+	if err := j.env.factsDurable(); err != nil {
+		return err
+	}
 	start := time.Now()
 	err := j.api.MemberRemove(ctx, id)
 	j.done(start, fmt.Sprintf("member remove %x", id), err)
@@ -118,6 +133,9 @@ func (j *journalEtcd) MemberRemove(ctx context.Context, id uint64) error {
 }
 
 func (j *journalEtcd) MemberUpdate(ctx context.Context, id uint64, peerURLs []string) error {
+	if err := j.env.factsDurable(); err != nil {
+		return err
+	}
 	start := time.Now()
 	err := j.api.MemberUpdate(ctx, id, peerURLs)
 	j.done(start, fmt.Sprintf("member update %x %s", id, strings.Join(peerURLs, ",")), err)
@@ -125,6 +143,9 @@ func (j *journalEtcd) MemberUpdate(ctx context.Context, id uint64, peerURLs []st
 }
 
 func (j *journalEtcd) MemberPromote(ctx context.Context, id uint64) error {
+	if err := j.env.factsDurable(); err != nil {
+		return err
+	}
 	start := time.Now()
 	err := j.api.MemberPromote(ctx, id)
 	j.done(start, fmt.Sprintf("member promote %x", id), err)

@@ -105,6 +105,14 @@ func Resume(ctx context.Context, runID string, opts Options) (*Result, error) {
 		return nil, err
 	}
 	defer run.Close()
+	if st.Recovered != "" {
+		// A power loss took state.json: the operator should know which
+		// checkpoint this session goes on from.
+		run.Event(runstate.Event{Type: "run", Status: "recovered", Msg: st.Recovered})
+		if opts.Progress != nil {
+			fmt.Fprintf(opts.Progress, "note: %s\n", NewRedactor(c.Plan).String(st.Recovered))
+		}
+	}
 	return session(ctx, c, run, &opts, "resume", before)
 }
 
@@ -281,7 +289,7 @@ func (w *walker) reap(ctx context.Context, n *Node, t *Target) error {
 func (w *walker) operatorDecides(n *Node, t *Target, prior, why string) outcome {
 	host := t.Name()
 	key := runstate.Key(n.ID(), host)
-	_ = w.transition(n, host, func(h *runstate.HostState) { h.Why = "waiting for the operator: " + why })
+	_ = w.transition(n, host, runstate.Lazy, func(h *runstate.HostState) { h.Why = "waiting for the operator: " + why })
 	sd := w.stateDirFlag()
 	return w.wait(n, t, fmt.Sprintf("found %s; %s", prior, why),
 		fmt.Sprintf("look at %s, then run it again: etcd-rescue resume %s --rerun %s%s", hostOrCluster(host), w.runID, key, sd),

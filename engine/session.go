@@ -175,9 +175,10 @@ func (w *walker) engineTime() (time.Duration, string) {
 	io := w.run.IOStats()
 	sched := time.Duration(w.engineNs.Load())
 	setup := w.c.LoadTime + w.opts.setup
-	parts := fmt.Sprintf("checkpoints %.3f s in %d writes, journal %.3f s in %d lines, scheduling %.3f s, load and preflight %.3f s",
-		io.Checkpoint.Seconds(), io.Checkpoints, io.Journal.Seconds(), io.Lines, sched.Seconds(), setup.Seconds())
-	return setup + sched + io.Checkpoint + io.Journal, parts
+	parts := fmt.Sprintf("checkpoints %.3f s in %d writes (durable %.3f s in %d, lazy %.3f s in %d), journal %.3f s in %d lines, scheduling %.3f s, load and preflight %.3f s",
+		io.Checkpoint().Seconds(), io.Durables+io.Lazies, io.Durable.Seconds(), io.Durables, io.Lazy.Seconds(), io.Lazies,
+		io.Journal.Seconds(), io.Lines, sched.Seconds(), setup.Seconds())
+	return setup + sched + io.Checkpoint() + io.Journal, parts
 }
 
 // EngineLine is the summary line of the engine's own time, in the form

@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/user"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/etcd-rescue/etcd-rescue/engine/runstate"
@@ -19,6 +20,12 @@ type stepEnv struct {
 	w    *walker
 	n    *Node
 	host string
+
+	// destructive: the step-host changes data or membership, so a fact it
+	// records may decide what it does next (the revision bump of a
+	// restore); unsynced: such a fact is not durable yet.
+	destructive bool
+	unsynced    atomic.Bool
 
 	mu      sync.Mutex
 	remote  time.Duration
@@ -34,7 +41,7 @@ var _ steps.Approver = (*stepEnv)(nil)
 var _ steps.LiveEnv = (*stepEnv)(nil)
 
 func (w *walker) newEnv(n *Node, t *Target) *stepEnv {
-	return &stepEnv{w: w, n: n, host: t.Name()}
+	return &stepEnv{w: w, n: n, host: t.Name(), destructive: destructive(t)}
 }
 
 func (e *stepEnv) Shell(host string) (steps.Runner, error) {
@@ -66,9 +73,27 @@ func (e *stepEnv) Live() *steps.Live { return e.w.live }
 func (e *stepEnv) Fact(key string) (string, bool) { return e.w.run.Fact(key) }
 
 // SetFact returns only once the fact is in the checkpoint on disk: a
-// resumed run must see the same bump revision, the same member id.
+// resumed run must see the same bump revision, the same member id. The
+// write is lazy (runstate.Durability); a destructive step-host's fact is
+// made durable before the step-host's next command or membership change,
+// so that a power loss cannot keep what it did and lose why.
 func (e *stepEnv) SetFact(key, value string) error {
-	if err := e.w.run.SetFact(key, value); err != nil {
+	if err := e.w.run.SetFact(key, value, runstate.Lazy); err != nil {
+		return &checkpointError{err}
+	}
+	if e.destructive {
+		e.unsynced.Store(true)
+	}
+	return nil
+}
+
+// factsDurable makes the facts the step-host recorded durable, before it
+// acts on them.
+func (e *stepEnv) factsDurable() error {
+	if !e.unsynced.Swap(false) {
+		return nil
+	}
+	if err := e.w.run.Sync(); err != nil {
 		return &checkpointError{err}
 	}
 	return nil

@@ -237,7 +237,7 @@ func (w *walker) fail(n *Node, t *Target, err error, env *stepEnv) outcome {
 	}
 	hs := w.hostState(n, host)
 	if hs.Status != runstate.StatusFailed {
-		_ = w.transition(n, host, func(h *runstate.HostState) { h.Status, h.Error = runstate.StatusFailed, err.Error() })
+		_ = w.transition(n, host, runstate.Lazy, func(h *runstate.HostState) { h.Status, h.Error = runstate.StatusFailed, err.Error() })
 		w.out.line(runstate.Key(n.ID(), host), "failed: "+w.red.String(oneLine(err.Error())))
 	}
 	se := &StepError{Step: n.ID(), Host: host, Pos: n.Step.Pos, ExitCode: -1, Err: redactErr(w.red, err)}

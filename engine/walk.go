@@ -154,7 +154,7 @@ func (w *walker) skipTarget(n *Node, t *Target, cause *Node) nodeResult {
 
 // skip records a step-host as skipped, with why.
 func (w *walker) skip(n *Node, host, why string) {
-	_ = w.transition(n, host, func(h *runstate.HostState) { h.Status, h.Why = runstate.StatusSkipped, why })
+	_ = w.transition(n, host, runstate.Lazy, func(h *runstate.HostState) { h.Status, h.Why = runstate.StatusSkipped, why })
 	w.mu.Lock()
 	w.skipped++
 	w.mu.Unlock()
@@ -226,11 +226,12 @@ func (w *walker) hostState(n *Node, host string) *runstate.HostState {
 	return &hs
 }
 
-// transition changes a step-host record and checkpoints it, and journals
-// the new status. A checkpoint that cannot be written stops the run: going
-// on without a durable record is how destructive steps get repeated.
-func (w *walker) transition(n *Node, host string, f func(*runstate.HostState)) error {
-	hs, err := w.run.UpdateHost(n.ID(), host, f)
+// transition changes a step-host record and checkpoints it (durably or
+// not, see runningDurability), and journals the new status. A checkpoint
+// that cannot be written stops the run: going on without a record is how
+// destructive steps get repeated.
+func (w *walker) transition(n *Node, host string, d runstate.Durability, f func(*runstate.HostState)) error {
+	hs, err := w.run.UpdateHost(n.ID(), host, d, f)
 	w.run.Event(runstate.Event{Type: "step", Step: n.ID(), Host: host, Status: hs.Status, Error: hs.Error, Cmd: hs.Cmd, Msg: hs.Why})
 	if err != nil {
 		return &checkpointError{err}

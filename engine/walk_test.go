@@ -864,6 +864,7 @@ func testRegistry() map[string]*steps.Type {
 		{Name: "lane-checked", New: func() steps.Step { return &fakeLaneChecked{} }},
 		{Name: "once", Scope: steps.Once, New: func() steps.Step { return &fakeOnce{} }},
 		{Name: "fact", Scope: steps.Once, New: func() steps.Step { return &factStep{} }},
+		{Name: "fact-then-run", New: func() steps.Step { return &factThenRun{} }},
 		{Name: "fact-secret", Scope: steps.Once, New: func() steps.Step { return &factSecret{} }},
 	} {
 		reg[t.Name] = t

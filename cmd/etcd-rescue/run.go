@@ -415,7 +415,10 @@ func cmdStatus(stateDir, run, out string, stdout io.Writer) error {
 		v := struct {
 			*runstate.State
 			Lock lockJSON `json:"lock"`
-		}{st, lockJSON{held, nil}}
+			// Recovered: state.json was unreadable, the last durable
+			// checkpoint was read (runstate.Store.Load).
+			Recovered string `json:"recovered,omitempty"`
+		}{st, lockJSON{held, nil}, st.Recovered}
 		if held {
 			v.Lock.Owner = owner
 		}
@@ -432,6 +435,9 @@ func cmdStatus(stateDir, run, out string, stdout io.Writer) error {
 // writeStatus prints a run's step × host table, facts and approvals.
 func writeStatus(w io.Writer, st *runstate.State, owner *runstate.LockInfo, held bool) {
 	fmt.Fprintf(w, "run %s  plan %s (%s)\n", st.RunID, st.PlanName, st.Plan)
+	if st.Recovered != "" {
+		fmt.Fprintf(w, "note: %s\n", st.Recovered)
+	}
 	outcome := st.Outcome
 	switch {
 	case held && owner != nil && owner.RunID == st.RunID:

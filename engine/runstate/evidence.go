@@ -89,11 +89,15 @@ func (s *Store) Bundle(id string, w io.Writer) error {
 		return &NoStateError{Dir: s.Dir, Run: id}
 	}
 	run := s.runDir(id)
-	state := filepath.Join(run, "state.json")
+	state := filepath.Join(run, stateFile)
 	if _, err := os.Stat(state); err != nil {
 		return &NoStateError{Dir: s.Dir, Run: id, Err: err}
 	}
-	files := []string{"state.json"}
+	files := []string{stateFile}
+	if _, err := os.Stat(state + durableSuffix); err == nil {
+		// The last durable checkpoint, while state.json holds lazy ones.
+		files = append(files, stateFile+durableSuffix)
+	}
 	ents, err := os.ReadDir(s.EvidenceDir(id))
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return err

@@ -126,7 +126,7 @@ func IndexedRuns() ([]IndexEntry, error) {
 		if seen[e] {
 			continue
 		}
-		if _, err := os.Stat(filepath.Join(e.StateDir, "runs", e.RunID, "state.json")); err != nil {
+		if !hasState(filepath.Join(e.StateDir, "runs", e.RunID)) {
 			continue
 		}
 		seen[e] = true

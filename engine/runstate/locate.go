@@ -1,6 +1,7 @@
 package runstate
 
 import (
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -26,8 +27,8 @@ func StateDirFor(planFile string) string {
 func LocateRun(stateDir, run string) (*Store, string, error) {
 	if run != "" && strings.ContainsRune(run, os.PathSeparator) {
 		dir := filepath.Clean(run)
-		if _, err := os.Stat(filepath.Join(dir, "state.json")); err != nil {
-			return nil, "", &NoStateError{Dir: filepath.Dir(dir), Run: filepath.Base(dir), Err: err}
+		if !hasState(dir) {
+			return nil, "", &NoStateError{Dir: filepath.Dir(dir), Run: filepath.Base(dir), Err: fs.ErrNotExist}
 		}
 		s, err := ExistingStore(filepath.Dir(filepath.Dir(dir)))
 		return s, filepath.Base(dir), err

@@ -33,32 +33,45 @@ type Run struct {
 	events *os.File
 	now    func() time.Time
 
-	// wmu makes checkpoint writes one at a time; saved is the last gen
-	// on disk (guarded by wmu).
-	wmu   sync.Mutex
-	saved uint64
+	// wmu makes checkpoint writes one at a time. Guarded by wmu: saved is
+	// the last gen written (in the page cache at least), synced the last
+	// gen made durable, and stateSynced says state.json is a durable write
+	// (the one a lazy write must keep reachable as state.json.durable).
+	wmu         sync.Mutex
+	saved       uint64
+	synced      uint64
+	stateSynced bool
 
-	// checkpointNs and journalNs add up the time spent writing the
-	// checkpoint and the journal, checkpoints and lines count the writes:
-	// the engine's own time (IOStats).
-	checkpointNs, journalNs atomic.Int64
-	checkpoints, lines      atomic.Int64
+	// The engine's own time in writing the run's files (IOStats): durable
+	// and lazy checkpoints and journal lines, and how many of each.
+	durableNs, lazyNs, journalNs atomic.Int64
+	durables, lazies, lines      atomic.Int64
 	// unsynced: journal lines were written since the journal's last sync.
 	unsynced atomic.Bool
 }
 
 // IOStats is what writing a run's files has cost so far.
 type IOStats struct {
-	Checkpoint  time.Duration // sync of the journal's new lines, marshal, write, fsync, rename, fsync of the dir
-	Checkpoints int64
-	Journal     time.Duration // marshal and write of journal lines (synced with the checkpoints)
-	Lines       int64
+	// Durable checkpoints: sync of the journal's new lines, marshal, write,
+	// fsync, rename, fsync of the dir.
+	Durable  time.Duration
+	Durables int64
+	// Lazy checkpoints: marshal, write, rename (and keeping the last
+	// durable one reachable), no fsync.
+	Lazy    time.Duration
+	Lazies  int64
+	Journal time.Duration // marshal and write of journal lines (synced with the durable checkpoints)
+	Lines   int64
 }
+
+// Checkpoint is the time spent in checkpoints of both kinds.
+func (s IOStats) Checkpoint() time.Duration { return s.Durable + s.Lazy }
 
 // IOStats returns the time spent so far writing checkpoints and journal
 // lines. Writes of each are one at a time, so neither exceeds the wall time.
 func (r *Run) IOStats() IOStats {
-	return IOStats{Checkpoint: time.Duration(r.checkpointNs.Load()), Checkpoints: r.checkpoints.Load(),
+	return IOStats{Durable: time.Duration(r.durableNs.Load()), Durables: r.durables.Load(),
+		Lazy: time.Duration(r.lazyNs.Load()), Lazies: r.lazies.Load(),
 		Journal: time.Duration(r.journalNs.Load()), Lines: r.lines.Load()}
 }
 
@@ -121,6 +134,8 @@ func (s *Store) Open(st *State, red Redactor, now func() time.Time) (*Run, error
 		red = noRedaction{}
 	}
 	r := &Run{store: s, red: red, st: st, events: f, now: now}
+	// The session's first checkpoint is durable: what follows may be
+	// lazy, and a lazy write needs a durable one to fall back on.
 	if err := r.Update(func(*State) {}); err != nil {
 		f.Close()
 		return nil, err
@@ -161,33 +176,74 @@ func (r *Run) syncJournal() {
 	}
 }
 
+// Durability says whether a checkpoint must survive a power loss or a
+// kernel crash, or only the death of the process.
+//
+// Every checkpoint is written (temp file, rename) before Update returns, so
+// a killed process loses none of them: the page cache has it. Only a
+// Durable one is fsync'd, with the dir, and with it every change before it,
+// since each write holds the whole state. A Lazy change lost to a power
+// loss leaves the run as a kill -9 just before that change would, with one
+// difference: what the run did after it on the hosts may have happened.
+// That is why the engine writes durably the "running" of every step-host
+// that a resume must not start again blindly, and the facts a destructive
+// step-host acts on.
+type Durability bool
+
+// The two kinds of checkpoint.
+const (
+	Lazy    Durability = false
+	Durable Durability = true
+)
+
 // Update applies f to the state and returns once a checkpoint holding the
-// change is on disk.
-func (r *Run) Update(f func(*State)) error {
+// change is on disk, durably.
+func (r *Run) Update(f func(*State)) error { return r.UpdateAs(Durable, f) }
+
+// UpdateAs applies f to the state and returns once a checkpoint holding the
+// change is written: with d Durable, fsync'd.
+func (r *Run) UpdateAs(d Durability, f func(*State)) error {
 	r.mu.Lock()
 	f(r.st)
 	r.gen++
 	mine := r.gen
 	r.mu.Unlock()
-	return r.flush(mine)
+	return r.flush(mine, d)
+}
+
+// Sync makes every change so far durable (a no-op when it is already).
+func (r *Run) Sync() error {
+	r.mu.Lock()
+	mine := r.gen
+	r.mu.Unlock()
+	return r.flush(mine, Durable)
 }
 
 // flush writes the state unless a checkpoint holding change mine is on
-// disk already. Step-hosts finishing together share writes (group commit):
-// whoever writes takes every change made so far, and those waiting for the
-// write find their change in it. Each write is fsync'd, so without this
-// parallel step-hosts queued behind one another's fsync.
-func (r *Run) flush(mine uint64) error {
+// disk already (durably, for d Durable). Step-hosts finishing together
+// share writes (group commit): whoever writes takes every change made so
+// far, and those waiting for the write find their change in it.
+func (r *Run) flush(mine uint64, d Durability) error {
 	r.wmu.Lock()
 	defer r.wmu.Unlock()
-	if r.saved >= mine {
+	if r.synced >= mine || (d == Lazy && r.saved >= mine) {
 		return nil
 	}
 	t0 := time.Now()
-	defer func() { r.checkpointNs.Add(int64(time.Since(t0))); r.checkpoints.Add(1) }()
-	// The journal is durable whenever a checkpoint is: its lines up to
-	// now first.
-	r.syncJournal()
+	defer func() {
+		if d == Durable {
+			r.durableNs.Add(int64(time.Since(t0)))
+			r.durables.Add(1)
+		} else {
+			r.lazyNs.Add(int64(time.Since(t0)))
+			r.lazies.Add(1)
+		}
+	}()
+	if d == Durable {
+		// The journal is durable whenever a checkpoint is: its lines up
+		// to now first.
+		r.syncJournal()
+	}
 	r.mu.Lock()
 	r.st.Updated = r.now().UTC()
 	b, err := marshalJSON(r.st, "  ")
@@ -197,18 +253,54 @@ func (r *Run) flush(mine uint64) error {
 		return err
 	}
 	b = r.red.Bytes(b)
-	if err := WriteFileAtomic(filepath.Join(r.Dir(), "state.json"), b, 0o600); err != nil {
+	path := filepath.Join(r.Dir(), stateFile)
+	if d == Durable {
+		err = r.writeDurable(path, b)
+	} else {
+		err = r.writeLazy(path, b)
+	}
+	if err != nil {
 		return fmt.Errorf("checkpoint of run %s: %w", id, err)
 	}
 	r.saved = gen
+	if d == Durable {
+		r.synced, r.stateSynced = gen, true
+	}
 	return nil
 }
 
-// UpdateHost applies f to the record of step on host, like Update, and
+// writeDurable replaces state.json with data durably. state.json.durable,
+// kept while state.json held lazy writes, is then older than state.json and
+// goes. Failing to remove it fails nothing: Load reads state.json first,
+// and the next lazy write replaces it.
+func (r *Run) writeDurable(path string, data []byte) error {
+	if err := WriteFileAtomic(path, data, 0o600); err != nil {
+		return err
+	}
+	_ = os.Remove(path + durableSuffix)
+	return nil
+}
+
+// writeLazy replaces state.json with data without fsync. After a power
+// loss the renamed file may be empty or torn (XFS, ext4 mounted
+// noauto_da_alloc): the last durable state.json is kept first as
+// state.json.durable, by a hard link (metadata only), for Load to fall
+// back on. Journaling filesystems commit the link before the later rename.
+func (r *Run) writeLazy(path string, data []byte) error {
+	if r.stateSynced {
+		if err := linkReplace(path, path+durableSuffix); err != nil {
+			return err
+		}
+		r.stateSynced = false
+	}
+	return WriteFile(path, data, 0o600)
+}
+
+// UpdateHost applies f to the record of step on host, like UpdateAs, and
 // returns a copy of the record as f left it.
-func (r *Run) UpdateHost(step, host string, f func(*HostState)) (HostState, error) {
+func (r *Run) UpdateHost(step, host string, d Durability, f func(*HostState)) (HostState, error) {
 	var out HostState
-	err := r.Update(func(s *State) {
+	err := r.UpdateAs(d, func(s *State) {
 		h := s.Find(step, host)
 		f(h)
 		out = *h
@@ -254,9 +346,9 @@ func (r *Run) Facts() map[string]string {
 	return out
 }
 
-// SetFact records a fact durably.
-func (r *Run) SetFact(key, value string) error {
-	err := r.Update(func(s *State) { s.Facts[key] = value })
+// SetFact records a fact, durably or not.
+func (r *Run) SetFact(key, value string, d Durability) error {
+	err := r.UpdateAs(d, func(s *State) { s.Facts[key] = value })
 	if err == nil {
 		r.Event(Event{Type: "fact", Msg: key + "=" + value})
 	}

@@ -35,8 +35,9 @@ const (
 const StateFormat = 1
 
 // State is one run's checkpoint (runs/<id>/state.json). It is rewritten
-// atomically at every transition, so after a crash it holds the last
-// transition that happened.
+// atomically at every transition, so after a crash of the process it holds
+// the last transition that happened; after a power loss, a transition at
+// least as late as the last durable one (Durability).
 type State struct {
 	Format     int       `json:"format"`
 	RunID      string    `json:"runId"`
@@ -56,6 +57,10 @@ type State struct {
 	Steps         []*StepState         `json:"steps"`
 	Facts         map[string]string    `json:"facts"`
 	Approvals     map[string]*Approval `json:"approvals,omitempty"`
+
+	// Recovered, set by Load only, says that state.json could not be read
+	// and the last durable checkpoint was read instead (a power loss).
+	Recovered string `json:"-"`
 }
 
 // StepState is one step of the plan in the checkpoint.

@@ -1,6 +1,7 @@
 package runstate
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -89,7 +90,7 @@ func (s *Store) Runs() ([]string, error) {
 	var ids []string
 	for _, e := range ents {
 		if e.IsDir() && validRunID(e.Name()) {
-			if _, err := os.Stat(filepath.Join(s.runDir(e.Name()), "state.json")); err == nil {
+			if hasState(s.runDir(e.Name())) {
 				ids = append(ids, e.Name())
 			}
 		}
@@ -120,24 +121,62 @@ func (s *Store) Latest() (string, error) {
 	return latest, nil
 }
 
-// Load reads a run's checkpoint.
+// Load reads a run's checkpoint. When state.json is missing, empty or
+// unreadable as a checkpoint (a power loss after a lazy write, see
+// Durability) and state.json.durable holds one, it reads that, the last
+// durable checkpoint, and says so in State.Recovered.
 func (s *Store) Load(id string) (*State, error) {
 	if !validRunID(id) {
 		return nil, &NoStateError{Dir: s.Dir, Run: id}
 	}
-	b, err := os.ReadFile(filepath.Join(s.runDir(id), "state.json"))
-	if err != nil {
-		if errors.Is(err, fs.ErrNotExist) {
-			return nil, &NoStateError{Dir: s.Dir, Run: id, Err: err}
-		}
+	path := filepath.Join(s.runDir(id), stateFile)
+	st, err := readState(path)
+	if err == nil {
+		return st, nil
+	}
+	if errors.Is(err, fs.ErrNotExist) {
+		err = &NoStateError{Dir: s.Dir, Run: id, Err: err}
+	}
+	var bad *badStateError
+	if !errors.As(err, &bad) && !errors.As(err, new(*NoStateError)) {
 		return nil, err
+	}
+	st, derr := readState(path + durableSuffix)
+	if derr != nil {
+		return nil, err
+	}
+	if st.RunID != id {
+		return nil, err
+	}
+	st.Recovered = fmt.Sprintf("%s: %v; read %s%s instead, the last checkpoint written durably (%s): "+
+		"the transitions after it were lost, as after a crash at that point", stateFile, errors.Unwrap(err), stateFile, durableSuffix, st.Updated.Format(time.RFC3339))
+	return st, nil
+}
+
+// badStateError is a state.json that is empty or not a checkpoint.
+type badStateError struct {
+	path string
+	err  error
+}
+
+func (e *badStateError) Error() string { return fmt.Sprintf("reading %s: %v", e.path, e.err) }
+func (e *badStateError) Unwrap() error { return e.err }
+
+// readState reads one checkpoint file.
+func readState(path string) (*State, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	if len(bytes.TrimSpace(b)) == 0 {
+		return nil, &badStateError{path, errors.New("the file is empty")}
 	}
 	var st State
 	if err := json.Unmarshal(b, &st); err != nil {
-		return nil, fmt.Errorf("reading %s: %w", filepath.Join(s.runDir(id), "state.json"), err)
+		return nil, &badStateError{path, err}
 	}
 	if st.Format != StateFormat {
-		return nil, fmt.Errorf("state of run %s has format %d; this etcd-rescue reads format %d", id, st.Format, StateFormat)
+		return nil, fmt.Errorf("%s has format %d; this etcd-rescue reads format %d", path, st.Format, StateFormat)
 	}
 	if st.Facts == nil {
 		st.Facts = map[string]string{}
@@ -146,6 +185,17 @@ func (s *Store) Load(id string) (*State, error) {
 		st.Approvals = map[string]*Approval{}
 	}
 	return &st, nil
+}
+
+// hasState reports whether run dir holds a checkpoint, state.json or the
+// durable one Load falls back on.
+func hasState(dir string) bool {
+	for _, name := range []string{stateFile, stateFile + durableSuffix} {
+		if _, err := os.Stat(filepath.Join(dir, name)); err == nil {
+			return true
+		}
+	}
+	return false
 }
 
 // EventsPath is the run's journal.
