@@ -325,6 +325,9 @@ func writeEvidence(run *runstate.Run, opts *Options, kind string, started time.T
 	if err := run.CopyJournal(); err != nil {
 		run.Event(runstate.Event{Type: "run", Msg: "evidence: journal not copied: " + err.Error()})
 	}
+	if err := run.SyncEvidence(); err != nil {
+		run.Event(runstate.Event{Type: "run", Msg: "evidence: not synced to disk: " + err.Error()})
+	}
 }
 
 // Summary renders summary.md from an evidence document.

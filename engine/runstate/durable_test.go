@@ -187,3 +187,69 @@ func BenchmarkLazyCheckpoint(b *testing.B) {
 		}
 	}
 }
+
+// Evidence files are written at once and synced together: each is in
+// place on return, and SyncEvidence takes every one written since the last
+// call.
+func TestEvidenceWrittenThenSyncedTogether(t *testing.T) {
+	store, run := openTestRun(t, "r1")
+	for _, name := range []string{"a.json", "b.md"} {
+		if err := run.WriteEvidence(name, []byte(name)); err != nil {
+			t.Fatal(err)
+		}
+		if b, err := os.ReadFile(filepath.Join(store.EvidenceDir("r1"), name)); err != nil || string(b) != name {
+			t.Errorf("%s after WriteEvidence: %q %v", name, b, err)
+		}
+	}
+	if len(run.evUnsynced) != 2 {
+		t.Fatalf("unsynced evidence %v, want the 2 files", run.evUnsynced)
+	}
+	if err := run.SyncEvidence(); err != nil {
+		t.Fatal(err)
+	}
+	if len(run.evUnsynced) != 0 {
+		t.Errorf("after SyncEvidence, still unsynced: %v", run.evUnsynced)
+	}
+	if err := run.WriteEvidence("../x", nil); err == nil {
+		t.Error("an evidence name with a path was accepted")
+	}
+}
+
+// evidenceSizes are the sizes of a total-loss session's evidence files
+// (facts before and after, evidence.json, summary.md, the journal copy).
+var evidenceSizes = []int{5760, 9170, 14227, 3620, 37862}
+
+// BenchmarkEvidenceOneByOne is the session's evidence written the way it
+// was before SyncEvidence: each file fsync'd (with its dir) in turn.
+func BenchmarkEvidenceOneByOne(b *testing.B) {
+	store, run := openTestRun(b, "bench")
+	dir := store.EvidenceDir(run.ID())
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		for j, n := range evidenceSizes {
+			if err := WriteFileAtomic(filepath.Join(dir, fmt.Sprintf("f%d", j)), make([]byte, n), 0o600); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+}
+
+// BenchmarkEvidenceTogether is the same files written, then synced
+// together (writeEvidence now).
+func BenchmarkEvidenceTogether(b *testing.B) {
+	_, run := openTestRun(b, "bench")
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		for j, n := range evidenceSizes {
+			if err := run.WriteEvidence(fmt.Sprintf("f%d", j), make([]byte, n)); err != nil {
+				b.Fatal(err)
+			}
+		}
+		if err := run.SyncEvidence(); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"sync"
 	"time"
 )
 
@@ -40,8 +41,9 @@ func (s *Store) EvidenceDir(id string) string {
 	return filepath.Join(s.runDir(id), EvidenceDirName)
 }
 
-// WriteEvidence writes one evidence file atomically, with secrets
-// redacted; name is a plain file name.
+// WriteEvidence writes one evidence file atomically (temp file, rename),
+// with secrets redacted; name is a plain file name. SyncEvidence makes the
+// files written so far durable, all at once.
 func (r *Run) WriteEvidence(name string, data []byte) error {
 	if name == "" || filepath.Base(name) != name || name == "." || name == ".." {
 		return fmt.Errorf("evidence file name %q", name)
@@ -50,7 +52,47 @@ func (r *Run) WriteEvidence(name string, data []byte) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
 	}
-	return WriteFileAtomic(filepath.Join(dir, name), r.red.Bytes(data), 0o600)
+	path := filepath.Join(dir, name)
+	if err := WriteFile(path, r.red.Bytes(data), 0o600); err != nil {
+		return err
+	}
+	r.evMu.Lock()
+	r.evUnsynced = append(r.evUnsynced, path)
+	r.evMu.Unlock()
+	return nil
+}
+
+// SyncEvidence fsyncs the evidence files written since the last call, at
+// the same time (the filesystem commits them together: one wait, not one
+// per file), then the evidence dir.
+func (r *Run) SyncEvidence() error {
+	r.evMu.Lock()
+	paths := r.evUnsynced
+	r.evUnsynced = nil
+	r.evMu.Unlock()
+	if len(paths) == 0 {
+		return nil
+	}
+	errs := make([]error, len(paths))
+	var wg sync.WaitGroup
+	for i, p := range paths {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			f, err := os.Open(p)
+			if err != nil {
+				errs[i] = err
+				return
+			}
+			defer f.Close()
+			errs[i] = f.Sync()
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	return syncDir(r.store.EvidenceDir(r.ID()))
 }
 
 // WriteEvidenceJSON is WriteEvidence of v as indented JSON.

@@ -48,6 +48,10 @@ type Run struct {
 	durables, lazies, lines      atomic.Int64
 	// unsynced: journal lines were written since the journal's last sync.
 	unsynced atomic.Bool
+
+	// evUnsynced are the evidence files written since SyncEvidence.
+	evMu       sync.Mutex
+	evUnsynced []string
 }
 
 // IOStats is what writing a run's files has cost so far.
