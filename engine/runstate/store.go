@@ -149,7 +149,7 @@ func (s *Store) Load(id string) (*State, error) {
 		return nil, err
 	}
 	st.Recovered = fmt.Sprintf("%s: %v; read %s%s instead, the last checkpoint written durably (%s): "+
-		"the transitions after it were lost, as after a crash at that point", stateFile, errors.Unwrap(err), stateFile, durableSuffix, st.Updated.Format(time.RFC3339))
+		"any transition recorded after it is lost, as after a kill at that point", stateFile, errors.Unwrap(err), stateFile, durableSuffix, st.Updated.Format(time.RFC3339))
 	return st, nil
 }
 
