@@ -644,3 +644,38 @@ ssh: {user: %[9]s, identity: %[10]s, knownHosts: %[11]s}
 		t.Errorf("the caller's connection after the collections: err %v, dials %d", err, client.Dials())
 	}
 }
+
+// The installed binary's version comes from a member's status only when
+// its client URL leads to the host: one of the host's addresses, or its
+// loopback through the host's SSH tunnel (not when dialled directly).
+func TestInstalledVersionFromStatus(t *testing.T) {
+	tunnel := &collector{inv: &plans.Plan{Cluster: &plans.Cluster{ClientAccess: "ssh-tunnel"}}}
+	direct := &collector{inv: &plans.Plan{Cluster: &plans.Cluster{ClientAccess: "direct"}}}
+	addrs := []string{"10.0.0.1", "fd00::1"}
+	cases := []struct {
+		c    *collector
+		url  string
+		want bool
+	}{
+		{tunnel, "http://10.0.0.1:2379", true},
+		{tunnel, "https://[fd00::1]:2379", true},
+		{tunnel, "http://127.0.0.1:2379", true},
+		{tunnel, "http://localhost:2379", true},
+		{tunnel, "http://10.0.0.2:2379", false},
+		{tunnel, "http://node1:2379", false},
+		{direct, "http://10.0.0.1:2379", true},
+		{direct, "http://127.0.0.1:2379", false},
+	}
+	for _, c := range cases {
+		if got := c.c.leadsTo(c.url, addrs); got != c.want {
+			t.Errorf("%s %s: leadsTo %v, want %v", c.c.inv.Cluster.ClientAccess, c.url, got, c.want)
+		}
+	}
+	h := &Host{Addresses: addrs}
+	ms := []*plans.Member{{Name: "m1", ClientURL: "http://10.0.0.1:2379"}}
+	v, note := tunnel.installedVersion(context.Background(), nil, h, probeExtra{bin: "/usr/bin/etcd", runningPIDs: "1"}, ms,
+		[]apiResult{{status: &Status{Version: "3.5.35"}}})
+	if v != "3.5.35" || note != "" {
+		t.Errorf("from status: %q %q", v, note)
+	}
+}
