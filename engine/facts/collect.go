@@ -622,8 +622,12 @@ func readProbe(spec probeSpec, secs map[string]section, stderr string, runErr er
 		x.bin, x.runningPIDs = parseVersionSection(s.Out)
 		if x.runningPIDs == "" {
 			h.EtcdVersion = parseVersion(s.Out)
-			if h.EtcdVersion == "" && !strings.HasPrefix(s.Out, "absent") {
-				note("etcd --version: %s", firstLine(s))
+			switch out := strings.TrimPrefix(strings.TrimSpace(s.Out), "bin "+x.bin); {
+			case h.EtcdVersion != "" || strings.HasPrefix(s.Out, "absent"):
+			case s.RC == -1:
+				note("etcd --version: did not finish before the probe script was stopped")
+			default:
+				note("etcd --version: %s", firstLine(section{Out: out, RC: s.RC}))
 			}
 		}
 	} else {

@@ -679,3 +679,57 @@ func TestInstalledVersionFromStatus(t *testing.T) {
 		t.Errorf("from status: %q %q", v, note)
 	}
 }
+
+// A probe that hangs on the host (here an "etcd" whose --version never
+// returns) is killed a second before the collection's deadline, and what
+// the script printed before it is kept.
+func TestCollectHungProbe(t *testing.T) {
+	srv := sshxtest.Start(t)
+	dir := t.TempDir()
+	binDir := filepath.Join(dir, "bin")
+	if err := os.Mkdir(binDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	const marker = "31.25" // no other test sleeps this long
+	if err := os.WriteFile(filepath.Join(binDir, "etcd"), []byte("#!/bin/sh\nexec sleep "+marker+"\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "etcd.env"), []byte("ETCD_NAME=m1\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	inv := loadInventory(t, dir, fmt.Sprintf(`cluster:
+  name: t
+  etcdVersion: "3.6"
+  layout: {dataDir: %[1]s, envFile: %[1]s/etcd.env, unit: etcd-rescue-test-none, binDir: %[2]s}
+  members:
+    - {name: m1, host: local, peerURL: %[3]q, clientURL: %[4]q}
+hosts:
+  local: {address: 127.0.0.1, port: %[5]d}
+ssh: {user: %[6]s, identity: %[7]s, knownHosts: %[8]s}
+`, dir, binDir, etcdtest.FreeURL(t), etcdtest.FreeURL(t), srv.Port, srv.User, srv.ClientKey, srv.KnownHosts))
+	const timeout = 4 * time.Second
+	start := time.Now()
+	f, err := Collect(context.Background(), inv, Options{Timeout: timeout})
+	took := time.Since(start)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := f.HostByName("local")
+	if h.Reach != ReachOK || h.DataDir == nil || !h.DataDir.Present || h.Settings == nil || h.Settings.Name != "m1" || h.EtcdVersion != "" {
+		t.Errorf("local: %+v data dir %+v settings %+v", h, h.DataDir, h.Settings)
+	}
+	joined := strings.Join(h.Notes, "\n")
+	for _, w := range []string{"probe script:", "etcd --version: did not finish"} {
+		if !strings.Contains(joined, w) {
+			t.Errorf("notes lack %q:\n%s", w, joined)
+		}
+	}
+	if took > timeout+time.Second {
+		t.Errorf("collection took %s, timeout %s", took, timeout)
+	}
+	// The hung process was killed with the script.
+	time.Sleep(200 * time.Millisecond)
+	if out, err := exec.Command("pgrep", "-f", "sleep "+marker).Output(); err == nil {
+		t.Errorf("the hung probe still runs: pids %s", out)
+	}
+}
