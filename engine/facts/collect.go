@@ -240,10 +240,13 @@ func (c *collector) askHost(ctx context.Context, name string, h *plans.Host, j *
 	}()
 	direct := c.inv.Cluster.ClientAccess == "direct"
 	apis := make([]chan apiResult, len(j.members))
+	// statuses get each member's Status as soon as it answers (nil: it
+	// did not), before its member list and HashKV.
+	statuses := make([]chan *Status, len(j.members))
 	askAPIs := func(dial func(ctx context.Context, addr string) (net.Conn, error)) {
 		for i, m := range j.members {
-			apis[i] = make(chan apiResult, 1)
-			go func() { apis[i] <- c.askMember(ctx, m, dial) }()
+			apis[i], statuses[i] = make(chan apiResult, 1), make(chan *Status, 1)
+			go func() { apis[i] <- c.askMember(ctx, m, dial, statuses[i]) }()
 		}
 	}
 	if direct {
@@ -287,16 +290,8 @@ func (c *collector) askHost(ctx context.Context, name string, h *plans.Host, j *
 		}
 	}
 
-	rs := make([]apiResult, len(j.members))
-	for i := range j.members {
-		if apis[i] == nil {
-			rs[i].err = fmt.Errorf("not asked: ssh to host %s failed (%s)", name, reach)
-		} else {
-			rs[i] = <-apis[i]
-		}
-	}
 	if probed != nil && probed.Reach.Asked() && extra.runningPIDs != "" {
-		v, note := c.installedVersion(ctx, client, probed, extra, j.members, rs)
+		v, note := c.installedVersion(ctx, client, probed, extra, j.members, statuses)
 		j.set(func(hs *Host, _ []*Member) {
 			hs.EtcdVersion = v
 			if note != "" {
@@ -305,7 +300,13 @@ func (c *collector) askHost(ctx context.Context, name string, h *plans.Host, j *
 		})
 	}
 	for i, m := range j.members {
-		mf := memberFacts(m, rs[i], probed, i == 0)
+		var r apiResult
+		if apis[i] == nil {
+			r.err = fmt.Errorf("not asked: ssh to host %s failed (%s)", name, reach)
+		} else {
+			r = <-apis[i]
+		}
+		mf := memberFacts(m, r, probed, i == 0)
 		j.set(func(_ *Host, ms []*Member) {
 			out := ms[i]
 			out.API, out.Error, out.Status, out.MemberList, out.HashKV = mf.API, mf.Error, mf.Status, mf.MemberList, mf.HashKV
@@ -356,9 +357,19 @@ func memberFacts(m *plans.Member, r apiResult, host *Host, onPortsMember bool) *
 	return out
 }
 
-// askMember asks one member through the client API: Status, then its
-// serializable member list and HashKV at its current revision.
-func (c *collector) askMember(ctx context.Context, m *plans.Member, dial func(ctx context.Context, addr string) (net.Conn, error)) apiResult {
+// askMember asks one member through the client API: Status (sent to
+// status as soon as known, nil when it failed), then its serializable
+// member list and HashKV at its current revision.
+func (c *collector) askMember(ctx context.Context, m *plans.Member, dial func(ctx context.Context, addr string) (net.Conn, error), status chan<- *Status) apiResult {
+	r := c.askMemberStatus(ctx, m, dial, status)
+	select {
+	case status <- r.status: // when Status was not reached
+	default:
+	}
+	return r
+}
+
+func (c *collector) askMemberStatus(ctx context.Context, m *plans.Member, dial func(ctx context.Context, addr string) (net.Conn, error), status chan<- *Status) apiResult {
 	left := time.Until(c.deadline)
 	if left <= 0 {
 		return apiResult{err: context.DeadlineExceeded}
@@ -378,6 +389,7 @@ func (c *collector) askMember(ctx context.Context, m *plans.Member, dial func(ct
 	// The member answered: its member list and HashKV at once (HashKV
 	// hashes the whole key space; the list need not wait for it).
 	r := apiResult{status: statusFacts(st)}
+	status <- r.status
 	var listErr error
 	var wg sync.WaitGroup
 	wg.Add(1)
@@ -460,12 +472,33 @@ func (c *collector) probeHost(ctx context.Context, client *sshx.Client, j *job) 
 
 // installedVersion is the version of the installed etcd binary when the
 // probe found that every etcd process on the host runs that very file
-// (x.runningPIDs): the version a member of this host reported in its
+// (x.runningPIDs): the version a member of this host reports in its
 // status, when its client URL leads to this host; otherwise (no member
 // answered, or its URL may lead elsewhere) `etcd --version`, asked now.
-func (c *collector) installedVersion(ctx context.Context, client *sshx.Client, h *Host, x probeExtra, members []*plans.Member, rs []apiResult) (version, note string) {
+// A status is waited for at most a quarter of the time left (at most a
+// second): a member that hangs must not leave no time for the version.
+func (c *collector) installedVersion(ctx context.Context, client *sshx.Client, h *Host, x probeExtra, members []*plans.Member, statuses []chan *Status) (version, note string) {
+	wait := time.NewTimer(min(time.Until(c.deadline)/4, time.Second))
+	defer wait.Stop()
+	expired := false
 	for i, m := range members {
-		if st := rs[i].status; st != nil && st.Version != "" && c.leadsTo(m.ClientURL, h.Addresses) {
+		if statuses[i] == nil || !c.leadsTo(m.ClientURL, h.Addresses) {
+			continue
+		}
+		var st *Status
+		if expired {
+			select {
+			case st = <-statuses[i]:
+			default:
+			}
+		} else {
+			select {
+			case st = <-statuses[i]:
+			case <-wait.C:
+				expired = true
+			}
+		}
+		if st != nil && st.Version != "" {
 			return st.Version, ""
 		}
 	}

@@ -673,8 +673,11 @@ func TestInstalledVersionFromStatus(t *testing.T) {
 	}
 	h := &Host{Addresses: addrs}
 	ms := []*plans.Member{{Name: "m1", ClientURL: "http://10.0.0.1:2379"}}
+	tunnel.deadline = time.Now().Add(5 * time.Second)
+	st := make(chan *Status, 1)
+	st <- &Status{Version: "3.5.35"}
 	v, note := tunnel.installedVersion(context.Background(), nil, h, probeExtra{bin: "/usr/bin/etcd", runningPIDs: "1"}, ms,
-		[]apiResult{{status: &Status{Version: "3.5.35"}}})
+		[]chan *Status{st})
 	if v != "3.5.35" || note != "" {
 		t.Errorf("from status: %q %q", v, note)
 	}
@@ -731,5 +734,45 @@ ssh: {user: %[6]s, identity: %[7]s, knownHosts: %[8]s}
 	time.Sleep(200 * time.Millisecond)
 	if out, err := exec.Command("pgrep", "-f", "sleep "+marker).Output(); err == nil {
 		t.Errorf("the hung probe still runs: pids %s", out)
+	}
+}
+
+// A member that does not answer its status in time does not cost the
+// version: etcd --version is asked once the wait (a quarter of what is
+// left) is over.
+func TestInstalledVersionMemberSilent(t *testing.T) {
+	srv := sshxtest.Start(t)
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "etcd")
+	if err := os.WriteFile(bin, []byte("#!/bin/sh\necho 'etcd Version: 9.9.9'\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	inv := loadInventory(t, dir, fmt.Sprintf(`cluster:
+  name: t
+  etcdVersion: "3.6"
+  members:
+    - {name: m1, host: local, peerURL: "http://127.0.0.1:2380", clientURL: "http://127.0.0.1:2379"}
+hosts:
+  local: {address: 127.0.0.1, port: %d}
+ssh: {user: %s, identity: %s, knownHosts: %s}
+`, srv.Port, srv.User, srv.ClientKey, srv.KnownHosts))
+	cfg, err := access.SSHConfig(inv, inv.Hosts["local"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	client, err := sshx.New("local", cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	if err := client.Connect(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	c := &collector{inv: inv, deadline: time.Now().Add(2 * time.Second)}
+	start := time.Now()
+	v, note := c.installedVersion(context.Background(), client, &Host{}, probeExtra{bin: bin, runningPIDs: "1"}, inv.Cluster.Members,
+		[]chan *Status{make(chan *Status)}) // never answers
+	if took := time.Since(start); v != "9.9.9" || note != "" || took > 1500*time.Millisecond {
+		t.Errorf("version %q note %q after %s", v, note, took)
 	}
 }
