@@ -163,14 +163,15 @@ func keyTypeOf(c *x509.Certificate) string {
 }
 
 // readCerts reads the certificate files s names over client, in one
-// command (under the inventory's sudo, as the probe). note is set when the
+// command (under the inventory's sudo, as the probe; sshx runs it with
+// sh -c). note is set when the
 // command itself failed; then no certificate is listed.
 func (c *collector) readCerts(ctx context.Context, client *sshx.Client, s *Settings) (certs []Certificate, note string) {
 	files := certFiles(s)
 	if len(files) == 0 {
 		return nil, ""
 	}
-	res, err := client.Run(ctx, "sh -c "+shellquote.Quote(certScript(c.token, files)),
+	res, err := client.Run(ctx, certScript(c.token, files),
 		sshx.RunOpts{Display: "etcd-rescue facts: read the certificates etcd serves (read-only)"})
 	secs := parseSections(string(res.Stdout), c.token)
 	if err != nil && len(secs) == 0 {

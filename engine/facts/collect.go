@@ -7,8 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
 	"sort"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -240,10 +240,13 @@ func (c *collector) askHost(ctx context.Context, name string, h *plans.Host, j *
 	}()
 	direct := c.inv.Cluster.ClientAccess == "direct"
 	apis := make([]chan apiResult, len(j.members))
+	// statuses get each member's Status as soon as it answers (nil: it
+	// did not), before its member list and HashKV.
+	statuses := make([]chan *Status, len(j.members))
 	askAPIs := func(dial func(ctx context.Context, addr string) (net.Conn, error)) {
 		for i, m := range j.members {
-			apis[i] = make(chan apiResult, 1)
-			go func() { apis[i] <- c.askMember(ctx, m, dial) }()
+			apis[i], statuses[i] = make(chan apiResult, 1), make(chan *Status, 1)
+			go func() { apis[i] <- c.askMember(ctx, m, dial, statuses[i]) }()
 		}
 	}
 	if direct {
@@ -267,8 +270,9 @@ func (c *collector) askHost(ctx context.Context, name string, h *plans.Host, j *
 	}
 
 	var probed *Host
+	var extra probeExtra
 	if err == nil {
-		probed = c.probeHost(ctx, client, j)
+		probed, extra = c.probeHost(ctx, client, j)
 		j.set(func(hs *Host, _ []*Member) {
 			hs.Reach, hs.Error = probed.Reach, probed.Error
 			hs.Addresses, hs.Service, hs.DataDir, hs.EtcdVersion = probed.Addresses, probed.Service, probed.DataDir, probed.EtcdVersion
@@ -286,6 +290,15 @@ func (c *collector) askHost(ctx context.Context, name string, h *plans.Host, j *
 		}
 	}
 
+	if probed != nil && probed.Reach.Asked() && extra.runningPIDs != "" {
+		v, note := c.installedVersion(ctx, client, probed, extra, j.members, statuses)
+		j.set(func(hs *Host, _ []*Member) {
+			hs.EtcdVersion = v
+			if note != "" {
+				hs.Notes = append(hs.Notes, note)
+			}
+		})
+	}
 	for i, m := range j.members {
 		var r apiResult
 		if apis[i] == nil {
@@ -344,9 +357,19 @@ func memberFacts(m *plans.Member, r apiResult, host *Host, onPortsMember bool) *
 	return out
 }
 
-// askMember asks one member through the client API: Status, then its
-// serializable member list and HashKV at its current revision.
-func (c *collector) askMember(ctx context.Context, m *plans.Member, dial func(ctx context.Context, addr string) (net.Conn, error)) apiResult {
+// askMember asks one member through the client API: Status (sent to
+// status as soon as known, nil when it failed), then its serializable
+// member list and HashKV at its current revision.
+func (c *collector) askMember(ctx context.Context, m *plans.Member, dial func(ctx context.Context, addr string) (net.Conn, error), status chan<- *Status) apiResult {
+	r := c.askMemberStatus(ctx, m, dial, status)
+	select {
+	case status <- r.status: // when Status was not reached
+	default:
+	}
+	return r
+}
+
+func (c *collector) askMemberStatus(ctx context.Context, m *plans.Member, dial func(ctx context.Context, addr string) (net.Conn, error), status chan<- *Status) apiResult {
 	left := time.Until(c.deadline)
 	if left <= 0 {
 		return apiResult{err: context.DeadlineExceeded}
@@ -363,16 +386,29 @@ func (c *collector) askMember(ctx context.Context, m *plans.Member, dial func(ct
 	if err != nil {
 		return apiResult{err: err, refused: isRefused(err)}
 	}
+	// The member answered: its member list and HashKV at once (HashKV
+	// hashes the whole key space; the list need not wait for it).
 	r := apiResult{status: statusFacts(st)}
-	if l, err := cli.MemberList(ctx, true); err != nil {
-		r.notes = append(r.notes, "member list: "+oneLine(err))
-	} else {
-		for _, lm := range l {
-			r.list = append(r.list, ListedMember{ID: etcdapi.FormatID(lm.ID), Name: lm.Name, PeerURLs: lm.PeerURLs, ClientURLs: lm.ClientURLs, IsLearner: lm.IsLearner})
+	status <- r.status
+	var listErr error
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		var l []etcdapi.Member
+		if l, listErr = cli.MemberList(ctx, true); listErr == nil {
+			for _, lm := range l {
+				r.list = append(r.list, ListedMember{ID: etcdapi.FormatID(lm.ID), Name: lm.Name, PeerURLs: lm.PeerURLs, ClientURLs: lm.ClientURLs, IsLearner: lm.IsLearner})
+			}
 		}
+	}()
+	hk, hashErr := cli.HashKV(ctx, m.ClientURL, 0)
+	wg.Wait()
+	if listErr != nil {
+		r.notes = append(r.notes, "member list: "+oneLine(listErr))
 	}
-	if hk, err := cli.HashKV(ctx, m.ClientURL, 0); err != nil {
-		r.notes = append(r.notes, "hashkv: "+oneLine(err))
+	if hashErr != nil {
+		r.notes = append(r.notes, "hashkv: "+oneLine(hashErr))
 	} else {
 		r.hash = &HashKV{Hash: hk.Hash, Revision: hk.HashRevision, CompactRevision: hk.CompactRevision}
 	}
@@ -417,17 +453,16 @@ func isRefused(err error) bool {
 }
 
 // probeHost runs the probe script and reads its output.
-func (c *collector) probeHost(ctx context.Context, client *sshx.Client, j *job) *Host {
+func (c *collector) probeHost(ctx context.Context, client *sshx.Client, j *job) (*Host, probeExtra) {
 	lay := c.inv.Cluster.Layout
-	secs := int(time.Until(c.deadline)/time.Second) - 1
 	spec := probeSpec{Token: c.token, Layout: lay.Service, Unit: lay.Unit, EnvFile: lay.EnvFile, Manifest: lay.Manifest,
-		DataDir: lay.DataDir, BinDir: lay.BinDir, Step: max(1, secs/3)}
-	script := hostScript(spec)
-	// The script bounds itself on the host, so that a slow probe ends
-	// there and what came before it is still read.
-	q := shellquote.Quote(script)
-	cmd := "if command -v timeout >/dev/null 2>&1; then exec timeout -k 1 " + strconv.Itoa(max(1, secs)) + " sh -c " + q + "; else exec sh -c " + q + "; fi"
-	res, err := client.Run(ctx, cmd, sshx.RunOpts{Display: "etcd-rescue facts probe (read-only)"})
+		DataDir: lay.DataDir, BinDir: lay.BinDir}
+	// The command's own timeout ends the script (it is killed on the
+	// host) a second before the collection's deadline, so that what it
+	// printed until then is still read.
+	left := time.Until(c.deadline)
+	res, err := client.Run(ctx, hostScript(spec), sshx.RunOpts{Display: "etcd-rescue facts probe (read-only)",
+		Timeout: max(left-time.Second, left/2)})
 	var peerPort, clientPort int
 	if len(j.members) > 0 {
 		peerPort, clientPort = portOf(j.members[0].PeerURL), portOf(j.members[0].ClientURL)
@@ -435,9 +470,69 @@ func (c *collector) probeHost(ctx context.Context, client *sshx.Client, j *job) 
 	return readProbe(spec, parseSections(string(res.Stdout), c.token), string(res.Stderr), err, client.Config().Sudo, peerPort, clientPort)
 }
 
+// installedVersion is the version of the installed etcd binary when the
+// probe found that every etcd process on the host runs that very file
+// (x.runningPIDs): the version a member of this host reports in its
+// status, when its client URL leads to this host; otherwise (no member
+// answered, or its URL may lead elsewhere) `etcd --version`, asked now.
+// A status is waited for at most a quarter of the time left (at most a
+// second): a member that hangs must not leave no time for the version.
+func (c *collector) installedVersion(ctx context.Context, client *sshx.Client, h *Host, x probeExtra, members []*plans.Member, statuses []chan *Status) (version, note string) {
+	wait := time.NewTimer(min(time.Until(c.deadline)/4, time.Second))
+	defer wait.Stop()
+	expired := false
+	for i, m := range members {
+		if statuses[i] == nil || !c.leadsTo(m.ClientURL, h.Addresses) {
+			continue
+		}
+		var st *Status
+		if expired {
+			select {
+			case st = <-statuses[i]:
+			default:
+			}
+		} else {
+			select {
+			case st = <-statuses[i]:
+			case <-wait.C:
+				expired = true
+			}
+		}
+		if st != nil && st.Version != "" {
+			return st.Version, ""
+		}
+	}
+	res, err := client.Run(ctx, shellquote.Quote(x.bin)+" --version 2>&1", sshx.RunOpts{Display: "etcd-rescue facts: etcd --version (read-only)"})
+	if v := parseVersion(string(res.Stdout)); v != "" {
+		return v, ""
+	}
+	if err != nil {
+		return "", "etcd --version: " + oneLine(err)
+	}
+	return "", "etcd --version: " + firstLine(section{Out: string(res.Stdout), RC: res.ExitCode})
+}
+
+// leadsTo reports whether the client API at u, as the collection dials
+// it, reaches the host whose addresses are addrs: u names one of them, or
+// (through the host's SSH tunnel) its loopback.
+func (c *collector) leadsTo(u string, addrs []string) bool {
+	pu, err := url.Parse(u)
+	if err != nil {
+		return false
+	}
+	name := pu.Hostname()
+	if c.inv.Cluster.ClientAccess != "direct" {
+		if ip := net.ParseIP(name); name == "localhost" || (ip != nil && ip.IsLoopback()) {
+			return true
+		}
+	}
+	ip := net.ParseIP(name)
+	return ip != nil && !ip.IsLoopback() && containsIP(addrs, ip)
+}
+
 // readProbe turns the script's sections into a Host (Reach, Error and the
 // probed fields). runErr is the transport's error, if any.
-func readProbe(spec probeSpec, secs map[string]section, stderr string, runErr error, sudo bool, peerPort, clientPort int) *Host {
+func readProbe(spec probeSpec, secs map[string]section, stderr string, runErr error, sudo bool, peerPort, clientPort int) (*Host, probeExtra) {
 	h := &Host{Reach: ReachOK}
 	if _, ok := secs[secBegin]; !ok {
 		switch {
@@ -451,7 +546,7 @@ func readProbe(spec probeSpec, secs map[string]section, stderr string, runErr er
 		default:
 			h.Reach, h.Error = ReachError, "probe script did not run: "+strings.TrimSpace(firstOf(stderr))
 		}
-		return h
+		return h, probeExtra{}
 	}
 	note := func(format string, a ...any) { h.Notes = append(h.Notes, fmt.Sprintf(format, a...)) }
 	missing := func(name string) { note("%s: not collected (the probe script stopped before it)", name) }
@@ -463,6 +558,9 @@ func readProbe(spec probeSpec, secs map[string]section, stderr string, runErr er
 		}
 	}
 
+	fileSec, haveFiles := secs[secFiles]
+	files := parseFiles(fileSec.Out, procFibTrie, procIfInet6, procTCP, procTCP6, spec.settingsFile())
+
 	if s, ok := secs[secAddrs]; ok {
 		h.Addresses = parseIPAddrs(s.Out)
 		if s.RC != 0 {
@@ -473,15 +571,35 @@ func readProbe(spec probeSpec, secs map[string]section, stderr string, runErr er
 		if s.RC != 0 {
 			note("hostname -I: %s", firstLine(s))
 		}
+	} else if c, ok := files[procFibTrie]; ok {
+		h.Addresses = append(parseFibTrie(c), parseIfInet6(files[procIfInet6])...)
+	} else if haveFiles {
+		note("addresses unknown: %s printed nothing", procFibTrie)
 	} else {
 		missing("addresses")
+	}
+
+	// settingsOf reads the env file or manifest section: present (its
+	// content in the files section), absent or unreadable.
+	settingsFile := func(sec string) (present, ok bool, content string) {
+		s, ok := secs[sec]
+		if !ok {
+			return false, false, ""
+		}
+		if strings.HasPrefix(s.Out, "present") && !haveFiles {
+			return true, false, "" // the files section did not come
+		}
+		present = strings.HasPrefix(s.Out, "present")
+		if present && strings.Contains(s.Out, "unreadable") {
+			note("%s is not readable (ssh.sudo: true reads it as root)", spec.settingsFile())
+		}
+		return present, true, files[spec.settingsFile()]
 	}
 
 	svc := &Service{Kind: spec.Layout}
 	if spec.Layout == "static-pod" {
 		svc.Manifest = spec.Manifest
-		if s, ok := secs[secManifest]; ok {
-			present, content := parseFile(s)
+		if present, ok, content := settingsFile(secManifest); ok {
 			svc.ManifestPresent = present
 			if present {
 				st, err := parseManifest(spec.Manifest, content)
@@ -491,30 +609,25 @@ func readProbe(spec probeSpec, secs map[string]section, stderr string, runErr er
 				h.Settings = st
 			}
 		} else {
+			svc.ManifestPresent = present
 			missing("manifest")
 		}
 	} else {
 		svc.Unit = spec.Unit
-		if s, ok := secs[secActive]; ok {
+		if s, ok := secs[secUnit]; ok {
 			var n string
-			if svc.Active, n = parseActive(s); n != "" {
+			if svc.Active, svc.Enabled, n = parseUnit(s); n != "" {
 				note("%s", n)
-			}
-		}
-		if s, ok := secs[secEnabled]; ok {
-			var n string
-			if svc.Enabled, n = parseEnabled(s); n != "" {
-				note("%s", n)
-			}
-		}
-		if s, ok := secs[secEnvFile]; ok {
-			if present, content := parseFile(s); present {
-				h.Settings = parseEnvFile(spec.EnvFile, content)
-			} else {
-				note("env file %s is absent", spec.EnvFile)
 			}
 		} else {
+			missing("service state")
+		}
+		if present, ok, content := settingsFile(secEnvFile); !ok {
 			missing("env file")
+		} else if present {
+			h.Settings = parseEnvFile(spec.EnvFile, content)
+		} else {
+			note("env file %s is absent", spec.EnvFile)
 		}
 	}
 	if s, ok := secs[secRunning]; ok {
@@ -537,27 +650,54 @@ func readProbe(spec probeSpec, secs map[string]section, stderr string, runErr er
 		missing("data dir")
 	}
 
+	var x probeExtra
 	if s, ok := secs[secVersion]; ok {
-		h.EtcdVersion = parseVersion(s.Out)
-		if h.EtcdVersion == "" && !strings.HasPrefix(s.Out, "absent") {
-			note("etcd --version: %s", firstLine(s))
+		x.bin, x.runningPIDs = parseVersionSection(s.Out)
+		if x.runningPIDs == "" {
+			h.EtcdVersion = parseVersion(s.Out)
+			switch out := strings.TrimPrefix(strings.TrimSpace(s.Out), "bin "+x.bin); {
+			case h.EtcdVersion != "" || strings.HasPrefix(s.Out, "absent"):
+			case s.RC == -1:
+				note("etcd --version: did not finish before the probe script was stopped")
+			default:
+				note("etcd --version: %s", firstLine(section{Out: out, RC: s.RC}))
+			}
 		}
 	} else {
 		missing("etcd version")
 	}
 
-	if s, ok := secs[secListen]; ok && s.RC == 0 {
-		ports := parseListening(s.Out)
-		if peerPort != 0 {
-			p, cp := ports[peerPort], ports[clientPort]
-			h.PeerPort, h.ClientPort = &p, &cp
-		}
-	} else if ok {
+	ports := map[int]bool{}
+	switch s, ok := secs[secListen]; {
+	case ok && s.RC == 0:
+		ports = parseListening(s.Out)
+	case ok:
 		note("listening ports unknown: %s", firstLine(s))
-	} else {
+		ports = nil
+	case files[procTCP] != "":
+		parseProcTCP(files[procTCP], ports)
+		parseProcTCP(files[procTCP6], ports)
+	case haveFiles:
+		note("listening ports unknown: %s printed nothing", procTCP)
+		ports = nil
+	default:
 		missing("listening ports")
+		ports = nil
 	}
-	return h
+	if ports != nil && peerPort != 0 {
+		p, cp := ports[peerPort], ports[clientPort]
+		h.PeerPort, h.ClientPort = &p, &cp
+	}
+	return h, x
+}
+
+// probeExtra is what the probe says beyond the Host's fields.
+type probeExtra struct {
+	bin string // the installed etcd binary's path, "" when absent or not probed
+	// runningPIDs: every etcd process on the host runs bin itself (same
+	// file), so `etcd --version` was not run: the running member's status
+	// says the version.
+	runningPIDs string
 }
 
 func firstOf(s string) string {

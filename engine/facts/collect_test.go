@@ -10,6 +10,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -129,7 +131,7 @@ func TestHostScriptLocally(t *testing.T) {
 	// No process is named like this: the offline revision is read even
 	// while other tests run etcd on this machine.
 	spec := probeSpec{Token: "tok", Layout: "systemd", Unit: "etcd-rescue-test-none", EnvFile: env, DataDir: dataDir,
-		BinDir: filepath.Dir(bin), Process: "etcd-rescue-none", Step: 10}
+		BinDir: filepath.Dir(bin), Process: "etcd-rescue-none"}
 	cmd := exec.Command("sh", "-c", hostScript(spec))
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
@@ -137,7 +139,7 @@ func TestHostScriptLocally(t *testing.T) {
 	if err != nil {
 		t.Fatalf("script: %v\n%s", err, stderr.String())
 	}
-	h := readProbe(spec, parseSections(string(out), "tok"), stderr.String(), nil, false, 2380, 2379)
+	h, _ := readProbe(spec, parseSections(string(out), "tok"), stderr.String(), nil, false, 2380, 2379)
 	if h.Reach != ReachOK || h.DataDir == nil || !h.DataDir.Present || !h.DataDir.HasMember || h.DataDir.SizeBytes == 0 {
 		t.Fatalf("host: %+v data dir %+v\n%s", h, h.DataDir, out)
 	}
@@ -163,7 +165,7 @@ func TestHostScriptLocally(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h = readProbe(sp, parseSections(string(out), "tok"), "", nil, false, 2380, 2379)
+	h, _ = readProbe(sp, parseSections(string(out), "tok"), "", nil, false, 2380, 2379)
 	if h.Service == nil || h.Service.Kind != "static-pod" || !h.Service.ManifestPresent || h.Settings == nil ||
 		h.Settings.Name != "m0" || h.Settings.InitialClusterState != "existing" || h.Settings.Source != manifest {
 		t.Errorf("static pod: service %+v settings %+v notes %q", h.Service, h.Settings, h.Notes)
@@ -175,9 +177,71 @@ func TestHostScriptLocally(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h = readProbe(spec, parseSections(string(out), "tok"), "", nil, false, 2380, 2379)
+	h, _ = readProbe(spec, parseSections(string(out), "tok"), "", nil, false, 2380, 2379)
 	if h.DataDir == nil || h.DataDir.Present || h.EtcdVersion != "" {
 		t.Errorf("absent: data dir %+v version %q", h.DataDir, h.EtcdVersion)
+	}
+}
+
+// When every process named like etcd runs the installed binary itself,
+// the script does not start it for its version (the running member's
+// status says it); when one runs another file, it does.
+func TestHostScriptRunningBinary(t *testing.T) {
+	sleep, err := exec.LookPath("sleep")
+	if err != nil {
+		t.Skip("no sleep here")
+	}
+	data, err := os.ReadFile(sleep)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	binDir, otherDir := filepath.Join(dir, "bin"), filepath.Join(dir, "other")
+	for _, d := range []string{binDir, otherDir} {
+		if err := os.Mkdir(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(d, "etcd"), data, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		// Started through this link, the process is named etcd-rescue-run
+		// (its comm) and runs d/etcd.
+		if err := os.Symlink(filepath.Join(d, "etcd"), filepath.Join(d, "etcd-rescue-run")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	start := func(d string) *exec.Cmd {
+		cmd := exec.Command(filepath.Join(d, "etcd-rescue-run"), "30")
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+		return cmd
+	}
+	spec := probeSpec{Token: "tok", Layout: "static-pod", Manifest: filepath.Join(dir, "none.yaml"), DataDir: filepath.Join(dir, "data"),
+		BinDir: binDir, Process: "etcd-rescue-run"}
+	probe := func() (*Host, probeExtra, string) {
+		out, err := exec.Command("sh", "-c", hostScript(spec)).Output()
+		if err != nil {
+			t.Fatal(err)
+		}
+		h, x := readProbe(spec, parseSections(string(out), "tok"), "", nil, false, 2380, 2379)
+		return h, x, string(out)
+	}
+
+	cmd := start(binDir)
+	h, x, out := probe()
+	if !h.Service.Running || x.bin != filepath.Join(binDir, "etcd") || x.runningPIDs != strconv.Itoa(cmd.Process.Pid) || h.EtcdVersion != "" {
+		t.Errorf("same binary running: running %v extra %+v version %q\n%s", h.Service.Running, x, h.EtcdVersion, out)
+	}
+	if strings.Contains(out, "coreutils") {
+		t.Errorf("the binary was started for its version:\n%s", out)
+	}
+
+	start(otherDir)
+	_, x, out = probe()
+	if x.runningPIDs != "" || !strings.Contains(out, "coreutils") {
+		t.Errorf("another file running too: extra %+v, want `etcd --version` run\n%s", x, out)
 	}
 }
 
@@ -330,9 +394,21 @@ ssh: {user: %[22]s, identity: %[23]s, knownHosts: %[24]s}
 		free(), free(), free(), free(), srv.Port, silentListener(t), sshxtest.FreePort(t), other.Port, srv.User, srv.ClientKey, knownHosts, srv2.Port, srv3.Port))
 
 	before := treeState(t, host, dataDir)
-	// generous: each slow probe (du, etcd --version) gets about a third of
-	// it, and under -race on a loaded 2-core machine they need seconds
+	// generous: under -race on a loaded 2-core machine the probes need
+	// seconds
 	const timeout = 12 * time.Second
+	// The addresses as ip says them, before and after (a bridge may come
+	// or go meanwhile, e.g. a rehearsal lab's).
+	ipAddrs := func() string {
+		out, err := exec.Command("ip", "-o", "addr", "show", "scope", "global").Output()
+		if err != nil {
+			return ""
+		}
+		a := parseIPAddrs(string(out))
+		sort.Strings(a)
+		return fmt.Sprint(a)
+	}
+	ipBefore := ipAddrs()
 	start := time.Now()
 	f, err := Collect(context.Background(), inv, Options{Timeout: timeout, Inventory: "inventory.yaml"})
 	took := time.Since(start)
@@ -394,9 +470,12 @@ ssh: {user: %[22]s, identity: %[23]s, knownHosts: %[24]s}
 	if local.PeerPort == nil || !*local.PeerPort || local.ClientPort == nil || !*local.ClientPort {
 		t.Errorf("local ports: peer %v client %v", local.PeerPort, local.ClientPort)
 	}
-	if out, err := exec.Command("ip", "-o", "addr", "show", "scope", "global").Output(); err == nil {
-		if want := parseIPAddrs(string(out)); fmt.Sprint(want) != fmt.Sprint(local.Addresses) {
-			t.Errorf("addresses %v, want %v", local.Addresses, want)
+	if ipBefore != "" {
+		// As a set: ip lists them by interface, /proc/net by address.
+		got := append([]string(nil), local.Addresses...)
+		sort.Strings(got)
+		if after := ipAddrs(); fmt.Sprint(got) != ipBefore && fmt.Sprint(got) != after {
+			t.Errorf("addresses %v, want %v (ip before) or %v (after)", got, ipBefore, after)
 		}
 	}
 	if l2 := f.HostByName("local2"); l2.ClientPort == nil || *l2.ClientPort {
@@ -563,5 +642,137 @@ ssh: {user: %[9]s, identity: %[10]s, knownHosts: %[11]s}
 	// still the caller's: open after the collections
 	if _, err := client.Run(context.Background(), "true", sshx.RunOpts{}); err != nil || client.Dials() != 1 {
 		t.Errorf("the caller's connection after the collections: err %v, dials %d", err, client.Dials())
+	}
+}
+
+// The installed binary's version comes from a member's status only when
+// its client URL leads to the host: one of the host's addresses, or its
+// loopback through the host's SSH tunnel (not when dialled directly).
+func TestInstalledVersionFromStatus(t *testing.T) {
+	tunnel := &collector{inv: &plans.Plan{Cluster: &plans.Cluster{ClientAccess: "ssh-tunnel"}}}
+	direct := &collector{inv: &plans.Plan{Cluster: &plans.Cluster{ClientAccess: "direct"}}}
+	addrs := []string{"10.0.0.1", "fd00::1"}
+	cases := []struct {
+		c    *collector
+		url  string
+		want bool
+	}{
+		{tunnel, "http://10.0.0.1:2379", true},
+		{tunnel, "https://[fd00::1]:2379", true},
+		{tunnel, "http://127.0.0.1:2379", true},
+		{tunnel, "http://localhost:2379", true},
+		{tunnel, "http://10.0.0.2:2379", false},
+		{tunnel, "http://node1:2379", false},
+		{direct, "http://10.0.0.1:2379", true},
+		{direct, "http://127.0.0.1:2379", false},
+	}
+	for _, c := range cases {
+		if got := c.c.leadsTo(c.url, addrs); got != c.want {
+			t.Errorf("%s %s: leadsTo %v, want %v", c.c.inv.Cluster.ClientAccess, c.url, got, c.want)
+		}
+	}
+	h := &Host{Addresses: addrs}
+	ms := []*plans.Member{{Name: "m1", ClientURL: "http://10.0.0.1:2379"}}
+	tunnel.deadline = time.Now().Add(5 * time.Second)
+	st := make(chan *Status, 1)
+	st <- &Status{Version: "3.5.35"}
+	v, note := tunnel.installedVersion(context.Background(), nil, h, probeExtra{bin: "/usr/bin/etcd", runningPIDs: "1"}, ms,
+		[]chan *Status{st})
+	if v != "3.5.35" || note != "" {
+		t.Errorf("from status: %q %q", v, note)
+	}
+}
+
+// A probe that hangs on the host (here an "etcd" whose --version never
+// returns) is killed a second before the collection's deadline, and what
+// the script printed before it is kept.
+func TestCollectHungProbe(t *testing.T) {
+	srv := sshxtest.Start(t)
+	dir := t.TempDir()
+	binDir := filepath.Join(dir, "bin")
+	if err := os.Mkdir(binDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	const marker = "31.25" // no other test sleeps this long
+	if err := os.WriteFile(filepath.Join(binDir, "etcd"), []byte("#!/bin/sh\nexec sleep "+marker+"\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "etcd.env"), []byte("ETCD_NAME=m1\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	inv := loadInventory(t, dir, fmt.Sprintf(`cluster:
+  name: t
+  etcdVersion: "3.6"
+  layout: {dataDir: %[1]s, envFile: %[1]s/etcd.env, unit: etcd-rescue-test-none, binDir: %[2]s}
+  members:
+    - {name: m1, host: local, peerURL: %[3]q, clientURL: %[4]q}
+hosts:
+  local: {address: 127.0.0.1, port: %[5]d}
+ssh: {user: %[6]s, identity: %[7]s, knownHosts: %[8]s}
+`, dir, binDir, etcdtest.FreeURL(t), etcdtest.FreeURL(t), srv.Port, srv.User, srv.ClientKey, srv.KnownHosts))
+	const timeout = 4 * time.Second
+	start := time.Now()
+	f, err := Collect(context.Background(), inv, Options{Timeout: timeout})
+	took := time.Since(start)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := f.HostByName("local")
+	if h.Reach != ReachOK || h.DataDir == nil || !h.DataDir.Present || h.Settings == nil || h.Settings.Name != "m1" || h.EtcdVersion != "" {
+		t.Errorf("local: %+v data dir %+v settings %+v", h, h.DataDir, h.Settings)
+	}
+	joined := strings.Join(h.Notes, "\n")
+	for _, w := range []string{"probe script:", "etcd --version: did not finish"} {
+		if !strings.Contains(joined, w) {
+			t.Errorf("notes lack %q:\n%s", w, joined)
+		}
+	}
+	if took > timeout+time.Second {
+		t.Errorf("collection took %s, timeout %s", took, timeout)
+	}
+	// The hung process was killed with the script.
+	time.Sleep(200 * time.Millisecond)
+	if out, err := exec.Command("pgrep", "-f", "sleep "+marker).Output(); err == nil {
+		t.Errorf("the hung probe still runs: pids %s", out)
+	}
+}
+
+// A member that does not answer its status in time does not cost the
+// version: etcd --version is asked once the wait (a quarter of what is
+// left) is over.
+func TestInstalledVersionMemberSilent(t *testing.T) {
+	srv := sshxtest.Start(t)
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "etcd")
+	if err := os.WriteFile(bin, []byte("#!/bin/sh\necho 'etcd Version: 9.9.9'\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	inv := loadInventory(t, dir, fmt.Sprintf(`cluster:
+  name: t
+  etcdVersion: "3.6"
+  members:
+    - {name: m1, host: local, peerURL: "http://127.0.0.1:2380", clientURL: "http://127.0.0.1:2379"}
+hosts:
+  local: {address: 127.0.0.1, port: %d}
+ssh: {user: %s, identity: %s, knownHosts: %s}
+`, srv.Port, srv.User, srv.ClientKey, srv.KnownHosts))
+	cfg, err := access.SSHConfig(inv, inv.Hosts["local"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	client, err := sshx.New("local", cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	if err := client.Connect(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	c := &collector{inv: inv, deadline: time.Now().Add(2 * time.Second)}
+	start := time.Now()
+	v, note := c.installedVersion(context.Background(), client, &Host{}, probeExtra{bin: bin, runningPIDs: "1"}, inv.Cluster.Members,
+		[]chan *Status{make(chan *Status)}) // never answers
+	if took := time.Since(start); v != "9.9.9" || note != "" || took > 1500*time.Millisecond {
+		t.Errorf("version %q note %q after %s", v, note, took)
 	}
 }

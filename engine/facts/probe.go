@@ -3,16 +3,31 @@ package facts
 // What one host is asked over SSH: one shell script, one session. Each probe
 // prints a section between markers carrying a per-run token; the output is
 // parsed here, in pure functions, into the Host's fields. The script only
-// reads: it writes no file, takes no lock and starts nothing but readers
-// (ip, systemctl is-*, pgrep, cat, du, ss, etcd --version, and on a stopped
-// member etcdutl snapshot status, which opens the bbolt file O_RDONLY).
+// reads: it writes no file, takes no lock and starts nothing but readers.
+//
+// It starts as few processes as it can, because every process costs (a
+// fork and exec is 8-80 ms on a loaded host, and a recovery asks every host
+// at once): one grep reads the files that say which etcd processes run
+// (/proc/PID/comm), one grep reads the host's addresses (/proc/net/fib_trie,
+// if_inet6), its listening TCP ports (/proc/net/tcp, tcp6) and the env file
+// or manifest, one `systemctl show` gives the unit's states, one du sizes the
+// data dir. `etcd --version` runs only when no running etcd is the installed
+// binary itself (then the running member's status says its version, see
+// collect.go), and `etcdutl snapshot status` only on a stopped member's db.
+// ip, hostname -I, ss and netstat are the fallbacks where /proc/net cannot
+// be read. Nothing is bounded per probe: the slow ones (du, etcd --version,
+// etcdutl on a db another process locks) come last, and the whole script
+// is bounded by the command's timeout, which kills it and keeps what it
+// printed before.
 
 import (
 	"bufio"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"net"
 	"net/url"
+	"sort"
 	"strconv"
 	"strings"
 
@@ -29,34 +44,47 @@ type probeSpec struct {
 	Manifest string
 	DataDir  string
 	BinDir   string // "" means PATH
-	Process  string // etcd's process name, for pgrep -x (etcd)
-	// Step bounds each probe that may be slow (du, etcd --version,
-	// etcdutl), in whole seconds (at least 1).
-	Step int
+	Process  string // etcd's process name, as /proc/PID/comm shows it (etcd)
 }
 
 // Section names.
 const (
 	secBegin    = "begin"
-	secAddrs    = "addrs"    // ip -o addr show scope global
-	secHostname = "hostname" // hostname -I, when ip is missing
-	secActive   = "active"
-	secEnabled  = "enabled"
-	secManifest = "manifest"
-	secEnvFile  = "envfile"
-	secRunning  = "running"
+	secRunning  = "running"  // pids of the etcd processes
+	secFiles    = "files"    // grep -H '' of the files below: "path:line"
+	secAddrs    = "addrs"    // ip -o addr show scope global, when /proc/net/fib_trie is unreadable
+	secHostname = "hostname" // hostname -I, when ip is missing too
+	secUnit     = "unit"     // systemctl show -p LoadState -p ActiveState -p UnitFileState
+	secManifest = "manifest" // present | absent (the content is in secFiles)
+	secEnvFile  = "envfile"  // present | absent (the content is in secFiles)
 	secDataDir  = "datadir"
-	secVersion  = "version"
-	secListen   = "listen"
+	secVersion  = "version" // "bin PATH", then `etcd --version` or "running PIDS" (the same file runs)
+	secListen   = "listen"  // ss -ltn or netstat -ltn, when /proc/net/tcp is unreadable
 	secOffline  = "offline"
 	secEnd      = "end"
 )
 
-// hostScript is the shell script run on the host (through `sh -c`, under
-// sudo -n when the inventory says so).
+// The /proc files the script reads through one grep.
+const (
+	procFibTrie = "/proc/net/fib_trie"
+	procIfInet6 = "/proc/net/if_inet6"
+	procTCP     = "/proc/net/tcp"
+	procTCP6    = "/proc/net/tcp6"
+)
+
+// settingsFile is the env file or manifest the layout names.
+func (s probeSpec) settingsFile() string {
+	if s.Layout == "static-pod" {
+		return s.Manifest
+	}
+	return s.EnvFile
+}
+
+// hostScript is the shell script run on the host (as the command of an
+// sshx session, which runs it with `sh -c`, under sudo -n when the
+// inventory says so).
 func hostScript(s probeSpec) string {
 	q := shellquote.Quote
-	step := strconv.Itoa(max(1, s.Step))
 	proc := s.Process
 	if proc == "" {
 		proc = "etcd"
@@ -67,35 +95,58 @@ func hostScript(s probeSpec) string {
 	w(`sec() { printf '\n%s %%s\n' "$1"; }`, mark)
 	w(`rc() { printf '\n%s-rc %%s\n' "$1"; }`, mark)
 	w(`has() { command -v "$1" >/dev/null 2>&1; }`)
-	w(`tmo() { if has timeout; then timeout -k 1 "$@"; else shift; "$@"; fi; }`)
+	// where NAME: its path on $PATH (command -v, without the subshell).
+	w(`where() { r=; o=$IFS; IFS=:; for d in $PATH; do [ -z "$r" ] && [ -n "$d" ] && [ -f "$d/$1" ] && [ -x "$d/$1" ] && r=$d/$1; done; IFS=$o; }`)
+	w(`LC_ALL=C; export LC_ALL`)
 	w(`sec %s; echo ok; rc 0`, secBegin)
-	w(`if has ip; then sec %s; ip -o addr show scope global 2>&1; rc $?; else sec %s; hostname -I 2>&1; rc $?; fi`, secAddrs, secHostname)
+	// The etcd processes: the /proc/PID/comm files that name it (what
+	// pgrep -x reads), by grep, or by the shell where grep is missing.
+	w(`pids=; if has grep; then for f in $(grep -lsxF -- %s /proc/[0-9]*/comm 2>/dev/null); do p=${f#/proc/}; pids="$pids ${p%%/comm}"; done; `+
+		`else for f in /proc/[0-9]*/comm; do c=; { read -r c < "$f"; } 2>/dev/null; [ "$c" = %s ] && p=${f#/proc/} && pids="$pids ${p%%/comm}"; done; fi`, q(proc), q(proc))
+	w(`sec %s; echo "pids$pids"; rc 0`, secRunning)
+	files := q(procFibTrie) + " " + q(procIfInet6) + " " + q(procTCP) + " " + q(procTCP6) + " " + q(s.settingsFile())
+	w(`sec %s; if has grep; then grep -aHs '' %s; else for f in %s; do [ -r "$f" ] && while IFS= read -r l || [ -n "$l" ]; do printf '%%s:%%s\n' "$f" "$l"; done < "$f"; done; fi; rc 0`,
+		secFiles, files, files)
+	w(`if [ ! -r %s ]; then if has ip; then sec %s; ip -o addr show scope global 2>&1; rc $?; else sec %s; hostname -I 2>&1; rc $?; fi; fi`,
+		procFibTrie, secAddrs, secHostname)
+	w(`if [ ! -r %s ]; then sec %s; if has ss; then ss -ltn 2>&1; else netstat -ltn 2>&1; fi; rc $?; fi`, procTCP, secListen)
 	if s.Layout == "static-pod" {
-		w(`sec %s; if [ -f %s ]; then echo present; cat %s 2>&1; else echo absent; fi; rc $?`, secManifest, q(s.Manifest), q(s.Manifest))
+		w(`sec %s; %s; rc 0`, secManifest, presence(s.Manifest))
 	} else {
-		w(`sec %s; systemctl is-active %s 2>&1; rc $?`, secActive, q(s.Unit))
-		w(`sec %s; systemctl is-enabled %s 2>&1; rc $?`, secEnabled, q(s.Unit))
-		w(`sec %s; if [ -f %s ]; then echo present; cat %s 2>&1; else echo absent; fi; rc $?`, secEnvFile, q(s.EnvFile), q(s.EnvFile))
+		w(`sec %s; %s; rc 0`, secEnvFile, presence(s.EnvFile))
+		w(`sec %s; systemctl show -p LoadState -p ActiveState -p UnitFileState %s 2>&1; rc $?`, secUnit, q(s.Unit))
 	}
-	// pgrep, or the same from /proc where procps is missing.
-	w(`if has pgrep; then pids=$(pgrep -x %s 2>/dev/null | tr '\n' ' '); else pids=; for f in /proc/[0-9]*/comm; do [ "$(cat "$f" 2>/dev/null)" = %s ] && p=${f#/proc/} && pids="$pids ${p%%/comm}"; done; fi`, q(proc), q(proc))
-	w(`sec %s; echo "pids $pids"; rc 0`, secRunning)
 	d := s.DataDir
 	w(`sec %s; if [ -d %s ]; then echo present; [ -d %s/member ] && echo member; [ -f %s/member/snap/db ] && echo db; `+
-		`n=$(tmo %s du -sb %s 2>/dev/null | cut -f1); if [ -n "$n" ]; then echo "bytes $n"; else n=$(tmo %s du -sk %s 2>/dev/null | cut -f1); [ -n "$n" ] && echo "kib $n"; fi; `+
-		`else echo absent; fi; rc 0`, secDataDir, q(d), q(d), q(d), step, q(d), step, q(d))
-	bin, utl := `$(command -v etcd)`, `$(command -v etcdutl)`
+		`if n=$(du -sb %s 2>/dev/null); then echo "bytes $n"; elif n=$(du -sk %s 2>/dev/null); then echo "kib $n"; fi; `+
+		`else echo absent; fi; rc 0`, secDataDir, q(d), q(d), q(d), q(d), q(d))
 	if s.BinDir != "" {
-		bin, utl = q(strings.TrimRight(s.BinDir, "/")+"/etcd"), q(strings.TrimRight(s.BinDir, "/")+"/etcdutl")
+		dir := strings.TrimRight(s.BinDir, "/")
+		w(`bin=%s; utl=%s`, q(dir+"/etcd"), q(dir+"/etcdutl"))
+	} else {
+		w(`where etcd; bin=$r; where etcdutl; utl=$r`)
 	}
-	w(`b=%s; sec %s; if [ -n "$b" ] && [ -x "$b" ]; then echo "bin $b"; tmo %s "$b" --version 2>&1; rc $?; else echo absent; rc 0; fi`, bin, secVersion, step)
-	w(`sec %s; if has ss; then ss -ltn 2>&1; else netstat -ltn 2>&1; fi; rc $?`, secListen)
+	// The installed binary's version: when every etcd process runs that
+	// very file, the running member's status says it (collect.go), and
+	// the binary is not started.
+	w(`sec %s; if [ -n "$bin" ] && [ -x "$bin" ]; then echo "bin $bin"; same=; `+
+		`if [ -n "$pids" ]; then same=1; for p in $pids; do [ /proc/$p/exe -ef "$bin" ] || same=; done; fi; `+
+		`if [ -n "$same" ]; then echo "running$pids"; rc 0; else "$bin" --version 2>&1; rc $?; fi; `+
+		`else echo absent; rc 0; fi`, secVersion)
 	// Offline revision: only with no etcd process on the host (bbolt's
 	// shared lock would wait for a running etcd's exclusive one).
-	w(`u=%s; if [ -z "$pids" ] && [ -f %s/member/snap/db ] && [ -n "$u" ] && [ -x "$u" ]; then sec %s; tmo %s "$u" snapshot status %s/member/snap/db -w json 2>&1; rc $?; fi`,
-		utl, q(d), secOffline, step, q(d))
+	w(`if [ -z "$pids" ] && [ -f %s/member/snap/db ] && [ -n "$utl" ] && [ -x "$utl" ]; then sec %s; "$utl" snapshot status %s/member/snap/db -w json 2>&1; rc $?; fi`,
+		q(d), secOffline, q(d))
 	w(`sec %s; echo ok; rc 0`, secEnd)
 	return b.String()
+}
+
+// presence is the shell that prints whether file is there for the grep of
+// the files section to read: "present" (and "unreadable" when it cannot
+// be read) or "absent".
+func presence(file string) string {
+	f := shellquote.Quote(file)
+	return fmt.Sprintf(`if [ -f %s ]; then echo present; [ -r %s ] || echo unreadable; else echo absent; fi`, f, f)
 }
 
 // section is one probe's output.
@@ -168,36 +219,126 @@ func parseHostnameI(out string) []string {
 	return addrs
 }
 
+// parseFiles reads the files section (grep -H of each FILE: "path:line"):
+// each file's content, for the paths asked; a file with no line (absent,
+// unreadable or empty) is not in the map.
+func parseFiles(out string, paths ...string) map[string]string {
+	byLen := append([]string(nil), paths...)
+	sort.Slice(byLen, func(i, j int) bool { return len(byLen[i]) > len(byLen[j]) })
+	lines := map[string][]string{}
+	for _, line := range strings.Split(out, "\n") {
+		for _, p := range byLen {
+			if rest, ok := strings.CutPrefix(line, p+":"); ok && p != "" {
+				lines[p] = append(lines[p], rest)
+				break
+			}
+		}
+	}
+	files := map[string]string{}
+	for p, l := range lines {
+		files[p] = strings.Join(l, "\n") + "\n"
+	}
+	return files
+}
+
+// parseFibTrie reads /proc/net/fib_trie: the host's own IPv4 addresses
+// (a "|-- ADDR" line followed by "/32 host LOCAL"), loopback left out, in
+// the order shown, each once.
+func parseFibTrie(content string) []string {
+	var addrs []string
+	seen := map[string]bool{}
+	last := ""
+	for _, line := range strings.Split(content, "\n") {
+		f := strings.Fields(line)
+		switch {
+		case len(f) == 2 && f[0] == "|--":
+			last = f[1]
+		case len(f) >= 3 && strings.HasPrefix(f[0], "/") && f[1] == "host" && f[2] == "LOCAL":
+			if ip := net.ParseIP(last); ip != nil && ip.To4() != nil && !ip.IsLoopback() && !seen[last] {
+				seen[last] = true
+				addrs = append(addrs, last)
+			}
+		}
+	}
+	return addrs
+}
+
+// parseIfInet6 reads /proc/net/if_inet6: the IPv6 addresses of global
+// scope (scope 00), as `ip -o addr show scope global` lists them.
+func parseIfInet6(content string) []string {
+	var addrs []string
+	for _, line := range strings.Split(content, "\n") {
+		f := strings.Fields(line)
+		if len(f) < 6 || len(f[0]) != 32 || f[3] != "00" {
+			continue
+		}
+		b, err := hex.DecodeString(f[0])
+		if err != nil {
+			continue
+		}
+		addrs = append(addrs, net.IP(b).String())
+	}
+	return addrs
+}
+
+// parseProcTCP reads /proc/net/tcp or tcp6: the local ports of the
+// sockets in state LISTEN (0A).
+func parseProcTCP(content string, ports map[int]bool) {
+	for _, line := range strings.Split(content, "\n") {
+		f := strings.Fields(line)
+		if len(f) < 4 || f[3] != "0A" {
+			continue
+		}
+		i := strings.LastIndexByte(f[1], ':')
+		if i < 0 {
+			continue
+		}
+		if p, err := strconv.ParseUint(f[1][i+1:], 16, 16); err == nil {
+			ports[int(p)] = true
+		}
+	}
+}
+
+// parseUnit reads `systemctl show -p LoadState -p ActiveState -p
+// UnitFileState UNIT`: the states systemctl is-active and is-enabled
+// print, or "unknown" with the reason (e.g. no systemd on the host).
+func parseUnit(s section) (active, enabled, note string) {
+	kv := map[string]string{}
+	for _, line := range strings.Split(s.Out, "\n") {
+		if k, v, ok := strings.Cut(strings.TrimSpace(line), "="); ok {
+			kv[k] = v
+		}
+	}
+	a, ok := kv["ActiveState"]
+	if s.RC != 0 || !ok {
+		return "unknown", "unknown", "systemctl show: " + firstLine(s)
+	}
+	active = "unknown"
+	if activeStates[a] {
+		active = a
+	}
+	switch e, load := kv["UnitFileState"], kv["LoadState"]; {
+	case load == "not-found":
+		enabled = "not-found"
+	case enabledStates[e]:
+		enabled = e
+	case load == "masked":
+		enabled = "masked"
+	default:
+		enabled = "unknown"
+	}
+	if active == "unknown" || enabled == "unknown" {
+		note = fmt.Sprintf("systemctl show: LoadState=%s ActiveState=%s UnitFileState=%s", kv["LoadState"], a, kv["UnitFileState"])
+	}
+	return active, enabled, note
+}
+
 var activeStates = map[string]bool{"active": true, "inactive": true, "failed": true, "activating": true,
 	"deactivating": true, "reloading": true, "maintenance": true, "refreshing": true}
 
 var enabledStates = map[string]bool{"enabled": true, "enabled-runtime": true, "linked": true, "linked-runtime": true,
 	"alias": true, "masked": true, "masked-runtime": true, "static": true, "indirect": true, "disabled": true,
 	"generated": true, "transient": true, "bad": true, "not-found": true}
-
-// parseActive reads `systemctl is-active`: the state, or "unknown" with
-// the reason (e.g. no systemd on the host).
-func parseActive(s section) (state, note string) {
-	for _, line := range strings.Split(s.Out, "\n") {
-		if l := strings.TrimSpace(line); activeStates[l] {
-			return l, ""
-		}
-	}
-	return "unknown", "systemctl is-active: " + firstLine(s)
-}
-
-// parseEnabled reads `systemctl is-enabled`.
-func parseEnabled(s section) (state, note string) {
-	for _, line := range strings.Split(s.Out, "\n") {
-		if l := strings.TrimSpace(line); enabledStates[l] {
-			return l, ""
-		}
-	}
-	if strings.Contains(s.Out, "No such file or directory") || strings.Contains(s.Out, "not-found") {
-		return "not-found", ""
-	}
-	return "unknown", "systemctl is-enabled: " + firstLine(s)
-}
 
 func firstLine(s section) string {
 	l, _, _ := strings.Cut(strings.TrimSpace(s.Out), "\n")
@@ -208,13 +349,6 @@ func firstLine(s section) string {
 		l += " (command not found)"
 	}
 	return l
-}
-
-// parseFile reads a section that prints "present" then the file, or
-// "absent".
-func parseFile(s section) (present bool, content string) {
-	first, rest, _ := strings.Cut(s.Out, "\n")
-	return strings.TrimSpace(first) == "present", rest
 }
 
 // parseRunning reads the pids of etcd processes.
@@ -239,8 +373,8 @@ func parseDataDir(path string, s section) (*DataDir, bool) {
 			d.HasMember = true
 		case "db":
 			hasDB = true
-		case "bytes", "kib":
-			if len(f) == 2 {
+		case "bytes", "kib": // du's "SIZE<tab>PATH" follows
+			if len(f) >= 2 {
 				if n, err := strconv.ParseInt(f[1], 10, 64); err == nil {
 					if f[0] == "kib" {
 						n *= 1024
@@ -251,6 +385,20 @@ func parseDataDir(path string, s section) (*DataDir, bool) {
 		}
 	}
 	return d, hasDB
+}
+
+// parseVersionSection reads the version section's "bin PATH" and
+// "running PIDS" lines (the version itself: parseVersion).
+func parseVersionSection(out string) (bin, runningPIDs string) {
+	for _, line := range strings.Split(out, "\n") {
+		line = strings.TrimSpace(line)
+		if v, ok := strings.CutPrefix(line, "bin "); ok {
+			bin = v
+		} else if v, ok := strings.CutPrefix(line, "running "); ok {
+			runningPIDs = strings.TrimSpace(v)
+		}
+	}
+	return bin, runningPIDs
 }
 
 // parseVersion reads `etcd --version` ("etcd Version: 3.5.35").

@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"os/exec"
 	"reflect"
+	"sort"
 	"strings"
 	"syscall"
 	"testing"
@@ -43,32 +45,113 @@ garbage line`
 	}
 }
 
-func TestParseSystemctl(t *testing.T) {
+func TestParseUnit(t *testing.T) {
 	cases := map[string]struct {
-		active, enabled section
-		wantA, wantE    string
-		notes           int
+		unit         section
+		wantA, wantE string
+		note         bool
 	}{
-		"running": {section{Out: "active"}, section{Out: "enabled"}, "active", "enabled", 0},
-		"failed":  {section{Out: "failed", RC: 3}, section{Out: "disabled", RC: 1}, "failed", "disabled", 0},
-		"no unit": {section{Out: "inactive", RC: 3}, section{Out: "Failed to get unit file state for etcd.service: No such file or directory", RC: 1}, "inactive", "not-found", 0},
+		"running":  {section{Out: "LoadState=loaded\nActiveState=active\nUnitFileState=enabled"}, "active", "enabled", false},
+		"failed":   {section{Out: "LoadState=loaded\nActiveState=failed\nUnitFileState=disabled"}, "failed", "disabled", false},
+		"no unit":  {section{Out: "LoadState=not-found\nActiveState=inactive\nUnitFileState="}, "inactive", "not-found", false},
+		"masked":   {section{Out: "LoadState=masked\nActiveState=inactive\nUnitFileState=masked"}, "inactive", "masked", false},
+		"static":   {section{Out: "ActiveState=activating\nUnitFileState=static\nLoadState=loaded"}, "activating", "static", false},
+		"odd file": {section{Out: "LoadState=loaded\nActiveState=active\nUnitFileState=whatever"}, "active", "unknown", true},
 		"no systemd": {section{Out: "System has not been booted with systemd as init system (PID 1). Can't operate.\nFailed to connect to bus: Host is down", RC: 1},
-			section{Out: "sh: systemctl: not found", RC: 127}, "unknown", "unknown", 2},
+			"unknown", "unknown", true},
+		"no systemctl": {section{Out: "sh: 1: systemctl: not found", RC: 127}, "unknown", "unknown", true},
 	}
 	for name, c := range cases {
 		t.Run(name, func(t *testing.T) {
-			a, n1 := parseActive(c.active)
-			e, n2 := parseEnabled(c.enabled)
-			notes := 0
-			for _, n := range []string{n1, n2} {
-				if n != "" {
-					notes++
-				}
-			}
-			if a != c.wantA || e != c.wantE || notes != c.notes {
-				t.Errorf("got %q %q notes %q %q, want %q %q (%d notes)", a, e, n1, n2, c.wantA, c.wantE, c.notes)
+			a, e, n := parseUnit(c.unit)
+			if a != c.wantA || e != c.wantE || (n != "") != c.note {
+				t.Errorf("got %q %q note %q, want %q %q (note %v)", a, e, n, c.wantA, c.wantE, c.note)
 			}
 		})
+	}
+}
+
+// The files section: each file's lines back, a path that prefixes another
+// (tcp, tcp6) kept apart, the host's addresses and listening ports read as
+// ip and ss would say them.
+func TestParseFiles(t *testing.T) {
+	out := "/proc/net/fib_trie:Main:\n" +
+		"/proc/net/fib_trie:  +-- 0.0.0.0/0 3 0 5\n" +
+		"/proc/net/fib_trie:        |-- 10.0.0.0\n" +
+		"/proc/net/fib_trie:           /24 link UNICAST\n" +
+		"/proc/net/fib_trie:        |-- 10.0.0.1\n" +
+		"/proc/net/fib_trie:           /32 host LOCAL\n" +
+		"/proc/net/fib_trie:     |-- 10.0.0.255\n" +
+		"/proc/net/fib_trie:        /32 link BROADCAST\n" +
+		"/proc/net/fib_trie:           |-- 127.0.0.1\n" +
+		"/proc/net/fib_trie:              /32 host LOCAL\n" +
+		"/proc/net/fib_trie:Local:\n" +
+		"/proc/net/fib_trie:        |-- 10.0.0.1\n" +
+		"/proc/net/fib_trie:           /32 host LOCAL\n" +
+		"/proc/net/if_inet6:fe8000000000000000fc00fffe000001 04 40 20 80     eth0\n" +
+		"/proc/net/if_inet6:00000000000000000000000000000001 01 80 10 80       lo\n" +
+		"/proc/net/if_inet6:fd000000000000000000000000000002 04 40 00 82     eth0\n" +
+		"/proc/net/tcp:  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n" +
+		"/proc/net/tcp:   0: 0B00000A:094C 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 581 1 0 100 0 0 10 0\n" +
+		"/proc/net/tcp:   1: 0B00000A:094C 0B00000A:D2F0 01 00000000:00000000 00:00000000 00000000     0        0 582 1 0 100 0 0 10 0\n" +
+		"/proc/net/tcp:   2: 0B00000A:C350 0B00000A:094B 01 00000000:00000000 00:00000000 00000000     0        0 583 1 0 100 0 0 10 0\n" +
+		"/proc/net/tcp6:   0: 00000000000000000000000000000000:0016 00000000000000000000000000000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 584 1 0 100 0 0 10 0\n" +
+		"/etc/etcd/etcd.env:ETCD_NAME=etcd1\n" +
+		"/etc/etcd/etcd.env:\n" +
+		"/etc/etcd/etcd.env:ETCD_DATA_DIR=/var/lib/etcd\n"
+	files := parseFiles(out, procFibTrie, procIfInet6, procTCP, procTCP6, "/etc/etcd/etcd.env", "/absent")
+	if _, ok := files["/absent"]; ok {
+		t.Error("a file without lines is listed")
+	}
+	if d := diff("ETCD_NAME=etcd1\n\nETCD_DATA_DIR=/var/lib/etcd\n", files["/etc/etcd/etcd.env"]); d != "" {
+		t.Errorf("env file (-want +got):\n%s", d)
+	}
+	if d := diff([]string{"10.0.0.1"}, parseFibTrie(files[procFibTrie])); d != "" {
+		t.Errorf("fib_trie (-want +got):\n%s", d)
+	}
+	if d := diff([]string{"fd00::2"}, parseIfInet6(files[procIfInet6])); d != "" {
+		t.Errorf("if_inet6 (-want +got):\n%s", d)
+	}
+	ports := map[int]bool{}
+	parseProcTCP(files[procTCP], ports)
+	parseProcTCP(files[procTCP6], ports)
+	if d := diff(map[int]bool{2380: true, 22: true}, ports); d != "" {
+		t.Errorf("listening ports (-want +got):\n%s", d)
+	}
+}
+
+// On this machine, /proc/net says what ip says, and sees a port listened on.
+func TestProcNetAgreesWithIPAndSS(t *testing.T) {
+	read := func(p string) string {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			t.Skipf("%s: %v", p, err)
+		}
+		return string(b)
+	}
+	fib, inet6, tcp6 := read(procFibTrie), read(procIfInet6), read(procTCP6)
+	if ipOut, err := exec.Command("ip", "-o", "addr", "show", "scope", "global").Output(); err == nil {
+		want := parseIPAddrs(string(ipOut))
+		got := append(parseFibTrie(fib), parseIfInet6(inet6)...)
+		sort.Strings(want)
+		sort.Strings(got)
+		if d := diff(want, got); d != "" {
+			t.Errorf("addresses: ip (want) and /proc/net (got) differ:\n%s", d)
+		}
+	} else {
+		t.Logf("no ip here: %v", err)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	port := l.Addr().(*net.TCPAddr).Port
+	ports := map[int]bool{}
+	parseProcTCP(read(procTCP), ports) // read after the listen
+	parseProcTCP(tcp6, ports)
+	if !ports[port] {
+		t.Errorf("port %d listened on is not among %v", port, ports)
 	}
 }
 
@@ -76,6 +159,10 @@ func TestParseDataDirAndVersion(t *testing.T) {
 	d, db := parseDataDir("/var/lib/etcd", section{Out: "present\nmember\ndb\nbytes 123456"})
 	if d.Path != "/var/lib/etcd" || !d.Present || !d.HasMember || !db || d.SizeBytes != 123456 {
 		t.Errorf("data dir: %+v db %v", d, db)
+	}
+	d, _ = parseDataDir("/d", section{Out: "present\nbytes 123456\t/d"})
+	if d.SizeBytes != 123456 {
+		t.Errorf("du -sb with its path: %+v", d)
 	}
 	d, _ = parseDataDir("/d", section{Out: "present\nkib 4"})
 	if !d.Present || d.HasMember || d.SizeBytes != 4096 {
@@ -90,6 +177,9 @@ func TestParseDataDirAndVersion(t *testing.T) {
 	}
 	if v := parseVersion("absent"); v != "" {
 		t.Errorf("absent binary: version %q", v)
+	}
+	if bin, pids := parseVersionSection("bin /usr/local/bin/etcd\nrunning 12 34"); bin != "/usr/local/bin/etcd" || pids != "12 34" {
+		t.Errorf("running binary: %q %q", bin, pids)
 	}
 }
 
@@ -178,30 +268,33 @@ func TestSettingsFromEnvFileAndManifest(t *testing.T) {
 // says why; a script stopped half-way keeps what it printed.
 func TestReadProbeFailures(t *testing.T) {
 	spec := probeSpec{Layout: "systemd", Unit: "etcd", EnvFile: "/etc/etcd/etcd.env", DataDir: "/var/lib/etcd"}
-	h := readProbe(spec, map[string]section{}, "sudo: a password is required\n", nil, true, 2380, 2379)
+	h, _ := readProbe(spec, map[string]section{}, "sudo: a password is required\n", nil, true, 2380, 2379)
 	if h.Reach != ReachSudoFailed || h.Error != "sudo: a password is required" {
 		t.Errorf("sudo: %+v", h)
 	}
-	h = readProbe(spec, map[string]section{}, "sh: 1: exec: bad\n", nil, false, 2380, 2379)
+	h, _ = readProbe(spec, map[string]section{}, "sh: 1: exec: bad\n", nil, false, 2380, 2379)
 	if h.Reach != ReachError || !strings.Contains(h.Error, "exec: bad") {
 		t.Errorf("no script: %+v", h)
 	}
 	partial := map[string]section{
 		secBegin:   {Out: "ok"},
-		secAddrs:   {Out: "2: eth0 inet 10.0.0.1/24 scope global eth0"},
-		secActive:  {Out: "active"},
-		secEnabled: {Out: "enabled"},
-		secEnvFile: {Out: "present\nETCD_NAME=etcd1"},
-		secRunning: {Out: "pids 123 "},
+		secRunning: {Out: "pids 123"},
+		secFiles: {Out: "/proc/net/fib_trie:  |-- 10.0.0.1\n/proc/net/fib_trie:     /32 host LOCAL\n" +
+			"/etc/etcd/etcd.env:ETCD_NAME=etcd1"},
+		secEnvFile: {Out: "present"},
+		secUnit:    {Out: "ActiveState=active\nUnitFileState=enabled\nLoadState=loaded"},
 		secDataDir: {Out: "present\nmember\ndb", RC: -1},
 	}
-	h = readProbe(spec, partial, "", errors.New("host h: running command: command timed out after 1s"), false, 2380, 2379)
+	h, _ = readProbe(spec, partial, "", errors.New("host h: running command: command timed out after 1s"), false, 2380, 2379)
 	if h.Reach != ReachOK || h.Settings == nil || h.Settings.Name != "etcd1" || !h.Service.Running || h.Service.Active != "active" ||
 		!h.DataDir.HasMember || h.PeerPort != nil || h.EtcdVersion != "" {
 		t.Errorf("partial: %+v service %+v", h, h.Service)
 	}
 	joined := strings.Join(h.Notes, "\n")
-	for _, w := range []string{"command timed out", "etcd version: not collected", "listening ports: not collected"} {
+	if d := diff([]string{"10.0.0.1"}, h.Addresses); d != "" {
+		t.Errorf("addresses (-want +got):\n%s", d)
+	}
+	for _, w := range []string{"command timed out", "etcd version: not collected", "listening ports unknown: /proc/net/tcp printed nothing"} {
 		if !strings.Contains(joined, w) {
 			t.Errorf("notes lack %q:\n%s", w, joined)
 		}
