@@ -193,7 +193,7 @@ func TestVerifySnapshotFile(t *testing.T) {
 	if _, err := VerifySnapshotFile(good); err != nil {
 		t.Errorf("good snapshot refused: %v", err)
 	}
-	if out, err := sh(t, trailerCheck(good)); err != nil {
+	if out, err := sh(t, "n=$(stat -c %s "+q(good)+") && "+trailerCheck(good)); err != nil {
 		t.Errorf("shell trailer check refused a good snapshot: %v %s", err, out)
 	}
 	raw := filepath.Join(dir, "raw.db")
@@ -201,7 +201,7 @@ func TestVerifySnapshotFile(t *testing.T) {
 	if _, err := VerifySnapshotFile(raw); err == nil || !strings.Contains(err.Error(), "no valid sha256 trailer") {
 		t.Errorf("raw db accepted: %v", err)
 	}
-	if _, err := sh(t, trailerCheck(raw)); err == nil {
+	if _, err := sh(t, "n=$(stat -c %s "+q(raw)+") && "+trailerCheck(raw)); err == nil {
 		t.Error("shell trailer check accepted a raw db")
 	}
 }
