@@ -314,14 +314,14 @@ func openSession(ctx context.Context, cn *conn, refused *int) (*ssh.Session, err
 // pgidScript is the script that runs as `sh -c SCRIPT sh`, the leader of its
 // own process group, so its pid is the group of everything cmd starts: it
 // reports that pid on stderr (consumed by pgidSniffer), then runs cmd in the
-// same shell. cmd follows the marker on a line of its own and the shell
-// parses and runs one complete command at a time, so cmd runs exactly as
-// under `sh -c CMD`: $0 is sh, no positional parameters, exit, traps and
-// syntax errors are its own (a syntax error comes after the marker, reported
-// on line 2). One shell, not a shell that execs a second one for cmd: a
-// process less per command.
+// same shell. cmd runs exactly as under `sh -c CMD`: $0 is sh, no positional
+// parameters; exit, traps, here-documents and syntax errors are its own (a
+// syntax error on cmd's first line is found before the marker prints, and
+// the command fails at once, as it would alone). One shell, not a shell that
+// execs a second one for cmd: a process less per command. "; " joins them,
+// not a newline, so that a host's sudo log keeps one line per command.
 func pgidScript(token, cmd string) string {
-	return `printf 'sshx:%s:%s\n' ` + token + ` "$$" >&2` + "\n" + cmd
+	return `printf 'sshx:%s:%s\n' ` + token + ` "$$" >&2; ` + cmd
 }
 
 // wrap builds the command line sent to the server. sshd starts the login shell with

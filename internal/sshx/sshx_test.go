@@ -112,6 +112,7 @@ func TestCommandRunsAsUnderShC(t *testing.T) {
 		"here-document": {cmd: "cat <<'EOF'\na $x\nEOF\necho after", stdout: "a $x\nafter\n"},
 		"set -e":        {cmd: "set -e; false; echo not reached", code: 1},
 		"leading blank": {cmd: "\n\n  echo ok", stdout: "ok\n"},
+		"comment first": {cmd: "# note\necho ok", stdout: "ok\n"},
 		"own group":     {cmd: `[ "$(ps -o pgid= -p $$ | tr -d ' ')" = $$ ] && echo leader`, stdout: "leader\n"},
 	} {
 		res := run(t, c, tc.cmd)
