@@ -177,6 +177,10 @@ func TestForceNewClusterLive(t *testing.T) {
 	}
 }
 
+// restoreBegins starts restore's first command on a host (removing a
+// leftover restoring dir, then restoring).
+const restoreBegins = "if [ -e /var/lib/etcd.restoring"
+
 func TestRestoreLive(t *testing.T) {
 	const plan = `
   - {id: stop, type: stop-service, on: all}
@@ -204,7 +208,7 @@ func TestRestoreLive(t *testing.T) {
 			t.Errorf("reason does not name m3: %v", ref)
 		}
 		for _, host := range []string{"h1", "h2", "h3"} {
-			if n := h.w.ranPrefix(host, "rm -rf -- /var/lib/etcd.restoring"); n != 0 {
+			if n := h.w.ranPrefix(host, restoreBegins); n != 0 {
 				t.Errorf("restore began on %s despite the refusal: %v", host, h.w.commands())
 			}
 		}
@@ -221,7 +225,7 @@ func TestRestoreLive(t *testing.T) {
 			t.Errorf("reason: %v", ref)
 		}
 		for _, host := range []string{"h1", "h2", "h3"} {
-			if n := h.w.ranPrefix(host, "rm -rf -- /var/lib/etcd.restoring"); n != 0 {
+			if n := h.w.ranPrefix(host, restoreBegins); n != 0 {
 				t.Errorf("restore began on %s despite the refusal: %v", host, h.w.commands())
 			}
 		}
@@ -255,6 +259,11 @@ func TestRestoreLive(t *testing.T) {
 		}
 		if !recorded {
 			t.Errorf("snapshot revision not recorded: %v", res.State.Facts)
+		}
+		for _, host := range []string{"h1", "h2", "h3"} {
+			if n := h.w.ranPrefix(host, restoreBegins); n != 1 {
+				t.Errorf("restore ran %d times on %s, want once: %v", n, host, h.w.commands())
+			}
 		}
 	})
 }

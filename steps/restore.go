@@ -163,90 +163,196 @@ func (s *Restore) Describe(c *Ctx, t Target) []Action {
 	acts := []Action{
 		{Host: h, Kind: API, Cmd: fmt.Sprintf("refuse if a member of the cluster being replaced still answers (%s, and any other member listed at session start); warn with the revisions lost when the snapshot is older than the newest revision seen", strings.Join(ms, ", ")),
 			Run: func(ctx context.Context, env Env) error { return s.nothingAnswers(ctx, c, env, t) }},
-		{Host: h, Kind: Shell, Cmd: join("rm", "-rf", "--", tmp)},
 	}
 	switch mode := s.BumpRevision; mode {
-	case "none", "0":
-		acts = append(acts, Action{Host: h, Kind: Shell, Cmd: s.command(c, t, "")})
 	case "auto":
 		shown := fmt.Sprintf("<auto: max(0, %s - snapshot revision) + %d>", FactPreRevision, s.Margin)
 		recorded := "<identity snapshot-verify recorded of " + s.Snapshot + ", if any>"
 		if !c.DryRun {
 			_, recorded = recordedStatus(c.Facts[FactSnapStatus(h, s.Snapshot)])
 		}
-		var rev *int64 // read by the first action, used by the second
+		var again bool // set by the first action when the second must read the status
 		acts = append(acts,
-			Action{Host: h, Kind: Shell, Cmd: s.revisionCommand(c, recorded),
-				Run: func(ctx context.Context, env Env) error {
-					if _, ok := env.Fact(bumpFact); ok {
-						return nil // a resumed run restores with the bump it chose
-					}
-					r, err := env.Shell(h)
-					if err != nil {
-						return err
-					}
-					v, err := s.snapshotRevision(ctx, c, env, t, r)
-					rev = &v
+			Action{Host: h, Kind: Shell, Cmd: s.prepareCommand(c, t, shown, recorded),
+				Run: func(ctx context.Context, env Env) (err error) {
+					again, err = s.prepareRecorded(ctx, c, env, t)
 					return err
 				}},
-			Action{Host: h, Kind: Shell, Cmd: s.command(c, t, shown),
-				Run: func(ctx context.Context, env Env) error { return s.runAuto(ctx, c, env, t, rev) }})
+			Action{Host: h, Kind: Shell, Cmd: fmt.Sprintf("only when that exits %d (the snapshot is not the file snapshot-verify read) or nothing was recorded: %s, then the command above without the identity check, with the bump from the revision read",
+				restoreExitChanged, s.statusCommand(c)),
+				Run: func(ctx context.Context, env Env) error {
+					if !again {
+						return nil
+					}
+					return s.prepareReading(ctx, c, env, t)
+				}})
 	default:
-		acts = append(acts, Action{Host: h, Kind: Shell, Cmd: s.command(c, t, mode)})
-	}
-	if o := c.Cluster.Layout.Owner; o != "" {
-		acts = append(acts, Action{Host: h, Kind: Shell, Cmd: join("chown", "-R", o, "--", tmp)})
+		bump := mode
+		if mode == "none" || mode == "0" {
+			bump = ""
+		}
+		cmd := s.prepareCommand(c, t, bump, "")
+		acts = append(acts, Action{Host: h, Kind: Shell, Cmd: cmd,
+			Run: func(ctx context.Context, env Env) error {
+				r, err := env.Shell(h)
+				if err != nil {
+					return err
+				}
+				_, err = r.Run(ctx, cmd, nil)
+				return s.prepareErr(c, err)
+			}})
 	}
 	acts = append(acts, Action{Host: h, Kind: Shell, Destructive: true,
 		Cmd: "{ [ ! -e " + q(d) + " ] || rmdir -- " + q(d) + "; } && " + join("mv", "-T", "--", tmp, d)})
 	return acts
 }
 
-// runAuto reads the snapshot's revision on the host, computes the bump and
-// restores. The bump is recorded as a fact so a resumed run uses the same.
-// bumpFact records the bump a restore chose, so a resumed run uses the same.
-const bumpFact = "restore.bump"
+// Exit codes of [Restore.prepareCommand], apart from 0 (the member is
+// ready in the restoring dir).
+const (
+	restoreExitClean   = 80 // the restoring dir an earlier attempt left could not be removed
+	restoreExitChanged = 81 // the snapshot is not the file snapshot-verify read: nothing restored
+	restoreExitTool    = 82 // etcdutl (etcdctl) snapshot restore failed
+	restoreExitChown   = 83 // chown -R of the restored dir failed
+)
 
-func (s *Restore) runAuto(ctx context.Context, c *Ctx, env Env, t Target, rev *int64) error {
+// prepareCommand is everything before the commit in one remote command:
+// remove a restoring dir an earlier attempt left, confirm (when recorded is
+// set) that the snapshot is still the file whose revision snapshot-verify
+// recorded, which the bump was computed from, restore into the restoring
+// dir and chown it. The exit code says which part failed. The rename into
+// place (the commit) is a command of its own.
+func (s *Restore) prepareCommand(c *Ctx, t Target, bump, recorded string) string {
+	tmp := q(s.tmpDir(c))
+	cmd := fmt.Sprintf("if [ -e %s ] || [ -L %s ]; then rm -rf -- %s || exit %d; fi; ", tmp, tmp, tmp, restoreExitClean)
+	if recorded != "" {
+		cmd += fmt.Sprintf("[ \"$(stat -c %s -- %s 2>/dev/null)\" = %s ] || exit %d; ", q(uploadtmp.StatFormat), q(s.Snapshot), q(recorded), restoreExitChanged)
+	}
+	cmd += fmt.Sprintf("%s || exit %d", s.command(c, t, bump), restoreExitTool)
+	if o := c.Cluster.Layout.Owner; o != "" {
+		cmd += fmt.Sprintf("; %s || exit %d", join("chown", "-R", o, "--", s.tmpDir(c)), restoreExitChown)
+	}
+	return cmd
+}
+
+// prepareErr says which part of prepareCommand failed.
+func (s *Restore) prepareErr(c *Ctx, err error) error {
+	var ee *ExitError
+	if err == nil || !errors.As(err, &ee) {
+		return err
+	}
+	tool := "etcdutl"
+	if c.Version.Minor <= 4 {
+		tool = "etcdctl"
+	}
+	switch ee.Code {
+	case restoreExitClean:
+		return fmt.Errorf("removing %s, left by an earlier attempt: %w", s.tmpDir(c), err)
+	case restoreExitChanged:
+		return fmt.Errorf("%s changed since snapshot-verify read it: %w", s.Snapshot, err)
+	case restoreExitTool:
+		return fmt.Errorf("%s snapshot restore of %s into %s: %w", tool, s.Snapshot, s.tmpDir(c), err)
+	case restoreExitChown:
+		return fmt.Errorf("chown -R %s of the restored %s: %w", c.Cluster.Layout.Owner, s.tmpDir(c), err)
+	}
+	return err
+}
+
+// prepareRecorded restores with bumpRevision: auto in one command when the
+// bump is known without reading the snapshot: chosen by an earlier attempt
+// of this run (a resumed run restores with the same), or computed from the
+// revision snapshot-verify recorded, the command confirming that the file is
+// still the one it read. again reports that the snapshot's status must be
+// read first (nothing recorded, or the file changed since).
+func (s *Restore) prepareRecorded(ctx context.Context, c *Ctx, env Env, t Target) (again bool, err error) {
+	r, err := env.Shell(t.Name())
+	if err != nil {
+		return false, err
+	}
+	if bump, ok := env.Fact(bumpFact); ok {
+		_, err := r.Run(ctx, s.prepareCommand(c, t, bump, ""), nil)
+		return false, s.prepareErr(c, err)
+	}
+	v, _ := env.Fact(FactSnapStatus(t.Name(), s.Snapshot))
+	rev, id := recordedStatus(v)
+	if id == "" {
+		return true, nil
+	}
+	bump := s.bumpFor(c, env, rev)
+	_, err = r.Run(ctx, s.prepareCommand(c, t, bump, id), nil)
+	var ee *ExitError
+	if errors.As(err, &ee) && ee.Code == restoreExitChanged {
+		env.Logf("%s: %s changed since snapshot-verify read its status: reading it again", t.Name(), s.Snapshot)
+		return true, nil
+	}
+	if err != nil {
+		return false, s.prepareErr(c, err)
+	}
+	// Recorded before the commit (the rename): a resumed run computes the
+	// same bump from the same facts anyway.
+	env.Logf("%s: %s unchanged since snapshot-verify read its status: revision %d", t.Name(), s.Snapshot, rev)
+	return false, s.recordBump(c, env, t, rev, bump)
+}
+
+// prepareReading reads the snapshot's status, chooses the bump, records it
+// and restores.
+func (s *Restore) prepareReading(ctx context.Context, c *Ctx, env Env, t Target) error {
 	r, err := env.Shell(t.Name())
 	if err != nil {
 		return err
 	}
-	key := bumpFact
-	bump, ok := env.Fact(key)
-	if !ok {
-		if rev == nil {
-			v, err := s.snapshotRevision(ctx, c, env, t, r)
-			if err != nil {
-				return err
-			}
-			rev = &v
-		}
-		st := snapStatus{Revision: *rev}
-		// The newest revision seen: recorded by check-quorum, or in the
-		// session-start facts (a stopped member's data dir, read offline).
-		pre, _, _ := newestSeen(c, env)
-		if _, ok := env.Fact(FactPreRevision); !ok || pre > 0 {
-			// Nothing answered before the restore (a total loss): the
-			// newest revision known is the snapshot's or a data dir's,
-			// and verify-data aboveRecorded checks the bump against it.
-			if err := env.SetFact(FactPreRevision, strconv.FormatInt(max(pre, st.Revision), 10)); err != nil {
-				return err
-			}
-		}
-		b := s.Margin
-		if pre > st.Revision {
-			b += pre - st.Revision
-		}
-		warnLoss(env, c, t, st.Revision)
-		bump = strconv.FormatInt(b, 10)
-		if err := env.SetFact(key, bump); err != nil {
+	out, err := r.Run(ctx, s.statusCommand(c), nil)
+	if err != nil {
+		return fmt.Errorf("reading snapshot status: %w", err)
+	}
+	st, err := parseSnapStatus(out)
+	if err != nil {
+		return fmt.Errorf("reading snapshot status %q: %w", strings.TrimSpace(string(out)), err)
+	}
+	bump := s.bumpFor(c, env, st.Revision)
+	if err := s.recordBump(c, env, t, st.Revision, bump); err != nil {
+		return err
+	}
+	_, err = r.Run(ctx, s.prepareCommand(c, t, bump, ""), nil)
+	return s.prepareErr(c, err)
+}
+
+// bumpFor is the --bump-revision of bumpRevision: auto for a snapshot at
+// revision rev: margin, plus the revisions the snapshot lacks when a newer
+// one was seen before the disaster.
+func (s *Restore) bumpFor(c *Ctx, env Env, rev int64) string {
+	pre, _, _ := newestSeen(c, env)
+	b := s.Margin
+	if pre > rev {
+		b += pre - rev
+	}
+	return strconv.FormatInt(b, 10)
+}
+
+// bumpFact records the bump a restore chose, so a resumed run uses the same.
+const bumpFact = "restore.bump"
+
+// recordBump records the bump chosen for a snapshot at revision rev (and,
+// after a total loss, rev as the newest revision known), warns about the
+// revisions lost and logs the choice.
+func (s *Restore) recordBump(c *Ctx, env Env, t Target, rev int64, bump string) error {
+	// The newest revision seen: recorded by check-quorum, or in the
+	// session-start facts (a stopped member's data dir, read offline).
+	pre, _, _ := newestSeen(c, env)
+	if _, ok := env.Fact(FactPreRevision); !ok || pre > 0 {
+		// Nothing answered before the restore (a total loss): the
+		// newest revision known is the snapshot's or a data dir's,
+		// and verify-data aboveRecorded checks the bump against it.
+		if err := env.SetFact(FactPreRevision, strconv.FormatInt(max(pre, rev), 10)); err != nil {
 			return err
 		}
-		env.Logf("%s: snapshot revision %d, revision before the disaster %d: --bump-revision %s", t.Name(), st.Revision, pre, bump)
 	}
-	_, err = r.Run(ctx, s.command(c, t, bump), nil)
-	return err
+	warnLoss(env, c, t, rev)
+	if err := env.SetFact(bumpFact, bump); err != nil {
+		return err
+	}
+	env.Logf("%s: snapshot revision %d, revision before the disaster %d: --bump-revision %s", t.Name(), rev, pre, bump)
+	return nil
 }
 
 // nothingAnswers is restore's live precondition: no member of the cluster

@@ -115,7 +115,7 @@ func TestSnapshotCopyDescribe(t *testing.T) {
 	if acts[1].Cmd != want {
 		t.Errorf("upload shown as\n%s\nwant\n%s", acts[1].Cmd, want)
 	}
-	for _, s := range []string{"mkdir -p -m 0700 -- /var/tmp/x", "rm -f -- '/var/tmp/x/.s.db.sshx-<run-id>-'*.tmp", "cat > \"$t\"", "exit 92", "mv -f --"} {
+	for _, s := range []string{"mkdir -p -m 0700 -- /var/tmp/x", "set -- '/var/tmp/x/.s.db.sshx-<run-id>-'*.tmp", "rm -f -- \"$@\"", "dd of=\"$t\" bs=1M conv=fsync", "exit 92", "mv -f --"} {
 		if !strings.Contains(acts[1].Cmd, s) {
 			t.Errorf("upload lacks %q", s)
 		}

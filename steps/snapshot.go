@@ -57,10 +57,11 @@ func verifySnapshotFile(path string) (fileSHA string, err error) {
 	return hex.EncodeToString(whole.Sum(nil)), nil
 }
 
-// trailerCheck is the same check as a shell command on a host.
+// trailerCheck is the same check as a shell command on a host, for a file
+// whose size is in $n.
 func trailerCheck(file string) string {
 	f := q(file)
-	return "n=$(stat -c %s " + f + ") && [ \"$n\" -gt 32 ] && [ \"$(head -c $((n-32)) " + f + " | sha256sum | cut -d' ' -f1)\" = \"$(tail -c 32 " + f + " | od -An -v -tx1 | tr -d ' \\n')\" ]"
+	return "[ \"$n\" -gt 32 ] && b=$(head -c $((n-32)) " + f + " | sha256sum) && [ \"${b%% *}\" = \"$(tail -c 32 " + f + " | od -An -v -tx1 | tr -d ' \\n')\" ]"
 }
 
 // SnapshotSave streams a snapshot from one member through the client API to
@@ -284,7 +285,8 @@ func (s *SnapshotVerify) Describe(c *Ctx, t Target) []Action {
 // bytes that arrived with the digest of the operator's file, whose trailer
 // was verified, and the identity (size, device, inode, mtime and ctime in
 // ns, taken right after the rename) shows nothing wrote to or replaced it
-// since. `snapshot status` (revision, keys) runs always, once.
+// since. `snapshot status` (revision, keys) runs always, once. The size
+// for the trailer check is the identity's first field, not another stat.
 func (s *SnapshotVerify) command(c *Ctx, placed string) string {
 	tool := c.Bin("etcdutl")
 	if c.Version.Minor <= 4 {
@@ -292,7 +294,7 @@ func (s *SnapshotVerify) command(c *Ctx, placed string) string {
 	}
 	f := q(s.File)
 	return "id=$(stat -c " + q(uploadtmp.StatFormat) + " -- " + f + ") && " +
-		"{ [ \"$id\" = " + q(placed) + " ] || { " + trailerCheck(s.File) + "; } || { echo " + q(s.File+": no valid sha256 trailer: not a snapshot saved through the etcd API, or truncated") + " >&2; exit 1; }; } && " +
+		"{ [ \"$id\" = " + q(placed) + " ] || { n=${id%% *}; " + trailerCheck(s.File) + "; } || { echo " + q(s.File+": no valid sha256 trailer: not a snapshot saved through the etcd API, or truncated") + " >&2; exit 1; }; } && " +
 		"echo \"id $id\" && " + tool + " " + join("snapshot", "status", "-w", "json", s.File)
 }
 

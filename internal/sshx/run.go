@@ -311,21 +311,29 @@ func openSession(ctx context.Context, cn *conn, refused *int) (*ssh.Session, err
 	}
 }
 
-// pgidScript runs as `sh -c pgidScript TOKEN CMD` as the leader of its own process
-// group, so its pid is the group of everything CMD starts. It reports that pid on
-// stderr (consumed by pgidSniffer) and then becomes CMD.
-const pgidScript = `printf 'sshx:%s:%s\n' "$0" "$$" >&2; exec sh -c "$1"`
+// pgidScript is the script that runs as `sh -c SCRIPT sh`, the leader of its
+// own process group, so its pid is the group of everything cmd starts: it
+// reports that pid on stderr (consumed by pgidSniffer), then runs cmd in the
+// same shell. cmd runs exactly as under `sh -c CMD`: $0 is sh, no positional
+// parameters; exit, traps, here-documents and syntax errors are its own (a
+// syntax error on cmd's first line is found before the marker prints, and
+// the command fails at once, as it would alone). One shell, not a shell that
+// execs a second one for cmd: a process less per command. "; " joins them,
+// not a newline, so that a host's sudo log keeps one line per command.
+func pgidScript(token, cmd string) string {
+	return `printf 'sshx:%s:%s\n' ` + token + ` "$$" >&2; ` + cmd
+}
 
 // wrap builds the command line sent to the server. sshd starts the login shell with
 // setsid(), so exec keeps it the process group leader. Under sudo the command is a
 // child of sudo, hence setsid; -w keeps setsid waiting (and sudo with it) in case
-// setsid has to fork.
+// setsid has to fork. token is hex (randomToken), safe unquoted.
 func (c *Client) wrap(cmd, token string) string {
 	prefix := "exec sh -c "
 	if c.cfg.Sudo {
 		prefix = "exec sudo -n setsid -w sh -c "
 	}
-	return prefix + Quote(pgidScript) + " " + Quote(token) + " " + Quote(cmd)
+	return prefix + Quote(pgidScript(token, cmd)) + " sh"
 }
 
 // killRemote ends a timed-out command's remote process group with

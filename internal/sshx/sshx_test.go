@@ -95,6 +95,39 @@ func TestRunExitCodesAndOutput(t *testing.T) {
 	}
 }
 
+// The command runs as under `sh -c CMD`, although the wrapper's marker line
+// runs in the same shell before it: $0 and the positional parameters, exit
+// status, traps, here-documents, set -e and syntax errors are the command's
+// own, and the marker never shows in its stderr.
+func TestCommandRunsAsUnderShC(t *testing.T) {
+	srv := sshxtest.Start(t)
+	c := newClient(t, config(srv))
+	for name, tc := range map[string]struct {
+		cmd            string
+		code           int
+		stdout, stderr string
+	}{
+		"no arguments":  {cmd: `echo "$0 $# [$*]"`, stdout: "sh 0 []\n"},
+		"exit trap":     {cmd: "trap 'echo trapped' EXIT; exit 4", code: 4, stdout: "trapped\n"},
+		"here-document": {cmd: "cat <<'EOF'\na $x\nEOF\necho after", stdout: "a $x\nafter\n"},
+		"set -e":        {cmd: "set -e; false; echo not reached", code: 1},
+		"leading blank": {cmd: "\n\n  echo ok", stdout: "ok\n"},
+		"comment first": {cmd: "# note\necho ok", stdout: "ok\n"},
+		"own group":     {cmd: `[ "$(ps -o pgid= -p $$ | tr -d ' ')" = $$ ] && echo leader`, stdout: "leader\n"},
+	} {
+		res := run(t, c, tc.cmd)
+		if res.ExitCode != tc.code || string(res.Stdout) != tc.stdout || string(res.Stderr) != tc.stderr {
+			t.Errorf("%s: %q: exit %d stdout %q stderr %q, want exit %d stdout %q stderr %q",
+				name, tc.cmd, res.ExitCode, res.Stdout, res.Stderr, tc.code, tc.stdout, tc.stderr)
+		}
+	}
+	// A syntax error is the command's: exit 2, reported by sh, nothing run.
+	res := run(t, c, "echo before; if")
+	if res.ExitCode != 2 || len(res.Stdout) != 0 || !strings.Contains(strings.ToLower(string(res.Stderr)), "syntax error") || strings.Contains(string(res.Stderr), "sshx:") {
+		t.Errorf("syntax error: exit %d stdout %q stderr %q", res.ExitCode, res.Stdout, res.Stderr)
+	}
+}
+
 func TestRunStdin(t *testing.T) {
 	srv := sshxtest.Start(t)
 	c := newClient(t, config(srv))

@@ -129,9 +129,12 @@ func (c *Client) UploadChecked(ctx context.Context, r io.Reader, remotePath stri
 	var arrived, placed string
 	var size int64 = -1
 	for _, l := range strings.Split(string(res.Stdout), "\n") {
-		if f := strings.Fields(l); len(f) == 3 && f[0] == "sha256" {
+		// "sha256 DIGEST", with the size on a mismatch
+		if f := strings.Fields(l); (len(f) == 2 || len(f) == 3) && f[0] == "sha256" {
 			arrived = f[1]
-			size, _ = strconv.ParseInt(f[2], 10, 64)
+			if len(f) == 3 {
+				size, _ = strconv.ParseInt(f[2], 10, 64)
+			}
 		} else if rest, ok := strings.CutPrefix(l, "placed "); ok {
 			placed = strings.TrimSpace(rest)
 		}

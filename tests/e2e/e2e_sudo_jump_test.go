@@ -28,7 +28,7 @@ import (
 )
 
 // sudoLogRE matches one command in lab.SudoLog: sshx runs every command of
-// a sudo host as `exec sudo -n setsid -w sh -c PGIDSCRIPT TOKEN CMD`, which
+// a sudo host as `exec sudo -n setsid -w sh -c 'MARKER; CMD' sh`, which
 // sudo logs as rescue running /usr/bin/setsid ... as root.
 var sudoLogRE = regexp.MustCompile(`(?m)^.* : rescue : .*; USER=root ; COMMAND=/usr/bin/setsid -w sh -c (.*)$`)
 
