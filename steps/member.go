@@ -203,6 +203,10 @@ func apiCheck(ctx context.Context, env Env, f func([]Member) (bool, string)) (bo
 
 // MemberRemove removes a member that is gone for good. It is not in
 // cluster.members (that is the cluster after recovery), so it is named here.
+// Right before the remove it checks that the member is gone: it must not
+// answer at its client URLs, and no voting member may report an active raft
+// link to it; when a quorum of voting members report no link, it is removed
+// as soon as its own URLs have been silent for 500 ms (see [mustBeGone]).
 type MemberRemove struct {
 	Name    string `yaml:"name" doc:"etcd name of the member to remove"`
 	PeerURL string `yaml:"peerURL" doc:"its old peer URL (safer than the name when the replacement keeps the name)"`

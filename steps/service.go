@@ -37,7 +37,7 @@ func parkedManifest(c *Ctx, unit string) string {
 // manifest moved out of the kubelet's directory.
 type StopService struct {
 	Unit        string `yaml:"unit" doc:"systemd unit or static pod name; default: cluster.layout.unit (etcd)"`
-	Disable     bool   `yaml:"disable" doc:"also disable the unit, so a reboot cannot start it (fencing)"`
+	Disable     bool   `yaml:"disable" doc:"also disable the unit, so a reboot cannot start it (fencing): systemctl disable --no-reload, in the same command as the stop"`
 	Unreachable string `yaml:"unreachable" enum:"fail|skip" default:"fail" doc:"what to do when the host does not answer: fail the step, or record it and go on (a dead host cannot run etcd)"`
 }
 
@@ -119,7 +119,7 @@ func (s *StopService) Check(ctx context.Context, c *Ctx, env Env, t Target) (boo
 // --no-block by default and a wait-healthy step waits for the cluster.
 type StartService struct {
 	Unit   string `yaml:"unit" doc:"systemd unit or static pod name; default: cluster.layout.unit (etcd)"`
-	Enable bool   `yaml:"enable" doc:"also enable the unit (after a fencing stop with disable)"`
+	Enable bool   `yaml:"enable" doc:"also enable the unit (after a fencing stop with disable): systemctl enable --no-reload, in the same command as the start"`
 	Block  *bool  `yaml:"block" doc:"wait for systemctl start to finish; default false for etcd (members of a new cluster must start together), true otherwise"`
 	// MissingOK is for units that only some hosts have.
 	MissingOK bool `yaml:"missingOK" doc:"a host without this unit is fine (kube-apiserver on dedicated etcd hosts); default: fail"`
