@@ -274,6 +274,17 @@ func (a *etcdAdapter) SnapshotSave(ctx context.Context, clientURL string, w io.W
 	return i.SHA256, i.Size, err
 }
 
+// PeerLinks: see [steps.PeerLinkReader]. The error is classified like
+// Status's: the same route, so the same "could not ask" and "nothing
+// listens".
+func (a *etcdAdapter) PeerLinks(ctx context.Context, clientURL string) (steps.PeerLinks, error) {
+	pl, err := a.c.PeerLinks(ctx, clientURL)
+	if err != nil {
+		return steps.PeerLinks{}, classifyLive(err)
+	}
+	return steps.PeerLinks{Local: pl.Local, Active: pl.Active}, nil
+}
+
 func (a *etcdAdapter) IsRetryable(err error) bool { return etcdapi.IsRetryable(err) }
 
 // IsTransientRead: see [steps.TransientReads]. A host that is not trusted

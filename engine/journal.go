@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"sort"
 	"strings"
 	"time"
 
@@ -191,9 +192,35 @@ func (j *journalEtcd) IsTransientRead(err error) bool {
 	return j.api.IsRetryable(err)
 }
 
-// The steps ask for TransientReads by a type assertion: keep both layers
-// answering it.
+// PeerLinks passes [steps.PeerLinkReader] through, journaled like every
+// call; a wrapped client without it answers that it cannot.
+func (j *journalEtcd) PeerLinks(ctx context.Context, clientURL string) (steps.PeerLinks, error) {
+	plr, ok := j.api.(steps.PeerLinkReader)
+	if !ok {
+		return steps.PeerLinks{}, errors.New("this etcd client cannot read peer links")
+	}
+	start := time.Now()
+	pl, err := plr.PeerLinks(ctx, clientURL)
+	what := "peer links (metrics) " + clientURL
+	if err == nil {
+		var active []string
+		for id, a := range pl.Active {
+			if a {
+				active = append(active, fmt.Sprintf("%x", id))
+			}
+		}
+		sort.Strings(active)
+		what += fmt.Sprintf(": member %x, active links to [%s]", pl.Local, strings.Join(active, " "))
+	}
+	j.done(start, what, err)
+	return pl, err
+}
+
+// The steps ask for TransientReads and PeerLinkReader by a type
+// assertion: keep both layers answering them.
 var (
 	_ steps.TransientReads = (*journalEtcd)(nil)
 	_ steps.TransientReads = (*etcdAdapter)(nil)
+	_ steps.PeerLinkReader = (*journalEtcd)(nil)
+	_ steps.PeerLinkReader = (*etcdAdapter)(nil)
 )

@@ -237,6 +237,23 @@ func askAll(ctx context.Context, api Etcd, urls []string, per time.Duration, ask
 	return out
 }
 
+// PeerLinks is one member's view of its raft peer links right now, from
+// etcd's etcd_network_active_peers gauge on its /metrics (see
+// internal/etcdapi PeerLinksMetric).
+type PeerLinks struct {
+	Local uint64 // the member's own id
+	// Active holds, by peer id, whether its link to that peer is active
+	// now; a peer absent from it was never linked since it started.
+	Active map[uint64]bool
+}
+
+// PeerLinkReader is the optional part of Etcd that reads a member's view of
+// its raft peer links at clientURL, through the same route and TLS as its
+// other calls. member-remove asks it of the surviving voters.
+type PeerLinkReader interface {
+	PeerLinks(ctx context.Context, clientURL string) (PeerLinks, error)
+}
+
 // askTimeout bounds one live question of a precondition.
 const askTimeout = 5 * time.Second
 

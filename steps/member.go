@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/etcd-rescue/etcd-rescue/plans"
@@ -201,6 +203,10 @@ func apiCheck(ctx context.Context, env Env, f func([]Member) (bool, string)) (bo
 
 // MemberRemove removes a member that is gone for good. It is not in
 // cluster.members (that is the cluster after recovery), so it is named here.
+// Right before the remove it checks that the member is gone: it must not
+// answer at its client URLs, and no voting member may report an active raft
+// link to it; when a quorum of voting members report no link, it is removed
+// as soon as its own URLs have been silent for 500 ms (see [mustBeGone]).
 type MemberRemove struct {
 	Name    string `yaml:"name" doc:"etcd name of the member to remove"`
 	PeerURL string `yaml:"peerURL" doc:"its old peer URL (safer than the name when the replacement keeps the name)"`
@@ -249,7 +255,7 @@ func (s *MemberRemove) match(list []Member) *Member {
 }
 
 func (s *MemberRemove) Describe(c *Ctx, t Target) []Action {
-	return []Action{{Kind: API, Destructive: true, Cmd: fmt.Sprintf("member remove <id of the member with %s> (Cluster.MemberRemove; absent already counts as done; refused if it answers at its client URLs right before)", s.ident()),
+	return []Action{{Kind: API, Destructive: true, Cmd: fmt.Sprintf("member remove <id of the member with %s> (Cluster.MemberRemove; absent already counts as done; right before: refused if it answers at its client URLs, or if a voting member reports an active raft link to it (etcd_network_active_peers on /metrics); removed after %s without an answer when a quorum of voting members report no link to it)", s.ident(), goneGrace),
 		Run: func(ctx context.Context, env Env) error {
 			api, err := env.Etcd(ctx)
 			if err != nil {
@@ -265,7 +271,7 @@ func (s *MemberRemove) Describe(c *Ctx, t Target) []Action {
 			if m == nil {
 				return nil
 			}
-			if err := mustBeGone(ctx, api, env, m); err != nil {
+			if err := mustBeGone(ctx, api, env, m, list); err != nil {
 				return err
 			}
 			env.Logf("removing member %x (%s)", m.ID, m.Name)
@@ -275,31 +281,107 @@ func (s *MemberRemove) Describe(c *Ctx, t Target) []Action {
 		}}}
 }
 
-// mustBeGone is member-remove's live precondition: the member must not
-// answer at any of its client URLs right now. A member that cannot be
-// asked at all is not proven down: that is said in the log, and it is
-// removed because the plan says it is gone.
-func mustBeGone(ctx context.Context, api Etcd, env Env, m *Member) error {
+// How long member-remove's peer-link rule waits (see [mustBeGone]).
+var (
+	// goneGrace is how long the member's own client URLs get to answer
+	// when the surviving voters report no link to it: an etcd that is up
+	// answers a status in milliseconds, even through an SSH tunnel.
+	goneGrace = 500 * time.Millisecond
+	// linkWindow is how long a link a voter reports active is asked again
+	// before it counts as the member being connected: etcd marks a link
+	// inactive when a stream hears nothing for 5 s (rafthttp
+	// ConnReadTimeout; every stream carries a heartbeat every 1.7 s), so a
+	// member that died just now reads linked for up to 5 s.
+	linkWindow = 6 * time.Second
+	// linkPoll paces those questions.
+	linkPoll = 500 * time.Millisecond
+	// peerAskTimeout bounds one voter's /metrics.
+	peerAskTimeout = 2 * time.Second
+)
+
+// mustBeGone is member-remove's live precondition: the member must not be
+// alive. Two questions are asked at once:
+//
+//   - the member itself, at each of its client URLs (health and status,
+//     [askGone]): an answer means it is alive;
+//   - every other voting member, at its client URL: its raft peer links
+//     ([PeerLinks], etcd's etcd_network_active_peers gauge on /metrics,
+//     fetched through the same route and TLS as the API).
+//
+// The rule, from what the voters say ([peersVerdict]):
+//
+//   - not linked: a quorum of the voting members answered, each with an
+//     active link to some other member (so its view is live), and none
+//     has an active link to this member. It is not connected to the
+//     cluster; unless it answers at its own URLs within goneGrace, it is
+//     removed then, without waiting for the probe's timeout;
+//   - linked: some voter reports an active link to it. Its own answers are
+//     awaited; the links are asked again until linkWindow has passed (a
+//     member that died just now reads linked for up to 5 s). Still linked
+//     then: refused, it is alive and in the cluster even if its client URLs
+//     do not answer us. Not linked any more: removed as above;
+//   - unknown (metrics unreadable, disabled or renamed, too few voters
+//     answered): the member's own answers decide, as before the peer
+//     links were asked: an answer refuses, an untrusted SSH hop refuses, and
+//     a member that cannot be asked at all is not proven down: that is
+//     said in the log, and it is removed because the plan says it is gone.
+//
+// An answer at its own URLs refuses in every case.
+func mustBeGone(ctx context.Context, api Etcd, env Env, m *Member, list []Member) error {
 	urls := sortedUnique(m.ClientURLs)
 	if len(urls) == 0 {
 		env.Logf("member %x (%s) lists no client URL: it never started, so nothing can answer for it", m.ID, m.Name)
 		return nil
 	}
-	answers := askAll(ctx, api, urls, askTimeout, askGone)
+	start := time.Now()
+	ownCtx, cancelOwn := context.WithCancel(ctx)
+	defer cancelOwn()
+	ownc := make(chan []Answer, 1)
+	go func() { ownc <- askAll(ownCtx, api, urls, askTimeout, askGone) }()
+
+	peers := func() (int, []string) {
+		plr, ok := api.(PeerLinkReader)
+		if !ok {
+			return peersUnknown, []string{"the etcd client cannot read peer links"}
+		}
+		return peersVerdict(m, list, askPeers(ctx, plr, m, list))
+	}
+	verdict, pev := peers()
+	var answers []Answer
+	cut := false // the member's own questions were cut short at goneGrace
+	switch verdict {
+	case peersNotLinked:
+		t := time.NewTimer(max(0, goneGrace-time.Since(start)))
+		select {
+		case answers = <-ownc:
+		case <-t.C:
+			cancelOwn()
+			answers, cut = <-ownc, true
+		}
+		t.Stop()
+	default:
+		answers = <-ownc
+	}
 	if err := ctx.Err(); err != nil {
 		return err // interrupted: the questions say nothing
 	}
 	var ev, untrusted []string
 	alive, down := false, 0
 	for _, a := range answers {
-		ev = append(ev, m.Name+" "+a.String())
 		switch {
 		case a.Alive():
 			alive = true
+			ev = append(ev, m.Name+" "+a.String())
+		case cut:
+			ev = append(ev, fmt.Sprintf("%s gave no answer at %s within %s", m.Name, a.URL, goneGrace))
 		case a.State == LiveDown:
 			down++
-		case errors.Is(a.Err, ErrNotTrusted):
-			untrusted = append(untrusted, a.URL)
+			ev = append(ev, m.Name+" "+a.String())
+		default:
+			ev = append(ev, m.Name+" "+a.String())
+			if errors.Is(a.Err, ErrNotTrusted) {
+				untrusted = append(untrusted, a.URL)
+			}
 		}
 	}
 	// The session-start view is of cluster.members: its entry of the
@@ -311,28 +393,175 @@ func mustBeGone(ctx context.Context, api Etcd, env Env, m *Member) error {
 	if alive {
 		return &Refusal{
 			Reason:   fmt.Sprintf("member %x (%s) is alive: it answers at its client URL, and member-remove is for members that are gone", m.ID, m.Name),
-			Evidence: ev,
+			Evidence: append(ev, pev...),
 			Hint:     "if the plan names the wrong member, fix the plan and start a new run; if this member really must go, stop it first, then resume the run",
 		}
+	}
+	// Linked: ask the voters again until a link that died just now has
+	// had time to read inactive.
+	for verdict == peersLinked && time.Since(start) < linkWindow {
+		if err := sleepCtx(ctx, linkPoll); err != nil {
+			return err
+		}
+		verdict, pev = peers()
+	}
+	switch verdict {
+	case peersLinked:
+		return &Refusal{
+			Reason:   fmt.Sprintf("member %x (%s) is connected to the cluster: a voting member reports an active raft link to it (for %s), though its client URLs do not answer us; member-remove is for members that are gone", m.ID, m.Name, time.Since(start).Round(100*time.Millisecond)),
+			Evidence: append(ev, pev...),
+			Hint:     "if the plan names the wrong member, fix the plan and start a new run; if this member really must go, stop its etcd first (its peers then report the link down within about 5 s), then resume the run",
+		}
+	case peersNotLinked:
+		for _, e := range append(pev, ev...) {
+			env.Logf("before removing: %s", e)
+		}
+		if down == len(answers) {
+			env.Logf("concluded: %s is down (asked, nothing listens at %s) and not connected to the cluster, after %s", m.Name, strings.Join(urls, ", "), time.Since(start).Round(time.Millisecond))
+		} else {
+			env.Logf("concluded: %s is not connected to the cluster (no voting member has a raft link to it) and does not answer at its client URLs, after %s", m.Name, time.Since(start).Round(time.Millisecond))
+		}
+		return nil
 	}
 	if len(untrusted) > 0 {
 		// A host key or login failure says nothing about etcd: the member
 		// may be serving behind it.
 		return &Refusal{
 			Reason:   fmt.Sprintf("member %x (%s) could not be asked at %s: the SSH hop was not trusted or refused the login, which is no proof that the member is gone", m.ID, m.Name, strings.Join(untrusted, ", ")),
-			Evidence: ev,
+			Evidence: append(ev, pev...),
 			Hint:     "fix the host key or login of that host (etcd-rescue facts shows each host's reach), then resume the run",
 		}
 	}
-	for _, e := range ev {
+	for _, e := range append(ev, pev...) {
 		env.Logf("before removing: %s", e)
 	}
 	if down == len(answers) {
 		env.Logf("concluded: %s is down (asked, nothing listens at %s)", m.Name, strings.Join(urls, ", "))
 	} else {
-		env.Logf("concluded: %s could not be asked at every client URL, so it is not proven down; it is removed because the plan says it is gone and nothing answered", m.Name)
+		env.Logf("concluded: %s could not be asked at every client URL, so it is not proven down, and its peers' links could not tell; it is removed because the plan says it is gone and nothing answered", m.Name)
 	}
 	return nil
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// What the voting members say of the member to remove ([peersVerdict]).
+const (
+	peersUnknown   = iota // too few usable views: the member's own answers decide
+	peersNotLinked        // a quorum of voters, each linked to another member, none to it
+	peersLinked           // some voter has an active link to it
+)
+
+// peerView is what one other voting member said of its raft peer links.
+type peerView struct {
+	Name  string
+	ID    uint64
+	URL   string
+	Links PeerLinks
+	Err   error
+}
+
+// askPeers asks every other voting member of list, at once, for its peer
+// links, each bounded by peerAskTimeout.
+func askPeers(ctx context.Context, plr PeerLinkReader, m *Member, list []Member) []peerView {
+	var views []peerView
+	for _, o := range list {
+		if o.ID == m.ID || o.IsLearner {
+			continue
+		}
+		v := peerView{Name: o.Name, ID: o.ID}
+		if len(o.ClientURLs) > 0 {
+			v.URL = o.ClientURLs[0]
+		}
+		views = append(views, v)
+	}
+	var wg sync.WaitGroup
+	for i := range views {
+		if views[i].URL == "" {
+			views[i].Err = errors.New("it lists no client URL")
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			cctx, cancel := context.WithTimeout(ctx, peerAskTimeout)
+			defer cancel()
+			views[i].Links, views[i].Err = plr.PeerLinks(cctx, views[i].URL)
+		}()
+	}
+	wg.Wait()
+	return views
+}
+
+// peersVerdict applies member-remove's peer-link rule (see [mustBeGone])
+// to what the other voting members of list said of member m, with one
+// line of evidence per voter.
+func peersVerdict(m *Member, list []Member, views []peerView) (int, []string) {
+	voters := 0
+	for _, o := range list {
+		if !o.IsLearner {
+			voters++
+		}
+	}
+	quorum := voters/2 + 1
+	var ev []string
+	linked, notLinked := false, 0
+	for _, v := range views {
+		who := fmt.Sprintf("voting member %s (%x)", v.Name, v.ID)
+		l := v.Links
+		switch {
+		case v.Err != nil:
+			ev = append(ev, fmt.Sprintf("%s could not tell its peer links at %s: %s", who, v.URL, oneLineErr(v.Err)))
+		case l.Local != v.ID:
+			ev = append(ev, fmt.Sprintf("%s: the metrics at %s are those of member %x: not counted", who, v.URL, l.Local))
+		case l.Active[m.ID]:
+			linked = true
+			ev = append(ev, fmt.Sprintf("%s reports an active raft link to %s (%x) (etcd_network_active_peers = 1)", who, m.Name, m.ID))
+		default:
+			var others []string
+			for id, a := range l.Active {
+				if a && id != m.ID {
+					others = append(others, nameOf(list, id))
+				}
+			}
+			if len(others) == 0 {
+				ev = append(ev, fmt.Sprintf("%s has no active raft link to any member: it sees no one, so its view is not counted", who))
+				continue
+			}
+			notLinked++
+			was := "never linked to it since it started"
+			if _, ok := l.Active[m.ID]; ok {
+				was = "its link to it failed"
+			}
+			sort.Strings(others)
+			ev = append(ev, fmt.Sprintf("%s, linked to %s, has no active raft link to %s (%x): %s", who, strings.Join(others, ", "), m.Name, m.ID, was))
+		}
+	}
+	switch {
+	case linked:
+		return peersLinked, ev
+	case notLinked >= quorum:
+		return peersNotLinked, ev
+	}
+	return peersUnknown, append(ev, fmt.Sprintf("peer links: %d of %d voting members gave a usable view without a link to %s, %d needed (a quorum): its own answers decide", notLinked, voters, m.Name, quorum))
+}
+
+func nameOf(list []Member, id uint64) string {
+	for _, o := range list {
+		if o.ID == id && o.Name != "" {
+			return o.Name
+		}
+	}
+	return fmt.Sprintf("%x", id)
 }
 
 func (s *MemberRemove) Check(ctx context.Context, c *Ctx, env Env, t Target) (bool, string, error) {

@@ -213,9 +213,9 @@ type shellEnv struct {
 func (e *shellEnv) Shell(string) (Runner, error) { return e.sh, nil }
 
 // TestStartServiceEnablesAfterStart: with enable, etcd is started first
-// and enabled after (the enable's reload of systemd does not delay the
-// start), and the Check is done only when the unit is active AND enabled,
-// so a run killed between the two enables it on resume.
+// and enabled after, in one remote command and without systemd's
+// daemon-reload, and the Check is done only when the unit is active AND
+// enabled, so a run killed between the two enables it on resume.
 func TestStartServiceEnablesAfterStart(t *testing.T) {
 	c, ts := testCtx(t, t.TempDir(), "systemd")
 	s := &StartService{Enable: true}
@@ -223,7 +223,7 @@ func TestStartServiceEnablesAfterStart(t *testing.T) {
 	for _, a := range s.Describe(c, ts[1]) {
 		cmds = append(cmds, a.Cmd)
 	}
-	if want := []string{"systemctl start --no-block etcd", "systemctl enable etcd"}; strings.Join(cmds, "|") != strings.Join(want, "|") {
+	if want := []string{"systemctl start --no-block etcd && systemctl enable --no-reload --quiet etcd"}; strings.Join(cmds, "|") != strings.Join(want, "|") {
 		t.Fatalf("actions %q, want %q", cmds, want)
 	}
 	for name, tc := range map[string]struct {
@@ -248,6 +248,60 @@ func TestStartServiceEnablesAfterStart(t *testing.T) {
 		}
 		if !strings.Contains(sh.ran[0], "systemctl is-enabled --quiet etcd") {
 			t.Errorf("%s: the check does not ask whether etcd is enabled: %q", name, sh.ran[0])
+		}
+	}
+}
+
+// TestStopServiceDisablesInOneCommand: with disable, the stop and the
+// disable are one remote command without systemd's daemon-reload, a unit
+// that is not installed counts as stopped and disabled, and the Check is
+// done only when the unit is inactive AND not enabled, so a run killed
+// between the two disables it on resume (the fence holds at reboot).
+func TestStopServiceDisablesInOneCommand(t *testing.T) {
+	c, ts := testCtx(t, t.TempDir(), "systemd")
+	s := &StopService{Disable: true}
+	var cmds []string
+	for _, a := range s.Describe(c, ts[1]) {
+		cmds = append(cmds, a.Cmd)
+	}
+	want := []string{"systemctl stop etcd && systemctl disable --no-reload --quiet etcd || { [ $? = 5 ] && echo 'etcd is not installed here: nothing to stop or disable'; }"}
+	if strings.Join(cmds, "|") != strings.Join(want, "|") {
+		t.Fatalf("actions %q, want %q", cmds, want)
+	}
+	// The command itself, run by sh with systemctl a shell function.
+	for name, tc := range map[string]struct {
+		stopRC, disableRC int
+		ok                bool
+		disabled          bool
+	}{
+		"stopped and disabled":          {0, 0, true, true},
+		"not installed (exit 5)":        {5, 0, true, false},
+		"stop failed":                   {1, 0, false, false},
+		"disable failed after the stop": {0, 1, false, true},
+	} {
+		fake := fmt.Sprintf(`systemctl() { case "$1" in stop) return %d;; disable) echo disable-ran; return %d;; esac; }; `, tc.stopRC, tc.disableRC)
+		out, err := exec.Command("sh", "-c", fake+cmds[0]).CombinedOutput()
+		if (err == nil) != tc.ok || strings.Contains(string(out), "disable-ran") != tc.disabled {
+			t.Errorf("%s: exit %v, output %q; want ok %v, disable run %v", name, err, out, tc.ok, tc.disabled)
+		}
+	}
+	for name, tc := range map[string]struct {
+		active, enabled, done bool
+	}{
+		"stopped, still enabled (killed between)": {false, true, false},
+		"stopped and disabled":                    {false, false, true},
+		"disabled, still active":                  {true, false, false},
+	} {
+		sh := &cmdShell{answer: func(cmd string) error {
+			fake := fmt.Sprintf(`systemctl() { case "$1" in is-active) [ %v = true ];; is-enabled) [ %v = true ];; esac; }; `, tc.active, tc.enabled)
+			if out, err := exec.Command("sh", "-c", fake+cmd).CombinedOutput(); err != nil {
+				return &ExitError{Host: "h2", Cmd: cmd, Code: 1, Stderr: string(out)}
+			}
+			return nil
+		}}
+		done, _, err := s.Check(context.Background(), c, &shellEnv{sh: sh}, ts[1])
+		if err != nil || done != tc.done {
+			t.Errorf("%s: done %v, %v; want %v (check %q)", name, done, err, tc.done, sh.ran)
 		}
 	}
 }

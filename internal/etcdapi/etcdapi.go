@@ -111,6 +111,19 @@ func New(cfg Config) (*Client, error) {
 	if len(cfg.Endpoints) == 0 {
 		return nil, errors.New("etcd client: no endpoints")
 	}
+	cfg = withDefaults(cfg)
+	var tlsCfg *tls.Config
+	if cfg.TLS != nil {
+		var err error
+		if tlsCfg, err = loadTLS(*cfg.TLS); err != nil {
+			return nil, err
+		}
+	}
+	return newClient(cfg, tlsCfg, &learnerSet{m: map[string]bool{}})
+}
+
+// withDefaults fills the timeouts cfg leaves at zero.
+func withDefaults(cfg Config) Config {
 	if cfg.DialTimeout <= 0 {
 		cfg.DialTimeout = DefaultDialTimeout
 	}
@@ -120,14 +133,7 @@ func New(cfg Config) (*Client, error) {
 	if cfg.ProbeTimeout <= 0 {
 		cfg.ProbeTimeout = DefaultProbeTimeout
 	}
-	var tlsCfg *tls.Config
-	if cfg.TLS != nil {
-		var err error
-		if tlsCfg, err = loadTLS(*cfg.TLS); err != nil {
-			return nil, err
-		}
-	}
-	return newClient(cfg, tlsCfg, &learnerSet{m: map[string]bool{}})
+	return cfg
 }
 
 func newClient(cfg Config, tlsCfg *tls.Config, learners *learnerSet) (*Client, error) {
