@@ -947,7 +947,7 @@ sudo -n true && echo sudo-ok; sudo -n id -u; sudo -n grep -c '^root:' /etc/shado
 				t.Errorf("%s via h1: %q, want rescue, client %s (h1), server %s", h, out, h1.Address, hh.Address)
 			}
 			// the target's sudo log has the command sshx wrapped
-			if log := sshOut(t, l, h, "cat "+SudoLog); !regexp.MustCompile(`rescue : .*USER=root ; COMMAND=/usr/bin/setsid -w sh -c .*exec sh -c .*whoami`).MatchString(log) {
+			if log := sshOut(t, l, h, "cat "+SudoLog); !regexp.MustCompile(`rescue : .*USER=root ; COMMAND=/usr/bin/setsid -w sh -c .*sshx:%s:%s.*; whoami`).MatchString(log) {
 				t.Errorf("%s: %s does not show sshx's sudo -n setsid -w sh -c ... whoami as rescue:\n%s", h, SudoLog, log)
 			}
 		}
