@@ -603,15 +603,7 @@ hosts:
 ssh: {user: %[9]s, identity: %[10]s, knownHosts: %[11]s}
 `, dir, filepath.Dir(bin), m1.PeerURL, m1.ClientURL, etcdtest.FreeURL(t), etcdtest.FreeURL(t), srv.Port, sshxtest.FreePort(t),
 		srv.User, srv.ClientKey, srv.KnownHosts))
-	cfg, err := access.SSHConfig(inv, inv.Hosts["local"])
-	if err != nil {
-		t.Fatal(err)
-	}
-	client, err := sshx.New("local", cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer client.Close()
+	client := localClient(t, inv)
 	clients := func(host string) (*sshx.Client, error) {
 		if host == "local" {
 			return client, nil
@@ -756,15 +748,7 @@ hosts:
   local: {address: 127.0.0.1, port: %d}
 ssh: {user: %s, identity: %s, knownHosts: %s}
 `, srv.Port, srv.User, srv.ClientKey, srv.KnownHosts))
-	cfg, err := access.SSHConfig(inv, inv.Hosts["local"])
-	if err != nil {
-		t.Fatal(err)
-	}
-	client, err := sshx.New("local", cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer client.Close()
+	client := localClient(t, inv)
 	if err := client.Connect(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -775,4 +759,20 @@ ssh: {user: %s, identity: %s, knownHosts: %s}
 	if took := time.Since(start); v != "9.9.9" || note != "" || took > 1500*time.Millisecond {
 		t.Errorf("version %q note %q after %s", v, note, took)
 	}
+}
+
+// localClient is an sshx client of the inventory's host "local", closed
+// at the test's end.
+func localClient(t *testing.T, inv *plans.Plan) *sshx.Client {
+	t.Helper()
+	cfg, err := access.SSHConfig(inv, inv.Hosts["local"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	client, err := sshx.New("local", cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = client.Close() })
+	return client
 }
