@@ -37,13 +37,14 @@ type Plan struct {
 // (--name, --initial-cluster, --initial-advertise-peer-urls,
 // --initial-cluster-token, --data-dir) is derived from it.
 type Cluster struct {
-	Name         string    `yaml:"name" rescue:"required" doc:"cluster name (for messages)"`
-	Token        string    `yaml:"token" doc:"--initial-cluster-token for a new cluster; one token for every member (required by restore and force-new-cluster)"`
-	EtcdVersion  string    `yaml:"etcdVersion" rescue:"required" doc:"etcd version on the hosts: 3.4, 3.5, 3.6, 3.7 or a full x.y.z"`
-	Layout       Layout    `yaml:"layout" doc:"how etcd runs on the hosts"`
-	TLS          *TLS      `yaml:"tls" doc:"client TLS files on the operator machine, for the etcd API"`
-	ClientAccess string    `yaml:"clientAccess" enum:"ssh-tunnel|direct" default:"ssh-tunnel" doc:"reach client URLs through the host's SSH connection, or directly"`
-	Members      []*Member `yaml:"members" rescue:"required" doc:"every member of the cluster after recovery"`
+	Name         string      `yaml:"name" rescue:"required" doc:"cluster name (for messages)"`
+	Token        string      `yaml:"token" doc:"--initial-cluster-token for a new cluster; one token for every member (required by restore and force-new-cluster)"`
+	EtcdVersion  string      `yaml:"etcdVersion" rescue:"required" doc:"etcd version on the hosts: 3.4, 3.5, 3.6, 3.7 or a full x.y.z"`
+	Layout       Layout      `yaml:"layout" doc:"how etcd runs on the hosts"`
+	TLS          *TLS        `yaml:"tls" doc:"client TLS files on the operator machine, for the etcd API"`
+	ClientAccess string      `yaml:"clientAccess" enum:"ssh-tunnel|direct" default:"ssh-tunnel" doc:"reach client URLs through the host's SSH connection, or directly"`
+	Members      []*Member   `yaml:"members" rescue:"required" doc:"every member of the cluster after recovery"`
+	Kubernetes   *Kubernetes `yaml:"kubernetes" doc:"the Kubernetes control plane that uses this etcd, for the kube-* steps"`
 
 	Pos    Pos            `yaml:"-"`
 	KeyPos map[string]Pos `yaml:"-"`
@@ -59,6 +60,35 @@ type Layout struct {
 	Owner    string `yaml:"owner" default:"etcd:etcd" doc:"user:group that owns the data dir; \"\" for none"`
 	BinDir   string `yaml:"binDir" doc:"directory of etcd, etcdctl and etcdutl on the hosts; empty means PATH"`
 	PKI      *PKI   `yaml:"pki" doc:"etcd's certificate files on the hosts, where the env file or manifest does not name them, and the expiry margin"`
+
+	Pos    Pos            `yaml:"-"`
+	KeyPos map[string]Pos `yaml:"-"`
+}
+
+// Kubernetes is the Kubernetes control plane whose API servers use the
+// etcd cluster: how its components run on the control-plane hosts, and how
+// etcd-rescue reaches the API servers (readiness, the relist proof).
+type Kubernetes struct {
+	ControlPlane string     `yaml:"controlPlane" enum:"static-pod|systemd" doc:"how kube-apiserver, kube-controller-manager and kube-scheduler run: kubelet static pods (kubeadm, kubespray) or systemd units (kubeasz, hard way); default: static-pod when cluster.layout.service is static-pod, else systemd"`
+	Manifests    string     `yaml:"manifests" default:"/etc/kubernetes/manifests" doc:"the kubelet's static pod directory (controlPlane: static-pod)"`
+	Components   []string   `yaml:"components" doc:"control-plane components stopped before a restore and started after it, in this order for the stop (reverse for the start); a host without one of them is fine; default: kube-apiserver, kube-controller-manager, kube-scheduler"`
+	Hosts        []string   `yaml:"hosts" doc:"control-plane hosts (keys of hosts:); default: the hosts of the members"`
+	APIServer    *APIServer `yaml:"apiServer" doc:"how to reach every API server (on each control-plane host's address)"`
+
+	Pos    Pos            `yaml:"-"`
+	KeyPos map[string]Pos `yaml:"-"`
+}
+
+// APIServer says how etcd-rescue talks to the Kubernetes API servers: over
+// HTTPS to each control-plane host's address, through the host's SSH
+// connection when cluster.clientAccess is ssh-tunnel.
+type APIServer struct {
+	Port int    `yaml:"port" default:"6443" doc:"secure port of kube-apiserver"`
+	CA   string `yaml:"ca" doc:"CA bundle that signed the API servers' serving certificates, on the operator machine"`
+	Cert string `yaml:"cert" doc:"client certificate for the relist proof (a watch needs an identity allowed to watch ConfigMaps), on the operator machine"`
+	Key  string `yaml:"key" doc:"its key (its content is never logged)"`
+	// ServerName is checked in the serving certificate instead of the host's address.
+	ServerName string `yaml:"serverName" doc:"name to verify in the serving certificates instead of each host's address"`
 
 	Pos    Pos            `yaml:"-"`
 	KeyPos map[string]Pos `yaml:"-"`
