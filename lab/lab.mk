@@ -5,7 +5,9 @@
 #   etcd-bins    etcd, etcdctl, etcdutl for each of $(ETCD_VERSIONS) -> lab/bin/<version>/
 #   lab-rootfs   the nspawn hosts' Debian rootfs, debootstrapped into $(LAB_ROOTFS) once
 #                (again when LAB_ROOTFS_PACKAGES changes)
-#   lab-prereqs  all three
+#   kube-bins    kubelet, kube-apiserver ($(KUBE_VERSION)) and crictl ($(CRICTL_VERSION)) -> lab/bin/k8s/<version>/,
+#                and the static-pod lab's images (etcd of each version, kube-apiserver, pause) -> lab/bin/images/
+#   lab-prereqs  all four
 #   lab-test     go test ./lab/... (real processes; root)
 #   lab-clean    remove lab/bin;  lab-purge: also the rootfs
 
@@ -18,12 +20,20 @@ DEBIAN_MIRROR ?= http://deb.debian.org/debian
 # keep in sync with RootfsPackages in lab/nspawn.go (TestMakefileInSync checks it)
 LAB_ROOTFS_PACKAGES := systemd,systemd-sysv,dbus,openssh-server,iproute2,procps,sudo,openssl
 # gcc and libc6-dev: the race detector of `make test` needs cgo
-LAB_APT_PACKAGES := openssh-server openssh-client systemd-container debootstrap iproute2 util-linux socat ca-certificates sudo openssl procps gcc libc6-dev
+LAB_APT_PACKAGES := openssh-server openssh-client systemd-container debootstrap iproute2 util-linux socat ca-certificates sudo openssl procps gcc libc6-dev containerd runc
 LAB_TEST_TIMEOUT ?= 20m
+# the static-pod layout (keep in sync with KubeVersion, CrictlVersion and the
+# image names in lab/kube.go; TestMakefileInSync checks it)
+KUBE_VERSION ?= v1.35.4
+CRICTL_VERSION ?= v1.34.0
+PAUSE_IMAGE := registry.k8s.io/pause:3.10.1
+KUBE_BIN := $(LAB_BIN)/k8s/$(KUBE_VERSION)
+KUBE_IMAGES := $(LAB_BIN)/images
+KUBE_TOOLS := $(LAB_BIN)/kubetools
 # what the top-level Makefile's test target depends on
 LAB_PREREQS := lab-prereqs
 
-.PHONY: lab-deps etcd-bins lab-rootfs lab-prereqs lab-test lab-clean lab-purge
+.PHONY: lab-deps etcd-bins kube-bins lab-rootfs lab-prereqs lab-test lab-clean lab-purge
 
 # apt-get only when something is missing.  While apt installs, /usr/sbin/policy-rc.d
 # must exit 101: without systemd as PID 1 openssh-server's postinst would
@@ -100,7 +110,57 @@ lab-rootfs:
 	rm -rf $(LAB_ROOTFS) && mv $(LAB_ROOTFS).tmp $(LAB_ROOTFS); \
 	echo "lab-rootfs: ready ($$(du -sh $(LAB_ROOTFS) | cut -f1))"
 
-lab-prereqs: lab-deps etcd-bins lab-rootfs
+# kubelet and kube-apiserver from the k8s.io/kubernetes module (lab/kubebuild/<minor>
+# pins KUBE_VERSION and the staging modules), crictl from sigs.k8s.io/cri-tools
+# (lab/kubebuild/crictl), pause and mkimage from lab/kubebuild/images.  Rebuilt
+# only when those modules change; the Go build cache makes a rebuild cheap.
+KUBE_MINOR = $(word 1,$(subst ., ,$(KUBE_VERSION))).$(word 2,$(subst ., ,$(KUBE_VERSION)))
+KUBE_BUILD_FLAGS := CGO_ENABLED=0 GOTOOLCHAIN=local GOFLAGS=-buildvcs=false
+
+$(KUBE_BIN)/kubelet: $(wildcard $(LAB_DIR)/kubebuild/$(KUBE_MINOR)/go.mod $(LAB_DIR)/kubebuild/$(KUBE_MINOR)/go.sum $(LAB_DIR)/kubebuild/$(KUBE_MINOR)/*/*.go)
+	@test -f $(LAB_DIR)/kubebuild/$(KUBE_MINOR)/go.mod || { echo "kube-bins: no build module lab/kubebuild/$(KUBE_MINOR) for $(KUBE_VERSION)" >&2; exit 1; }
+	@grep -Eq '^\s*k8s\.io/kubernetes $(KUBE_VERSION)\s*$$' $(LAB_DIR)/kubebuild/$(KUBE_MINOR)/go.mod || { echo "kube-bins: lab/kubebuild/$(KUBE_MINOR)/go.mod does not pin k8s.io/kubernetes $(KUBE_VERSION)" >&2; exit 1; }
+	@echo "kube-bins: building kubelet and kube-apiserver $(KUBE_VERSION) (about 6-10 min with a cold Go cache on 2 cores)"
+	cd $(LAB_DIR)/kubebuild/$(KUBE_MINOR) && $(KUBE_BUILD_FLAGS) $(GO) build -trimpath \
+	  -ldflags '-s -w -X k8s.io/component-base/version.gitVersion=$(KUBE_VERSION) -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$(word 2,$(subst ., ,$(KUBE_VERSION)))' \
+	  -o $(abspath $(KUBE_BIN))/ ./kubelet ./kube-apiserver
+	@$(KUBE_BIN)/kubelet --version
+	@touch $(KUBE_BIN)/kubelet
+
+$(KUBE_BIN)/crictl: $(wildcard $(LAB_DIR)/kubebuild/crictl/go.mod $(LAB_DIR)/kubebuild/crictl/go.sum)
+	@echo "kube-bins: building crictl $(CRICTL_VERSION)"
+	cd $(LAB_DIR)/kubebuild/crictl && $(KUBE_BUILD_FLAGS) $(GO) build -trimpath \
+	  -ldflags '-s -w -X sigs.k8s.io/cri-tools/pkg/version.Version=$(CRICTL_VERSION)' \
+	  -o $(abspath $(KUBE_BIN))/crictl sigs.k8s.io/cri-tools/cmd/crictl
+	@touch $(KUBE_BIN)/crictl
+
+$(KUBE_TOOLS)/mkimage: $(wildcard $(LAB_DIR)/kubebuild/images/go.mod $(LAB_DIR)/kubebuild/images/go.sum $(LAB_DIR)/kubebuild/images/*/*.go)
+	cd $(LAB_DIR)/kubebuild/images && $(KUBE_BUILD_FLAGS) $(GO) build -trimpath -ldflags '-s -w' -o $(abspath $(KUBE_TOOLS))/ ./mkimage ./pause
+	@touch $(KUBE_TOOLS)/mkimage
+
+# One image per etcd version (registry.k8s.io/etcd:<v>-0 as kubeadm names it),
+# kube-apiserver and pause: docker-archive tarballs that `ctr images import` reads.
+define etcd_image_rule
+$(KUBE_IMAGES)/etcd-$(patsubst v%,%,$(1)).tar: $(LAB_BIN)/$(1)/etcd $(KUBE_TOOLS)/mkimage
+	@mkdir -p $(KUBE_IMAGES)
+	$(KUBE_TOOLS)/mkimage -o $$@ -tag registry.k8s.io/etcd:$(patsubst v%,%,$(1))-0 -entrypoint /usr/local/bin/etcd \
+	  $(LAB_BIN)/$(1)/etcd=/usr/local/bin/etcd $(LAB_BIN)/$(1)/etcdctl=/usr/local/bin/etcdctl $(LAB_BIN)/$(1)/etcdutl=/usr/local/bin/etcdutl
+endef
+$(foreach v,$(ETCD_VERSIONS),$(eval $(call etcd_image_rule,$(v))))
+
+$(KUBE_IMAGES)/kube-apiserver-$(KUBE_VERSION).tar: $(KUBE_BIN)/kubelet $(KUBE_TOOLS)/mkimage
+	@mkdir -p $(KUBE_IMAGES)
+	$(KUBE_TOOLS)/mkimage -o $@ -tag registry.k8s.io/kube-apiserver:$(KUBE_VERSION) -entrypoint /usr/local/bin/kube-apiserver \
+	  $(KUBE_BIN)/kube-apiserver=/usr/local/bin/kube-apiserver
+
+$(KUBE_IMAGES)/pause.tar: $(KUBE_TOOLS)/mkimage
+	@mkdir -p $(KUBE_IMAGES)
+	$(KUBE_TOOLS)/mkimage -o $@ -tag $(PAUSE_IMAGE) -entrypoint /pause $(KUBE_TOOLS)/pause=/pause
+
+kube-bins: $(KUBE_BIN)/kubelet $(KUBE_BIN)/crictl $(KUBE_IMAGES)/pause.tar $(KUBE_IMAGES)/kube-apiserver-$(KUBE_VERSION).tar \
+	$(foreach v,$(ETCD_VERSIONS),$(KUBE_IMAGES)/etcd-$(patsubst v%,%,$(v)).tar)
+
+lab-prereqs: lab-deps etcd-bins kube-bins lab-rootfs
 
 lab-test: lab-prereqs
 	$(GO) test -count=1 -timeout $(LAB_TEST_TIMEOUT) ./lab/...

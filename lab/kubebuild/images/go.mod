@@ -1,0 +1,14 @@
+// Module kubebuild/images builds the lab's pause binary and mkimage, which
+// packs binaries into image tarballs for the static-pod lab (no registry).
+// A separate module so that etcd-rescue itself never depends on it.
+module github.com/etcd-rescue/etcd-rescue/lab/kubebuild/images
+
+go 1.26.0
+
+require github.com/google/go-containerregistry v0.22.1
+
+require (
+	github.com/klauspost/compress v1.19.2 // indirect
+	github.com/opencontainers/go-digest v1.0.0 // indirect
+	github.com/opencontainers/image-spec v1.1.1 // indirect
+)
