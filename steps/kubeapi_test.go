@@ -210,7 +210,7 @@ func TestRelistAnswer(t *testing.T) {
 		"ADDED events": {code: 200, body: `{"type":"ADDED","object":{"kind":"ConfigMap","apiVersion":"v1","metadata":{"name":"fp-001","namespace":"default","resourceVersion":"1207"}}}` + "\n" +
 			`{"type":"MODIFIED","object":{"kind":"ConfigMap","apiVersion":"v1","metadata":{"name":"fp-002","resourceVersion":"1208"}}}` + "\n",
 			want: "streamed events from that revision (first: ADDED fp-001 at resourceVersion 1207): the old history is still served"},
-		"BOOKMARK": {code: 200, body: `{"type":"BOOKMARK","object":{"kind":"ConfigMap","metadata":{"resourceVersion":"1300"}}}` + "\n", want: "streamed events"},
+		"BOOKMARK":     {code: 200, body: `{"type":"BOOKMARK","object":{"kind":"ConfigMap","metadata":{"resourceVersion":"1300"}}}` + "\n", want: "streamed events"},
 		"silent watch": {code: 200, body: "", want: "accepted the watch from that revision and sent nothing"},
 		"ERROR event 504": {code: 200, body: `{"type":"ERROR","object":{"kind":"Status","message":"Too large resource version: 1207, current: 900","reason":"Timeout","code":504}}`,
 			want: "the watch ended with ERROR code 504, Timeout: Too large resource version"},
