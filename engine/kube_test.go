@@ -8,6 +8,8 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/etcd-rescue/etcd-rescue/internal/sshx/sshxtest"
@@ -63,5 +65,19 @@ func TestDialHostThroughSSH(t *testing.T) {
 	defer b3.Close()
 	if body, err := get(b3); err != nil || body != "ok" {
 		t.Fatalf("direct: %q %v", body, err)
+	}
+}
+
+// TestPreflightAPIServerFiles: the API server's CA and client certificate
+// are read before the first change, not when the relist proof runs at the
+// end of a recovery.
+func TestPreflightAPIServerFiles(t *testing.T) {
+	c, fs := Load("../examples/static-pod-restore.yaml", "")
+	if c == nil {
+		t.Fatal(fs)
+	}
+	err := Preflight(c.Plan)
+	if err == nil || !strings.Contains(err.Error(), "kubernetes.apiServer.ca: open "+filepath.Join("..", "examples", "pki", "ca.crt")) {
+		t.Fatalf("preflight: %v", err)
 	}
 }
