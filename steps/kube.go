@@ -245,8 +245,8 @@ func reportLines(out []byte) map[string]string {
 
 func (s *KubeStopControlPlane) Describe(c *Ctx, t Target) []Action {
 	k := kubeOf(c)
-	if k == nil {
-		return []Action{{Host: t.Name(), Kind: Shell, Cmd: "# cluster.kubernetes is not set"}}
+	if k == nil || len(k.Components) == 0 {
+		return []Action{{Host: t.Name(), Kind: Shell, Cmd: "# cluster.kubernetes names no component"}}
 	}
 	h := t.Name()
 	if k.ControlPlane == "systemd" {
@@ -359,8 +359,8 @@ func unparkLine(c *Ctx, name string) string {
 
 func (s *KubeStartControlPlane) Describe(c *Ctx, t Target) []Action {
 	k := kubeOf(c)
-	if k == nil {
-		return []Action{{Host: t.Name(), Kind: Shell, Cmd: "# cluster.kubernetes is not set"}}
+	if k == nil || len(k.Components) == 0 {
+		return []Action{{Host: t.Name(), Kind: Shell, Cmd: "# cluster.kubernetes names no component"}}
 	}
 	h := t.Name()
 	order := reversed(k.Components)
