@@ -366,3 +366,24 @@ func TestStartServiceStaticPodWaits(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestStopServiceFollowsControlPlane: with etcd under systemd and the
+// control plane as static pods (kubespray), stop-service of kube-apiserver
+// parks its manifest; etcd's own unit is still a systemd unit.
+func TestStopServiceFollowsControlPlane(t *testing.T) {
+	dir := t.TempDir()
+	c, ts := kubeCtx(t, dir, "static-pod")
+	c.Cluster.Layout.Service = "systemd"
+	api := (&StopService{Unit: "kube-apiserver"}).Describe(c, ts[0])
+	if len(api) != 2 || !strings.Contains(api[0].Cmd, "mv "+filepath.Join(dir, "manifests", "kube-apiserver.yaml")) {
+		t.Errorf("kube-apiserver: %+v", api)
+	}
+	etcd := (&StopService{}).Describe(c, ts[0])
+	if len(etcd) != 1 || !strings.HasPrefix(etcd[0].Cmd, "systemctl stop etcd") {
+		t.Errorf("etcd: %+v", etcd)
+	}
+	c.Cluster.Kubernetes.ControlPlane = "systemd"
+	if api := (&StopService{Unit: "kube-apiserver"}).Describe(c, ts[0]); !strings.HasPrefix(api[0].Cmd, "systemctl stop kube-apiserver") {
+		t.Errorf("systemd control plane: %+v", api)
+	}
+}

@@ -21,6 +21,17 @@ func unitOrDefault(c *Ctx, unit string) string {
 	return unit
 }
 
+// staticPod reports whether unit runs as a kubelet static pod: etcd's own
+// unit as cluster.layout.service says; a component of cluster.kubernetes as
+// its controlPlane says (kubespray: etcd under systemd, kube-apiserver a
+// static pod); any other unit as etcd does.
+func staticPod(c *Ctx, unit string) bool {
+	if k := c.Cluster.Kubernetes; k != nil && unit != c.Cluster.Layout.Unit && containsStr(k.Components, unit) {
+		return k.ControlPlane == "static-pod"
+	}
+	return c.Cluster.Layout.Service == "static-pod"
+}
+
 // staticManifest is where the kubelet reads the unit's static pod: etcd's
 // is cluster.layout.manifest; any other unit's is NAME.yaml in
 // cluster.kubernetes.manifests, or beside etcd's without that section.
@@ -66,7 +77,7 @@ func (s *StopService) StopsUnit(c *Ctx) string { return unitOrDefault(c, s.Unit)
 
 func (s *StopService) Describe(c *Ctx, t Target) []Action {
 	unit := unitOrDefault(c, s.Unit)
-	if c.Cluster.Layout.Service == "static-pod" {
+	if staticPod(c, unit) {
 		m, parked := staticManifest(c, unit), parkedManifest(c, unit)
 		h := t.Name()
 		return []Action{
@@ -123,7 +134,7 @@ func disableCmd(unit string) string {
 
 func (s *StopService) Check(ctx context.Context, c *Ctx, env Env, t Target) (bool, string, error) {
 	unit := unitOrDefault(c, s.Unit)
-	if c.Cluster.Layout.Service == "static-pod" {
+	if staticPod(c, unit) {
 		return remoteTest(ctx, env, t, "! [ -e "+q(staticManifest(c, unit))+" ] && out=$("+runningCmd(unit)+") && [ -z \"$out\" ]", unit+" manifest is parked and no container of it runs")
 	}
 	if s.Disable {
@@ -150,7 +161,7 @@ func (s *StartService) StartsUnit(c *Ctx) string { return unitOrDefault(c, s.Uni
 
 func (s *StartService) Describe(c *Ctx, t Target) []Action {
 	unit := unitOrDefault(c, s.Unit)
-	if c.Cluster.Layout.Service == "static-pod" {
+	if staticPod(c, unit) {
 		m, parked := staticManifest(c, unit), parkedManifest(c, unit)
 		cmd := "if [ -e " + q(parked) + " ]; then " + join("mv", parked, m) + "; fi"
 		if !s.MissingOK {
@@ -230,7 +241,7 @@ func (s *StartService) Describe(c *Ctx, t Target) []Action {
 
 func (s *StartService) Check(ctx context.Context, c *Ctx, env Env, t Target) (bool, string, error) {
 	unit := unitOrDefault(c, s.Unit)
-	if c.Cluster.Layout.Service == "static-pod" {
+	if staticPod(c, unit) {
 		m := q(staticManifest(c, unit))
 		test := "[ -e " + m + " ] && out=$(" + runningCmd(unit) + ") && [ -n \"$out\" ]"
 		if s.MissingOK {
