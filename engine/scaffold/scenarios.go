@@ -391,8 +391,8 @@ func (g *gen) restoreTail(bump, bumpWhy string, restoreNeeds []string, enable bo
 }
 
 // singleNode follows examples/single-node-restore.yaml; with the
-// static-pod layout, kube-apiserver is stopped first and started last as
-// in static-pod-restore.yaml.
+// static-pod layout or cluster.kubernetes, kube-apiserver is stopped first
+// and started last (a restore requires it there).
 func (g *gen) singleNode() error {
 	if n := len(g.names); n != 1 {
 		return choiceErr([]string{"restore every member from one snapshot: etcd-rescue new restore-all-from-snapshot"},
