@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"net"
 
 	"github.com/etcd-rescue/etcd-rescue/engine/runstate"
 	"github.com/etcd-rescue/etcd-rescue/steps"
@@ -33,4 +34,10 @@ func (w *walker) mark(n *Node, host string) string {
 // of a step-host left running on a host.
 type Reaper interface {
 	Reap(ctx context.Context, host, mark string) (killed int, err error)
+}
+
+// HostDialer is implemented by backends that reach services on a host's
+// network (the Kubernetes API servers) as cluster.clientAccess says.
+type HostDialer interface {
+	DialHost(ctx context.Context, host, addr string) (net.Conn, error)
 }

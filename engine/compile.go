@@ -191,9 +191,20 @@ func (c *Compiled) targets(n *Node) plans.Findings {
 		return fs
 	}
 	if len(s.On) == 0 {
-		fs.Add(s.Pos, "step type %s runs on hosts: on: is required", s.Type).ForStep(s.ID).
-			WithHint("on: all, on: members, on: <host or member>, or a list")
-		return fs
+		d, ok := n.Type.New().(steps.DefaultHosts)
+		if !ok {
+			fs.Add(s.Pos, "step type %s runs on hosts: on: is required", s.Type).ForStep(s.ID).
+				WithHint("on: all, on: members, on: <host or member>, or a list")
+			return fs
+		}
+		// Its default hosts (the control-plane hosts); without them the
+		// engine's rules say what is missing (cluster.kubernetes).
+		for _, h := range d.DefaultOn(p) {
+			if p.Hosts[h] != nil {
+				hosts = append(hosts, h)
+			}
+		}
+		sort.Strings(hosts)
 	}
 	for _, h := range hosts {
 		host := p.Hosts[h]

@@ -78,18 +78,7 @@ func newEtcdAdapter(p *plans.Plan, pool *sshx.Pool) (*etcdAdapter, error) {
 				// "could not ask".
 				return relayDial(ctx, pool, relays, addr)
 			}
-			sc, err := pool.Get(host)
-			if err != nil {
-				return nil, &hopError{host: host, err: err}
-			}
-			conn, err := sc.DialContext(ctx, "tcp", addr)
-			var oce *ssh.OpenChannelError
-			if err != nil && !errors.As(err, &oce) && ctx.Err() == nil {
-				// The SSH connection to host itself failed: the
-				// question never reached the member.
-				return nil, &hopError{host: host, err: err}
-			}
-			return conn, err
+			return dialThrough(ctx, pool, host, addr)
 		}
 	}
 	api, err := etcdapi.New(cfg)
@@ -97,6 +86,24 @@ func newEtcdAdapter(p *plans.Plan, pool *sshx.Pool) (*etcdAdapter, error) {
 		return nil, err
 	}
 	return &etcdAdapter{c: api}, nil
+}
+
+// dialThrough dials addr through the SSH connection of host (the
+// ssh-tunnel of cluster.clientAccess): the operator needs no route to the
+// port. A failure of the SSH connection itself is a *hopError (the
+// question never reached the service); a refusal from host's side is the
+// service's answer.
+func dialThrough(ctx context.Context, pool *sshx.Pool, host, addr string) (net.Conn, error) {
+	sc, err := pool.Get(host)
+	if err != nil {
+		return nil, &hopError{host: host, err: err}
+	}
+	conn, err := sc.DialContext(ctx, "tcp", addr)
+	var oce *ssh.OpenChannelError
+	if err != nil && !errors.As(err, &oce) && ctx.Err() == nil {
+		return nil, &hopError{host: host, err: err}
+	}
+	return conn, err
 }
 
 // relayDial dials addr through the first of relays whose SSH connection

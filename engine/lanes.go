@@ -62,8 +62,8 @@ func (c *Compiled) edgeKind(n, d *Node) (EdgeKind, string) {
 	ctx := c.Ctx(d, DryRunID, nil)
 	etcdUnit := c.Plan.Cluster.Layout.Unit
 	for _, t := range d.Targets {
-		if s, ok := t.Params.(steps.StopsService); ok {
-			if u := s.StopsUnit(ctx); u != etcdUnit {
+		for _, u := range steps.UnitsStopped(t.Params, ctx) {
+			if u != etcdUnit {
 				return EdgeBarrier, u + " stops on every host before anything after it"
 			}
 		}

@@ -15,7 +15,8 @@ import (
 // What a step does to the cluster the rules ask its parameters through the
 // interfaces of steps/traits.go. The rules live by theme:
 // rules_restore.go (restores, snapshots, data dirs), rules_members.go
-// (membership changes) and rules_quorum.go (stops, force-new-cluster).
+// (membership changes), rules_quorum.go (stops, force-new-cluster) and
+// rules_kube.go (the Kubernetes control plane).
 func (c *Compiled) rules() plans.Findings {
 	var fs plans.Findings
 	fs = append(fs, c.ruleRestore()...)
@@ -31,6 +32,7 @@ func (c *Compiled) rules() plans.Findings {
 	fs = append(fs, c.ruleLearners()...)
 	fs = append(fs, c.ruleCerts()...)
 	fs = append(fs, c.ruleWipeStopped()...)
+	fs = append(fs, c.ruleKubernetes()...)
 	return fs
 }
 
@@ -78,8 +80,7 @@ func (c *Compiled) ix() *ruleIndex {
 			if s, ok := t.Params.(steps.StartsService); ok && s.StartsUnit(x.ctx) == etcd {
 				x.starts[h] = append(x.starts[h], n)
 			}
-			if s, ok := t.Params.(steps.StopsService); ok {
-				u := s.StopsUnit(x.ctx)
+			for _, u := range steps.UnitsStopped(t.Params, x.ctx) {
 				if x.stops[h] == nil {
 					x.stops[h] = map[string][]*Node{}
 				}
@@ -125,8 +126,11 @@ func targetOn(n *Node, host string) *Target {
 // stopsUnitOn reports whether n stops unit on host.
 func (c *Compiled) stopsUnitOn(n *Node, host, unit string) bool {
 	if t := targetOn(n, host); t != nil {
-		s, ok := t.Params.(steps.StopsService)
-		return ok && s.StopsUnit(c.ruleCtx()) == unit
+		for _, u := range steps.UnitsStopped(t.Params, c.ruleCtx()) {
+			if u == unit {
+				return true
+			}
+		}
 	}
 	return false
 }

@@ -141,6 +141,17 @@ func (b *SSHBackend) Etcd(ctx context.Context) (steps.Etcd, error) {
 	return a, nil
 }
 
+// DialHost opens a TCP connection to addr on host's network (an API
+// server of the control plane): through host's SSH connection, or directly
+// with clientAccess: direct, as the etcd client URLs are reached.
+func (b *SSHBackend) DialHost(ctx context.Context, host, addr string) (net.Conn, error) {
+	if b.plan.Cluster != nil && b.plan.Cluster.ClientAccess == "direct" {
+		var d net.Dialer
+		return d.DialContext(ctx, "tcp", addr)
+	}
+	return dialThrough(ctx, b.pool, host, addr)
+}
+
 // Close closes the etcd client and every SSH connection.
 func (b *SSHBackend) Close() error {
 	b.mu.Lock()

@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"os/user"
 	"sync"
@@ -65,6 +66,21 @@ func (e *stepEnv) Etcd(ctx context.Context) (steps.Etcd, error) {
 		s.seedLearners(e.w.live)
 	}
 	return &journalEtcd{env: e, api: api}, nil
+}
+
+var _ steps.HostDialer = (*stepEnv)(nil)
+
+// DialHost reaches addr on host's network through the backend (the SSH
+// connection with clientAccess: ssh-tunnel); a backend that cannot (a
+// test's) dials directly. The time spent connecting counts as API time.
+func (e *stepEnv) DialHost(ctx context.Context, host, addr string) (net.Conn, error) {
+	t0 := time.Now()
+	defer func() { e.addRemote(time.Since(t0), true) }()
+	if d, ok := e.w.backend.(HostDialer); ok {
+		return d.DialHost(ctx, host, addr)
+	}
+	var d net.Dialer
+	return d.DialContext(ctx, "tcp", addr)
 }
 
 // Live is the session-start view of the live cluster (steps.LiveEnv).

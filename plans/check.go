@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/url"
 	"path"
+	"regexp"
 	"sort"
 	"strings"
 )
@@ -71,6 +72,9 @@ func (p *Plan) checkCluster() Findings {
 			fs.Add(pkiPos(k, "minValidDays"), "layout.pki.minValidDays %d is not between 0 and 3650", *d).
 				WithHint("the number of days a member certificate must still be valid; 0 turns the margin off")
 		}
+	}
+	if c.Kubernetes != nil {
+		fs = append(fs, p.checkKubernetes()...)
 	}
 	names := map[string]*Member{}
 	peers := map[string]*Member{}
@@ -320,4 +324,56 @@ func (p *Plan) ResolveOn(on Strings) ([]string, error) {
 	}
 	sort.Strings(out)
 	return out, nil
+}
+
+// componentRe is what a control-plane component may be called: a systemd
+// unit name or a static pod's manifest name (NAME.yaml) and container name.
+var componentRe = regexp.MustCompile(`^[a-z0-9]([a-z0-9.-]*[a-z0-9])?$`)
+
+func (p *Plan) checkKubernetes() Findings {
+	var fs Findings
+	c := p.Cluster
+	k := c.Kubernetes
+	if k.ControlPlane == "static-pod" && (!path.IsAbs(k.Manifests) || path.Clean(k.Manifests) == "/") {
+		fs.Add(k.At("manifests"), "kubernetes.manifests %q must be an absolute path below /", k.Manifests)
+	}
+	if _, set := k.KeyPos["components"]; set && len(k.Components) == 0 {
+		fs.Add(k.At("components"), "kubernetes.components is empty: the kube-* steps would stop and start nothing").
+			WithHint("leave components: out for kube-apiserver, kube-controller-manager, kube-scheduler")
+	}
+	seen := map[string]bool{}
+	for _, name := range k.Components {
+		switch {
+		case !componentRe.MatchString(name):
+			fs.Add(k.At("components"), "kubernetes.components: %q is not a unit or static pod name (lowercase letters, digits, dots and dashes)", name)
+		case name == c.Layout.Unit:
+			fs.Add(k.At("components"), "kubernetes.components lists %q, which is etcd itself (cluster.layout.unit)", name).
+				WithHint("etcd is stopped and started by stop-service and start-service, so that restored members start together; list only the Kubernetes components")
+		case seen[name]:
+			fs.Add(k.At("components"), "kubernetes.components lists %q twice", name)
+		}
+		seen[name] = true
+	}
+	if _, set := k.KeyPos["hosts"]; set && len(k.Hosts) == 0 {
+		fs.Add(k.At("hosts"), "kubernetes.hosts is empty").WithHint("leave hosts: out for the hosts of the members")
+	}
+	dup := map[string]bool{}
+	for _, h := range k.Hosts {
+		if _, ok := p.Hosts[h]; !ok && len(p.Hosts) > 0 {
+			fs.Add(k.At("hosts"), "kubernetes.hosts: %q is not in hosts%s", h, Suggest(h, p.hostNames()))
+		}
+		if dup[h] {
+			fs.Add(k.At("hosts"), "kubernetes.hosts lists %q twice", h)
+		}
+		dup[h] = true
+	}
+	if a := k.APIServer; a != nil {
+		if a.Port < 1 || a.Port > 65535 {
+			fs.Add(a.At(k, "port"), "kubernetes.apiServer.port %d is not 1-65535", a.Port)
+		}
+		if (a.Cert == "") != (a.Key == "") {
+			fs.Add(a.At(k, "cert"), "kubernetes.apiServer: cert and key go together").WithHint("set both cert and key, or neither (the CA only: readiness is read anonymously)")
+		}
+	}
+	return fs
 }

@@ -199,6 +199,9 @@ func (p *Plan) ApplyDefaults() {
 		p.SSH = &SSH{}
 		SetDefaults(p.SSH)
 	}
+	if p.Cluster != nil && p.Cluster.Kubernetes != nil {
+		p.Cluster.Kubernetes.applyDefaults(p.Cluster)
+	}
 	for name, h := range p.Hosts {
 		if h == nil {
 			h = &Host{}

@@ -241,3 +241,58 @@ func (s *SSH) IsSet(key string) bool {
 	_, ok := s.KeyPos[key]
 	return ok
 }
+
+// DefaultComponents are the control-plane components of cluster.kubernetes
+// when components: is left out, in the order they are stopped.
+var DefaultComponents = []string{"kube-apiserver", "kube-controller-manager", "kube-scheduler"}
+
+// applyDefaults fills what the defaults of the tags cannot: controlPlane
+// follows cluster.layout.service, components and hosts have list
+// defaults, and apiServer: left out still has its port.
+func (k *Kubernetes) applyDefaults(c *Cluster) {
+	if k.ControlPlane == "" {
+		k.ControlPlane = "systemd"
+		if c.Layout.Service == "static-pod" {
+			k.ControlPlane = "static-pod"
+		}
+	}
+	if k.Manifests == "" {
+		k.Manifests = "/etc/kubernetes/manifests"
+	}
+	if _, set := k.KeyPos["components"]; !set && len(k.Components) == 0 {
+		k.Components = append([]string(nil), DefaultComponents...)
+	}
+	if _, set := k.KeyPos["hosts"]; !set && len(k.Hosts) == 0 {
+		seen := map[string]bool{}
+		for _, m := range c.Members {
+			if m != nil && m.Host != "" && !seen[m.Host] {
+				seen[m.Host] = true
+				k.Hosts = append(k.Hosts, m.Host)
+			}
+		}
+	}
+	if k.APIServer == nil {
+		k.APIServer = &APIServer{}
+		SetDefaults(k.APIServer)
+	}
+}
+
+// At is the position of a key of cluster.kubernetes, or of the section.
+func (k *Kubernetes) At(key string) Pos {
+	if p, ok := k.KeyPos[key]; ok {
+		return p
+	}
+	return k.Pos
+}
+
+// At is the position of a key of cluster.kubernetes.apiServer, or of the
+// section (of cluster.kubernetes when apiServer: is left out).
+func (a *APIServer) At(k *Kubernetes, key string) Pos {
+	if p, ok := a.KeyPos[key]; ok {
+		return p
+	}
+	if a.Pos.Line > 0 {
+		return a.Pos
+	}
+	return k.At("apiServer")
+}

@@ -8,7 +8,8 @@ type Type struct {
 	Summary string
 	Scope   Scope
 	// On documents what on: means for a type that runs once, when it is
-	// more than selecting the members it looks at.
+	// more than selecting the members it looks at, or, for a per-host
+	// type, what on: left out selects.
 	On string
 	// New returns the zero value of the type's parameters. What the engine
 	// needs to know of a type beyond Scope it learns from the optional
@@ -46,6 +47,14 @@ func Registry() map[string]*Type {
 			New: func() Step { return &CheckQuorum{} }},
 		&Type{Name: "verify-data", Summary: "check revision and HashKV agree on every member", Scope: Once, New: func() Step { return &VerifyData{} }},
 		&Type{Name: "approve", Summary: "stop until an operator approves", Scope: Once, New: func() Step { return &Approve{} }},
+		&Type{Name: "kube-stop-control-plane", Summary: "stop the Kubernetes control plane on the control-plane hosts (park the static pod manifests and wait until crictl shows no container, or systemctl stop)",
+			On: "left out, the control-plane hosts (cluster.kubernetes.hosts)", New: func() Step { return &KubeStopControlPlane{} }},
+		&Type{Name: "kube-start-control-plane", Summary: "start the Kubernetes control plane again, in reverse order (manifests back and wait for running containers, or systemctl start)",
+			On: "left out, the control-plane hosts (cluster.kubernetes.hosts)", New: func() Step { return &KubeStartControlPlane{} }},
+		&Type{Name: "kube-wait-ready", Summary: "wait until every API server answers GET /readyz with 200", Scope: Once,
+			On: "on: optionally narrows the control-plane hosts whose API servers are asked (default: cluster.kubernetes.hosts)", New: func() Step { return &KubeWaitReady{} }},
+		&Type{Name: "kube-verify-relist", Summary: "prove that clients must relist: a watch from the pre-restore revision is answered 410 Gone by every API server", Scope: Once,
+			On: "on: optionally narrows the control-plane hosts whose API servers are asked (default: cluster.kubernetes.hosts)", New: func() Step { return &KubeVerifyRelist{} }},
 		&Type{Name: "cert-issue", Summary: "issue new member certificates for the plan's URLs from your CA; old files kept aside", New: func() Step { return &CertIssue{} }},
 		&Type{Name: "exec", Summary: "escape hatch: a shell command with creates/unless", New: func() Step { return &Exec{} }},
 	)

@@ -27,7 +27,7 @@ type Restore struct {
 	// APIServerRunning is the explicit switch for the one case where the
 	// API servers cannot be stopped first (runbook 003: API servers down
 	// first, or they serve and cache the old cluster's data meanwhile).
-	APIServerRunning string `yaml:"apiServerRunning" enum:"refuse|allow" default:"refuse" doc:"static-pod layout: refuse (default) a restore unless earlier steps stop kube-apiserver on every member host; DANGEROUS allow: restore while it may still run"`
+	APIServerRunning string `yaml:"apiServerRunning" enum:"refuse|allow" default:"refuse" doc:"static-pod layout or cluster.kubernetes set: refuse (default) a restore unless earlier steps stop kube-apiserver on every control-plane host; DANGEROUS allow: restore while it may still run"`
 }
 
 func (*Restore) DestroysData() bool    { return true }
@@ -46,22 +46,40 @@ func (*Restore) MustStartAfter() string {
 // apiServerUnit is the static pod of the Kubernetes API server.
 const apiServerUnit = "kube-apiserver"
 
-// NeedsStoppedFirst: in the static-pod layout, kube-apiserver on every
-// control-plane host (every host that runs a member) is stopped before a
-// restore, unless the plan says apiServerRunning: allow.
+// NeedsStoppedFirst: kube-apiserver on every control-plane host is stopped
+// before a restore (by stop-service, kube-stop-control-plane or any step
+// that stops it), unless the plan says apiServerRunning: allow. It applies
+// in the static-pod layout (the control-plane hosts are the members' hosts,
+// or cluster.kubernetes.hosts) and whenever cluster.kubernetes is set,
+// whatever runs etcd (kubespray: etcd under systemd, the API server a
+// static pod).
 func (s *Restore) NeedsStoppedFirst(c *Ctx) []StoppedFirst {
-	if c.Cluster.Layout.Service != "static-pod" || s.APIServerRunning == "allow" {
+	k := c.Cluster.Kubernetes
+	if (c.Cluster.Layout.Service != "static-pod" && k == nil) || s.APIServerRunning == "allow" {
 		return nil
 	}
 	var hosts []string
-	for _, m := range c.Cluster.Members {
-		if m != nil {
-			hosts = append(hosts, m.Host)
+	if k != nil {
+		hosts = k.Hosts
+	} else {
+		for _, m := range c.Cluster.Members {
+			if m != nil {
+				hosts = append(hosts, m.Host)
+			}
 		}
 	}
-	return []StoppedFirst{{Unit: apiServerUnit, Hosts: hosts, What: "restore in the static-pod layout",
-		Hint: "stop kube-apiserver on every control-plane host first (stop-service with unit: kube-apiserver, on: all) and list it in needs:; " +
+	what := "restore in the static-pod layout"
+	if k != nil {
+		what = "restore of the etcd of a Kubernetes control plane"
+	}
+	return []StoppedFirst{{Unit: apiServerUnit, Hosts: hosts, What: what,
+		Hint: "stop kube-apiserver on every control-plane host first (kube-stop-control-plane, or stop-service with unit: kube-apiserver, on: all) and list it in needs:; " +
 			"an API server that keeps running serves and caches the old data while etcd is replaced. If it really cannot be stopped, set apiServerRunning: allow"}}
+}
+
+// BumpsRevision: see [BumpsRevision].
+func (s *Restore) BumpsRevision() bool {
+	return s.BumpRevision != "none" && s.BumpRevision != "0" && s.BumpRevision != ""
 }
 
 // FactPreRevision is the fact key of the highest revision seen before the run
@@ -490,7 +508,7 @@ func (s *Restore) Validate(c *Ctx, at At, fs *plans.Findings) {
 		fs.Add(at("snapshot"), "restore snapshot %q is a relative path: on the host it would depend on the login directory", s.Snapshot).
 			WithHint("use the absolute path snapshot-copy puts the file at (its to:, default /var/tmp/etcd-rescue/snapshot.db)")
 	}
-	if s.APIServerRunning == "allow" && c.Cluster.Layout.Service == "static-pod" {
+	if s.APIServerRunning == "allow" && (c.Cluster.Layout.Service == "static-pod" || c.Cluster.Kubernetes != nil) {
 		fs.Warn(at("apiServerRunning"), "restore runs while kube-apiserver may still serve the old data on the control-plane hosts").
 			WithHint("stop kube-apiserver on every control-plane host first and drop apiServerRunning: allow")
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"path"
+	"time"
 
 	"github.com/etcd-rescue/etcd-rescue/internal/shellquote"
 )
@@ -20,18 +21,44 @@ func unitOrDefault(c *Ctx, unit string) string {
 	return unit
 }
 
-// staticManifest is where the kubelet reads the unit's static pod.
+// staticPod reports whether unit runs as a kubelet static pod: etcd's own
+// unit as cluster.layout.service says; a component of cluster.kubernetes as
+// its controlPlane says (kubespray: etcd under systemd, kube-apiserver a
+// static pod); any other unit as etcd does.
+func staticPod(c *Ctx, unit string) bool {
+	if k := c.Cluster.Kubernetes; k != nil && unit != c.Cluster.Layout.Unit && containsStr(k.Components, unit) {
+		return k.ControlPlane == "static-pod"
+	}
+	return c.Cluster.Layout.Service == "static-pod"
+}
+
+// staticManifest is where the kubelet reads the unit's static pod: etcd's
+// is cluster.layout.manifest; any other unit's is NAME.yaml in
+// cluster.kubernetes.manifests, or beside etcd's without that section.
 func staticManifest(c *Ctx, unit string) string {
 	if unit == c.Cluster.Layout.Unit {
 		return c.Cluster.Layout.Manifest
 	}
+	if k := c.Cluster.Kubernetes; k != nil && k.Manifests != "" {
+		return path.Join(k.Manifests, unit+".yaml")
+	}
 	return path.Join(path.Dir(c.Cluster.Layout.Manifest), unit+".yaml")
 }
 
-// parkedManifest is where a stopped static pod's manifest is kept.
+// parkedManifest is where a stopped static pod's manifest is kept: in
+// etcd-rescue-parked beside the kubelet's directory (/etc/kubernetes/
+// etcd-rescue-parked for kubeadm), so stop-service, start-service and the
+// kube-* steps find each other's parked manifests.
 func parkedManifest(c *Ctx, unit string) string {
-	return path.Join(path.Dir(path.Dir(c.Cluster.Layout.Manifest)), "etcd-rescue-parked", path.Base(staticManifest(c, unit)))
+	m := staticManifest(c, unit)
+	return path.Join(path.Dir(path.Dir(m)), "etcd-rescue-parked", path.Base(m))
 }
+
+// containerWithin bounds the container waits of stop-service and
+// start-service for a static pod: the kubelet stops a pod within its grace
+// period (30 s by default) and starts one seconds after its manifest is
+// back, once its image is there. A variable for the tests.
+var containerWithin = 2 * time.Minute
 
 // StopService stops a service: systemctl stop, or for a static pod, the
 // manifest moved out of the kubelet's directory.
@@ -50,11 +77,15 @@ func (s *StopService) StopsUnit(c *Ctx) string { return unitOrDefault(c, s.Unit)
 
 func (s *StopService) Describe(c *Ctx, t Target) []Action {
 	unit := unitOrDefault(c, s.Unit)
-	if c.Cluster.Layout.Service == "static-pod" {
+	if staticPod(c, unit) {
 		m, parked := staticManifest(c, unit), parkedManifest(c, unit)
+		h := t.Name()
 		return []Action{
-			{Host: t.Name(), Kind: Shell, Cmd: join("mkdir", "-p", path.Dir(parked)) + " && if [ -e " + q(m) + " ]; then " + join("mv", m, parked) + "; fi"},
-			{Host: t.Name(), Kind: Wait, Cmd: "until ! crictl ps -q --name " + q("^"+unit) + " | grep -q .; do sleep 0.1; done"},
+			{Host: h, Kind: Shell, Cmd: join("mkdir", "-p", path.Dir(parked)) + " && if [ -e " + q(m) + " ]; then " + join("mv", m, parked) + "; fi"},
+			{Host: h, Kind: Wait, Cmd: fmt.Sprintf("wait up to %s until %s prints nothing", fmtDuration(containerWithin), runningCmd(unit)),
+				Run: func(ctx context.Context, env Env) error {
+					return waitContainers(ctx, env, h, []string{unit}, false, containerWithin)
+				}},
 		}
 	}
 	// Exit 5 is systemctl's "unit not loaded": a unit that is not installed
@@ -103,8 +134,8 @@ func disableCmd(unit string) string {
 
 func (s *StopService) Check(ctx context.Context, c *Ctx, env Env, t Target) (bool, string, error) {
 	unit := unitOrDefault(c, s.Unit)
-	if c.Cluster.Layout.Service == "static-pod" {
-		return remoteTest(ctx, env, t, "! [ -e "+q(staticManifest(c, unit))+" ]", unit+" manifest is parked")
+	if staticPod(c, unit) {
+		return remoteTest(ctx, env, t, "! [ -e "+q(staticManifest(c, unit))+" ] && out=$("+runningCmd(unit)+") && [ -z \"$out\" ]", unit+" manifest is parked and no container of it runs")
 	}
 	if s.Disable {
 		// Stopped AND disabled: a run killed between the two, in the one
@@ -130,13 +161,44 @@ func (s *StartService) StartsUnit(c *Ctx) string { return unitOrDefault(c, s.Uni
 
 func (s *StartService) Describe(c *Ctx, t Target) []Action {
 	unit := unitOrDefault(c, s.Unit)
-	if c.Cluster.Layout.Service == "static-pod" {
+	if staticPod(c, unit) {
 		m, parked := staticManifest(c, unit), parkedManifest(c, unit)
 		cmd := "if [ -e " + q(parked) + " ]; then " + join("mv", parked, m) + "; fi"
 		if !s.MissingOK {
 			cmd += " && test -e " + q(m)
 		}
-		return []Action{{Host: t.Name(), Kind: Shell, Cmd: cmd}}
+		h := t.Name()
+		var present bool // the manifest is in place: wait for its container
+		return []Action{
+			{Host: h, Kind: Shell, Cmd: cmd, Run: func(ctx context.Context, env Env) error {
+				r, err := env.Shell(h)
+				if err != nil {
+					return err
+				}
+				if _, err := r.Run(ctx, cmd, nil); err != nil {
+					return err
+				}
+				present = true
+				if s.MissingOK {
+					var ee *ExitError
+					_, err := r.Run(ctx, "test -e "+q(m), nil)
+					if errors.As(err, &ee) {
+						present = false
+						env.Logf("%s: no manifest of %s here: nothing to start", h, unit)
+						return nil
+					}
+					return err
+				}
+				return nil
+			}},
+			{Host: h, Kind: Wait, Cmd: fmt.Sprintf("wait up to %s until %s prints a container id", fmtDuration(containerWithin), runningCmd(unit)),
+				Run: func(ctx context.Context, env Env) error {
+					if !present {
+						return nil
+					}
+					return waitContainers(ctx, env, h, []string{unit}, true, containerWithin)
+				}},
+		}
 	}
 	block := unit != c.Cluster.Layout.Unit
 	if s.Block != nil {
@@ -179,8 +241,13 @@ func (s *StartService) Describe(c *Ctx, t Target) []Action {
 
 func (s *StartService) Check(ctx context.Context, c *Ctx, env Env, t Target) (bool, string, error) {
 	unit := unitOrDefault(c, s.Unit)
-	if c.Cluster.Layout.Service == "static-pod" {
-		return remoteTest(ctx, env, t, "[ -e "+q(staticManifest(c, unit))+" ]", unit+" manifest is in place")
+	if staticPod(c, unit) {
+		m := q(staticManifest(c, unit))
+		test := "[ -e " + m + " ] && out=$(" + runningCmd(unit) + ") && [ -n \"$out\" ]"
+		if s.MissingOK {
+			test = "{ " + test + "; } || { ! [ -e " + m + " ] && ! [ -e " + q(parkedManifest(c, unit)) + " ]; }"
+		}
+		return remoteTest(ctx, env, t, test, unit+" manifest is in place and its container runs")
 	}
 	test := "systemctl is-active --quiet " + q(unit) + " || [ \"$(systemctl show -p ActiveState --value " + q(unit) + ")\" = activating ]"
 	why := unit + " is active or activating"

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/etcd-rescue/etcd-rescue/plans"
 )
 
 // The interfaces below tell the engine's cross-step rules what a step does
@@ -241,3 +243,52 @@ func (*MemberAdd) NoLane() string       { return "it changes the membership" }
 func (*MemberUpdate) NoLane() string    { return "it changes the membership" }
 func (*MemberPromote) NoLane() string   { return "it changes the membership" }
 func (*ForceNewCluster) NoLane() string { return "it rebuilds the cluster" }
+
+// StopsServices is implemented by steps that stop several services on
+// their host (kube-stop-control-plane: the control-plane components). The
+// rules treat each unit as [StopsService] would.
+type StopsServices interface {
+	StopsUnits(c *Ctx) []string
+}
+
+// UnitsStopped lists the units a step stops on its host, whichever of
+// [StopsService] and [StopsServices] it implements: every step that stops
+// a component counts, however the plan writes it.
+func UnitsStopped(s Step, c *Ctx) []string {
+	var out []string
+	if one, ok := s.(StopsService); ok {
+		out = append(out, one.StopsUnit(c))
+	}
+	if many, ok := s.(StopsServices); ok {
+		out = append(out, many.StopsUnits(c)...)
+	}
+	return out
+}
+
+// UsesKubernetes is implemented by step types that act on the Kubernetes
+// control plane and need cluster.kubernetes. It is asked of the type's
+// zero value.
+type UsesKubernetes interface {
+	UsesKubernetes() bool
+}
+
+// DefaultHosts is implemented by per-host step types whose on: may be left
+// out: they then run on the hosts it returns (the control-plane hosts). It
+// is asked of the type's zero value.
+type DefaultHosts interface {
+	DefaultOn(p *plans.Plan) []string
+}
+
+// BumpsRevision is implemented by steps that may restore with a revision
+// bump and compaction (restore): a watch from a revision before it is then
+// answered with 410 Gone.
+type BumpsRevision interface {
+	BumpsRevision() bool
+}
+
+// NeedsBumpedRestore is implemented by steps that only mean something after
+// a restore with a revision bump (kube-verify-relist); the string is the
+// hint of the finding when the plan has none before the step.
+type NeedsBumpedRestore interface {
+	NeedsBumpedRestore() string
+}

@@ -285,6 +285,8 @@ func cmdSteps(names []string, out string, stdout io.Writer) error {
 			scope := "per host (on: required)"
 			if t.Scope == steps.Once {
 				scope = "once"
+			} else if t.On != "" {
+				scope = "per host (on: optional)"
 			}
 			fmt.Fprintf(stdout, "%-18s %s [%s]\n", n, t.Summary, scope)
 		}
@@ -298,6 +300,8 @@ func cmdSteps(names []string, out string, stdout io.Writer) error {
 			fmt.Fprintln(stdout, "runs once; "+t.On)
 		case t.Scope == steps.Once:
 			fmt.Fprintln(stdout, "runs once; on: optionally selects the members it looks at")
+		case t.On != "":
+			fmt.Fprintln(stdout, "runs on each host selected by on:; "+t.On)
 		default:
 			fmt.Fprintln(stdout, "runs on each host selected by on:")
 		}

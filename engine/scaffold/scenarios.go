@@ -391,8 +391,8 @@ func (g *gen) restoreTail(bump, bumpWhy string, restoreNeeds []string, enable bo
 }
 
 // singleNode follows examples/single-node-restore.yaml; with the
-// static-pod layout, kube-apiserver is stopped first and started last as
-// in static-pod-restore.yaml.
+// static-pod layout or cluster.kubernetes, kube-apiserver is stopped first
+// and started last (a restore requires it there).
 func (g *gen) singleNode() error {
 	if n := len(g.names); n != 1 {
 		return choiceErr([]string{"restore every member from one snapshot: etcd-rescue new restore-all-from-snapshot"},
@@ -415,8 +415,8 @@ func (g *gen) singleNode() error {
 		"name and peer URL, the files given to the etcd user, and it starts again.",
 	}
 	stopNeeds := []string(nil)
-	if g.staticPod() {
-		g.add(&step{comments: []string{"static pods: kube-apiserver is stopped first and starts once etcd is healthy"},
+	if g.staticPod() || g.c.Kubernetes != nil {
+		g.add(&step{comments: []string{"kube-apiserver is stopped first and starts once etcd is healthy"},
 			id: "stop-apiserver", typ: "stop-service", on: []string{"all"}, with: []kv{{"unit", "kube-apiserver"}}})
 		stopNeeds = []string{"stop-apiserver"}
 	}
@@ -433,7 +433,7 @@ func (g *gen) singleNode() error {
 	g.add(&step{id: "config", typ: "set-config", on: []string{"members"}, needs: []string{"restore"}, with: []kv{{"clusterState", "new"}}})
 	g.add(&step{id: "start", typ: "start-service", on: []string{"members"}, needs: []string{"config"}})
 	g.add(&step{id: "healthy", typ: "wait-healthy", needs: []string{"start"}})
-	if g.staticPod() {
+	if g.staticPod() || g.c.Kubernetes != nil {
 		g.add(&step{id: "start-apiserver", typ: "start-service", on: []string{"all"}, needs: []string{"healthy"},
 			with: []kv{{"unit", "kube-apiserver"}, {"missingOK", flag(true)}}})
 	}

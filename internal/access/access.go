@@ -1,13 +1,17 @@
 // Package access owns how this machine reaches a plan's hosts and members:
 // the SSH configuration of each host (host keys always verified), the etcd
-// client TLS files, and the local preflight of both. The engine (apply)
+// client TLS files, the Kubernetes API server files, and the local
+// preflight of them. The engine (apply)
 // and the read-only facts collector share it, so that both reach a host
 // the same way.
 package access
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"net"
+	"os"
 	"sort"
 	"strconv"
 	"strings"
@@ -108,6 +112,36 @@ func TLSFiles(p *plans.Plan) *etcdapi.TLSFiles {
 	return &etcdapi.TLSFiles{CA: plans.LocalFile(b, t.CA), Cert: plans.LocalFile(b, t.Cert), Key: plans.LocalFile(b, t.Key), ServerName: t.ServerName}
 }
 
+// checkAPIServerFiles reads cluster.kubernetes.apiServer's CA, client
+// certificate and key (relative paths against the file that defined
+// cluster:, like cluster.tls), so that a missing or broken file is found
+// before the first change, not when kube-wait-ready or kube-verify-relist
+// runs at the end of a recovery. Messages name the files, never a key's
+// content.
+func checkAPIServerFiles(p *plans.Plan) error {
+	if p.Cluster == nil || p.Cluster.Kubernetes == nil || p.Cluster.Kubernetes.APIServer == nil {
+		return nil
+	}
+	a, b := p.Cluster.Kubernetes.APIServer, p.ClusterBase
+	if a.CA != "" {
+		ca := plans.LocalFile(b, a.CA)
+		pem, err := os.ReadFile(ca)
+		if err != nil {
+			return fmt.Errorf("kubernetes.apiServer.ca: %w", err)
+		}
+		if !x509.NewCertPool().AppendCertsFromPEM(pem) {
+			return fmt.Errorf("kubernetes.apiServer.ca %s: no PEM certificate found", ca)
+		}
+	}
+	if a.Cert != "" && a.Key != "" {
+		cert, key := plans.LocalFile(b, a.Cert), plans.LocalFile(b, a.Key)
+		if _, err := tls.LoadX509KeyPair(cert, key); err != nil {
+			return fmt.Errorf("kubernetes.apiServer client certificate %s / key %s: %w", cert, key, err)
+		}
+	}
+	return nil
+}
+
 // PrereqError is a missing local prerequisite (an SSH identity file, the
 // ssh-agent, a known_hosts file that does not parse, the etcd TLS files),
 // found before any connection is opened.
@@ -160,6 +194,9 @@ func Preflight(p *plans.Plan) error {
 		if err := etcdapi.CheckTLS(*f); err != nil {
 			add(err.Error(), "")
 		}
+	}
+	if err := checkAPIServerFiles(p); err != nil {
+		add(err.Error(), "")
 	}
 	if len(order) == 0 {
 		return nil

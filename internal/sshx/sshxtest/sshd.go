@@ -73,6 +73,9 @@ type Options struct {
 	// sshd presents that certificate (HostCertificate) to clients that ask
 	// for a certificate algorithm.
 	HostCA string
+	// Env adds NAME=VALUE settings to the environment of every session
+	// (sshd takes only the first SetEnv line, so they join its own).
+	Env []string
 }
 
 // Start runs sshd -D on a free port of 127.0.0.1 and stops it when the test ends.
@@ -143,9 +146,9 @@ LogLevel VERBOSE
 # bash sources ~/.bashrc for commands run by sshd only at shell level 1; this
 # machine's root .bashrc runs pyenv init (~120 ms per command), which would
 # measure the test host's rc files rather than the transport.
-SetEnv SHLVL=1
+SetEnv SHLVL=1%s
 %s
-`, s.Port, hostKeyPath, authFiles, filepath.Join(dir, "sshd.pid"), o.ExtraConfig)
+`, s.Port, hostKeyPath, authFiles, filepath.Join(dir, "sshd.pid"), setEnv(o.Env), o.ExtraConfig)
 		cfgPath := filepath.Join(dir, "sshd_config")
 		if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
 			t.Fatal(err)
@@ -340,4 +343,13 @@ func FreePort(t testing.TB) int {
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port
+}
+
+// setEnv renders Options.Env for the SetEnv line, each setting quoted.
+func setEnv(env []string) string {
+	var b strings.Builder
+	for _, e := range env {
+		b.WriteString(" \"" + e + "\"")
+	}
+	return b.String()
 }
