@@ -730,8 +730,9 @@ func (l *Lab) stopEtcdCmd() string {
 	if !l.StaticPod() {
 		return "systemctl stop etcd"
 	}
+	// no exit 0 here: the callers append more commands with &&
 	return fmt.Sprintf(`mkdir -p %[1]s && if [ -e %[2]s ]; then mv -f %[2]s %[1]s/etcd.yaml; fi && `+
-		`for i in $(seq 1200); do crictl ps -q --name '^etcd$' | grep -q . || exit 0; sleep 0.1; done; echo "the etcd container still runs 120 s after its manifest was parked" >&2; exit 1`, ParkedDir, EtcdManifest)
+		`{ i=0; while crictl ps -q --name '^etcd$' | grep -q .; do i=$((i+1)); if [ $i -ge 1200 ]; then echo "the etcd container still runs 120 s after its manifest was parked" >&2; exit 1; fi; sleep 0.1; done; }`, ParkedDir, EtcdManifest)
 }
 
 // APIClient is an HTTPS client for the lab's API servers: the lab's CA and
