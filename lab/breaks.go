@@ -122,6 +122,9 @@ func (l *Lab) mustRun(ctx context.Context, name, command string) error {
 }
 
 func (l *Lab) breakIPChange(ctx context.Context) error {
+	if l.StaticPod() {
+		return fmt.Errorf("not available on the %s layout yet (total-loss, quorum-loss and lost-host are)", LayoutStaticPod)
+	}
 	m, h, err := l.memberAt(3)
 	if err != nil {
 		return err
@@ -214,7 +217,21 @@ func (l *Lab) breakLostHost(ctx context.Context) error {
 	if err := l.createHost(ctx, nh, l.TLSSharedCert()); err != nil {
 		return err
 	}
-	if l.st.TLS {
+	if l.StaticPod() {
+		// a fresh control-plane node (kubelet and containerd running, the
+		// images there, /etc/kubernetes/pki without a member certificate):
+		// the etcd manifest with only the TLS and data flags and the
+		// kube-apiserver manifest wait in ParkedDir, where stop-service
+		// parks them, for set-config to complete etcd's and start-service
+		// to put them in place
+		em := l.etcdManifest("", "", "", "", "", false)
+		if err := l.WriteFile(ctx, nh.Name, ParkedDir+"/etcd.yaml", []byte(em), 0o600); err != nil {
+			return err
+		}
+		if err := l.WriteFile(ctx, nh.Name, ParkedDir+"/kube-apiserver.yaml", []byte(apiServerManifest(nh.Address)), 0o600); err != nil {
+			return err
+		}
+	} else if l.st.TLS {
 		// as the configuration management that installed it would leave it:
 		// the CA, and an env file that only says where the certificates are
 		env := "# " + EnvFile + ": written by etcd-rescue lab (a blank host: TLS settings only)\n" + tlsEnv()
@@ -227,6 +244,9 @@ func (l *Lab) breakLostHost(ctx context.Context) error {
 	}
 	l.updateEtcHosts(ctx)
 	switch {
+	case l.StaticPod():
+		l.logf("lost-host: blank replacement control-plane host %s at %s made in %.1fs: containerd and kubelet %s running, images imported, empty %s, %s without a member certificate (with --tls-shared-cert: the shared one), no manifest in %s: etcd.yaml (TLS and data flags only) and kube-apiserver.yaml wait in %s",
+			nh.Name, nh.Address, time.Since(t).Seconds(), KubeVersion, DataDir, KubeEtcdPKIDir, ManifestDir, ParkedDir)
 	case l.TLSSharedCert():
 		l.logf("lost-host: blank replacement host %s at %s made in %.1fs: sshd, etcd %s binaries, user etcd, empty %s, %s with the shared member certificate and an %s with only the TLS settings, etcd not started",
 			nh.Name, nh.Address, time.Since(t).Seconds(), l.Version(), DataDir, HostPKIDir, EnvFile)
@@ -284,7 +304,7 @@ func (l *Lab) breakQuorumLoss(ctx context.Context, chosen []string) error {
 		}
 	}
 	if err := parallel(victims, func(h *Host) error {
-		return l.mustRun(ctx, h.Name, "systemctl stop etcd && rm -rf "+DataDir)
+		return l.mustRun(ctx, h.Name, l.stopEtcdCmd()+" && rm -rf "+DataDir)
 	}); err != nil {
 		return err
 	}
@@ -329,7 +349,7 @@ func (l *Lab) breakTotalLoss(ctx context.Context) error {
 		names = append(names, h.Name)
 	}
 	if err := parallel(hosts, func(h *Host) error {
-		return l.mustRun(ctx, h.Name, "systemctl stop etcd && rm -rf "+DataDir)
+		return l.mustRun(ctx, h.Name, l.stopEtcdCmd()+" && rm -rf "+DataDir)
 	}); err != nil {
 		return err
 	}

@@ -423,6 +423,9 @@ func (l *Lab) Verify(ctx context.Context) error {
 	} else if fp != nil {
 		probs = append(probs, "keys not checked (the cluster is not healthy)")
 	}
+	if l.StaticPod() {
+		probs = append(probs, l.kubeProblems(ctx)...)
+	}
 	if len(probs) > 0 {
 		return &VerifyError{Problems: probs}
 	}
@@ -589,9 +592,11 @@ type HostStatus struct {
 	Name    string
 	Address string
 	SSH     bool   // sshd answers
-	Etcd    string // systemctl is-active etcd: active, inactive, failed, activating...
+	Etcd    string // systemctl is-active etcd: active, inactive, failed, activating...; static-pod: pod-running, manifest-parked, pod-not-running, no-manifest
 	DataDir bool   // /var/lib/etcd/member exists
-	Memory  uint64 // PSS of all processes of the host, bytes
+	// APIServer (static-pod layout): "ready" when /readyz answers 200, else why not
+	APIServer string
+	Memory    uint64 // PSS of all processes of the host, bytes
 }
 
 // MemberStatus is one inventory member in Status.
@@ -606,8 +611,9 @@ type MemberStatus struct {
 // Status is what `lab status` shows.
 type Status struct {
 	StateDir, Mode, Version string
-	TLS                     bool // https URLs, client certificates required
-	TLSSharedCert           bool // one member certificate for every address (Options.TLSSharedCert)
+	Layout                  string // systemd or static-pod
+	TLS                     bool   // https URLs, client certificates required
+	TLSSharedCert           bool   // one member certificate for every address (Options.TLSSharedCert)
 	Hosts                   []HostStatus
 	Members                 []MemberStatus
 	MemberList              []string // from the cluster: "name peerURL" (empty without a leader)
@@ -620,7 +626,7 @@ type Status struct {
 // Status collects the state of every host and member (never fails: what
 // cannot be read is reported as such).
 func (l *Lab) Status(ctx context.Context) *Status {
-	s := &Status{StateDir: l.dir, Mode: string(l.st.Mode), Version: l.Version(), TLS: l.st.TLS, TLSSharedCert: l.TLSSharedCert(), Keys: -1, Breaks: append([]string(nil), l.st.Breaks...)}
+	s := &Status{StateDir: l.dir, Mode: string(l.st.Mode), Layout: l.Layout(), Version: l.Version(), TLS: l.st.TLS, TLSSharedCert: l.TLSSharedCert(), Keys: -1, Breaks: append([]string(nil), l.st.Breaks...)}
 	hosts := l.hostPtrs()
 	s.Hosts = make([]HostStatus, len(hosts))
 	_ = parallel(hosts, func(h *Host) error {
@@ -631,7 +637,11 @@ func (l *Lab) Status(ctx context.Context) *Status {
 		hs := HostStatus{Name: h.Name, Address: h.Address, Memory: netnsMemory(h.Netns())}
 		rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		defer cancel()
-		out, err := l.Run(rctx, h.Name, "systemctl is-active etcd; test -d /var/lib/etcd/member && echo data", nil)
+		state := "systemctl is-active etcd"
+		if l.StaticPod() {
+			state = etcdPodStateCmd
+		}
+		out, err := l.Run(rctx, h.Name, state+"; test -d /var/lib/etcd/member && echo data", nil)
 		lines := strings.Fields(out)
 		if err == nil || len(lines) > 0 {
 			hs.SSH = true
@@ -642,6 +652,9 @@ func (l *Lab) Status(ctx context.Context) *Status {
 		hs.DataDir = len(lines) > 1 && lines[1] == "data"
 		if !hs.SSH {
 			hs.Etcd = "?"
+		}
+		if l.StaticPod() {
+			hs.APIServer = l.apiServerState(ctx, h)
 		}
 		s.Hosts[i] = hs
 		return nil

@@ -152,7 +152,12 @@ func (l *Lab) inventory(o InventoryOptions) ([]byte, error) {
 	b.WriteString("  name: lab\n")
 	fmt.Fprintf(&b, "  token: %s    # --initial-cluster-token for any NEW cluster a plan creates\n", q(st.Token))
 	fmt.Fprintf(&b, "  etcdVersion: %s\n", q(l.Version()))
-	fmt.Fprintf(&b, "  layout: {service: systemd, unit: %s, envFile: %s, dataDir: %s, owner: %s}\n", Unit, EnvFile, DataDir, q(Owner))
+	if st.Layout == LayoutStaticPod {
+		// kubeadm runs etcd as root: no owner
+		fmt.Fprintf(&b, "  layout: {service: static-pod, manifest: %s, dataDir: %s, owner: \"\"}\n", EtcdManifest, DataDir)
+	} else {
+		fmt.Fprintf(&b, "  layout: {service: systemd, unit: %s, envFile: %s, dataDir: %s, owner: %s}\n", Unit, EnvFile, DataDir, q(Owner))
+	}
 	if st.TLS {
 		// absolute paths: the inventory may be copied anywhere
 		fmt.Fprintf(&b, "  tls: {ca: %s, cert: %s, key: %s}    # client API: the lab's CA, the operator's certificate\n",
@@ -160,13 +165,22 @@ func (l *Lab) inventory(o InventoryOptions) ([]byte, error) {
 	}
 	b.WriteString("  clientAccess: ssh-tunnel\n")
 	b.WriteString("  members:\n")
+	var cp []string
 	for _, m := range st.Members {
 		h := l.hostLocked(m.Host)
 		addr := "MISSING"
 		if h != nil {
 			addr = h.Address
 		}
+		cp = append(cp, m.Host)
 		fmt.Fprintf(&b, "    - {name: %s, host: %s, peerURL: %s, clientURL: %s}\n", m.Name, m.Host, q(l.peerURL(addr)), q(l.clientURL(addr)))
+	}
+	if st.Layout == LayoutStaticPod {
+		b.WriteString("  kubernetes:    # the control plane: kubelet static pods, kube-apiserver on every member's host\n")
+		fmt.Fprintf(&b, "    controlPlane: static-pod\n    manifests: %s\n    components: [kube-apiserver]\n", ManifestDir)
+		fmt.Fprintf(&b, "    hosts: [%s]\n", strings.Join(cp, ", "))
+		fmt.Fprintf(&b, "    apiServer: {port: %d, ca: %s, cert: %s, key: %s}    # the lab's CA; admin (O=system:masters)\n",
+			APIServerPort, q(l.CACertPath()), q(l.AdminCertPath()), q(l.AdminKeyPath()))
 	}
 	b.WriteString("hosts:\n")
 	for _, h := range st.Hosts {

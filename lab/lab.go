@@ -82,6 +82,12 @@ type Options struct {
 	// address a lab host can ever have, on every host instead (no new
 	// certificate is ever needed).
 	TLSSharedCert bool
+	// Layout is how etcd runs on the hosts: LayoutSystemd ("" too: a
+	// systemd unit) or LayoutStaticPod (kubeadm's static pods for etcd and
+	// kube-apiserver under a real kubelet with containerd; light host mode
+	// and TLS only; Up also creates ConfigMapCount ConfigMaps through the
+	// API server and fingerprints them).
+	Layout string
 }
 
 // Host is one lab machine.
@@ -114,8 +120,9 @@ type SnapshotInfo struct {
 }
 
 type state struct {
-	Mode Mode `json:"mode"`
-	TLS  bool `json:"tls,omitempty"` // https URLs, certificates in <state>/pki
+	Mode   Mode   `json:"mode"`
+	Layout string `json:"layout,omitempty"` // "" (systemd) or LayoutStaticPod
+	TLS    bool   `json:"tls,omitempty"`    // https URLs, certificates in <state>/pki
 	// one member certificate for every address (Options.TLSSharedCert)
 	TLSSharedCert bool              `json:"tlsSharedCert,omitempty"`
 	Version       string            `json:"version"` // full, with v: v3.5.35
@@ -328,6 +335,21 @@ func Up(ctx context.Context, o Options) (*Lab, error) {
 	if o.Mode != ModeAuto && o.Mode != ModeNspawn && o.Mode != ModeLight {
 		return nil, fmt.Errorf("unknown host mode %q (want nspawn or light)", o.Mode)
 	}
+	switch o.Layout {
+	case "", LayoutSystemd:
+		o.Layout = ""
+	case LayoutStaticPod:
+		// see lab/README.md: on a cgroup v1 machine an nspawn host sees the
+		// v1 controllers (memory, cpu, pids...) read-only, so neither the
+		// kubelet nor runc can make a pod's cgroups there
+		if o.Mode == ModeNspawn {
+			return nil, fmt.Errorf("the static-pod layout runs in the light host mode only (a kubelet needs writable cgroup controllers, which an nspawn host does not get here)")
+		}
+		o.Mode = ModeLight
+		o.TLS = true // etcd under kubeadm always talks TLS
+	default:
+		return nil, fmt.Errorf("unknown layout %q (want %s or %s)", o.Layout, LayoutSystemd, LayoutStaticPod)
+	}
 	dir, err := filepath.Abs(o.StateDir)
 	if err != nil {
 		return nil, fmt.Errorf("state dir: %w", err)
@@ -357,6 +379,7 @@ func Up(ctx context.Context, o Options) (*Lab, error) {
 	l := &Lab{dir: dir, log: o.Log}
 	l.st = state{
 		Mode:          pre.mode,
+		Layout:        o.Layout,
 		Version:       pre.version,
 		BinDir:        pre.binDir,
 		RootfsDir:     o.RootfsDir,
@@ -404,7 +427,11 @@ func Up(ctx context.Context, o Options) (*Lab, error) {
 			tlsNote = ", TLS (one shared member certificate for every lab address; certificates in " + l.PKIDir() + ")"
 		}
 	}
-	l.logf("lab up: %d members, etcd %s, %s mode, %d keys%s, in %.1fs", o.Members, l.Version(), l.st.Mode, o.Keys, tlsNote, time.Since(t0).Seconds())
+	kubeNote := ""
+	if l.StaticPod() {
+		kubeNote = fmt.Sprintf(", static pods under kubelet %s (etcd, kube-apiserver), %d ConfigMaps", KubeVersion, ConfigMapCount)
+	}
+	l.logf("lab up: %d members, etcd %s, %s mode, %d keys%s%s, in %.1fs", o.Members, l.Version(), l.st.Mode, o.Keys, kubeNote, tlsNote, time.Since(t0).Seconds())
 	l.logf("inventory: %s", l.InventoryPath())
 	return l, nil
 }
@@ -427,6 +454,11 @@ func (l *Lab) up(ctx context.Context, o Options) error {
 	}
 	if l.st.TLS {
 		if err := l.ensurePKI(); err != nil {
+			return err
+		}
+	}
+	if l.StaticPod() {
+		if err := l.ensureKubePKI(); err != nil {
 			return err
 		}
 	}
@@ -456,7 +488,11 @@ func (l *Lab) up(ctx context.Context, o Options) error {
 	}
 	l.logf("%d hosts up and reachable over ssh in %.1fs", len(hosts), time.Since(t).Seconds())
 	t = time.Now()
-	if err := l.startCluster(ctx); err != nil {
+	if l.StaticPod() {
+		if err := l.startStaticCluster(ctx); err != nil {
+			return err
+		}
+	} else if err := l.startCluster(ctx); err != nil {
 		return err
 	}
 	l.logf("cluster healthy in %.1fs", time.Since(t).Seconds())
@@ -467,6 +503,19 @@ func (l *Lab) up(ctx context.Context, o Options) error {
 			return err
 		}
 		l.logf("wrote %d keys in %.1fs; fingerprint: revision %d, sha256 %s", fp.Keys, time.Since(t).Seconds(), fp.Revision, fp.SHA256[:16])
+	}
+	if l.StaticPod() {
+		t = time.Now()
+		if err := l.startAPIServers(ctx); err != nil {
+			return err
+		}
+		l.logf("%d API servers ready (/readyz 200) in %.1fs", len(l.kubeHosts()), time.Since(t).Seconds())
+		t = time.Now()
+		kfp, err := l.createConfigMaps(ctx)
+		if err != nil {
+			return err
+		}
+		l.logf("created %d ConfigMaps in namespace %s through the API server in %.1fs; fingerprint sha256 %s", kfp.ConfigMaps, kfp.Namespace, time.Since(t).Seconds(), kfp.SHA256[:16])
 	}
 	if err := l.writeInventory(); err != nil {
 		return err
@@ -563,6 +612,9 @@ func (l *Lab) provision(ctx context.Context, h *Host, memberCert bool) error {
 		if _, err := l.issueMemberFiles(h); err != nil {
 			return fmt.Errorf("provision %s: %w", h.Name, err)
 		}
+	}
+	if l.StaticPod() {
+		return l.provisionKube(ctx, h, memberCert)
 	}
 	return l.installPKI(ctx, h, memberCert)
 }

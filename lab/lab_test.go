@@ -99,7 +99,7 @@ func downAndCheck(t *testing.T, l *Lab) {
 	if _, err := os.Stat(l.StateDir()); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("state dir %s left after down", l.StateDir())
 	}
-	for _, r := range cgroupRoots() {
+	for _, r := range kubeCgroupRoots() {
 		for _, n := range names {
 			if _, err := os.Stat(filepath.Join(r, netnsPrefix+n)); err == nil {
 				t.Errorf("cgroup %s left after down", filepath.Join(r, netnsPrefix+n))

@@ -45,6 +45,7 @@ mount --bind "$H/tmp" /tmp
 mount --bind "$H/sbin" /usr/local/sbin
 mount -t tmpfs -o mode=0755 "etcdlab-$2-run" /run
 mkdir -p /run/sshd /run/etcd-shim
+[ "$3" = static-pod ] && . "$H/init-kube.sh"
 hostname "$2"
 exec /usr/sbin/sshd -f "$H/sshd_config"
 `
@@ -63,6 +64,31 @@ func (d *lightDriver) create(ctx context.Context, h *Host) error {
 	pub, err := os.ReadFile(d.l.ClientKeyPath() + ".pub")
 	if err != nil {
 		return fmt.Errorf("disk of %s: %w", h.Name, err)
+	}
+	if d.l.StaticPod() {
+		for _, s := range kubeDirs {
+			if err := os.MkdirAll(filepath.Join(hd, s), 0o755); err != nil {
+				return fmt.Errorf("disk of %s: %w", h.Name, err)
+			}
+		}
+		cgm, err := cgroupMounts()
+		if err != nil {
+			return fmt.Errorf("disk of %s: %w", h.Name, err)
+		}
+		files := append(d.l.kubeFiles(h), []struct {
+			path, data string
+			mode       os.FileMode
+		}{{"init-kube.sh", hostInitKube, 0o644}, {"cgroup-mounts", cgm, 0o644}}...)
+		for _, f := range files {
+			if err := os.WriteFile(filepath.Join(hd, f.path), []byte(f.data), f.mode); err != nil {
+				return fmt.Errorf("disk of %s: %w", h.Name, err)
+			}
+		}
+		for _, b := range kubeBinaries {
+			if err := linkOrCopy(filepath.Join(KubeBinDir(d.l.st.BinDir), b), filepath.Join(hd, "sbin", b)); err != nil {
+				return fmt.Errorf("disk of %s: %w", h.Name, err)
+			}
+		}
 	}
 	unit := strings.Replace(etcdUnit, "ExecStart=/usr/local/bin/etcd", "ExecStart=/usr/local/sbin/etcd", 1)
 	sshd := fmt.Sprintf(`# etcd-rescue lab host %s (light mode)
@@ -88,7 +114,6 @@ Subsystem sftp /usr/lib/openssh/sftp-server
 	}{
 		{"etc.upper/hostname", h.Name + "\n", 0o644},
 		{"etc.upper/hosts", string(d.l.etcHosts()), 0o644},
-		{"etc.upper/systemd/system/etcd.service", unit, 0o644},
 		{"home/.ssh/authorized_keys", string(pub), 0o600},
 		{"home/.bashrc", "# lab host " + h.Name + "\n", 0o644},
 		{"home/.profile", "[ -f ~/.bashrc ] && . ~/.bashrc\n", 0o644},
@@ -97,6 +122,12 @@ Subsystem sftp /usr/lib/openssh/sftp-server
 		{"sshd_config", sshd, 0o600},
 	} {
 		if err := os.WriteFile(filepath.Join(hd, f.path), []byte(f.data), f.mode); err != nil {
+			return fmt.Errorf("disk of %s: %w", h.Name, err)
+		}
+	}
+	if !d.l.StaticPod() {
+		// etcd runs as a static pod there, not as a unit
+		if err := os.WriteFile(filepath.Join(hd, "etc.upper/systemd/system/etcd.service"), []byte(unit), 0o644); err != nil {
 			return fmt.Errorf("disk of %s: %w", h.Name, err)
 		}
 	}
@@ -118,7 +149,7 @@ func (d *lightDriver) boot(ctx context.Context, h *Host) error {
 	pidf := filepath.Join(hd, "sshd.pid")
 	_ = os.Remove(pidf)
 	if _, err := run(ctx, "ip", "netns", "exec", h.Netns(), "unshare", "--mount", "--uts", "--propagation", "private", "--",
-		"/bin/sh", "-c", hostInit, "sh", hd, h.Name); err != nil {
+		"/bin/sh", "-c", hostInit, "sh", hd, h.Name, d.l.Layout()); err != nil {
 		return fmt.Errorf("boot %s: %w", h.Name, err)
 	}
 	deadline := time.Now().Add(5 * time.Second)
@@ -135,13 +166,17 @@ func (d *lightDriver) boot(ctx context.Context, h *Host) error {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	// like systemd at boot: start etcd when its unit is enabled
-	if _, err := os.Lstat(filepath.Join(hd, "etc.upper/systemd/system/multi-user.target.wants/etcd.service")); err == nil {
+	// like systemd at boot: start the enabled units (containerd before the
+	// kubelet, which then starts the static pods of its manifests)
+	for _, u := range []string{"containerd", "kubelet", "etcd"} {
+		if _, err := os.Lstat(filepath.Join(hd, "etc.upper/systemd/system/multi-user.target.wants/"+u+".service")); err != nil {
+			continue
+		}
 		if err := d.l.waitSSH(ctx, h, 30*time.Second); err != nil {
 			return err
 		}
-		if out, err := d.l.Run(ctx, h.Name, "systemctl start --no-block etcd", nil); err != nil {
-			return withOutput(fmt.Errorf("boot %s: start etcd: %w", h.Name, err), out)
+		if out, err := d.l.Run(ctx, h.Name, "systemctl start --no-block "+u, nil); err != nil {
+			return withOutput(fmt.Errorf("boot %s: start %s: %w", h.Name, u, err), out)
 		}
 	}
 	return nil
@@ -177,6 +212,11 @@ func (d *lightDriver) destroy(ctx context.Context, h *Host) error {
 	if err := netDown(ctx, h); err != nil {
 		errs = append(errs, err)
 	}
+	// a static-pod host's kubelet made cgroups (a lost host's are not
+	// removed by Down, which no longer knows the host)
+	if err := removeHostCgroups(h); err != nil {
+		errs = append(errs, err)
+	}
 	if err := os.RemoveAll(d.l.hostDir(h)); err != nil {
 		errs = append(errs, fmt.Errorf("remove disk of %s: %w", h.Name, err))
 	}
@@ -193,10 +233,12 @@ func (d *lightDriver) releaseAll(ctx context.Context, hosts []*Host) error { ret
 
 // shimJournalctl shows the shim's etcd log: journalctl -u etcd [-n N] [-f].
 const shimJournalctl = `#!/bin/bash
-# journalctl shim of an etcd-rescue lab host (light mode): etcd's log only.
-n=50 follow=
+# journalctl shim of an etcd-rescue lab host (light mode): one unit's log
+# (etcd's by default; containerd's and the kubelet's on static-pod hosts).
+n=50 follow= log=/var/log/etcd/etcd.log
 while [ $# -gt 0 ]; do
   case "$1" in
+    -u|--unit) u=${2%.service}; [ "$u" = etcd ] || log=/var/log/$u.log; shift ;;
     -n) n=$2; shift ;;
     -n*) n=${1#-n} ;;
     --lines=*) n=${1#--lines=} ;;
@@ -205,7 +247,7 @@ while [ $# -gt 0 ]; do
   shift
 done
 [ "$n" = all ] && n=+1
-exec tail -n "$n" $follow /var/log/etcd/etcd.log 2>/dev/null
+exec tail -n "$n" $follow "$log" 2>/dev/null
 `
 
 // shimSystemctl emulates systemctl for etcd.service on light hosts.
@@ -336,11 +378,106 @@ do_stop() {
   return 0
 }
 
+# Other units (containerd, kubelet on static-pod hosts): Type=simple,
+# Restart=always (RestartSec=2s), ExecStart= from the unit file, the log in
+# /var/log/UNIT.log, state in /run/etcd-shim/UNIT.
+G=$S/$unit
+GUNITF=/etc/systemd/system/$unit.service
+GWANTS=/etc/systemd/system/multi-user.target.wants/$unit.service
+GLOG=/var/log/$unit.log
+g_main() { local p; p=$(cat $G/main.pid 2>/dev/null); alive "$p" && echo "$p"; }
+g_sup() { local p; p=$(cat $G/sup.pid 2>/dev/null); alive "$p" && echo "$p"; }
+g_state() {
+  if [ -n "$(g_main)" ]; then echo active
+  elif [ -n "$(g_sup)" ]; then echo activating
+  else echo inactive; fi
+}
+g_supervise() {
+  mkdir -p $G; echo $$ > $G/sup.pid
+  cmd=$(sed -n 's/^ExecStart=//p' $GUNITF | head -1)
+  while :; do
+    env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root sh -c "exec $cmd" >>$GLOG 2>&1 </dev/null &
+    mp=$!
+    echo $mp > $G/main.pid
+    wait $mp; rc=$?
+    rm -f $G/main.pid
+    echo "$unit.service: main process exited, status=$rc" >>$GLOG
+    [ -e $G/stopping ] && break
+    for _ in $(seq 20); do [ -e $G/stopping ] && break; sleep 0.1; done
+    [ -e $G/stopping ] && break
+    echo $(( $(cat $G/nrestarts 2>/dev/null || echo 0) + 1 )) > $G/nrestarts
+  done
+  rm -f $G/sup.pid
+}
+g_start() {
+  mkdir -p $G
+  if [ -z "$(g_sup)" ]; then
+    rm -f $G/stopping $G/nrestarts
+    setsid "$0" __gsupervise "$unit" </dev/null >/dev/null 2>&1 &
+    for _ in $(seq 100); do [ -n "$(g_main)" ] && break; sleep 0.02; done
+  fi
+  return 0
+}
+g_stop() {
+  mkdir -p $G; touch $G/stopping
+  local p; p=$(g_main)
+  if [ -n "$p" ]; then
+    kill -TERM "$p" 2>/dev/null
+    for _ in $(seq 300); do alive "$p" || break; sleep 0.1; done
+    alive "$p" && kill -KILL "$p" 2>/dev/null
+  fi
+  for _ in $(seq 100); do [ -z "$(g_sup)" ] && break; sleep 0.1; done
+  return 0
+}
+generic() {
+  case "$verb" in
+    start) g_start; exit $? ;;
+    stop) g_stop; exit 0 ;;
+    restart) g_stop; g_start; exit $? ;;
+    try-restart|condrestart) [ "$(g_state)" = active ] && { g_stop; g_start; }; exit 0 ;;
+    kill) p=$(g_main); [ -n "$p" ] && kill -s "$sig" "$p"; exit 0 ;;
+    is-active) s=$(g_state); [ $quiet = 1 ] || echo "$s"; [ "$s" = active ] && exit 0; exit 3 ;;
+    is-failed) [ $quiet = 1 ] || echo "$(g_state)"; exit 1 ;;
+    enable)
+      mkdir -p "$(dirname $GWANTS)"; [ -L $GWANTS ] || ln -s $GUNITF $GWANTS
+      [ $now = 1 ] && { g_start; exit $?; }; exit 0 ;;
+    disable) rm -f $GWANTS; [ $now = 1 ] && g_stop; exit 0 ;;
+    is-enabled) if [ -L $GWANTS ]; then echo enabled; exit 0; else echo disabled; exit 1; fi ;;
+    reset-failed) exit 0 ;;
+    show)
+      s=$(g_state)
+      for k in ${prop//,/ }; do
+        case "$k" in
+          MainPID) v=$(g_main || echo 0) ;;
+          ActiveState) v=$s ;;
+          SubState) v=dead; [ "$s" = active ] && v=running ;;
+          LoadState) v=loaded ;;
+          NRestarts) v=$(cat $G/nrestarts 2>/dev/null || echo 0) ;;
+          *) continue ;;
+        esac
+        if [ $value = 1 ]; then echo "$v"; else echo "$k=$v"; fi
+      done
+      [ -n "$prop" ] || { echo "MainPID=$(g_main || echo 0)"; echo "ActiveState=$s"; }
+      exit 0 ;;
+    status)
+      s=$(g_state); en=disabled; [ -L $GWANTS ] && en=enabled; p=$(g_main)
+      echo "● $unit.service - $(sed -n 's/^Description=//p' $GUNITF | head -1)"
+      echo "     Loaded: loaded ($GUNITF; $en)"
+      case $s in active) echo "     Active: active (running)" ;; activating) echo "     Active: activating (auto-restart)" ;; *) echo "     Active: inactive (dead)" ;; esac
+      [ -n "$p" ] && echo "   Main PID: $p ($unit)"
+      echo; tail -n 10 $GLOG 2>/dev/null
+      [ "$s" = active ] && exit 0; exit 3 ;;
+    *) echo "systemctl shim: unsupported command: $verb" >&2; exit 1 ;;
+  esac
+}
+
 [ "$verb" = __supervise ] && { supervise; exit 0; }
+[ "$verb" = __gsupervise ] && { g_supervise; exit 0; }
 case "$verb" in
   daemon-reload|daemon-reexec) exit 0 ;;
   ""|list-units) echo "etcd.service $(state)"; exit 0 ;;
 esac
+[ "$unit" != etcd ] && [ -f "$GUNITF" ] && generic
 if [ "$unit" != etcd ]; then
   case "$verb" in
     is-active) echo inactive; exit 3 ;;

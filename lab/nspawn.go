@@ -442,7 +442,9 @@ func (d *nspawnDriver) removeCgroups(h *Host) { removeHostCgroups(h) }
 // seconds while the last processes leave them.
 func removeHostCgroups(h *Host) error {
 	var err error
-	for _, r := range cgroupRoots() {
+	// every hierarchy: a static-pod host's kubelet and runc make cgroups
+	// under /etcdlab-hN in the v1 controllers too
+	for _, r := range kubeCgroupRoots() {
 		top := filepath.Join(r, cgroupName(h))
 		deadline := time.Now().Add(5 * time.Second)
 		for {

@@ -154,6 +154,15 @@ var memberUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsag
 // issue signs a new ECDSA P-256 certificate and returns it and its key
 // in PEM.
 func (ca *labCA) issue(cn string, usage []x509.ExtKeyUsage, ips []net.IP, dns []string) ([]byte, []byte, error) {
+	return ca.issueSubject(cn, nil, usage, ips, dns)
+}
+
+// issueSubject is issue with the subject's organizations (default
+// "etcd-rescue lab"; Kubernetes reads them as the user's groups).
+func (ca *labCA) issueSubject(cn string, orgs []string, usage []x509.ExtKeyUsage, ips []net.IP, dns []string) ([]byte, []byte, error) {
+	if len(orgs) == 0 {
+		orgs = []string{"etcd-rescue lab"}
+	}
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return nil, nil, err
@@ -161,7 +170,7 @@ func (ca *labCA) issue(cn string, usage []x509.ExtKeyUsage, ips []net.IP, dns []
 	now := time.Now()
 	tmpl := &x509.Certificate{
 		SerialNumber: serial(),
-		Subject:      pkix.Name{CommonName: cn, Organization: []string{"etcd-rescue lab"}},
+		Subject:      pkix.Name{CommonName: cn, Organization: orgs},
 		NotBefore:    now.Add(-time.Hour),
 		NotAfter:     now.Add(certValidity),
 		KeyUsage:     x509.KeyUsageDigitalSignature,
@@ -362,6 +371,9 @@ func pemBlock(typ string, der []byte) []byte {
 // directory 0755, the certificates 0644, the key 0600 owned by etcd (user
 // etcd must exist: provision makes it).
 func (l *Lab) installPKI(ctx context.Context, h *Host, member bool) error {
+	if l.StaticPod() {
+		return l.installKubePKI(ctx, h, member)
+	}
 	type file struct {
 		src, path, owner, mode string
 	}

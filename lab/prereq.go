@@ -147,6 +147,9 @@ func checkPrereqs(ctx context.Context, o *Options) (*prereqs, error) {
 		}
 		miss = append(miss, pe.Missing...)
 	}
+	if o.Layout == LayoutStaticPod && p.binDir != "" && p.version != "" {
+		miss = append(miss, kubeMissing(p.binDir, p.version)...)
+	}
 	if len(miss) > 0 {
 		return nil, &PrereqError{Missing: miss}
 	}

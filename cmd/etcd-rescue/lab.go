@@ -25,6 +25,7 @@ for rehearsing recovery plans.
 
 commands:
   up [--members N] [--etcd 3.5|3.6|3.7|x.y.z] [--keys K] [--mode auto|nspawn|light] [--tls [--tls-shared-cert]]
+     [--layout systemd|static-pod]
                       create hosts h1..hN, start a healthy N-member cluster, write K keys,
                       record their fingerprint and write the inventory; --tls: https client
                       and peer URLs with client certificates required, a CA and operator
@@ -32,7 +33,10 @@ commands:
                       only for its own address, so that an IP change or a replacement host
                       needs a new one, as in production (the inventory gets cluster.tls and
                       vars.caCert, vars.caKey); --tls-shared-cert: one member certificate
-                      valid for every lab address on all hosts instead
+                      valid for every lab address on all hosts instead; --layout static-pod:
+                      kubeadm-style control-plane hosts (light mode, TLS): a real kubelet with
+                      containerd runs etcd and kube-apiserver as static pods, and 200
+                      ConfigMaps are created through the API server and fingerprinted
   break SCENARIO      damage the lab; SCENARIO is one of:
 %s  reboot HOST [--hard]  clean reboot of HOST (disk kept), or a power cut with --hard
   status              hosts, addresses, etcd state, members, revision, keys vs the fingerprint
@@ -71,6 +75,7 @@ type labOpts struct {
 	mode     string
 	tls      bool
 	shared   bool
+	layout   string
 	hard     bool
 	inv      lab.InventoryOptions
 	invOut   string
@@ -138,13 +143,22 @@ that issues member certificates).
 
 --tls-shared-cert (with --tls): one member certificate, valid for every address
 a lab host can ever have, on every host instead: no new certificate is ever
-needed.`
+needed.
+
+--layout static-pod: every host is a kubeadm-style control-plane node (light
+host mode, always TLS): a real kubelet (standalone, staticPodPath
+/etc/kubernetes/manifests) on containerd and runc runs etcd and kube-apiserver
+as static pods with hostNetwork, certificates in /etc/kubernetes/pki; 200
+ConfigMaps are created through the API server and fingerprinted, and lab
+verify checks them and /readyz on every API server. Needs make kube-bins.`
 	up.Flags().IntVar(&o.members, "members", 3, "cluster size (1-9)")
 	up.Flags().StringVar(&o.version, "etcd", "3.5", "etcd version: 3.5, 3.6, 3.7 or a full x.y.z")
 	up.Flags().IntVar(&o.keys, "keys", lab.DefaultKeys, "keys to write and fingerprint (0: none)")
 	up.Flags().StringVar(&o.mode, "mode", "auto", "host mode: auto, nspawn or light")
 	up.Flags().BoolVar(&o.tls, "tls", false, "https client and peer URLs, client certificates required, a member certificate per host valid for its address only")
 	up.Flags().BoolVar(&o.shared, "tls-shared-cert", false, "with --tls: one member certificate valid for every lab address on all hosts")
+	up.Flags().StringVar(&o.layout, "layout", lab.LayoutSystemd, "how etcd runs on the hosts: systemd (a unit) or static-pod (kubelet static pods with kube-apiserver; light mode, TLS)")
+	completeValues(up, "layout", lab.LayoutSystemd, lab.LayoutStaticPod)
 	completeValues(up, "etcd", "3.5", "3.6", "3.7")
 	completeValues(up, "mode", "auto", string(lab.ModeNspawn), string(lab.ModeLight))
 
@@ -245,7 +259,11 @@ func labUp(ctx context.Context, o *labOpts, stdout io.Writer) error {
 		return usage(fmt.Sprintf("--mode %q: want auto, nspawn or light", o.mode))
 	case o.keys < 0:
 		return usage("--keys must not be negative")
-	case o.shared && !o.tls:
+	case o.layout != lab.LayoutSystemd && o.layout != lab.LayoutStaticPod:
+		return usage(fmt.Sprintf("--layout %q: want %s or %s", o.layout, lab.LayoutSystemd, lab.LayoutStaticPod))
+	case o.layout == lab.LayoutStaticPod && o.mode == string(lab.ModeNspawn):
+		return usage("--layout static-pod runs in the light host mode only (see lab/README.md)")
+	case o.shared && !o.tls && o.layout != lab.LayoutStaticPod:
 		return usage("--tls-shared-cert needs --tls")
 	}
 	m := lab.Mode(o.mode)
@@ -256,7 +274,7 @@ func labUp(ctx context.Context, o *labOpts, stdout io.Writer) error {
 	if k == 0 {
 		k = -1
 	}
-	l, err := lab.Up(ctx, lab.Options{Members: o.members, Version: o.version, Keys: k, StateDir: o.stateDir, Log: stdout, Mode: m, TLS: o.tls, TLSSharedCert: o.shared})
+	l, err := lab.Up(ctx, lab.Options{Members: o.members, Version: o.version, Keys: k, StateDir: o.stateDir, Log: stdout, Mode: m, TLS: o.tls, TLSSharedCert: o.shared, Layout: o.layout})
 	if err != nil {
 		return err
 	}
@@ -266,6 +284,11 @@ func labUp(ctx context.Context, o *labOpts, stdout io.Writer) error {
 		tlsFlags = fmt.Sprintf(" --cacert=%s --cert=%s --key=%s", l.CACertPath(), l.ClientCertPath(), l.ClientCertKeyPath())
 	}
 	fmt.Fprintf(stdout, "etcdctl:   %s/etcdctl --endpoints=%s%s member list -w table\n", l.BinDir(), strings.Join(l.Endpoints(), ","), tlsFlags)
+	if l.StaticPod() {
+		if hs := l.Hosts(); len(hs) > 0 {
+			fmt.Fprintf(stdout, "api:       curl --cacert %s --cert %s --key %s %s/readyz\n", l.CACertPath(), l.AdminCertPath(), l.AdminKeyPath(), lab.APIServerURL(hs[0].Address))
+		}
+	}
 	return nil
 }
 
@@ -288,6 +311,9 @@ func labVerify(ctx context.Context, o *labOpts, stdout io.Writer) error {
 		return err
 	}
 	fp, _ := l.Fingerprint()
+	if kfp, _ := l.KubeFingerprint(); kfp != nil {
+		fmt.Fprintf(stdout, "lab verify: OK: every API server ready (/readyz 200), all %d ConfigMaps in %s intact through each of them\n", kfp.ConfigMaps, kfp.Namespace)
+	}
 	if fp != nil {
 		fmt.Fprintf(stdout, "lab verify: OK: %d members healthy, one leader, member list matches the inventory, all %d keys intact\n", len(l.Members()), fp.Keys)
 	} else {
@@ -352,9 +378,19 @@ func printLabStatus(w io.Writer, s *lab.Status) {
 			tlsNote = ", TLS (https, client certificates required; one shared member certificate for every lab address)"
 		}
 	}
-	fmt.Fprintf(w, "lab %s: %s mode, etcd %s%s\n\n", s.StateDir, s.Mode, s.Version, tlsNote)
+	layout := s.Layout
+	if layout == lab.LayoutStaticPod {
+		layout = "static-pod layout (kubelet " + lab.KubeVersion + " static pods: etcd, kube-apiserver)"
+	} else {
+		layout = "systemd layout"
+	}
+	fmt.Fprintf(w, "lab %s: %s mode, %s, etcd %s%s\n\n", s.StateDir, s.Mode, layout, s.Version, tlsNote)
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "HOST\tADDRESS\tSSH\tETCD\tDATA DIR\tMEMORY")
+	if s.Layout == lab.LayoutStaticPod {
+		fmt.Fprintln(tw, "HOST\tADDRESS\tSSH\tETCD\tAPI SERVER\tDATA DIR\tMEMORY")
+	} else {
+		fmt.Fprintln(tw, "HOST\tADDRESS\tSSH\tETCD\tDATA DIR\tMEMORY")
+	}
 	for _, h := range s.Hosts {
 		ssh, data := "down", "-"
 		if h.SSH {
@@ -363,6 +399,10 @@ func printLabStatus(w io.Writer, s *lab.Status) {
 			if h.DataDir {
 				data = "member/"
 			}
+		}
+		if s.Layout == lab.LayoutStaticPod {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%.1f MiB\n", h.Name, h.Address, ssh, h.Etcd, h.APIServer, data, float64(h.Memory)/(1<<20))
+			continue
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%.1f MiB\n", h.Name, h.Address, ssh, h.Etcd, data, float64(h.Memory)/(1<<20))
 	}
@@ -426,6 +466,7 @@ type labStatus struct {
 	Hosts       []labHost        `json:"hosts"`
 	Members     []labMember      `json:"members"`
 	MemberList  []string         `json:"memberList"`
+	Layout      string           `json:"layout"`
 	Keys        int              `json:"keys"`
 	Fingerprint *lab.Fingerprint `json:"fingerprint,omitempty"`
 	Breaks      []string         `json:"breaks"`
@@ -440,6 +481,7 @@ type labHost struct {
 	Etcd        string `json:"etcd"`
 	DataDir     bool   `json:"dataDir"`
 	MemoryBytes uint64 `json:"memoryBytes"`
+	APIServer   string `json:"apiServer,omitempty"`
 }
 
 type labMember struct {
@@ -469,11 +511,11 @@ func labStatusJSON(s *lab.Status) labStatus {
 		}
 		return fmt.Sprintf("%x", id)
 	}
-	j := labStatus{StateDir: s.StateDir, Mode: s.Mode, Version: s.Version, TLS: s.TLS, SharedCert: s.TLSSharedCert, Hosts: []labHost{}, Members: []labMember{},
+	j := labStatus{StateDir: s.StateDir, Mode: s.Mode, Layout: s.Layout, Version: s.Version, TLS: s.TLS, SharedCert: s.TLSSharedCert, Hosts: []labHost{}, Members: []labMember{},
 		MemberList: nonNil(s.MemberList), Keys: s.Keys, Fingerprint: s.Fingerprint, Breaks: nonNil(s.Breaks),
 		Healthy: len(s.Problems) == 0, Problems: nonNil(s.Problems)}
 	for _, h := range s.Hosts {
-		j.Hosts = append(j.Hosts, labHost{h.Name, h.Address, h.SSH, h.Etcd, h.DataDir, h.Memory})
+		j.Hosts = append(j.Hosts, labHost{h.Name, h.Address, h.SSH, h.Etcd, h.DataDir, h.Memory, h.APIServer})
 	}
 	for _, m := range s.Members {
 		j.Members = append(j.Members, labMember{m.Name, m.Host, m.ClientURL, hexID(m.ID), hexID(m.Leader), m.Revision, m.DBSize, m.Version, m.Err})
