@@ -64,6 +64,12 @@ Scenarios and their choices:
   single-node-restore        --snapshot FILE (or the inventory's vars.snapshot)
   backup                     --member NAME (default: the first member), --to FILE
 
+With cluster.kubernetes in the inventory, restores and quorum-loss stop the
+control plane first (kube-stop-control-plane) and start it after the data is
+verified, then wait for /readyz and prove the relist where the inventory has
+the API server's CA and a client certificate; ip-change and lost-host leave it
+running (docs/cli.md, new).
+
 With -o FILE the plan is written there (never over an existing file
 without --force); without it, to stdout.`,
 		Args:              exactArgs(1, "new needs one scenario: "+strings.Join(scaffold.Scenarios, ", ")),

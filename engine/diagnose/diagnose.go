@@ -788,6 +788,7 @@ func (b *builder) finish(inventory string) {
 	}
 	sort.SliceStable(b.other, func(i, j int) bool { return sevRank(b.other[i].Severity) < sevRank(b.other[j].Severity) })
 	d.Findings = append(append(d.Findings, b.main...), b.other...)
+	b.kubeNote()
 	if d.Recommend != nil {
 		d.Next = NextCommand(d.Recommend, inventory, "")
 	}
@@ -817,4 +818,30 @@ func sevRank(s Severity) int {
 		return 1
 	}
 	return 2
+}
+
+// kubeNote says, in the recommendation, what the recovery means for the
+// Kubernetes control plane of a cluster with cluster.kubernetes or the
+// static-pod layout: a restore or a forced new cluster needs every
+// kube-apiserver stopped first and restarted after (runbook pitfall 2);
+// ip-change and lost-host do not. Nothing is probed: the kubelet and the
+// API servers are not in the facts.
+func (b *builder) kubeNote() {
+	r, c := b.d.Recommend, b.f.Cluster
+	if r == nil || (c.ControlPlane == "" && c.Layout != "static-pod") {
+		return
+	}
+	var n string
+	switch {
+	case r.Scenario == string(IPChange) || r.Scenario == string(LostHost):
+		n = "Kubernetes: the control plane may keep running: no data is replaced and the other members keep quorum; the plan does not stop it"
+	case c.ControlPlane != "":
+		hosts := strings.Join(c.ControlPlaneHosts, ", ")
+		n = fmt.Sprintf("Kubernetes (cluster.kubernetes, %s control plane on %s): kube-apiserver, kube-controller-manager and kube-scheduler must be stopped before etcd is touched and started once the data is verified; the plan does it (kube-stop-control-plane, kube-start-control-plane)", c.ControlPlane, hosts)
+	case r.Scenario == string(QuorumLoss) && r.Route == RouteForceNewCluster:
+		n = "static-pod layout: kube-apiserver should be stopped before the survivor is forced and restarted after; this plan does not stop it: add cluster.kubernetes to the inventory and scaffold again"
+	default:
+		n = "static-pod layout: kube-apiserver must be stopped on every control-plane host before the restore and started after; the plan does it with stop-service; add cluster.kubernetes to the inventory to stop the whole control plane, wait for /readyz and prove that clients relist"
+	}
+	r.Notes = append(r.Notes, n)
 }

@@ -463,3 +463,44 @@ func diff(want, got any) string {
 	}
 	return fmt.Sprintf("want %+v\ngot  %+v", want, got)
 }
+
+// TestKubeNote: on a cluster with cluster.kubernetes or the static-pod
+// layout, the recommendation says what the recovery means for the
+// control plane (the plan's header repeats it); on systemd without the
+// section, nothing.
+func TestKubeNote(t *testing.T) {
+	tests := map[string]struct {
+		fixture, layout, controlPlane string
+		want                          string // "" : no Kubernetes note
+	}{
+		"quorum-loss kubeadm":        {"quorum-loss-3", "static-pod", "static-pod", "Kubernetes (cluster.kubernetes, static-pod control plane on h1, h2, h3): kube-apiserver, kube-controller-manager and kube-scheduler must be stopped before etcd is touched"},
+		"quorum-loss static-pod":     {"quorum-loss-3", "static-pod", "", "static-pod layout: kube-apiserver should be stopped before the survivor is forced and restarted after; this plan does not stop it: add cluster.kubernetes"},
+		"total-loss static-pod":      {"total-loss-3", "static-pod", "", "static-pod layout: kube-apiserver must be stopped on every control-plane host before the restore and started after; the plan does it with stop-service"},
+		"total-loss systemd cp":      {"total-loss-3", "systemd", "systemd", "Kubernetes (cluster.kubernetes, systemd control plane on h1, h2, h3)"},
+		"ip-change kubeadm":          {"ip-change-etcd3", "static-pod", "static-pod", "Kubernetes: the control plane may keep running: no data is replaced"},
+		"quorum-loss systemd no k8s": {"quorum-loss-3", "systemd", "", ""},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			f := load(t, tc.fixture)
+			f.Cluster.Layout = tc.layout
+			if tc.controlPlane != "" {
+				f.Cluster.ControlPlane, f.Cluster.ControlPlaneHosts = tc.controlPlane, []string{"h1", "h2", "h3"}
+			}
+			d := Diagnose(f, inv)
+			if d.Recommend == nil {
+				t.Fatalf("no recommendation: %s", d.Summary)
+			}
+			notes := strings.Join(d.Recommend.Notes, "\n")
+			if tc.want == "" {
+				if strings.Contains(notes, "Kubernetes") || strings.Contains(notes, "kube-apiserver") {
+					t.Errorf("a Kubernetes note without cluster.kubernetes or static pods:\n%s", notes)
+				}
+				return
+			}
+			if !strings.Contains(notes, tc.want) {
+				t.Errorf("notes lack %q:\n%s", tc.want, notes)
+			}
+		})
+	}
+}

@@ -721,6 +721,9 @@ func clusterOf(p *plans.Plan) Cluster {
 	for _, m := range c.Members {
 		out.Members = append(out.Members, InventoryMember{Name: m.Name, Host: m.Host, PeerURL: m.PeerURL, ClientURL: m.ClientURL})
 	}
+	if k := c.Kubernetes; k != nil {
+		out.ControlPlane, out.ControlPlaneHosts = k.ControlPlane, append([]string(nil), k.Hosts...)
+	}
 	for n, h := range p.Hosts {
 		out.HostAddresses[n] = h.Address
 	}

@@ -776,3 +776,20 @@ func localClient(t *testing.T, inv *plans.Plan) *sshx.Client {
 	t.Cleanup(func() { _ = client.Close() })
 	return client
 }
+
+// TestClusterOfKubernetes: the inventory's cluster.kubernetes is copied
+// into the facts (control plane and its hosts, defaults applied), and left
+// out without the section.
+func TestClusterOfKubernetes(t *testing.T) {
+	p := &plans.Plan{Cluster: &plans.Cluster{Name: "k", Layout: plans.Layout{Service: "static-pod"},
+		Members: []*plans.Member{{Name: "cp1", Host: "h1"}, {Name: "cp2", Host: "h2"}}}}
+	if c := clusterOf(p); c.ControlPlane != "" || c.ControlPlaneHosts != nil {
+		t.Errorf("without cluster.kubernetes: %q %v", c.ControlPlane, c.ControlPlaneHosts)
+	}
+	p.Cluster.Kubernetes = &plans.Kubernetes{}
+	p.ApplyDefaults()
+	c := clusterOf(p)
+	if c.ControlPlane != "static-pod" || strings.Join(c.ControlPlaneHosts, ",") != "h1,h2" {
+		t.Errorf("controlPlane %q hosts %v, want static-pod h1,h2", c.ControlPlane, c.ControlPlaneHosts)
+	}
+}

@@ -47,6 +47,12 @@ type Cluster struct {
 	DataDir       string            `json:"dataDir"`
 	Members       []InventoryMember `json:"members"`
 	HostAddresses map[string]string `json:"hostAddresses"` // inventory host name -> address
+	// ControlPlane is the inventory's cluster.kubernetes.controlPlane
+	// (static-pod | systemd), "" without that section; ControlPlaneHosts
+	// are its hosts. Copied, not probed: diagnose says what a recovery
+	// means for the Kubernetes control plane.
+	ControlPlane      string   `json:"controlPlane,omitempty"`
+	ControlPlaneHosts []string `json:"controlPlaneHosts,omitempty"`
 }
 
 // InventoryMember is one member as the inventory names it.

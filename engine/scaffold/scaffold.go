@@ -223,6 +223,7 @@ type gen struct {
 	vars              []kv     // the plan's own vars: (defaults the inventory's override)
 	varsC             []string // comment above vars:
 	steps             []*step
+	tail              []string // comment lines after the last step
 }
 
 func (g *gen) add(s *step) *step { g.steps = append(g.steps, s); return s }
@@ -351,6 +352,7 @@ func (g *gen) doc() *doc {
 		vars:        g.vars,
 		varsC:       g.varsC,
 		steps:       g.steps,
+		tail:        g.tail,
 	}
 }
 

@@ -58,6 +58,7 @@ func (g *gen) ipChange() error {
 	g.add(&step{id: "start-" + m.Name, typ: "start-service", on: []string{m.Name}, needs: []string{"config"}})
 	g.add(&step{id: "healthy", typ: "wait-healthy", needs: []string{"start-" + m.Name}})
 	g.add(&step{id: "same-data", typ: "verify-data", needs: []string{"healthy"}})
+	g.kubeKeepsRunning(m.Host, "same-data")
 	return nil
 }
 
@@ -118,6 +119,7 @@ func (g *gen) lostHost() error {
 	g.add(&step{id: "promote", typ: "member-promote", on: []string{m.Name}, needs: []string{"start"}})
 	g.add(&step{id: "healthy", typ: "wait-healthy", needs: []string{"promote"}})
 	g.add(&step{id: "same-data", typ: "verify-data", needs: []string{"healthy"}})
+	g.kubeKeepsRunning(m.Host, "same-data")
 	return nil
 }
 
@@ -254,7 +256,12 @@ func (g *gen) quorumLoss() error {
 		fence = append(fence, "the facts name to fence: "+strings.Join(r.Fence, ", "))
 	}
 	g.add(&step{id: "quorum", typ: "check-quorum", with: []kv{{"expect", "lost"}}})
-	g.add(&step{comments: fence, id: "fence", typ: "stop-service", on: others, needs: []string{"quorum"},
+	stop := g.stopControlPlane([]string{"quorum"}, apiServerNever)
+	fenceNeeds := []string{"quorum"}
+	if stop.id != "" {
+		fenceNeeds = []string{stop.id}
+	}
+	g.add(&step{comments: fence, id: "fence", typ: "stop-service", on: others, needs: fenceNeeds,
 		with: []kv{{"disable", flag(true)}, {"unreachable", "skip"}}})
 	g.add(&step{comments: []string{why}, id: "survivor", typ: "force-new-cluster", on: []string{s}, needs: []string{"fence"}})
 	g.add(&step{id: "wipe-others", typ: "wipe-dir", on: others, needs: []string{"fence"}})
@@ -276,6 +283,7 @@ func (g *gen) quorumLoss() error {
 	}
 	g.add(&step{gap: true, id: "healthy", typ: "wait-healthy", needs: prev})
 	g.add(&step{id: "same-data", typ: "verify-data", needs: []string{"healthy"}})
+	g.startControlPlane(stop, []string{"same-data"}, noRelistForced)
 	return nil
 }
 
@@ -316,14 +324,27 @@ func (g *gen) quorumLossSnapshot(s, why string) error {
 	bump, bumpWhy := g.bump()
 	g.add(&step{id: "quorum", typ: "check-quorum", desc: "guard on quorum lost; record the last revision any member still reports, for the revision bump",
 		with: []kv{{"expect", "lost"}}})
-	g.add(&step{comments: []string{"every member but the survivor " + s + ", live ones included"}, id: "fence", typ: "stop-service", on: others, needs: []string{"quorum"},
+	fenceNeeds := []string{"quorum"}
+	var stop apiStop
+	if g.c.Kubernetes != nil {
+		// before the fence: the control plane stops before etcd is stopped
+		stop = g.stopControlPlane([]string{"quorum"}, apiServerAlways)
+		fenceNeeds = []string{stop.id}
+	}
+	g.add(&step{comments: []string{"every member but the survivor " + s + ", live ones included"}, id: "fence", typ: "stop-service", on: others, needs: fenceNeeds,
 		with: []kv{{"disable", flag(true)}, {"unreachable", "skip"}}})
-	g.add(&step{id: "stop-apiserver", typ: "stop-service", on: []string{"all"}, needs: []string{"quorum"}, with: []kv{{"unit", "kube-apiserver"}}})
-	g.add(&step{comments: saveC, id: "save", typ: "snapshot-save", on: []string{s}, needs: []string{"fence", "stop-apiserver"}, with: []kv{{"to", str(to)}}})
+	if g.c.Kubernetes == nil {
+		stop = g.stopControlPlane([]string{"quorum"}, apiServerAlways)
+	}
+	saveNeeds := []string{"fence"}
+	if !stop.kube {
+		saveNeeds = append(saveNeeds, stop.id)
+	}
+	g.add(&step{comments: saveC, id: "save", typ: "snapshot-save", on: []string{s}, needs: saveNeeds, with: []kv{{"to", str(to)}}})
 	g.add(&step{id: "stop-survivor", typ: "stop-service", on: []string{s}, needs: []string{"save"}})
 	g.add(&step{id: "set-aside", typ: "wipe-dir", on: []string{"members"}, needs: []string{"fence", "stop-survivor"}})
 	g.add(&step{id: "ship", typ: "snapshot-copy", on: []string{"members"}, needs: []string{"save"}, with: []kv{{"from", str(to)}}})
-	g.restoreTail(bump, bumpWhy, []string{"set-aside", "check-snapshot"}, true, []string{"set-aside"})
+	g.restoreTail(stop, bump, bumpWhy, []string{"set-aside", "check-snapshot"}, true, []string{"set-aside"})
 	return nil
 }
 
@@ -344,16 +365,28 @@ func (g *gen) restoreAll() error {
 		"restore-all-from-snapshot: every member is rebuilt from the SAME snapshot with",
 		"the SAME --initial-cluster-token (the inventory's cluster.token), the revision",
 		"is bumped so watch caches do not go back in time, and the members start",
-		"together. kube-apiserver is stopped first (a host without it is fine) and",
-		"starts again only once etcd is healthy and consistent.",
+		"together.",
+	}
+	if g.c.Kubernetes == nil {
+		g.story = append(g.story, "kube-apiserver is stopped first (a host without it is fine) and",
+			"starts again only once etcd is healthy and consistent.")
 	}
 	bump, bumpWhy := g.bump()
 	g.add(&step{id: "record", typ: "check-quorum", desc: "record the last revision any member still reports, for the revision bump"})
-	g.add(&step{id: "stop-apiserver", typ: "stop-service", on: []string{"all"}, with: []kv{{"unit", "kube-apiserver"}}})
-	g.add(&step{id: "stop-etcd", typ: "stop-service", on: []string{"members"}, needs: []string{"record", "stop-apiserver"}})
+	var stop apiStop
+	etcdNeeds := []string{"record"}
+	if g.c.Kubernetes != nil {
+		// as examples/static-pod-restore.yaml: record, then the control plane, then etcd
+		stop = g.stopControlPlane([]string{"record"}, apiServerAlways)
+		etcdNeeds = []string{stop.id}
+	} else {
+		stop = g.stopControlPlane(nil, apiServerAlways)
+		etcdNeeds = append(etcdNeeds, stop.id)
+	}
+	g.add(&step{id: "stop-etcd", typ: "stop-service", on: []string{"members"}, needs: etcdNeeds})
 	g.add(&step{id: "set-aside", typ: "wipe-dir", on: []string{"members"}, needs: []string{"stop-etcd"}})
 	g.add(&step{comments: []string{why}, id: "ship", typ: "snapshot-copy", on: []string{"members"}, with: []kv{{"from", str(snap)}}})
-	g.restoreTail(bump, bumpWhy, []string{"set-aside", "check-snapshot"}, false, nil)
+	g.restoreTail(stop, bump, bumpWhy, []string{"set-aside", "check-snapshot"}, false, nil)
 	return nil
 }
 
@@ -362,7 +395,7 @@ func (g *gen) restoreAll() error {
 // start kube-apiserver again. With configNeeds the settings are written
 // beside the restore (they are read only when etcd starts), once those
 // steps are done; without, after the restore.
-func (g *gen) restoreTail(bump, bumpWhy string, restoreNeeds []string, enable bool, configNeeds []string) {
+func (g *gen) restoreTail(stop apiStop, bump, bumpWhy string, restoreNeeds []string, enable bool, configNeeds []string) {
 	g.add(&step{id: "check-snapshot", typ: "snapshot-verify", on: []string{"members"}, needs: []string{"ship"}})
 	r := &step{id: "restore", typ: "restore", on: []string{"members"}, needs: restoreNeeds,
 		with: []kv{{"snapshot", "/var/tmp/etcd-rescue/snapshot.db"}, {"bumpRevision", bump}}}
@@ -386,8 +419,7 @@ func (g *gen) restoreTail(bump, bumpWhy string, restoreNeeds []string, enable bo
 	g.add(st)
 	g.add(&step{id: "healthy", typ: "wait-healthy", needs: []string{"start"}, with: []kv{{"within", "2m"}}})
 	g.add(&step{id: "same-data", typ: "verify-data", needs: []string{"healthy"}, with: []kv{{"aboveRecorded", flag(true)}}})
-	g.add(&step{id: "start-apiserver", typ: "start-service", on: []string{"all"}, needs: []string{"same-data"},
-		with: []kv{{"unit", "kube-apiserver"}, {"missingOK", flag(true)}}})
+	g.startControlPlane(stop, []string{"same-data"}, noRelistBump(bump, bumpWhy))
 }
 
 // singleNode follows examples/single-node-restore.yaml; with the
@@ -414,29 +446,26 @@ func (g *gen) singleNode() error {
 		"dir moved aside (never rm -rf), the snapshot restored with the member's own",
 		"name and peer URL, the files given to the etcd user, and it starts again.",
 	}
-	stopNeeds := []string(nil)
-	if g.staticPod() || g.c.Kubernetes != nil {
-		g.add(&step{comments: []string{"kube-apiserver is stopped first and starts once etcd is healthy"},
-			id: "stop-apiserver", typ: "stop-service", on: []string{"all"}, with: []kv{{"unit", "kube-apiserver"}}})
-		stopNeeds = []string{"stop-apiserver"}
+	stop := g.stopControlPlane(nil, apiServerStaticPod)
+	var stopNeeds []string
+	if stop.id != "" {
+		stopNeeds = []string{stop.id}
 	}
 	g.add(&step{id: "stop", typ: "stop-service", on: []string{"members"}, needs: stopNeeds})
 	g.add(&step{id: "set-aside", typ: "wipe-dir", on: []string{"members"}, needs: []string{"stop"}})
 	g.add(&step{comments: []string{why}, id: "ship", typ: "snapshot-copy", on: []string{"members"}, with: []kv{{"from", str(snap)}}})
 	r := &step{id: "restore", typ: "restore", on: []string{"members"}, needs: []string{"set-aside", "ship"},
 		with: []kv{{"snapshot", "/var/tmp/etcd-rescue/snapshot.db"}}}
-	if bump, why := g.bump(); bump != "auto" {
-		r.comments = []string{why}
+	bump, bumpWhy := g.bump()
+	if bump != "auto" {
+		r.comments = []string{bumpWhy}
 		r.with = append(r.with, kv{"bumpRevision", bump})
 	}
 	g.add(r)
 	g.add(&step{id: "config", typ: "set-config", on: []string{"members"}, needs: []string{"restore"}, with: []kv{{"clusterState", "new"}}})
 	g.add(&step{id: "start", typ: "start-service", on: []string{"members"}, needs: []string{"config"}})
 	g.add(&step{id: "healthy", typ: "wait-healthy", needs: []string{"start"}})
-	if g.staticPod() || g.c.Kubernetes != nil {
-		g.add(&step{id: "start-apiserver", typ: "start-service", on: []string{"all"}, needs: []string{"healthy"},
-			with: []kv{{"unit", "kube-apiserver"}, {"missingOK", flag(true)}}})
-	}
+	g.startControlPlane(stop, []string{"healthy"}, noRelistBump(bump, bumpWhy))
 	return nil
 }
 

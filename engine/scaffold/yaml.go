@@ -37,6 +37,7 @@ type doc struct {
 	vars        []kv     // vars: NAME: VALUE, in this order
 	varsC       []string // comment lines above vars:
 	steps       []*step
+	tail        []string // comment lines after the last step (a step left out, and why)
 }
 
 func (d *doc) bytes() []byte {
@@ -92,6 +93,9 @@ func (d *doc) bytes() []byte {
 			}
 			fmt.Fprintf(&b, "    with: {%s}\n", strings.Join(parts, ", "))
 		}
+	}
+	for _, c := range d.tail {
+		comment(&b, "  ", c)
 	}
 	return b.Bytes()
 }
