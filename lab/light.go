@@ -15,8 +15,11 @@ import (
 
 // lightDriver: host = network namespace + private mount and UTS namespace
 // running this machine's sshd.  /etc, /var/lib and /var/log are overlays
-// with per-host upper dirs (<state>/hosts/hN/*.upper), /root, /home, /tmp
-// and /usr/local/sbin are per-host bind mounts, /run is a per-host tmpfs.
+// with per-host upper dirs (<state>/hosts/hN/*.upper), /root, /home, /tmp,
+// /var/tmp/etcd-rescue (where plans ship snapshots by default: shared, three
+// hosts would write the same file; /var/tmp itself holds the lab's state
+// dir, so it cannot be per-host) and /usr/local/sbin are per-host bind
+// mounts, /run is a per-host tmpfs.
 // /usr/local/sbin holds the etcd binaries and the systemctl/journalctl
 // shims, which run etcd.service the way its unit says (Type=notify,
 // EnvironmentFile, User=etcd, Restart=on-failure).
@@ -42,6 +45,8 @@ mount --bind "$H/home" /root
 mkdir -p /home
 mount --bind "$H/homes" /home
 mount --bind "$H/tmp" /tmp
+mkdir -p /var/tmp/etcd-rescue
+mount --bind "$H/vartmp-rescue" /var/tmp/etcd-rescue
 mount --bind "$H/sbin" /usr/local/sbin
 mount -t tmpfs -o mode=0755 "etcdlab-$2-run" /run
 mkdir -p /run/sshd /run/etcd-shim
@@ -52,7 +57,7 @@ exec /usr/sbin/sshd -f "$H/sshd_config"
 
 func (d *lightDriver) create(ctx context.Context, h *Host) error {
 	hd := d.l.hostDir(h)
-	for _, s := range []string{"etc.upper/systemd/system", "etc.work", "varlib.upper", "varlib.work", "varlog.upper/etcd", "varlog.work", "home/.ssh", "homes", "tmp", "sbin"} {
+	for _, s := range []string{"etc.upper/systemd/system", "etc.work", "varlib.upper", "varlib.work", "varlog.upper/etcd", "varlog.work", "home/.ssh", "homes", "tmp", "vartmp-rescue", "sbin"} {
 		if err := os.MkdirAll(filepath.Join(hd, s), 0o755); err != nil {
 			return fmt.Errorf("disk of %s: %w", h.Name, err)
 		}
