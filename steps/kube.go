@@ -198,8 +198,13 @@ func (e *ContainerWaitError) Error() string {
 // every component of cluster.kubernetes.components that is there, in that
 // order.
 type KubeStopControlPlane struct {
-	Within plans.Duration `yaml:"within" default:"2m" rescue:"positive" doc:"static-pod: how long the container runtime may still run a component after its manifest is parked (the kubelet stops it within its grace period)"`
+	Within      plans.Duration `yaml:"within" default:"2m" rescue:"positive" doc:"static-pod: how long the container runtime may still run a component after its manifest is parked (the kubelet stops it within its grace period)"`
+	Unreachable string         `yaml:"unreachable" enum:"fail|skip" default:"fail" doc:"what to do when a control-plane host does not answer: fail the step, or record it and go on (a dead host runs no API server; quorum loss with hosts gone for good)"`
 }
+
+// SkipsUnreachable: with unreachable: skip, a control-plane host that
+// cannot be reached at all is skipped (a dead host runs no API server).
+func (s *KubeStopControlPlane) SkipsUnreachable() bool { return s.Unreachable == "skip" }
 
 func (*KubeStopControlPlane) UsesKubernetes() bool { return true }
 

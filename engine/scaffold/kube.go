@@ -72,11 +72,18 @@ func (g *gen) stopControlPlane(needs []string, mode kubeMode) apiStop {
 	}
 	g.story = append(g.story, fmt.Sprintf("The Kubernetes control plane (%s on %s) is stopped before etcd and started once etcd is %s.",
 		strings.Join(k.Components, ", "), strings.Join(k.Hosts, ", "), until))
-	g.add(&step{comments: para(
+	st := g.add(&step{comments: para(
 		fmt.Sprintf("The control plane (cluster.kubernetes, %s: %s) stops on %s before etcd is stopped:", k.ControlPlane, strings.Join(k.Components, ", "), strings.Join(k.Hosts, ", ")),
 		"an API server left running while etcd's data is replaced serves and caches the old data, and its controllers act on it;",
-		how+". A control-plane host that cannot be reached fails this step; one gone for good runs no API server: narrow on: to the control-plane hosts that are up.",
+		how+".",
 	), id: "stop-control-plane", typ: "kube-stop-control-plane", needs: needs})
+	if strings.HasPrefix(g.o.Scenario, "quorum-loss") {
+		// hosts of lost members may be gone for good, as the etcd fencing step assumes
+		st.comments = append(st.comments, para("In a quorum loss some control-plane hosts may be gone for good: unreachable: skip records a host that does not answer and goes on (a dead host runs no API server), as the fencing of etcd does.")...)
+		st.with = append(st.with, kv{"unreachable", "skip"})
+	} else {
+		st.comments = append(st.comments, para("A control-plane host that cannot be reached fails this step; one gone for good runs no API server: set unreachable: skip, or narrow on: to the hosts that are up.")...)
+	}
 	return apiStop{id: "stop-control-plane", kube: true}
 }
 
