@@ -110,12 +110,17 @@ func TestStaticPodLab(t *testing.T) {
 	snap := readSnapshot(t, l)
 	t0 := time.Now()
 	ic := l.initialCluster()
+	// the API servers first, all at once (each stops within its 30 s grace
+	// period: without etcd it does not finish its requests sooner)
+	for _, mh := range l.memberHosts() {
+		sshOut(t, l, mh.h.Name, "mv "+APIServerManifest+" "+ParkedDir+"/")
+	}
 	for _, mh := range l.memberHosts() {
 		h := mh.h.Name
 		if err := l.WriteFile(ctx, h, "/root/lab.db", snap, 0o600); err != nil {
 			t.Fatal(err)
 		}
-		sshOut(t, l, h, fmt.Sprintf("mv %s %s/ && until ! crictl ps -q --name '^kube-apiserver$' | grep -q .; do sleep 0.2; done", APIServerManifest, ParkedDir))
+		sshOut(t, l, h, "until ! crictl ps -q --name '^kube-apiserver$' | grep -q .; do sleep 0.2; done")
 		sshOut(t, l, h, fmt.Sprintf("etcdutl snapshot restore /root/lab.db --name %s --initial-cluster %s --initial-cluster-token %s --initial-advertise-peer-urls %s --data-dir %s --bump-revision 1000000 --mark-compacted >/dev/null",
 			mh.m.Name, ic, l.st.Token, l.peerURL(mh.h.Address), DataDir))
 	}

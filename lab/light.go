@@ -174,7 +174,7 @@ func (d *lightDriver) boot(ctx context.Context, h *Host) error {
 	// like systemd at boot: start the enabled units (containerd before the
 	// kubelet, which then starts the static pods of its manifests)
 	for _, u := range []string{"containerd", "kubelet", "etcd"} {
-		if _, err := os.Lstat(filepath.Join(hd, "etc.upper/systemd/system/multi-user.target.wants/"+u+".service")); err != nil {
+		if !lightEnabled(hd, u) {
 			continue
 		}
 		if err := d.l.waitSSH(ctx, h, 30*time.Second); err != nil {
@@ -185,6 +185,23 @@ func (d *lightDriver) boot(ctx context.Context, h *Host) error {
 		}
 	}
 	return nil
+}
+
+// lightEnabled: unit u of the light host with disk hd is one the shim runs
+// (its unit file is the host's own) and is enabled.  The enablement symlink
+// may be this machine's, in the lower layer of /etc: Debian's containerd
+// package enables containerd.service there; a whiteout in the upper layer
+// (a character device) means the host disabled it.
+func lightEnabled(hd, u string) bool {
+	if _, err := os.Stat(filepath.Join(hd, "etc.upper/systemd/system", u+".service")); err != nil {
+		return false
+	}
+	want := "systemd/system/multi-user.target.wants/" + u + ".service"
+	if fi, err := os.Lstat(filepath.Join(hd, "etc.upper", want)); err == nil {
+		return fi.Mode()&os.ModeSymlink != 0
+	}
+	_, err := os.Lstat(filepath.Join("/etc", want))
+	return err == nil
 }
 
 // halt: a clean poweroff sends SIGTERM to every process of the host (etcd
