@@ -340,7 +340,8 @@ func (l *Lab) IssueMemberCert(ctx context.Context, host string) error {
 		if err := l.installPKI(ctx, h, true); err != nil {
 			return err
 		}
-		l.logf("tls: %s: the shared member certificate (valid for every lab address) installed again at %s", h.Name, HostServerCert)
+		crt, _ := l.hostMemberPaths()
+		l.logf("tls: %s: the shared member certificate (valid for every lab address) installed again at %s", h.Name, crt)
 		return nil
 	}
 	sans, err := l.issueMemberFiles(h)
@@ -350,8 +351,19 @@ func (l *Lab) IssueMemberCert(ctx context.Context, host string) error {
 	if err := l.installPKI(ctx, h, true); err != nil {
 		return err
 	}
-	l.logf("tls: %s: new member certificate for %s installed at %s (key %s; copies in %s)", h.Name, sans, HostServerCert, HostServerKey, l.PKIDir())
+	crt, key := l.hostMemberPaths()
+	l.logf("tls: %s: new member certificate for %s installed at %s (key %s; copies in %s)", h.Name, sans, crt, key, l.PKIDir())
 	return nil
+}
+
+// hostMemberPaths are where a host's member certificate and key are: the
+// env file's HostServerCert and HostServerKey, or kubeadm's etcd server
+// pair on the static-pod layout (also installed as the peer pair).
+func (l *Lab) hostMemberPaths() (string, string) {
+	if l.StaticPod() {
+		return KubeEtcdPKIDir + "/server.crt", KubeEtcdPKIDir + "/server.key"
+	}
+	return HostServerCert, HostServerKey
 }
 
 func serial() *big.Int {
