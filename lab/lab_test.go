@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -296,6 +297,38 @@ func TestMakefileInSync(t *testing.T) {
 		if err != nil || pinned != v {
 			t.Errorf("ETCD_VERSIONS has %s but etcdbuild/%s pins %q (%v)", v, minor, pinned, err)
 		}
+	}
+}
+
+// TestMakefileKubeInSync: make kube-bins builds the versions and images the
+// static-pod layout looks for.
+func TestMakefileKubeInSync(t *testing.T) {
+	b, err := os.ReadFile("lab.mk")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, want := range map[string]string{"KUBE_VERSION ?= ": KubeVersion, "CRICTL_VERSION ?= ": CrictlVersion, "PAUSE_IMAGE := ": PauseImage} {
+		m := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(name) + `(.*)$`).FindSubmatch(b)
+		if m == nil || string(m[1]) != want {
+			t.Errorf("lab.mk: %s%q, lab/kube.go: %q", name, m, want)
+		}
+	}
+	minor := KubeVersion[:strings.LastIndex(KubeVersion, ".")]
+	mod, err := os.ReadFile(filepath.Join("kubebuild", minor, "go.mod"))
+	if err != nil || !regexp.MustCompile(`(?m)^\s*k8s\.io/kubernetes `+regexp.QuoteMeta(KubeVersion)+`\s*$`).Match(mod) {
+		t.Errorf("kubebuild/%s/go.mod does not pin k8s.io/kubernetes %s (%v)", minor, KubeVersion, err)
+	}
+	cri, err := os.ReadFile(filepath.Join("kubebuild", "crictl", "go.mod"))
+	if err != nil || !regexp.MustCompile(`(?m)sigs\.k8s\.io/cri-tools `+regexp.QuoteMeta(CrictlVersion)+`\s*$`).Match(cri) {
+		t.Errorf("kubebuild/crictl/go.mod does not pin sigs.k8s.io/cri-tools %s (%v)", CrictlVersion, err)
+	}
+	for _, want := range []string{"$(KUBE_IMAGES)/etcd-$(patsubst v%,%,$(1)).tar", "registry.k8s.io/etcd:$(patsubst v%,%,$(1))-0", "$(KUBE_IMAGES)/kube-apiserver-$(KUBE_VERSION).tar", "registry.k8s.io/kube-apiserver:$(KUBE_VERSION)", "$(KUBE_IMAGES)/pause.tar"} {
+		if !strings.Contains(string(b), want) {
+			t.Errorf("lab.mk does not make %s, which lab/kube.go expects", want)
+		}
+	}
+	if got := KubeImageTars("/b", "v3.5.35"); !slices.Contains(got, "/b/images/etcd-3.5.35.tar") {
+		t.Errorf("KubeImageTars = %v, want the etcd tarball as lab.mk names it", got)
 	}
 }
 
