@@ -2,6 +2,8 @@ package scaffold
 
 import (
 	"fmt"
+	"path"
+	"slices"
 	"strings"
 )
 
@@ -185,6 +187,21 @@ func (g *gen) kubeKeepsRunning(host, after string) {
 			others = append(others, h)
 		}
 	}
+	if g.o.Scenario == "lost-host" && slices.Contains(k.Hosts, host) {
+		// The replacement is a control-plane host: its components start
+		// once its etcd member is a voter with the data, as after a
+		// kubeadm join; then its API server is asked too.
+		where := "their manifests parked in " + path.Join(path.Dir(k.Manifests), "etcd-rescue-parked") + " or already in " + k.Manifests
+		if k.ControlPlane == "systemd" {
+			where = "their units installed"
+		}
+		g.add(&step{comments: para(
+			fmt.Sprintf("%s replaces a control-plane host: its %s start once its etcd member is a voter with the data (%s;", host, strings.Join(k.Components, ", "), where),
+			"the step fails when the host has none of them: install them first, e.g. with kubeadm join --control-plane, or remove this step).",
+		), id: "start-control-plane", typ: "kube-start-control-plane", on: []string{host}, needs: []string{after}})
+		after = "start-control-plane"
+		others = append([]string{}, k.Hosts...)
+	}
 	a := k.APIServer
 	switch {
 	case len(others) == 0:
@@ -193,6 +210,10 @@ func (g *gen) kubeKeepsRunning(host, after string) {
 		g.tail = append(g.tail, para("kube-wait-ready is left out: it verifies the API servers' serving certificates and needs",
 			"cluster.kubernetes.apiServer.ca in the inventory (kubeadm: a copy of /etc/kubernetes/pki/ca.crt on this machine). With it, add:")...)
 		g.tail = append(g.tail, fmt.Sprintf("  - {id: ready, type: kube-wait-ready, on: %s, needs: [%s]}", list(others), after))
+	case slices.Contains(others, host):
+		g.add(&step{comments: para(
+			"The control plane was not stopped: every API server, the new one on " + host + " included, must answer GET /readyz with 200.",
+		), id: "ready", typ: "kube-wait-ready", on: others, needs: []string{after}})
 	default:
 		g.add(&step{comments: para(
 			"The control plane was not stopped: the API servers of the other control-plane hosts must still answer GET /readyz with 200",
