@@ -87,6 +87,7 @@ type expect struct {
 	diagnosis func(t *testing.T, d *framework.DiagnosisDoc)
 	plan      func(t *testing.T, d *framework.DiagnosisDoc, steps []framework.PlanStep)
 	after     func(t *testing.T) // after lab verify
+	newExtra  []string           // added to diagnose's `new` command (e.g. --ca-cert, --ca-key)
 }
 
 // expectFor is the expectation of the lab's own break brk on l.
@@ -260,7 +261,7 @@ func (e *e2e) rescueFromFacts(t *testing.T, l *lab.Lab, brk func(context.Context
 
 	// the command diagnose printed, with its -o into this test's dir
 	plan := filepath.Join(t.TempDir(), want.scenario+".yaml")
-	args := newArgs(t, d.Next, want.scenario, inv, plan)
+	args := append(newArgs(t, d.Next, want.scenario, inv, plan), want.newExtra...)
 	nr := e.CLI(t, args...)
 	if nr.Code != 0 {
 		t.Fatalf("%s", nr)

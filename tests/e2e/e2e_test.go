@@ -263,10 +263,14 @@ func (e *e2e) backup(t *testing.T, l *lab.Lab) {
 // etcd #13848).
 func checkNoForceNewCluster(t *testing.T, l *lab.Lab) {
 	t.Helper()
+	file, pattern := lab.EnvFile, "^ETCD_FORCE_NEW_CLUSTER"
+	if l.StaticPod() {
+		file, pattern = lab.EtcdManifest, "force-new-cluster"
+	}
 	for _, h := range l.Hosts() {
-		out := framework.HostRun(t, l, h.Name, "grep -s '^ETCD_FORCE_NEW_CLUSTER' "+lab.EnvFile+"; true")
+		out := framework.HostRun(t, l, h.Name, "grep -s "+pattern+" "+file+"; true")
 		if strings.TrimSpace(out) != "" {
-			t.Errorf("%s: %s still sets %s after the recovery", h.Name, lab.EnvFile, strings.TrimSpace(out))
+			t.Errorf("%s: %s still sets %s after the recovery", h.Name, file, strings.TrimSpace(out))
 		}
 	}
 }
