@@ -228,18 +228,24 @@ func (l *Lab) FingerprintPath() string { return filepath.Join(l.dir, "fingerprin
 
 // Fingerprint reads the recorded fingerprint (nil, nil if Up wrote no keys).
 func (l *Lab) Fingerprint() (*Fingerprint, error) {
-	b, err := os.ReadFile(l.FingerprintPath())
+	return readRecord[Fingerprint](l.FingerprintPath(), "fingerprint")
+}
+
+// readRecord decodes the JSON record the lab wrote at path (nil, nil when
+// there is none); what names it in errors.
+func readRecord[T any](path, what string) (*T, error) {
+	b, err := os.ReadFile(path)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("read fingerprint: %w", err)
+		return nil, fmt.Errorf("read %s: %w", what, err)
 	}
-	var fp Fingerprint
-	if err := json.Unmarshal(b, &fp); err != nil {
-		return nil, fmt.Errorf("decode %s: %w", l.FingerprintPath(), err)
+	var v T
+	if err := json.Unmarshal(b, &v); err != nil {
+		return nil, fmt.Errorf("decode %s: %w", path, err)
 	}
-	return &fp, nil
+	return &v, nil
 }
 
 // writeKeys puts n deterministic keys and records their fingerprint.

@@ -859,18 +859,7 @@ func (l *Lab) KubeFingerprintPath() string { return filepath.Join(l.dir, "kube-f
 
 // KubeFingerprint reads the recorded fingerprint (nil, nil without one).
 func (l *Lab) KubeFingerprint() (*KubeFingerprint, error) {
-	b, err := os.ReadFile(l.KubeFingerprintPath())
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("read kube fingerprint: %w", err)
-	}
-	var fp KubeFingerprint
-	if err := json.Unmarshal(b, &fp); err != nil {
-		return nil, fmt.Errorf("decode %s: %w", l.KubeFingerprintPath(), err)
-	}
-	return &fp, nil
+	return readRecord[KubeFingerprint](l.KubeFingerprintPath(), "kube fingerprint")
 }
 
 type configMap struct {

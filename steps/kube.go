@@ -238,6 +238,19 @@ func parkLine(c *Ctx, name string) string {
 
 // reportLines reads what the park and unpark commands printed: verb name
 // a line.
+// runReport runs cmd on host h and reads the "VERB NAME" lines it prints.
+func runReport(ctx context.Context, env Env, h, cmd string) (map[string]string, error) {
+	r, err := env.Shell(h)
+	if err != nil {
+		return nil, err
+	}
+	out, err := r.Run(ctx, cmd, nil)
+	if err != nil {
+		return nil, err
+	}
+	return reportLines(out), nil
+}
+
 func reportLines(out []byte) map[string]string {
 	got := map[string]string{}
 	for _, l := range strings.Split(string(out), "\n") {
@@ -273,15 +286,10 @@ func (s *KubeStopControlPlane) Describe(c *Ctx, t Target) []Action {
 	within := s.Within.D()
 	return []Action{
 		{Host: h, Kind: Shell, Cmd: cmd, Run: func(ctx context.Context, env Env) error {
-			r, err := env.Shell(h)
+			got, err := runReport(ctx, env, h, cmd)
 			if err != nil {
 				return err
 			}
-			out, err := r.Run(ctx, cmd, nil)
-			if err != nil {
-				return err
-			}
-			got := reportLines(out)
 			var absent []string
 			for _, n := range k.Components {
 				switch got[n] {
@@ -386,15 +394,10 @@ func (s *KubeStartControlPlane) Describe(c *Ctx, t Target) []Action {
 	}
 	var present []string // set by the first action for the wait
 	acts := []Action{{Host: h, Kind: Shell, Cmd: cmd, Run: func(ctx context.Context, env Env) error {
-		r, err := env.Shell(h)
+		got, err := runReport(ctx, env, h, cmd)
 		if err != nil {
 			return err
 		}
-		out, err := r.Run(ctx, cmd, nil)
-		if err != nil {
-			return err
-		}
-		got := reportLines(out)
 		present = present[:0]
 		var absent []string
 		for _, n := range order {
