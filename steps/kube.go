@@ -236,8 +236,6 @@ func parkLine(c *Ctx, name string) string {
 		"; else echo " + q("absent "+name) + "; fi"
 }
 
-// reportLines reads what the park and unpark commands printed: verb name
-// a line.
 // runReport runs cmd on host h and reads the "VERB NAME" lines it prints.
 func runReport(ctx context.Context, env Env, h, cmd string) (map[string]string, error) {
 	r, err := env.Shell(h)
@@ -251,6 +249,8 @@ func runReport(ctx context.Context, env Env, h, cmd string) (map[string]string, 
 	return reportLines(out), nil
 }
 
+// reportLines reads what the park and unpark commands printed: verb name
+// a line.
 func reportLines(out []byte) map[string]string {
 	got := map[string]string{}
 	for _, l := range strings.Split(string(out), "\n") {
