@@ -175,17 +175,26 @@ func (l *Lab) newClient(eps []string) (*clientv3.Client, error) {
 
 // waitHealthy waits until Verify's cluster checks (not the keys) pass.
 func (l *Lab) waitHealthy(ctx context.Context, d time.Duration) error {
+	if probs := untilNoProblems(ctx, d, 200*time.Millisecond, l.clusterProblems); len(probs) > 0 {
+		return fmt.Errorf("cluster not healthy after %s: %s", d, strings.Join(probs, "; "))
+	}
+	return nil
+}
+
+// untilNoProblems asks check every interval, for up to d, until it reports
+// no problem; it returns the last problems when d ran out (or ctx ended).
+func untilNoProblems(ctx context.Context, d, interval time.Duration, check func(context.Context) []string) []string {
 	ctx, cancel := context.WithTimeout(ctx, d)
 	defer cancel()
 	for {
-		probs := l.clusterProblems(ctx)
+		probs := check(ctx)
 		if len(probs) == 0 {
 			return nil
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("cluster not healthy after %s: %s", d, strings.Join(probs, "; "))
-		case <-time.After(200 * time.Millisecond):
+			return probs
+		case <-time.After(interval):
 		}
 	}
 }

@@ -680,22 +680,14 @@ func (l *Lab) startAPIServers(ctx context.Context) error {
 			return err
 		}
 	}
-	wctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
-	defer cancel()
-	for {
-		probs := l.readyzProblems(wctx)
-		if len(probs) == 0 {
-			return nil
-		}
-		select {
-		case <-wctx.Done():
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
-			return fmt.Errorf("API servers not ready after 3m: %s%s", strings.Join(probs, "; "), l.podDiag(ctx, hosts, "kube-apiserver"))
-		case <-time.After(500 * time.Millisecond):
-		}
+	probs := untilNoProblems(ctx, 3*time.Minute, 500*time.Millisecond, l.readyzProblems)
+	if len(probs) == 0 {
+		return nil
 	}
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	return fmt.Errorf("API servers not ready after 3m: %s%s", strings.Join(probs, "; "), l.podDiag(ctx, hosts, "kube-apiserver"))
 }
 
 // podDiag is the state of a static pod's container on hosts and the tail
