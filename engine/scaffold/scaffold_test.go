@@ -563,14 +563,7 @@ func TestCertIssue(t *testing.T) {
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
-			inv := loadInv(t, tc.inv)
-			o := tc.o
-			o.Inventory, o.Output = filepath.Base(tc.inv), "plan.yaml"
-			out, err := Generate(inv, o)
-			if err != nil {
-				t.Fatal(err)
-			}
-			golden.Check(t, filepath.Join("testdata", "golden", name+".yaml"), out)
+			inv, o, out := generatePinned(t, name, tc.inv, tc.o)
 			if fs := Validate(inv, filepath.Join(filepath.Dir(tc.inv), "plan.yaml"), out); len(fs) > 0 {
 				t.Fatalf("findings (want none, warnings included):\n%v", fs)
 			}
@@ -769,14 +762,7 @@ func TestKubernetesGolden(t *testing.T) {
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
-			inv := loadInv(t, tc.inv)
-			o := tc.o
-			o.Inventory, o.Output = filepath.Base(tc.inv), "plan.yaml"
-			out, err := Generate(inv, o)
-			if err != nil {
-				t.Fatal(err)
-			}
-			golden.Check(t, filepath.Join("testdata", "golden", name+".yaml"), out)
+			inv, _, out := generatePinned(t, name, tc.inv, tc.o)
 			for _, f := range Validate(inv, filepath.Join(filepath.Dir(tc.inv), "plan.yaml"), out) {
 				// etcd 3.5.9 cannot bump the revision: validate says so, and so does the plan
 				if name == "single-node-kube-no-bump" && f.Severity == plans.Warning && strings.Contains(f.Error(), "restore without --bump-revision") {
@@ -829,4 +815,19 @@ func TestKubernetesAsExample(t *testing.T) {
 	if n != 5 {
 		t.Fatalf("compared %d steps of the example, want 5 (four kube-* and stop-etcd)", n)
 	}
+}
+
+// generatePinned writes the plan of o over the inventory at invPath as
+// `new -o plan.yaml` beside it would, and checks it against
+// testdata/golden/NAME.yaml (UPDATE_GOLDEN=1 rewrites it).
+func generatePinned(t *testing.T, name, invPath string, o Options) (*plans.Plan, Options, []byte) {
+	t.Helper()
+	inv := loadInv(t, invPath)
+	o.Inventory, o.Output = filepath.Base(invPath), "plan.yaml"
+	out, err := Generate(inv, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	golden.Check(t, filepath.Join("testdata", "golden", name+".yaml"), out)
+	return inv, o, out
 }
