@@ -128,11 +128,47 @@ func (s *ForceNewCluster) Describe(c *Ctx, t Target) []Action {
 		unset.Cmd += " # no restart: etcd reads --force-new-cluster only when it starts"
 		return append(acts, r.only(unset, after...))
 	}
-	return append(acts,
-		r.only(unset, after...),
-		r.only(Action{Host: h, Kind: Shell, Cmd: start}, after...),
-		r.only(wait, after...),
-	)
+	// The kubelet replaces the container some seconds after the manifest
+	// changed; the flagged container answers as a one-member cluster
+	// until then. Done only once the container running was started
+	// without the flag: a member added before would find no peer when
+	// the survivor goes down for that replacement.
+	replaced := Action{Host: h, Kind: Wait,
+		Cmd: fmt.Sprintf("wait up to %s until the kubelet has replaced the etcd container started with --force-new-cluster (crictl inspect: the command line of every running %s container), then until %s answers health as a one-member cluster", s.Within.D(), unit, m.ClientURL),
+		Run: func(ctx context.Context, env Env) error { return s.waitReplaced(ctx, c, env, t) }}
+	return append(acts, r.only(unset, after...), r.only(replaced, after...))
+}
+
+// waitReplaced waits, up to Within, until no running etcd container of the
+// survivor's static pod was started with --force-new-cluster and the
+// survivor answers as a one-member cluster.
+func (s *ForceNewCluster) waitReplaced(ctx context.Context, c *Ctx, env Env, t Target) error {
+	within := s.Within.D()
+	start := waitClock.Now()
+	var last string
+	for {
+		seen, err := s.observe(ctx, c, env, t)
+		switch {
+		case err != nil:
+			return err
+		case seen.FlagSet:
+			return fmt.Errorf("the etcd manifest on %s has --force-new-cluster again: something else wrote it", t.Name())
+		case seen.RunsWithFlag:
+			last = "the etcd container running was started with --force-new-cluster"
+		case !seen.single():
+			last = seen.etcdState(t.Member.Name)
+		default:
+			return nil
+		}
+		if waitClock.Now().Sub(start) >= within {
+			return fmt.Errorf("%s: after the flag was removed from the manifest, waited %s: %s", t.Name(), fmtDuration(within), last)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%w (%s)", ctx.Err(), last)
+		case <-waitClock.After(containerPoll):
+		}
+	}
 }
 
 // notBehind is force-new-cluster's live precondition: the survivor must

@@ -25,7 +25,10 @@ const (
 	fncFlagWritten
 	// fncForced: the flag is in the config and the survivor answers as a
 	// one-member cluster: only removing the flag is left (and, for a
-	// static pod, the restart that follows it).
+	// static pod, the restart that follows it). A static pod whose
+	// manifest no longer has the flag while the container running was
+	// started with it is here too: the kubelet is about to replace that
+	// container, and until it has, the survivor will go down once more.
 	fncForced
 	// fncDone: no flag in the config, the survivor answers as a one-member
 	// cluster with its data: nothing is left. The etcd running may still
@@ -39,12 +42,15 @@ type fncSeen struct {
 	FlagSet bool // ETCD_FORCE_NEW_CLUSTER is in the env file (manifest)
 	// RunsWithFlag: the etcd process running now was started with it.
 	RunsWithFlag bool
-	Answers      bool   // its status answered at its client URL
-	NoAnswer     string // why not, one line
-	Members      int    // members it lists (0: the list did not answer)
-	Self         bool   // the only member listed is the survivor
-	Other        string // name of the only member listed when not the survivor
-	Revision     int64
+	// Pod: etcd is a static pod, so the kubelet restarts it whenever its
+	// manifest changes (systemd restarts it only when told).
+	Pod      bool
+	Answers  bool   // its status answered at its client URL
+	NoAnswer string // why not, one line
+	Members  int    // members it lists (0: the list did not answer)
+	Self     bool   // the only member listed is the survivor
+	Other    string // name of the only member listed when not the survivor
+	Revision int64
 }
 
 // fncRevisionFact is the fact key of the survivor's revision, recorded by
@@ -96,6 +102,11 @@ func decideFNC(name string, seen fncSeen, recorded []fncRecorded, allowBehind bo
 		}
 	}
 	switch {
+	case !seen.FlagSet && seen.single() && seen.RunsWithFlag && seen.Pod:
+		// The manifest changed under a running pod: the kubelet replaces
+		// the container shortly, taking the survivor down meanwhile. A
+		// member added before that would find no peer to join.
+		return fncForced, fmt.Sprintf("flag removed from the manifest, %s, but the container running was started with the flag → waiting until the kubelet has replaced it", state), nil
 	case !seen.FlagSet && seen.single() && seen.RunsWithFlag:
 		// Safe to build on: a restart of any kind reads the config, which
 		// no longer has the flag, so members added from here on are not
@@ -113,22 +124,26 @@ func decideFNC(name string, seen fncSeen, recorded []fncRecorded, allowBehind bo
 
 // observeCommand prints "flag" when ETCD_FORCE_NEW_CLUSTER is in the
 // survivor's config, and "running-with-flag" when the etcd process running
-// now was started with it (systemd: its environment or command line; a
-// static pod is restarted by the kubelet when its manifest changes).
+// now was started with it: for systemd its environment or command line, for
+// a static pod the command line of each running container of it (crictl
+// inspect gives the process id; the kubelet restarts the pod when its
+// manifest changes, but not at once).
 func observeCommand(c *Ctx) string {
 	cmd := "if " + configTest(c, nil, []string{"ETCD_FORCE_NEW_CLUSTER"}) + "; then :; else echo flag; fi"
-	if c.Cluster.Layout.Service != "static-pod" {
-		cmd += "; pid=$(systemctl show -p MainPID " + q(c.Cluster.Layout.Unit) + " 2>/dev/null); pid=${pid#MainPID=}; " +
-			`if [ -n "$pid" ] && [ "$pid" != 0 ] && { tr '\000' '\n' < "/proc/$pid/environ"; tr '\000' '\n' < "/proc/$pid/cmdline"; } 2>/dev/null | ` +
-			"grep -q -x -e 'ETCD_FORCE_NEW_CLUSTER=true' -e '--force-new-cluster' -e '--force-new-cluster=true'; then echo running-with-flag; fi"
+	hasFlag := "grep -q -x -e 'ETCD_FORCE_NEW_CLUSTER=true' -e '--force-new-cluster' -e '--force-new-cluster=true'; then echo running-with-flag; fi"
+	if c.Cluster.Layout.Service == "static-pod" {
+		return cmd + "; for id in $(" + runningCmd(c.Cluster.Layout.Unit) + " 2>/dev/null); do " +
+			`pid=$(crictl inspect -o go-template --template '{{.info.pid}}' "$id" 2>/dev/null); ` +
+			`if [ -n "$pid" ] && [ "$pid" != 0 ] && tr '\000' '\n' < "/proc/$pid/cmdline" 2>/dev/null | ` + hasFlag + "; done"
 	}
-	return cmd
+	return cmd + "; pid=$(systemctl show -p MainPID " + q(c.Cluster.Layout.Unit) + " 2>/dev/null); pid=${pid#MainPID=}; " +
+		`if [ -n "$pid" ] && [ "$pid" != 0 ] && { tr '\000' '\n' < "/proc/$pid/environ"; tr '\000' '\n' < "/proc/$pid/cmdline"; } 2>/dev/null | ` + hasFlag
 }
 
 // observe looks at the survivor, read-only: the flag in its config and in
 // the running process, and what it answers at its client URL.
 func (s *ForceNewCluster) observe(ctx context.Context, c *Ctx, env Env, t Target) (fncSeen, error) {
-	var seen fncSeen
+	seen := fncSeen{Pod: c.Cluster.Layout.Service == "static-pod"}
 	m := t.Member
 	r, err := env.Shell(t.Name())
 	if err != nil {
