@@ -39,13 +39,15 @@ func (c *Client) Stat(ctx context.Context, l Location) (Object, error) {
 
 // List returns every object under prefix (recursively), classified. It
 // asks for the objects' metadata with the listing (a MinIO extension);
-// stores that do not return it (AWS S3, SeaweedFS, Ceph RGW) get one HEAD
-// per object whose name does not already say what it is.
+// where the store does not return it (AWS S3, SeaweedFS, Ceph RGW) each
+// object whose name does not already say what it is gets a HEAD, a few
+// at a time.
 func (c *Client) List(ctx context.Context, prefix Location) ([]Object, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var objs []Object
 	var mds []map[string]string
+	var listedMD []bool // the listing carried the object's metadata (MinIO)
 	for oi := range c.mc.ListObjects(ctx, prefix.Bucket, minio.ListObjectsOptions{
 		Prefix:       prefix.Key,
 		Recursive:    true,
@@ -59,11 +61,12 @@ func (c *Client) List(ctx context.Context, prefix Location) ([]Object, error) {
 		}
 		objs = append(objs, objectFromInfo(prefix.Bucket, oi))
 		mds = append(mds, oi.UserMetadataStripped)
+		listedMD = append(listedMD, oi.UserMetadata != nil)
 	}
 	var need []int
 	for i := range objs {
 		classify(&objs[i], mds[i])
-		if objs[i].Layout == LayoutUnknown {
+		if objs[i].Layout == LayoutUnknown && !listedMD[i] {
 			need = append(need, i)
 		}
 	}
