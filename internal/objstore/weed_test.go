@@ -16,6 +16,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -62,32 +63,81 @@ func findWeed(t *testing.T) string {
 	return ""
 }
 
-// startWeed starts weed with an S3 gateway and creates testBucket. It is
-// stopped when the test ends.
+// shared is the one weed the S3Lab tests of a run share (each test
+// works under a prefix of its own); TestMain stops it.
+var shared struct {
+	once sync.Once
+	w    *weedServer
+	err  error
+	stop func()
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if shared.stop != nil {
+		shared.stop()
+	}
+	os.Exit(code)
+}
+
+// startWeed returns the shared weed with testBucket in it, starting it
+// on first use.
 func startWeed(t *testing.T) *weedServer {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("starts a SeaweedFS server")
 	}
 	bin := findWeed(t)
-	dir := t.TempDir()
-	for _, d := range []string{"data"} {
-		if err := os.MkdirAll(filepath.Join(dir, d), 0o700); err != nil {
-			t.Fatal(err)
-		}
+	shared.once.Do(func() { shared.w, shared.stop, shared.err = launchWeed(bin) })
+	if shared.err != nil {
+		t.Fatal(shared.err)
 	}
-	caFile := writeTestPKI(t, dir)
-	access, secret := "AKLABTEST0001", "lab-secret-"+randHex(t, 12)
+	t.Cleanup(func() {
+		if t.Failed() {
+			b, _ := os.ReadFile(shared.w.log)
+			t.Logf("weed log (last lines):\n%s", tail(string(b), 30))
+		}
+	})
+	return shared.w
+}
+
+// launchWeed starts weed (master, volume, filer and S3 gateway, all on
+// 127.0.0.1, TLS from a fresh CA) in a temp dir and creates testBucket.
+func launchWeed(bin string) (w *weedServer, stop func(), err error) {
+	dir, err := os.MkdirTemp("", "objstore-weed-")
+	if err != nil {
+		return nil, nil, err
+	}
+	defer func() {
+		if err != nil {
+			if stop != nil {
+				stop()
+			} else {
+				os.RemoveAll(dir)
+			}
+		}
+	}()
+	if err := os.MkdirAll(filepath.Join(dir, "data"), 0o700); err != nil {
+		return nil, nil, err
+	}
+	caFile, err := writeTestPKI(dir)
+	if err != nil {
+		return nil, nil, err
+	}
+	access, secret := "AKLABTEST0001", "lab-secret-"+randHex(12)
 	ids, _ := json.Marshal(map[string]any{"identities": []map[string]any{{
 		"name":        "test",
 		"credentials": []map[string]string{{"accessKey": access, "secretKey": secret}},
 		"actions":     []string{"Admin", "Read", "List", "Tagging", "Write"},
 	}}})
 	if err := os.WriteFile(filepath.Join(dir, "s3.json"), ids, 0o600); err != nil {
-		t.Fatal(err)
+		return nil, nil, err
 	}
 	names := []string{"s3.port", "s3.port.grpc", "master.port", "master.port.grpc", "volume.port", "volume.port.grpc", "filer.port", "filer.port.grpc"}
-	ports := freeTestPorts(t, len(names))
+	ports, err := freeTestPorts(len(names))
+	if err != nil {
+		return nil, nil, err
+	}
 	args := []string{
 		"-logtostderr", "-config_dir=" + dir,
 		"server",
@@ -113,7 +163,7 @@ func startWeed(t *testing.T) *weedServer {
 	logPath := filepath.Join(dir, "weed.log")
 	logf, err := os.Create(logPath)
 	if err != nil {
-		t.Fatal(err)
+		return nil, nil, err
 	}
 	defer logf.Close()
 	cmd := exec.Command(bin, args...)
@@ -122,20 +172,12 @@ func startWeed(t *testing.T) *weedServer {
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
+		return nil, nil, err
 	}
-	w := &weedServer{dir: dir, cmd: cmd, log: logPath, cfg: Config{
-		Endpoint:  fmt.Sprintf("https://127.0.0.1:%d", ports[0]),
-		Region:    "us-east-1",
-		PathStyle: true,
-		CAFile:    caFile,
-		AccessKey: access,
-		SecretKey: secret,
-	}}
 	exited := make(chan struct{})
 	go func() { _ = cmd.Wait(); close(exited) }()
-	t.Cleanup(func() {
-		// weed and nothing else: its process group, which it leads.
+	stop = func() {
+		// weed and nothing else: the process group it leads.
 		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
 		select {
 		case <-exited:
@@ -148,37 +190,40 @@ func startWeed(t *testing.T) *weedServer {
 				os.Remove(fmt.Sprintf("/tmp/seaweedfs-%s-grpc-%d.sock", svc, p))
 			}
 		}
-		if t.Failed() {
-			b, _ := os.ReadFile(logPath)
-			lines := strings.Split(strings.TrimSpace(string(b)), "\n")
-			if len(lines) > 30 {
-				lines = lines[len(lines)-30:]
-			}
-			t.Logf("weed log (last lines):\n%s", strings.Join(lines, "\n"))
-		}
-	})
-
-	c := w.client(t, w.cfg)
+		os.RemoveAll(dir)
+	}
+	w = &weedServer{dir: dir, cmd: cmd, log: logPath, cfg: Config{
+		Endpoint:  fmt.Sprintf("https://127.0.0.1:%d", ports[0]),
+		Region:    "us-east-1",
+		PathStyle: true,
+		CAFile:    caFile,
+		AccessKey: access,
+		SecretKey: secret,
+	}}
+	c, err := New(w.cfg)
+	if err != nil {
+		return nil, stop, err
+	}
 	deadline := time.Now().Add(90 * time.Second)
 	for {
 		select {
 		case <-exited:
 			b, _ := os.ReadFile(logPath)
-			t.Fatalf("weed exited before its S3 API answered:\n%s", tail(string(b), 30))
+			return nil, stop, fmt.Errorf("weed exited before its S3 API answered:\n%s", tail(string(b), 30))
 		default:
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		err := c.mc.MakeBucket(ctx, testBucket, minio.MakeBucketOptions{Region: "us-east-1"})
 		cancel()
 		if err == nil {
-			break
+			return w, stop, nil
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("weed's S3 API did not answer in 90 s: %v", err)
+			b, _ := os.ReadFile(logPath)
+			return nil, stop, fmt.Errorf("weed's S3 API did not answer in 90 s: %v\n%s", err, tail(string(b), 30))
 		}
 		time.Sleep(300 * time.Millisecond)
 	}
-	return w
 }
 
 func (w *weedServer) client(t *testing.T, cfg Config) *Client {
@@ -198,8 +243,7 @@ func tail(s string, n int) string {
 	return strings.Join(lines, "\n")
 }
 
-func freeTestPorts(t *testing.T, n int) []int {
-	t.Helper()
+func freeTestPorts(n int) ([]int, error) {
 	var ls []net.Listener
 	defer func() {
 		for _, l := range ls {
@@ -210,29 +254,26 @@ func freeTestPorts(t *testing.T, n int) []int {
 	for range n {
 		l, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
-			t.Fatal(err)
+			return nil, err
 		}
 		ls = append(ls, l)
 		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
 	}
-	return ports
+	return ports, nil
 }
 
-func randHex(t *testing.T, n int) string {
+func randHex(n int) string {
 	b := make([]byte, n)
-	if _, err := rand.Read(b); err != nil {
-		t.Fatal(err)
-	}
+	_, _ = rand.Read(b) // never fails (crypto/rand)
 	return fmt.Sprintf("%x", b)
 }
 
 // writeTestPKI writes ca.crt, tls.crt and tls.key (for 127.0.0.1) into
 // dir and returns the CA file.
-func writeTestPKI(t *testing.T, dir string) string {
-	t.Helper()
+func writeTestPKI(dir string) (string, error) {
 	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
-		t.Fatal(err)
+		return "", err
 	}
 	caTmpl := &x509.Certificate{
 		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "objstore test CA"},
@@ -241,12 +282,12 @@ func writeTestPKI(t *testing.T, dir string) string {
 	}
 	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
 	if err != nil {
-		t.Fatal(err)
+		return "", err
 	}
 	caCert, _ := x509.ParseCertificate(caDER)
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
-		t.Fatal(err)
+		return "", err
 	}
 	tmpl := &x509.Certificate{
 		SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "127.0.0.1"},
@@ -256,19 +297,20 @@ func writeTestPKI(t *testing.T, dir string) string {
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, caCert, &key.PublicKey, caKey)
 	if err != nil {
-		t.Fatal(err)
+		return "", err
 	}
 	kb, err := x509.MarshalPKCS8PrivateKey(key)
 	if err != nil {
-		t.Fatal(err)
+		return "", err
 	}
-	write := func(name, typ string, b []byte) {
-		if err := os.WriteFile(filepath.Join(dir, name), pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: b}), 0o600); err != nil {
-			t.Fatal(err)
+	for name, b := range map[string]*pem.Block{
+		"ca.crt":  {Type: "CERTIFICATE", Bytes: caDER},
+		"tls.crt": {Type: "CERTIFICATE", Bytes: der},
+		"tls.key": {Type: "PRIVATE KEY", Bytes: kb},
+	} {
+		if err := os.WriteFile(filepath.Join(dir, name), pem.EncodeToMemory(b), 0o600); err != nil {
+			return "", err
 		}
 	}
-	write("ca.crt", "CERTIFICATE", caDER)
-	write("tls.crt", "CERTIFICATE", der)
-	write("tls.key", "PRIVATE KEY", kb)
-	return filepath.Join(dir, "ca.crt")
+	return filepath.Join(dir, "ca.crt"), nil
 }
