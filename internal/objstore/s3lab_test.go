@@ -572,7 +572,7 @@ type memReport struct {
 	UploadSec float64 `json:"uploadSeconds"`
 }
 
-// Memory stays bounded: a 200 MiB file goes up (Upload: multipart from
+// Memory stays bounded: a 200 MiB file (OBJSTORE_MEM_MIB) goes up (Upload: multipart from
 // the file with ReadAt, then the read-back) and down (Download) in a
 // process whose peak heap and peak RSS are measured; for comparison the
 // same file through minio-go with a plain io.Reader, which buffers a part
@@ -580,7 +580,14 @@ type memReport struct {
 func TestMemoryS3Lab(t *testing.T) {
 	w := startWeed(t)
 	dir := t.TempDir()
-	const size = 200 << 20
+	size := int64(200 << 20)
+	if v := os.Getenv("OBJSTORE_MEM_MIB"); v != "" { // a larger file by hand: OBJSTORE_MEM_MIB=1024
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n < 1 {
+			t.Fatalf("OBJSTORE_MEM_MIB=%q: want a number of MiB", v)
+		}
+		size = n << 20
+	}
 	src, sum := randomFile(t, dir, "big.db", size)
 	cfg, _ := json.Marshal(w.cfg)
 	run := func(mode string) memReport {
