@@ -3,6 +3,7 @@ package objstore
 import (
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -106,7 +107,7 @@ func New(cfg Config) (*Client, error) {
 	mc, err := minio.New(host, &minio.Options{
 		Creds:        creds,
 		Secure:       secure,
-		Transport:    tr,
+		Transport:    failFastTLS{tr},
 		Region:       cfg.Region,
 		BucketLookup: lookup,
 		// Retries (5xx, throttling, connection resets) are minio-go's:
@@ -174,4 +175,19 @@ func redactUserinfo(s string) string {
 		return pre + "REDACTED@" + rest[j+1:]
 	}
 	return s
+}
+
+// failFastTLS hands minio-go an unknown-authority certificate error
+// unwrapped: minio-go recognises x509.UnknownAuthorityError as final, but
+// net/http wraps it in *tls.CertificateVerificationError, which minio-go
+// retries ten times (seconds lost on every misconfigured CA).
+type failFastTLS struct{ rt http.RoundTripper }
+
+func (t failFastTLS) RoundTrip(r *http.Request) (*http.Response, error) {
+	resp, err := t.rt.RoundTrip(r)
+	var ua x509.UnknownAuthorityError
+	if err != nil && errors.As(err, &ua) {
+		return nil, ua
+	}
+	return resp, err
 }

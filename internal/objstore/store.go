@@ -41,7 +41,8 @@ func (c *Client) Stat(ctx context.Context, l Location) (Object, error) {
 // asks for the objects' metadata with the listing (a MinIO extension);
 // where the store does not return it (AWS S3, SeaweedFS, Ceph RGW) each
 // object whose name does not already say what it is gets a HEAD, a few
-// at a time.
+// at a time. prefix.Key is matched as a string: "prod" also lists
+// "prod-old/..."; a trailing "/" keeps to one "directory".
 func (c *Client) List(ctx context.Context, prefix Location) ([]Object, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
