@@ -63,47 +63,58 @@ func findWeed(t *testing.T) string {
 	return ""
 }
 
-// shared is the one weed the S3Lab tests of a run share (each test
-// works under a prefix of its own); TestMain stops it.
-var shared struct {
+// weedSlot is one weed the S3Lab tests of a run share (each test works
+// under a prefix of its own); TestMain stops it.
+type weedSlot struct {
 	once sync.Once
 	w    *weedServer
 	err  error
 	stop func()
 }
 
+// shared serves S3 over TLS (as the lab does); plain serves http://.
+var shared, plain weedSlot
+
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if shared.stop != nil {
-		shared.stop()
+	for _, s := range []*weedSlot{&shared, &plain} {
+		if s.stop != nil {
+			s.stop()
+		}
 	}
 	os.Exit(code)
 }
 
-// startWeed returns the shared weed with testBucket in it, starting it
-// on first use.
-func startWeed(t *testing.T) *weedServer {
+// startWeed returns the shared TLS weed with testBucket in it, starting
+// it on first use.
+func startWeed(t *testing.T) *weedServer { return startSlot(t, &shared, true) }
+
+// startPlainWeed is startWeed for a weed serving plain http://.
+func startPlainWeed(t *testing.T) *weedServer { return startSlot(t, &plain, false) }
+
+func startSlot(t *testing.T, s *weedSlot, tls bool) *weedServer {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("starts a SeaweedFS server")
 	}
 	bin := findWeed(t)
-	shared.once.Do(func() { shared.w, shared.stop, shared.err = launchWeed(bin) })
-	if shared.err != nil {
-		t.Fatal(shared.err)
+	s.once.Do(func() { s.w, s.stop, s.err = launchWeed(bin, tls) })
+	if s.err != nil {
+		t.Fatal(s.err)
 	}
 	t.Cleanup(func() {
 		if t.Failed() {
-			b, _ := os.ReadFile(shared.w.log)
+			b, _ := os.ReadFile(s.w.log)
 			t.Logf("weed log (last lines):\n%s", tail(string(b), 30))
 		}
 	})
-	return shared.w
+	return s.w
 }
 
 // launchWeed starts weed (master, volume, filer and S3 gateway, all on
-// 127.0.0.1, TLS from a fresh CA) in a temp dir and creates testBucket.
-func launchWeed(bin string) (w *weedServer, stop func(), err error) {
+// 127.0.0.1; with tls, TLS from a fresh CA) in a temp dir and creates
+// testBucket.
+func launchWeed(bin string, tls bool) (w *weedServer, stop func(), err error) {
 	dir, err := os.MkdirTemp("", "objstore-weed-")
 	if err != nil {
 		return nil, nil, err
@@ -152,10 +163,11 @@ func launchWeed(bin string) (w *weedServer, stop func(), err error) {
 		"-s3",
 		"-s3.port.iceberg=0", "-s3.port.lance=0",
 		"-s3.iam=false",
-		"-s3.cert.file=" + filepath.Join(dir, "tls.crt"),
-		"-s3.key.file=" + filepath.Join(dir, "tls.key"),
 		"-s3.config=" + filepath.Join(dir, "s3.json"),
 		"-s3.localSocket=" + filepath.Join(dir, "s3.sock"),
+	}
+	if tls {
+		args = append(args, "-s3.cert.file="+filepath.Join(dir, "tls.crt"), "-s3.key.file="+filepath.Join(dir, "tls.key"))
 	}
 	for i, n := range names {
 		args = append(args, fmt.Sprintf("-%s=%d", n, ports[i]))
@@ -192,8 +204,12 @@ func launchWeed(bin string) (w *weedServer, stop func(), err error) {
 		}
 		os.RemoveAll(dir)
 	}
+	scheme := "https"
+	if !tls {
+		scheme, caFile = "http", ""
+	}
 	w = &weedServer{dir: dir, cmd: cmd, log: logPath, cfg: Config{
-		Endpoint:  fmt.Sprintf("https://127.0.0.1:%d", ports[0]),
+		Endpoint:  fmt.Sprintf("%s://127.0.0.1:%d", scheme, ports[0]),
 		Region:    "us-east-1",
 		PathStyle: true,
 		CAFile:    caFile,
