@@ -45,6 +45,9 @@ func checkBucket(b string) error {
 	if len(b) < 3 || len(b) > 63 {
 		return fmt.Errorf("bucket name %q must be 3 to 63 characters long", b)
 	}
+	if strings.Contains(b, "..") {
+		return fmt.Errorf("bucket name %q must not contain two dots in a row", b)
+	}
 	for i, r := range b {
 		ok := r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || (r == '-' || r == '.') && i > 0 && i < len(b)-1
 		if !ok {
