@@ -59,6 +59,24 @@ func TestMakefileS3InSync(t *testing.T) {
 	if !strings.Contains(string(b), "lab-prereqs: $(LAB_PREREQS_BASE) kube-bins s3-bins") {
 		t.Error("lab-prereqs does not build s3-bins")
 	}
+	// make test: weed is built in the background; the tests that run it
+	// (named *S3Lab*) wait for it in the late stage, the others skip them
+	top, err := os.ReadFile(filepath.Join("..", "Makefile"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		"LATE_TESTS := StaticPod|S3Lab",
+		"LATE_PKGS := $(LAB_PKGS) ./internal/objstore/",
+		"$(MAKE) --no-print-directory kube-bins s3-bins",
+		"test -short -race -count=1 -timeout 30m -skip '$(LATE_TESTS)' ./...",
+		"-skip '$(LATE_TESTS)' $(LAB_PKGS)",
+		"-run '$(LATE_TESTS)' $(LATE_PKGS)",
+	} {
+		if !strings.Contains(string(top), want) {
+			t.Errorf("Makefile: no %q", want)
+		}
+	}
 }
 
 // TestInventoryS3Section: the s3: section and the vars the lab writes for
