@@ -543,8 +543,8 @@ func (l *Lab) up(ctx context.Context, o Options) error {
 			return err
 		}
 		s3 := l.S3()
-		l.logf("s3: SeaweedFS %s (pid %d) answers S3 at %s, bucket %s made and written, %.1fs after it started (waited %.1fs); RSS %.0f MiB; files in %s",
-			SeaweedFSVersion, s3.PID, s3.Endpoint, s3.Bucket, time.Since(s3Start).Seconds(), time.Since(t).Seconds(), float64(rss(s3.PID))/(1<<20), s3.Dir)
+		l.logf("s3: SeaweedFS %s ready: bucket %s made and a first object written, %.1fs after weed started (lab up waited %.1fs for it); RSS %.0f MiB; files in %s",
+			SeaweedFSVersion, s3.Bucket, time.Since(s3Start).Seconds(), time.Since(t).Seconds(), float64(rss(s3.PID))/(1<<20), s3.Dir)
 	}
 	if err := l.writeInventory(); err != nil {
 		return err

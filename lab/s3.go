@@ -316,6 +316,7 @@ func (l *Lab) waitS3(ctx context.Context) error {
 		_, err = cli.ListBuckets(rctx)
 		cancel()
 		if err == nil {
+			l.logf("s3: weed (pid %d) answers a signed ListBuckets at %s, %.1fs after it started", info.PID, info.Endpoint, time.Since(l.s3Started()).Seconds())
 			break
 		}
 		last = err
@@ -374,6 +375,16 @@ func (l *Lab) waitS3(ctx context.Context) error {
 		return fmt.Errorf("s3: remove %s/%s: %w (log: %s)", S3Bucket, warm, err, l.S3LogPath())
 	}
 	return nil
+}
+
+// s3Started is when the running weed was started.
+func (l *Lab) s3Started() time.Time {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.st.S3 == nil {
+		return time.Time{}
+	}
+	return l.st.S3.Started
 }
 
 // logTail is the last n lines of file.
