@@ -26,7 +26,7 @@ build:
 ## detector, then the lab-based ones (package lab and the end-to-end tests in tests/e2e).
 ## -p 1: the lab and e2e packages each bring up labs, and only one lab fits on a machine.
 ## The Kubernetes builds for the static-pod lab and the SeaweedFS build for the S3 store
-## (make kube-bins s3-bins: about 10 and 7 min of CPU with a cold Go cache) run at nice 19
+## (make kube-bins s3-bins: about 10-20 and 17 min of CPU with a cold Go cache) run at nice 19
 ## in the background meanwhile, soaking up the CPU the lab tests leave idle while they wait
 ## on hosts; the tests named *StaticPod* or *S3Lab* (in the lab packages and in
 ## internal/objstore, whose real-server tests run lab/bin/seaweedfs/weed) run last, once
