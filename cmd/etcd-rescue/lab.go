@@ -164,9 +164,11 @@ gateway in one process; make s3-bins builds it), listening on 127.0.0.1 only
 https with a certificate for 127.0.0.1 signed by the lab's CA (STATE/pki/ca.crt,
 made even without --tls), requests must be signed with the access key and
 secret key made for this lab, and the bucket ` + lab.S3Bucket + ` is created. lab up
-returns once a signed request answers. weed keeps running after lab up ends;
-its pid file, log and data are in STATE/s3 (weed.pid, weed.log, data/); lab
-status shows it up or down; lab down stops it and deletes STATE/s3. The
+returns once a signed request answers, the bucket exists and a first object
+was written to it (weed's first write waits out its start-up: ~12 s after it
+starts). weed keeps running after lab up ends; its pid file, log and data are
+in STATE/s3 (weed.pid, weed.log, data/); lab status shows it up or down; lab
+down kills it and deletes STATE/s3 with every object. The
 inventory (then mode 0600) gets an s3: section (endpoint, region ` + lab.S3Region + `,
 pathStyle: true, ca: pki/ca.crt, accessKey/secretKey from vars) and
 vars.s3AccessKey, s3SecretKey, s3Bucket.`
