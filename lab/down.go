@@ -13,9 +13,9 @@ import (
 	"time"
 )
 
-// Down tears the lab down: it kills only what the lab started (each host's
-// nspawn/sshd by pid, then whatever is left in the host's network
-// namespace), unmounts the hosts' disks, removes the namespaces, veths,
+// Down tears the lab down: it kills only what the lab started (the S3
+// store's weed by pid, with its data; each host's nspawn/sshd by pid, then
+// whatever is left in the host's network namespace), unmounts the hosts' disks, removes the namespaces, veths,
 // bridge and cgroups, and deletes the state dir.  It is idempotent.
 func (l *Lab) Down(ctx context.Context) error {
 	t := time.Now()
@@ -44,6 +44,9 @@ func (l *Lab) teardown(ctx context.Context) error {
 		}
 	}
 	var errs []error
+	if err := l.stopS3(); err != nil {
+		errs = append(errs, err)
+	}
 	if err := parallel(hosts, func(h *Host) error { return l.drv.destroy(ctx, h) }); err != nil {
 		errs = append(errs, err)
 	}

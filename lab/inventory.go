@@ -3,6 +3,7 @@ package lab
 import (
 	"bytes"
 	"fmt"
+	"os"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -45,11 +46,11 @@ func (l *Lab) WriteInventory(path string, o InventoryOptions) error {
 	if abs == l.InventoryPath() && !o.isDefault() {
 		return fmt.Errorf("%s is the lab's own inventory (root, no jump host); write the variant elsewhere", abs)
 	}
-	b, err := l.inventory(o)
+	b, err := l.inventoryAt(abs, o)
 	if err != nil {
 		return err
 	}
-	if err := writeFileAtomic(abs, b, 0o644); err != nil {
+	if err := writeFileAtomic(abs, b, l.inventoryPerm()); err != nil {
 		return err
 	}
 	if abs == l.InventoryPath() {
@@ -72,7 +73,7 @@ func (l *Lab) writeInventory() error {
 	if err != nil {
 		return err
 	}
-	if err := writeFileAtomic(l.InventoryPath(), b, 0o644); err != nil {
+	if err := writeFileAtomic(l.InventoryPath(), b, l.inventoryPerm()); err != nil {
 		return err
 	}
 	l.mu.Lock()
@@ -82,12 +83,12 @@ func (l *Lab) writeInventory() error {
 	}
 	l.mu.Unlock()
 	for _, p := range sortedKeys(variants) {
-		b, err := l.inventory(variants[p])
+		b, err := l.inventoryAt(p, variants[p])
 		if err != nil {
 			l.logf("inventory %s not rewritten: %v", p, err)
 			continue
 		}
-		if err := writeFileAtomic(p, b, 0o644); err != nil {
+		if err := writeFileAtomic(p, b, l.inventoryPerm()); err != nil {
 			return err
 		}
 		l.logf("inventory rewritten: %s", p)
@@ -115,8 +116,25 @@ func (l *Lab) jumpSpec(jump string) (string, error) {
 	return user + "@" + h.Address, nil
 }
 
-// inventory renders the inventory with the ssh section o says.
+// inventoryPerm is the mode of the inventory files: 0600 when they hold
+// the S3 store's secret key, else 0644.
+func (l *Lab) inventoryPerm() os.FileMode {
+	if l.S3() != nil {
+		return 0o600
+	}
+	return 0o644
+}
+
+// inventory renders the lab's own inventory (InventoryPath) with the ssh
+// section o says.
 func (l *Lab) inventory(o InventoryOptions) ([]byte, error) {
+	return l.inventoryAt(l.InventoryPath(), o)
+}
+
+// inventoryAt renders the inventory to be written at path (relative paths
+// in it, the s3: section's ca:, are relative to path's directory) with the
+// ssh section o says.
+func (l *Lab) inventoryAt(path string, o InventoryOptions) ([]byte, error) {
 	user := o.User
 	if user == "" {
 		user = "root"
@@ -198,7 +216,26 @@ func (l *Lab) inventory(o InventoryOptions) ([]byte, error) {
 		fmt.Fprintf(&b, ", jump: %s", q(jump))
 	}
 	fmt.Fprintf(&b, ", identity: %s, knownHosts: %s}\n", q(l.ClientKeyPath()), q(l.KnownHostsPath()))
+	s3 := l.S3()
+	if s3 != nil {
+		ca, err := filepath.Rel(filepath.Dir(path), s3.CAFile)
+		if err != nil {
+			ca = s3.CAFile
+		}
+		b.WriteString("s3:    # the lab's S3-compatible store (SeaweedFS on this machine, 127.0.0.1 only; lab down deletes it)\n")
+		fmt.Fprintf(&b, "  endpoint: %s\n", q(s3.Endpoint))
+		fmt.Fprintf(&b, "  region: %s\n", s3.Region)
+		b.WriteString("  pathStyle: true\n")
+		fmt.Fprintf(&b, "  ca: %s    # the lab's CA, relative to this file\n", q(ca))
+		b.WriteString("  accessKey: \"${vars.s3AccessKey}\"\n")
+		b.WriteString("  secretKey: \"${vars.s3SecretKey}\"\n")
+	}
 	fmt.Fprintf(&b, "vars:\n  snapshot: %s    # where total-loss leaves its snapshot\n", q(l.SnapshotPath()))
+	if s3 != nil {
+		fmt.Fprintf(&b, "  s3AccessKey: %s    # made for this lab\n", q(s3.AccessKey))
+		fmt.Fprintf(&b, "  s3SecretKey: %s\n", q(s3.SecretKey))
+		fmt.Fprintf(&b, "  s3Bucket: %s\n", q(s3.Bucket))
+	}
 	if l.st.TLS {
 		// for a plan that issues member certificates: ca: {cert: "${vars.caCert}", key: "${vars.caKey}"}
 		fmt.Fprintf(&b, "  caCert: %s    # the lab's CA (operator side), for a plan that issues member certificates\n", q(l.CACertPath()))

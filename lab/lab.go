@@ -88,6 +88,12 @@ type Options struct {
 	// and TLS only; Up also creates ConfigMapCount ConfigMaps through the
 	// API server and fingerprints them).
 	Layout string
+	// S3: also a real S3-compatible object store (SeaweedFS, make s3-bins)
+	// on this machine, on 127.0.0.1 only, https with a certificate the
+	// lab's CA signs (the CA is made even without TLS), one key pair made
+	// for the lab and the bucket S3Bucket; the inventory gets its s3:
+	// section and vars.s3AccessKey, s3SecretKey, s3Bucket (see S3, S3Dir).
+	S3 bool
 }
 
 // Host is one lab machine.
@@ -141,6 +147,7 @@ type state struct {
 	Isolated      []string          `json:"isolated,omitempty"` // hosts cut off the lab network (Isolate)
 	// inventory variants written by WriteInventory (path: options); a break rewrites them
 	Inventories map[string]InventoryOptions `json:"inventories,omitempty"`
+	S3          *s3State                    `json:"s3,omitempty"` // the object store (Options.S3)
 }
 
 // Lab is a lab that is up (or partly up, while Up runs or after a failure).
@@ -427,11 +434,15 @@ func Up(ctx context.Context, o Options) (*Lab, error) {
 			tlsNote = ", TLS (one shared member certificate for every lab address; certificates in " + l.PKIDir() + ")"
 		}
 	}
+	s3Note := ""
+	if s3 := l.S3(); s3 != nil {
+		s3Note = fmt.Sprintf(", S3 store at %s (bucket %s)", s3.Endpoint, s3.Bucket)
+	}
 	kubeNote := ""
 	if l.StaticPod() {
 		kubeNote = fmt.Sprintf(", static pods under kubelet %s (etcd, kube-apiserver), %d ConfigMaps", KubeVersion, ConfigMapCount)
 	}
-	l.logf("lab up: %d members, etcd %s, %s mode, %d keys%s%s, in %.1fs", o.Members, l.Version(), l.st.Mode, o.Keys, kubeNote, tlsNote, time.Since(t0).Seconds())
+	l.logf("lab up: %d members, etcd %s, %s mode, %d keys%s%s%s, in %.1fs", o.Members, l.Version(), l.st.Mode, o.Keys, kubeNote, tlsNote, s3Note, time.Since(t0).Seconds())
 	l.logf("inventory: %s", l.InventoryPath())
 	return l, nil
 }
@@ -452,13 +463,22 @@ func (l *Lab) up(ctx context.Context, o Options) error {
 	if err := l.ensureClientKey(); err != nil {
 		return err
 	}
-	if l.st.TLS {
+	if l.st.TLS || o.S3 {
+		// the S3 store's certificate is signed by the lab's CA too
 		if err := l.ensurePKI(); err != nil {
 			return err
 		}
 	}
 	if l.StaticPod() {
 		if err := l.ensureKubePKI(); err != nil {
+			return err
+		}
+	}
+	var s3Start time.Time
+	if o.S3 {
+		// weed starts while the hosts boot; waitS3 below waits for it
+		s3Start = time.Now()
+		if err := l.startS3(ctx); err != nil {
 			return err
 		}
 	}
@@ -516,6 +536,15 @@ func (l *Lab) up(ctx context.Context, o Options) error {
 			return err
 		}
 		l.logf("created %d ConfigMaps in namespace %s through the API server in %.1fs; fingerprint sha256 %s", kfp.ConfigMaps, kfp.Namespace, time.Since(t).Seconds(), kfp.SHA256[:16])
+	}
+	if o.S3 {
+		t = time.Now()
+		if err := l.waitS3(ctx); err != nil {
+			return err
+		}
+		s3 := l.S3()
+		l.logf("s3: SeaweedFS %s ready: bucket %s made and a first object written, %.1fs after weed started (lab up waited %.1fs for it); RSS %.0f MiB; files in %s",
+			SeaweedFSVersion, s3.Bucket, time.Since(s3Start).Seconds(), time.Since(t).Seconds(), float64(rss(s3.PID))/(1<<20), s3.Dir)
 	}
 	if err := l.writeInventory(); err != nil {
 		return err

@@ -7,7 +7,9 @@
 #                (again when LAB_ROOTFS_PACKAGES changes)
 #   kube-bins    kubelet, kube-apiserver ($(KUBE_VERSION)) and crictl ($(CRICTL_VERSION)) -> lab/bin/k8s/<version>/,
 #                and the static-pod lab's images (etcd of each version, kube-apiserver, pause) -> lab/bin/images/
-#   lab-prereqs  all four
+#   s3-bins      SeaweedFS's weed ($(SEAWEEDFS_VERSION)) for `lab up --s3` -> lab/bin/seaweedfs/<version>/weed
+#                (and the link lab/bin/seaweedfs/weed to it)
+#   lab-prereqs  all five
 #   lab-test     go test ./lab/... (real processes; root)
 #   lab-clean    remove lab/bin;  lab-purge: also the rootfs
 
@@ -30,13 +32,19 @@ PAUSE_IMAGE := registry.k8s.io/pause:3.10.1
 KUBE_BIN := $(LAB_BIN)/k8s/$(KUBE_VERSION)
 KUBE_IMAGES := $(LAB_BIN)/images
 KUBE_TOOLS := $(LAB_BIN)/kubetools
+# the S3-compatible store of `lab up --s3`: SeaweedFS built from its Go module
+# (lab/s3build pins the commit; keep SEAWEEDFS_VERSION in sync with
+# SeaweedFSVersion in lab/s3.go: TestMakefileS3InSync checks it)
+SEAWEEDFS_VERSION ?= 4.53
+SEAWEEDFS_COMMIT := 7506e5f91cd6
+S3_BIN := $(LAB_BIN)/seaweedfs/$(SEAWEEDFS_VERSION)
 # what the top-level Makefile's targets depend on: everything but the
-# Kubernetes builds (LAB_PREREQS_BASE; `make test` builds those in the
-# background while the other lab tests run), or everything (LAB_PREREQS)
+# Kubernetes and SeaweedFS builds (LAB_PREREQS_BASE; `make test` builds those
+# in the background while the other lab tests run), or everything (LAB_PREREQS)
 LAB_PREREQS_BASE := lab-deps etcd-bins lab-rootfs
 LAB_PREREQS := lab-prereqs
 
-.PHONY: lab-deps etcd-bins kube-bins lab-rootfs lab-prereqs lab-test lab-clean lab-purge
+.PHONY: lab-deps etcd-bins kube-bins s3-bins lab-rootfs lab-prereqs lab-test lab-clean lab-purge
 
 # apt-get only when something is missing.  While apt installs, /usr/sbin/policy-rc.d
 # must exit 101: without systemd as PID 1 openssh-server's postinst would
@@ -163,7 +171,22 @@ $(KUBE_IMAGES)/pause.tar: $(KUBE_TOOLS)/mkimage
 kube-bins: $(KUBE_BIN)/kubelet $(KUBE_BIN)/crictl $(KUBE_IMAGES)/pause.tar $(KUBE_IMAGES)/kube-apiserver-$(KUBE_VERSION).tar \
 	$(foreach v,$(ETCD_VERSIONS),$(KUBE_IMAGES)/etcd-$(patsubst v%,%,$(v)).tar)
 
-lab-prereqs: $(LAB_PREREQS_BASE) kube-bins
+# weed from github.com/seaweedfs/seaweedfs/weed at the commit lab/s3build
+# pins; rebuilt only when that module changes.  The link
+# lab/bin/seaweedfs/weed is what tests outside the lab package run.
+$(S3_BIN)/weed: $(wildcard $(LAB_DIR)/s3build/go.mod $(LAB_DIR)/s3build/go.sum $(LAB_DIR)/s3build/*/*.go)
+	@grep -Eq '^\s*(require\s+)?github\.com/seaweedfs/seaweedfs v0\.0\.0-[0-9]{14}-$(SEAWEEDFS_COMMIT)\s*$$' $(LAB_DIR)/s3build/go.mod || { echo "s3-bins: lab/s3build/go.mod does not pin SeaweedFS commit $(SEAWEEDFS_COMMIT)" >&2; exit 1; }
+	@echo "s3-bins: building SeaweedFS $(SEAWEEDFS_VERSION) (about 17 min of CPU with a cold Go cache: 21 min wall at nice 19 on a busy 2-core machine)"
+	cd $(LAB_DIR)/s3build && $(KUBE_BUILD_FLAGS) $(GO) build -trimpath \
+	  -ldflags '-s -w -X github.com/seaweedfs/seaweedfs/weed/util/version.COMMIT=$(SEAWEEDFS_COMMIT)' \
+	  -o $(abspath $(S3_BIN))/weed github.com/seaweedfs/seaweedfs/weed
+	@$(S3_BIN)/weed version | grep -F ' $(SEAWEEDFS_VERSION) ' || { echo "s3-bins: weed is not version $(SEAWEEDFS_VERSION) (SEAWEEDFS_VERSION and lab/s3build disagree)" >&2; exit 1; }
+	@touch $(S3_BIN)/weed
+
+s3-bins: $(S3_BIN)/weed
+	@ln -sfn $(SEAWEEDFS_VERSION)/weed $(LAB_BIN)/seaweedfs/weed
+
+lab-prereqs: $(LAB_PREREQS_BASE) kube-bins s3-bins
 
 lab-test: lab-prereqs
 	$(GO) test -count=1 -timeout $(LAB_TEST_TIMEOUT) ./lab/...

@@ -178,6 +178,14 @@ type inventory struct {
 		Sudo       bool   `yaml:"sudo"`
 		Jump       string `yaml:"jump"`
 	} `yaml:"ssh"`
+	S3 *struct {
+		Endpoint  string `yaml:"endpoint"`
+		Region    string `yaml:"region"`
+		PathStyle bool   `yaml:"pathStyle"`
+		CA        string `yaml:"ca"`
+		AccessKey string `yaml:"accessKey"`
+		SecretKey string `yaml:"secretKey"`
+	} `yaml:"s3"`
 	Vars map[string]string `yaml:"vars"`
 }
 

@@ -150,6 +150,9 @@ func checkPrereqs(ctx context.Context, o *Options) (*prereqs, error) {
 	if o.Layout == LayoutStaticPod && p.binDir != "" && p.version != "" {
 		miss = append(miss, kubeMissing(p.binDir, p.version)...)
 	}
+	if o.S3 && p.binDir != "" {
+		miss = append(miss, s3Missing(p.binDir)...)
+	}
 	if len(miss) > 0 {
 		return nil, &PrereqError{Missing: miss}
 	}

@@ -25,7 +25,7 @@ for rehearsing recovery plans.
 
 commands:
   up [--members N] [--etcd 3.5|3.6|3.7|x.y.z] [--keys K] [--mode auto|nspawn|light] [--tls [--tls-shared-cert]]
-     [--layout systemd|static-pod]
+     [--layout systemd|static-pod] [--s3]
                       create hosts h1..hN, start a healthy N-member cluster, write K keys,
                       record their fingerprint and write the inventory; --tls: https client
                       and peer URLs with client certificates required, a CA and operator
@@ -36,12 +36,16 @@ commands:
                       valid for every lab address on all hosts instead; --layout static-pod:
                       kubeadm-style control-plane hosts (light mode, TLS): a real kubelet with
                       containerd runs etcd and kube-apiserver as static pods, and 200
-                      ConfigMaps are created through the API server and fingerprinted
+                      ConfigMaps are created through the API server and fingerprinted;
+                      --s3: also a real S3-compatible store (SeaweedFS, make s3-bins) on
+                      https://127.0.0.1:PORT, certificate from the lab's CA, keys made for
+                      the lab, bucket etcd-backups; the inventory gets s3: and its vars
   break SCENARIO      damage the lab; SCENARIO is one of:
 %s  reboot HOST [--hard]  clean reboot of HOST (disk kept), or a power cut with --hard
   status              hosts, addresses, etcd state, members, revision, keys vs the fingerprint
   verify              exit 0 only if the cluster is healthy and every fingerprinted key is intact
-  down                kill what the lab started, remove namespaces, mounts and state (idempotent)
+  down                kill what the lab started (the S3 store too, with its data), remove
+                      namespaces, mounts and state (idempotent)
   inventory [--user U] [--sudo] [--jump HOST] [--out FILE]
                       print the path of the lab's inventory (for a plan's --inventory); with
                       flags, write a variant first and print its path: ssh as U (the hosts
@@ -76,6 +80,7 @@ type labOpts struct {
 	tls      bool
 	shared   bool
 	layout   string
+	s3       bool
 	hard     bool
 	inv      lab.InventoryOptions
 	invOut   string
@@ -150,7 +155,23 @@ host mode, always TLS): a real kubelet (standalone, staticPodPath
 /etc/kubernetes/manifests) on containerd and runc runs etcd and kube-apiserver
 as static pods with hostNetwork, certificates in /etc/kubernetes/pki; 200
 ConfigMaps are created through the API server and fingerprinted, and lab
-verify checks them and /readyz on every API server. Needs make kube-bins.`
+verify checks them and /readyz on every API server. Needs make kube-bins.
+
+--s3 (any layout): also a real S3-compatible object store on this machine:
+SeaweedFS ` + lab.SeaweedFSVersion + ` (weed server -s3: master, volume server, filer and S3
+gateway in one process; make s3-bins builds it), listening on 127.0.0.1 only
+(a free port the lab picks; not reachable from the lab hosts). The S3 API is
+https with a certificate for 127.0.0.1 signed by the lab's CA (STATE/pki/ca.crt,
+made even without --tls), requests must be signed with the access key and
+secret key made for this lab, and the bucket ` + lab.S3Bucket + ` is created. lab up
+returns once a signed request answers, the bucket exists and a first object
+was written to it (weed's first write waits out its start-up: ~12 s after it
+starts). weed keeps running after lab up ends; its pid file, log and data are
+in STATE/s3 (weed.pid, weed.log, data/); lab status shows it up or down; lab
+down kills it and deletes STATE/s3 with every object. The
+inventory (then mode 0600) gets an s3: section (endpoint, region ` + lab.S3Region + `,
+pathStyle: true, ca: pki/ca.crt, accessKey/secretKey from vars) and
+vars.s3AccessKey, s3SecretKey, s3Bucket.`
 	up.Flags().IntVar(&o.members, "members", 3, "cluster size (1-9)")
 	up.Flags().StringVar(&o.version, "etcd", "3.5", "etcd version: 3.5, 3.6, 3.7 or a full x.y.z")
 	up.Flags().IntVar(&o.keys, "keys", lab.DefaultKeys, "keys to write and fingerprint (0: none)")
@@ -158,6 +179,7 @@ verify checks them and /readyz on every API server. Needs make kube-bins.`
 	up.Flags().BoolVar(&o.tls, "tls", false, "https client and peer URLs, client certificates required, a member certificate per host valid for its address only")
 	up.Flags().BoolVar(&o.shared, "tls-shared-cert", false, "with --tls: one member certificate valid for every lab address on all hosts")
 	up.Flags().StringVar(&o.layout, "layout", lab.LayoutSystemd, "how etcd runs on the hosts: systemd (a unit) or static-pod (kubelet static pods with kube-apiserver; light mode, TLS)")
+	up.Flags().BoolVar(&o.s3, "s3", false, "also a real S3-compatible store (SeaweedFS) on https://127.0.0.1:PORT with bucket "+lab.S3Bucket+" (make s3-bins)")
 	completeValues(up, "layout", lab.LayoutSystemd, lab.LayoutStaticPod)
 	completeValues(up, "etcd", "3.5", "3.6", "3.7")
 	completeValues(up, "mode", "auto", string(lab.ModeNspawn), string(lab.ModeLight))
@@ -274,7 +296,7 @@ func labUp(ctx context.Context, o *labOpts, stdout io.Writer) error {
 	if k == 0 {
 		k = -1
 	}
-	l, err := lab.Up(ctx, lab.Options{Members: o.members, Version: o.version, Keys: k, StateDir: o.stateDir, Log: stdout, Mode: m, TLS: o.tls, TLSSharedCert: o.shared, Layout: o.layout})
+	l, err := lab.Up(ctx, lab.Options{Members: o.members, Version: o.version, Keys: k, StateDir: o.stateDir, Log: stdout, Mode: m, TLS: o.tls, TLSSharedCert: o.shared, Layout: o.layout, S3: o.s3})
 	if err != nil {
 		return err
 	}
@@ -288,6 +310,10 @@ func labUp(ctx context.Context, o *labOpts, stdout io.Writer) error {
 		if hs := l.Hosts(); len(hs) > 0 {
 			fmt.Fprintf(stdout, "api:       curl --cacert %s --cert %s --key %s %s/readyz\n", l.CACertPath(), l.AdminCertPath(), l.AdminKeyPath(), lab.APIServerURL(hs[0].Address))
 		}
+	}
+	if s3 := l.S3(); s3 != nil {
+		// the keys are in the inventory (vars.s3AccessKey, vars.s3SecretKey), never printed
+		fmt.Fprintf(stdout, "s3:        %s, bucket %s, CA %s, keys in the inventory's vars; log %s\n", s3.Endpoint, s3.Bucket, s3.CAFile, s3.LogFile)
 	}
 	return nil
 }
@@ -446,6 +472,13 @@ func printLabStatus(w io.Writer, s *lab.Status) {
 	if len(s.Breaks) > 0 {
 		fmt.Fprintf(w, "breaks: %s\n", strings.Join(s.Breaks, ", "))
 	}
+	if s.S3 != nil {
+		if s.S3.State == "up" {
+			fmt.Fprintf(w, "s3: up at %s, bucket %s (weed pid %d, RSS %.0f MiB)\n", s.S3.Endpoint, s.S3.Bucket, s.S3.PID, float64(s.S3.RSS)/(1<<20))
+		} else {
+			fmt.Fprintf(w, "s3: %s (%s)\n", s.S3.State, s.S3.Endpoint)
+		}
+	}
 	if len(s.Problems) == 0 {
 		fmt.Fprintln(w, "health: OK (lab verify would pass)")
 		return
@@ -472,6 +505,17 @@ type labStatus struct {
 	Breaks      []string         `json:"breaks"`
 	Healthy     bool             `json:"healthy"`
 	Problems    []string         `json:"problems"`
+	S3          *labS3           `json:"s3,omitempty"`
+}
+
+// labS3 is the S3 store in lab status -o json.
+type labS3 struct {
+	Endpoint string `json:"endpoint"`
+	Bucket   string `json:"bucket"`
+	PID      int    `json:"pid"`
+	Up       bool   `json:"up"`
+	State    string `json:"state"`
+	RSSBytes uint64 `json:"rssBytes"`
 }
 
 type labHost struct {
@@ -519,6 +563,9 @@ func labStatusJSON(s *lab.Status) labStatus {
 	}
 	for _, m := range s.Members {
 		j.Members = append(j.Members, labMember{m.Name, m.Host, m.ClientURL, hexID(m.ID), hexID(m.Leader), m.Revision, m.DBSize, m.Version, m.Err})
+	}
+	if s.S3 != nil {
+		j.S3 = &labS3{Endpoint: s.S3.Endpoint, Bucket: s.S3.Bucket, PID: s.S3.PID, Up: s.S3.State == "up", State: s.S3.State, RSSBytes: s.S3.RSS}
 	}
 	return j
 }
