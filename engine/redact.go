@@ -61,7 +61,11 @@ func NewRedactor(p *plans.Plan) *Redactor {
 	// them are called, or written in the file (a warning finding).
 	if p.S3 != nil {
 		r, _ := p.S3.Resolved(p.Vars)
-		values = append(values, r.AccessKey, r.SecretKey, r.SessionToken)
+		for _, v := range []string{r.AccessKey, r.SecretKey, r.SessionToken} {
+			if len(plans.Refs(v)) == 0 { // an unresolved ${vars.X} is a finding, not a secret
+				values = append(values, v)
+			}
+		}
 	}
 	for _, v := range values {
 		if v == "" || seen[v] {
