@@ -42,6 +42,33 @@ func StoreConfig(p *plans.Plan) (objstore.Config, error) {
 		AccessKey: r.AccessKey, SecretKey: r.SecretKey, SessionToken: r.SessionToken}, nil
 }
 
+// storeLine describes the s3: section for the dry-run: where, and where
+// the credentials come from (by name, never their values).
+func storeLine(p *plans.Plan) string {
+	s := p.S3
+	ep := s.Endpoint
+	if ep == "" {
+		ep = "AWS S3"
+	}
+	r, _ := s.Resolved(p.Vars)
+	line := fmt.Sprintf("%s, region %s", NewRedactor(p).String(ep), r.Region)
+	if s.PathStyle {
+		line += ", path-style"
+	}
+	if s.CA != "" {
+		line += ", CA " + plans.LocalFile(p.S3Base, r.CA)
+	}
+	switch {
+	case s.AccessKey == "":
+		line += "; credentials from the AWS chain (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_SHARED_CREDENTIALS_FILE or ~/.aws/credentials)"
+	case len(plans.Refs(s.SecretKey)) > 0:
+		line += "; credentials from " + strings.Join(append(plans.Refs(s.AccessKey), plans.Refs(s.SecretKey)...), " and ") + " (redacted)"
+	default:
+		line += "; credentials written in the file (redacted)"
+	}
+	return line
+}
+
 // usesStore reports whether a step of c reaches the object store.
 func usesStore(c *Compiled) bool {
 	for _, n := range c.Nodes {

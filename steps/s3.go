@@ -85,7 +85,7 @@ func mib(n int64) string { return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20)) }
 func (c *Ctx) runDirFile(name string) string {
 	dir := c.RunDir
 	if dir == "" {
-		dir = "<run-dir>"
+		dir = "<state-dir>/runs/<run-id>"
 	}
 	return filepath.Join(dir, name)
 }
