@@ -175,6 +175,13 @@ func (s *SnapshotSave) saveS3(ctx context.Context, c *Ctx, env Env, url, stage s
 	if err := os.MkdirAll(filepath.Dir(stage), 0o700); err != nil {
 		return err
 	}
+	rev := int64(0)
+	if ep, err := api.Status(ctx, url); err == nil {
+		// The member's revision as the save begins: the snapshot holds at
+		// least this much history (it is taken in one read transaction
+		// that starts after this answer).
+		rev = ep.Revision
+	}
 	part := stage + ".part"
 	f, err := os.OpenFile(part, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
 	if err != nil {
@@ -197,12 +204,6 @@ func (s *SnapshotSave) saveS3(ctx context.Context, c *Ctx, env Env, url, stage s
 	}
 	if err := os.Rename(part, stage); err != nil {
 		return err
-	}
-	rev := int64(0)
-	if ep, err := api.Status(ctx, url); err == nil {
-		// The member's revision right after the save: the snapshot holds
-		// at least this much history (at most a few writes less).
-		rev = ep.Revision
 	}
 	cluster := ""
 	if c.Cluster != nil {
@@ -373,7 +374,12 @@ func (s *SnapshotFetch) Describe(c *Ctx, t Target) []Action {
 	}
 	return []Action{
 		{Kind: Local, Cmd: fmt.Sprintf("before any host is touched: download %s to %s", what, file),
-			Run: func(ctx context.Context, env Env) error { return s.fetch(ctx, c, env, file) }},
+			Run: func(ctx context.Context, env Env) error {
+				if err := s.fetch(ctx, c, env, file); err != nil {
+					return fmt.Errorf("%w (snapshot-fetch runs before every other step: no host was touched)", err)
+				}
+				return nil
+			}},
 		{Kind: Local, Cmd: "verify the download's sha256 against the object's metadata, and the sha256 trailer of " + q(file)},
 	}
 }
