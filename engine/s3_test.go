@@ -7,10 +7,12 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -30,6 +32,8 @@ type fakeStore struct {
 	// echo puts the credentials into every error, as a careless client
 	// might.
 	echo bool
+	// onCall, when set, is called with each method's name first.
+	onCall func(name string)
 }
 
 type fakeObject struct {
@@ -59,6 +63,9 @@ func (s *fakeStore) use(t *testing.T) {
 func (s *fakeStore) call(name, arg string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.onCall != nil {
+		s.onCall(name)
+	}
 	s.calls = append(s.calls, name+" "+arg)
 	if err := s.fail[name]; err != nil {
 		if s.echo {
@@ -540,4 +547,117 @@ func TestS3SecretNeverLeaks(t *testing.T) {
 	if !seen {
 		t.Errorf("the echoed error never reached the output (nothing was tested)")
 	}
+}
+
+// crashAtStoreCall runs apply and keeps a copy of state.json as it was
+// when the store's method was called: what a kill -9 at that moment
+// leaves behind; the copy is put back after the run.
+func crashAtStoreCall(t *testing.T, h *harness, st *fakeStore, method string) string {
+	t.Helper()
+	var statePath string
+	var saved []byte
+	st.mu.Lock()
+	st.onCall = func(name string) {
+		if name == method && saved == nil {
+			saved = []byte(readFile(t, statePath))
+		}
+	}
+	st.mu.Unlock()
+	o := h.opts()
+	o.OnStart = func(r *runstate.Run) { statePath = filepath.Join(r.Dir(), "state.json") }
+	res, err := h.apply(o)
+	if err != nil || saved == nil {
+		t.Fatalf("apply: %v; %s called: %v", err, method, saved != nil)
+	}
+	if err := runstate.WriteFileAtomic(statePath, saved, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	st.mu.Lock()
+	st.onCall = nil
+	st.mu.Unlock()
+	return res.RunID
+}
+
+// Killed after the upload: the resumed save is done by its Check (the
+// object is there, this run's, and verifies), not uploaded again. Killed
+// mid-upload (nothing stored): the resume saves and uploads again.
+func TestS3SaveResumeChecksTheObject(t *testing.T) {
+	t.Run("after the upload", func(t *testing.T) {
+		st := newFakeStore()
+		st.use(t)
+		h := newS3Harness(t, saveS3Steps)
+		h.withSnapshot(snapshotBytes("data"))
+		runID := crashAtStoreCall(t, h, st, "Verify")
+		wantStatuses(t, re2state(t, h, runID), map[string]string{"save@h1": "running"})
+		before := len(st.callNames())
+		res, err := h.resume(runID, h.opts())
+		if err != nil {
+			t.Fatalf("resume: %v\n%s", err, h.progress.String())
+		}
+		if got := strings.Join(st.callNames()[before:], " "); got != "Stat Verify" {
+			t.Errorf("resume store calls %q, want the Check only (Stat Verify)", got)
+		}
+		wantStatuses(t, res.State, map[string]string{"save@h1": "done"})
+	})
+	t.Run("mid-upload", func(t *testing.T) {
+		st := newFakeStore()
+		st.use(t)
+		h := newS3Harness(t, saveS3Steps)
+		h.withSnapshot(snapshotBytes("data"))
+		runID := crashAtStoreCall(t, h, st, "Upload")
+		// The upload never completed: nothing under the key.
+		st.mu.Lock()
+		st.objs = map[objstore.Location]*fakeObject{}
+		st.mu.Unlock()
+		before := len(st.callNames())
+		res, err := h.resume(runID, h.opts())
+		if err != nil {
+			t.Fatalf("resume: %v\n%s", err, h.progress.String())
+		}
+		if got := strings.Join(st.callNames()[before:], " "); !strings.HasPrefix(got, "Stat Upload Verify") {
+			t.Errorf("resume store calls %q, want the Check, then the save again", got)
+		}
+		if len(st.keys()) != 1 {
+			t.Errorf("objects %v", st.keys())
+		}
+		wantStatuses(t, res.State, map[string]string{"save@h1": "done"})
+	})
+}
+
+// The crash failpoint matches a transfer's progress line: a run can be
+// killed mid-upload (the e2e's crash test relies on it). The test runs
+// itself in a child process with ETCD_RESCUE_CRASH_AFTER set.
+func TestS3CrashFailpointMidUpload(t *testing.T) {
+	if dir := os.Getenv("S3_CRASH_CHILD_DIR"); dir != "" {
+		st := newFakeStore()
+		st.use(t)
+		h := newS3Harness(t, saveS3Steps)
+		h.stateDir = dir
+		h.withSnapshot(snapshotBytes(strings.Repeat("x", 20<<20)))
+		_, err := h.apply(h.opts())
+		t.Fatalf("the failpoint did not kill the process: %v", err)
+	}
+	dir := t.TempDir()
+	cmd := exec.Command(os.Args[0], "-test.run=^TestS3CrashFailpointMidUpload$", "-test.count=1")
+	cmd.Env = append(os.Environ(), "S3_CRASH_CHILD_DIR="+dir, CrashAfterEnv+"=8.0 MiB of 20.0 MiB")
+	out, err := cmd.CombinedOutput()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
+		t.Fatalf("want the child killed by SIGKILL, got %v\n%s", err, out)
+	}
+	runs, _ := (&runstate.Store{Dir: dir}).Runs()
+	if len(runs) != 1 {
+		t.Fatalf("runs %v", runs)
+	}
+	journal := readFile(t, filepath.Join(dir, "runs", runs[0], "events.jsonl"))
+	lines := strings.Split(strings.TrimSpace(journal), "\n")
+	last := lines[len(lines)-1]
+	if !strings.Contains(last, "s3 upload s3://backups/etcd/etcd-"+runs[0]+".db 8.0 MiB of 20.0 MiB") {
+		t.Errorf("last journal line %s", last)
+	}
+	st, err := (&runstate.Store{Dir: dir}).Load(runs[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantStatuses(t, st, map[string]string{"save@h1": "running"})
 }
