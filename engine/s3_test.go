@@ -124,10 +124,18 @@ func (s *fakeStore) Upload(ctx context.Context, dst objstore.Location, file stri
 	}
 	progress(int64(len(data)), int64(len(data)))
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	o := &fakeObject{data: data, meta: meta, layout: objstore.LayoutRescue, modified: time.Now(), revision: meta.Revision}
 	s.objs[dst] = o
-	return s.object(dst, o), nil
+	s.mu.Unlock()
+	// Like objstore.Client: read back and verified, removed on a mismatch.
+	ob, err := s.Verify(ctx, dst, meta)
+	if err != nil {
+		s.mu.Lock()
+		delete(s.objs, dst)
+		s.mu.Unlock()
+		return objstore.Object{}, err
+	}
+	return ob, nil
 }
 
 func (s *fakeStore) Verify(ctx context.Context, l objstore.Location, want objstore.Meta) (objstore.Object, error) {

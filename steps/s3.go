@@ -129,8 +129,8 @@ func (s *SnapshotSave) describeS3(c *Ctx, t Target, url string) []Action {
 		{Host: t.Name(), Kind: API, Cmd: fmt.Sprintf("snapshot save from %s to the staging file %s (Maintenance.Snapshot)", url, stage),
 			Run: func(ctx context.Context, env Env) error { return s.saveS3(ctx, c, env, url, stage, dst) }},
 		{Kind: Local, Cmd: "verify the sha256 trailer of " + q(stage)},
-		{Kind: Local, Cmd: fmt.Sprintf("upload %s to %s (streamed multipart; metadata sha256, revision, size, cluster, run)", stage, dst)},
-		{Kind: Local, Cmd: fmt.Sprintf("verify %s by reading it back (sha256 and size against the metadata); remove %s", dst, stage)},
+		{Kind: Local, Cmd: fmt.Sprintf("upload %s to %s (streamed multipart; metadata sha256, revision, size, cluster, run), then read it back: sha256 and size must match", stage, dst)},
+		{Kind: Local, Cmd: "remove " + q(stage)},
 	}
 	if k := s.Keep; k != nil && (k.Last > 0 || k.Days > 0) {
 		acts = append(acts,
@@ -211,11 +211,15 @@ func (s *SnapshotSave) saveS3(ctx context.Context, c *Ctx, env Env, url, stage s
 	}
 	meta := objstore.Meta{SHA256: sum, Revision: rev, Size: size, Cluster: cluster, RunID: c.RunID}
 	env.Logf("saved %s (%d bytes, sha256 %s); uploading to %s", stage, size, sum, dst)
-	if _, err := st.Upload(ctx, dst, stage, meta, progressLogger(env, "upload", dst.String())); err != nil {
-		return fmt.Errorf("upload to %s: %w (nothing was pruned; the snapshot is kept in %s)", dst, err, stage)
+	// Upload reads the object back and verifies it against meta (the
+	// Store's contract; objstore.Client removes an object that does not
+	// match): a second read here would double the transfer.
+	o, err := st.Upload(ctx, dst, stage, meta, progressLogger(env, "upload", dst.String()))
+	if err == nil && (o.Meta.SHA256 != sum || o.Size != size) {
+		err = fmt.Errorf("the store reports sha256 %s and %d bytes, the snapshot has %s and %d: %w", o.Meta.SHA256, o.Size, sum, size, objstore.ErrCorrupt)
 	}
-	if _, err := st.Verify(ctx, dst, meta); err != nil {
-		return fmt.Errorf("verify %s after the upload: %w (nothing was pruned; the snapshot is kept in %s)", dst, err, stage)
+	if err != nil {
+		return fmt.Errorf("upload to %s: %w (nothing was pruned; the snapshot is kept in %s)", dst, err, stage)
 	}
 	if err := env.SetFact(FactSaved(dst.String()), fmt.Sprintf("%s %d %d", sum, rev, size)); err != nil {
 		return err
