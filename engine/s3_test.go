@@ -246,9 +246,13 @@ const s3Vars = "  s3AccessKey: AKIDEXAMPLE\n  s3SecretKey: wJalrXUtnFEMI-K7MDENG
 
 // newS3Harness is newHarness for a plan with an s3: section.
 func newS3Harness(t *testing.T, stepsYAML string) *harness {
+	return newS3HarnessWith(t, s3Section, s3Vars, stepsYAML)
+}
+
+func newS3HarnessWith(t *testing.T, section, vars, stepsYAML string) *harness {
 	dir := t.TempDir()
 	h := &harness{t: t, dir: dir, w: &world{}, stateDir: filepath.Join(dir, "state")}
-	body := planHead + s3Section + "vars:\n" + s3Vars + "steps:\n" + stepsYAML
+	body := planHead + section + "vars:\n" + vars + "steps:\n" + stepsYAML
 	h.plan = filepath.Join(dir, "plan.yaml")
 	if err := os.WriteFile(h.plan, []byte(body), 0o600); err != nil {
 		t.Fatal(err)
