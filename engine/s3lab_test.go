@@ -117,7 +117,7 @@ func s3LabStore(t *testing.T) (section, vars string) {
 			t.Fatalf("weed exited before it answered")
 		default:
 		}
-		sh := exec.Command(bin, "shell", fmt.Sprintf("-master=127.0.0.1:%d", ports[2]))
+		sh := exec.Command(bin, "shell", fmt.Sprintf("-master=127.0.0.1:%d.%d", ports[2], ports[3]), fmt.Sprintf("-filer=127.0.0.1:%d.%d", ports[6], ports[7]))
 		sh.Dir, sh.Env = dir, cmd.Env
 		sh.Stdin = strings.NewReader("s3.bucket.create -name etcd-backups\nexit\n")
 		out, err := sh.CombinedOutput()
