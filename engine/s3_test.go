@@ -673,3 +673,40 @@ func TestS3CrashFailpointMidUpload(t *testing.T) {
 	}
 	wantStatuses(t, st, map[string]string{"save@h1": "running"})
 }
+
+// A secret key written in the file (a warning finding) is redacted like a
+// secret variable, and so is a credential held by a variable whose name
+// says nothing of secrets.
+func TestS3CredentialsRedacted(t *testing.T) {
+	dir := t.TempDir()
+	plan := filepath.Join(dir, "plan.yaml")
+	body := planHead + "s3:\n  endpoint: http://127.0.0.1:9000\n  accessKey: ${vars.s3User}\n  secretKey: literal-Secret-Value-42\n" +
+		"vars:\n  s3User: plainUserName77\nsteps:\n  - {id: fetch, type: snapshot-fetch, with: {from: \"s3://bkt/etcd/\", select: latest, to: a.db}}\n"
+	if err := os.WriteFile(plan, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, fs := Load(plan, "")
+	if c == nil || fs.Errors() > 0 {
+		t.Fatalf("load: %v", fs)
+	}
+	warned := false
+	for _, f := range fs {
+		warned = warned || strings.Contains(f.Msg, "s3.secretKey is written in the file")
+	}
+	if !warned {
+		t.Errorf("no warning for the literal secret key: %v", fs)
+	}
+	red := NewRedactor(c.Plan)
+	for _, v := range []string{"literal-Secret-Value-42", "plainUserName77"} {
+		if got := red.String("x " + v + " y"); got != "x "+Redacted+" y" {
+			t.Errorf("%s not redacted: %q", v, got)
+		}
+	}
+	var txt strings.Builder
+	if err := BuildDryRun(c).WriteText(&txt); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(txt.String(), "literal-Secret") || !strings.Contains(txt.String(), "credentials written in the file (redacted)") {
+		t.Errorf("dry-run: %s", txt.String())
+	}
+}
