@@ -21,6 +21,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/etcd-rescue/etcd-rescue/engine/runstate"
 	"github.com/etcd-rescue/etcd-rescue/internal/objstore"
 	"github.com/etcd-rescue/etcd-rescue/steps"
 )
@@ -259,4 +260,79 @@ func TestS3LabSaveRetentionFetch(t *testing.T) {
 	if h.w.ran("h1", "touch-host") != 1 {
 		t.Errorf("host step did not run after the fetch: %v", h.w.commands())
 	}
+}
+
+// A backup killed mid-upload (the crash failpoint on a progress line, in a
+// child process) leaves no object; the resumed run saves and uploads again
+// and ends with one verified object. The killed upload is an incomplete
+// multipart upload, never an object.
+func TestS3LabSaveKilledMidUploadResumes(t *testing.T) {
+	if dir := os.Getenv("S3LAB_CHILD_DIR"); dir != "" {
+		h := &harness{t: t, dir: dir, w: &world{}, stateDir: filepath.Join(dir, "state"), plan: filepath.Join(dir, "plan.yaml")}
+		h.withSnapshot(s3LabSnap())
+		_, err := h.apply(h.opts())
+		t.Fatalf("the failpoint did not kill the process: %v", err)
+	}
+	section, vars := s3LabStore(t)
+	h := newS3HarnessWith(t, section, vars, `
+  - {id: save, type: snapshot-save, on: h1, with: {to: "s3://etcd-backups/crash/etcd-${run.id}.db", keep: {last: 3}}}
+`)
+	cmd := exec.Command(os.Args[0], "-test.run=^TestS3LabSaveKilledMidUploadResumes$", "-test.count=1")
+	cmd.Env = append(os.Environ(), "S3LAB_CHILD_DIR="+h.dir, CrashAfterEnv+"=s3 upload s3://etcd-backups/crash/")
+	out, err := cmd.CombinedOutput()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
+		t.Fatalf("want the child killed by SIGKILL, got %v\n%s", err, lastLines(string(out), 20))
+	}
+	runs, _ := (&runstate.Store{Dir: h.stateDir}).Runs()
+	if len(runs) != 1 {
+		t.Fatalf("runs %v", runs)
+	}
+	runID := runs[0]
+	key := "s3://etcd-backups/crash/etcd-" + runID + ".db"
+	st, err := newObjectStore(storeCfg(t, h))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.Stat(context.Background(), s3Loc(key)); err == nil {
+		t.Fatalf("an object exists after a kill mid-upload")
+	}
+	journal := readFile(t, filepath.Join(h.stateDir, "runs", runID, "events.jsonl"))
+	if !strings.Contains(lastLines(journal, 1), "s3 upload "+key) {
+		t.Fatalf("not killed on a progress line: %s", lastLines(journal, 2))
+	}
+
+	snap := s3LabSnap()
+	h.withSnapshot(snap)
+	res, err := h.resume(runID, h.opts())
+	if err != nil {
+		t.Fatalf("resume: %v\n%s", err, h.progress.String())
+	}
+	wantStatuses(t, res.State, map[string]string{"save@h1": "done"})
+	o, err := st.Verify(context.Background(), s3Loc(key), objstore.Meta{SHA256: sum(snap)})
+	if err != nil || o.Meta.RunID != runID || o.Meta.Revision != 4242 {
+		t.Fatalf("object after the resume: %+v %v", o.Meta, err)
+	}
+	objs, err := st.List(context.Background(), objstore.Location{Bucket: "etcd-backups", Key: "crash/"})
+	if err != nil || len(objs) != 1 {
+		t.Errorf("objects under crash/: %v %v", objs, err)
+	}
+}
+
+func s3LabSnap() []byte { return snapshotBytes(strings.Repeat("c", 40<<20)) }
+
+func s3Loc(u string) objstore.Location {
+	l, _ := objstore.ParseURL(u)
+	return l
+}
+
+// storeCfg is the object store configuration of h's plan.
+func storeCfg(t *testing.T, h *harness) objstore.Config {
+	t.Helper()
+	c := compileTest(t, h.plan)
+	cfg, err := StoreConfig(c.Plan)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg
 }
