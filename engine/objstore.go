@@ -73,12 +73,7 @@ func storeLine(p *plans.Plan) string {
 func usesStore(c *Compiled) bool {
 	for _, n := range c.Nodes {
 		for _, t := range n.Targets {
-			switch s := t.Params.(type) {
-			case *steps.SnapshotSave:
-				if objstore.IsURL(s.To) {
-					return true
-				}
-			case *steps.SnapshotFetch:
+			if u, ok := t.Params.(steps.UsesObjectStore); ok && u.UsesObjectStore() {
 				return true
 			}
 		}

@@ -710,3 +710,19 @@ func TestS3CredentialsRedacted(t *testing.T) {
 		t.Errorf("dry-run: %s", txt.String())
 	}
 }
+
+// A missing s3.ca stops apply before anything runs (exit 4): no run, no
+// store call, no host command.
+func TestS3CAPreflight(t *testing.T) {
+	st := newFakeStore()
+	st.use(t)
+	h := newS3HarnessWith(t, s3Section+"  ca: pki/missing-ca.crt\n", s3Vars, fetchSteps)
+	_, err := h.apply(h.opts())
+	var pe *PrereqError
+	if !errors.As(err, &pe) || !strings.Contains(err.Error(), "s3.ca") || !strings.Contains(err.Error(), filepath.Join(h.dir, "pki/missing-ca.crt")) {
+		t.Fatalf("want a prerequisite error naming s3.ca: %v", err)
+	}
+	if runs, _ := (&runstate.Store{Dir: h.stateDir}).Runs(); len(runs) != 0 || len(st.calls) != 0 || len(h.w.commands()) != 0 {
+		t.Errorf("runs %v, store calls %v, commands %v", runs, st.calls, h.w.commands())
+	}
+}

@@ -34,6 +34,16 @@ func store(env Env) (objstore.Store, error) {
 	return se.ObjectStore()
 }
 
+// UsesObjectStore is implemented by steps that reach the plan's object
+// store with some parameters (snapshot-save to: s3://..., snapshot-fetch):
+// the engine then checks the s3: section's files before anything runs.
+type UsesObjectStore interface {
+	UsesObjectStore() bool
+}
+
+func (s *SnapshotSave) UsesObjectStore() bool { return objstore.IsURL(s.To) }
+func (*SnapshotFetch) UsesObjectStore() bool  { return true }
+
 // Prepares is implemented by operator-side steps that must complete before
 // the first step that touches a host (snapshot-fetch): the engine runs
 // every one of them after the preflight and before any other step, and a
