@@ -148,6 +148,9 @@ func confirm(ctx context.Context, opts *Options, st *runstate.State) error {
 // preflight checks the local prerequisites of the SSH backend (none for a
 // backend given in Options).
 func preflight(c *Compiled, opts *Options) error {
+	if err := storePreflight(c); err != nil {
+		return err
+	}
 	if opts.Backend != nil {
 		return nil
 	}

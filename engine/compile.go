@@ -61,6 +61,9 @@ type Compiled struct {
 
 	// LoadTime is how long reading, checking and compiling the plan took.
 	LoadTime time.Duration
+	// RunDir is the directory of the run on the operator machine, once a
+	// session has opened it ("" in a dry-run).
+	RunDir string
 
 	rix *ruleIndex // built by the first rule that asks (rules.go)
 }
@@ -69,6 +72,9 @@ type Compiled struct {
 func (c *Compiled) Ctx(n *Node, runID string, facts map[string]string) *steps.Ctx {
 	ctx := &steps.Ctx{Plan: c.Plan, Cluster: c.Plan.Cluster, Version: c.Version, RunID: runID,
 		DryRun: runID == DryRunID, Facts: facts}
+	if !ctx.DryRun {
+		ctx.RunDir = c.RunDir
+	}
 	if n != nil {
 		for _, t := range n.Targets {
 			ctx.Selected = append(ctx.Selected, t.Target)

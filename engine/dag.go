@@ -99,15 +99,26 @@ func (c *Compiled) cycles() plans.Findings {
 }
 
 // layer assigns each node the wave after the latest of its needs and groups
-// the waves; nodes of one wave may run in parallel.
+// the waves; nodes of one wave may run in parallel. The steps of the
+// prepare phase (objstore.go) are the first wave of their own: every other
+// step runs after them.
 func (c *Compiled) layer() {
+	first := 0
+	for _, n := range c.Nodes {
+		if prepares(n.Type) {
+			first = 1
+		}
+	}
 	done := map[*Node]bool{}
 	var visit func(n *Node) int
 	visit = func(n *Node) int {
 		if done[n] {
 			return n.Wave
 		}
-		w := 0
+		w := first
+		if prepares(n.Type) {
+			w = 0
+		}
 		for _, d := range n.Needs {
 			if dw := visit(d) + 1; dw > w {
 				w = dw

@@ -9,7 +9,8 @@ import (
 // CrashAfterEnv names the crash tests' failpoint. When it is set, the
 // process kills itself with SIGKILL (as kill -9 or a power cut would) right
 // after it has journalled a successful remote command or etcd API call
-// whose text contains the variable's value: the instant between a change
+// whose text contains the variable's value, or a log line of a step (a
+// transfer's progress, "s3 upload ..."): the instant between a change
 // made on the cluster and its checkpoint, which no kill from outside hits
 // reliably. Every session in which it is set says so first, loudly. Never
 // set it on a real run.

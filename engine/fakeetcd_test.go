@@ -17,6 +17,8 @@ type fakeEtcd struct {
 	byURL   map[string]*fakeMember
 	list    []steps.Member
 	removed []uint64
+	// snap, when set, is what SnapshotSave streams.
+	snap []byte
 }
 
 type fakeMember struct {
@@ -111,7 +113,14 @@ func (f *fakeEtcd) HashKV(ctx context.Context, url string, rev int64) (uint32, i
 	return 0, 0, errors.New("fake: hashkv")
 }
 func (f *fakeEtcd) SnapshotSave(ctx context.Context, url string, w io.Writer) (string, int64, error) {
-	return "", 0, errors.New("fake: snapshot save")
+	f.mu.Lock()
+	snap := f.snap
+	f.mu.Unlock()
+	if snap == nil {
+		return "", 0, errors.New("fake: snapshot save")
+	}
+	n, err := w.Write(snap)
+	return "", int64(n), err
 }
 func (f *fakeEtcd) IsRetryable(err error) bool { return false }
 

@@ -41,7 +41,8 @@ type Redactor struct {
 	secrets []string
 }
 
-// NewRedactor collects the values of the secret variables of p. Every
+// NewRedactor collects the values of the secret variables of p and the
+// credentials of its s3: section. Every
 // non-empty value counts: over-redacting a log line is harmless, leaking a
 // password is not.
 func NewRedactor(p *plans.Plan) *Redactor {
@@ -50,8 +51,24 @@ func NewRedactor(p *plans.Plan) *Redactor {
 		return r
 	}
 	seen := map[string]bool{}
+	var values []string
 	for name, v := range p.Vars {
-		if v == "" || !IsSecretVar(name) || seen[v] {
+		if IsSecretVar(name) {
+			values = append(values, v)
+		}
+	}
+	// The object store's credentials, whatever the variables that hold
+	// them are called, or written in the file (a warning finding).
+	if p.S3 != nil {
+		r, _ := p.S3.Resolved(p.Vars)
+		for _, v := range []string{r.AccessKey, r.SecretKey, r.SessionToken} {
+			if len(plans.Refs(v)) == 0 { // an unresolved ${vars.X} is a finding, not a secret
+				values = append(values, v)
+			}
+		}
+	}
+	for _, v := range values {
+		if v == "" || seen[v] {
 			continue
 		}
 		// The value as it is, as a finding's %q writes it, as a shell command holds it (exec quotes every

@@ -20,8 +20,11 @@ type DryRun struct {
 	Members     []string `json:"members"`
 	// CertChecks say, one per member, which certificates apply checks
 	// before the first change, and against what (certgate.go).
-	CertChecks []string     `json:"certChecks,omitempty"`
-	Waves      []DryRunWave `json:"waves"`
+	CertChecks []string `json:"certChecks,omitempty"`
+	// ObjectStore says which object store the steps that use one reach,
+	// and with which credentials (never their values).
+	ObjectStore string       `json:"objectStore,omitempty"`
+	Waves       []DryRunWave `json:"waves"`
 }
 
 // DryRunWave is a set of steps that may run in parallel.
@@ -66,6 +69,9 @@ func BuildDryRun(c *Compiled) *DryRun {
 		d.Members = append(d.Members, fmt.Sprintf("%s on %s (%s)", m.Name, m.Host, m.PeerURL))
 	}
 	d.CertChecks = certPlanLines(c)
+	if usesStore(c) && p.S3 != nil {
+		d.ObjectStore = storeLine(p)
+	}
 	for i, wave := range c.Waves {
 		w := DryRunWave{Wave: i + 1}
 		for _, n := range wave {
@@ -120,6 +126,9 @@ func (d *DryRun) WriteText(w io.Writer) error {
 		for _, l := range d.CertChecks {
 			fmt.Fprintf(&b, "  %s\n", l)
 		}
+	}
+	if d.ObjectStore != "" {
+		fmt.Fprintf(&b, "object store %s\n", d.ObjectStore)
 	}
 	b.WriteString("nothing below has run; <run-id> is set when the plan is applied\n")
 	n := 0

@@ -33,6 +33,7 @@ func (c *Compiled) rules() plans.Findings {
 	fs = append(fs, c.ruleCerts()...)
 	fs = append(fs, c.ruleWipeStopped()...)
 	fs = append(fs, c.ruleKubernetes()...)
+	fs = append(fs, c.rulePrepares()...)
 	return fs
 }
 

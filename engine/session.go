@@ -114,6 +114,7 @@ func session(ctx context.Context, c *Compiled, run *runstate.Run, opts *Options,
 	if opts.OnStart != nil {
 		opts.OnStart(run)
 	}
+	c.RunDir = run.Dir()
 	stop := opts.Stop
 	if stop == nil {
 		stop = make(chan struct{}) // never closed

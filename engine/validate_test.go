@@ -100,8 +100,8 @@ func TestGoodPlans(t *testing.T) {
 // TestExamplesValid: every example validates with no error and no warning.
 func TestExamplesValid(t *testing.T) {
 	files, _ := filepath.Glob("../examples/*.yaml")
-	if len(files) != 11 {
-		t.Fatalf("want the 7 seed scenarios, the 5-member quorum loss, the quorum loss from the survivor's snapshot and the two new-certificate plans in examples/, found %d", len(files))
+	if len(files) != 13 {
+		t.Fatalf("want the 7 seed scenarios, the 5-member quorum loss, the quorum loss from the survivor's snapshot, the two new-certificate plans and the two S3 plans (backup, restore) in examples/, found %d", len(files))
 	}
 	for _, f := range files {
 		c, fs := Load(f, "")

@@ -26,6 +26,8 @@ type walker struct {
 	// live is the session-start view of the cluster given to steps (nil:
 	// facts not collected).
 	live *steps.Live
+	// store is the plan's object store, made on first use (objstore.go).
+	store storeOnce
 
 	mu          sync.Mutex
 	failed      []*StepError
@@ -73,6 +75,12 @@ func (w *walker) walk(ctx context.Context) {
 			units[n] = append(units[n], &unit{n: n, t: t, done: make(chan struct{})})
 		}
 	}
+	// The prepare phase (objstore.go): its step-hosts run first, and every
+	// other step-host waits for all of them, as for a barrier need.
+	prep := prepareUnits(units, w.c)
+	for _, u := range prep {
+		w.recheckPrepared(ctx, u)
+	}
 	var wg sync.WaitGroup
 	for _, n := range w.c.Nodes {
 		for _, u := range units[n] {
@@ -80,12 +88,36 @@ func (w *walker) walk(ctx context.Context) {
 			go func() {
 				defer wg.Done()
 				defer close(u.done)
+				if !prepares(u.n.Type) {
+					if res, settled := w.afterPrepare(u, prep); settled {
+						u.res = res
+						u.at = w.opts.now()
+						return
+					}
+				}
 				u.res = w.runUnit(ctx, u, units, start)
 				u.at = w.opts.now()
 			}()
 		}
 	}
 	wg.Wait()
+}
+
+// afterPrepare waits for the prepare phase; a step-host is skipped when a
+// step of it failed, and waits for a resume when one is blocked.
+func (w *walker) afterPrepare(u *unit, prep []*unit) (nodeResult, bool) {
+	for _, v := range prep {
+		<-v.done
+	}
+	for _, v := range prep {
+		switch v.res {
+		case nodeFailed:
+			return w.skipTarget(u.n, u.t, v.n), true
+		case nodeBlocked:
+			return nodeBlocked, true
+		}
+	}
+	return nodeOK, false
 }
 
 // runUnit waits for the step-hosts u's edges name and settles u.

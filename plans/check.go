@@ -33,6 +33,7 @@ func (p *Plan) Check() Findings {
 		fs.Warn(p.SSH.KeyPos["insecureIgnoreHostKey"], "ssh.insecureIgnoreHostKey is on: host keys will not be verified").
 			WithHint("use it only for a throwaway lab; put the hosts' keys in ssh.knownHosts instead")
 	}
+	fs = append(fs, p.checkS3()...)
 	fs = append(fs, p.checkSteps()...)
 	return fs
 }

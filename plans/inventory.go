@@ -13,11 +13,12 @@ func LoadInventory(path string) (*Plan, Findings) {
 	p := &Plan{Version: 1, Name: "inventory " + filepath.Base(path), File: path}
 	p.SSHBase = filepath.Dir(path)
 	p.ClusterBase = p.SSHBase
+	p.S3Base = p.SSHBase
 	fs := p.mergeInventory(path, true)
 	if p.InvRaw == nil {
 		return nil, fs.Sort()
 	}
-	if p.Cluster == nil && p.Hosts == nil && p.SSH == nil && p.Vars == nil && fs.Errors() > 0 {
+	if p.Cluster == nil && p.Hosts == nil && p.SSH == nil && p.S3 == nil && p.Vars == nil && fs.Errors() > 0 {
 		// not a mapping at all: the decoder said where
 		return nil, fs.Sort()
 	}

@@ -15,6 +15,7 @@ type Inventory struct {
 	Cluster *Cluster          `yaml:"cluster" doc:"the etcd cluster"`
 	Hosts   map[string]*Host  `yaml:"hosts" doc:"machines, by name"`
 	SSH     *SSH              `yaml:"ssh" doc:"how to reach the hosts"`
+	S3      *S3               `yaml:"s3" doc:"the S3-compatible object store of the snapshots"`
 	Vars    map[string]string `yaml:"vars" doc:"variables; they override the plan's own vars of the same name"`
 }
 
@@ -44,6 +45,7 @@ func LoadBytes(path string, raw []byte, inventory string) (*Plan, Findings) {
 	}
 	p.SSHBase = filepath.Dir(path)
 	p.ClusterBase = p.SSHBase
+	p.S3Base = p.SSHBase
 	invPath := inventory
 	if invPath == "" && p.Inventory != "" {
 		invPath = LocalFile(filepath.Dir(path), p.Inventory)
@@ -110,6 +112,7 @@ func LoadSources(plan Source, inv *Source, invFromFlag bool) (*Plan, Findings) {
 	}
 	p.SSHBase = filepath.Dir(plan.Path)
 	p.ClusterBase = p.SSHBase
+	p.S3Base = p.SSHBase
 	switch {
 	case inv != nil:
 		if !invFromFlag && p.Inventory != "" {
@@ -178,6 +181,10 @@ func (p *Plan) mergeInventoryBytes(path string, raw []byte, fromFlag bool) Findi
 	if take("ssh", inv.SSH != nil) {
 		p.SSH = inv.SSH
 		p.SSHBase = filepath.Dir(path)
+	}
+	if take("s3", inv.S3 != nil) {
+		p.S3 = inv.S3
+		p.S3Base = filepath.Dir(path)
 	}
 	// The inventory describes the environment, so its vars override the
 	// plan's, which are defaults (a snapshot path, a lost peer URL).

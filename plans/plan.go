@@ -16,6 +16,7 @@ type Plan struct {
 	Cluster     *Cluster          `yaml:"cluster" doc:"the etcd cluster as it must be after recovery"`
 	Hosts       map[string]*Host  `yaml:"hosts" doc:"machines the plan acts on, by name"`
 	SSH         *SSH              `yaml:"ssh" doc:"how to reach the hosts"`
+	S3          *S3               `yaml:"s3" doc:"the S3-compatible object store of snapshot-save to: s3://... and snapshot-fetch"`
 	Vars        map[string]string `yaml:"vars" doc:"plan variables, used as ${vars.NAME}"`
 	Steps       []*Step           `yaml:"steps" rescue:"required" doc:"the steps; order comes from needs:, not from the list"`
 
@@ -31,6 +32,8 @@ type Plan struct {
 	// [LocalFile]).
 	SSHBase     string `yaml:"-"`
 	ClusterBase string `yaml:"-"`
+	// S3Base is the directory of the file that defined s3: (its ca:).
+	S3Base string `yaml:"-"`
 }
 
 // Cluster is the etcd cluster the plan produces. Every per-member etcd flag

@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/etcd-rescue/etcd-rescue/internal/objstore"
 	"github.com/etcd-rescue/etcd-rescue/internal/uploadtmp"
 	"github.com/etcd-rescue/etcd-rescue/plans"
 )
@@ -67,18 +68,24 @@ func trailerCheck(file string) string {
 // SnapshotSave streams a snapshot from one member through the client API to
 // a file on the operator machine, checks its trailer and writes FILE.sha256.
 type SnapshotSave struct {
-	To       string `yaml:"to" rescue:"required" doc:"file on the operator machine; ${run.id} makes it unique per run"`
-	KeepDays int    `yaml:"keepDays" doc:"afterwards delete *.db files older than this many days in the same directory (0: keep all)"`
+	To       string `yaml:"to" rescue:"required" doc:"file on the operator machine, or s3://BUCKET/KEY in the plan's object store (s3:); ${run.id} makes it unique per run"`
+	KeepDays int    `yaml:"keepDays" doc:"local to: only: afterwards delete *.db files older than this many days in the same directory (0: keep all)"`
+	// Keep and LocalCopy are for to: s3://...
+	Keep      *SnapshotKeep `yaml:"keep" doc:"s3 to: only: after a verified upload, delete etcd-rescue's older snapshots under the same prefix unless among the newest last: or younger than days: (never the newest, never a failed run's doing)"`
+	LocalCopy string        `yaml:"localCopy" doc:"s3 to: only: the local staging file the snapshot is saved to and checked in before the upload, removed after a verified upload (default: in the run's directory)"`
 }
 
 func (*SnapshotSave) NeedsMember() bool { return true }
 
 func (s *SnapshotSave) Describe(c *Ctx, t Target) []Action {
-	to := c.LocalPath(s.To)
 	url := ""
 	if t.Member != nil {
 		url = t.Member.ClientURL
 	}
+	if objstore.IsURL(s.To) {
+		return s.describeS3(c, t, url)
+	}
+	to := c.LocalPath(s.To)
 	acts := []Action{
 		{Host: t.Name(), Kind: API, Cmd: fmt.Sprintf("snapshot save from %s to %s (Maintenance.Snapshot; like etcdctl --endpoints=%s snapshot save %s)", url, to, url, q(to)),
 			Run: func(ctx context.Context, env Env) error { return s.save(ctx, env, url, to) }},
@@ -155,6 +162,9 @@ func pruneSnapshots(dir, keep string, age time.Duration, env Env) error {
 }
 
 func (s *SnapshotSave) Check(ctx context.Context, c *Ctx, env Env, t Target) (bool, string, error) {
+	if objstore.IsURL(s.To) {
+		return s.checkS3(ctx, c, env)
+	}
 	to := c.LocalPath(s.To)
 	want, err := os.ReadFile(to + ".sha256")
 	if err != nil {
@@ -244,6 +254,10 @@ func (s *SnapshotCopy) Check(ctx context.Context, c *Ctx, env Env, t Target) (bo
 }
 
 func (s *SnapshotCopy) Validate(c *Ctx, at At, fs *plans.Findings) {
+	if objstore.IsURL(s.From) {
+		fs.Add(at("from"), "snapshot-copy from: %s is in the object store: snapshot-copy ships a file of the operator machine", s.From).
+			WithHint("fetch it first (before any host is touched) with a step {id: fetch, type: snapshot-fetch, with: {from: %q, to: snapshots/restore-${run.id}.db}}, and name its to: here: from: snapshots/restore-${run.id}.db", s.From)
+	}
 	if !filepath.IsAbs(s.To) {
 		fs.Add(at("to"), "snapshot-copy to %q must be an absolute path", s.To)
 	}

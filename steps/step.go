@@ -70,7 +70,10 @@ type Ctx struct {
 	Cluster *plans.Cluster
 	Version plans.Version
 	RunID   string // "<run-id>" in a dry-run
-	DryRun  bool
+	// RunDir is the run's directory on the operator machine (in the
+	// state dir); "" in a dry-run, where files in it show as <run-dir>/...
+	RunDir string
+	DryRun bool
 	// Selected are the targets of the step being described (all of them,
 	// also for a PerHost step, so a step can see its siblings).
 	Selected []Target

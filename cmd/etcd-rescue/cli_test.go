@@ -29,7 +29,7 @@ func TestCLIExitCodes(t *testing.T) {
 		"no args":            {nil, 2, "", "etcd-rescue [command]"},
 		"help":               {[]string{"--help"}, 0, "Exit codes:", ""},
 		"unknown command":    {[]string{"valdate"}, 2, "", `unknown command "valdate"`},
-		"validate examples":  {append([]string{"validate"}, examples()...), 0, "11 file(s) valid", ""},
+		"validate examples":  {append([]string{"validate"}, examples()...), 0, "13 file(s) valid", ""},
 		"validate bad":       {[]string{"validate", "../../engine/testdata/bad/unknown-param.yaml"}, 2, "", `unknown-param.yaml:27:29: step "restore": unknown key "bumpRevison" (did you mean "bumpRevision"?)`},
 		"validate missing":   {[]string{"validate", "nope.yaml"}, 2, "", "nope.yaml: cannot read plan: no such file or directory"},
 		"validate no file":   {[]string{"validate"}, 2, "", "validate needs at least one plan file"},

@@ -39,12 +39,12 @@ type exitInfo struct {
 // exitCodes is the exit-code table, in the order of the codes.
 var exitCodes = []exitInfo{
 	{exitOK, "ok", "success"},
-	{exitFailed, "failed", "the run, a check or a lab operation failed; for `diagnose`, the cluster is not healthy; for `apply`/`resume`, the certificate check before the first change: a member the plan starts on https URLs has certificates not valid for them, not trusted by the other members, expiring, or not found (nothing was changed on any host)"},
+	{exitFailed, "failed", "the run, a check or a lab operation failed; for `diagnose`, the cluster is not healthy; for `apply`/`resume`, the certificate check before the first change: a member the plan starts on https URLs has certificates not valid for them, not trusted by the other members, expiring, or not found (nothing was changed on any host); for `apply`/`resume`, a `snapshot-fetch`, which runs before any other step, failed (every other step skipped, nothing changed on any host)"},
 	{exitUsage, "invalid-input", "invalid input: usage error or plan findings"},
 	{exitLocked, "locked-or-stale", "the state dir is locked by another run, or a host the run changes is locked by another run (one recovery per cluster; checked before the first change), or stale: the plan changed since the run began, or, for `apply FILE.plan`, " +
 		"the reviewed plan was edited, renders differently, or the cluster changed since review (nothing was changed)"},
 	{exitPrereq, "missing-prerequisite", "a prerequisite is missing: for `lab`, root, a tool or a binary; for `apply`/`resume`/`facts`/`diagnose`/`new`, " +
-		"an SSH identity, known_hosts or etcd TLS file (checked before anything runs; no checkpoint is written); for `apply`/`resume`, a host the session touches " +
+		"an SSH identity, known_hosts, etcd TLS or `s3.ca` file (checked before anything runs; no checkpoint is written); for `apply`/`resume`, a host the session touches " +
 		"whose host key, login or sudo fails, or that a step needs and cannot be reached, or that cannot hold the run lock (no flock), checked on every host before the first change (nothing was changed on any host)"},
 	{exitWaiting, "waiting", "stopped, waiting for an operator (an approval, or a step resume will not repeat blindly)"},
 	{exitInternal, "internal-error", "a bug in etcd-rescue (a panic), never a verdict on your input: the message and stack are on stderr; please report them"},
