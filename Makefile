@@ -33,7 +33,7 @@ build:
 ## they are built.
 LAB_PKGS := ./lab/ ./tests/e2e/
 LATE_TESTS := StaticPod|S3Lab
-LATE_PKGS := $(LAB_PKGS) ./internal/objstore/
+LATE_PKGS := $(LAB_PKGS) ./internal/objstore/ ./engine/
 test: build lint $(LAB_PREREQS_BASE)
 	@set -e; mkdir -p $(LAB_BIN); log=$(LAB_BIN)/late-bins.log; \
 	echo "test: make kube-bins s3-bins in the background at nice 19 (log: $$log)"; \

@@ -19,13 +19,15 @@ import (
 // implements steps.Prepares (snapshot-fetch) run, all of them, after the
 // preflight and before any other step of the run.
 
-// ErrStoreNotWired: this build has no S3 client behind newObjectStore.
-var ErrStoreNotWired = errors.New("the S3 client is not wired into this build of etcd-rescue")
-
-// newObjectStore makes the client of the plan's object store. It is a
-// variable so that tests can put a fake store behind it.
-var newObjectStore = func(objstore.Config) (objstore.Store, error) {
-	return nil, ErrStoreNotWired
+// newObjectStore makes the client of the plan's object store (minio-go,
+// see [objstore.New]). It is a variable so that tests can put a fake store
+// behind it.
+var newObjectStore = func(cfg objstore.Config) (objstore.Store, error) {
+	c, err := objstore.New(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return c, nil
 }
 
 // StoreConfig is the objstore configuration of p's s3: section, with
