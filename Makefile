@@ -134,6 +134,17 @@ SHIP_ROUNDS ?= 3
 bench-ship: build $(LAB_PREREQS_BASE)
 	$(BIN) lab up --members 3 --keys 0 && { $(GO) run ./bench/ship -bin $(BIN) -size-mib $(SHIP_MIB) -rounds $(SHIP_ROUNDS); rc=$$?; $(BIN) lab down; exit $$rc; }
 
+## bench-s3: snapshots to and from the lab's S3 store (a real SeaweedFS on this machine) beside cp of
+## the same file, both in the same run: S3_MIB (1024) MiB of values written to etcd, then S3_ROUNDS (3)
+## interleaved rounds of a backup (snapshot-save to s3://, read back and verified), a fetch (newest
+## object, sha256 and trailer checked) and cp; medians, ratios, and etcd-rescue's peak memory (goal:
+## under 100 MiB; exits 1 above it). Brings a one-member lab with --s3 up and down; root like the lab.
+S3_MIB ?= 1024
+S3_ROUNDS ?= 3
+.PHONY: bench-s3
+bench-s3: build $(LAB_PREREQS_BASE) s3-bins
+	$(BIN) lab up --members 1 --keys 0 --s3 && { $(GO) run ./bench/s3 -bin $(BIN) -size-mib $(S3_MIB) -rounds $(S3_ROUNDS); rc=$$?; $(BIN) lab down; exit $$rc; }
+
 ## golden: rewrite the dry-run golden files after checking the change
 golden:
 	UPDATE_GOLDEN=1 $(GO) test -count=1 -run TestDryRunGolden ./engine/

@@ -135,11 +135,26 @@ func (e *E2E) StartHook(t *testing.T, hook func(*Proc, string), args ...string) 
 // startProc starts etcd-rescue with args, env added to the environment.
 func (e *E2E) StartProc(t *testing.T, hook func(*Proc, string), env []string, args ...string) *Proc {
 	t.Helper()
+	if len(env) > 0 {
+		env = append(os.Environ(), env...)
+	}
+	return e.startEnv(t, hook, env, args...)
+}
+
+// StartOnlyEnv starts etcd-rescue with env as its whole environment, as
+// systemd starts a service: nothing of the test's own environment.
+func (e *E2E) StartOnlyEnv(t *testing.T, hook func(*Proc, string), env []string, args ...string) *Proc {
+	t.Helper()
+	return e.startEnv(t, hook, append([]string{}, env...), args...)
+}
+
+// startEnv starts etcd-rescue with args and the environment env (nil: the
+// test's own).
+func (e *E2E) startEnv(t *testing.T, hook func(*Proc, string), env []string, args ...string) *Proc {
+	t.Helper()
 	p := &Proc{args: args, readDone: make(chan struct{}), exited: make(chan struct{}), hook: hook}
 	p.cmd = exec.Command(e.Bin, args...)
-	if len(env) > 0 {
-		p.cmd.Env = append(os.Environ(), env...)
-	}
+	p.cmd.Env = env
 	p.cmd.Dir = e.Repo
 	p.cmd.Stdin = nil // /dev/null: no terminal, as in CI
 	p.cmd.Stderr = &lockedWriter{mu: &p.mu, w: &p.stderr}
