@@ -35,10 +35,11 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"sort"
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/etcd-rescue/etcd-rescue/bench/stats"
 
 	"gopkg.in/yaml.v3"
 )
@@ -197,14 +198,14 @@ steps:
 		down, downStep = append(down, dl), append(downStep, res.wall)
 		peakDown = max(peakDown, res.maxRSS)
 		fmt.Printf("round %d: cp %s; upload %s + read back %s (apply %s, peak %s); cp %s; download %s (apply %s, peak %s)\n", r,
-			sec(cp1[r-1]), sec(u), sec(v), sec(res.wall), mib(peakUp), sec(cp2[r-1]), sec(dl), sec(res.wall), mib(res.maxRSS))
+			stats.Sec(cp1[r-1]), stats.Sec(u), stats.Sec(v), stats.Sec(res.wall), mib(peakUp), stats.Sec(cp2[r-1]), stats.Sec(dl), stats.Sec(res.wall), mib(res.maxRSS))
 	}
 	for _, f := range []string{filepath.Join(work, "cp.db"), fetched} {
 		_ = os.Remove(f)
 	}
 	mb := float64(size) / 1e6
 	rate := func(d time.Duration) float64 { return mb / d.Seconds() }
-	cpm := median(append(append([]time.Duration(nil), cp1...), cp2...))
+	cpm := stats.Median(append(append([]time.Duration(nil), cp1...), cp2...))
 	fmt.Printf("\nsnapshot %.2f GiB (%d bytes), %d rounds, medians:\n", float64(size)/(1<<30), size, rounds)
 	for _, s := range []struct {
 		name string
@@ -217,15 +218,15 @@ steps:
 		{"etcd-rescue download from S3 (sha256 checked while writing, fsync)", down},
 		{"  the whole fetch apply (select latest, download, trailer check)", downStep},
 	} {
-		m := median(s.d)
-		fmt.Printf("  %-72s %8s  %6.0f MB/s\n", s.name, sec(m), rate(m))
+		m := stats.Median(s.d)
+		fmt.Printf("  %-72s %8s  %6.0f MB/s\n", s.name, stats.Sec(m), rate(m))
 	}
 	upv := make([]time.Duration, len(up))
 	for i := range up {
 		upv[i] = up[i] + verify[i]
 	}
-	fmt.Printf("\nupload:   %.2fx the throughput of cp (%.2fx with the read-back that verifies it)\n", cpm.Seconds()/median(up).Seconds(), cpm.Seconds()/median(upv).Seconds())
-	fmt.Printf("download: %.2fx the throughput of cp\n", cpm.Seconds()/median(down).Seconds())
+	fmt.Printf("\nupload:   %.2fx the throughput of cp (%.2fx with the read-back that verifies it)\n", cpm.Seconds()/stats.Median(up).Seconds(), cpm.Seconds()/stats.Median(upv).Seconds())
+	fmt.Printf("download: %.2fx the throughput of cp\n", cpm.Seconds()/stats.Median(down).Seconds())
 	fmt.Printf("peak memory of etcd-rescue (max RSS): backup %s, fetch %s (goal: under %s)\n", mib(peakUp), mib(peakDown), mib(memGoal))
 	if peakUp >= memGoal || peakDown >= memGoal {
 		return fmt.Errorf("etcd-rescue's peak memory exceeds %s", mib(memGoal))
@@ -411,13 +412,5 @@ func downloadTime(evs []event) (time.Duration, error) {
 	}
 	return b.Sub(a), nil
 }
-
-func median(d []time.Duration) time.Duration {
-	s := append([]time.Duration(nil), d...)
-	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
-	return s[len(s)/2]
-}
-
-func sec(d time.Duration) string { return fmt.Sprintf("%.2fs", d.Seconds()) }
 
 func mib(n int64) string { return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20)) }

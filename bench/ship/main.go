@@ -21,10 +21,11 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sort"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/etcd-rescue/etcd-rescue/bench/stats"
 )
 
 func main() {
@@ -159,7 +160,7 @@ steps:
 		}
 		er3.d, er3step.d = append(er3.d, w), append(er3step.d, s)
 		fmt.Printf("round %d: scp %s, etcd-rescue %s (step %s); 3 scps %s, etcd-rescue 3 hosts %s (step %s)\n", r,
-			sec(scp1.d[r-1]), sec(er1.d[r-1]), sec(er1step.d[r-1]), sec(scp3.d[r-1]), sec(er3.d[r-1]), sec(er3step.d[r-1]))
+			stats.Sec(scp1.d[r-1]), stats.Sec(er1.d[r-1]), stats.Sec(er1step.d[r-1]), stats.Sec(scp3.d[r-1]), stats.Sec(er3.d[r-1]), stats.Sec(er3step.d[r-1]))
 	}
 	if err := clean(); err != nil {
 		return err
@@ -167,13 +168,13 @@ steps:
 	mb := float64(size) / 1e6
 	fmt.Printf("\nsnapshot %d MiB, %d rounds, medians:\n", size>>20, rounds)
 	for _, s := range []series{scp1, er1, er1step, scp3, er3, er3step} {
-		m := median(s.d)
-		fmt.Printf("  %-62s %8s  %6.0f MB/s per host\n", s.name, sec(m), mb/m.Seconds())
+		m := stats.Median(s.d)
+		fmt.Printf("  %-62s %8s  %6.0f MB/s per host\n", s.name, stats.Sec(m), mb/m.Seconds())
 	}
 	fmt.Printf("\none host:  etcd-rescue reaches %.2fx scp's throughput (whole apply), %.2fx (the step)\n",
-		median(scp1.d).Seconds()/median(er1.d).Seconds(), median(scp1.d).Seconds()/median(er1step.d).Seconds())
+		stats.Median(scp1.d).Seconds()/stats.Median(er1.d).Seconds(), stats.Median(scp1.d).Seconds()/stats.Median(er1step.d).Seconds())
 	fmt.Printf("3 hosts:   etcd-rescue takes %.2fx the time of 3 parallel scps (whole apply), %.2fx (the step)\n",
-		median(er3.d).Seconds()/median(scp3.d).Seconds(), median(er3step.d).Seconds()/median(scp3.d).Seconds())
+		stats.Median(er3.d).Seconds()/stats.Median(scp3.d).Seconds(), stats.Median(er3step.d).Seconds()/stats.Median(scp3.d).Seconds())
 	return nil
 }
 
@@ -243,11 +244,3 @@ func stepWindow(js []byte) (time.Duration, error) {
 	}
 	return last.Sub(first), nil
 }
-
-func median(d []time.Duration) time.Duration {
-	s := append([]time.Duration(nil), d...)
-	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
-	return s[len(s)/2]
-}
-
-func sec(d time.Duration) string { return fmt.Sprintf("%.2fs", d.Seconds()) }
