@@ -919,3 +919,27 @@ func countEvents(t *testing.T, stateDir, runID, call string) int {
 	}
 	return n
 }
+
+// killAt runs the CLI and kills it with SIGKILL at the first output line
+// matching re; it fails the test when the command ends first.
+func (e *e2e) killAt(t *testing.T, re *regexp.Regexp, args ...string) (framework.Result, string) {
+	t.Helper()
+	killed := make(chan string, 1)
+	var once sync.Once
+	p := e.StartHook(t, func(p *framework.Proc, line string) {
+		if re.MatchString(line) {
+			once.Do(func() {
+				_ = p.Signal(syscall.SIGKILL)
+				killed <- line
+			})
+		}
+	}, args...)
+	r := p.Wait(t)
+	select {
+	case line := <-killed:
+		return r, line
+	default:
+		t.Fatalf("the command never printed a line matching %q (exit %d):\n%s", re, r.Code, r)
+		return r, ""
+	}
+}

@@ -29,8 +29,6 @@ import (
 	"regexp"
 	"slices"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -195,24 +193,8 @@ func (e *e2e) staticPodKilledMidRestore(t *testing.T, l *lab.Lab) {
 	}
 	plan := planPath("static-pod-restore")
 	stateDir := filepath.Join(t.TempDir(), "state")
-	re := regexp.MustCompile(`^\S+ restore@h2 running$`)
-	killed := make(chan string, 1)
-	var once sync.Once
-	p := e.StartHook(t, func(p *framework.Proc, line string) {
-		if re.MatchString(line) {
-			once.Do(func() {
-				_ = p.Signal(syscall.SIGKILL)
-				killed <- line
-			})
-		}
-	}, "apply", plan, "--inventory", l.InventoryPath(), "--yes", "--state-dir", stateDir)
-	r := p.Wait(t)
-	select {
-	case line := <-killed:
-		t.Logf("killed with SIGKILL at %q", line)
-	default:
-		t.Fatalf("the apply never reached restore@h2 (exit %d):\n%s", r.Code, r)
-	}
+	r, line := e.killAt(t, regexp.MustCompile(`^\S+ restore@h2 running$`), "apply", plan, "--inventory", l.InventoryPath(), "--yes", "--state-dir", stateDir)
+	t.Logf("killed with SIGKILL at %q", line)
 	runID := framework.RunIDOf(r.Stdout)
 	if runID == "" {
 		t.Fatalf("no run id in the killed apply's output:\n%s", r)
