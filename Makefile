@@ -30,10 +30,11 @@ build:
 ## in the background meanwhile, soaking up the CPU the lab tests leave idle while they wait
 ## on hosts; the tests named *StaticPod* or *S3Lab* (in the lab packages and in
 ## internal/objstore, whose real-server tests run lab/bin/seaweedfs/weed) run last, once
-## they are built.
+## they are built; the ones that start their own SeaweedFS on 127.0.0.1 and need no lab
+## (LATE_NOLAB_PKGS) run beside the lab ones.
 LAB_PKGS := ./lab/ ./tests/e2e/
 LATE_TESTS := StaticPod|S3Lab
-LATE_PKGS := $(LAB_PKGS) ./internal/objstore/ ./engine/
+LATE_NOLAB_PKGS := ./internal/objstore/ ./engine/
 test: build lint $(LAB_PREREQS_BASE)
 	@set -e; mkdir -p $(LAB_BIN); log=$(LAB_BIN)/late-bins.log; \
 	echo "test: make kube-bins s3-bins in the background at nice 19 (log: $$log)"; \
@@ -44,7 +45,11 @@ test: build lint $(LAB_PREREQS_BASE)
 	echo "test: waiting for make kube-bins s3-bins"; \
 	if ! wait $$kb; then tail -30 $$log >&2; echo "test: make kube-bins s3-bins failed (log: $$log)" >&2; exit 1; fi; \
 	trap - EXIT; tail -3 $$log; \
-	$(GO) test -p 1 -count=1 -timeout 30m -run '$(LATE_TESTS)' $(LATE_PKGS)
+	nolab=$(LAB_BIN)/late-nolab-tests.log; \
+	$(GO) test -count=1 -timeout 30m -run '$(LATE_TESTS)' $(LATE_NOLAB_PKGS) >$$nolab 2>&1 & nl=$$!; \
+	trap 'kill $$nl 2>/dev/null || true' EXIT; \
+	$(GO) test -p 1 -count=1 -timeout 30m -run '$(LATE_TESTS)' $(LAB_PKGS); \
+	rc=0; wait $$nl || rc=$$?; trap - EXIT; cat $$nolab; exit $$rc
 
 ## demo: bring up the lab, break its quorum, diagnose it, repair it with a plan scaffolded from the live cluster, prove every key survived
 demo: build $(if $(filter static-pod,$(DEMO_LAYOUT)),$(LAB_PREREQS),$(LAB_PREREQS_BASE))
