@@ -2,17 +2,8 @@ package engine
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/json"
-	"encoding/pem"
 	"errors"
 	"fmt"
-	"math/big"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -23,130 +14,23 @@ import (
 
 	"github.com/etcd-rescue/etcd-rescue/engine/runstate"
 	"github.com/etcd-rescue/etcd-rescue/internal/objstore"
+	"github.com/etcd-rescue/etcd-rescue/internal/weedserver/weedtest"
 	"github.com/etcd-rescue/etcd-rescue/steps"
 )
 
 // The S3Lab tests run the steps through the real S3 client (newObjectStore)
-// against a real SeaweedFS that the test starts on 127.0.0.1 with TLS and
-// a static identity: lab/bin/seaweedfs/weed (make s3-bins), or the binary
-// ETCD_RESCUE_WEED names. They skip when the binary is missing (under
-// CI=true they fail).
+// against a real SeaweedFS that the test starts (weedtest) on 127.0.0.1
+// with TLS and a static identity: lab/bin/seaweedfs/weed (make s3-bins),
+// or the binary ETCD_RESCUE_WEED names. They skip when the binary is
+// missing (under CI=true they fail).
 
 // s3LabStore starts weed with bucket etcd-backups and returns the s3:
 // section and vars of a plan that reach it.
 func s3LabStore(t *testing.T) (section, vars string) {
 	t.Helper()
-	if testing.Short() {
-		t.Skip("starts a SeaweedFS server")
-	}
-	bin := os.Getenv("ETCD_RESCUE_WEED")
-	if bin == "" {
-		bin = "../lab/bin/seaweedfs/weed"
-	}
-	if st, err := os.Stat(bin); err != nil || st.Mode()&0o111 == 0 {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("no SeaweedFS binary at %s (make s3-bins)", bin)
-		}
-		t.Skipf("no SeaweedFS binary at %s (make s3-bins builds it; ETCD_RESCUE_WEED names another)", bin)
-	}
-	bin, _ = filepath.Abs(bin)
-	dir := t.TempDir()
-	if err := os.MkdirAll(filepath.Join(dir, "data"), 0o700); err != nil {
-		t.Fatal(err)
-	}
-	ca := labPKI(t, dir)
-	access, secret := "AKS3LABSTEPS", "s3lab-steps-secret-0001"
-	ids, _ := json.Marshal(map[string]any{"identities": []map[string]any{{
-		"name": "test", "credentials": []map[string]string{{"accessKey": access, "secretKey": secret}},
-		"actions": []string{"Admin", "Read", "List", "Tagging", "Write"},
-	}}})
-	if err := os.WriteFile(filepath.Join(dir, "s3.json"), ids, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	names := []string{"s3.port", "s3.port.grpc", "master.port", "master.port.grpc", "volume.port", "volume.port.grpc", "filer.port", "filer.port.grpc"}
-	ports := labPorts(t, len(names))
-	args := []string{"-logtostderr", "-config_dir=" + dir, "server",
-		"-ip=127.0.0.1", "-ip.bind=127.0.0.1", "-dir=" + filepath.Join(dir, "data"),
-		"-master.telemetry=false", "-master.volumeSizeLimitMB=256", "-master.defaultReplication=000",
-		"-volume.max=16", "-volume.preStopSeconds=0", "-filer.localSocket=" + filepath.Join(dir, "filer.sock"),
-		"-s3", "-s3.port.iceberg=0", "-s3.port.lance=0", "-s3.iam=false",
-		"-s3.cert.file=" + filepath.Join(dir, "tls.crt"), "-s3.key.file=" + filepath.Join(dir, "tls.key"),
-		"-s3.config=" + filepath.Join(dir, "s3.json"), "-s3.localSocket=" + filepath.Join(dir, "s3.sock")}
-	for i, n := range names {
-		args = append(args, fmt.Sprintf("-%s=%d", n, ports[i]))
-	}
-	logf, err := os.Create(filepath.Join(dir, "weed.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer logf.Close()
-	cmd := exec.Command(bin, args...)
-	cmd.Dir, cmd.Env = dir, []string{"PATH=/usr/local/bin:/usr/bin:/bin", "HOME=" + dir}
-	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(exited) }()
-	t.Cleanup(func() {
-		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(10 * time.Second):
-			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-			<-exited
-		}
-		for _, p := range ports {
-			for _, svc := range []string{"master", "volume", "filer", "s3"} {
-				os.Remove(fmt.Sprintf("/tmp/seaweedfs-%s-grpc-%d.sock", svc, p))
-			}
-		}
-		if t.Failed() {
-			b, _ := os.ReadFile(filepath.Join(dir, "weed.log"))
-			t.Logf("weed log:\n%s", lastLines(string(b), 30))
-		}
-	})
-	// The bucket, through weed shell, once the master and filer answer.
-	deadline := time.Now().Add(90 * time.Second)
-	for {
-		select {
-		case <-exited:
-			t.Fatalf("weed exited before it answered")
-		default:
-		}
-		sh := exec.Command(bin, "shell", fmt.Sprintf("-master=127.0.0.1:%d.%d", ports[2], ports[3]), fmt.Sprintf("-filer=127.0.0.1:%d.%d", ports[6], ports[7]))
-		sh.Dir, sh.Env = dir, cmd.Env
-		sh.Stdin = strings.NewReader("s3.bucket.create -name etcd-backups\nexit\n")
-		out, err := sh.CombinedOutput()
-		if err == nil && !strings.Contains(strings.ToLower(string(out)), "error") {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("could not create the bucket: %v\n%s", err, out)
-		}
-		time.Sleep(time.Second)
-	}
-	// The S3 gateway answers: a listing of the new bucket succeeds.
-	cfg := objstore.Config{Endpoint: fmt.Sprintf("https://127.0.0.1:%d", ports[0]), Region: "us-east-1", PathStyle: true, CAFile: ca, AccessKey: access, SecretKey: secret}
-	st, err := newObjectStore(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		_, err := st.List(ctx, objstore.Location{Bucket: "etcd-backups", Key: "x/"})
-		cancel()
-		if err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the S3 gateway did not answer: %v", err)
-		}
-		time.Sleep(300 * time.Millisecond)
-	}
-	section = fmt.Sprintf("s3:\n  endpoint: %s\n  region: us-east-1\n  pathStyle: true\n  ca: %s\n  accessKey: ${vars.s3AccessKey}\n  secretKey: ${vars.s3SecretKey}\n", cfg.Endpoint, ca)
-	vars = fmt.Sprintf("  s3AccessKey: %s\n  s3SecretKey: %s\n", access, secret)
+	srv := weedtest.StartT(t, weedtest.Options{AccessKey: "AKS3LABSTEPS", SecretKey: "s3lab-steps-secret-0001", Buckets: []string{"etcd-backups"}})
+	section = fmt.Sprintf("s3:\n  endpoint: %s\n  region: %s\n  pathStyle: true\n  ca: %s\n  accessKey: ${vars.s3AccessKey}\n  secretKey: ${vars.s3SecretKey}\n", srv.Endpoint, srv.Region, srv.CAFile)
+	vars = fmt.Sprintf("  s3AccessKey: %s\n  s3SecretKey: %s\n", srv.AccessKey, srv.SecretKey)
 	return section, vars
 }
 
@@ -156,52 +40,6 @@ func lastLines(s string, n int) string {
 		lines = lines[len(lines)-n:]
 	}
 	return strings.Join(lines, "\n")
-}
-
-func labPorts(t *testing.T, n int) []int {
-	t.Helper()
-	var ports []int
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer l.Close()
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	return ports
-}
-
-// labPKI writes ca.crt, tls.crt and tls.key (for 127.0.0.1) into dir and
-// returns the CA file.
-func labPKI(t *testing.T, dir string) string {
-	t.Helper()
-	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "s3lab test CA"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	caCert, _ := x509.ParseCertificate(caDER)
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "127.0.0.1"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, caCert, &key.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kb, _ := x509.MarshalPKCS8PrivateKey(key)
-	for name, blk := range map[string]*pem.Block{"ca.crt": {Type: "CERTIFICATE", Bytes: caDER},
-		"tls.crt": {Type: "CERTIFICATE", Bytes: der}, "tls.key": {Type: "PRIVATE KEY", Bytes: kb}} {
-		if err := os.WriteFile(filepath.Join(dir, name), pem.EncodeToMemory(blk), 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return filepath.Join(dir, "ca.crt")
 }
 
 // Two backups through the real client, keep {last: 1}: the second run's

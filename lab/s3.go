@@ -3,12 +3,10 @@ package lab
 import (
 	"bytes"
 	"context"
-	"crypto/tls"
 	"crypto/x509"
-	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -17,8 +15,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/etcd-rescue/etcd-rescue/internal/weedserver"
 	"github.com/minio/minio-go/v7"
-	"github.com/minio/minio-go/v7/pkg/credentials"
 )
 
 // The lab's S3-compatible object store (Options.S3, `lab up --s3`): a real
@@ -116,50 +114,6 @@ func s3Missing(binDir string) []Missing {
 	return nil
 }
 
-// s3Ports are the ports weed listens on, all on 127.0.0.1, by the flag of
-// `weed server` that sets them; s3.port is the S3 API.
-var s3Ports = []string{"s3.port", "s3.port.grpc", "master.port", "master.port.grpc", "volume.port", "volume.port.grpc", "filer.port", "filer.port.grpc"}
-
-// freePorts returns n distinct ports free on 127.0.0.1 at the time.
-func freePorts(n int) ([]int, error) {
-	var ls []net.Listener
-	defer func() {
-		for _, l := range ls {
-			l.Close()
-		}
-	}()
-	var ports []int
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, fmt.Errorf("find a free port: %w", err)
-		}
-		ls = append(ls, l)
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	return ports, nil
-}
-
-// s3Identities is weed's static identity config (-s3.config): one
-// identity with the lab's key pair and every action; anonymous requests
-// are refused.
-func s3Identities(access, secret string) ([]byte, error) {
-	type cred struct {
-		AccessKey string `json:"accessKey"`
-		SecretKey string `json:"secretKey"`
-	}
-	type identity struct {
-		Name        string   `json:"name"`
-		Credentials []cred   `json:"credentials"`
-		Actions     []string `json:"actions"`
-	}
-	return json.MarshalIndent(map[string][]identity{"identities": {{
-		Name:        "etcd-rescue-lab",
-		Credentials: []cred{{access, secret}},
-		Actions:     []string{"Admin", "Read", "List", "Tagging", "Write"},
-	}}}, "", "  ")
-}
-
 // startS3 starts weed for the lab: keys, certificate and identity config
 // made first; it does not wait for the S3 API (waitS3 does).
 func (l *Lab) startS3(ctx context.Context) error {
@@ -185,7 +139,7 @@ func (l *Lab) startS3(ctx context.Context) error {
 	// 20 and 40 characters, as AWS's key pairs have
 	access := "LAB" + strings.ToUpper(randHex(9))[:17]
 	secret := randHex(20)
-	ident, err := s3Identities(access, secret)
+	ident, err := weedserver.Identities("etcd-rescue-lab", access, secret)
 	if err != nil {
 		return fmt.Errorf("s3: identity config: %w", err)
 	}
@@ -203,39 +157,23 @@ func (l *Lab) startS3(ctx context.Context) error {
 // command that started it, until Down.
 func (l *Lab) spawnS3(ctx context.Context) error {
 	dir := l.S3Dir()
-	ports, err := freePorts(len(s3Ports))
+	ports, err := weedserver.NewPorts()
 	if err != nil {
 		return fmt.Errorf("s3: %w", err)
-	}
-	pm := map[string]int{}
-	for i, name := range s3Ports {
-		pm[name] = ports[i]
 	}
 	l.mu.Lock()
 	s := l.st.S3
 	l.mu.Unlock()
-	args := []string{
-		"-logtostderr", "-config_dir=" + dir,
-		"server",
-		"-ip=127.0.0.1", "-ip.bind=127.0.0.1",
-		"-dir=" + l.s3DataDir(),
-		"-master.telemetry=false",
-		"-master.volumeSizeLimitMB=" + strconv.Itoa(s3VolumeSizeMB),
-		"-master.defaultReplication=000",
-		"-volume.max=" + strconv.Itoa(s3VolumeMax),
-		"-volume.preStopSeconds=0",
-		"-filer.localSocket=" + filepath.Join(dir, "filer.sock"),
-		"-s3",
-		"-s3.port.iceberg=0", "-s3.port.lance=0",
-		"-s3.iam=false",
-		"-s3.cert.file=" + filepath.Join(dir, "tls.crt"),
-		"-s3.key.file=" + filepath.Join(dir, "tls.key"),
-		"-s3.config=" + filepath.Join(dir, "s3.json"),
-		"-s3.localSocket=" + filepath.Join(dir, "s3.sock"),
-	}
-	for _, name := range s3Ports {
-		args = append(args, fmt.Sprintf("-%s=%d", name, pm[name]))
-	}
+	args := weedserver.Args(weedserver.Config{
+		Dir:            dir,
+		DataDir:        l.s3DataDir(),
+		Ports:          ports,
+		CertFile:       filepath.Join(dir, "tls.crt"),
+		KeyFile:        filepath.Join(dir, "tls.key"),
+		IdentitiesFile: filepath.Join(dir, "s3.json"),
+		VolumeSizeMB:   s3VolumeSizeMB,
+		VolumeMax:      s3VolumeMax,
+	})
 	logf, err := os.OpenFile(l.S3LogPath(), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		return fmt.Errorf("s3: %w", err)
@@ -244,7 +182,7 @@ func (l *Lab) spawnS3(ctx context.Context) error {
 	fmt.Fprintf(logf, "--- %s: %s %s\n", time.Now().UTC().Format(time.RFC3339), s.Bin, strings.Join(args, " "))
 	cmd := exec.Command(s.Bin, args...)
 	cmd.Dir = dir
-	cmd.Env = []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME=" + dir, "GOMEMLIMIT=" + s3MemLimit}
+	cmd.Env = weedserver.Env(dir, s3MemLimit)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = nil, logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	if err := cmd.Start(); err != nil {
@@ -252,7 +190,7 @@ func (l *Lab) spawnS3(ctx context.Context) error {
 	}
 	go func() { _ = cmd.Wait() }() // reap it while this process lives
 	l.mu.Lock()
-	s.PID, s.Port, s.Ports, s.Started = cmd.Process.Pid, pm["s3.port"], pm, time.Now().UTC()
+	s.PID, s.Port, s.Ports, s.Started = cmd.Process.Pid, ports.S3(), ports, time.Now().UTC()
 	l.mu.Unlock()
 	if err := writeFileAtomic(l.S3PIDPath(), []byte(strconv.Itoa(cmd.Process.Pid)+"\n"), 0o644); err != nil {
 		return err
@@ -262,23 +200,11 @@ func (l *Lab) spawnS3(ctx context.Context) error {
 
 // s3Client is a minio-go client of the lab's store, trusting the lab's CA.
 func (l *Lab) s3Client(info *S3Info) (*minio.Client, error) {
-	pem, err := os.ReadFile(info.CAFile)
+	cli, err := weedserver.Client(info.Endpoint, info.CAFile, info.Region, info.AccessKey, info.SecretKey)
 	if err != nil {
 		return nil, fmt.Errorf("s3: %w", err)
 	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(pem) {
-		return nil, fmt.Errorf("s3: no certificate in %s", info.CAFile)
-	}
-	tr := http.DefaultTransport.(*http.Transport).Clone()
-	tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
-	return minio.New(strings.TrimPrefix(info.Endpoint, "https://"), &minio.Options{
-		Creds:        credentials.NewStaticV4(info.AccessKey, info.SecretKey, ""),
-		Secure:       true,
-		Transport:    tr,
-		Region:       info.Region,
-		BucketLookup: minio.BucketLookupPath,
-	})
+	return cli, nil
 }
 
 // waitS3 waits until the S3 API answers a signed ListBuckets, creates
@@ -292,11 +218,18 @@ func (l *Lab) waitS3(ctx context.Context) error {
 		return nil
 	}
 	deadline := time.Now().Add(s3ReadyTimeout)
-	restarts, tries := 0, 0
-	var last error
+	restarts, tries := 0, 0 // tries: signed requests that failed
+	var cli *minio.Client
 	for {
 		info = l.S3()
-		if !alive(info.PID) {
+		var err error
+		if cli, err = l.s3Client(info); err != nil {
+			return err
+		}
+		pid := info.PID
+		failed, err := weedserver.WaitAnswers(ctx, cli, deadline, func() bool { return alive(pid) })
+		tries += failed
+		if errors.Is(err, weedserver.ErrExited) {
 			tail := logTail(l.S3LogPath(), 20)
 			if strings.Contains(tail, "address already in use") && restarts < 2 {
 				restarts++
@@ -308,66 +241,20 @@ func (l *Lab) waitS3(ctx context.Context) error {
 			}
 			return withOutput(fmt.Errorf("s3: weed (pid %d) exited before its S3 API answered (log: %s)", info.PID, l.S3LogPath()), tail)
 		}
-		cli, err := l.s3Client(info)
 		if err != nil {
-			return err
+			return withOutput(fmt.Errorf("s3: %w (waited %s; log: %s)", err, s3ReadyTimeout, l.S3LogPath()), logTail(l.S3LogPath(), 20))
 		}
-		rctx, cancel := context.WithTimeout(ctx, 3*time.Second)
-		_, err = cli.ListBuckets(rctx)
-		cancel()
-		if err == nil {
-			// with tries 0 it answered before lab up first asked (the
-			// hosts took longer): the time is an upper bound
-			when := "answers"
-			if tries == 0 {
-				when = "answered the first"
-			}
-			l.logf("s3: weed (pid %d) %s signed ListBuckets at %s, %.1fs after it started", info.PID, when, info.Endpoint, time.Since(l.s3Started()).Seconds())
-			break
+		// with tries 0 it answered before lab up first asked (the hosts
+		// took longer): the time is an upper bound
+		when := "answers"
+		if tries == 0 {
+			when = "answered the first"
 		}
-		tries++
-		last = err
-		if time.Now().After(deadline) {
-			return withOutput(fmt.Errorf("s3: the S3 API at %s does not answer after %s: %w (log: %s)", info.Endpoint, s3ReadyTimeout, last, l.S3LogPath()), logTail(l.S3LogPath(), 20))
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(250 * time.Millisecond):
-		}
+		l.logf("s3: weed (pid %d) %s signed ListBuckets at %s, %.1fs after it started", info.PID, when, info.Endpoint, time.Since(l.s3Started()).Seconds())
+		break
 	}
-	cli, err := l.s3Client(info)
-	if err != nil {
-		return err
-	}
-	// the filer may take a moment after the first answer: retry briefly
-	for {
-		bctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		err = cli.MakeBucket(bctx, S3Bucket, minio.MakeBucketOptions{Region: S3Region})
-		if err != nil {
-			if resp := minio.ToErrorResponse(err); resp.Code == "BucketAlreadyOwnedByYou" || resp.Code == "BucketAlreadyExists" {
-				err = nil
-			}
-		}
-		var ok bool
-		if err == nil {
-			ok, err = cli.BucketExists(bctx, S3Bucket)
-			if err == nil && !ok {
-				err = fmt.Errorf("bucket %s not found right after it was created", S3Bucket)
-			}
-		}
-		cancel()
-		if err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("s3: create bucket %s at %s: %w (log: %s)", S3Bucket, info.Endpoint, err, l.S3LogPath())
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(500 * time.Millisecond):
-		}
+	if err := weedserver.MakeBucket(ctx, cli, S3Bucket, S3Region, deadline); err != nil {
+		return fmt.Errorf("s3: %w (log: %s)", err, l.S3LogPath())
 	}
 	// The first write to a bucket makes weed grow volumes for it, which
 	// takes seconds: done here, so that a plan's first upload (or a
@@ -438,11 +325,7 @@ func (l *Lab) stopS3() error {
 			return err
 		}
 	}
-	for _, svc := range []string{"master", "volume", "filer", "s3"} {
-		if p := ports[svc+".port.grpc"]; p != 0 {
-			_ = os.Remove(fmt.Sprintf("/tmp/seaweedfs-%s-grpc-%d.sock", svc, p))
-		}
-	}
+	weedserver.RemoveSockets(ports)
 	if err := os.RemoveAll(l.S3Dir()); err != nil {
 		return fmt.Errorf("s3: remove %s: %w", l.S3Dir(), err)
 	}

@@ -182,9 +182,6 @@ func (s *SnapshotSave) saveS3(ctx context.Context, c *Ctx, env Env, url, stage s
 	if err != nil {
 		return err
 	}
-	if err := os.MkdirAll(filepath.Dir(stage), 0o700); err != nil {
-		return err
-	}
 	rev := int64(0)
 	if ep, err := api.Status(ctx, url); err == nil {
 		// The member's revision as the save begins: the snapshot holds at
@@ -192,27 +189,8 @@ func (s *SnapshotSave) saveS3(ctx context.Context, c *Ctx, env Env, url, stage s
 		// that starts after this answer).
 		rev = ep.Revision
 	}
-	part := stage + ".part"
-	f, err := os.OpenFile(part, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
+	sum, size, err := saveSnapshotFile(ctx, api, url, stage)
 	if err != nil {
-		return err
-	}
-	_, size, err := api.SnapshotSave(ctx, url, f)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		os.Remove(part)
-		return fmt.Errorf("snapshot save from %s: %w", url, err)
-	}
-	sum, err := VerifySnapshotFile(part)
-	if err != nil {
-		return err
-	}
-	if err := os.Rename(part, stage); err != nil {
 		return err
 	}
 	cluster := ""

@@ -98,20 +98,21 @@ func (s *SnapshotSave) Describe(c *Ctx, t Target) []Action {
 	return acts
 }
 
-func (s *SnapshotSave) save(ctx context.Context, env Env, url, to string) error {
-	api, err := env.Etcd(ctx)
-	if err != nil {
-		return err
-	}
+// saveSnapshotFile streams a snapshot from the member at url into the
+// local file to: written to to.part (made 0600, its directory 0700),
+// synced, its sha256 trailer verified, then renamed to to.  It returns
+// the snapshot's sha256 and size.  A failed save leaves no .part behind;
+// a snapshot that fails its check stays in to.part for a look.
+func saveSnapshotFile(ctx context.Context, api Etcd, url, to string) (sum string, size int64, err error) {
 	if err := os.MkdirAll(filepath.Dir(to), 0o700); err != nil {
-		return err
+		return "", 0, err
 	}
 	part := to + ".part"
 	f, err := os.OpenFile(part, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
 	if err != nil {
-		return err
+		return "", 0, err
 	}
-	_, size, err := api.SnapshotSave(ctx, url, f)
+	_, size, err = api.SnapshotSave(ctx, url, f)
 	if err == nil {
 		err = f.Sync()
 	}
@@ -120,13 +121,24 @@ func (s *SnapshotSave) save(ctx context.Context, env Env, url, to string) error 
 	}
 	if err != nil {
 		os.Remove(part)
-		return fmt.Errorf("snapshot save from %s: %w", url, err)
+		return "", 0, fmt.Errorf("snapshot save from %s: %w", url, err)
 	}
-	sum, err := VerifySnapshotFile(part)
+	if sum, err = VerifySnapshotFile(part); err != nil {
+		return "", 0, err
+	}
+	if err := os.Rename(part, to); err != nil {
+		return "", 0, err
+	}
+	return sum, size, nil
+}
+
+func (s *SnapshotSave) save(ctx context.Context, env Env, url, to string) error {
+	api, err := env.Etcd(ctx)
 	if err != nil {
 		return err
 	}
-	if err := os.Rename(part, to); err != nil {
+	sum, size, err := saveSnapshotFile(ctx, api, url, to)
+	if err != nil {
 		return err
 	}
 	if err := os.WriteFile(to+".sha256", []byte(sum+"  "+filepath.Base(to)+"\n"), 0o600); err != nil {

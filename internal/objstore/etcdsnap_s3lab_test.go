@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/etcd-rescue/etcd-rescue/internal/weedserver"
 	"github.com/minio/minio-go/v7"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
@@ -36,7 +37,7 @@ func TestBackupRestoreEtcdSnapshotS3Lab(t *testing.T) {
 		t.Skip(msg)
 	}
 	dir := t.TempDir()
-	ports, err := freeTestPorts(2)
+	ports, err := weedserver.FreePorts(2)
 	if err != nil {
 		t.Fatal(err)
 	}
