@@ -42,8 +42,11 @@ const (
 	s3VolumeSizeMB = 256
 	s3VolumeMax    = 64
 	// weed's Go heap goal (GOMEMLIMIT): the garbage collector works harder
-	// as the heap nears it, instead of letting it grow with every upload
-	s3MemLimit = "128MiB"
+	// as the heap nears it, instead of letting it grow with every upload.
+	// Not lower: at 128MiB a 1.2 GiB upload ran at 13 MB/s with weed
+	// collecting garbage on 1.5 cores; at 1GiB it ran at 73 MB/s (make
+	// bench-s3, docs/measurements.md).
+	s3MemLimit = "1GiB"
 	// how long lab up waits for the S3 API to answer
 	s3ReadyTimeout = 2 * time.Minute
 )

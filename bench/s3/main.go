@@ -162,7 +162,7 @@ steps:
 		return err
 	}
 
-	var up, verify, upStep, down, downStep, cp1, cp2 []time.Duration
+	var up, verify, upStep, upCPU, down, downStep, downCPU, cp1, cp2 []time.Duration
 	var peakUp, peakDown int64
 	for r := 1; r <= rounds; r++ {
 		d, err := cp(snap, filepath.Join(work, "cp.db"))
@@ -178,8 +178,9 @@ steps:
 		if err != nil {
 			return err
 		}
-		up, verify, upStep = append(up, u), append(verify, v), append(upStep, res.wall)
+		up, verify, upStep, upCPU = append(up, u), append(verify, v), append(upStep, res.wall), append(upCPU, res.cpu)
 		peakUp = max(peakUp, res.maxRSS)
+		upRSS := res.maxRSS
 
 		d, err = cp(snap, filepath.Join(work, "cp.db"))
 		if err != nil {
@@ -195,10 +196,11 @@ steps:
 		if err != nil {
 			return err
 		}
-		down, downStep = append(down, dl), append(downStep, res.wall)
+		down, downStep, downCPU = append(down, dl), append(downStep, res.wall), append(downCPU, res.cpu)
 		peakDown = max(peakDown, res.maxRSS)
-		fmt.Printf("round %d: cp %s; upload %s + read back %s (apply %s, peak %s); cp %s; download %s (apply %s, peak %s)\n", r,
-			stats.Sec(cp1[r-1]), stats.Sec(u), stats.Sec(v), stats.Sec(res.wall), mib(peakUp), stats.Sec(cp2[r-1]), stats.Sec(dl), stats.Sec(res.wall), mib(res.maxRSS))
+		fmt.Printf("round %d: cp %s; upload %s + read back %s (apply %s, CPU %s, peak %s); cp %s; download %s (apply %s, CPU %s, peak %s)\n", r,
+			stats.Sec(cp1[r-1]), stats.Sec(u), stats.Sec(v), stats.Sec(upStep[r-1]), stats.Sec(upCPU[r-1]), mib(upRSS),
+			stats.Sec(cp2[r-1]), stats.Sec(dl), stats.Sec(res.wall), stats.Sec(res.cpu), mib(res.maxRSS))
 	}
 	for _, f := range []string{filepath.Join(work, "cp.db"), fetched} {
 		_ = os.Remove(f)
@@ -227,11 +229,34 @@ steps:
 	}
 	fmt.Printf("\nupload:   %.2fx the throughput of cp (%.2fx with the read-back that verifies it)\n", cpm.Seconds()/stats.Median(up).Seconds(), cpm.Seconds()/stats.Median(upv).Seconds())
 	fmt.Printf("download: %.2fx the throughput of cp\n", cpm.Seconds()/stats.Median(down).Seconds())
+	fmt.Printf("CPU time of etcd-rescue (user + system, median): backup %s, fetch %s\n", stats.Sec(stats.Median(upCPU)), stats.Sec(stats.Median(downCPU)))
 	fmt.Printf("peak memory of etcd-rescue (max RSS): backup %s, fetch %s (goal: under %s)\n", mib(peakUp), mib(peakDown), mib(memGoal))
+	if hwm := serverPeak(labDir); hwm != "" {
+		fmt.Printf("peak memory of the lab's SeaweedFS (VmHWM): %s\n", hwm)
+	}
 	if peakUp >= memGoal || peakDown >= memGoal {
 		return fmt.Errorf("etcd-rescue's peak memory exceeds %s", mib(memGoal))
 	}
 	return nil
+}
+
+// serverPeak is the peak resident set of the lab's weed (STATE/s3/weed.pid),
+// "" when it cannot be read.
+func serverPeak(labDir string) string {
+	pid, err := os.ReadFile(filepath.Join(labDir, "s3", "weed.pid"))
+	if err != nil {
+		return ""
+	}
+	st, err := os.ReadFile(filepath.Join("/proc", strings.TrimSpace(string(pid)), "status"))
+	if err != nil {
+		return ""
+	}
+	for _, l := range strings.Split(string(st), "\n") {
+		if v, ok := strings.CutPrefix(l, "VmHWM:"); ok {
+			return strings.TrimSpace(v)
+		}
+	}
+	return ""
 }
 
 // etcdctlFor finds the lab's etcdctl build for version (x.y.z, or x.y: the
@@ -301,6 +326,7 @@ func cp(src, dst string) (time.Duration, error) {
 type applied struct {
 	wall   time.Duration
 	maxRSS int64
+	cpu    time.Duration // user + system time of the etcd-rescue process
 	events []event
 }
 
@@ -330,6 +356,7 @@ func apply(bin, plan, inv, work string) (applied, error) {
 	res := applied{wall: wall}
 	if ru != nil {
 		res.maxRSS = ru.Maxrss << 10 // KiB on Linux
+		res.cpu = time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 	}
 	files, _ := filepath.Glob(filepath.Join(sd, "runs", "*", "events.jsonl"))
 	if len(files) != 1 {
