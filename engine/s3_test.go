@@ -386,32 +386,29 @@ func TestS3FetchSelectLatestFirst(t *testing.T) {
 		t.Errorf("fact %q", fact)
 	}
 	// The fetch finished before the first host command started.
-	fetchDone, firstStart := finishedAt(res.State, "fetch", ""), startedAt(res.State, "first", "h1")
+	_, fetchDone := stepTimes(res.State, "fetch", "")
+	firstStart, _ := stepTimes(res.State, "first", "h1")
 	if fetchDone.IsZero() || firstStart.Before(fetchDone) {
 		t.Errorf("first host step started %v, before the fetch finished %v", firstStart, fetchDone)
 	}
 }
 
-func finishedAt(st *runstate.State, step, host string) time.Time {
+// stepTimes is when step@host started and finished (zero when it did not).
+func stepTimes(st *runstate.State, step, host string) (started, finished time.Time) {
 	for _, s := range st.Steps {
 		for _, h := range s.Hosts {
-			if s.ID == step && h.Host == host && h.Finished != nil {
-				return *h.Finished
+			if s.ID != step || h.Host != host {
+				continue
+			}
+			if h.Started != nil {
+				started = *h.Started
+			}
+			if h.Finished != nil {
+				finished = *h.Finished
 			}
 		}
 	}
-	return time.Time{}
-}
-
-func startedAt(st *runstate.State, step, host string) time.Time {
-	for _, s := range st.Steps {
-		for _, h := range s.Hosts {
-			if s.ID == step && h.Host == host && h.Started != nil {
-				return *h.Started
-			}
-		}
-	}
-	return time.Time{}
+	return started, finished
 }
 
 // A fetch that fails ends the run before any host is touched: no command

@@ -943,3 +943,16 @@ func (e *e2e) killAt(t *testing.T, re *regexp.Regexp, args ...string) (framework
 		return r, ""
 	}
 }
+
+// resumeToDone resumes runID (why says after what), which must end done,
+// and checks the lab from outside.
+func (e *e2e) resumeToDone(t *testing.T, l *lab.Lab, stateDir, runID, why string) {
+	t.Helper()
+	res := e.CLI(t, "resume", runID, "--yes", "--state-dir", stateDir)
+	if res.Code != 0 {
+		t.Fatalf("resume %s:\n%s", why, res)
+	}
+	t.Logf("resume %s: exit 0 in %.1fs", why, res.Wall.Seconds())
+	checkRunDone(t, e.StatusJSON(t, stateDir, runID))
+	verifyLab(t, l)
+}

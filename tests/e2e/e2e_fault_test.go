@@ -336,13 +336,7 @@ func (e *e2e) linkDownDuringAdd(t *testing.T, l *lab.Lab) {
 	if runID == "" {
 		t.Fatalf("no run id in the apply's output:\n%s", r.Stdout)
 	}
-	res := e.CLI(t, "resume", runID, "--yes", "--state-dir", stateDir)
-	if res.Code != 0 {
-		t.Fatalf("plain resume after the link came back:\n%s", res)
-	}
-	t.Logf("plain resume after the rejoin: exit 0 in %.1fs", res.Wall.Seconds())
-	checkRunDone(t, e.StatusJSON(t, stateDir, runID))
-	verifyLab(t, l)
+	e.resumeToDone(t, l, stateDir, runID, "plain, after the link came back")
 }
 
 // --- etcd that cannot start -----------------------------------------------------

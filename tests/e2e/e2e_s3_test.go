@@ -157,13 +157,7 @@ func TestE2ES3Lab(t *testing.T) {
 		if len(stepsIn(st, "done", "running")) > 1 {
 			t.Errorf("killed in the download, yet steps after the fetch began: %v", stepsIn(st, "done", "running"))
 		}
-		res := e.CLI(t, "resume", runID, "--yes", "--state-dir", stateDir)
-		if res.Code != 0 {
-			t.Fatalf("resume after kill -9 in the download: %s", res)
-		}
-		t.Logf("resume: exit 0 in %.1fs", res.Wall.Seconds())
-		checkRunDone(t, e.StatusJSON(t, stateDir, runID))
-		verifyLab(t, l)
+		e.resumeToDone(t, l, stateDir, runID, "after kill -9 in the download")
 		checkBulk(t, l)
 	}) {
 		return
