@@ -95,12 +95,18 @@ func snapshotBytes(body string) []byte {
 }
 
 // put stores a snapshot etcd-rescue wrote, modified at mod.
+// put stores an earlier backup of the test plan's cluster ("test").
 func (s *fakeStore) put(url string, data []byte, rev int64, mod time.Time) {
+	s.putFor("test", url, data, rev, mod)
+}
+
+// putFor stores an earlier backup of cluster.
+func (s *fakeStore) putFor(cluster, url string, data []byte, rev int64, mod time.Time) {
 	l, _ := objstore.ParseURL(url)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.objs[l] = &fakeObject{data: data, layout: objstore.LayoutRescue, modified: mod, revision: rev,
-		meta: objstore.Meta{SHA256: sum(data), Revision: rev, Size: int64(len(data)), RunID: "old"}}
+		meta: objstore.Meta{SHA256: sum(data), Revision: rev, Size: int64(len(data)), RunID: "old", Cluster: cluster}}
 }
 
 func (s *fakeStore) object(l objstore.Location, o *fakeObject) objstore.Object {
@@ -315,6 +321,34 @@ func TestS3SaveUploadVerifyThenRetention(t *testing.T) {
 	stage := filepath.Join(h.stateDir, "runs", res.RunID, "snapshot-save-etcd-"+res.RunID+".db")
 	if _, err := os.Stat(stage); !os.IsNotExist(err) {
 		t.Errorf("staging file %s not removed: %v", stage, err)
+	}
+}
+
+// Two clusters backed up under one prefix: a backup's keep: counts and
+// prunes only its own cluster's snapshots, never the other's, however old.
+func TestS3RetentionOnlyThisCluster(t *testing.T) {
+	st := newFakeStore()
+	st.use(t)
+	old := time.Now().Add(-72 * time.Hour)
+	for i := 1; i <= 3; i++ {
+		st.put(fmt.Sprintf("s3://backups/etcd/etcd-old%d.db", i), snapshotBytes(fmt.Sprint("old", i)), int64(i), old.Add(time.Duration(i)*time.Hour))
+		st.putFor("staging", fmt.Sprintf("s3://backups/etcd/staging-%d.db", i), snapshotBytes(fmt.Sprint("staging", i)), int64(i), old.Add(-time.Duration(i)*time.Hour))
+	}
+	h := newS3Harness(t, saveS3Steps)
+	h.withSnapshot(snapshotBytes("new"))
+	res, err := h.apply(h.opts())
+	if err != nil {
+		t.Fatalf("apply: %v\n%s", err, h.progress.String())
+	}
+	want := []string{"s3://backups/etcd/etcd-" + res.RunID + ".db", "s3://backups/etcd/etcd-old3.db",
+		"s3://backups/etcd/staging-1.db", "s3://backups/etcd/staging-2.db", "s3://backups/etcd/staging-3.db"}
+	sort.Strings(want)
+	if got := st.keys(); strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Errorf("objects after retention with keep {last: 2}: %v, want %v", got, want)
+	}
+	journal := readFile(t, filepath.Join(h.stateDir, "runs", res.RunID, "events.jsonl"))
+	if !strings.Contains(journal, "3 snapshot(s) of other clusters left alone") {
+		t.Errorf("the journal does not say the other cluster's snapshots were left alone")
 	}
 }
 

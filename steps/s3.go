@@ -217,14 +217,19 @@ func (s *SnapshotSave) saveS3(ctx context.Context, c *Ctx, env Env, url, stage s
 		env.Logf("could not remove the staging file %s: %v", stage, err)
 	}
 	if k := s.Keep; k != nil && (k.Last > 0 || k.Days > 0) {
-		return retention(ctx, env, st, dst, *k)
+		return retention(ctx, env, st, dst, *k, cluster)
 	}
 	return nil
 }
 
 // retention runs only after a verified upload: stale multipart uploads
 // first, then the objects the rule allows to delete, each logged.
-func retention(ctx context.Context, env Env, st objstore.Store, dst objstore.Location, k SnapshotKeep) error {
+//
+// Only this cluster's snapshots count: an etcd-rescue object whose metadata
+// names another cluster (two clusters backed up under one prefix) is
+// neither deleted nor counted, so one cluster's keep: never prunes the
+// other's backups.
+func retention(ctx context.Context, env Env, st objstore.Store, dst objstore.Location, k SnapshotKeep, cluster string) error {
 	pre := prefixOf(dst)
 	if n, err := st.AbortStaleUploads(ctx, pre, time.Hour); err != nil {
 		env.Logf("could not abort stale uploads under %s: %v", pre, err)
@@ -235,6 +240,19 @@ func retention(ctx context.Context, env Env, st objstore.Store, dst objstore.Loc
 	if err != nil {
 		return fmt.Errorf("retention: listing %s: %w", pre, err)
 	}
+	mine := objs[:0:0]
+	others := 0
+	for _, o := range objs {
+		if o.Layout == objstore.LayoutRescue && o.Meta.Cluster != cluster {
+			others++
+			continue
+		}
+		mine = append(mine, o)
+	}
+	if others > 0 {
+		env.Logf("retention under %s: %d snapshot(s) of other clusters left alone (their metadata names another cluster than %q)", pre, others, cluster)
+	}
+	objs = mine
 	del := objstore.PlanRetention(objs, objstore.Keep{Last: k.Last, Days: k.Days}, time.Now(), dst)
 	if len(del) == 0 {
 		env.Logf("retention under %s (%s): nothing to delete of %d object(s)", pre, keepText(k), len(objs))
