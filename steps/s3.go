@@ -68,6 +68,15 @@ type SnapshotKeep struct {
 	KeyPos map[string]plans.Pos `yaml:"-"`
 }
 
+// IsTransferProgress reports whether a step's log line is the progress of
+// an object-store transfer (what [progressLogger] writes). The engine makes
+// such lines, and no other log line of a step, crash points: a line that
+// merely mentions a call ("member promote ...") before the call is made
+// must not pass for the call having succeeded.
+func IsTransferProgress(msg string) bool {
+	return strings.HasPrefix(msg, "s3 upload s3://") || strings.HasPrefix(msg, "s3 download s3://")
+}
+
 // progressLogger journals a transfer every step bytes (at least 4 MiB,
 // at most about 64 lines per transfer) and at the end.
 func progressLogger(env Env, verb, url string) objstore.Progress {
