@@ -144,15 +144,24 @@ func (s *fakeStore) Upload(ctx context.Context, dst objstore.Location, file stri
 	return ob, nil
 }
 
-func (s *fakeStore) Verify(ctx context.Context, l objstore.Location, want objstore.Meta) (objstore.Object, error) {
-	if err := s.call("Verify", l.String()); err != nil {
-		return objstore.Object{}, err
+// lookup records the call of method on l and returns the stored object.
+func (s *fakeStore) lookup(method string, l objstore.Location) (*fakeObject, error) {
+	if err := s.call(method, l.String()); err != nil {
+		return nil, err
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	o, ok := s.objs[l]
 	if !ok {
-		return objstore.Object{}, fmt.Errorf("%s: no such key", l)
+		return nil, fmt.Errorf("%s: no such key", l)
+	}
+	return o, nil
+}
+
+func (s *fakeStore) Verify(ctx context.Context, l objstore.Location, want objstore.Meta) (objstore.Object, error) {
+	o, err := s.lookup("Verify", l)
+	if err != nil {
+		return objstore.Object{}, err
 	}
 	if sum(o.data) != want.SHA256 {
 		return objstore.Object{}, objstore.ErrCorrupt
@@ -161,14 +170,9 @@ func (s *fakeStore) Verify(ctx context.Context, l objstore.Location, want objsto
 }
 
 func (s *fakeStore) Stat(ctx context.Context, l objstore.Location) (objstore.Object, error) {
-	if err := s.call("Stat", l.String()); err != nil {
+	o, err := s.lookup("Stat", l)
+	if err != nil {
 		return objstore.Object{}, err
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	o, ok := s.objs[l]
-	if !ok {
-		return objstore.Object{}, fmt.Errorf("%s: no such key", l)
 	}
 	return s.object(l, o), nil
 }
@@ -190,14 +194,9 @@ func (s *fakeStore) List(ctx context.Context, prefix objstore.Location) ([]objst
 }
 
 func (s *fakeStore) Download(ctx context.Context, src objstore.Object, file string, progress objstore.Progress) (string, error) {
-	if err := s.call("Download", src.String()); err != nil {
+	o, err := s.lookup("Download", src.Location)
+	if err != nil {
 		return "", err
-	}
-	s.mu.Lock()
-	o, ok := s.objs[src.Location]
-	s.mu.Unlock()
-	if !ok {
-		return "", fmt.Errorf("%s: no such key", src.Location)
 	}
 	if err := os.WriteFile(file, o.data, 0o600); err != nil {
 		return "", err
