@@ -21,6 +21,8 @@ type LockInfo struct {
 	Started time.Time `json:"started"`
 	RunID   string    `json:"runId"`
 	Command string    `json:"command"`
+	// Scope is what the lock covers in a shared store: the cluster's name.
+	Scope string `json:"scope,omitempty"`
 }
 
 func (i *LockInfo) String() string {
@@ -30,13 +32,20 @@ func (i *LockInfo) String() string {
 	return fmt.Sprintf("pid %d on %s, user %s, %s of run %s since %s", i.PID, i.Host, i.User, i.Command, i.RunID, i.Started.Format(time.RFC3339))
 }
 
-// LockedError is a state dir locked by another apply or resume.
+// LockedError is a state dir, or a cluster's lock in a shared state store,
+// held by another apply or resume.
 type LockedError struct {
-	Dir   string
+	Dir   string // the state dir, or the shared store's Where
 	Owner *LockInfo
+	// Shared: Dir is a shared store and Scope the cluster whose lock is held.
+	Shared bool
+	Scope  string
 }
 
 func (e *LockedError) Error() string {
+	if e.Shared {
+		return fmt.Sprintf("cluster %s is locked in state store %s by another run: %s", e.Scope, e.Dir, e.Owner)
+	}
 	return fmt.Sprintf("state dir %s is locked by another run: %s", e.Dir, e.Owner)
 }
 

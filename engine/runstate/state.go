@@ -45,6 +45,14 @@ type State struct {
 	Inventory  string    `json:"inventory,omitempty"` // absolute path given with --inventory
 	PlanSHA256 string    `json:"planSha256"`          // of the plan bytes and the inventory bytes
 	PlanName   string    `json:"planName"`
+	// Cluster is the plan's cluster name: the scope of the run lock in a
+	// shared state store.
+	Cluster string `json:"cluster,omitempty"`
+	// StartedBy is who started the run and from which machine
+	// ("user@machine"); ResumedBy who began its latest session, when
+	// that was a resume.
+	StartedBy string `json:"startedBy,omitempty"`
+	ResumedBy string `json:"resumedBy,omitempty"`
 	Outcome    string    `json:"outcome"`
 	Created    time.Time `json:"created"`
 	Updated    time.Time `json:"updated"`
