@@ -38,12 +38,19 @@ type IndexEntry struct {
 	RunID    string
 	StateDir string
 	Plan     string
+	// Shared is the URL of the shared state store that holds the run
+	// (a fourth field), "" for a run in StateDir alone.
+	Shared string
 }
 
 // RecordRun appends a run to the index. Failing to is not fatal to the
 // run (the state dir is printed, and --state-dir finds it), so the caller
 // only journals the error.
-func RecordRun(runID, stateDir, plan string) error {
+func RecordRun(runID, stateDir, plan string) error { return RecordSharedRun(runID, stateDir, plan, "") }
+
+// RecordSharedRun is RecordRun for a run held by the shared store at url
+// (its working directory on this machine is stateDir).
+func RecordSharedRun(runID, stateDir, plan, url string) error {
 	path := IndexFile()
 	if path == "" {
 		return fmt.Errorf("no home directory for the run index")
@@ -55,7 +62,11 @@ func RecordRun(runID, stateDir, plan string) error {
 	if err != nil {
 		return err
 	}
-	_, werr := fmt.Fprintf(f, "%s\t%s\t%s\n", runID, stateDir, plan)
+	line := fmt.Sprintf("%s\t%s\t%s", runID, stateDir, plan)
+	if url != "" {
+		line += "\t" + url
+	}
+	_, werr := fmt.Fprintln(f, line)
 	if cerr := f.Close(); werr == nil {
 		werr = cerr
 	}
@@ -113,11 +124,14 @@ func IndexedRuns() ([]IndexEntry, error) {
 	for sc.Scan() {
 		line := sc.Text()
 		parts := strings.Split(line, "\t")
-		if len(parts) != 3 || !validRunID(parts[0]) || !filepath.IsAbs(parts[1]) {
+		if (len(parts) != 3 && len(parts) != 4) || !validRunID(parts[0]) || !filepath.IsAbs(parts[1]) {
 			keep.WriteString(line + "\n") // not ours to judge
 			continue
 		}
 		e := IndexEntry{RunID: parts[0], StateDir: parts[1], Plan: parts[2]}
+		if len(parts) == 4 {
+			e.Shared = parts[3]
+		}
 		if _, err := os.Stat(e.StateDir); errors.Is(err, fs.ErrNotExist) {
 			pruned = true
 			continue

@@ -42,10 +42,10 @@ func TestIndexPrunesEntriesWhoseStateDirIsGone(t *testing.T) {
 	newRun(t, gone, "20261201T000000Z-0002")
 	newRun(t, kept, "20261201T000000Z-0003")
 	for _, e := range []IndexEntry{
-		{"20261201T000000Z-0001", kept, "/p/a.yaml"},
-		{"20261201T000000Z-0002", gone, "/p/b.yaml"},
-		{"20261201T000000Z-0003", kept, "/p/a.yaml"},
-		{"20261201T000000Z-0004", kept, "/p/a.yaml"}, // its run dir never existed
+		{"20261201T000000Z-0001", kept, "/p/a.yaml", ""},
+		{"20261201T000000Z-0002", gone, "/p/b.yaml", ""},
+		{"20261201T000000Z-0003", kept, "/p/a.yaml", ""},
+		{"20261201T000000Z-0004", kept, "/p/a.yaml", ""}, // its run dir never existed
 	} {
 		if err := RecordRun(e.RunID, e.StateDir, e.Plan); err != nil {
 			t.Fatal(err)

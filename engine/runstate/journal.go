@@ -57,6 +57,9 @@ func (r *Run) Event(ev Event) {
 	if _, err := r.events.Write(b); err == nil {
 		r.unsynced.Store(true)
 	}
+	if r.store != nil && r.store.Shared != nil {
+		r.pending = append(r.pending, b...)
+	}
 }
 
 // marshalJSON encodes v with a trailing newline and without HTML escaping,
@@ -79,7 +82,14 @@ func (s *Store) AppendEvent(id string, red Redactor, now func() time.Time, ev Ev
 	if red == nil {
 		red = noRedaction{}
 	}
-	f, err := os.OpenFile(s.EventsPath(id), os.O_WRONLY|os.O_APPEND, 0o600)
+	flag := os.O_WRONLY | os.O_APPEND
+	if s.Shared != nil {
+		// The run may have no directory on this machine yet.
+		if err := os.MkdirAll(s.runDir(id), 0o700); err == nil {
+			flag |= os.O_CREATE
+		}
+	}
+	f, err := os.OpenFile(s.EventsPath(id), flag, 0o600)
 	if err != nil {
 		return
 	}
@@ -87,4 +97,8 @@ func (s *Store) AppendEvent(id string, red Redactor, now func() time.Time, ev Ev
 	r := &Run{store: s, red: red, events: f, now: now}
 	r.Event(ev)
 	_ = f.Sync()
+	if s.Shared != nil {
+		r.st = &State{RunID: id}
+		r.sharedAppend()
+	}
 }

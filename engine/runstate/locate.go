@@ -42,6 +42,10 @@ func LocateRun(stateDir, run string) (*Store, string, error) {
 			return nil, "", &NoStateError{Run: run, Indexed: true}
 		}
 		s, err := ExistingStore(e.StateDir)
+		if s != nil {
+			// The caller connects to it (engine.LocateRun).
+			s.SharedURL = e.Shared
+		}
 		return s, e.RunID, err
 	}
 	s, err := ExistingStore(stateDir)

@@ -49,9 +49,10 @@ func (e *LockedError) Error() string {
 	return fmt.Sprintf("state dir %s is locked by another run: %s", e.Dir, e.Owner)
 }
 
-// Lock is a held run lock.
+// Lock is a held run lock: the state dir's flock, or a shared store's.
 type Lock struct {
-	f *os.File
+	f      *os.File
+	shared SharedLock
 }
 
 // LockPath is the lock file of the store.
@@ -101,6 +102,9 @@ func readLockInfo(f *os.File) *LockInfo {
 
 // Release empties the owner info and drops the lock.
 func (l *Lock) Release() error {
+	if l != nil && l.shared != nil {
+		return l.shared.Release()
+	}
 	if l == nil || l.f == nil {
 		return nil
 	}

@@ -49,6 +49,14 @@ type Run struct {
 	// unsynced: journal lines were written since the journal's last sync.
 	unsynced atomic.Bool
 
+	// pending are the journal lines (JSON) written since the last
+	// checkpoint that reached the shared store (guarded by mu).
+	pending []byte
+	// sharedErr is the first failed write to the shared store (guarded
+	// by wmu): every later checkpoint fails at once with it, so that the
+	// run stops instead of waiting out a timeout per step-host.
+	sharedErr error
+
 	// evUnsynced are the evidence files written since SyncEvidence.
 	evMu       sync.Mutex
 	evUnsynced []string
@@ -114,9 +122,19 @@ func (r *Run) Snapshot() *State {
 }
 
 // Create writes a new run's directory and first checkpoint.
+// With a shared store, the run is stored there first, with the plan
+// files given to SetRunFiles.
 func (s *Store) Create(st *State, red Redactor, now func() time.Time) (*Run, error) {
 	if err := os.Mkdir(s.runDir(st.RunID), 0o700); err != nil {
 		return nil, fmt.Errorf("creating run dir: %w", err)
+	}
+	if s.Shared != nil {
+		if red == nil {
+			red = noRedaction{}
+		}
+		if err := s.sharedCreate(st, red); err != nil {
+			return nil, err
+		}
 	}
 	return s.Open(st, red, now)
 }
@@ -124,6 +142,12 @@ func (s *Store) Create(st *State, red Redactor, now func() time.Time) (*Run, err
 // Open attaches to an existing (or just created) run directory. red may be
 // nil: nothing is redacted.
 func (s *Store) Open(st *State, red Redactor, now func() time.Time) (*Run, error) {
+	if s.Shared != nil {
+		// A run taken over from another machine has no directory here yet.
+		if err := os.MkdirAll(s.runDir(st.RunID), 0o700); err != nil {
+			return nil, fmt.Errorf("creating run dir: %w", err)
+		}
+	}
 	f, err := os.OpenFile(s.EventsPath(st.RunID), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		return nil, err
@@ -159,6 +183,9 @@ func (r *Run) Close() error {
 	// A flush syncing the journal holds wmu: let it finish first.
 	r.wmu.Lock()
 	defer r.wmu.Unlock()
+	if r.store.Shared != nil {
+		r.sharedAppend()
+	}
 	err := f.Sync()
 	if cerr := f.Close(); err == nil {
 		err = cerr
@@ -233,6 +260,9 @@ func (r *Run) flush(mine uint64, d Durability) error {
 	if r.synced >= mine || (d == Lazy && r.saved >= mine) {
 		return nil
 	}
+	if err := r.fenced(); err != nil {
+		return err
+	}
 	t0 := time.Now()
 	defer func() {
 		if d == Durable {
@@ -262,6 +292,11 @@ func (r *Run) flush(mine uint64, d Durability) error {
 		err = r.writeDurable(path, b)
 	} else {
 		err = r.writeLazy(path, b)
+	}
+	if err == nil && r.store.Shared != nil {
+		// Every checkpoint, lazy or not, reaches the shared store before
+		// the engine goes on: another machine resumes from there.
+		err = r.sharedSave(b)
 	}
 	if err != nil {
 		return fmt.Errorf("checkpoint of run %s: %w", id, err)

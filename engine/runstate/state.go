@@ -39,23 +39,23 @@ const StateFormat = 1
 // the last transition that happened; after a power loss, a transition at
 // least as late as the last durable one (Durability).
 type State struct {
-	Format     int       `json:"format"`
-	RunID      string    `json:"runId"`
-	Plan       string    `json:"plan"`                // absolute path of the plan file
-	Inventory  string    `json:"inventory,omitempty"` // absolute path given with --inventory
-	PlanSHA256 string    `json:"planSha256"`          // of the plan bytes and the inventory bytes
-	PlanName   string    `json:"planName"`
+	Format     int    `json:"format"`
+	RunID      string `json:"runId"`
+	Plan       string `json:"plan"`                // absolute path of the plan file
+	Inventory  string `json:"inventory,omitempty"` // absolute path given with --inventory
+	PlanSHA256 string `json:"planSha256"`          // of the plan bytes and the inventory bytes
+	PlanName   string `json:"planName"`
 	// Cluster is the plan's cluster name: the scope of the run lock in a
 	// shared state store.
 	Cluster string `json:"cluster,omitempty"`
 	// StartedBy is who started the run and from which machine
 	// ("user@machine"); ResumedBy who began its latest session, when
 	// that was a resume.
-	StartedBy string `json:"startedBy,omitempty"`
-	ResumedBy string `json:"resumedBy,omitempty"`
-	Outcome    string    `json:"outcome"`
-	Created    time.Time `json:"created"`
-	Updated    time.Time `json:"updated"`
+	StartedBy string    `json:"startedBy,omitempty"`
+	ResumedBy string    `json:"resumedBy,omitempty"`
+	Outcome   string    `json:"outcome"`
+	Created   time.Time `json:"created"`
+	Updated   time.Time `json:"updated"`
 	// Sessions counts apply + resumes of this run.
 	Sessions int `json:"sessions"`
 	// EngineSeconds is the engine's own time over all sessions: checkpoint

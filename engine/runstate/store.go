@@ -10,12 +10,25 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 )
 
-// Store is a state directory: a lock and one directory per run.
+// Store is a state directory: a lock and one directory per run. With
+// Shared set, the runs and the lock are in a team's shared store
+// (sharedstore.go) and Dir is their working directory on this machine.
 type Store struct {
 	Dir string
+	// Shared is the team's state store; SharedURL how to reach it again
+	// (recorded in the run index, never with a password).
+	Shared    Shared
+	SharedURL string
+
+	held     SharedLock // the lock LockFor took in Shared
+	newFiles *RunFiles  // for Create
+	smu      sync.Mutex
+	revs     map[string]int64 // the shared checkpoint's revision per run
+	files    map[string]RunFiles
 }
 
 // OpenStore creates the state directory (mode 0700) if needed.
@@ -78,11 +91,23 @@ func (s *Store) runDir(id string) string { return filepath.Join(s.Dir, "runs", i
 // Exists reports whether run id's directory exists, with a checkpoint or not.
 func (s *Store) Exists(id string) bool {
 	_, err := os.Stat(s.runDir(id))
-	return !errors.Is(err, fs.ErrNotExist)
+	if !errors.Is(err, fs.ErrNotExist) {
+		return true
+	}
+	if s.Shared != nil {
+		ctx, cancel := sharedCtx()
+		defer cancel()
+		_, err := s.Shared.Load(ctx, id)
+		return !errors.As(err, new(*NoStateError))
+	}
+	return false
 }
 
 // Runs lists the run ids, oldest first.
 func (s *Store) Runs() ([]string, error) {
+	if s.Shared != nil {
+		return s.sharedRuns()
+	}
 	ents, err := os.ReadDir(filepath.Join(s.Dir, "runs"))
 	if err != nil {
 		return nil, err
@@ -127,7 +152,10 @@ func (s *Store) Latest() (string, error) {
 // durable checkpoint, and says so in State.Recovered.
 func (s *Store) Load(id string) (*State, error) {
 	if !validRunID(id) {
-		return nil, &NoStateError{Dir: s.Dir, Run: id}
+		return nil, &NoStateError{Dir: s.Where(), Run: id}
+	}
+	if s.Shared != nil {
+		return s.sharedLoad(id)
 	}
 	path := filepath.Join(s.runDir(id), stateFile)
 	st, err := readState(path)

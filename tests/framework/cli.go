@@ -230,6 +230,9 @@ func (l *lockedWriter) Write(b []byte) (int, error) {
 // Signal sends sig to the process (SIGSTOP to freeze it, SIGKILL to crash it).
 func (p *Proc) Signal(sig os.Signal) error { return p.cmd.Process.Signal(sig) }
 
+// Pid is the process id of etcd-rescue.
+func (p *Proc) Pid() int { return p.cmd.Process.Pid }
+
 // Exited is closed once the process has exited and its output is read.
 func (p *Proc) Exited() <-chan struct{} { return p.exited }
 
