@@ -41,8 +41,8 @@ type Redactor struct {
 	secrets []string
 }
 
-// NewRedactor collects the values of the secret variables of p and the
-// credentials of its s3: section. Every
+// NewRedactor collects the values of the secret variables of p, the
+// credentials of its s3: section and the password of its state: section. Every
 // non-empty value counts: over-redacting a log line is harmless, leaking a
 // password is not.
 func NewRedactor(p *plans.Plan) *Redactor {
@@ -65,6 +65,13 @@ func NewRedactor(p *plans.Plan) *Redactor {
 			if len(plans.Refs(v)) == 0 { // an unresolved ${vars.X} is a finding, not a secret
 				values = append(values, v)
 			}
+		}
+	}
+	// The state store's password, likewise.
+	if p.State != nil {
+		r, _ := p.State.Resolved(p.Vars)
+		if len(plans.Refs(r.Password)) == 0 {
+			values = append(values, r.Password)
 		}
 	}
 	for _, v := range values {

@@ -134,3 +134,18 @@ steps:
 	}
 	t.Logf("planted in %d parameters; %d findings redacted it", planted, redacted)
 }
+
+// state.password is a secret whatever its variable is called, like
+// s3.secretKey; a literal one (an error finding) is redacted too.
+func TestRedactorStatePassword(t *testing.T) {
+	for pw, vars := range map[string]map[string]string{
+		"${vars.mgmt}": {"mgmt": "Zq9-st0re-pw"},
+		"Zq9-st0re-pw": nil,
+	} {
+		p := &plans.Plan{State: &plans.StateStore{URL: "etcd://h:1/p", User: "u", Password: pw}, Vars: vars}
+		got := NewRedactor(p).String(`login "Zq9-st0re-pw" failed`)
+		if strings.Contains(got, "st0re") || !strings.Contains(got, Redacted) {
+			t.Errorf("password %q: %s", pw, got)
+		}
+	}
+}

@@ -34,6 +34,7 @@ func (p *Plan) Check() Findings {
 			WithHint("use it only for a throwaway lab; put the hosts' keys in ssh.knownHosts instead")
 	}
 	fs = append(fs, p.checkS3()...)
+	fs = append(fs, p.checkState()...)
 	fs = append(fs, p.checkSteps()...)
 	return fs
 }

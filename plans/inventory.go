@@ -5,7 +5,7 @@ import (
 )
 
 // LoadInventory reads an inventory file alone (cluster:, hosts:, ssh:,
-// vars:) as a plan without steps, for the commands that look at a live
+// s3:, state:, vars:) as a plan without steps, for the commands that look at a live
 // cluster (facts, diagnose, new). Defaults are applied and the cluster,
 // hosts and ssh sections get the same structural checks as in a plan. A
 // nil plan is returned only when the file could not be read or parsed.
@@ -14,11 +14,12 @@ func LoadInventory(path string) (*Plan, Findings) {
 	p.SSHBase = filepath.Dir(path)
 	p.ClusterBase = p.SSHBase
 	p.S3Base = p.SSHBase
+	p.StateBase = p.SSHBase
 	fs := p.mergeInventory(path, true)
 	if p.InvRaw == nil {
 		return nil, fs.Sort()
 	}
-	if p.Cluster == nil && p.Hosts == nil && p.SSH == nil && p.S3 == nil && p.Vars == nil && fs.Errors() > 0 {
+	if p.Cluster == nil && p.Hosts == nil && p.SSH == nil && p.S3 == nil && p.State == nil && p.Vars == nil && fs.Errors() > 0 {
 		// not a mapping at all: the decoder said where
 		return nil, fs.Sort()
 	}

@@ -16,6 +16,7 @@ type Inventory struct {
 	Hosts   map[string]*Host  `yaml:"hosts" doc:"machines, by name"`
 	SSH     *SSH              `yaml:"ssh" doc:"how to reach the hosts"`
 	S3      *S3               `yaml:"s3" doc:"the S3-compatible object store of the snapshots"`
+	State   *StateStore       `yaml:"state" doc:"the team's shared store of run state and run locks (a management etcd)"`
 	Vars    map[string]string `yaml:"vars" doc:"variables; they override the plan's own vars of the same name"`
 }
 
@@ -46,6 +47,7 @@ func LoadBytes(path string, raw []byte, inventory string) (*Plan, Findings) {
 	p.SSHBase = filepath.Dir(path)
 	p.ClusterBase = p.SSHBase
 	p.S3Base = p.SSHBase
+	p.StateBase = p.SSHBase
 	invPath := inventory
 	if invPath == "" && p.Inventory != "" {
 		invPath = LocalFile(filepath.Dir(path), p.Inventory)
@@ -113,6 +115,7 @@ func LoadSources(plan Source, inv *Source, invFromFlag bool) (*Plan, Findings) {
 	p.SSHBase = filepath.Dir(plan.Path)
 	p.ClusterBase = p.SSHBase
 	p.S3Base = p.SSHBase
+	p.StateBase = p.SSHBase
 	switch {
 	case inv != nil:
 		if !invFromFlag && p.Inventory != "" {
@@ -185,6 +188,10 @@ func (p *Plan) mergeInventoryBytes(path string, raw []byte, fromFlag bool) Findi
 	if take("s3", inv.S3 != nil) {
 		p.S3 = inv.S3
 		p.S3Base = filepath.Dir(path)
+	}
+	if take("state", inv.State != nil) {
+		p.State = inv.State
+		p.StateBase = filepath.Dir(path)
 	}
 	// The inventory describes the environment, so its vars override the
 	// plan's, which are defaults (a snapshot path, a lost peer URL).

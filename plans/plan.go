@@ -17,6 +17,7 @@ type Plan struct {
 	Hosts       map[string]*Host  `yaml:"hosts" doc:"machines the plan acts on, by name"`
 	SSH         *SSH              `yaml:"ssh" doc:"how to reach the hosts"`
 	S3          *S3               `yaml:"s3" doc:"the S3-compatible object store of snapshot-save to: s3://... and snapshot-fetch"`
+	State       *StateStore       `yaml:"state" doc:"the team's shared store of run state and run locks (a management etcd), used when --state is not given"`
 	Vars        map[string]string `yaml:"vars" doc:"plan variables, used as ${vars.NAME}"`
 	Steps       []*Step           `yaml:"steps" rescue:"required" doc:"the steps; order comes from needs:, not from the list"`
 
@@ -34,6 +35,9 @@ type Plan struct {
 	ClusterBase string `yaml:"-"`
 	// S3Base is the directory of the file that defined s3: (its ca:).
 	S3Base string `yaml:"-"`
+	// StateBase is the directory of the file that defined state: (its
+	// TLS files).
+	StateBase string `yaml:"-"`
 }
 
 // Cluster is the etcd cluster the plan produces. Every per-member etcd flag
