@@ -33,6 +33,11 @@ func Apply(ctx context.Context, c *Compiled, opts Options) (*Result, error) {
 		return nil, err
 	}
 	opts.StateDir = store.Dir
+	closeShared, err := connectShared(ctx, store, c.Plan, opts.State)
+	if err != nil {
+		return nil, err
+	}
+	defer closeShared()
 	var runID string
 	for {
 		runID = runstate.NewRunID(opts.now())
@@ -40,7 +45,7 @@ func Apply(ctx context.Context, c *Compiled, opts Options) (*Result, error) {
 			break
 		}
 	}
-	lock, err := store.Lock(runID, "apply")
+	lock, err := store.LockFor(runID, "apply", scopeOf(c.Plan))
 	if err != nil {
 		return nil, err
 	}
@@ -89,16 +94,24 @@ func Apply(ctx context.Context, c *Compiled, opts Options) (*Result, error) {
 	if opts.Inventory != "" {
 		inv, _ = filepath.Abs(opts.Inventory)
 	}
+	if store.Shared != nil {
+		files, err := runFiles(planPath, inv)
+		if err != nil {
+			return nil, fmt.Errorf("reading the plan files to store with the run: %w", err)
+		}
+		store.SetRunFiles(files)
+	}
 	now := opts.now().UTC()
 	st := &runstate.State{Format: runstate.StateFormat, RunID: runID, Plan: planPath, Inventory: inv, PlanName: c.Plan.Name,
-		PlanSHA256: runstate.PlanHash(c.Plan.Raw, c.Plan.InvRaw), Outcome: runstate.OutcomeRunning, Created: now, Sessions: 1}
+		PlanSHA256: runstate.PlanHash(c.Plan.Raw, c.Plan.InvRaw), Outcome: runstate.OutcomeRunning, Created: now, Sessions: 1,
+		Cluster: scopeOf(c.Plan), StartedBy: runstate.Who()}
 	reconcile(st, c)
 	red := NewRedactor(c.Plan)
 	run, err := store.Create(st, red, opts.now)
 	if err != nil {
 		return nil, err
 	}
-	if err := runstate.RecordRun(runID, store.Dir, planPath); err != nil {
+	if err := runstate.RecordSharedRun(runID, store.Dir, planPath, store.SharedURL); err != nil {
 		run.Event(runstate.Event{Type: "run", Msg: "not recorded in the run index (resume needs --state-dir " + store.Dir + "): " + err.Error()})
 	}
 	defer run.Close()

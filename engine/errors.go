@@ -70,8 +70,10 @@ func (e *OperatorError) Error() string {
 // (dependents of a failure are skipped and not reported), the step-hosts
 // waiting for an operator, and whether it was interrupted.
 type RunError struct {
-	RunID       string
-	StateDir    string
+	RunID    string
+	StateDir string
+	// State is the shared state store's URL when the run is in one.
+	State       string
 	Failed      []*StepError
 	Waiting     []*OperatorError
 	Interrupted bool

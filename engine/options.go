@@ -18,6 +18,11 @@ type Options struct {
 	// plan file (runstate.StateDirFor); Resume finds the run in the run
 	// index, which records where Apply put it.
 	StateDir string
+	// State is the URL of a shared state store (--state
+	// etcd://HOST:PORT/PREFIX, sharedstate.go); "" uses the plan's or
+	// inventory's state: section, if any. With one, StateDir is only the
+	// runs' working directory on this machine.
+	State string
 	// Inventory is the --inventory file, recorded so Resume loads the same.
 	Inventory string
 	// PlanFile is the file Apply records as the run's plan, the one Resume

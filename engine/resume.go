@@ -20,12 +20,22 @@ import (
 func Resume(ctx context.Context, runID string, opts Options) (*Result, error) {
 	opts.defaults()
 	opts.began = opts.now()
-	store, id, err := runstate.LocateRun(opts.StateDir, runID)
+	store, id, closeShared, err := LocateRun(ctx, opts.State, opts.StateDir, runID)
 	if err != nil {
 		return nil, err
 	}
+	defer closeShared()
 	opts.StateDir = store.Dir
-	lock, err := store.Lock(id, "resume")
+	scope := ""
+	if store.Shared != nil {
+		// The lock is the cluster's: read which before taking it.
+		st, err := store.Load(id)
+		if err != nil {
+			return nil, err
+		}
+		scope = st.Cluster
+	}
+	lock, err := store.LockFor(id, "resume", scope)
 	if err != nil {
 		return nil, err
 	}
@@ -33,6 +43,17 @@ func Resume(ctx context.Context, runID string, opts Options) (*Result, error) {
 	st, err := store.Load(id)
 	if err != nil {
 		return nil, err
+	}
+	var note string
+	if store.Shared != nil {
+		if note, err = materialize(store, st); err != nil {
+			return nil, fmt.Errorf("writing the plan files of run %s from the state store: %w", id, err)
+		}
+		st.ResumedBy = runstate.Who()
+		if _, _, err := runstate.LocateRun("", id); err != nil {
+			// Taken over from another machine: found here from now on.
+			_ = runstate.RecordSharedRun(id, store.Dir, st.Plan, store.SharedURL)
+		}
 	}
 	if st.Outcome == runstate.OutcomeDone {
 		// Nothing to do, but say so rather than fail: resume is idempotent.
@@ -44,6 +65,13 @@ func Resume(ctx context.Context, runID string, opts Options) (*Result, error) {
 		return nil, err
 	}
 	c.LoadTime = opts.now().Sub(t0)
+	if store.SharedURL != "" {
+		if u, err := plans.ParseStateURL(store.SharedURL); err == nil {
+			if err := checkOverlap(u, c.Plan); err != nil {
+				return nil, err
+			}
+		}
+	}
 	if err := checkSelectors(c, opts.Rerun, "--rerun"); err != nil {
 		return nil, err
 	}
@@ -105,6 +133,12 @@ func Resume(ctx context.Context, runID string, opts Options) (*Result, error) {
 		return nil, err
 	}
 	defer run.Close()
+	if note != "" {
+		run.Event(runstate.Event{Type: "run", Msg: note})
+		if opts.Progress != nil {
+			fmt.Fprintf(opts.Progress, "note: %s\n", note)
+		}
+	}
 	if st.Recovered != "" {
 		// A power loss took state.json: the operator should know which
 		// checkpoint this session goes on from.
@@ -304,6 +338,9 @@ func hostOrCluster(host string) string {
 }
 
 func (w *walker) stateDirFlag() string {
+	if u := w.run.SharedURL(); u != "" {
+		return " --state " + shellquote.Quote(u)
+	}
 	if w.opts.StateDir == "" {
 		return ""
 	}

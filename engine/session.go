@@ -129,7 +129,7 @@ func session(ctx context.Context, c *Compiled, run *runstate.Run, opts *Options,
 	run.Event(runstate.Event{Type: "run", Status: "start", Msg: fmt.Sprintf("session %d, parallelism %d", run.Snapshot().Sessions, opts.Parallelism)})
 	w.walk(ctx)
 
-	rerr := &RunError{RunID: run.ID(), StateDir: run.StateDir(), Failed: w.failed, Waiting: w.waiting, Skipped: w.skipped,
+	rerr := &RunError{RunID: run.ID(), StateDir: run.StateDir(), State: run.SharedURL(), Failed: w.failed, Waiting: w.waiting, Skipped: w.skipped,
 		Interrupted: w.interrupted || ctx.Err() != nil}
 	sortStepErrors(c, rerr)
 	outcome := runstate.OutcomeDone

@@ -59,7 +59,9 @@ func completeRunIDs(cmd *cobra.Command, args []string, toComplete string) ([]str
 		return nil, cobra.ShellCompDirectiveNoFileComp
 	}
 	stateDir, _ := cmd.Flags().GetString("state-dir")
-	list, err := listRuns(stateDir)
+	stateURL, _ := cmd.Flags().GetString("state")
+	list, closeStores, err := listRuns(cmd.Context(), stateURL, stateDir)
+	defer closeStores()
 	if err != nil {
 		cobra.CompDebugln(err.Error(), false)
 		return nil, cobra.ShellCompDirectiveNoFileComp

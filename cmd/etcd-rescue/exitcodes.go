@@ -151,6 +151,8 @@ func classify(err error, stderr io.Writer) (code int, detail, hints []string, qu
 		ce  *codedError
 		ue  usageError
 		le  *runstate.LockedError
+		fe  *runstate.FencedError
+		ste *engine.StateError
 		se  *engine.StaleError
 		ie  *engine.InvalidPlanError
 		eue *engine.UsageError
@@ -175,6 +177,20 @@ func classify(err error, stderr io.Writer) (code int, detail, hints []string, qu
 		return exitFailed, nil, hints, uh.quiet
 	case errors.As(err, &ue):
 		return exitUsage, nil, nil, false
+	case errors.As(err, &le) && le.Shared:
+		who, run := "its operator", "RUN"
+		if le.Owner != nil {
+			who, run = le.Owner.User+" on "+le.Owner.Host, le.Owner.RunID
+		}
+		return exitLocked, nil, []string{"nothing was changed; wait for that run to finish, or ask " + who,
+			"if that process is gone, the lock frees itself when its lease expires; at once: etcd-rescue unlock --force " + run + " --state " + le.Dir}, false
+	case errors.As(err, &fe):
+		return exitLocked, nil, []string{"another session holds the run now, or the lock was broken: etcd-rescue status " + fe.RunID + " --state URL shows who"}, false
+	case errors.As(err, &ste):
+		if ste.Usage {
+			return exitUsage, nil, nonEmpty(ste.Hint), false
+		}
+		return exitPrereq, nil, append(nonEmpty(ste.Hint), "nothing was run and no checkpoint was written"), false
 	case errors.As(err, &le):
 		return exitLocked, nil, []string{"wait for it to finish; if that process is gone for good: etcd-rescue unlock --force --state-dir " + le.Dir}, false
 	case errors.As(err, &se):
@@ -215,7 +231,9 @@ func classify(err error, stderr io.Writer) (code int, detail, hints []string, qu
 			hints = append(hints, w.Hints...)
 		}
 		sd := ""
-		if re.StateDir != "" {
+		if re.State != "" {
+			sd = " --state '" + re.State + "'"
+		} else if re.StateDir != "" {
 			sd = " --state-dir " + re.StateDir
 		}
 		if re.Interrupted || len(re.Failed) > 0 {
@@ -252,4 +270,11 @@ func classify(err error, stderr io.Writer) (code int, detail, hints []string, qu
 		return exitInterrupted, nil, []string{"interrupted; `etcd-rescue lab down` removes whatever is left"}, false
 	}
 	return exitFailed, nil, nil, false
+}
+
+func nonEmpty(s string) []string {
+	if s == "" {
+		return nil
+	}
+	return []string{s}
 }

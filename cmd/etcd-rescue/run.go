@@ -89,11 +89,13 @@ type runFlags struct {
 	yes         *bool
 	progress    *string
 	approve     []string
+	state       *string
 }
 
 func addRunFlags(fl *pflag.FlagSet) *runFlags {
 	rf := &runFlags{
-		stateDir:    fl.String("state-dir", "", "state `DIR` (default: .etcd-rescue beside the plan; resume finds the run through the run index)"),
+		stateDir:    fl.String("state-dir", "", "state `DIR` (default: .etcd-rescue beside the plan; resume finds the run through the run index); with --state, the runs' working directory on this machine"),
+		state: fl.String("state", "", "shared state store `URL` etcd://HOST:PORT[,HOST:PORT]/PREFIX[?cacert=F&cert=F&key=F&user=U&lockTTL=D] (a management etcd, never the cluster being repaired; password in "+engine.StatePasswordEnv+"): the lock, checkpoints, journal and plan files of the run live there, so another machine can resume it (default: the inventory's state: section, if any)"),
 		parallelism: fl.Int("parallelism", 10, "step-hosts executing at once"),
 		yes:         fl.Bool("yes", false, "do not ask for confirmation (required without a terminal)"),
 		progress: fl.String("progress", progressAuto, "progress output `MODE`: auto (a live step × host table if stdout is a terminal "+
@@ -180,7 +182,7 @@ func cmdApply(files []string, inv string, rf *runFlags, stdout, stderr io.Writer
 	fmt.Fprintln(stdout)
 
 	p := newPrompter(stderr)
-	opts := engine.Options{StateDir: *rf.stateDir, Inventory: inv, Parallelism: *rf.parallelism, Approve: rf.approve, Progress: stdout}
+	opts := engine.Options{StateDir: *rf.stateDir, State: *rf.state, Inventory: inv, Parallelism: *rf.parallelism, Approve: rf.approve, Progress: stdout}
 	if tty {
 		opts.Ask = p.ask
 	}
@@ -232,7 +234,7 @@ func cmdResume(runs []string, rf *runFlags, rerun, markDone []string, stdout, st
 	if err != nil {
 		return err
 	}
-	opts := engine.Options{StateDir: *rf.stateDir, Parallelism: *rf.parallelism, Approve: rf.approve, Progress: stdout}
+	opts := engine.Options{StateDir: *rf.stateDir, State: *rf.state, Parallelism: *rf.parallelism, Approve: rf.approve, Progress: stdout}
 	for _, s := range rerun {
 		opts.Rerun = append(opts.Rerun, engine.ParseSelector(s))
 	}
@@ -301,7 +303,11 @@ func runSession(stdout, stderr io.Writer, view *liveView, opts *engine.Options, 
 		if onStart != nil {
 			onStart(r)
 		}
-		fmt.Fprintf(out, "%s run %s, state in %s\n", time.Now().UTC().Format(time.RFC3339), r.ID(), r.Dir())
+		where := r.Dir()
+		if u := r.SharedURL(); u != "" {
+			where = u + " (working dir " + r.Dir() + ")"
+		}
+		fmt.Fprintf(out, "%s run %s, state in %s\n", time.Now().UTC().Format(time.RFC3339), r.ID(), where)
 		if view != nil {
 			view.attachRun(r)
 		}
@@ -370,7 +376,7 @@ func dur(m runstate.Millis) string {
 }
 
 func newStatusCmd() *cobra.Command {
-	var stateDir, out string
+	var stateDir, stateURL, out string
 	c := &cobra.Command{
 		Use:   "status [RUN]",
 		Short: "show the steps of a run",
@@ -387,26 +393,31 @@ checkpoint (state.json) with the lock (docs/cli.md).`,
 			if len(rest) == 1 {
 				run = rest[0]
 			}
-			return cmdStatus(stateDir, run, out, cmd.OutOrStdout())
+			return cmdStatus(cmd.Context(), stateURL, stateDir, run, out, cmd.OutOrStdout())
 		},
 	}
 	c.Flags().StringVar(&stateDir, "state-dir", "", "state `DIR` (default: that of the run, found through the run index)")
+	c.Flags().StringVar(&stateURL, "state", "", "shared state store `URL` (etcd://HOST:PORT/PREFIX...) that holds the run")
 	_ = c.RegisterFlagCompletionFunc("state-dir", completeDirs)
 	addOutputFlag(c, &out, "table", "table", "json")
 	return c
 }
 
-func cmdStatus(stateDir, run, out string, stdout io.Writer) error {
-	store, id, err := runstate.LocateRun(stateDir, run)
+func cmdStatus(ctx context.Context, stateURL, stateDir, run, out string, stdout io.Writer) error {
+	store, id, closeStore, err := engine.LocateRun(ctx, stateURL, stateDir, run)
 	if err != nil {
 		return err
 	}
+	defer closeStore()
 	slog.Debug("run located", "stateDir", store.Dir, "run", id)
 	st, err := store.Load(id)
 	if err != nil {
 		return err
 	}
-	owner, held := store.LockOwner()
+	owner, held, err := store.LockOwnerOf(st.Cluster)
+	if err != nil {
+		return err
+	}
 	if out == "json" {
 		type lockJSON struct {
 			Held  bool               `json:"held"`
@@ -435,6 +446,13 @@ func cmdStatus(stateDir, run, out string, stdout io.Writer) error {
 // writeStatus prints a run's step × host table, facts and approvals.
 func writeStatus(w io.Writer, st *runstate.State, owner *runstate.LockInfo, held bool) {
 	fmt.Fprintf(w, "run %s  plan %s (%s)\n", st.RunID, st.PlanName, st.Plan)
+	if st.StartedBy != "" {
+		by := "started by " + st.StartedBy
+		if st.ResumedBy != "" {
+			by += ", last resumed by " + st.ResumedBy
+		}
+		fmt.Fprintln(w, by)
+	}
 	if st.Recovered != "" {
 		fmt.Fprintf(w, "note: %s\n", st.Recovered)
 	}
@@ -507,12 +525,13 @@ func oneLineText(s string) string {
 }
 
 func newRunsCmd() *cobra.Command {
-	var stateDir, out string
+	var stateDir, stateURL, out string
 	c := &cobra.Command{
 		Use:   "runs",
 		Short: "list the runs in a state dir",
 		Long: `List the runs apply started as this user on this machine (the run index);
-with --state-dir, the runs in that directory.
+with --state-dir, the runs in that directory; with --state, every run in
+that shared state store, whoever started it and from whichever machine.
 -o json prints the list (docs/cli.md).`,
 		Args:              maxArgs(0, "runs takes no arguments"),
 		ValidArgsFunction: cobra.NoFileCompletions,
@@ -520,10 +539,11 @@ with --state-dir, the runs in that directory.
 			if err := checkOutput(out, "table", "json"); err != nil {
 				return err
 			}
-			return cmdRuns(stateDir, out, cmd.OutOrStdout(), cmd.ErrOrStderr())
+			return cmdRuns(cmd.Context(), stateURL, stateDir, out, cmd.OutOrStdout(), cmd.ErrOrStderr())
 		},
 	}
 	c.Flags().StringVar(&stateDir, "state-dir", "", "list the runs in state `DIR` (default: every run in the run index)")
+	c.Flags().StringVar(&stateURL, "state", "", "list every run in the shared state store `URL` (etcd://HOST:PORT/PREFIX...)")
 	_ = c.RegisterFlagCompletionFunc("state-dir", completeDirs)
 	addOutputFlag(c, &out, "table", "table", "json")
 	return c
@@ -537,44 +557,79 @@ type runEntry struct {
 
 // listRuns is the runs of stateDir, or without one, every run apply
 // recorded in the run index, wherever its state is.
-func listRuns(stateDir string) ([]runEntry, error) {
+func listRuns(ctx context.Context, stateURL, stateDir string) ([]runEntry, func(), error) {
 	var list []runEntry
-	if stateDir != "" {
-		store, err := runstate.ExistingStore(stateDir)
-		if err != nil {
-			return nil, err
+	var closers []func()
+	closeAll := func() {
+		for _, c := range closers {
+			c()
 		}
+	}
+	if stateURL != "" {
+		store, closeStore, err := engine.OpenState(ctx, stateURL, stateDir)
+		if err != nil {
+			return nil, closeAll, err
+		}
+		closers = append(closers, closeStore)
 		ids, err := store.Runs()
 		if err != nil {
-			return nil, err
+			return nil, closeAll, err
 		}
 		for _, id := range ids {
 			list = append(list, runEntry{store, id})
 		}
-		return list, nil
+		return list, closeAll, nil
+	}
+	if stateDir != "" {
+		store, err := runstate.ExistingStore(stateDir)
+		if err != nil {
+			return nil, closeAll, err
+		}
+		ids, err := store.Runs()
+		if err != nil {
+			return nil, closeAll, err
+		}
+		for _, id := range ids {
+			list = append(list, runEntry{store, id})
+		}
+		return list, closeAll, nil
 	}
 	idx, err := runstate.IndexedRuns()
 	if err != nil {
-		return nil, err
+		return nil, closeAll, err
 	}
+	// One store per state dir, and per shared store: a run the index
+	// records in a shared store is read from there, as resume would.
 	stores := map[string]*runstate.Store{}
 	for _, e := range idx {
-		st := stores[e.StateDir]
+		key := e.StateDir + "\t" + e.Shared
+		st := stores[key]
 		if st == nil {
-			if st, err = runstate.ExistingStore(e.StateDir); err != nil {
+			if e.Shared != "" {
+				var closeStore func()
+				if st, closeStore, err = engine.OpenState(ctx, e.Shared, e.StateDir); err != nil {
+					continue
+				}
+				closers = append(closers, closeStore)
+			} else if st, err = runstate.ExistingStore(e.StateDir); err != nil {
 				continue
 			}
-			stores[e.StateDir] = st
+			stores[key] = st
 		}
 		list = append(list, runEntry{st, e.RunID})
 	}
-	return list, nil
+	return list, closeAll, nil
 }
 
 // runJSON is a run in runs -o json.
 type runJSON struct {
 	RunID    string    `json:"runId"`
 	StateDir string    `json:"stateDir"`
+	// Store is the shared state store that holds the run, if any.
+	Store     string `json:"store,omitempty"`
+	Cluster   string `json:"cluster,omitempty"`
+	StartedBy string `json:"startedBy,omitempty"`
+	ResumedBy string `json:"resumedBy,omitempty"`
 	PlanName string    `json:"planName,omitempty"`
 	Plan     string    `json:"plan,omitempty"`
 	Outcome  string    `json:"outcome,omitempty"`
@@ -585,22 +640,27 @@ type runJSON struct {
 	Error    string    `json:"error,omitempty"`
 }
 
-func cmdRuns(stateDir, out string, stdout, stderr io.Writer) error {
-	list, err := listRuns(stateDir)
+func cmdRuns(ctx context.Context, stateURL, stateDir, out string, stdout, stderr io.Writer) error {
+	list, closeStores, err := listRuns(ctx, stateURL, stateDir)
+	defer closeStores()
 	if err != nil {
 		return err
 	}
-	withDir := stateDir == ""
+	withDir := stateDir == "" && stateURL == ""
 	if out == "json" {
 		rows := []runJSON{}
 		for _, e := range list {
 			r := runJSON{RunID: e.id, StateDir: e.store.Dir}
+			if e.store.Shared != nil {
+				r.Store = e.store.Shared.Where()
+			}
 			st, err := e.store.Load(e.id)
 			if err != nil {
 				r.Error = err.Error()
 			} else {
 				n := st.Counts()
 				r.PlanName, r.Plan, r.Outcome, r.Updated = st.PlanName, st.Plan, st.Outcome, st.Updated
+				r.Cluster, r.StartedBy, r.ResumedBy = st.Cluster, st.StartedBy, st.ResumedBy
 				r.Done, r.Failed = n[runstate.StatusDone], n[runstate.StatusFailed]
 				r.Other = n[runstate.StatusPending] + n[runstate.StatusRunning] + n[runstate.StatusSkipped]
 			}
@@ -613,7 +673,7 @@ func cmdRuns(stateDir, out string, stdout, stderr io.Writer) error {
 		return nil
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
-	head := "RUN\tPLAN\tOUTCOME\tDONE\tFAILED\tOTHER\tUPDATED"
+	head := "RUN\tPLAN\tOUTCOME\tDONE\tFAILED\tOTHER\tUPDATED\tCLUSTER\tSTARTED BY"
 	if withDir {
 		head += "\tSTATE DIR"
 	}
@@ -621,23 +681,34 @@ func cmdRuns(stateDir, out string, stdout, stderr io.Writer) error {
 	for _, e := range list {
 		dir := ""
 		if withDir {
-			dir = "\t" + e.store.Dir
+			dir = "\t" + e.store.Where()
 		}
 		st, err := e.store.Load(e.id)
 		if err != nil {
-			fmt.Fprintf(tw, "%s\t?\t%v\t\t\t\t%s\n", e.id, err, dir)
+			fmt.Fprintf(tw, "%s\t?\t%v\t\t\t\t\t\t%s\n", e.id, err, dir)
 			continue
 		}
 		n := st.Counts()
 		other := n[runstate.StatusPending] + n[runstate.StatusRunning] + n[runstate.StatusSkipped]
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\t%s%s\n", e.id, st.PlanName, st.Outcome, n[runstate.StatusDone], n[runstate.StatusFailed], other, st.Updated.Format(time.RFC3339), dir)
+		by := st.StartedBy
+		if by == "" {
+			by = "-"
+		}
+		if st.ResumedBy != "" && st.ResumedBy != st.StartedBy {
+			by += " (resumed by " + st.ResumedBy + ")"
+		}
+		cluster := st.Cluster
+		if cluster == "" {
+			cluster = "-"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\t%s\t%s\t%s%s\n", e.id, st.PlanName, st.Outcome, n[runstate.StatusDone], n[runstate.StatusFailed], other, st.Updated.Format(time.RFC3339), cluster, by, dir)
 	}
 	tw.Flush()
 	return nil
 }
 
 func newUnlockCmd() *cobra.Command {
-	var stateDir, inventory string
+	var stateDir, stateURL, inventory string
 	var force bool
 	c := &cobra.Command{
 		Use:   "unlock [RUN]",
@@ -659,16 +730,23 @@ of the inventory whose lock is held (by hand: sudo cat that file, then
 sudo kill its holderPid). The run that held them stops before its next
 change on those hosts (it cannot take a lock again once another run holds
 it), but a command it is running at that moment runs to its end: break a
-live run's locks only when its operator cannot stop it.`,
+live run's locks only when its operator cannot stop it.
+
+With a shared state store (--state URL, or a run the run index records in
+one), the lock is the cluster's lock there, an etcd lease: a holder that
+died frees it when the lease expires (its TTL, 15 s by default), and
+unlock --force RUN breaks it at once, whether its holder lives or not: a
+live holder's next checkpoint is then refused (fencing) and it stops.`,
 		Args:              maxArgs(1, "unlock takes at most one run id"),
 		ValidArgsFunction: completeRunIDs,
 		RunE: func(cmd *cobra.Command, rest []string) error {
 			if inventory != "" {
 				return cmdUnlockHosts(cmd.Context(), inventory, force, rest, stateDir, cmd.OutOrStdout(), cmd.ErrOrStderr())
 			}
-			return cmdUnlock(stateDir, force, rest, cmd.OutOrStdout())
+			return cmdUnlock(cmd.Context(), stateURL, stateDir, force, rest, cmd.OutOrStdout())
 		},
 	}
+	c.Flags().StringVar(&stateURL, "state", "", "shared state store `URL` (etcd://HOST:PORT/PREFIX...) that holds RUN; breaks the lock of RUN's cluster there")
 	c.Flags().StringVar(&inventory, "inventory", "", "break the run locks on the hosts of this inventory `FILE` instead (kills their live holders)")
 	c.Flags().StringVar(&stateDir, "state-dir", "", "state `DIR` (default: that of RUN, or of the latest run, found through the run index)")
 	c.Flags().BoolVar(&force, "force", false, "remove the lock of a process that is gone")
@@ -676,10 +754,17 @@ live run's locks only when its operator cannot stop it.`,
 	return c
 }
 
-func cmdUnlock(stateDir string, force bool, rest []string, stdout io.Writer) error {
+func cmdUnlock(ctx context.Context, stateURL, stateDir string, force bool, rest []string, stdout io.Writer) error {
 	if !force {
 		return withCode(exitUsage, errors.New("unlock removes another run's lock; it needs --force"),
 			"make sure no apply or resume is running on this state dir, then: etcd-rescue unlock --force")
+	}
+	run := ""
+	if len(rest) == 1 {
+		run = rest[0]
+	}
+	if stateURL != "" || (stateDir == "" && indexedShared(run)) {
+		return cmdUnlockShared(ctx, stateURL, stateDir, run, stdout)
 	}
 	var store *runstate.Store
 	var err error
@@ -708,6 +793,36 @@ func cmdUnlock(stateDir string, force bool, rest []string, stdout io.Writer) err
 		fmt.Fprintf(stdout, "removed the lock left by %s\n", owner)
 	} else {
 		fmt.Fprintln(stdout, "no lock held")
+	}
+	return nil
+}
+
+// indexedShared reports whether the run index records run (the latest
+// when "") in a shared state store.
+func indexedShared(run string) bool {
+	store, _, err := runstate.LocateRun("", run)
+	return err == nil && store.SharedURL != ""
+}
+
+// cmdUnlockShared breaks the lock of run's cluster in its shared store.
+func cmdUnlockShared(ctx context.Context, stateURL, stateDir, run string, stdout io.Writer) error {
+	store, id, closeStore, err := engine.LocateRun(ctx, stateURL, stateDir, run)
+	if err != nil {
+		return err
+	}
+	defer closeStore()
+	st, err := store.Load(id)
+	if err != nil {
+		return err
+	}
+	owner, err := store.UnlockScope(st.Cluster)
+	if err != nil {
+		return err
+	}
+	if owner != nil {
+		fmt.Fprintf(stdout, "broke the lock of cluster %s in %s, held by %s\n", st.Cluster, store.Where(), owner)
+	} else {
+		fmt.Fprintf(stdout, "no lock held on cluster %s in %s\n", st.Cluster, store.Where())
 	}
 	return nil
 }

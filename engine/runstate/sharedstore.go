@@ -235,3 +235,7 @@ func (r *Run) sharedAppend() {
 	defer cancel()
 	_ = r.store.Shared.Append(ctx, r.store.held, r.ID(), journal)
 }
+
+// SharedURL is the URL of the shared store that holds the run, "" for a
+// run in its state dir alone.
+func (r *Run) SharedURL() string { return r.store.SharedURL }

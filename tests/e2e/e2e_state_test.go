@@ -1,0 +1,363 @@
+package e2e
+
+// A recovery handed over between two operators through a shared state
+// store, for real: the lab's management etcd (lab up --state-store: a real
+// etcd on the operator side, TLS with the lab's CA, separate from the lab
+// cluster) holds the run lock, the checkpoints, the journal and the plan
+// files.
+//
+//   - takeover: operator A (its own HOME and working directory, the plan
+//     and inventory copied there) applies lost-host with --state; frozen
+//     after its first step-host, B (another HOME) is refused with exit 3
+//     naming A (pid, machine) for both apply and resume, and `runs` and
+//     `status` from B show A's run as A's; A is killed with SIGKILL and its
+//     files deleted; B's resume is still refused (the lease outlives A by
+//     its TTL), `unlock --force` frees it at once, and B's resume, with
+//     only the state URL, completes: lab verify, every step-host done
+//     once, the journal in the store holds both sessions;
+//   - lock-ttl: a holder killed with SIGKILL frees the lock by itself once
+//     its lease expires (no unlock);
+//   - store-killed: the management etcd is killed (SIGKILL) in the middle
+//     of an ip-change run: the run stops without starting another
+//     step-host, and once the store is back the resume completes with no
+//     step-host attempted twice.
+//
+//	go test ./tests/e2e/ -run TestE2EStateStore -v
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/etcd-rescue/etcd-rescue/lab"
+	"github.com/etcd-rescue/etcd-rescue/tests/framework"
+)
+
+// stateTTL is the lock lease of the runs of this test: short, so that
+// the expiry is seen without a long wait.
+const stateTTL = 5 * time.Second
+
+// operator is one on-call engineer: a HOME (and with it a run index) and
+// a working directory of their own.
+type operator struct {
+	name, home, work string
+}
+
+func newOperator(t *testing.T, name string) *operator {
+	t.Helper()
+	root := t.TempDir()
+	o := &operator{name: name, home: filepath.Join(root, "home"), work: filepath.Join(root, "work")}
+	for _, d := range []string{o.home, o.work} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return o
+}
+
+// env is the environment of the operator's etcd-rescue: their HOME, no
+// XDG_STATE_HOME of the test's.
+func (o *operator) env() []string {
+	return []string{"HOME=" + o.home, "XDG_STATE_HOME=" + filepath.Join(o.home, ".local", "state")}
+}
+
+// copyIn copies src into the operator's working directory.
+func (o *operator) copyIn(t *testing.T, src string) string {
+	t.Helper()
+	b, err := os.ReadFile(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dst := filepath.Join(o.work, filepath.Base(src))
+	if err := os.WriteFile(dst, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return dst
+}
+
+func (o *operator) cli(t *testing.T, e *e2e, args ...string) framework.Result {
+	t.Helper()
+	return e.StartProc(t, nil, o.env(), args...).Wait(t)
+}
+
+func TestE2EStateStore(t *testing.T) {
+	e := newE2E(t)
+	l := framework.UpLab(t, lab.Options{Members: 3, Version: "3.6", StateStore: true})
+	info, err := lab.StateStoreOf(l.Dir())
+	if err != nil {
+		t.Fatalf("the lab's state store: %v", err)
+	}
+	stateURL := info.URL + "&lockTTL=" + stateTTL.String()
+	if !strings.Contains(info.URL, "?") {
+		stateURL = info.URL + "?lockTTL=" + stateTTL.String()
+	}
+	t.Logf("state store %s", stateURL)
+	mgmt := mgmtClient(t, info)
+
+	t.Run("takeover", func(t *testing.T) {
+		if err := l.Break(context.Background(), "lost-host"); err != nil {
+			t.Fatalf("lab break lost-host: %v", err)
+		}
+		a, b := newOperator(t, "A"), newOperator(t, "B")
+		planA := a.copyIn(t, planPath("lost-host"))
+		invA := a.copyIn(t, l.InventoryPath())
+		planB := b.copyIn(t, planPath("lost-host"))
+		invB := b.copyIn(t, l.InventoryPath())
+
+		// A, frozen once its first step-host is done: it holds the lock.
+		frozen := make(chan string, 1)
+		var once sync.Once
+		pa := e.StartProc(t, func(p *framework.Proc, line string) {
+			if m := anyDoneLine.FindStringSubmatch(line); m != nil {
+				once.Do(func() { _ = p.Signal(syscall.SIGSTOP); frozen <- m[1] })
+			}
+		}, a.env(), "apply", planA, "--inventory", invA, "--yes", "--state", stateURL)
+		var key string
+		select {
+		case key = <-frozen:
+		case <-pa.Exited():
+			t.Fatalf("A's apply ended before its first step-host was done:\n%s", pa.Wait(t))
+		}
+		stdoutA, _ := pa.Output()
+		runID := framework.RunIDOf(stdoutA)
+		if runID == "" {
+			t.Fatalf("A's apply printed no run id:\n%s", stdoutA)
+		}
+		pidA := pa.Pid()
+		t.Logf("A (pid %d) frozen after %s, run %s", pidA, key, runID)
+
+		// While A holds the run, B is refused, told who holds it.
+		named := fmt.Sprintf("pid %d", pidA)
+		for _, args := range [][]string{
+			{"resume", runID, "--yes", "--state", stateURL},
+			{"apply", planB, "--inventory", invB, "--yes", "--state", stateURL},
+		} {
+			r := b.cli(t, e, args...)
+			if r.Code != 3 || !strings.Contains(r.Stderr, named) || !strings.Contains(r.Stderr, runID) {
+				t.Errorf("B's %s while A holds the lock: want exit 3 naming A (%s, run %s):\n%s", args[0], named, runID, r)
+			} else {
+				t.Logf("B's %s refused: exit 3: %s", args[0], firstLine(r.Stderr))
+			}
+		}
+		r := b.cli(t, e, "runs", "--state", stateURL)
+		if r.Code != 0 || !strings.Contains(r.Stdout, runID) || !strings.Contains(r.Stdout, "@") {
+			t.Errorf("B's runs --state should list A's run with who started it:\n%s", r)
+		} else {
+			t.Logf("B's runs --state:\n%s", r.Stdout)
+		}
+		r = b.cli(t, e, "status", runID, "--state", stateURL)
+		if r.Code != 0 || !strings.Contains(r.Stdout, "in progress") || !strings.Contains(r.Stdout, "started by") {
+			t.Errorf("B's status --state while A holds the run should say in progress, started by:\n%s", r)
+		}
+
+		// A dies, and its machine's files with it.
+		pa.Kill9(t)
+		for _, d := range []string{a.home, a.work} {
+			if err := os.RemoveAll(d); err != nil {
+				t.Fatal(err)
+			}
+		}
+		r = b.cli(t, e, "resume", runID, "--yes", "--state", stateURL)
+		if r.Code != 3 {
+			t.Errorf("B's resume right after A's kill -9: the lease outlives A by up to %s, want exit 3:\n%s", stateTTL, r)
+		}
+		r = b.cli(t, e, "unlock", "--force", runID, "--state", stateURL)
+		if r.Code != 0 || !strings.Contains(r.Stdout, named) {
+			t.Fatalf("B's unlock --force of A's lock:\n%s", r)
+		}
+		t.Logf("unlock --force: %s", firstLine(r.Stdout))
+		r = b.cli(t, e, "resume", runID, "--yes", "--state", stateURL)
+		if r.Code != 0 {
+			t.Fatalf("B's resume with only the state URL:\n%s", r)
+		}
+		t.Logf("B's resume: exit 0 in %.1fs", r.Wall.Seconds())
+		verifyLab(t, l)
+		st := statusShared(t, e, b, stateURL, runID)
+		checkRunDone(t, st)
+		checkOnce(t, st)
+		journal := storedJournal(t, mgmt, info.Prefix, runID)
+		if n := strings.Count(journal, `"type":"run"`); n == 0 || !strings.Contains(journal, key) {
+			t.Errorf("the journal in the store lacks A's session (%s done): %d run events", key, n)
+		}
+	})
+
+	t.Run("lock-ttl", func(t *testing.T) {
+		// A backup run killed while it holds the lock: nobody unlocks.
+		dir := t.TempDir()
+		inv := framework.InventoryWithVars(t, l, map[string]string{"backupDir": dir})
+		a, b := newOperator(t, "A"), newOperator(t, "B")
+		p, line := killAtEnv(t, e, regexp.MustCompile(`snapshot`), a.env(), "apply", planPath("backup"), "--inventory", inv, "--yes", "--state", stateURL)
+		runID := framework.RunIDOf(p.Stdout)
+		t.Logf("killed at %q (run %s)", line, runID)
+		killed := time.Now()
+		for {
+			r := b.cli(t, e, "resume", runID, "--yes", "--state", stateURL)
+			if r.Code == 0 {
+				t.Logf("the lock freed itself %.1fs after the kill (TTL %s); resume exit 0", time.Since(killed).Seconds(), stateTTL)
+				break
+			}
+			if r.Code != 3 {
+				t.Fatalf("resume after the holder's kill: want exit 3 until the lease expires, then 0:\n%s", r)
+			}
+			if time.Since(killed) > 3*stateTTL+10*time.Second {
+				t.Fatalf("the lock of a killed holder is still held %.0fs later (TTL %s):\n%s", time.Since(killed).Seconds(), stateTTL, r)
+			}
+			time.Sleep(time.Second)
+		}
+		checkRunDone(t, statusShared(t, e, b, stateURL, runID))
+	})
+
+	t.Run("store-killed", func(t *testing.T) {
+		if err := l.Break(context.Background(), "ip-change"); err != nil {
+			t.Fatalf("lab break ip-change: %v", err)
+		}
+		a := newOperator(t, "A")
+		stopped := make(chan string, 1)
+		var once sync.Once
+		p := e.StartProc(t, func(p *framework.Proc, line string) {
+			if m := anyDoneLine.FindStringSubmatch(line); m != nil {
+				once.Do(func() {
+					if err := lab.StopStateStore(l.Dir()); err != nil {
+						t.Errorf("stopping the state store: %v", err)
+					}
+					stopped <- m[1]
+				})
+			}
+		}, a.env(), "apply", planPath("ip-change"), "--inventory", l.InventoryPath(), "--yes", "--state", stateURL)
+		r := p.Wait(t)
+		runID := framework.RunIDOf(r.Stdout)
+		var key string
+		select {
+		case key = <-stopped:
+		default:
+			t.Fatalf("the run never finished a step-host:\n%s", r)
+		}
+		if r.Code == 0 {
+			t.Fatalf("the state store was killed after %s, yet the run went on to the end:\n%s", key, r)
+		}
+		t.Logf("store killed after %s: the run stopped with exit %d in %.1fs: %s", key, r.Code, r.Wall.Seconds(), firstLine(r.Stderr))
+		if err := lab.StartStateStore(l.Dir()); err != nil {
+			t.Fatalf("starting the state store again: %v", err)
+		}
+		// The run's lease was not revoked (the store was down when the
+		// run ended): it expires after its TTL, counted from the restart.
+		began := time.Now()
+		for {
+			r = a.cli(t, e, "resume", runID, "--yes", "--state", stateURL)
+			if r.Code == 0 {
+				break
+			}
+			if r.Code != 3 || time.Since(began) > 3*stateTTL+20*time.Second {
+				t.Fatalf("resume once the store is back:\n%s", r)
+			}
+			time.Sleep(time.Second)
+		}
+		t.Logf("resume once the store was back: exit 0 after %.1fs", time.Since(began).Seconds())
+		verifyLab(t, l)
+		st := statusShared(t, e, a, stateURL, runID)
+		checkRunDone(t, st)
+		checkOnce(t, st)
+	})
+}
+
+// killAtEnv is killAt with the operator's environment.
+func killAtEnv(t *testing.T, e *e2e, re *regexp.Regexp, env []string, args ...string) (framework.Result, string) {
+	t.Helper()
+	killed := make(chan string, 1)
+	var once sync.Once
+	p := e.StartProc(t, func(p *framework.Proc, line string) {
+		if re.MatchString(line) {
+			once.Do(func() { _ = p.Signal(syscall.SIGKILL); killed <- line })
+		}
+	}, env, args...)
+	r := p.Wait(t)
+	select {
+	case line := <-killed:
+		return r, line
+	default:
+		t.Fatalf("the command never printed a line matching %q (exit %d):\n%s", re, r.Code, r)
+		return r, ""
+	}
+}
+
+// statusShared is status -o json of a run in the shared store, as o sees it.
+func statusShared(t *testing.T, e *e2e, o *operator, stateURL, runID string) *framework.RunState {
+	t.Helper()
+	r := o.cli(t, e, "status", runID, "-o", "json", "--state", stateURL)
+	if r.Code != 0 {
+		t.Fatalf("status --state: %s", r)
+	}
+	var st framework.RunState
+	if err := json.Unmarshal([]byte(r.Stdout), &st); err != nil {
+		t.Fatalf("status -o json: %v\n%s", err, r.Stdout)
+	}
+	return &st
+}
+
+// checkOnce: no step-host was attempted twice (a kill, a lost store or a
+// takeover must not make the engine do a step again).
+func checkOnce(t *testing.T, st *framework.RunState) {
+	t.Helper()
+	for _, s := range st.Steps {
+		for _, h := range s.Hosts {
+			if h.Attempts > 1 {
+				t.Errorf("%s@%s was attempted %d times", s.ID, h.Host, h.Attempts)
+			}
+		}
+	}
+}
+
+// mgmtClient is a client of the lab's management etcd, for reading what
+// the store holds from outside etcd-rescue.
+func mgmtClient(t *testing.T, info *lab.StateStoreInfo) *clientv3.Client {
+	t.Helper()
+	pool := x509.NewCertPool()
+	ca, err := os.ReadFile(info.CA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool.AppendCertsFromPEM(ca)
+	cert, err := tls.LoadX509KeyPair(info.Cert, info.Key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := clientv3.New(clientv3.Config{Endpoints: []string{"https://" + info.Endpoint}, DialTimeout: 5 * time.Second,
+		TLS: &tls.Config{RootCAs: pool, Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// storedJournal is run id's journal as the store holds it.
+func storedJournal(t *testing.T, c *clientv3.Client, prefix, id string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	key := "/" + strings.Trim(prefix, "/") + "/runs/" + id + "/journal/"
+	resp, err := c.Get(ctx, key, clientv3.WithPrefix(), clientv3.WithSort(clientv3.SortByKey, clientv3.SortAscend))
+	if err != nil {
+		t.Fatalf("reading the journal of run %s from the store: %v", id, err)
+	}
+	var b strings.Builder
+	for _, kv := range resp.Kvs {
+		b.Write(kv.Value)
+	}
+	if b.Len() == 0 {
+		t.Errorf("the store holds no journal under %s", key)
+	}
+	return b.String()
+}
