@@ -60,7 +60,7 @@ func stateOf(p *plans.Plan, flag string) (u plans.StateURL, password string, ok 
 		if err != nil {
 			return u, "", false, &StateError{Err: err, Usage: true, Hint: "--state etcd://HOST:PORT[,HOST:PORT]/PREFIX[?cacert=FILE&cert=FILE&key=FILE&user=NAME]"}
 		}
-		return u, os.Getenv(StatePasswordEnv), true, nil
+		return absFiles(u), os.Getenv(StatePasswordEnv), true, nil
 	}
 	if p == nil || p.State == nil {
 		return u, "", false, nil
@@ -73,6 +73,19 @@ func stateOf(p *plans.Plan, flag string) (u plans.StateURL, password string, ok 
 		password = os.Getenv(StatePasswordEnv)
 	}
 	return u, password, true, nil
+}
+
+// absFiles makes the TLS files of a --state URL absolute (relative to the
+// working directory), as the run index records them.
+func absFiles(u plans.StateURL) plans.StateURL {
+	for _, f := range []*string{&u.CA, &u.Cert, &u.Key} {
+		if *f != "" {
+			if a, err := filepath.Abs(*f); err == nil {
+				*f = a
+			}
+		}
+	}
+	return u
 }
 
 // StateURLString is u as a URL that reaches the store again, with its TLS
@@ -201,6 +214,7 @@ func OpenState(ctx context.Context, stateURL, stateDir string) (*runstate.Store,
 	if err != nil {
 		return nil, none, &StateError{Err: err, Usage: true}
 	}
+	u = absFiles(u)
 	if stateDir == "" {
 		stateDir = SharedWorkDir()
 	}
