@@ -73,7 +73,16 @@ type StateStoreInfo struct {
 }
 
 // StateStoreDir is where the lab in labDir keeps its state store's files.
-func StateStoreDir(labDir string) string { return filepath.Join(labDir, stateStoreSubdir) }
+func StateStoreDir(labDir string) string { return filepath.Join(absDir(labDir), stateStoreSubdir) }
+
+// absDir is dir made absolute: etcd runs in StateStoreDir, and its flags
+// and the pid check name absolute paths.
+func absDir(dir string) string {
+	if a, err := filepath.Abs(dir); err == nil {
+		return a
+	}
+	return dir
+}
 
 // StateStore returns the lab's state store, or nil when it was brought up
 // without one.
@@ -88,6 +97,7 @@ func (l *Lab) StateStore() *StateStoreInfo {
 // StateStoreOf returns the state store of the lab in labDir (an error
 // wrapping ErrNoStateStore when it has none), whether it runs or not.
 func StateStoreOf(labDir string) (*StateStoreInfo, error) {
+	labDir = absDir(labDir)
 	dir := StateStoreDir(labDir)
 	rec, err := readStoreRec(dir)
 	if err != nil {

@@ -46,6 +46,9 @@ func TestStateStore(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = l.stopStateStore() })
+	if b, err := l.inventoryAt(filepath.Join(dir, "inventory.yaml"), InventoryOptions{}); err != nil || strings.Contains(string(b), "\nstate:") {
+		t.Errorf("inventory of a lab without a state store: %v\n%s", err, b)
+	}
 	t0 := time.Now()
 	if err := l.startStateStore(); err != nil {
 		t.Fatal(err)
@@ -202,4 +205,66 @@ func storeClient(t *testing.T, info *StateStoreInfo) *clientv3.Client {
 		t.Fatal(err)
 	}
 	return cli
+}
+
+// TestStateStoreLabUp: lab up with Options.StateStore starts the store,
+// every inventory names it, lab status shows it, and lab down leaves no
+// process of it.
+func TestStateStoreLabUp(t *testing.T) {
+	l := upLab(t, Options{Members: 1, Version: "3.6", Keys: 10, Mode: ModeLight, StateStore: true})
+	ctx := context.Background()
+	info, err := StateStoreOf(l.StateDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustVerify(t, l)
+	checkInventory(t, l)
+	variant := filepath.Join(l.StateDir(), "sub", "inv.yaml")
+	if err := os.MkdirAll(filepath.Dir(variant), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.WriteInventory(variant, InventoryOptions{User: OperatorUser, Sudo: true}); err != nil {
+		t.Fatal(err)
+	}
+	for _, inv := range []string{l.InventoryPath(), variant} {
+		p, fs := plans.LoadInventory(inv)
+		if p == nil || fs.Errors() > 0 || p.State == nil {
+			t.Fatalf("%s: %v", inv, fs)
+		}
+		u, _, err := p.StateConfig()
+		if err != nil || u.String() != info.URL || u.CA != l.CACertPath() || u.Cert != info.CertFile || u.Key != info.KeyFile {
+			t.Errorf("%s: state %+v %v, want %s", inv, u, err, info.URL)
+		}
+	}
+	if st := l.Status(ctx).StateStore; st == nil || st.State != "up" || st.URL != info.URL || st.PID != info.PID {
+		t.Errorf("status: %+v", st)
+	}
+	cli := storeClient(t, info)
+	c, cancel := context.WithTimeout(ctx, 5*time.Second)
+	_, err = cli.Put(c, StateStorePrefix+"/probe", "x")
+	cancel()
+	cli.Close()
+	if err != nil {
+		t.Errorf("put: %v", err)
+	}
+	if err := StopStateStore(l.StateDir()); err != nil {
+		t.Fatal(err)
+	}
+	if st := l.Status(ctx).StateStore; st == nil || !strings.HasPrefix(st.State, "down: ") {
+		t.Errorf("status while stopped: %+v", st)
+	}
+	if err := l.Verify(ctx); err != nil {
+		t.Errorf("lab verify looks at the state store: %v", err)
+	}
+	if err := StartStateStore(l.StateDir()); err != nil {
+		t.Fatal(err)
+	}
+	if info, err = StateStoreOf(l.StateDir()); err != nil {
+		t.Fatal(err)
+	}
+	downAndCheck(t, l)
+	if isStoreEtcd(info.PID, info.DataDir) {
+		t.Errorf("state store etcd %d runs after lab down", info.PID)
+		_ = syscall.Kill(info.PID, syscall.SIGKILL)
+	}
 }
