@@ -417,6 +417,8 @@ func TestStoreKilledAndRestarted(t *testing.T) {
 	}
 	contains(t, err, s.Where(), "saving the checkpoint of run r", "hint:")
 	t.Logf("Save to the dead store failed after %v: %v", took.Round(time.Millisecond), err)
+	_, err = Open(bg, Config{Endpoints: []string{p.endpoint}, DialTimeout: 500 * time.Millisecond})
+	contains(t, err, "state store etcd://"+p.endpoint+"/etcd-rescue: no answer from "+p.endpoint, "connection refused", "hint: is the store's etcd running")
 
 	p.restart()
 	s2 := open(t, p, Config{})
