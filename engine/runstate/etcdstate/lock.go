@@ -56,7 +56,8 @@ func (l *lock) Release() error {
 	l.once.Do(func() {
 		close(l.released)
 		l.stop()
-		ctx, cancel := context.WithTimeout(context.Background(), l.s.ttl)
+		// Past the TTL the lease has lapsed anyway.
+		ctx, cancel := context.WithTimeout(context.Background(), min(l.s.ttl, runstate.SharedTimeout))
 		defer cancel()
 		err := l.mu.Unlock(ctx)
 		if errors.Is(err, concurrency.ErrLockReleased) {
@@ -170,6 +171,7 @@ func (s *Store) tryLock(ctx context.Context, scope string, val []byte) (*lock, *
 		default:
 			close(l.lost)
 		}
+		stop()
 	}()
 	return l, nil, nil
 }
