@@ -180,17 +180,21 @@ func (s *Store) tryLock(ctx context.Context, scope string, val []byte) (*lock, *
 // until ctx ends.
 func (s *Store) watchDelete(ctx context.Context, key string, rev int64, deleted chan<- struct{}) {
 	for ctx.Err() == nil {
-		wch := s.cli.Watch(clientv3.WithRequireLeader(ctx), key, clientv3.WithRev(rev), clientv3.WithFilterPut())
+		wctx, cancel := context.WithCancel(ctx)
+		wch := s.cli.Watch(clientv3.WithRequireLeader(wctx), key, clientv3.WithRev(rev), clientv3.WithFilterPut())
+		gone := false
 		for resp := range wch {
 			for _, ev := range resp.Events {
-				if ev.Type == clientv3.EventTypeDelete {
-					close(deleted)
-					return
-				}
+				gone = gone || ev.Type == clientv3.EventTypeDelete
 			}
-			if resp.Err() != nil {
+			if gone || resp.Err() != nil {
 				break
 			}
+		}
+		cancel()
+		if gone {
+			close(deleted)
+			return
 		}
 		if ctx.Err() != nil {
 			return
