@@ -150,6 +150,17 @@ S3_ROUNDS ?= 3
 bench-s3: build $(LAB_PREREQS_BASE) s3-bins
 	$(BIN) lab up --members 1 --keys 0 --s3 && { $(GO) run ./bench/s3 -bin $(BIN) -size-mib $(S3_MIB) -rounds $(S3_ROUNDS); rc=$$?; $(BIN) lab down; exit $$rc; }
 
+## bench-state: a checkpoint write on the etcd state backend (etcdstate Save: the checkpoint and a ~1 KB
+## journal chunk in one fenced transaction, on a real etcd STATE_ETCD started on 127.0.0.1 with its data
+## beside the state dir) beside the file backend's durable (WriteFileAtomic) and lazy (WriteFile) writes,
+## in the same run: STATE_WRITES (200) interleaved writes of each of a 40 steps x 3 hosts checkpoint;
+## medians, p90s and the ratios etcd/file (bench/state). No lab, no root; about 10 s.
+STATE_WRITES ?= 200
+STATE_ETCD ?= v3.6.16
+.PHONY: bench-state
+bench-state: $(LAB_BIN)/$(STATE_ETCD)/etcd
+	$(GO) run ./bench/state -etcd $(LAB_BIN)/$(STATE_ETCD)/etcd -writes $(STATE_WRITES)
+
 ## golden: rewrite the dry-run golden files after checking the change
 golden:
 	UPDATE_GOLDEN=1 $(GO) test -count=1 -run TestDryRunGolden ./engine/

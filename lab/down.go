@@ -14,7 +14,7 @@ import (
 )
 
 // Down tears the lab down: it kills only what the lab started (the S3
-// store's weed by pid, with its data; each host's nspawn/sshd by pid, then
+// store's weed and the state store's etcd by pid, with their data; each host's nspawn/sshd by pid, then
 // whatever is left in the host's network namespace), unmounts the hosts' disks, removes the namespaces, veths,
 // bridge and cgroups, and deletes the state dir.  It is idempotent.
 func (l *Lab) Down(ctx context.Context) error {
@@ -45,6 +45,9 @@ func (l *Lab) teardown(ctx context.Context) error {
 	}
 	var errs []error
 	if err := l.stopS3(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := l.stopStateStore(); err != nil {
 		errs = append(errs, err)
 	}
 	if err := parallel(hosts, func(h *Host) error { return l.drv.destroy(ctx, h) }); err != nil {

@@ -635,8 +635,9 @@ type Status struct {
 	Keys                    int      // under KeyPrefix, -1 if unreadable
 	Fingerprint             *Fingerprint
 	Breaks                  []string
-	Problems                []string  // from Verify; empty when healthy
-	S3                      *S3Status // the object store of Options.S3; nil without one
+	Problems                []string          // from Verify; empty when healthy
+	S3                      *S3Status         // the object store of Options.S3; nil without one
+	StateStore              *StateStoreStatus // the management etcd of Options.StateStore; nil without one
 }
 
 // Status collects the state of every host and member (never fails: what
@@ -707,6 +708,7 @@ func (l *Lab) Status(ctx context.Context) *Status {
 	}
 	s.Fingerprint, _ = l.Fingerprint()
 	s.S3 = l.s3Status(ctx)
+	s.StateStore = l.stateStoreStatus(ctx)
 	if err := l.Verify(ctx); err != nil {
 		var ve *VerifyError
 		if errors.As(err, &ve) {

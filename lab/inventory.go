@@ -230,6 +230,12 @@ func (l *Lab) inventoryAt(path string, o InventoryOptions) ([]byte, error) {
 		b.WriteString("  accessKey: \"${vars.s3AccessKey}\"\n")
 		b.WriteString("  secretKey: \"${vars.s3SecretKey}\"\n")
 	}
+	if st := l.StateStore(); st != nil {
+		// absolute paths: the inventory may be copied anywhere
+		b.WriteString("state:    # the lab's management etcd, the shared store of run state and run locks (127.0.0.1 only; lab down deletes it)\n")
+		fmt.Fprintf(&b, "  url: %s\n", q(st.URL))
+		fmt.Fprintf(&b, "  ca: %s\n  cert: %s\n  key: %s\n", q(st.CAFile), q(st.CertFile), q(st.KeyFile))
+	}
 	fmt.Fprintf(&b, "vars:\n  snapshot: %s    # where total-loss leaves its snapshot\n", q(l.SnapshotPath()))
 	if s3 != nil {
 		fmt.Fprintf(&b, "  s3AccessKey: %s    # made for this lab\n", q(s3.AccessKey))

@@ -94,6 +94,12 @@ type Options struct {
 	// for the lab and the bucket S3Bucket; the inventory gets its s3:
 	// section and vars.s3AccessKey, s3SecretKey, s3Bucket (see S3, S3Dir).
 	S3 bool
+	// StateStore: also a management etcd on this machine (the lab's etcd
+	// binary, one member on 127.0.0.1, https with a certificate the lab's
+	// CA signs, client certificates required): the team's shared store of
+	// run state and run locks; the inventory gets its state: section (see
+	// StateStoreOf, StopStateStore, StartStateStore).
+	StateStore bool
 }
 
 // Host is one lab machine.
@@ -438,6 +444,9 @@ func Up(ctx context.Context, o Options) (*Lab, error) {
 	if s3 := l.S3(); s3 != nil {
 		s3Note = fmt.Sprintf(", S3 store at %s (bucket %s)", s3.Endpoint, s3.Bucket)
 	}
+	if st := l.StateStore(); st != nil {
+		s3Note += ", state store at " + st.URL
+	}
 	kubeNote := ""
 	if l.StaticPod() {
 		kubeNote = fmt.Sprintf(", static pods under kubelet %s (etcd, kube-apiserver), %d ConfigMaps", KubeVersion, ConfigMapCount)
@@ -463,8 +472,9 @@ func (l *Lab) up(ctx context.Context, o Options) error {
 	if err := l.ensureClientKey(); err != nil {
 		return err
 	}
-	if l.st.TLS || o.S3 {
-		// the S3 store's certificate is signed by the lab's CA too
+	if l.st.TLS || o.S3 || o.StateStore {
+		// the S3 store's and the state store's certificates are signed
+		// by the lab's CA too
 		if err := l.ensurePKI(); err != nil {
 			return err
 		}
@@ -479,6 +489,14 @@ func (l *Lab) up(ctx context.Context, o Options) error {
 		// weed starts while the hosts boot; waitS3 below waits for it
 		s3Start = time.Now()
 		if err := l.startS3(ctx); err != nil {
+			return err
+		}
+	}
+	var storeStart time.Time
+	if o.StateStore {
+		// etcd starts while the hosts boot; waitStateStore below waits
+		storeStart = time.Now()
+		if err := l.startStateStore(); err != nil {
 			return err
 		}
 	}
@@ -545,6 +563,13 @@ func (l *Lab) up(ctx context.Context, o Options) error {
 		s3 := l.S3()
 		l.logf("s3: SeaweedFS %s ready: bucket %s made and a first object written, %.1fs after weed started (lab up waited %.1fs for it); RSS %.0f MiB; files in %s",
 			SeaweedFSVersion, s3.Bucket, time.Since(s3Start).Seconds(), time.Since(t).Seconds(), float64(rss(s3.PID))/(1<<20), s3.Dir)
+	}
+	if o.StateStore {
+		if err := waitStateStore(ctx, l.dir, true); err != nil {
+			return err
+		}
+		st := l.StateStore()
+		l.logf("state store: etcd %s (pid %d) answers at %s, %.1fs after it started; files in %s", l.Version(), st.PID, st.URL, time.Since(storeStart).Seconds(), st.Dir)
 	}
 	if err := l.writeInventory(); err != nil {
 		return err

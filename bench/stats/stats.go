@@ -4,6 +4,7 @@ package stats
 
 import (
 	"fmt"
+	"math"
 	"sort"
 	"time"
 )
@@ -17,3 +18,11 @@ func Median(d []time.Duration) time.Duration {
 
 // Sec shows d in seconds with two decimals.
 func Sec(d time.Duration) string { return fmt.Sprintf("%.2fs", d.Seconds()) }
+
+// Percentile is the value of d at percentile p (0-100, nearest rank).
+func Percentile(d []time.Duration, p float64) time.Duration {
+	s := append([]time.Duration(nil), d...)
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	i := int(math.Ceil(p/100*float64(len(s)))) - 1
+	return s[min(max(i, 0), len(s)-1)]
+}

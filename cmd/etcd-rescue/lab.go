@@ -25,7 +25,7 @@ for rehearsing recovery plans.
 
 commands:
   up [--members N] [--etcd 3.5|3.6|3.7|x.y.z] [--keys K] [--mode auto|nspawn|light] [--tls [--tls-shared-cert]]
-     [--layout systemd|static-pod] [--s3]
+     [--layout systemd|static-pod] [--s3] [--state-store]
                       create hosts h1..hN, start a healthy N-member cluster, write K keys,
                       record their fingerprint and write the inventory; --tls: https client
                       and peer URLs with client certificates required, a CA and operator
@@ -39,12 +39,18 @@ commands:
                       ConfigMaps are created through the API server and fingerprinted;
                       --s3: also a real S3-compatible store (SeaweedFS, make s3-bins) on
                       https://127.0.0.1:PORT, certificate from the lab's CA, keys made for
-                      the lab, bucket etcd-backups; the inventory gets s3: and its vars
+                      the lab, bucket etcd-backups; the inventory gets s3: and its vars;
+                      --state-store: also a management etcd (the lab's etcd binary) on
+                      https://127.0.0.1:PORT, client certificates required, for run state
+                      and run locks shared by a team; the inventory gets state:
   break SCENARIO      damage the lab; SCENARIO is one of:
 %s  reboot HOST [--hard]  clean reboot of HOST (disk kept), or a power cut with --hard
   status              hosts, addresses, etcd state, members, revision, keys vs the fingerprint
   verify              exit 0 only if the cluster is healthy and every fingerprinted key is intact
-  down                kill what the lab started (the S3 store too, with its data), remove
+  state-store stop|start
+                      kill the state store (SIGKILL, data kept) or start it again on its
+                      data and ports, for rehearsing a store outage
+  down                kill what the lab started (the S3 and state stores too, with their data), remove
                       namespaces, mounts and state (idempotent)
   inventory [--user U] [--sudo] [--jump HOST] [--out FILE]
                       print the path of the lab's inventory (for a plan's --inventory); with
@@ -81,6 +87,7 @@ type labOpts struct {
 	shared   bool
 	layout   string
 	s3       bool
+	store    bool
 	hard     bool
 	inv      lab.InventoryOptions
 	invOut   string
@@ -171,7 +178,20 @@ in STATE/s3 (weed.pid, weed.log, data/); lab status shows it up or down; lab
 down kills it and deletes STATE/s3 with every object. The
 inventory (then mode 0600) gets an s3: section (endpoint, region ` + lab.S3Region + `,
 pathStyle: true, ca: pki/ca.crt, accessKey/secretKey from vars) and
-vars.s3AccessKey, s3SecretKey, s3Bucket.`
+vars.s3AccessKey, s3SecretKey, s3Bucket.
+
+--state-store (any layout): also a management etcd on this machine, the
+team's shared store of run state and run locks (--state etcd://...): one
+etcd member (the lab's etcd binary) on 127.0.0.1 only, on two free ports the
+lab picks, https with a certificate for 127.0.0.1 signed by the lab's CA and
+client certificates required (STATE/state-store/client.crt, client.key). It
+keeps running after lab up ends; store.json, etcd.pid, etcd.log and data/
+are in STATE/state-store. The inventory gets a state: section (url
+etcd://127.0.0.1:PORT/` + lab.StateStorePrefix + `, ca, cert, key as absolute paths),
+so every plan run with it keeps its state there. lab state-store stop kills
+it (SIGKILL, data kept), lab state-store start brings it back on the same
+data and ports; lab status shows it up or down; lab down kills it and
+deletes STATE/state-store.`
 	up.Flags().IntVar(&o.members, "members", 3, "cluster size (1-9)")
 	up.Flags().StringVar(&o.version, "etcd", "3.5", "etcd version: 3.5, 3.6, 3.7 or a full x.y.z")
 	up.Flags().IntVar(&o.keys, "keys", lab.DefaultKeys, "keys to write and fingerprint (0: none)")
@@ -180,6 +200,7 @@ vars.s3AccessKey, s3SecretKey, s3Bucket.`
 	up.Flags().BoolVar(&o.shared, "tls-shared-cert", false, "with --tls: one member certificate valid for every lab address on all hosts")
 	up.Flags().StringVar(&o.layout, "layout", lab.LayoutSystemd, "how etcd runs on the hosts: systemd (a unit) or static-pod (kubelet static pods with kube-apiserver; light mode, TLS)")
 	up.Flags().BoolVar(&o.s3, "s3", false, "also a real S3-compatible store (SeaweedFS) on https://127.0.0.1:PORT with bucket "+lab.S3Bucket+" (make s3-bins)")
+	up.Flags().BoolVar(&o.store, "state-store", false, "also a management etcd on https://127.0.0.1:PORT for shared run state and run locks (the inventory gets state:)")
 	completeValues(up, "layout", lab.LayoutSystemd, lab.LayoutStaticPod)
 	completeValues(up, "etcd", "3.5", "3.6", "3.7")
 	completeValues(up, "mode", "auto", string(lab.ModeNspawn), string(lab.ModeLight))
@@ -249,7 +270,19 @@ STATE/inventory-U[-sudo][-via-HOST].yaml; a later lab break rewrites it too.`
 	completeValues(inv, "user", "root", lab.OperatorUser)
 	_ = inv.RegisterFlagCompletionFunc("out", completeYAMLFiles)
 
-	labCmd.AddCommand(up, brk, reboot, status, verify, down, inv)
+	store := sub("state-store stop|start", "kill the lab's state store (data kept) or start it again on its data and ports", labArgs(1, "lab state-store needs stop or start"), func(ctx context.Context, cmd *cobra.Command, args []string) error {
+		return labStateStoreCmd(o, args[0], cmd.OutOrStdout())
+	})
+	store.ValidArgs = []string{"stop", "start"}
+	store.ValidArgsFunction = nil
+	store.PreRunE = func(_ *cobra.Command, args []string) error {
+		if args[0] != "stop" && args[0] != "start" {
+			return withCode(exitUsage, fmt.Errorf("lab state-store %q: want stop or start", args[0]), labHint)
+		}
+		return nil
+	}
+
+	labCmd.AddCommand(up, brk, reboot, status, verify, down, inv, store)
 	return labCmd
 }
 
@@ -296,7 +329,7 @@ func labUp(ctx context.Context, o *labOpts, stdout io.Writer) error {
 	if k == 0 {
 		k = -1
 	}
-	l, err := lab.Up(ctx, lab.Options{Members: o.members, Version: o.version, Keys: k, StateDir: o.stateDir, Log: stdout, Mode: m, TLS: o.tls, TLSSharedCert: o.shared, Layout: o.layout, S3: o.s3})
+	l, err := lab.Up(ctx, lab.Options{Members: o.members, Version: o.version, Keys: k, StateDir: o.stateDir, Log: stdout, Mode: m, TLS: o.tls, TLSSharedCert: o.shared, Layout: o.layout, S3: o.s3, StateStore: o.store})
 	if err != nil {
 		return err
 	}
@@ -315,6 +348,33 @@ func labUp(ctx context.Context, o *labOpts, stdout io.Writer) error {
 		// the keys are in the inventory (vars.s3AccessKey, vars.s3SecretKey), never printed
 		fmt.Fprintf(stdout, "s3:        %s, bucket %s, CA %s, keys in the inventory's vars; log %s\n", s3.Endpoint, s3.Bucket, s3.CAFile, s3.LogFile)
 	}
+	if st := l.StateStore(); st != nil {
+		fmt.Fprintf(stdout, "state:     --state '%s?cacert=%s&cert=%s&key=%s' (the inventory's state:); log %s\n", st.URL, st.CAFile, st.CertFile, st.KeyFile, st.LogFile)
+	}
+	return nil
+}
+
+// labStateStoreCmd is lab state-store stop|start.
+func labStateStoreCmd(o *labOpts, action string, stdout io.Writer) error {
+	l, err := openLab(o, stdout)
+	if err != nil {
+		return err
+	}
+	if l.StateStore() == nil {
+		return fmt.Errorf("%w in %s\nhint: bring the lab up with --state-store (lab down, then lab up --state-store)", lab.ErrNoStateStore, l.StateDir())
+	}
+	if action == "stop" {
+		if err := lab.StopStateStore(l.StateDir()); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "state store %s stopped (SIGKILL; data kept: lab state-store start brings it back)\n", l.StateStore().URL)
+		return nil
+	}
+	if err := lab.StartStateStore(l.StateDir()); err != nil {
+		return err
+	}
+	st := l.StateStore()
+	fmt.Fprintf(stdout, "state store %s up (etcd pid %d)\n", st.URL, st.PID)
 	return nil
 }
 
@@ -479,6 +539,13 @@ func printLabStatus(w io.Writer, s *lab.Status) {
 			fmt.Fprintf(w, "s3: %s (%s)\n", s.S3.State, s.S3.Endpoint)
 		}
 	}
+	if s.StateStore != nil {
+		if s.StateStore.State == "up" {
+			fmt.Fprintf(w, "state store: up at %s (etcd pid %d)\n", s.StateStore.URL, s.StateStore.PID)
+		} else {
+			fmt.Fprintf(w, "state store: %s (%s)\n", s.StateStore.State, s.StateStore.URL)
+		}
+	}
 	if len(s.Problems) == 0 {
 		fmt.Fprintln(w, "health: OK (lab verify would pass)")
 		return
@@ -506,6 +573,15 @@ type labStatus struct {
 	Healthy     bool             `json:"healthy"`
 	Problems    []string         `json:"problems"`
 	S3          *labS3           `json:"s3,omitempty"`
+	StateStore  *labStateStore   `json:"stateStore,omitempty"`
+}
+
+// labStateStore is the state store in lab status -o json.
+type labStateStore struct {
+	URL   string `json:"url"`
+	PID   int    `json:"pid"`
+	Up    bool   `json:"up"`
+	State string `json:"state"`
 }
 
 // labS3 is the S3 store in lab status -o json.
@@ -566,6 +642,9 @@ func labStatusJSON(s *lab.Status) labStatus {
 	}
 	if s.S3 != nil {
 		j.S3 = &labS3{Endpoint: s.S3.Endpoint, Bucket: s.S3.Bucket, PID: s.S3.PID, Up: s.S3.State == "up", State: s.S3.State, RSSBytes: s.S3.RSS}
+	}
+	if s.StateStore != nil {
+		j.StateStore = &labStateStore{URL: s.StateStore.URL, PID: s.StateStore.PID, Up: s.StateStore.State == "up", State: s.StateStore.State}
 	}
 	return j
 }

@@ -204,13 +204,18 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 // a plain connection (and TLS handshake), which the client's own error
 // often hides behind a timeout.
 func (s *Store) openErr(ctx context.Context, err error, tlsCfg *tls.Config) error {
+	var answer rpctypes.EtcdError
+	if errors.As(err, &answer) {
+		// It answered, and refused (auth, permissions).
+		return fmt.Errorf("state store %s: refused by %s: %s; hint: %s", s.where, strings.Join(s.endpoints, ","), s.clean(err), s.hint(err))
+	}
 	var why []string
 	for _, e := range s.endpoints {
 		if p := probe(ctx, e, tlsCfg, s.dial); p != nil {
 			why = append(why, p.Error())
 		}
 	}
-	msg := fmt.Sprintf("state store %s: no answer from %s: %v", s.where, strings.Join(s.endpoints, ","), s.clean(err))
+	msg := fmt.Sprintf("state store %s: no answer from %s: %s", s.where, strings.Join(s.endpoints, ","), s.clean(err))
 	if len(why) > 0 {
 		msg += " (" + strings.Join(why, "; ") + ")"
 	}

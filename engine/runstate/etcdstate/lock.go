@@ -56,7 +56,8 @@ func (l *lock) Release() error {
 	l.once.Do(func() {
 		close(l.released)
 		l.stop()
-		ctx, cancel := context.WithTimeout(context.Background(), l.s.ttl)
+		// Past the TTL the lease has lapsed anyway.
+		ctx, cancel := context.WithTimeout(context.Background(), min(l.s.ttl, runstate.SharedTimeout))
 		defer cancel()
 		err := l.mu.Unlock(ctx)
 		if errors.Is(err, concurrency.ErrLockReleased) {
@@ -170,6 +171,7 @@ func (s *Store) tryLock(ctx context.Context, scope string, val []byte) (*lock, *
 		default:
 			close(l.lost)
 		}
+		stop()
 	}()
 	return l, nil, nil
 }
@@ -178,17 +180,21 @@ func (s *Store) tryLock(ctx context.Context, scope string, val []byte) (*lock, *
 // until ctx ends.
 func (s *Store) watchDelete(ctx context.Context, key string, rev int64, deleted chan<- struct{}) {
 	for ctx.Err() == nil {
-		wch := s.cli.Watch(clientv3.WithRequireLeader(ctx), key, clientv3.WithRev(rev), clientv3.WithFilterPut())
+		wctx, cancel := context.WithCancel(ctx)
+		wch := s.cli.Watch(clientv3.WithRequireLeader(wctx), key, clientv3.WithRev(rev), clientv3.WithFilterPut())
+		gone := false
 		for resp := range wch {
 			for _, ev := range resp.Events {
-				if ev.Type == clientv3.EventTypeDelete {
-					close(deleted)
-					return
-				}
+				gone = gone || ev.Type == clientv3.EventTypeDelete
 			}
-			if resp.Err() != nil {
+			if gone || resp.Err() != nil {
 				break
 			}
+		}
+		cancel()
+		if gone {
+			close(deleted)
+			return
 		}
 		if ctx.Err() != nil {
 			return

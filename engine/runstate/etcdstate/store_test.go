@@ -130,6 +130,13 @@ func TestCreateSaveLoad(t *testing.T) {
 	contains(t, err, "checkpoint of run r1 is 1048577 bytes, more than the 1048576")
 	_, err = s.Save(bg, l, "r1", rev2, []byte("{}"), bytes.Repeat([]byte("x"), MaxValue+1))
 	contains(t, err, "journal chunk of run r1")
+	// Values under the limit that together exceed etcd's request limit
+	// (1.5 MiB by default) are refused by the store, with a hint.
+	_, err = s.Save(bg, l, "r1", rev2, bytes.Repeat([]byte("x"), MaxValue), bytes.Repeat([]byte("y"), 600<<10))
+	contains(t, err, "request is too large", "--max-request-bytes")
+	if IsFenced(err) {
+		t.Fatalf("a request too large is not a fencing: %v", err)
+	}
 	// A bad run id or scope never becomes a key.
 	_, err = s.Create(bg, l, "a/b", []byte("{}"), files)
 	contains(t, err, `run id "a/b"`)
@@ -392,7 +399,7 @@ func TestRunsSorted(t *testing.T) {
 // restarted on its data dir, it has every checkpoint written before.
 func TestStoreKilledAndRestarted(t *testing.T) {
 	p := startEtcd(t, etcdOpts{})
-	s := open(t, p, Config{LockTTL: 5 * time.Second})
+	s := open(t, p, Config{LockTTL: 2 * time.Second})
 	l := mustLock(t, s, "prod", "r")
 	rev, err := s.Create(bg, l, "r", []byte(`{"n":0}`), runstate.RunFiles{Plan: []byte("plan"), Inventory: []byte("inv")})
 	if err != nil {
@@ -417,9 +424,22 @@ func TestStoreKilledAndRestarted(t *testing.T) {
 	}
 	contains(t, err, s.Where(), "saving the checkpoint of run r", "hint:")
 	t.Logf("Save to the dead store failed after %v: %v", took.Round(time.Millisecond), err)
+	_, err = Open(bg, Config{Endpoints: []string{p.endpoint}, DialTimeout: 500 * time.Millisecond})
+	contains(t, err, "state store etcd://"+p.endpoint+"/etcd-rescue: no answer from "+p.endpoint, "connection refused", "hint: is the store's etcd running")
+
+	// A lease that cannot be kept alive for its TTL is a lock lost.
+	select {
+	case <-l.Lost():
+		t.Logf("Lost closed %v after the store died (TTL 2 s)", time.Since(t0).Round(100*time.Millisecond))
+	case <-time.After(5 * time.Second):
+		t.Fatal("Lost not closed 5 s after the store died (TTL 2 s)")
+	}
 
 	p.restart()
 	s2 := open(t, p, Config{})
+	// The store came back; the lock did not.
+	_, err = s.Save(bg, l, "r", rev, []byte(`{"n":21}`), nil)
+	wantFenced(t, err, "no longer holds the lock of cluster prod")
 	run, err := s2.Load(bg, "r")
 	if err != nil {
 		t.Fatal(err)
