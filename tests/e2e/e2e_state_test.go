@@ -95,14 +95,12 @@ func (o *operator) cli(t *testing.T, e *e2e, args ...string) framework.Result {
 func TestE2EStateStore(t *testing.T) {
 	e := newE2E(t)
 	l := framework.UpLab(t, lab.Options{Members: 3, Version: "3.6", StateStore: true})
-	info, err := lab.StateStoreOf(l.Dir())
+	info, err := lab.StateStoreOf(l.StateDir())
 	if err != nil {
 		t.Fatalf("the lab's state store: %v", err)
 	}
-	stateURL := info.URL + "&lockTTL=" + stateTTL.String()
-	if !strings.Contains(info.URL, "?") {
-		stateURL = info.URL + "?lockTTL=" + stateTTL.String()
-	}
+	// The whole URL: B has nothing else (TLS files are the lab's).
+	stateURL := fmt.Sprintf("%s?cacert=%s&cert=%s&key=%s&lockTTL=%s", info.URL, info.CAFile, info.CertFile, info.KeyFile, stateTTL)
 	t.Logf("state store %s", stateURL)
 	mgmt := mgmtClient(t, info)
 
@@ -229,7 +227,7 @@ func TestE2EStateStore(t *testing.T) {
 		p := e.StartProc(t, func(p *framework.Proc, line string) {
 			if m := anyDoneLine.FindStringSubmatch(line); m != nil {
 				once.Do(func() {
-					if err := lab.StopStateStore(l.Dir()); err != nil {
+					if err := lab.StopStateStore(l.StateDir()); err != nil {
 						t.Errorf("stopping the state store: %v", err)
 					}
 					stopped <- m[1]
@@ -248,7 +246,7 @@ func TestE2EStateStore(t *testing.T) {
 			t.Fatalf("the state store was killed after %s, yet the run went on to the end:\n%s", key, r)
 		}
 		t.Logf("store killed after %s: the run stopped with exit %d in %.1fs: %s", key, r.Code, r.Wall.Seconds(), firstLine(r.Stderr))
-		if err := lab.StartStateStore(l.Dir()); err != nil {
+		if err := lab.StartStateStore(l.StateDir()); err != nil {
 			t.Fatalf("starting the state store again: %v", err)
 		}
 		// The run's lease was not revoked (the store was down when the
@@ -324,12 +322,12 @@ func checkOnce(t *testing.T, st *framework.RunState) {
 func mgmtClient(t *testing.T, info *lab.StateStoreInfo) *clientv3.Client {
 	t.Helper()
 	pool := x509.NewCertPool()
-	ca, err := os.ReadFile(info.CA)
+	ca, err := os.ReadFile(info.CAFile)
 	if err != nil {
 		t.Fatal(err)
 	}
 	pool.AppendCertsFromPEM(ca)
-	cert, err := tls.LoadX509KeyPair(info.Cert, info.Key)
+	cert, err := tls.LoadX509KeyPair(info.CertFile, info.KeyFile)
 	if err != nil {
 		t.Fatal(err)
 	}
