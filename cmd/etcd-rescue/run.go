@@ -144,7 +144,8 @@ shows the reviewed dry-run (docs/cli.md).
 
 Fleet backups: with two or more --inventory, the plan runs once per
 inventory (cluster), at most --parallel at once, each run with its own
-state dir (STATE/fleet/CLUSTER, or DIR/CLUSTER with --state-dir DIR). Only
+state dir (.etcd-rescue/fleet/CLUSTER beside the plan, or DIR/CLUSTER with
+--state-dir DIR). Only
 a plan whose every step changes nothing on the hosts or the cluster
 (snapshot-save, wait-healthy, check-quorum, verify-data, ...) may run on a
 fleet; any other is refused (exit 2). Every inventory is validated before
