@@ -11,6 +11,7 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -60,9 +61,13 @@ ssh: {user: root, knownHosts: /tmp/known_hosts}
 type snapEtcd struct {
 	steps.Etcd // everything else: not called by snapshot-save
 	hold       time.Duration
+	onSave     func()
 }
 
 func (e snapEtcd) SnapshotSave(ctx context.Context, url string, w io.Writer) (string, int64, error) {
+	if e.onSave != nil {
+		e.onSave()
+	}
 	time.Sleep(e.hold) // long enough for the runs to overlap
 	body := []byte("a snapshot of " + url + strings.Repeat(".", 100))
 	sum := sha256.Sum256(body)
@@ -88,6 +93,7 @@ type fleetFake struct {
 	active   int
 	max      int
 	clusters []string
+	onSave   func() // called as each snapshot save begins
 }
 
 func (f *fleetFake) backend(c *engine.Compiled) (engine.Backend, error) {
@@ -104,7 +110,7 @@ func (b *fleetBackend) Etcd(context.Context) (steps.Etcd, error) {
 	if b.name == "bad" {
 		return nil, errors.New("dial tcp 10.0.2.1:2379: connect: connection refused")
 	}
-	return snapEtcd{hold: 50 * time.Millisecond}, nil
+	return snapEtcd{hold: 50 * time.Millisecond, onSave: b.f.onSave}, nil
 }
 func (b *fleetBackend) Close() error {
 	b.f.mu.Lock()
@@ -277,6 +283,42 @@ func TestFleetRefusals(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(dir, ".etcd-rescue")); err == nil {
 		t.Errorf("a refused fleet created its state dir")
+	}
+}
+
+// The first Ctrl-C lets the running cluster finish and starts no other:
+// they are "not started", the exit is 130.
+func TestFleetInterrupt(t *testing.T) {
+	f := withFleetFake(t)
+	var once sync.Once
+	f.onSave = func() {
+		once.Do(func() {
+			if err := syscall.Kill(os.Getpid(), syscall.SIGINT); err != nil {
+				t.Error(err)
+			}
+			time.Sleep(50 * time.Millisecond) // the signal is handled before the save ends
+		})
+	}
+	dir := t.TempDir()
+	plan := writeFleetPlan(t, dir, fleetPlan)
+	args := []string{"apply", plan, "--yes", "--parallel", "1"}
+	for i, name := range []string{"alpha", "beta", "gamma"} {
+		args = append(args, "--inventory", fleetInventory(t, dir, name, i+1))
+	}
+	code, out, errs := runCLI(args...)
+	if code != exitInterrupted {
+		t.Fatalf("exit %d, want %d\nstdout:\n%s\nstderr:\n%s", code, exitInterrupted, out, errs)
+	}
+	rows := regexp.MustCompile(`(?m)^(alpha|beta|gamma) .*$`).FindAllString(out, -1)
+	if len(rows) != 3 || !strings.Contains(rows[0], " done ") ||
+		!strings.Contains(rows[1], " not started ") || !strings.Contains(rows[2], " not started ") {
+		t.Errorf("rows %q: want alpha done (its running step finished), beta and gamma not started", rows)
+	}
+	if strings.Join(f.clusters, " ") != "alpha" {
+		t.Errorf("after the interrupt ran %v, want alpha only", f.clusters)
+	}
+	if !strings.Contains(errs, "fleet run interrupted: 2 of 3 clusters not done") {
+		t.Errorf("stderr:\n%s", errs)
 	}
 }
 
