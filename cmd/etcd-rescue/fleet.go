@@ -111,6 +111,11 @@ func cmdFleet(file string, invs []string, parallel int, rf *runFlags, stdout, st
 		}()
 		ok, err := p.ask(askCtx, fmt.Sprintf("apply plan %s to these %d clusters? only \"yes\" proceeds: ", fleet[0].c.Plan.Name, len(fleet)))
 		cancelAsk()
+		select {
+		case <-stop:
+			return withCode(exitInterrupted, errors.New("fleet run interrupted at its confirmation; nothing was run"))
+		default:
+		}
 		if err != nil {
 			return err
 		}
