@@ -15,6 +15,15 @@ type Type struct {
 	// needs to know of a type beyond Scope it learns from the optional
 	// interfaces that value implements (Checker, Destructive, ...).
 	New func() Step
+	// ReadOnly says that steps of the type change nothing on the hosts or
+	// in the cluster: they read (the API, the hosts), wait, ask, or write
+	// only on the operator machine or to the object store (a snapshot-save
+	// and its retention). Only plans made of such steps may run on a fleet
+	// of clusters at once (apply --inventory A --inventory B). A type that
+	// leaves it false is treated as changing the cluster, exec included
+	// (its command may do anything), and snapshot-verify (it runs etcdutl
+	// on a file on the hosts, the preparation of a restore).
+	ReadOnly bool
 }
 
 // Destructive reports whether steps of the type may change data or
@@ -31,8 +40,8 @@ func Registry() map[string]*Type {
 		&Type{Name: "start-service", Summary: "start a systemd unit or put a static pod manifest back", New: func() Step { return &StartService{} }},
 		&Type{Name: "wipe-dir", Summary: "move the data dir aside (or delete it, if the plan says so)", New: func() Step { return &WipeDir{} }},
 		&Type{Name: "chown", Summary: "give a directory tree to the etcd user", New: func() Step { return &Chown{} }},
-		&Type{Name: "snapshot-save", Summary: "stream a snapshot from a member to the operator machine, with sha256, or to the object store (to: s3://...) with retention", New: func() Step { return &SnapshotSave{} }},
-		&Type{Name: "snapshot-fetch", Summary: "before any host is touched: download a snapshot from the object store (one key, or the newest under a prefix with select: latest), verified against its sha256 metadata and trailer", Scope: Once,
+		&Type{Name: "snapshot-save", ReadOnly: true, Summary: "stream a snapshot from a member to the operator machine, with sha256, or to the object store (to: s3://...) with retention", New: func() Step { return &SnapshotSave{} }},
+		&Type{Name: "snapshot-fetch", ReadOnly: true, Summary: "before any host is touched: download a snapshot from the object store (one key, or the newest under a prefix with select: latest), verified against its sha256 metadata and trailer", Scope: Once,
 			On: "runs on the operator machine, before every other step; on: is not used", New: func() Step { return &SnapshotFetch{} }},
 		&Type{Name: "snapshot-copy", Summary: "upload a snapshot to hosts and check its sha256 on arrival", New: func() Step { return &SnapshotCopy{} }},
 		&Type{Name: "snapshot-verify", Summary: "check a snapshot on hosts: its sha256 trailer (unless this run's snapshot-copy placed it and it is unchanged) and etcdutl snapshot status, whose revision and key count are recorded", New: func() Step { return &SnapshotVerify{} }},
@@ -43,19 +52,19 @@ func Registry() map[string]*Type {
 		&Type{Name: "member-update", Summary: "set a member's peer URL to the one in cluster.members", New: func() Step { return &MemberUpdate{} }},
 		&Type{Name: "member-promote", Summary: "promote a learner once it has caught up", New: func() Step { return &MemberPromote{} }},
 		&Type{Name: "force-new-cluster", Summary: "make the one survivor a single-member cluster, fenced", New: func() Step { return &ForceNewCluster{} }},
-		&Type{Name: "wait-healthy", Summary: "wait until every member is healthy with one leader", Scope: Once, New: func() Step { return &WaitHealthy{} }},
-		&Type{Name: "check-quorum", Summary: "record the pre-disaster revision; guard on quorum lost/present", Scope: Once,
+		&Type{Name: "wait-healthy", ReadOnly: true, Summary: "wait until every member is healthy with one leader", Scope: Once, New: func() Step { return &WaitHealthy{} }},
+		&Type{Name: "check-quorum", ReadOnly: true, Summary: "record the pre-disaster revision; guard on quorum lost/present", Scope: Once,
 			On:  "on: optionally names the members the plan counts on (they must answer with expect: present); quorum is always counted over every member",
 			New: func() Step { return &CheckQuorum{} }},
-		&Type{Name: "verify-data", Summary: "check revision and HashKV agree on every member", Scope: Once, New: func() Step { return &VerifyData{} }},
-		&Type{Name: "approve", Summary: "stop until an operator approves", Scope: Once, New: func() Step { return &Approve{} }},
+		&Type{Name: "verify-data", ReadOnly: true, Summary: "check revision and HashKV agree on every member", Scope: Once, New: func() Step { return &VerifyData{} }},
+		&Type{Name: "approve", ReadOnly: true, Summary: "stop until an operator approves", Scope: Once, New: func() Step { return &Approve{} }},
 		&Type{Name: "kube-stop-control-plane", Summary: "stop the Kubernetes control plane on the control-plane hosts (park the static pod manifests and wait until crictl shows no container, or systemctl stop)",
 			On: "left out, the control-plane hosts (cluster.kubernetes.hosts)", New: func() Step { return &KubeStopControlPlane{} }},
 		&Type{Name: "kube-start-control-plane", Summary: "start the Kubernetes control plane again, in reverse order (manifests back and wait for running containers, or systemctl start)",
 			On: "left out, the control-plane hosts (cluster.kubernetes.hosts)", New: func() Step { return &KubeStartControlPlane{} }},
-		&Type{Name: "kube-wait-ready", Summary: "wait until every API server answers GET /readyz with 200", Scope: Once,
+		&Type{Name: "kube-wait-ready", ReadOnly: true, Summary: "wait until every API server answers GET /readyz with 200", Scope: Once,
 			On: "on: optionally narrows the control-plane hosts whose API servers are asked (default: cluster.kubernetes.hosts)", New: func() Step { return &KubeWaitReady{} }},
-		&Type{Name: "kube-verify-relist", Summary: "prove that clients must relist: a watch from the pre-restore revision is answered 410 Gone by every API server", Scope: Once,
+		&Type{Name: "kube-verify-relist", ReadOnly: true, Summary: "prove that clients must relist: a watch from the pre-restore revision is answered 410 Gone by every API server", Scope: Once,
 			On: "on: optionally narrows the control-plane hosts whose API servers are asked (default: cluster.kubernetes.hosts)", New: func() Step { return &KubeVerifyRelist{} }},
 		&Type{Name: "cert-issue", Summary: "issue new member certificates for the plan's URLs from your CA; old files kept aside", New: func() Step { return &CertIssue{} }},
 		&Type{Name: "exec", Summary: "escape hatch: a shell command with creates/unless", New: func() Step { return &Exec{} }},

@@ -40,6 +40,16 @@ func TestCatalogTraits(t *testing.T) {
 		"start on the plan's URLs": {with(func(s Step) bool { u, ok := s.(StartsOnPlanURLs); return ok && u.StartsOnPlanURLs() }),
 			"cert-issue member-add member-update restore set-config"},
 	}
+	var readOnly []string
+	for name, typ := range Registry() {
+		if typ.ReadOnly {
+			readOnly = append(readOnly, name)
+		}
+	}
+	sort.Strings(readOnly)
+	// A fleet run (apply with several inventories) runs only these.
+	cases["read-only types"] = struct{ got, want string }{strings.Join(readOnly, " "),
+		"approve check-quorum kube-verify-relist kube-wait-ready snapshot-fetch snapshot-save verify-data wait-healthy"}
 	for name, c := range cases {
 		if c.got != c.want {
 			t.Errorf("%s: %s, want %s", name, c.got, c.want)

@@ -115,7 +115,14 @@ func planSteps(cmd *cobra.Command, args []string) []stepHosts {
 	if len(args) == 0 {
 		return nil
 	}
-	inv, _ := cmd.Flags().GetString("inventory")
+	inv, err := cmd.Flags().GetString("inventory")
+	if err != nil {
+		// apply's --inventory repeats (a fleet run): the steps are the
+		// plan's, whichever inventory.
+		if list, _ := cmd.Flags().GetStringArray("inventory"); len(list) > 0 {
+			inv = list[0]
+		}
+	}
 	c, _ := engine.Load(args[0], inv)
 	if c == nil {
 		return nil

@@ -19,14 +19,17 @@ import (
 
 // Exit codes.
 const (
-	exitOK          = 0
-	exitFailed      = 1
-	exitUsage       = 2
-	exitLocked      = 3
-	exitPrereq      = 4
-	exitWaiting     = 5
-	exitInternal    = 70
-	exitInterrupted = 130
+	exitOK      = 0
+	exitFailed  = 1
+	exitUsage   = 2
+	exitLocked  = 3
+	exitPrereq  = 4
+	exitWaiting = 5
+	// exitFleetPartial: a fleet run (apply with several --inventory) in
+	// which some cluster's run did not succeed.
+	exitFleetPartial = 6
+	exitInternal     = 70
+	exitInterrupted  = 130
 )
 
 // exitInfo is one row of the exit-code table.
@@ -47,6 +50,7 @@ var exitCodes = []exitInfo{
 		"an SSH identity, known_hosts, etcd TLS or `s3.ca` file (checked before anything runs; no checkpoint is written); for `apply`/`resume`, a host the session touches " +
 		"whose host key, login or sudo fails, or that a step needs and cannot be reached, or that cannot hold the run lock (no flock), checked on every host before the first change (nothing was changed on any host)"},
 	{exitWaiting, "waiting", "stopped, waiting for an operator (an approval, or a step resume will not repeat blindly)"},
+	{exitFleetPartial, "fleet-partial", "for `apply` with two or more `--inventory` (a fleet run): the run of at least one cluster did not succeed (failed, refused, unreachable or waiting); the others ran to their end, and the summary table names each cluster with its result"},
 	{exitInternal, "internal-error", "a bug in etcd-rescue (a panic), never a verdict on your input: the message and stack are on stderr; please report them"},
 	{exitInterrupted, "interrupted", "interrupted"},
 }

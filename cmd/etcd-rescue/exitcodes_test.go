@@ -50,6 +50,8 @@ func TestReportMapsEveryError(t *testing.T) {
 		"lab busy":       {labError{lab.ErrBusy}, exitFailed, []string{"hint: one lab at a time per machine"}},
 		"lab interrupt":  {labError{fmt.Errorf("up: starting h2:\nwaiting: %w", context.Canceled)}, exitInterrupted, []string{"etcd-rescue: error: up: starting h2:", "  waiting: context canceled", "hint: interrupted; `etcd-rescue lab down` removes whatever is left"}},
 		"quiet findings": {reported(exitUsage, "findings"), exitUsage, nil},
+		"fleet partial": {fleetOutcome(make(chan struct{}), []*fleetCluster{{name: "a", result: fleetDone}, {name: "b", result: fleetFailed, runID: "r2", stateDir: "/s/b"}}), exitFleetPartial,
+			[]string{"etcd-rescue: error: fleet run: 1 of 2 clusters did not succeed (b failed); the others ran to their end", "hint: continue a run that stopped: etcd-rescue resume r2 --state-dir /s/b"}},
 	}
 	reached := map[int]bool{}
 	for name, tc := range cases {

@@ -242,6 +242,7 @@ type stepTypeJSON struct {
 	Scope       string      `json:"scope"` // "once" or "per-host"
 	On          string      `json:"on,omitempty"`
 	Destructive bool        `json:"destructive"`
+	ReadOnly    bool        `json:"readOnly"` // changes nothing on the hosts or the cluster: may run on a fleet
 	Params      []paramJSON `json:"params"`
 }
 
@@ -268,7 +269,7 @@ func cmdSteps(names []string, out string, stdout io.Writer) error {
 		list := []stepTypeJSON{}
 		for _, n := range names {
 			t := reg[n]
-			j := stepTypeJSON{Name: t.Name, Summary: t.Summary, Scope: "per-host", On: t.On, Destructive: t.Destructive(), Params: []paramJSON{}}
+			j := stepTypeJSON{Name: t.Name, Summary: t.Summary, Scope: "per-host", On: t.On, Destructive: t.Destructive(), ReadOnly: t.ReadOnly, Params: []paramJSON{}}
 			if t.Scope == steps.Once {
 				j.Scope = "once"
 			}
@@ -307,6 +308,9 @@ func cmdSteps(names []string, out string, stdout io.Writer) error {
 		}
 		if t.Destructive() {
 			fmt.Fprintln(stdout, "destructive: resume never repeats it without a check that it is not done")
+		}
+		if t.ReadOnly {
+			fmt.Fprintln(stdout, "read-only: changes nothing on the hosts or the cluster; may run on a fleet (apply with several --inventory)")
 		}
 		fields := plans.FieldsOf(reflect.TypeOf(t.New()))
 		if len(fields) == 0 {

@@ -124,8 +124,9 @@ func (rf *runFlags) check(stdout io.Writer, cmd, hint string) (live, tty bool, e
 }
 
 func newApplyCmd() *cobra.Command {
-	var inv string
+	var invs []string
 	var allowDrift bool
+	var parallel int
 	var rf *runFlags
 	c := &cobra.Command{
 		Use:   "apply FILE|FILE.plan",
@@ -141,10 +142,37 @@ refuses (exit 3) unless the dry-run is the reviewed one byte for byte, then
 collects the facts of the live cluster (read-only) and refuses (exit 3),
 listing every drift, if the cluster changed since review, unless
 --allow-drift. Nothing is changed before both checks pass; the confirmation
-shows the reviewed dry-run (docs/cli.md).`,
+shows the reviewed dry-run (docs/cli.md).
+
+Fleet backups: with two or more --inventory, the plan runs once per
+inventory (cluster), at most --parallel at once, each run with its own
+state dir (.etcd-rescue/fleet/CLUSTER beside the plan, or DIR/CLUSTER with
+--state-dir DIR). Only
+a plan whose every step changes nothing on the hosts or the cluster
+(snapshot-save, wait-healthy, check-quorum, verify-data, ...) may run on a
+fleet; any other is refused (exit 2). Every inventory is validated before
+anything runs; a cluster that fails does not stop the others. Progress
+lines are prefixed [CLUSTER]; a summary table ends the run; exit 6 unless
+every cluster succeeded (docs/cli.md#fleet-backups).`,
 		Args:              exactArgs(1, "apply needs exactly one plan file"),
 		ValidArgsFunction: completeApplyFile,
 		RunE: func(cmd *cobra.Command, files []string) error {
+			if len(invs) > 1 {
+				if reviewed.IsFile(files[0]) {
+					return usageError{"a fleet run (several --inventory) takes a plan file; " + files[0] + " is a reviewed plan of one cluster: apply it with its own inventory"}
+				}
+				if allowDrift {
+					return usageError{"--allow-drift is for a reviewed plan (etcd-rescue plan FILE --out FILE.plan), not for a fleet run"}
+				}
+				return cmdFleet(files[0], invs, parallel, rf, cmd.OutOrStdout(), cmd.ErrOrStderr())
+			}
+			if cmd.Flags().Changed("parallel") {
+				return usageError{"--parallel is for a fleet run: give two or more --inventory (--parallelism bounds the step-hosts of one run)"}
+			}
+			inv := ""
+			if len(invs) == 1 {
+				inv = invs[0]
+			}
 			if reviewed.IsFile(files[0]) {
 				return cmdApplyReviewed(files[0], inv, allowDrift, rf, cmd.OutOrStdout(), cmd.ErrOrStderr())
 			}
@@ -154,7 +182,9 @@ shows the reviewed dry-run (docs/cli.md).`,
 			return cmdApply(files, inv, rf, cmd.OutOrStdout(), cmd.ErrOrStderr())
 		},
 	}
-	addInventoryFlag(c, &inv)
+	c.Flags().StringArrayVar(&invs, "inventory", nil, "inventory `FILE` with cluster:, hosts:, ssh: (replaces the plan's own); repeat it to back up a fleet: one run per inventory")
+	_ = c.RegisterFlagCompletionFunc("inventory", completeYAMLFiles)
+	c.Flags().IntVar(&parallel, "parallel", 4, "a fleet run (two or more --inventory) runs at most `N` clusters at once")
 	c.Flags().BoolVar(&allowDrift, "allow-drift", false, "apply a reviewed plan even though the cluster changed since review (each drift is printed and journalled as accepted)")
 	rf = addRunFlags(c.Flags())
 	_ = c.RegisterFlagCompletionFunc("approve", completePlanApprovals)
