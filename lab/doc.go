@@ -20,7 +20,10 @@
 // state directory (default /var/tmp/etcd-rescue-lab) and only talks to
 // loopback and to the lab's own namespaces.  With Options.TLS the cluster
 // has https client and peer URLs with client certificates required, from a
-// CA and certificates the package makes itself (see PKIDir).
+// CA and certificates the package makes itself (see PKIDir).  With
+// Options.S3 and Options.StateStore the operator side also gets an
+// S3-compatible object store and a management etcd for shared run state,
+// both on 127.0.0.1 only (see S3 and StateStoreOf).
 //
 // Only one lab can be up per machine (the bridge and the address range are
 // fixed); Up refuses, or waits with Options.WaitBusy, when another lab is up.

@@ -3,6 +3,7 @@ package plans
 import (
 	"fmt"
 	"net/url"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -69,29 +70,70 @@ func (e *StateURLError) Error() string {
 	return e.Msg + "\nhint: " + e.Hint
 }
 
-// safeStateURL is raw for messages: the password of a user:password@
-// replaced and the query left out (it names files and a user, but a
-// password= written there must not be echoed either).
+// urlSecrets are the parts of raw that may be a password, longest first:
+// whatever lies between the first ":" and the last "@" after the scheme
+// (a password may hold "@", "/", "?" or "#" when it was not escaped), and
+// the password of the authority as a URL parser reads it. Every message
+// about raw has them replaced (over-masking a malformed URL is harmless).
+func urlSecrets(raw string) []string {
+	rest := raw
+	if _, r, ok := strings.Cut(raw, "://"); ok {
+		rest = r
+	}
+	var out []string
+	add := func(s string) {
+		if at := strings.LastIndex(s, "@"); at >= 0 {
+			if c := strings.Index(s[:at], ":"); c >= 0 && at > c+1 {
+				out = append(out, s[c+1:at])
+			}
+		}
+	}
+	add(rest)
+	if i := strings.IndexAny(rest, "/?#"); i >= 0 {
+		add(rest[:i])
+	}
+	sort.Slice(out, func(i, j int) bool { return len(out[i]) > len(out[j]) })
+	return out
+}
+
+// hasUserinfoPassword: raw's text after the scheme has user:password@, as
+// opposed to an "@" further on after HOST:PORT (a prefix or a query value).
+// The ":" that follows a host is followed by a port and then the end, ",",
+// "/", "?" or "#"; the ":" of a password by anything else.
+func hasUserinfoPassword(rest string) bool {
+	at := strings.LastIndex(rest, "@")
+	if at < 0 {
+		return false
+	}
+	c := strings.Index(rest[:at], ":")
+	if c < 0 {
+		return false
+	}
+	return !portStartRe.MatchString(rest[c+1:])
+}
+
+var portStartRe = regexp.MustCompile(`^[0-9]+([,/?#]|$)`)
+
+// redactURL replaces the possible passwords of raw (urlSecrets) in s.
+func redactURL(raw, s string) string {
+	for _, x := range urlSecrets(raw) {
+		s = strings.ReplaceAll(s, x, "xxxxx")
+	}
+	return s
+}
+
+// safeStateURL is raw for messages: possible passwords replaced, the
+// query and fragment left out.
 func safeStateURL(raw string) string {
-	rest, scheme := raw, ""
-	if i := strings.Index(raw, "://"); i >= 0 {
-		scheme, rest = raw[:i+3], raw[i+3:]
+	s := redactURL(raw, raw)
+	rest, scheme := s, ""
+	if i := strings.Index(s, "://"); i >= 0 {
+		scheme, rest = s[:i+3], s[i+3:]
 	}
 	if i := strings.IndexAny(rest, "?#"); i >= 0 {
 		rest = rest[:i]
 	}
-	auth, path := rest, ""
-	if i := strings.Index(rest, "/"); i >= 0 {
-		auth, path = rest[:i], rest[i:]
-	}
-	if i := strings.LastIndex(auth, "@"); i >= 0 {
-		user := auth[:i]
-		if j := strings.Index(user, ":"); j >= 0 {
-			user = user[:j] + ":xxxxx"
-		}
-		auth = user + auth[i:]
-	}
-	return scheme + auth + path
+	return scheme + rest
 }
 
 // ParseStateURL reads a state store URL (see StateURL). Its errors are
@@ -110,8 +152,9 @@ func ParseStateURL(raw string) (StateURL, error) {
 func parseStateURL(raw string) (StateURL, error) {
 	var u StateURL
 	bad := func(hint, format string, args ...any) (StateURL, error) {
-		return StateURL{}, &StateURLError{Msg: fmt.Sprintf(format, args...), Hint: hint}
+		return StateURL{}, &StateURLError{Msg: redactURL(raw, fmt.Sprintf(format, args...)), Hint: redactURL(raw, hint)}
 	}
+	passwordHint := "the password comes from " + StatePasswordEnv + " or state.password (a ${vars.NAME}), never from the URL"
 	shown := safeStateURL(raw)
 	if strings.TrimSpace(raw) == "" {
 		return bad("write "+stateURLForm, "state URL is empty")
@@ -128,6 +171,9 @@ func parseStateURL(raw string) (StateURL, error) {
 	default:
 		return bad("write "+stateURLForm, "state URL %q: scheme must be etcd, not %q", shown, scheme)
 	}
+	if hasUserinfoPassword(rest) {
+		return bad(passwordHint, "state URL %q holds a password", shown)
+	}
 	if i := strings.Index(rest, "#"); i >= 0 {
 		return bad("write "+stateURLForm, "state URL %q has a fragment (#...)", shown)
 	}
@@ -137,10 +183,13 @@ func parseStateURL(raw string) (StateURL, error) {
 		info := auth[:i]
 		auth = auth[i+1:]
 		if strings.Contains(info, ":") {
-			return bad("the password comes from "+StatePasswordEnv+" or state.password (a ${vars.NAME}), never from the URL",
-				"state URL %q holds a password", shown)
+			return bad(passwordHint, "state URL %q holds a password", shown)
 		}
 		name, err := url.PathUnescape(info)
+		if err == nil && strings.Contains(name, ":") {
+			// an escaped user:password
+			return bad(passwordHint, "state URL %q holds a password", strings.Replace(shown, info+"@", "xxxxx@", 1))
+		}
 		if err != nil || name == "" {
 			return bad("write etcd://USER@HOST:PORT/PREFIX, or user=USER in the query", "state URL %q: bad user name before @", shown)
 		}
@@ -162,10 +211,12 @@ func parseStateURL(raw string) (StateURL, error) {
 		return bad("name the key prefix of this tool's keys in the store, e.g. etcd://127.0.0.1:2379/etcd-rescue",
 			"state URL %q has no key prefix", shown)
 	}
-	if p, err := url.PathUnescape(prefix); err != nil {
+	prefix, err := url.PathUnescape(prefix)
+	if err != nil {
 		return bad("escape special characters of the prefix as %XX", "state URL %q: bad prefix: %v", shown, err)
-	} else {
-		prefix = p
+	}
+	if strings.Contains(prefix, "@") {
+		return bad("write the prefix without @ (an @ there is taken for the end of a user:password)", "state URL %q: the prefix holds an @", shown)
 	}
 	if strings.Contains(prefix, "//") {
 		return bad("write the prefix without empty segments, e.g. teams/a", "state URL %q: prefix %q has an empty segment", shown, prefix)
@@ -185,8 +236,7 @@ func parseStateURL(raw string) (StateURL, error) {
 		switch k {
 		case "cacert", "cert", "key", "user", "lockTTL":
 		case "password", "pass", "passwd":
-			return bad("the password comes from "+StatePasswordEnv+" or state.password (a ${vars.NAME}), never from the URL",
-				"state URL %q: query key %s is not allowed", shown, k)
+			return bad(passwordHint, "state URL %q: query key %s is not allowed", shown, k)
 		default:
 			return bad("the query takes "+strings.Join(stateURLQuery, ", ")+Suggest(k, stateURLQuery),
 				"state URL %q: unknown query key %q", shown, k)

@@ -18,6 +18,8 @@ func TestParseStateURL(t *testing.T) {
 		"etcd://ops@h:2379/p":              {Endpoints: []string{"h:2379"}, Prefix: "p", User: "ops"},
 		"etcd://h:2379/p?lockTTL=3s":       {Endpoints: []string{"h:2379"}, Prefix: "p", LockTTL: 3 * time.Second},
 		"etcd://h:2379/p?cacert=/x/ca.crt": {Endpoints: []string{"h:2379"}, Prefix: "p", CA: "/x/ca.crt"},
+		"etcd://h:1/p?user=ops@corp":       {Endpoints: []string{"h:1"}, Prefix: "p", User: "ops@corp"},
+		"etcd://h:1/a%20b":                 {Endpoints: []string{"h:1"}, Prefix: "a b"},
 	}
 	for raw, want := range good {
 		got, err := ParseStateURL(raw)
@@ -60,6 +62,16 @@ func TestParseStateURL(t *testing.T) {
 		"etcd://a@h:2379/p?user=b":            "names two users",
 		"etcd://h:2379/p#frag":                "fragment",
 		"etcd://x:" + pw + "@h:1/p?key=" + pw: "holds a password",
+		// a password not escaped as a URL needs it: still never echoed
+		"etcd://u:" + pw + "/x@h:1/p":        "holds a password",
+		"etcd://u:" + pw + "?x@h:1/p":        "holds a password",
+		"etcd://u:" + pw + "#x@h:1/p":        "holds a password",
+		"etcd://u:" + pw + "@x@h:1/p":        "holds a password",
+		"etcd://u:" + pw + "@h:1/p?user=a@b": "holds a password",
+		"etcd://u%3A" + pw + "@h:1/p":        "holds a password",
+		"u:" + pw + "@h:1/p":                 "is not etcd://HOST:PORT/PREFIX",
+		"etcd://u:12/" + pw + "@h:1/p":       "the prefix holds an @",
+		"etcd://h:1/team@x":                  "the prefix holds an @",
 	}
 	for raw, want := range bad {
 		_, err := ParseStateURL(raw)
@@ -226,6 +238,23 @@ func TestStateFindings(t *testing.T) {
 			}
 			if strings.Contains(f.Msg+f.Hint, "Hunter2") {
 				t.Errorf("%s: the password is in %v", name, f)
+			}
+		}
+	}
+}
+
+// Whatever a password holds, unescaped, it is refused and never echoed.
+func TestParseStateURLNeverEchoesPassword(t *testing.T) {
+	for _, pw := range []string{"s3cr3t-A", "s3cr3t@A", "s3cr3t/A", "s3cr3t?A=1", "s3cr3t#A", "s3cr3t:A", "s3cr3t%zzA", "s3cr3t,A", "1234567"} {
+		for _, form := range []string{"etcd://u:%s@h:1/p", "etcd://u:%s@h:1,g:2/p?cacert=c", "etcd://u:%s@h:1", "https://u:%s@h:1/p", "u:%s@h:1/p", "etcd://u:%s@/p"} {
+			raw := strings.Replace(form, "%s", pw, 1)
+			_, err := ParseStateURL(raw)
+			if err == nil {
+				t.Errorf("%q: no error", raw)
+				continue
+			}
+			if strings.Contains(err.Error(), pw) || strings.Contains(err.Error(), "s3cr3t") {
+				t.Errorf("%q: the password is in the error: %v", raw, err)
 			}
 		}
 	}
