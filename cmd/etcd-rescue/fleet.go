@@ -226,7 +226,10 @@ func fleetOptions(rf *runFlags, fc *fleetCluster) engine.Options {
 	if dir == "" {
 		dir = filepath.Join(runstate.StateDirFor(fc.c.Plan.File), "fleet")
 	}
-	return engine.Options{StateDir: filepath.Join(dir, fc.name), Inventory: fc.inv, Parallelism: *rf.parallelism, Approve: rf.approve}
+	// With a shared state store (--state, or each inventory's state:),
+	// each cluster's run takes that cluster's lock there; the dir is its
+	// working directory on this machine.
+	return engine.Options{StateDir: filepath.Join(dir, fc.name), State: *rf.state, Inventory: fc.inv, Parallelism: *rf.parallelism, Approve: rf.approve}
 }
 
 // runFleet runs the clusters, in inventory order, at most parallel at

@@ -17,6 +17,8 @@ package e2e
 //     once, the journal in the store holds both sessions;
 //   - lock-ttl: a holder killed with SIGKILL frees the lock by itself once
 //     its lease expires (no unlock);
+//   - fleet: two clusters backed up in one command, each run and lock
+//     in the store;
 //   - store-killed: the management etcd is killed (SIGKILL) in the middle
 //     of an ip-change run: the run stops without starting another
 //     step-host, and once the store is back the resume completes with no
@@ -109,9 +111,9 @@ func TestE2EStateStore(t *testing.T) {
 			t.Fatalf("lab break lost-host: %v", err)
 		}
 		a, b := newOperator(t, "A"), newOperator(t, "B")
-		planA := a.copyIn(t, planPath("lost-host"))
+		planA := a.copyIn(t, filepath.Join(e.Repo, planPath("lost-host")))
 		invA := a.copyIn(t, l.InventoryPath())
-		planB := b.copyIn(t, planPath("lost-host"))
+		planB := b.copyIn(t, filepath.Join(e.Repo, planPath("lost-host")))
 		invB := b.copyIn(t, l.InventoryPath())
 
 		// A, frozen once its first step-host is done: it holds the lock.
@@ -167,6 +169,7 @@ func TestE2EStateStore(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
+		atKill := statusShared(t, e, b, stateURL, runID)
 		r = b.cli(t, e, "resume", runID, "--yes", "--state", stateURL)
 		if r.Code != 3 {
 			t.Errorf("B's resume right after A's kill -9: the lease outlives A by up to %s, want exit 3:\n%s", stateTTL, r)
@@ -184,7 +187,7 @@ func TestE2EStateStore(t *testing.T) {
 		verifyLab(t, l)
 		st := statusShared(t, e, b, stateURL, runID)
 		checkRunDone(t, st)
-		checkOnce(t, st)
+		checkOnce(t, st, atKill)
 		journal := storedJournal(t, mgmt, info.Prefix, runID)
 		if n := strings.Count(journal, `"type":"run"`); n == 0 || !strings.Contains(journal, key) {
 			t.Errorf("the journal in the store lacks A's session (%s done): %d run events", key, n)
@@ -196,7 +199,7 @@ func TestE2EStateStore(t *testing.T) {
 		dir := t.TempDir()
 		inv := framework.InventoryWithVars(t, l, map[string]string{"backupDir": dir})
 		a, b := newOperator(t, "A"), newOperator(t, "B")
-		p, line := killAtEnv(t, e, regexp.MustCompile(`snapshot`), a.env(), "apply", planPath("backup"), "--inventory", inv, "--yes", "--state", stateURL)
+		p, line := killAtEnv(t, e, regexp.MustCompile(`^\S+ save@\S+ running`), a.env(), "apply", planPath("backup"), "--inventory", inv, "--yes", "--state", stateURL, "--state-dir", filepath.Join(a.work, "state"))
 		runID := framework.RunIDOf(p.Stdout)
 		t.Logf("killed at %q (run %s)", line, runID)
 		killed := time.Now()
@@ -217,6 +220,38 @@ func TestE2EStateStore(t *testing.T) {
 		checkRunDone(t, statusShared(t, e, b, stateURL, runID))
 	})
 
+	t.Run("fleet", func(t *testing.T) {
+		// Two clusters' backups in one command, each its own run and lock
+		// in the store (the same lab under two names: one at a time, as
+		// they share the hosts' locks).
+		dir := t.TempDir()
+		renamed := framework.EditInventory(t, l, map[string]string{"backupDir": filepath.Join(dir, "b")}, func(inv map[string]any) {
+			inv["cluster"].(map[string]any)["name"] = "lab-b"
+		})
+		invA := framework.InventoryWithVars(t, l, map[string]string{"backupDir": filepath.Join(dir, "a")})
+		o := newOperator(t, "A")
+		r := o.cli(t, e, "apply", planPath("backup"), "--inventory", invA, "--inventory", renamed, "--parallel", "1", "--yes",
+			"--state", stateURL, "--state-dir", filepath.Join(o.work, "state"))
+		if r.Code != 0 {
+			t.Fatalf("fleet backup with --state:\n%s", r)
+		}
+		b := newOperator(t, "B")
+		runs := b.cli(t, e, "runs", "--state", stateURL, "-o", "json")
+		var rows []struct{ RunID, Cluster, Outcome, StartedBy string }
+		if err := json.Unmarshal([]byte(runs.Stdout), &rows); err != nil {
+			t.Fatalf("runs -o json: %v\n%s", err, runs)
+		}
+		done := map[string]bool{}
+		for _, row := range rows {
+			if row.Outcome == "done" && row.StartedBy != "" {
+				done[row.Cluster] = true
+			}
+		}
+		if !done["lab"] || !done["lab-b"] {
+			t.Errorf("the store should hold a done backup run of clusters lab and lab-b, started by someone: %+v", rows)
+		}
+	})
+
 	t.Run("store-killed", func(t *testing.T) {
 		if err := l.Break(context.Background(), "ip-change"); err != nil {
 			t.Fatalf("lab break ip-change: %v", err)
@@ -233,7 +268,7 @@ func TestE2EStateStore(t *testing.T) {
 					stopped <- m[1]
 				})
 			}
-		}, a.env(), "apply", planPath("ip-change"), "--inventory", l.InventoryPath(), "--yes", "--state", stateURL)
+		}, a.env(), "apply", planPath("ip-change"), "--inventory", l.InventoryPath(), "--yes", "--state", stateURL, "--state-dir", filepath.Join(a.work, "state"))
 		r := p.Wait(t)
 		runID := framework.RunIDOf(r.Stdout)
 		var key string
@@ -246,9 +281,11 @@ func TestE2EStateStore(t *testing.T) {
 			t.Fatalf("the state store was killed after %s, yet the run went on to the end:\n%s", key, r)
 		}
 		t.Logf("store killed after %s: the run stopped with exit %d in %.1fs: %s", key, r.Code, r.Wall.Seconds(), firstLine(r.Stderr))
+		checkStoppedAtCheckpoint(t, r.Stdout, key)
 		if err := lab.StartStateStore(l.StateDir()); err != nil {
 			t.Fatalf("starting the state store again: %v", err)
 		}
+		atRestart := statusShared(t, e, a, stateURL, runID)
 		// The run's lease was not revoked (the store was down when the
 		// run ended): it expires after its TTL, counted from the restart.
 		began := time.Now()
@@ -266,8 +303,40 @@ func TestE2EStateStore(t *testing.T) {
 		verifyLab(t, l)
 		st := statusShared(t, e, a, stateURL, runID)
 		checkRunDone(t, st)
-		checkOnce(t, st)
+		checkOnce(t, st, atRestart)
 	})
+}
+
+// checkStoppedAtCheckpoint: after the line of key's done (when the store
+// was killed), every step-host that went running failed on its checkpoint
+// and none went on to done: the run changed nothing it could not record.
+func checkStoppedAtCheckpoint(t *testing.T, stdout, key string) {
+	t.Helper()
+	lines := strings.Split(stdout, "\n")
+	from := -1
+	for i, ln := range lines {
+		if m := anyDoneLine.FindStringSubmatch(ln); m != nil && m[1] == key {
+			from = i
+			break
+		}
+	}
+	if from < 0 {
+		t.Fatalf("no done line of %s in the output:\n%s", key, stdout)
+	}
+	after := lines[from+1:]
+	t.Logf("after the store was killed:\n%s", strings.Join(after, "\n"))
+	var failedOnStore int
+	for _, ln := range after {
+		if m := anyDoneLine.FindStringSubmatch(ln); m != nil {
+			t.Errorf("%s was done after the store was killed: its checkpoint cannot be in the store", m[1])
+		}
+		if strings.Contains(ln, " failed") && strings.Contains(ln, "state store") {
+			failedOnStore++
+		}
+	}
+	if failedOnStore == 0 {
+		t.Errorf("no step-host failed on the state store after it was killed")
+	}
 }
 
 // killAtEnv is killAt with the operator's environment.
@@ -304,14 +373,28 @@ func statusShared(t *testing.T, e *e2e, o *operator, stateURL, runID string) *fr
 	return &st
 }
 
-// checkOnce: no step-host was attempted twice (a kill, a lost store or a
-// takeover must not make the engine do a step again).
-func checkOnce(t *testing.T, st *framework.RunState) {
+// checkOnce: a kill, a lost store or a takeover made the engine do no
+// step-host again that the store held as done (or skipped) when the
+// session stopped: only those it held running or failed, which resume
+// probes first, may have a second attempt.
+func checkOnce(t *testing.T, st, stopped *framework.RunState) {
 	t.Helper()
+	was := map[string]string{}
+	for _, s := range stopped.Steps {
+		for _, h := range s.Hosts {
+			was[s.ID+"@"+h.Host] = h.Status
+		}
+	}
 	for _, s := range st.Steps {
 		for _, h := range s.Hosts {
-			if h.Attempts > 1 {
-				t.Errorf("%s@%s was attempted %d times", s.ID, h.Host, h.Attempts)
+			key := s.ID + "@" + h.Host
+			switch {
+			case was[key] == "running" || was[key] == "failed":
+				if h.Attempts > 2 {
+					t.Errorf("%s, %s when the session stopped, was attempted %d times", key, was[key], h.Attempts)
+				}
+			case h.Attempts > 1:
+				t.Errorf("%s, %s when the session stopped, was attempted %d times", key, was[key], h.Attempts)
 			}
 		}
 	}
