@@ -95,7 +95,7 @@ type runFlags struct {
 func addRunFlags(fl *pflag.FlagSet) *runFlags {
 	rf := &runFlags{
 		stateDir:    fl.String("state-dir", "", "state `DIR` (default: .etcd-rescue beside the plan; resume finds the run through the run index); with --state, the runs' working directory on this machine"),
-		state: fl.String("state", "", "shared state store `URL` etcd://HOST:PORT[,HOST:PORT]/PREFIX[?cacert=F&cert=F&key=F&user=U&lockTTL=D] (a management etcd, never the cluster being repaired; password in "+engine.StatePasswordEnv+"): the lock, checkpoints, journal and plan files of the run live there, so another machine can resume it (default: the inventory's state: section, if any)"),
+		state:       fl.String("state", "", "shared state store `URL` etcd://HOST:PORT[,HOST:PORT]/PREFIX[?cacert=F&cert=F&key=F&user=U&lockTTL=D] (a management etcd, never the cluster being repaired; password in "+engine.StatePasswordEnv+"): the lock, checkpoints, journal and plan files of the run live there, so another machine can resume it (default: the inventory's state: section, if any)"),
 		parallelism: fl.Int("parallelism", 10, "step-hosts executing at once"),
 		yes:         fl.Bool("yes", false, "do not ask for confirmation (required without a terminal)"),
 		progress: fl.String("progress", progressAuto, "progress output `MODE`: auto (a live step × host table if stdout is a terminal "+
@@ -653,21 +653,21 @@ func listRuns(ctx context.Context, stateURL, stateDir string) ([]runEntry, func(
 
 // runJSON is a run in runs -o json.
 type runJSON struct {
-	RunID    string    `json:"runId"`
-	StateDir string    `json:"stateDir"`
+	RunID    string `json:"runId"`
+	StateDir string `json:"stateDir"`
 	// Store is the shared state store that holds the run, if any.
-	Store     string `json:"store,omitempty"`
-	Cluster   string `json:"cluster,omitempty"`
-	StartedBy string `json:"startedBy,omitempty"`
-	ResumedBy string `json:"resumedBy,omitempty"`
-	PlanName string    `json:"planName,omitempty"`
-	Plan     string    `json:"plan,omitempty"`
-	Outcome  string    `json:"outcome,omitempty"`
-	Done     int       `json:"done"`
-	Failed   int       `json:"failed"`
-	Other    int       `json:"other"`
-	Updated  time.Time `json:"updated,omitzero"`
-	Error    string    `json:"error,omitempty"`
+	Store     string    `json:"store,omitempty"`
+	Cluster   string    `json:"cluster,omitempty"`
+	StartedBy string    `json:"startedBy,omitempty"`
+	ResumedBy string    `json:"resumedBy,omitempty"`
+	PlanName  string    `json:"planName,omitempty"`
+	Plan      string    `json:"plan,omitempty"`
+	Outcome   string    `json:"outcome,omitempty"`
+	Done      int       `json:"done"`
+	Failed    int       `json:"failed"`
+	Other     int       `json:"other"`
+	Updated   time.Time `json:"updated,omitzero"`
+	Error     string    `json:"error,omitempty"`
 }
 
 func cmdRuns(ctx context.Context, stateURL, stateDir, out string, stdout, stderr io.Writer) error {

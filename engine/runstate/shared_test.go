@@ -125,7 +125,7 @@ func (m *memShared) Runs(context.Context) ([]string, error) {
 }
 
 func (m *memShared) Journal(_ context.Context, id string) ([]byte, error) { return m.journal[id], nil }
-func (m *memShared) Close() error                                        { return nil }
+func (m *memShared) Close() error                                         { return nil }
 
 func sharedStore(t *testing.T, m *memShared) *Store {
 	t.Helper()
