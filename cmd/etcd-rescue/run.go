@@ -595,23 +595,16 @@ func listRuns(ctx context.Context, stateURL, stateDir string) ([]runEntry, func(
 			c()
 		}
 	}
-	if stateURL != "" {
-		store, closeStore, err := engine.OpenState(ctx, stateURL, stateDir)
-		if err != nil {
-			return nil, closeAll, err
+	if stateURL != "" || stateDir != "" {
+		var store *runstate.Store
+		var err error
+		if stateURL != "" {
+			var closeStore func()
+			store, closeStore, err = engine.OpenState(ctx, stateURL, stateDir)
+			closers = append(closers, closeStore)
+		} else {
+			store, err = runstate.ExistingStore(stateDir)
 		}
-		closers = append(closers, closeStore)
-		ids, err := store.Runs()
-		if err != nil {
-			return nil, closeAll, err
-		}
-		for _, id := range ids {
-			list = append(list, runEntry{store, id})
-		}
-		return list, closeAll, nil
-	}
-	if stateDir != "" {
-		store, err := runstate.ExistingStore(stateDir)
 		if err != nil {
 			return nil, closeAll, err
 		}

@@ -924,16 +924,22 @@ func countEvents(t *testing.T, stateDir, runID, call string) int {
 // matching re; it fails the test when the command ends first.
 func (e *e2e) killAt(t *testing.T, re *regexp.Regexp, args ...string) (framework.Result, string) {
 	t.Helper()
+	return e.killAtEnv(t, re, nil, args...)
+}
+
+// killAtEnv is killAt with env added to the environment.
+func (e *e2e) killAtEnv(t *testing.T, re *regexp.Regexp, env []string, args ...string) (framework.Result, string) {
+	t.Helper()
 	killed := make(chan string, 1)
 	var once sync.Once
-	p := e.StartHook(t, func(p *framework.Proc, line string) {
+	p := e.StartProc(t, func(p *framework.Proc, line string) {
 		if re.MatchString(line) {
 			once.Do(func() {
 				_ = p.Signal(syscall.SIGKILL)
 				killed <- line
 			})
 		}
-	}, args...)
+	}, env, args...)
 	r := p.Wait(t)
 	select {
 	case line := <-killed:

@@ -199,7 +199,7 @@ func TestE2EStateStore(t *testing.T) {
 		dir := t.TempDir()
 		inv := framework.InventoryWithVars(t, l, map[string]string{"backupDir": dir})
 		a, b := newOperator(t, "A"), newOperator(t, "B")
-		p, line := killAtEnv(t, e, regexp.MustCompile(`^\S+ save@\S+ running`), a.env(), "apply", planPath("backup"), "--inventory", inv, "--yes", "--state", stateURL, "--state-dir", filepath.Join(a.work, "state"))
+		p, line := e.killAtEnv(t, regexp.MustCompile(`^\S+ save@\S+ running`), a.env(), "apply", planPath("backup"), "--inventory", inv, "--yes", "--state", stateURL, "--state-dir", filepath.Join(a.work, "state"))
 		runID := framework.RunIDOf(p.Stdout)
 		t.Logf("killed at %q (run %s)", line, runID)
 		killed := time.Now()
@@ -336,26 +336,6 @@ func checkStoppedAtCheckpoint(t *testing.T, stdout, key string) {
 	}
 	if failedOnStore == 0 {
 		t.Errorf("no step-host failed on the state store after it was killed")
-	}
-}
-
-// killAtEnv is killAt with the operator's environment.
-func killAtEnv(t *testing.T, e *e2e, re *regexp.Regexp, env []string, args ...string) (framework.Result, string) {
-	t.Helper()
-	killed := make(chan string, 1)
-	var once sync.Once
-	p := e.StartProc(t, func(p *framework.Proc, line string) {
-		if re.MatchString(line) {
-			once.Do(func() { _ = p.Signal(syscall.SIGKILL); killed <- line })
-		}
-	}, env, args...)
-	r := p.Wait(t)
-	select {
-	case line := <-killed:
-		return r, line
-	default:
-		t.Fatalf("the command never printed a line matching %q (exit %d):\n%s", re, r.Code, r)
-		return r, ""
 	}
 }
 
