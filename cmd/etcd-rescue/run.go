@@ -95,7 +95,7 @@ type runFlags struct {
 func addRunFlags(fl *pflag.FlagSet) *runFlags {
 	rf := &runFlags{
 		stateDir:    fl.String("state-dir", "", "state `DIR` (default: .etcd-rescue beside the plan; resume finds the run through the run index); with --state, the runs' working directory on this machine"),
-		state:       fl.String("state", "", "shared state store `URL` etcd://HOST:PORT[,HOST:PORT]/PREFIX[?cacert=F&cert=F&key=F&user=U&lockTTL=D] (a management etcd, never the cluster being repaired; password in "+engine.StatePasswordEnv+"): the lock, checkpoints, journal and plan files of the run live there, so another machine can resume it (default: the inventory's state: section, if any)"),
+		state:       fl.String("state", "", "shared state store `URL` etcd://HOST:PORT[,HOST:PORT]/PREFIX[?cacert=F&cert=F&key=F&user=U&lockTTL=D] (a management etcd, never the cluster being repaired; password in "+engine.StatePasswordEnv+"): the lock, checkpoints, journal and plan files of the run live there, so another machine can resume it (apply: default the inventory's state: section, if any; resume: default the store the run index recorded for RUN)"),
 		parallelism: fl.Int("parallelism", 10, "step-hosts executing at once"),
 		yes:         fl.Bool("yes", false, "do not ask for confirmation (required without a terminal)"),
 		progress: fl.String("progress", progressAuto, "progress output `MODE`: auto (a live step × host table if stdout is a terminal "+
@@ -240,7 +240,13 @@ func newResumeCmd() *cobra.Command {
 what is done is skipped, what was left running or failed is probed with its
 read-only check, and a destructive step is never repeated blindly (--rerun
 and --mark-done decide for it). A resume against a changed plan or
-inventory is refused (exit 3).`,
+inventory is refused (exit 3).
+
+With --state URL, RUN is a run in that shared state store, whichever
+machine started it: the plan and inventory it began with are read from the
+store (written to RUN/plan/ in the working directory when they are not on
+this machine as they were), and the cluster's lock there is taken; while
+another session holds it, the resume is refused (exit 3) naming it.`,
 		Args:              exactArgs(1, "resume needs exactly one run id (etcd-rescue runs lists them)"),
 		ValidArgsFunction: completeRunIDs,
 		RunE: func(cmd *cobra.Command, runs []string) error {
