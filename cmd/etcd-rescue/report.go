@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -11,11 +12,12 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/etcd-rescue/etcd-rescue/engine"
 	"github.com/etcd-rescue/etcd-rescue/engine/runstate"
 )
 
 func newReportCmd() *cobra.Command {
-	var stateDir, out string
+	var stateDir, stateURL, out string
 	c := &cobra.Command{
 		Use:   "report [RUN]",
 		Short: "print a run's evidence summary, or pack its evidence for a postmortem",
@@ -24,7 +26,10 @@ at the end of every apply and resume in <state>/runs/RUN/evidence/. With -o
 FILE, write a tar.gz of the evidence dir and state.json instead: the facts of
 the live cluster before and after each session, the journal, per-step
 timings, snapshot checksums and revisions, before/after member lists and
-HashKV. Secret values are redacted in all of it (docs/cli.md).`,
+HashKV. Secret values are redacted in all of it (docs/cli.md). For a run in
+a shared state store (--state URL, or recorded so in the run index), the
+evidence of every session, on whichever machine it ran, is read from the
+store.`,
 		Args:              maxArgs(1, "report takes at most one run id"),
 		ValidArgsFunction: completeRunIDs,
 		RunE: func(cmd *cobra.Command, rest []string) error {
@@ -32,22 +37,27 @@ HashKV. Secret values are redacted in all of it (docs/cli.md).`,
 			if len(rest) == 1 {
 				run = rest[0]
 			}
-			return cmdReport(stateDir, run, out, cmd.OutOrStdout())
+			return cmdReport(cmd.Context(), stateURL, stateDir, run, out, cmd.OutOrStdout())
 		},
 	}
+	c.Flags().StringVar(&stateURL, "state", "", "shared state store `URL` (etcd://HOST:PORT/PREFIX...) that holds the run")
 	c.Flags().StringVar(&stateDir, "state-dir", "", "state `DIR` (default: that of the run, found through the run index)")
 	_ = c.RegisterFlagCompletionFunc("state-dir", completeDirs)
 	c.Flags().StringVarP(&out, "output", "o", "", "write the evidence bundle to `FILE` (tar.gz) instead of printing the summary")
 	return c
 }
 
-func cmdReport(stateDir, run, out string, stdout io.Writer) error {
-	store, id, err := runstate.LocateRun(stateDir, run)
+func cmdReport(ctx context.Context, stateURL, stateDir, run, out string, stdout io.Writer) error {
+	store, id, closeStore, err := engine.LocateRun(ctx, stateURL, stateDir, run)
 	if err != nil {
 		return err
 	}
+	defer closeStore()
 	slog.Debug("run located", "stateDir", store.Dir, "run", id)
 	if _, err := store.Load(id); err != nil {
+		return err
+	}
+	if err := store.PullEvidence(id); err != nil {
 		return err
 	}
 	if out == "" {

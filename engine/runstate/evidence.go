@@ -45,6 +45,18 @@ func (s *Store) EvidenceDir(id string) string {
 // with secrets redacted; name is a plain file name. SyncEvidence makes the
 // files written so far durable, all at once.
 func (r *Run) WriteEvidence(name string, data []byte) error {
+	data = r.red.Bytes(data)
+	if err := r.writeEvidenceLocal(name, data); err != nil {
+		return err
+	}
+	// With a shared store, there too: a session on another machine adds
+	// to it, and report there packs it.
+	return r.sharedEvidence(name, data)
+}
+
+// writeEvidenceLocal writes an evidence file (data already redacted) in
+// the evidence dir on this machine.
+func (r *Run) writeEvidenceLocal(name string, data []byte) error {
 	if name == "" || filepath.Base(name) != name || name == "." || name == ".." {
 		return fmt.Errorf("evidence file name %q", name)
 	}
@@ -53,7 +65,7 @@ func (r *Run) WriteEvidence(name string, data []byte) error {
 		return err
 	}
 	path := filepath.Join(dir, name)
-	if err := WriteFile(path, r.red.Bytes(data), 0o600); err != nil {
+	if err := WriteFile(path, data, 0o600); err != nil {
 		return err
 	}
 	r.evMu.Lock()
@@ -109,6 +121,10 @@ func (r *Run) WriteEvidenceJSON(name string, v any) error {
 func (r *Run) ReadEvidence(name string) ([]byte, error) {
 	b, err := os.ReadFile(filepath.Join(r.store.EvidenceDir(r.ID()), name))
 	if errors.Is(err, fs.ErrNotExist) {
+		if r.store.Shared != nil {
+			// Written by a session on another machine, perhaps.
+			return r.store.sharedEvidenceFile(r.ID(), name)
+		}
 		return nil, nil
 	}
 	return b, err
@@ -116,7 +132,17 @@ func (r *Run) ReadEvidence(name string) ([]byte, error) {
 
 // CopyJournal copies the journal into the evidence dir (redacted again:
 // the journal is written redacted, and a copy must never be less so).
+//
+// With a shared store the copy is the store's journal, every session's on
+// every machine; it stays on this machine (the store has the journal).
 func (r *Run) CopyJournal() error {
+	if r.store.Shared != nil {
+		b, err := r.sharedJournal()
+		if err != nil {
+			return err
+		}
+		return r.writeEvidenceLocal(EvidenceJournal, r.red.Bytes(b))
+	}
 	b, err := os.ReadFile(r.store.EventsPath(r.ID()))
 	if err != nil {
 		return err

@@ -54,6 +54,11 @@ type Shared interface {
 	Runs(ctx context.Context) ([]string, error)
 	// Journal returns run id's journal lines in order.
 	Journal(ctx context.Context, id string) ([]byte, error)
+	// PutEvidence stores an evidence file of run id (a plain name, data
+	// redacted), fenced by l.
+	PutEvidence(ctx context.Context, l SharedLock, id, name string, data []byte) error
+	// Evidence returns run id's evidence files by name.
+	Evidence(ctx context.Context, id string) (map[string][]byte, error)
 	// Close releases the client.
 	Close() error
 }

@@ -1,9 +1,12 @@
 package runstate
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -13,15 +16,16 @@ import (
 // memShared is a Shared in memory, for the logic of Store and Run around
 // it (the real store, on a real etcd, is tested in etcdstate).
 type memShared struct {
-	mu      sync.Mutex
-	states  map[string][]byte
-	revs    map[string]int64
-	files   map[string]RunFiles
-	journal map[string][]byte
-	rev     int64
-	saves   int
-	holder  map[string]*memLock
-	failing error // every Save fails with it
+	mu       sync.Mutex
+	states   map[string][]byte
+	revs     map[string]int64
+	files    map[string]RunFiles
+	journal  map[string][]byte
+	rev      int64
+	saves    int
+	holder   map[string]*memLock
+	failing  error // every Save fails with it
+	evidence map[string]map[string][]byte
 }
 
 type memLock struct {
@@ -125,7 +129,30 @@ func (m *memShared) Runs(context.Context) ([]string, error) {
 }
 
 func (m *memShared) Journal(_ context.Context, id string) ([]byte, error) { return m.journal[id], nil }
-func (m *memShared) Close() error                                         { return nil }
+
+func (m *memShared) PutEvidence(_ context.Context, _ SharedLock, id, name string, data []byte) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.evidence == nil {
+		m.evidence = map[string]map[string][]byte{}
+	}
+	if m.evidence[id] == nil {
+		m.evidence[id] = map[string][]byte{}
+	}
+	m.evidence[id][name] = append([]byte(nil), data...)
+	return nil
+}
+
+func (m *memShared) Evidence(_ context.Context, id string) (map[string][]byte, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := map[string][]byte{}
+	for k, v := range m.evidence[id] {
+		out[k] = v
+	}
+	return out, nil
+}
+func (m *memShared) Close() error { return nil }
 
 func sharedStore(t *testing.T, m *memShared) *Store {
 	t.Helper()
@@ -256,5 +283,63 @@ func TestSharedLockedPassesThrough(t *testing.T) {
 	}
 	if _, err := s2.LockFor("20261203T050001Z-beef", "apply", "staging"); err != nil {
 		t.Errorf("another cluster's lock: %v", err)
+	}
+}
+
+// Evidence written on one machine is read, added to and packed on
+// another; the journal copy is the store's, every session's.
+func TestSharedEvidenceFollowsTheRun(t *testing.T) {
+	m := newMemShared()
+	s := sharedStore(t, m)
+	r := newSharedRun(t, s)
+	r.Event(Event{Type: "run", Msg: "first session"})
+	if err := r.WriteEvidence(EvidenceDoc, []byte(`{"sessions": 1}`)); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.CopyJournal(); err != nil {
+		t.Fatal(err)
+	}
+	r.Close()
+	s.held.Release()
+
+	s2 := sharedStore(t, m)
+	if _, err := s2.LockFor(sharedRunID, "resume", "prod"); err != nil {
+		t.Fatal(err)
+	}
+	st, err := s2.Load(sharedRunID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r2, err := s2.Open(st, nil, time.Now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r2.Close()
+	b, err := r2.ReadEvidence(EvidenceDoc)
+	if err != nil || string(b) != `{"sessions": 1}` {
+		t.Errorf("the evidence of the first machine's session, read on the second: %q %v", b, err)
+	}
+	r2.Event(Event{Type: "run", Msg: "second session"})
+	if err := r2.CopyJournal(); err != nil {
+		t.Fatal(err)
+	}
+	j, _ := os.ReadFile(filepath.Join(s2.EvidenceDir(sharedRunID), EvidenceJournal))
+	if !strings.Contains(string(j), "first session") || !strings.Contains(string(j), "second session") {
+		t.Errorf("the journal copy on the second machine lacks a session:\n%s", j)
+	}
+
+	// A third machine that never ran the run packs it all.
+	s3 := sharedStore(t, m)
+	if err := s3.PullEvidence(sharedRunID); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{EvidenceDoc, EvidenceJournal} {
+		if _, err := os.Stat(filepath.Join(s3.EvidenceDir(sharedRunID), name)); err != nil {
+			t.Errorf("pulled evidence: %v", err)
+		}
+	}
+	var buf bytes.Buffer
+	if err := s3.Bundle(sharedRunID, &buf); err != nil {
+		t.Errorf("bundle of a pulled run: %v", err)
 	}
 }

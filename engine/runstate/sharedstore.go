@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"os"
 	"os/user"
+	"path/filepath"
 	"sort"
+	"strings"
 	"time"
 )
 
@@ -239,3 +241,97 @@ func (r *Run) sharedAppend() {
 // SharedURL is the URL of the shared store that holds the run, "" for a
 // run in its state dir alone.
 func (r *Run) SharedURL() string { return r.store.SharedURL }
+
+// sharedEvidence stores an evidence file (redacted) in the shared store.
+func (r *Run) sharedEvidence(name string, data []byte) error {
+	if r.store.Shared == nil || r.store.held == nil {
+		return nil
+	}
+	r.wmu.Lock()
+	defer r.wmu.Unlock()
+	if r.sharedErr != nil {
+		return fmt.Errorf("written on this machine only: %w", r.sharedErr)
+	}
+	ctx, cancel := sharedCtx()
+	defer cancel()
+	if err := r.store.Shared.PutEvidence(ctx, r.store.held, r.ID(), name, data); err != nil {
+		return fmt.Errorf("written on this machine only: %w", err)
+	}
+	return nil
+}
+
+// sharedJournal is the run's whole journal in the shared store, with the
+// lines of this session not yet written there.
+func (r *Run) sharedJournal() ([]byte, error) {
+	r.wmu.Lock()
+	defer r.wmu.Unlock()
+	r.sharedAppend()
+	ctx, cancel := sharedCtx()
+	defer cancel()
+	b, err := r.store.Shared.Journal(ctx, r.ID())
+	if err != nil {
+		return nil, err
+	}
+	r.mu.Lock()
+	b = append(b, r.pending...) // left by a store that failed
+	r.mu.Unlock()
+	return b, nil
+}
+
+// sharedEvidenceFile reads one evidence file of run id from the shared
+// store (nil when it has none).
+func (s *Store) sharedEvidenceFile(id, name string) ([]byte, error) {
+	ctx, cancel := sharedCtx()
+	defer cancel()
+	files, err := s.Shared.Evidence(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	return files[name], nil
+}
+
+// PullEvidence writes what the shared store holds of run id into its
+// directory on this machine: the checkpoint, the whole journal as the
+// evidence copy, and every evidence file, so that report reads and packs
+// a run whichever machines its sessions ran on. A no-op without a shared
+// store.
+func (s *Store) PullEvidence(id string) error {
+	if s.Shared == nil {
+		return nil
+	}
+	st, err := s.sharedLoad(id)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := sharedCtx()
+	defer cancel()
+	files, err := s.Shared.Evidence(ctx, id)
+	if err != nil {
+		return err
+	}
+	journal, err := s.Shared.Journal(ctx, id)
+	if err != nil {
+		return err
+	}
+	dir := s.EvidenceDir(id)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	b, err := marshalJSON(st, "  ")
+	if err != nil {
+		return err
+	}
+	if err := WriteFile(filepath.Join(s.runDir(id), stateFile), b, 0o600); err != nil {
+		return err
+	}
+	files[EvidenceJournal] = journal
+	for name, data := range files {
+		if name == "" || filepath.Base(name) != name || strings.HasPrefix(name, ".") {
+			continue
+		}
+		if err := WriteFile(filepath.Join(dir, name), data, 0o600); err != nil {
+			return err
+		}
+	}
+	return nil
+}

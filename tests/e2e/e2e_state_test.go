@@ -27,11 +27,14 @@ package e2e
 //	go test ./tests/e2e/ -run TestE2EStateStore -v
 
 import (
+	"archive/tar"
+	"compress/gzip"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -188,9 +191,25 @@ func TestE2EStateStore(t *testing.T) {
 		st := statusShared(t, e, b, stateURL, runID)
 		checkRunDone(t, st)
 		checkOnce(t, st, atKill)
+		step, _, _ := strings.Cut(key, "@")
+		aDone := `"step":"` + step + `"`
 		journal := storedJournal(t, mgmt, info.Prefix, runID)
-		if n := strings.Count(journal, `"type":"run"`); n == 0 || !strings.Contains(journal, key) {
-			t.Errorf("the journal in the store lacks A's session (%s done): %d run events", key, n)
+		if !strings.Contains(journal, aDone) {
+			t.Errorf("the journal in the store lacks A's session (%s done)", key)
+		}
+		// A third engineer, who ran nothing, reports on the run: the
+		// evidence of B's session and the journal of both.
+		c := newOperator(t, "C")
+		r = c.cli(t, e, "report", runID, "--state", stateURL)
+		if r.Code != 0 || !strings.Contains(r.Stdout, "# etcd-rescue run "+runID) || !strings.Contains(r.Stdout, "| resume |") {
+			t.Errorf("C's report --state:\n%s", r)
+		}
+		bundle := filepath.Join(c.work, "evidence.tgz")
+		if r = c.cli(t, e, "report", runID, "--state", stateURL, "-o", bundle); r.Code != 0 {
+			t.Fatalf("C's report -o: %s", r)
+		}
+		if j := bundledJournal(t, bundle); !strings.Contains(j, aDone) || !strings.Contains(j, `"msg":"`) {
+			t.Errorf("the journal in C's bundle lacks A's session (%s)", aDone)
 		}
 	})
 
@@ -401,6 +420,34 @@ func mgmtClient(t *testing.T, info *lab.StateStoreInfo) *clientv3.Client {
 	}
 	t.Cleanup(func() { c.Close() })
 	return c
+}
+
+// bundledJournal is the journal copy in an evidence bundle (report -o).
+func bundledJournal(t *testing.T, path string) string {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	gz, err := gzip.NewReader(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := tar.NewReader(gz)
+	for {
+		h, err := tr.Next()
+		if err != nil {
+			t.Fatalf("no journal in the bundle %s: %v", path, err)
+		}
+		if strings.HasSuffix(h.Name, "/evidence/journal.jsonl") {
+			b, err := io.ReadAll(tr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return string(b)
+		}
+	}
 }
 
 // storedJournal is run id's journal as the store holds it.
