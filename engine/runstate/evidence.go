@@ -121,7 +121,7 @@ func (r *Run) WriteEvidenceJSON(name string, v any) error {
 func (r *Run) ReadEvidence(name string) ([]byte, error) {
 	b, err := os.ReadFile(filepath.Join(r.store.EvidenceDir(r.ID()), name))
 	if errors.Is(err, fs.ErrNotExist) {
-		if r.store.Shared != nil {
+		if r.store.Shared != nil && !r.storeFailed() {
 			// Written by a session on another machine, perhaps.
 			return r.store.sharedEvidenceFile(r.ID(), name)
 		}

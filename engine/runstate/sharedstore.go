@@ -265,6 +265,11 @@ func (r *Run) sharedEvidence(name string, data []byte) error {
 func (r *Run) sharedJournal() ([]byte, error) {
 	r.wmu.Lock()
 	defer r.wmu.Unlock()
+	if r.sharedErr != nil {
+		// The store failed this session: this machine's journal, not a
+		// wait for the store again.
+		return os.ReadFile(r.store.EventsPath(r.ID()))
+	}
 	r.sharedAppend()
 	ctx, cancel := sharedCtx()
 	defer cancel()
@@ -276,6 +281,14 @@ func (r *Run) sharedJournal() ([]byte, error) {
 	b = append(b, r.pending...) // left by a store that failed
 	r.mu.Unlock()
 	return b, nil
+}
+
+// storeFailed reports whether a write to the shared store failed in this
+// session.
+func (r *Run) storeFailed() bool {
+	r.wmu.Lock()
+	defer r.wmu.Unlock()
+	return r.sharedErr != nil
 }
 
 // sharedEvidenceFile reads one evidence file of run id from the shared
