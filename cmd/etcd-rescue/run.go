@@ -636,12 +636,18 @@ func listRuns(ctx context.Context, stateURL, stateDir string) ([]runEntry, func(
 		if st == nil {
 			if e.Shared != "" {
 				var closeStore func()
-				if st, closeStore, err = engine.OpenState(ctx, e.Shared, e.StateDir); err != nil {
+				st, closeStore, err = engine.OpenState(ctx, e.Shared, e.StateDir)
+				closers = append(closers, closeStore)
+				if err != nil {
+					// The store does not answer: this machine's copy.
+					slog.Warn("state store not reachable: listing this machine's copy of its runs", "store", e.Shared, "error", err)
+					st = nil
+				}
+			}
+			if st == nil {
+				if st, err = runstate.ExistingStore(e.StateDir); err != nil {
 					continue
 				}
-				closers = append(closers, closeStore)
-			} else if st, err = runstate.ExistingStore(e.StateDir); err != nil {
-				continue
 			}
 			stores[key] = st
 		}
