@@ -126,7 +126,7 @@ func TestTLS(t *testing.T) {
 
 	// Unreadable files are named.
 	_, err = Open(ctx, Config{Endpoints: []string{p.endpoint}, CACert: filepath.Join(dir, "missing.crt")})
-	contains(t, err, "TLS CA", "missing.crt")
+	contains(t, err, "etcd tls ca", "missing.crt")
 	_, err = Open(ctx, Config{Endpoints: []string{p.endpoint}, CACert: ca.file, Cert: cliCert})
 	contains(t, err, "must be given together")
 }
