@@ -183,6 +183,45 @@ func cmdline(pid int) string {
 	return strings.TrimSpace(strings.ReplaceAll(string(b), "\x00", " "))
 }
 
+// runsWith: pid is alive and arg is one of its command line's arguments
+// (a pid may have been reused by an unrelated process since it was
+// recorded).
+func runsWith(pid int, arg string) bool {
+	return alive(pid) && strings.Contains(cmdline(pid)+" ", " "+arg+" ")
+}
+
+// startDetached starts cmd in a session of its own, so that it outlives
+// this process, its output appended to logFile after a line naming the
+// time and the command; it returns the pid. The process is reaped while
+// this process lives.
+func startDetached(cmd *exec.Cmd, logFile string) (int, error) {
+	logf, err := os.OpenFile(logFile, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return 0, err
+	}
+	defer logf.Close()
+	fmt.Fprintf(logf, "--- %s: %s\n", time.Now().UTC().Format(time.RFC3339), strings.Join(cmd.Args, " "))
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = nil, logf, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		return 0, fmt.Errorf("start %s: %w", cmd.Args[0], err)
+	}
+	go func() { _ = cmd.Wait() }() // reap it while this process lives
+	return cmd.Process.Pid, nil
+}
+
+// killPID SIGKILLs pid and waits until it is gone; what names it in the
+// error ("s3: weed"). Servers are not asked to stop gracefully: weed's
+// shutdown hooks take seconds and tidy data deleted next anyway, and a
+// killed state store is the outage a test wants.
+func killPID(pid int, what string) error {
+	_ = syscall.Kill(pid, syscall.SIGKILL)
+	if !waitGone(pid, 10*time.Second) {
+		return fmt.Errorf("%s (pid %d) does not exit after SIGKILL", what, pid)
+	}
+	return nil
+}
+
 // killNetns SIGKILLs every process in namespace ns until none is left,
 // then waits until they have all exited (a dying process leaves its
 // namespaces before it is gone, and keeps its cgroup busy until then).

@@ -12,7 +12,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/etcd-rescue/etcd-rescue/internal/weedserver"
@@ -177,25 +176,17 @@ func (l *Lab) spawnS3(ctx context.Context) error {
 		VolumeSizeMB:   s3VolumeSizeMB,
 		VolumeMax:      s3VolumeMax,
 	})
-	logf, err := os.OpenFile(l.S3LogPath(), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
-	if err != nil {
-		return fmt.Errorf("s3: %w", err)
-	}
-	defer logf.Close()
-	fmt.Fprintf(logf, "--- %s: %s %s\n", time.Now().UTC().Format(time.RFC3339), s.Bin, strings.Join(args, " "))
 	cmd := exec.Command(s.Bin, args...)
 	cmd.Dir = dir
 	cmd.Env = weedserver.Env(dir, s3MemLimit)
-	cmd.Stdin, cmd.Stdout, cmd.Stderr = nil, logf, logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("s3: start %s: %w", s.Bin, err)
+	pid, err := startDetached(cmd, l.S3LogPath())
+	if err != nil {
+		return fmt.Errorf("s3: %w", err)
 	}
-	go func() { _ = cmd.Wait() }() // reap it while this process lives
 	l.mu.Lock()
-	s.PID, s.Port, s.Ports, s.Started = cmd.Process.Pid, ports.S3(), ports, time.Now().UTC()
+	s.PID, s.Port, s.Ports, s.Started = pid, ports.S3(), ports, time.Now().UTC()
 	l.mu.Unlock()
-	if err := writeFileAtomic(l.S3PIDPath(), []byte(strconv.Itoa(cmd.Process.Pid)+"\n"), 0o644); err != nil {
+	if err := writeFileAtomic(l.S3PIDPath(), []byte(strconv.Itoa(pid)+"\n"), 0o644); err != nil {
 		return err
 	}
 	return l.save()
@@ -297,7 +288,7 @@ func logTail(file string, n int) string {
 // isLabWeed: pid is a weed serving this lab's data dir (a pid may have
 // been reused by an unrelated process since).
 func (l *Lab) isLabWeed(pid int) bool {
-	return alive(pid) && strings.Contains(cmdline(pid)+" ", " -dir="+l.s3DataDir()+" ")
+	return runsWith(pid, "-dir="+l.s3DataDir())
 }
 
 // stopS3 kills the lab's weed (SIGKILL, see killPID) and removes
@@ -316,7 +307,7 @@ func (l *Lab) stopS3() error {
 	if b, err := os.ReadFile(l.S3PIDPath()); err == nil {
 		if p, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && p != pid && l.isLabWeed(p) {
 			if pid != 0 && l.isLabWeed(pid) {
-				if err := killPID(pid); err != nil {
+				if err := killPID(pid, "s3: weed"); err != nil {
 					return err
 				}
 			}
@@ -324,7 +315,7 @@ func (l *Lab) stopS3() error {
 		}
 	}
 	if pid != 0 && l.isLabWeed(pid) {
-		if err := killPID(pid); err != nil {
+		if err := killPID(pid, "s3: weed"); err != nil {
 			return err
 		}
 	}
@@ -335,17 +326,6 @@ func (l *Lab) stopS3() error {
 	l.mu.Lock()
 	l.st.S3 = nil
 	l.mu.Unlock()
-	return nil
-}
-
-// killPID SIGKILLs pid and waits until it is gone.  weed is not asked to
-// stop gracefully: its shutdown hooks take seconds, and the data they
-// would tidy up is deleted next anyway.
-func killPID(pid int) error {
-	_ = syscall.Kill(pid, syscall.SIGKILL)
-	if !waitGone(pid, 10*time.Second) {
-		return fmt.Errorf("s3: weed (pid %d) does not exit after SIGKILL", pid)
-	}
 	return nil
 }
 

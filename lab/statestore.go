@@ -15,7 +15,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/etcd-rescue/etcd-rescue/internal/weedserver"
@@ -232,21 +231,13 @@ func stateStoreArgs(dir string, rec *stateStoreRec) []string {
 func spawnStateStore(labDir string, rec *stateStoreRec) error {
 	dir := StateStoreDir(labDir)
 	args := stateStoreArgs(dir, rec)
-	logf, err := os.OpenFile(filepath.Join(dir, "etcd.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	cmd := exec.Command(rec.Bin, args...)
+	cmd.Dir = dir
+	pid, err := startDetached(cmd, filepath.Join(dir, "etcd.log"))
 	if err != nil {
 		return fmt.Errorf("state store: %w", err)
 	}
-	defer logf.Close()
-	fmt.Fprintf(logf, "--- %s: %s %s\n", time.Now().UTC().Format(time.RFC3339), rec.Bin, strings.Join(args, " "))
-	cmd := exec.Command(rec.Bin, args...)
-	cmd.Dir = dir
-	cmd.Stdin, cmd.Stdout, cmd.Stderr = nil, logf, logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("state store: start %s: %w", rec.Bin, err)
-	}
-	go func() { _ = cmd.Wait() }() // reap it while this process lives
-	rec.PID, rec.Started = cmd.Process.Pid, time.Now().UTC()
+	rec.PID, rec.Started = pid, time.Now().UTC()
 	return writeStoreRec(dir, rec)
 }
 
@@ -368,7 +359,7 @@ func stateStoreHTTP(info *StateStoreInfo) (*http.Client, error) {
 // isStoreEtcd: pid is an etcd serving this store's data dir (a pid may
 // have been reused by an unrelated process since).
 func isStoreEtcd(pid int, dataDir string) bool {
-	return alive(pid) && strings.Contains(cmdline(pid)+" ", " --data-dir="+dataDir+" ")
+	return runsWith(pid, "--data-dir="+dataDir)
 }
 
 // StopStateStore kills the state store of the lab in labDir (SIGKILL: an
@@ -386,11 +377,7 @@ func killStoreEtcd(info *StateStoreInfo) error {
 	if !isStoreEtcd(info.PID, info.DataDir) {
 		return nil
 	}
-	_ = syscall.Kill(info.PID, syscall.SIGKILL)
-	if !waitGone(info.PID, 10*time.Second) {
-		return fmt.Errorf("state store: etcd (pid %d) does not exit after SIGKILL", info.PID)
-	}
-	return nil
+	return killPID(info.PID, "state store: etcd")
 }
 
 // StartStateStore starts the state store of the lab in labDir again on

@@ -2,7 +2,6 @@ package plans
 
 import (
 	"net/url"
-	"strings"
 )
 
 // S3 says how to reach the S3-compatible object store that holds snapshots
@@ -36,20 +35,12 @@ func (s *S3) At(key string) Pos {
 // field, and the names of variables that are not defined.
 func (s *S3) Resolved(vars map[string]string) (S3, []string) {
 	out := *s
-	var missing []string
-	lookup := func(name string) (string, bool) {
-		if !strings.HasPrefix(name, "vars.") {
-			return "", false
-		}
-		v, ok := vars[strings.TrimPrefix(name, "vars.")]
-		return v, ok
-	}
-	for _, f := range []*string{&out.Endpoint, &out.Region, &out.CA, &out.AccessKey, &out.SecretKey, &out.SessionToken} {
-		v, m := Expand(*f, lookup)
-		*f = v
-		missing = append(missing, m...)
-	}
-	return out, missing
+	return out, resolveFields(out.fields(), vars)
+}
+
+func (s *S3) fields() []sectionField {
+	return []sectionField{{"endpoint", &s.Endpoint}, {"region", &s.Region}, {"ca", &s.CA},
+		{"accessKey", &s.AccessKey}, {"secretKey", &s.SecretKey}, {"sessionToken", &s.SessionToken}}
 }
 
 // checkS3 checks the s3: section: a usable endpoint URL, credentials that
@@ -60,30 +51,7 @@ func (p *Plan) checkS3() Findings {
 	if s == nil {
 		return fs
 	}
-	for _, key := range []string{"endpoint", "region", "ca", "accessKey", "secretKey", "sessionToken"} {
-		var v string
-		switch key {
-		case "endpoint":
-			v = s.Endpoint
-		case "region":
-			v = s.Region
-		case "ca":
-			v = s.CA
-		case "accessKey":
-			v = s.AccessKey
-		case "secretKey":
-			v = s.SecretKey
-		case "sessionToken":
-			v = s.SessionToken
-		}
-		for _, ref := range Refs(v) {
-			name, isVar := strings.CutPrefix(ref, "vars.")
-			if _, ok := p.Vars[name]; !isVar || !ok {
-				fs.Add(s.At(key), "s3.%s: unresolved variable ${%s}", key, ref).
-					WithHint("s3: takes ${vars.NAME} only; define it under vars: in the plan or the inventory")
-			}
-		}
-	}
+	p.checkFieldRefs(&fs, "s3", s.fields(), s.At)
 	r, _ := s.Resolved(p.Vars)
 	if r.Endpoint != "" {
 		u, err := url.Parse(r.Endpoint)

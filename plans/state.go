@@ -355,29 +355,11 @@ func (s *StateStore) At(key string) Pos {
 // field, and the names of variables that are not defined.
 func (s *StateStore) Resolved(vars map[string]string) (StateStore, []string) {
 	out := *s
-	var missing []string
-	lookup := func(name string) (string, bool) {
-		if !strings.HasPrefix(name, "vars.") {
-			return "", false
-		}
-		v, ok := vars[strings.TrimPrefix(name, "vars.")]
-		return v, ok
-	}
-	for _, f := range out.fields() {
-		v, m := Expand(*f.v, lookup)
-		*f.v = v
-		missing = append(missing, m...)
-	}
-	return out, missing
+	return out, resolveFields(out.fields(), vars)
 }
 
-type stateField struct {
-	key string
-	v   *string
-}
-
-func (s *StateStore) fields() []stateField {
-	return []stateField{{"url", &s.URL}, {"ca", &s.CA}, {"cert", &s.Cert}, {"key", &s.Key},
+func (s *StateStore) fields() []sectionField {
+	return []sectionField{{"url", &s.URL}, {"ca", &s.CA}, {"cert", &s.Cert}, {"key", &s.Key},
 		{"user", &s.User}, {"password", &s.Password}, {"lockTTL", &s.LockTTL}}
 }
 
@@ -390,17 +372,7 @@ func (p *Plan) checkState() Findings {
 	if s == nil {
 		return fs
 	}
-	unresolved := map[string]bool{}
-	for _, f := range s.fields() {
-		for _, ref := range Refs(*f.v) {
-			name, isVar := strings.CutPrefix(ref, "vars.")
-			if _, ok := p.Vars[name]; !isVar || !ok {
-				unresolved[f.key] = true
-				fs.Add(s.At(f.key), "state.%s: unresolved variable ${%s}", f.key, ref).
-					WithHint("state: takes ${vars.NAME} only; define it under vars: in the plan or the inventory")
-			}
-		}
-	}
+	unresolved := p.checkFieldRefs(&fs, "state", s.fields(), s.At)
 	r, _ := s.Resolved(p.Vars)
 	var u StateURL
 	urlOK := false

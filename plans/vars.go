@@ -242,3 +242,46 @@ func (p *Plan) Scope(host *Host, m *Member, runID string) Lookup {
 		return "", false
 	}
 }
+
+// sectionField is a string field of a plan section (s3:, state:) and its
+// key.
+type sectionField struct {
+	key string
+	v   *string
+}
+
+// resolveFields expands ${vars.NAME} in each field, in place, and returns
+// the names of the variables vars lacks.
+func resolveFields(fields []sectionField, vars map[string]string) (missing []string) {
+	lookup := func(name string) (string, bool) {
+		if !strings.HasPrefix(name, "vars.") {
+			return "", false
+		}
+		v, ok := vars[strings.TrimPrefix(name, "vars.")]
+		return v, ok
+	}
+	for _, f := range fields {
+		v, m := Expand(*f.v, lookup)
+		*f.v = v
+		missing = append(missing, m...)
+	}
+	return missing
+}
+
+// checkFieldRefs adds to fs a finding at each reference in the fields of
+// section that is not ${vars.NAME} of a variable of the plan, and returns
+// the keys of the fields with one.
+func (p *Plan) checkFieldRefs(fs *Findings, section string, fields []sectionField, at func(key string) Pos) map[string]bool {
+	unresolved := map[string]bool{}
+	for _, f := range fields {
+		for _, ref := range Refs(*f.v) {
+			name, isVar := strings.CutPrefix(ref, "vars.")
+			if _, ok := p.Vars[name]; !isVar || !ok {
+				unresolved[f.key] = true
+				fs.Add(at(f.key), "%s.%s: unresolved variable ${%s}", section, f.key, ref).
+					WithHint("%s: takes ${vars.NAME} only; define it under vars: in the plan or the inventory", section)
+			}
+		}
+	}
+	return unresolved
+}

@@ -28,18 +28,16 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
-	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/etcd-rescue/etcd-rescue/bench/stats"
 	"github.com/etcd-rescue/etcd-rescue/engine/runstate"
 	"github.com/etcd-rescue/etcd-rescue/engine/runstate/etcdstate"
+	"github.com/etcd-rescue/etcd-rescue/internal/etcdapi/etcdtest"
 )
 
 func main() {
@@ -77,9 +75,9 @@ func run(etcdBin, work string, writes int) error {
 	if err != nil {
 		return err
 	}
-	defer m.stop()
+	defer m.Stop()
 	ctx := context.Background()
-	store, err := etcdstate.Open(ctx, etcdstate.Config{Endpoints: []string{m.endpoint}, Prefix: "bench"})
+	store, err := etcdstate.Open(ctx, etcdstate.Config{Endpoints: []string{m.Endpoint()}, Prefix: "bench"})
 	if err != nil {
 		return err
 	}
@@ -103,7 +101,7 @@ func run(etcdBin, work string, writes int) error {
 	journal := journalChunk(st)
 	path := filepath.Join(stateDir, "state.json")
 	fmt.Printf("checkpoint: %d steps × 3 hosts, %d facts, %d bytes of JSON; journal chunk %d bytes\n", len(st.Steps), len(st.Facts), len(first), len(journal))
-	fmt.Printf("file backend: %s (%s); etcd %s: data in %s, client on %s\n", stateDir, fsType(stateDir), etcdVersion(etcdBin), m.dataDir, m.endpoint)
+	fmt.Printf("file backend: %s (%s); etcd %s: data in %s, client on %s\n", stateDir, fsType(stateDir), etcdVersion(etcdBin), m.DataDir, m.Endpoint())
 
 	var durable, lazy, etcd, marshalT []time.Duration
 	for i := 0; i < writes; i++ {
@@ -230,81 +228,18 @@ func journalChunk(st *runstate.State) []byte {
 	return buf.Bytes()
 }
 
-// member is the store's etcd process.
-type member struct {
-	cmd      *exec.Cmd
-	done     chan struct{}
-	endpoint string
-	dataDir  string
-}
-
-func freeAddr() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer l.Close()
-	return l.Addr().String(), nil
-}
-
-// startEtcd starts a one-member etcd with its data in dataDir and waits
-// until it reports itself healthy.
-func startEtcd(bin, dataDir string) (*member, error) {
-	client, err := freeAddr()
+// startEtcd starts a one-member etcd with its data in dataDir (its log
+// beside it) and waits until it reports itself healthy.
+func startEtcd(bin, dataDir string) (*etcdtest.Member, error) {
+	m, err := etcdtest.Run(etcdtest.Options{Binary: bin, Name: "store", DataDir: dataDir})
 	if err != nil {
 		return nil, err
 	}
-	peer, err := freeAddr()
-	if err != nil {
+	if err := m.Healthy(30 * time.Second); err != nil {
+		m.Stop()
 		return nil, err
 	}
-	log, err := os.Create(dataDir + ".log")
-	if err != nil {
-		return nil, err
-	}
-	defer log.Close()
-	cmd := exec.Command(bin, "--name", "store", "--data-dir", dataDir,
-		"--listen-client-urls", "http://"+client, "--advertise-client-urls", "http://"+client,
-		"--listen-peer-urls", "http://"+peer, "--initial-advertise-peer-urls", "http://"+peer,
-		"--initial-cluster", "store=http://"+peer, "--log-level", "warn")
-	cmd.Stdout, cmd.Stderr = log, log
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("starting %s: %v", bin, err)
-	}
-	m := &member{cmd: cmd, done: make(chan struct{}), endpoint: client, dataDir: dataDir}
-	go func() { _ = cmd.Wait(); close(m.done) }()
-	hc := &http.Client{Timeout: time.Second}
-	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
-		select {
-		case <-m.done:
-			b, _ := os.ReadFile(dataDir + ".log")
-			return nil, fmt.Errorf("etcd exited at start: %v\n%s", cmd.ProcessState, b)
-		default:
-		}
-		resp, err := hc.Get("http://" + client + "/health")
-		if err != nil {
-			continue
-		}
-		var h struct{ Health string }
-		_ = json.NewDecoder(resp.Body).Decode(&h)
-		_ = resp.Body.Close()
-		if h.Health == "true" {
-			return m, nil
-		}
-	}
-	m.stop()
-	return nil, fmt.Errorf("etcd on %s not healthy after 30 s (log: %s.log)", client, dataDir)
-}
-
-func (m *member) stop() {
-	_ = m.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-m.done:
-	case <-time.After(10 * time.Second):
-		_ = m.cmd.Process.Kill()
-		<-m.done
-	}
+	return m, nil
 }
 
 // etcdVersion is the first line of etcd --version's version.

@@ -115,7 +115,7 @@ func New(cfg Config) (*Client, error) {
 	var tlsCfg *tls.Config
 	if cfg.TLS != nil {
 		var err error
-		if tlsCfg, err = loadTLS(*cfg.TLS); err != nil {
+		if tlsCfg, err = ClientTLS(*cfg.TLS); err != nil {
 			return nil, err
 		}
 	}
@@ -189,7 +189,11 @@ func newRaw(cfg Config, endpoints []string, tlsCfg *tls.Config) (*clientv3.Clien
 	return cli, nil
 }
 
-func loadTLS(f TLSFiles) (*tls.Config, error) {
+// ClientTLS is the TLS configuration of a client with the files of f
+// (TLS 1.2 or later): the CA pool that verifies the servers (the system's
+// roots when f.CA is empty) and the client key pair (Cert and Key given
+// together, or neither). Errors name the file, never its contents.
+func ClientTLS(f TLSFiles) (*tls.Config, error) {
 	c := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: f.ServerName}
 	if f.CA != "" {
 		pem, err := os.ReadFile(f.CA)
@@ -374,6 +378,6 @@ func member(m *memberpb) Member {
 // CheckTLS loads the CA and client key pair of f, as New would, without
 // connecting: a missing or unreadable file is found before a run starts.
 func CheckTLS(f TLSFiles) error {
-	_, err := loadTLS(f)
+	_, err := ClientTLS(f)
 	return err
 }

@@ -42,15 +42,14 @@ package etcdstate
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
-	"os"
 	"strings"
 	"time"
 
 	"github.com/etcd-rescue/etcd-rescue/engine/runstate"
+	"github.com/etcd-rescue/etcd-rescue/internal/etcdapi"
 
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -158,7 +157,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	var tlsCfg *tls.Config
 	if cfg.CACert != "" || cfg.Cert != "" || cfg.Key != "" {
 		var err error
-		if tlsCfg, err = loadTLS(cfg); err != nil {
+		if tlsCfg, err = etcdapi.ClientTLS(etcdapi.TLSFiles{CA: cfg.CACert, Cert: cfg.Cert, Key: cfg.Key}); err != nil {
 			return nil, fmt.Errorf("state store %s: %w", s.where, err)
 		}
 		s.tls = true
@@ -284,32 +283,6 @@ func (s *Store) clean(err error) string {
 		msg = strings.ReplaceAll(msg, s.secret, "[password]")
 	}
 	return msg
-}
-
-func loadTLS(cfg Config) (*tls.Config, error) {
-	c := &tls.Config{MinVersion: tls.VersionTLS12}
-	if cfg.CACert != "" {
-		pem, err := os.ReadFile(cfg.CACert)
-		if err != nil {
-			return nil, fmt.Errorf("TLS CA: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("TLS CA %s: no PEM certificate found", cfg.CACert)
-		}
-		c.RootCAs = pool
-	}
-	if (cfg.Cert == "") != (cfg.Key == "") {
-		return nil, errors.New("TLS: a client certificate and its key must be given together")
-	}
-	if cfg.Cert != "" {
-		pair, err := tls.LoadX509KeyPair(cfg.Cert, cfg.Key)
-		if err != nil {
-			return nil, fmt.Errorf("TLS client certificate %s / key %s: %w", cfg.Cert, cfg.Key, err)
-		}
-		c.Certificates = []tls.Certificate{pair}
-	}
-	return c, nil
 }
 
 // Where names the store, e.g. "etcd://10.0.0.5:2379/etcd-rescue": never

@@ -87,6 +87,20 @@ func writePEM(t *testing.T, path, typ string, der []byte) {
 	}
 }
 
+// lockCreateSave takes the lock of cluster prod and writes run r and a
+// checkpoint of it: the store works.
+func lockCreateSave(t *testing.T, s *Store) {
+	t.Helper()
+	l := mustLock(t, s, "prod", "r")
+	rev, err := s.Create(bg, l, "r", []byte("{}"), runstate.RunFiles{Plan: []byte("p")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Save(bg, l, "r", rev, []byte(`{"n":1}`), []byte("x\n")); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func TestTLS(t *testing.T) {
 	dir := t.TempDir()
 	ca := newCA(t, dir, "ca")
@@ -102,39 +116,32 @@ func TestTLS(t *testing.T) {
 		probeTLS: &tls.Config{RootCAs: pool, Certificates: []tls.Certificate{pair}}})
 
 	s := open(t, p, Config{CACert: ca.file, Cert: cliCert, Key: cliKey})
-	l := mustLock(t, s, "prod", "r")
-	rev, err := s.Create(bg, l, "r", []byte("{}"), runstate.RunFiles{Plan: []byte("p")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := s.Save(bg, l, "r", rev, []byte(`{"n":1}`), []byte("x\n")); err != nil {
-		t.Fatal(err)
-	}
+	lockCreateSave(t, s)
 
 	// A CA that did not sign the server's certificate.
 	other := newCA(t, t.TempDir(), "other")
 	ctx, cancel := context.WithTimeout(bg, 10*time.Second)
 	defer cancel()
-	_, err = Open(ctx, Config{Endpoints: []string{p.endpoint}, CACert: other.file, Cert: cliCert, Key: cliKey, DialTimeout: time.Second})
-	contains(t, err, "state store etcd://"+p.endpoint, "no answer from "+p.endpoint, "certificate signed by unknown authority", "TLS files")
+	_, err = Open(ctx, Config{Endpoints: []string{p.Endpoint()}, CACert: other.file, Cert: cliCert, Key: cliKey, DialTimeout: time.Second})
+	contains(t, err, "state store etcd://"+p.Endpoint(), "no answer from "+p.Endpoint(), "certificate signed by unknown authority", "TLS files")
 	t.Logf("untrusted CA: %v", err)
 
 	// No client certificate: the server refuses the handshake.
-	_, err = Open(ctx, Config{Endpoints: []string{p.endpoint}, CACert: ca.file, DialTimeout: time.Second})
-	contains(t, err, "no answer from "+p.endpoint, "TLS")
+	_, err = Open(ctx, Config{Endpoints: []string{p.Endpoint()}, CACert: ca.file, DialTimeout: time.Second})
+	contains(t, err, "no answer from "+p.Endpoint(), "TLS")
 	t.Logf("no client certificate: %v", err)
 
 	// Unreadable files are named.
-	_, err = Open(ctx, Config{Endpoints: []string{p.endpoint}, CACert: filepath.Join(dir, "missing.crt")})
-	contains(t, err, "TLS CA", "missing.crt")
-	_, err = Open(ctx, Config{Endpoints: []string{p.endpoint}, CACert: ca.file, Cert: cliCert})
+	_, err = Open(ctx, Config{Endpoints: []string{p.Endpoint()}, CACert: filepath.Join(dir, "missing.crt")})
+	contains(t, err, "etcd tls ca", "missing.crt")
+	_, err = Open(ctx, Config{Endpoints: []string{p.Endpoint()}, CACert: ca.file, Cert: cliCert})
 	contains(t, err, "must be given together")
 }
 
 func TestAuth(t *testing.T) {
 	const password = "s3cret-Passw0rd"
 	p := startEtcd(t, etcdOpts{})
-	root, err := clientv3.New(clientv3.Config{Endpoints: []string{"http://" + p.endpoint}, DialTimeout: 5 * time.Second})
+	root, err := clientv3.New(clientv3.Config{Endpoints: []string{"http://" + p.Endpoint()}, DialTimeout: 5 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -158,29 +165,22 @@ func TestAuth(t *testing.T) {
 	if strings.Contains(s.Where(), "root") || strings.Contains(s.Where(), password) {
 		t.Fatalf("Where %q names the credentials", s.Where())
 	}
-	l := mustLock(t, s, "prod", "r")
-	rev, err := s.Create(bg, l, "r", []byte("{}"), runstate.RunFiles{Plan: []byte("p")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := s.Save(bg, l, "r", rev, []byte(`{"n":1}`), []byte("x\n")); err != nil {
-		t.Fatal(err)
-	}
+	lockCreateSave(t, s)
 	if o, err := s.Break(bg, "prod"); err != nil || o == nil {
 		t.Fatalf("Break under auth: %+v, %v", o, err)
 	}
 
 	wrong := "Wr0ng-" + password
-	_, err = Open(ctx, Config{Endpoints: []string{p.endpoint}, User: "root", Password: wrong, DialTimeout: time.Second})
-	contains(t, err, "state store etcd://"+p.endpoint+"/etcd-rescue: refused by "+p.endpoint, "authentication failed", "check the store's user and password")
+	_, err = Open(ctx, Config{Endpoints: []string{p.Endpoint()}, User: "root", Password: wrong, DialTimeout: time.Second})
+	contains(t, err, "state store etcd://"+p.Endpoint()+"/etcd-rescue: refused by "+p.Endpoint(), "authentication failed", "check the store's user and password")
 	if strings.Contains(err.Error(), wrong) || strings.Contains(err.Error(), password) {
 		t.Fatalf("the error shows the password: %v", err)
 	}
 	t.Logf("wrong password: %v", err)
 
-	_, err = Open(ctx, Config{Endpoints: []string{p.endpoint}, DialTimeout: time.Second})
-	contains(t, err, "refused by "+p.endpoint, "give its user and password")
+	_, err = Open(ctx, Config{Endpoints: []string{p.Endpoint()}, DialTimeout: time.Second})
+	contains(t, err, "refused by "+p.Endpoint(), "give its user and password")
 	t.Logf("no credentials: %v", err)
-	_, err = Open(ctx, Config{Endpoints: []string{p.endpoint}, User: "root"})
+	_, err = Open(ctx, Config{Endpoints: []string{p.Endpoint()}, User: "root"})
 	contains(t, err, "user and a password must be given together")
 }

@@ -68,10 +68,10 @@ func TestNormalizePrefixAndWhere(t *testing.T) {
 func TestCreateSaveLoad(t *testing.T) {
 	p := startEtcd(t, etcdOpts{})
 	s := open(t, p, Config{Prefix: "team-a/"})
-	if want := "etcd://" + p.endpoint + "/team-a"; s.Where() != want {
+	if want := "etcd://" + p.Endpoint() + "/team-a"; s.Where() != want {
 		t.Fatalf("Where = %q, want %q", s.Where(), want)
 	}
-	if eps := s.Endpoints(); len(eps) != 1 || eps[0] != p.endpoint {
+	if eps := s.Endpoints(); len(eps) != 1 || eps[0] != p.Endpoint() {
 		t.Fatalf("Endpoints = %v", eps)
 	}
 	l := mustLock(t, s, "prod", "r1")
@@ -410,7 +410,7 @@ func TestStoreKilledAndRestarted(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	p.kill()
+	p.Kill()
 	ctx, cancel := context.WithTimeout(bg, time.Second)
 	t0 := time.Now()
 	_, err = s.Save(ctx, l, "r", rev, []byte(`{"n":21}`), nil)
@@ -424,8 +424,8 @@ func TestStoreKilledAndRestarted(t *testing.T) {
 	}
 	contains(t, err, s.Where(), "saving the checkpoint of run r", "hint:")
 	t.Logf("Save to the dead store failed after %v: %v", took.Round(time.Millisecond), err)
-	_, err = Open(bg, Config{Endpoints: []string{p.endpoint}, DialTimeout: 500 * time.Millisecond})
-	contains(t, err, "state store etcd://"+p.endpoint+"/etcd-rescue: no answer from "+p.endpoint, "connection refused", "hint: is the store's etcd running")
+	_, err = Open(bg, Config{Endpoints: []string{p.Endpoint()}, DialTimeout: 500 * time.Millisecond})
+	contains(t, err, "state store etcd://"+p.Endpoint()+"/etcd-rescue: no answer from "+p.Endpoint(), "connection refused", "hint: is the store's etcd running")
 
 	// A lease that cannot be kept alive for its TTL is a lock lost.
 	select {
@@ -435,7 +435,8 @@ func TestStoreKilledAndRestarted(t *testing.T) {
 		t.Fatal("Lost not closed 5 s after the store died (TTL 2 s)")
 	}
 
-	p.restart()
+	p.Restart(t)
+	p.WaitHealthy(t)
 	s2 := open(t, p, Config{})
 	// The store came back; the lock did not.
 	_, err = s.Save(bg, l, "r", rev, []byte(`{"n":21}`), nil)

@@ -6,8 +6,9 @@
 package etcdtest
 
 import (
-	"context"
+	"crypto/tls"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -69,6 +70,26 @@ func Binary(t testing.TB) string {
 	return bins[keys[len(keys)-1]]
 }
 
+// VersionBinary returns lab/bin/<version>/etcd of the repository (version
+// as "v3.6.16"), for tests that run one version only. Absent, it skips the
+// test, or fails it when CI is "true".
+func VersionBinary(t testing.TB, version string) string {
+	t.Helper()
+	root, err := repoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(root, "lab", "bin", version, "etcd")
+	if _, err := os.Stat(bin); err != nil {
+		msg := fmt.Sprintf("no etcd binary at %s; hint: make etcd-bins", bin)
+		if os.Getenv("CI") == "true" {
+			t.Fatal(msg)
+		}
+		t.Skip(msg)
+	}
+	return bin
+}
+
 // repoRoot finds the directory holding this module's go.mod, upwards from the
 // working directory (a package directory under go test).
 func repoRoot() (string, error) {
@@ -98,6 +119,8 @@ type Member struct {
 	LogFile   string
 
 	bin  string
+	args []string
+	tls  *tls.Config
 	cmd  *exec.Cmd
 	done chan struct{}
 }
@@ -115,19 +138,31 @@ type Options struct {
 	PeerURL, ClientURL string
 	// DataDir defaults to a fresh temporary directory.
 	DataDir string
-	// ExtraArgs are appended to the command line.
+	// ExtraArgs are appended to the command line (e.g. --cert-file and
+	// --key-file for an https ClientURL).
 	ExtraArgs []string
+	// ProbeTLS is the client TLS configuration WaitHealthy uses on an https
+	// ClientURL.
+	ProbeTLS *tls.Config
 }
 
 // FreeURL returns http://127.0.0.1:PORT on a port that was free a moment ago.
 func FreeURL(t testing.TB) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	u, err := freeURL()
 	if err != nil {
 		t.Fatal(err)
 	}
+	return u
+}
+
+func freeURL() (string, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
 	defer l.Close()
-	return "http://" + l.Addr().String()
+	return "http://" + l.Addr().String(), nil
 }
 
 // Start starts a member and stops it when the test ends. It returns once the
@@ -152,13 +187,53 @@ func Start(t testing.TB, o Options) *Member {
 	if o.InitialCluster == "" {
 		o.InitialCluster = o.Name + "=" + o.PeerURL
 	}
+	m := newMember(o)
+	t.Cleanup(m.Stop)
+	if err := m.launch(); err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+// Run starts a member as Start does, for a program rather than a test:
+// o.Binary and o.DataDir are required, free ports are picked for empty
+// URLs, and the log is written beside the data dir. On success the caller
+// stops the member (Stop).
+func Run(o Options) (*Member, error) {
+	if o.Binary == "" || o.DataDir == "" {
+		return nil, errors.New("etcdtest.Run: Options.Binary and Options.DataDir are required")
+	}
+	if o.Name == "" {
+		o.Name = "m1"
+	}
+	for _, u := range []*string{&o.PeerURL, &o.ClientURL} {
+		if *u == "" {
+			var err error
+			if *u, err = freeURL(); err != nil {
+				return nil, err
+			}
+		}
+	}
+	if o.InitialCluster == "" {
+		o.InitialCluster = o.Name + "=" + o.PeerURL
+	}
+	m := newMember(o)
+	if err := m.launch(); err != nil {
+		m.Stop()
+		return nil, err
+	}
+	return m, nil
+}
+
+// newMember is the member of o, its defaults filled, not started.
+func newMember(o Options) *Member {
 	m := &Member{Name: o.Name, DataDir: o.DataDir, ClientURL: o.ClientURL, PeerURL: o.PeerURL,
-		LogFile: filepath.Join(filepath.Dir(o.DataDir), o.Name+".log"), bin: o.Binary}
+		LogFile: filepath.Join(filepath.Dir(o.DataDir), o.Name+".log"), bin: o.Binary, tls: o.ProbeTLS}
 	state := "new"
 	if o.Existing {
 		state = "existing"
 	}
-	args := []string{
+	m.args = []string{
 		"--name", o.Name,
 		"--data-dir", o.DataDir,
 		"--listen-client-urls", o.ClientURL,
@@ -170,70 +245,80 @@ func Start(t testing.TB, o Options) *Member {
 		"--initial-cluster-token", "etcdtest",
 		"--log-level", "warn",
 	}
-	args = append(args, o.ExtraArgs...)
-	m.start(t, args)
+	m.args = append(m.args, o.ExtraArgs...)
 	return m
 }
 
-func (m *Member) start(t testing.TB, args []string) {
-	t.Helper()
+// launch starts the member's process and returns once its client port
+// accepts connections.
+func (m *Member) launch() error {
 	logf, err := os.OpenFile(m.LogFile, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
-		t.Fatal(err)
+		return err
 	}
 	defer logf.Close()
-	cmd := exec.Command(m.bin, args...)
+	cmd := exec.Command(m.bin, m.args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
-		t.Fatalf("starting %s: %v", m.bin, err)
+		return fmt.Errorf("starting %s: %v", m.bin, err)
 	}
 	m.cmd, m.done = cmd, make(chan struct{})
 	go func(done chan struct{}) { _ = cmd.Wait(); close(done) }(m.done)
-	t.Cleanup(m.Stop)
-	addr := strings.TrimPrefix(m.ClientURL, "http://")
-	addr = strings.TrimPrefix(addr, "https://")
+	addr := m.Endpoint()
 	// Readiness wait, bounded; not an assertion on time.
 	for i := 0; i < 600; i++ {
 		select {
 		case <-m.done:
-			t.Fatalf("etcd %s exited at start: %v\nlog:\n%s", m.Name, cmd.ProcessState, m.Log())
+			return fmt.Errorf("etcd %s exited at start: %v\nlog:\n%s", m.Name, cmd.ProcessState, m.Log())
 		default:
 		}
 		if c, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
 			_ = c.Close()
-			return
+			return nil
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	t.Fatalf("etcd %s never listened on %s\nlog:\n%s", m.Name, addr, m.Log())
+	return fmt.Errorf("etcd %s never listened on %s\nlog:\n%s", m.Name, addr, m.Log())
 }
 
-// WaitHealthy polls the member's /health endpoint (http client URLs only) until it
-// reports healthy.
+// Endpoint is the host:port of the member's client URL.
+func (m *Member) Endpoint() string {
+	return strings.TrimPrefix(strings.TrimPrefix(m.ClientURL, "http://"), "https://")
+}
+
+// WaitHealthy polls the member's /health endpoint until it reports
+// healthy (an https ClientURL with Options.ProbeTLS).
 func (m *Member) WaitHealthy(t testing.TB) {
 	t.Helper()
-	var last string
-	for i := 0; i < 600; i++ {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, m.ClientURL+"/health", nil)
-		resp, err := http.DefaultClient.Do(req)
-		if err == nil {
-			var h struct{ Health string }
-			_ = json.NewDecoder(resp.Body).Decode(&h)
-			_ = resp.Body.Close()
-			if h.Health == "true" {
-				cancel()
-				return
-			}
-			last = "health=" + h.Health
-		} else {
-			last = err.Error()
-		}
-		cancel()
-		time.Sleep(100 * time.Millisecond)
+	if err := m.Healthy(time.Minute); err != nil {
+		t.Fatal(err)
 	}
-	t.Fatalf("etcd %s never healthy (%s)\nlog:\n%s", m.Name, last, m.Log())
+}
+
+// Healthy polls the member's /health endpoint until it reports healthy,
+// for at most timeout.
+func (m *Member) Healthy(timeout time.Duration) error {
+	hc := &http.Client{Timeout: 2 * time.Second}
+	if m.tls != nil {
+		hc.Transport = &http.Transport{TLSClientConfig: m.tls}
+	}
+	var last string
+	for deadline := time.Now().Add(timeout); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		resp, err := hc.Get(m.ClientURL + "/health")
+		if err != nil {
+			last = err.Error()
+			continue
+		}
+		var h struct{ Health string }
+		_ = json.NewDecoder(resp.Body).Decode(&h)
+		_ = resp.Body.Close()
+		if h.Health == "true" {
+			return nil
+		}
+		last = "health=" + h.Health
+	}
+	return fmt.Errorf("etcd %s never healthy (%s)\nlog:\n%s", m.Name, last, m.Log())
 }
 
 // Log returns what the member logged so far.
@@ -258,6 +343,27 @@ func (m *Member) Stop() {
 		<-m.done
 	}
 	m.cmd = nil
+}
+
+// Kill SIGKILLs the member (no clean shutdown) and waits for it.
+func (m *Member) Kill() {
+	if m.cmd == nil {
+		return
+	}
+	_ = m.cmd.Process.Kill()
+	<-m.done
+	m.cmd = nil
+}
+
+// Restart kills the member and starts it again with the same command line
+// (data dir, ports, flags); it returns once the client port accepts
+// connections.
+func (m *Member) Restart(t testing.TB) {
+	t.Helper()
+	m.Kill()
+	if err := m.launch(); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // Port returns the port of a URL like http://127.0.0.1:2379.
