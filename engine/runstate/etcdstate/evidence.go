@@ -40,7 +40,7 @@ func (s *Store) PutEvidence(ctx context.Context, l runstate.SharedLock, id, name
 		if lk.isLost() {
 			return s.lockLost(id, lk)
 		}
-		return &runstate.FencedError{Where: s.where, RunID: id, Reason: "the lock of cluster " + lk.scope + " is no longer this session's, or the run is not in the store"}
+		return &runstate.FencedError{Where: s.where, RunID: id, Reason: "this session no longer holds the lock of cluster " + lk.scope + ", or the run is not in the store"}
 	}
 	return nil
 }
