@@ -2,7 +2,6 @@ package engine
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"net/url"
@@ -285,13 +284,6 @@ func runFiles(planPath, inv string) (runstate.RunFiles, error) {
 		}
 	}
 	return f, nil
-}
-
-// isStateError reports whether err is about the shared store.
-func isStateError(err error) bool {
-	var se *StateError
-	var fe *runstate.FencedError
-	return errors.As(err, &se) || errors.As(err, &fe)
 }
 
 // scopeOf is the run lock's scope in a shared store: the cluster's name.
