@@ -112,7 +112,11 @@ func Apply(ctx context.Context, c *Compiled, opts Options) (*Result, error) {
 		return nil, err
 	}
 	if err := runstate.RecordSharedRun(runID, store.Dir, planPath, store.SharedURL); err != nil {
-		run.Event(runstate.Event{Type: "run", Msg: "not recorded in the run index (resume needs --state-dir " + store.Dir + "): " + err.Error()})
+		how := "--state-dir " + store.Dir
+		if store.SharedURL != "" {
+			how = "--state " + store.SharedURL
+		}
+		run.Event(runstate.Event{Type: "run", Msg: "not recorded in the run index (resume needs " + how + "): " + err.Error()})
 	}
 	defer run.Close()
 	return session(ctx, c, run, &opts, "apply", before)

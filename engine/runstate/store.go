@@ -97,8 +97,10 @@ func (s *Store) Exists(id string) bool {
 	if s.Shared != nil {
 		ctx, cancel := sharedCtx()
 		defer cancel()
+		// A store that fails to answer is not taken for a yes (apply would
+		// draw ids forever); creating the run will fail on it instead.
 		_, err := s.Shared.Load(ctx, id)
-		return !errors.As(err, new(*NoStateError))
+		return err == nil
 	}
 	return false
 }
