@@ -343,3 +343,26 @@ func TestSharedEvidenceFollowsTheRun(t *testing.T) {
 		t.Errorf("bundle of a pulled run: %v", err)
 	}
 }
+
+// downShared is a store that no longer answers reads.
+type downShared struct{ *memShared }
+
+func (downShared) Load(context.Context, string) (*SharedRun, error) {
+	return nil, errors.New("context deadline exceeded")
+}
+
+// A store that does not answer is no proof that a run id is taken: apply
+// would draw new ids for ever.
+func TestSharedExistsWhenTheStoreIsDown(t *testing.T) {
+	m := newMemShared()
+	s := sharedStore(t, m)
+	newSharedRun(t, s)
+	if !s.Exists(sharedRunID) {
+		t.Error("a run in the store is not found")
+	}
+	down := sharedStore(t, m)
+	down.Shared = downShared{m}
+	if down.Exists("20261203T050002Z-0000") {
+		t.Error("a store that does not answer says a run id exists")
+	}
+}
