@@ -22,7 +22,7 @@ import (
 
 // StatePasswordEnv holds the password of the state store's etcd user when
 // it is given by --state (a URL never carries one).
-const StatePasswordEnv = "ETCD_RESCUE_STATE_PASSWORD"
+const StatePasswordEnv = plans.StatePasswordEnv
 
 // newSharedStore connects to a shared store; a variable for tests.
 var newSharedStore = func(ctx context.Context, u plans.StateURL, password string) (runstate.Shared, error) {

@@ -2,7 +2,6 @@ package runstate
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 )
@@ -106,6 +105,3 @@ func (e *FencedError) Error() string {
 // cannot be written in this time fails, and with it the run, which must
 // not go on changing hosts without a checkpoint.
 const SharedTimeout = 10 * time.Second
-
-// ErrSharedUnsupported is an operation that needs a state dir.
-var ErrSharedUnsupported = errors.New("not supported by a shared state store")

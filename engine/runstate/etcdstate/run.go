@@ -3,7 +3,6 @@ package etcdstate
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"sort"
 	"strings"
@@ -272,10 +271,4 @@ func (s *Store) Journal(ctx context.Context, id string) ([]byte, error) {
 		buf.Write(kv.Value)
 	}
 	return buf.Bytes(), nil
-}
-
-// IsFenced reports whether err is a write refused by the fencing.
-func IsFenced(err error) bool {
-	var fe *runstate.FencedError
-	return errors.As(err, &fe)
 }

@@ -134,7 +134,7 @@ func TestCreateSaveLoad(t *testing.T) {
 	// (1.5 MiB by default) are refused by the store, with a hint.
 	_, err = s.Save(bg, l, "r1", rev2, bytes.Repeat([]byte("x"), MaxValue), bytes.Repeat([]byte("y"), 600<<10))
 	contains(t, err, "request is too large", "--max-request-bytes")
-	if IsFenced(err) {
+	if errors.As(err, new(*runstate.FencedError)) {
 		t.Fatalf("a request too large is not a fencing: %v", err)
 	}
 	// A bad run id or scope never becomes a key.
@@ -416,7 +416,7 @@ func TestStoreKilledAndRestarted(t *testing.T) {
 	_, err = s.Save(ctx, l, "r", rev, []byte(`{"n":21}`), nil)
 	cancel()
 	took := time.Since(t0)
-	if err == nil || IsFenced(err) {
+	if err == nil || errors.As(err, new(*runstate.FencedError)) {
 		t.Fatalf("Save to a dead store: %v, want a network error", err)
 	}
 	if took > 3*time.Second {
