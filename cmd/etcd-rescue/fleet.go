@@ -282,7 +282,7 @@ func runFleetCluster(ctx context.Context, stop <-chan struct{}, fc *fleetCluster
 	}
 	opts.OnStart = func(r *runstate.Run) {
 		fc.runID = r.ID()
-		fmt.Fprintf(pw, "%s run %s, state in %s\n", time.Now().UTC().Format(time.RFC3339), r.ID(), r.Dir())
+		fmt.Fprintln(pw, runStartLine(r))
 	}
 	if testOptions != nil {
 		testOptions(&opts)

@@ -299,6 +299,16 @@ func cmdResume(runs []string, rf *runFlags, rerun, markDone []string, stdout, st
 	})
 }
 
+// runStartLine is the progress line of a run that starts: its id and
+// where its state is (with a shared store, the store and the working dir).
+func runStartLine(r *runstate.Run) string {
+	where := r.Dir()
+	if u := r.SharedURL(); u != "" {
+		where = u + " (working dir " + r.Dir() + ")"
+	}
+	return fmt.Sprintf("%s run %s, state in %s", time.Now().UTC().Format(time.RFC3339), r.ID(), where)
+}
+
 // runSession runs an apply or resume under the two-phase interrupt and
 // prints the summary. With a live view (stdout is a terminal), the
 // progress lines, the interrupt notices and the questions go through it,
@@ -339,11 +349,7 @@ func runSession(stdout, stderr io.Writer, view *liveView, opts *engine.Options, 
 		if onStart != nil {
 			onStart(r)
 		}
-		where := r.Dir()
-		if u := r.SharedURL(); u != "" {
-			where = u + " (working dir " + r.Dir() + ")"
-		}
-		fmt.Fprintf(out, "%s run %s, state in %s\n", time.Now().UTC().Format(time.RFC3339), r.ID(), where)
+		fmt.Fprintln(out, runStartLine(r))
 		if view != nil {
 			view.attachRun(r)
 		}
